@@ -1,0 +1,94 @@
+"""Domain values shared by every part of canaryflow.
+
+These are the contracts that cross package boundaries (controller, workflows, gitops, inference):
+keeping them in one pure module lets each adapter depend on the core and never on another adapter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Decision = Literal["promote", "rollback", "inconclusive"]
+CheckVerdict = Literal["pass", "fail", "inconclusive"]
+ApprovalState = Literal["pending", "approved", "rejected"]
+
+# RFC 1123 label: what Kubernetes accepts as a name, and what cannot escape a directory.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# MLflow versions are positive integers; pinning to one keeps manifests from following an alias.
+_VERSION = re.compile(r"^[1-9][0-9]{0,9}$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)"
+        )
+    return value
+
+
+def _version(value: str) -> str:
+    if not _VERSION.match(value):
+        raise ValueError(f"{value!r} is not a registry version number (a positive integer)")
+    return value
+
+
+K8sName = Annotated[str, AfterValidator(_dns_label)]
+ModelVersion = Annotated[str, AfterValidator(_version)]
+
+
+class Check(BaseModel):
+    """One metric's verdict inside an analysis; extra keys carry the statistics behind it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: str
+    verdict: CheckVerdict
+    reason: str = ""
+
+
+class Verdict(BaseModel):
+    """The analysis record of ../shared/design.md: the decision and the checks that led to it."""
+
+    decision: Decision
+    decided_at_s: float | None = None
+    checks: list[Check] = Field(default_factory=list)
+
+
+class RolloutSpec(BaseModel):
+    """What a rollout is about: the parameters of the rollout Workflow and of every step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rollout_id: K8sName
+    model: K8sName
+    baseline_version: ModelVersion
+    canary_version: ModelVersion
+    policy: str = "default"
+    environment: K8sName = "production"
+
+
+class CommitResult(BaseModel):
+    """What a GitOps write produced; `sha` is None when the render changed nothing."""
+
+    sha: str | None
+    changed: bool
+    message: str = ""
+
+
+class ApprovalRequest(BaseModel):
+    """A handle on a pending human approval (a pull request on GitHub)."""
+
+    id: str
+    url: str = ""
+
+
+class WorkflowStatus(BaseModel):
+    """Where a rollout workflow stands, as the engine running it reports."""
+
+    name: str
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Error", "Stopped"]
+    node: str | None = None
+    message: str = ""

@@ -1,0 +1,106 @@
+"""Settings for every component, read from the environment and an optional YAML file.
+
+Each component declares one settings model (subclass of `ComponentSettings`) with its own env
+prefix, `CANARYFLOW_<COMPONENT>_`. A YAML file named by `CANARYFLOW_CONFIG` may hold a section per
+component. Secrets (`SecretStr` fields) are refused in YAML: they come only from the environment or
+from files (`<field>_file` pointing at a file, e.g. a mounted Kubernetes Secret), so that a config
+file can be committed and shared, and `repr`/logs never show them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV = "CANARYFLOW_CONFIG"
+
+
+class SettingsError(ValueError):
+    """A settings value is wrong; the message names the field and where it came from."""
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    ann = field.annotation
+    return ann is SecretStr or (getattr(ann, "__args__", None) is not None and SecretStr in ann.__args__)  # type: ignore[union-attr]
+
+
+class _YamlSection(PydanticBaseSettingsSource):
+    """The component's section of the YAML file named by CANARYFLOW_CONFIG, secrets refused."""
+
+    def __init__(self, settings_cls: type[BaseSettings], section: str) -> None:
+        super().__init__(settings_cls)
+        self._data = self._load(section)
+
+    def _load(self, section: str) -> dict[str, Any]:
+        path = os.environ.get(CONFIG_ENV)
+        if not path:
+            return {}
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"{CONFIG_ENV}={path}: cannot read YAML ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{CONFIG_ENV}={path}: top level must be a mapping of components")
+        data = doc.get(section) or {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"{CONFIG_ENV}={path}: section {section!r} must be a mapping")
+        for name, field in self.settings_cls.model_fields.items():
+            if name in data and _is_secret(field):
+                raise SettingsError(
+                    f"{CONFIG_ENV}={path}: {section}.{name} is a secret; set it through the "
+                    f"environment or a file ({name}_file), never in the config file"
+                )
+        return data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class ComponentSettings(BaseSettings):
+    """Base of every component's settings: env prefix per component, YAML section, secret files."""
+
+    section: ClassVar[str] = ""
+    model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.section:
+            cls.model_config = {**cls.model_config, "env_prefix": f"CANARYFLOW_{cls.section.upper()}_"}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSection(settings_cls, cls.section))
+
+    def model_post_init(self, context: Any) -> None:
+        # `<secret>_file` settings: read the secret from a file when it was not given directly.
+        for name, field in type(self).model_fields.items():
+            if not _is_secret(field) or getattr(self, name) is not None:
+                continue
+            file_var = f"{self.model_config.get('env_prefix', '')}{name}_FILE".upper()
+            path = os.environ.get(file_var)
+            if path:
+                try:
+                    value = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise SettingsError(f"{file_var}: cannot read secret file ({exc})") from exc
+                object.__setattr__(self, name, SecretStr(value))
