@@ -60,6 +60,14 @@ class WorkflowEngine(Protocol):
 
     def status(self, name: str) -> WorkflowStatus: ...
 
+    def reconcile(self, name: str) -> WorkflowStatus:
+        """Moves the workflow on as far as it goes without blocking, then reports where it stands.
+
+        The local runner runs ready nodes (one `analyze_once` per analyze node per call); Argo runs on
+        its own, so there it is a status read that also mirrors node outputs.
+        """
+        ...
+
     def resume(self, name: str) -> None: ...
 
     def stop(self, name: str, reason: str) -> None: ...

@@ -85,6 +85,21 @@ class ApprovalRequest(BaseModel):
     url: str = ""
 
 
+class WorkflowNodeStatus(BaseModel):
+    """One node of a rollout workflow (its DAG node id) and the outputs it produced so far.
+
+    The controller mirrors these into its rollout store: `commit_sha` of set-weight / promote / rollback
+    nodes, `verdict_json` of analyze nodes, `approval_id` / `approval_url` of request-approval.
+    """
+
+    id: str
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Error", "Skipped", "Omitted"]
+    outputs: dict[str, str] = Field(default_factory=dict)
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str = ""
+
+
 class WorkflowStatus(BaseModel):
     """Where a rollout workflow stands, as the engine running it reports."""
 
@@ -92,3 +107,4 @@ class WorkflowStatus(BaseModel):
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Error", "Stopped"]
     node: str | None = None
     message: str = ""
+    nodes: list[WorkflowNodeStatus] = Field(default_factory=list)
