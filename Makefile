@@ -1,0 +1,53 @@
+# canaryflow: two commands for a new user, both installing into .venv/ at the repo root.
+#   make demo   set-up + the main job (a promoted and a rolled-back rollout on one machine)
+#   make test   set-up + ruff, mypy and the whole test suite (real MLflow, Prometheus, git)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.canaryflow-installed
+# The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup demo test lint typecheck pytest prometheus clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/canaryflow demo $(DEMO_ARGS)
+
+# Prometheus comes from Debian's package; installed here when missing and we are root.
+prometheus:
+	@if command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; then \
+	  echo "prometheus: $$(prometheus --version 2>&1 | head -n1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "prometheus: installing the Debian package"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	else \
+	  echo "prometheus: not installed and not root; tests needing it are skipped (apt-get install -y prometheus)"; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy .
+
+# pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
+pytest: setup prometheus
+	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
