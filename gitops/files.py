@@ -1,0 +1,45 @@
+"""A render on disk: writing it into a checkout, reading the routing state back out of one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from canaryflow.core.routing import ROUTING_FILE_KEY, RoutingConfig
+from gitops.model import Rendering
+from gitops.render import overlay_dir
+from gitops.traffic.configmap import ROUTING_CONFIGMAP_FILE
+from gitops.yamlio import load_yaml
+
+
+def _inside(root: Path, relative: str) -> Path:
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise ValueError(f"path {relative!r} leaves the repository")
+    return target
+
+
+def write_rendering(root: Path, rendering: Rendering) -> None:
+    """Replace the paths the render owns with its files; everything else in `root` stays untouched."""
+    targets = {relative: _inside(root, relative) for relative in rendering.files}
+    for owned in rendering.owned:
+        path = _inside(root, owned)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for relative, text in rendering.files.items():
+        targets[relative].parent.mkdir(parents=True, exist_ok=True)
+        targets[relative].write_text(text)
+
+
+def routing_from_checkout(root: Path | str, model: str, environment: str) -> RoutingConfig:
+    """The routing state a checkout holds for (model, environment), traffic mode `configmap`.
+
+    The local inference server of the demo follows this the way a pod follows its mounted ConfigMap.
+    """
+    path = _inside(Path(root), f"{overlay_dir(model, environment)}/{ROUTING_CONFIGMAP_FILE}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no routing ConfigMap (is {model}/{environment} in configmap mode?)")
+    doc = load_yaml(path.read_text())
+    return RoutingConfig.model_validate(load_yaml(doc["data"][ROUTING_FILE_KEY]))

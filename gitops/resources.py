@@ -1,0 +1,179 @@
+"""Builders of the Kubernetes documents every traffic mode shares; pure functions of their inputs.
+
+Documents are plain dicts in the order Kubernetes users read them (kind, metadata, spec); the order is
+fixed, so dumping them gives the same bytes every time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canaryflow.core.routing import RoutedVersion
+from gitops.model import RenderRequest
+from gitops.settings import RenderOptions
+
+Doc = dict[str, Any]
+
+PART_OF = "canaryflow"
+VERSION_LABEL = "canaryflow.io/version"
+ROLE_LABEL = "canaryflow.io/role"
+HTTP_PORT_NAME = "http"
+SERVICE_PORT = 80
+
+
+def model_labels(model: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": model,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": PART_OF,
+    }
+
+
+def version_labels(model: str, version: RoutedVersion) -> dict[str, str]:
+    return {**model_labels(model), VERSION_LABEL: version.version, ROLE_LABEL: version.role}
+
+
+def version_name(model: str, version: str) -> str:
+    return f"{model}-v{version}"
+
+
+def namespace(request: RenderRequest, options: RenderOptions) -> str:
+    return options.namespace or request.environment
+
+
+def model_uri(model: str, version: str, options: RenderOptions) -> str:
+    """The exact registry version: an alias would let the cluster drift from what git says."""
+    registered = options.registered_models.get(model, model)
+    return f"models:/{registered}/{version}"
+
+
+def _metadata(name: str, labels: dict[str, str]) -> Doc:
+    return {"name": name, "labels": dict(labels)}
+
+
+def inference_deployment(
+    *,
+    name: str,
+    labels: dict[str, str],
+    selector: dict[str, str],
+    args: list[str],
+    options: RenderOptions,
+    volumes: list[Doc] | None = None,
+    volume_mounts: list[Doc] | None = None,
+) -> Doc:
+    """The GPU inference server: readiness gates traffic, a rollout never drops below `replicas`."""
+    gpu = {options.gpu_resource: str(options.gpu_count)} if options.gpu_count else {}
+    container: Doc = {
+        "name": "inference",
+        "image": options.image,
+        "command": ["canaryflow"],
+        "args": args,
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": options.port, "protocol": "TCP"}],
+        "env": [
+            {"name": "MLFLOW_TRACKING_URI", "value": options.tracking_uri},
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+        ],
+        "resources": {
+            "requests": {"cpu": options.cpu_request, "memory": options.memory_request, **gpu},
+            "limits": {"memory": options.memory_limit, **gpu},
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": HTTP_PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+        },
+    }
+    if volume_mounts:
+        container["volumeMounts"] = volume_mounts
+    pod_spec: Doc = {"containers": [container]}
+    if options.node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(options.node_selector.items()))
+    if options.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in options.tolerations]
+    if volumes:
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(name, labels),
+        "spec": {
+            "replicas": options.replicas,
+            "selector": {"matchLabels": dict(selector)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+    }
+
+
+def service(*, name: str, labels: dict[str, str], selector: dict[str, str]) -> Doc:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, labels),
+        "spec": {
+            "selector": dict(selector),
+            "ports": [
+                {
+                    "name": HTTP_PORT_NAME,
+                    "port": SERVICE_PORT,
+                    "targetPort": HTTP_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def pod_monitor(model: str, options: RenderOptions) -> Doc:
+    """Scrapes every version's pods; the `version` metric label tells baseline from canary."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _metadata(model, model_labels(model)),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": model}},
+            "podMetricsEndpoints": [
+                {"port": HTTP_PORT_NAME, "path": "/metrics", "interval": options.scrape_interval}
+            ],
+        },
+    }
+
+
+def application(request: RenderRequest, options: RenderOptions, overlay_path: str) -> Doc:
+    """Argo CD syncs the overlay; pruning removes the Deployment of a version that left the state."""
+    name = f"{request.model}-{request.environment}"
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": name,
+            "namespace": options.argocd_namespace,
+            "labels": model_labels(request.model),
+        },
+        "spec": {
+            "project": options.argocd_project,
+            "source": {
+                "repoURL": options.repo_url,
+                "targetRevision": options.target_revision,
+                "path": overlay_path,
+            },
+            "destination": {"server": options.destination_server, "namespace": namespace(request, options)},
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["CreateNamespace=true"],
+            },
+        },
+    }
+
+
+def kustomization(resources: list[str], namespace_name: str | None = None) -> Doc:
+    doc: Doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    if namespace_name:
+        doc["namespace"] = namespace_name
+    doc["resources"] = resources
+    return doc

@@ -1,0 +1,128 @@
+"""Validation of a render before it may reach git: an invalid document is never committed.
+
+Core kinds are checked with `kubernetes-validate` (the official schemas of one Kubernetes version,
+strict: unknown fields are errors). CRDs (HTTPRoute, Application, PodMonitor) are checked with
+`jsonschema` against the openAPIV3Schema of the served version in the upstream CRD files, shipped in
+`gitops/schemas/` (or a folder named by the settings, e.g. ../shared/schemas in tests). Kustomizations
+are checked for what this repo relies on: every resource they list is part of the render.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+
+from canaryflow.core.routing import ROUTING_FILE_KEY, RoutingConfig
+from gitops.model import Rendering
+from gitops.yamlio import load_yaml
+
+PACKAGED_SCHEMAS = Path(__file__).parent / "schemas"
+
+# (group, kind) -> CRD file, relative to the packaged schemas folder and to ../shared/schemas.
+CRD_FILES: dict[tuple[str, str], tuple[str, str]] = {
+    ("gateway.networking.k8s.io", "HTTPRoute"): ("gateway-api", "gateway.networking.k8s.io_httproutes.yaml"),
+    ("argoproj.io", "Application"): ("argocd", "application-crd.yaml"),
+    ("monitoring.coreos.com", "PodMonitor"): (
+        "prometheus-operator",
+        "monitoring.coreos.com_podmonitors.yaml",
+    ),
+}
+
+
+class ManifestInvalid(ValueError):
+    """A rendered file does not validate; the message names the file, the field and the reason."""
+
+
+def _crd_path(schemas_dir: Path, folder: str, name: str) -> Path:
+    # ../shared/schemas sorts CRDs into one folder per project; the packaged copy is flat.
+    nested = schemas_dir / folder / name
+    return nested if nested.exists() else schemas_dir / name
+
+
+@lru_cache(maxsize=16)
+def _crd_validator(path: Path, version: str) -> jsonschema.protocols.Validator:
+    crd = load_yaml(path.read_text())
+    for entry in crd["spec"]["versions"]:
+        if entry["name"] == version and entry.get("served", False):
+            return jsonschema.Draft7Validator(_strict(entry["schema"]["openAPIV3Schema"]))
+    raise ManifestInvalid(f"{path.name}: CRD serves no version {version!r}")
+
+
+def _strict(schema: Any) -> Any:
+    """The schema with unknown fields refused, as `kubectl apply --validate=strict` does.
+
+    The API server silently prunes fields a structural schema does not name; a typo in a rendered
+    field would then vanish on the cluster instead of failing here.
+    """
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _strict(value) if key != "properties" else value for key, value in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: _strict(sub) for name, sub in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    return out
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(document)"
+
+
+class ManifestValidator:
+    def __init__(self, kubernetes_version: str = "1.33", schemas_dir: Path | None = None) -> None:
+        self.kubernetes_version = kubernetes_version
+        self.schemas_dir = schemas_dir or PACKAGED_SCHEMAS
+
+    def validate_document(self, doc: Any) -> None:
+        """Raise ManifestInvalid (without a file name) where `doc` is not a valid object of its kind."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str) or "apiVersion" not in doc:
+            raise ManifestInvalid("not a Kubernetes object (needs apiVersion and kind)")
+        group, _, version = str(doc["apiVersion"]).rpartition("/")
+        crd = CRD_FILES.get((group, doc["kind"]))
+        if crd is not None:
+            validator = _crd_validator(_crd_path(self.schemas_dir, *crd), version)
+            errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+            if errors:
+                raise ManifestInvalid(f"{doc['kind']} {_where(errors[0])}: {errors[0].message}")
+            return
+        try:
+            kubernetes_validate.validate(doc, self.kubernetes_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise ManifestInvalid(f"{doc['kind']} {_where(exc)}: {exc.message}") from None
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            raise ManifestInvalid(exc.message) from None
+        if doc["kind"] == "ConfigMap" and ROUTING_FILE_KEY in doc.get("data", {}):
+            try:
+                RoutingConfig.model_validate(load_yaml(doc["data"][ROUTING_FILE_KEY]))
+            except ValueError as exc:
+                reason = str(exc).splitlines()
+                raise ManifestInvalid(f"ConfigMap data.{ROUTING_FILE_KEY}: {' '.join(reason[:3])}") from None
+
+    def validate_rendering(self, rendering: Rendering) -> None:
+        """Every file of the render, or ManifestInvalid naming the first bad file."""
+        for path, text in rendering.files.items():
+            try:
+                doc = load_yaml(text)
+                if isinstance(doc, dict) and doc.get("kind") == "Kustomization":
+                    _check_kustomization(path, doc, rendering)
+                else:
+                    self.validate_document(doc)
+            except ManifestInvalid as exc:
+                raise ManifestInvalid(f"{path}: {exc}") from None
+
+
+def _check_kustomization(path: str, doc: dict[str, Any], rendering: Rendering) -> None:
+    if doc.get("apiVersion") != "kustomize.config.k8s.io/v1beta1":
+        raise ManifestInvalid(f"apiVersion: {doc.get('apiVersion')!r} is not kustomize.config.k8s.io/v1beta1")
+    folder = posixpath.dirname(path)
+    for resource in doc.get("resources", []):
+        target = posixpath.normpath(posixpath.join(folder, resource))
+        if target not in rendering.files and f"{target}/kustomization.yaml" not in rendering.files:
+            raise ManifestInvalid(f"resources: {resource!r} is not part of the render")
