@@ -1,0 +1,149 @@
+"""ArgoEngine against a local server speaking the Argo Server REST API: the exact requests it makes."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from canaryflow.core.types import RolloutSpec
+from tests.workflows.argo_server import ArgoServerThread, FakeArgo
+from tests.workflows.conftest import short_policy
+from workflows.argo.engine import ArgoEngine, ArgoError
+from workflows.settings import WorkflowSettings
+
+TOKEN = "s3cr3t-token"
+SPEC = RolloutSpec(rollout_id="r-7", model="minilm", baseline_version="3", canary_version="4", policy="fast")
+POLICY = short_policy(5, 50, approval=True)
+
+
+@pytest.fixture
+def argo():
+    with ArgoServerThread(TOKEN) as state:
+        yield state
+
+
+def _engine(argo: FakeArgo, token: str = TOKEN) -> ArgoEngine:
+    settings = WorkflowSettings(argo_host=argo.url, argo_namespace="ml", argo_token=SecretStr(token))
+    return ArgoEngine(settings, policy_for=lambda name: POLICY)
+
+
+def test_install_posts_the_template(argo, argo_schema):
+    engine = _engine(argo)
+    name = engine.install(POLICY, "production")
+    assert name == "canaryflow-rollout-fast-production"
+    (req,) = argo.requests
+    assert (req.method, req.path) == ("POST", "/api/v1/workflow-templates/ml")
+    assert req.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.body["namespace"] == "ml"
+    argo_schema.validate(req.body["template"])
+    # Installing again is not an error: the template is already there.
+    assert engine.install(POLICY, "production") == name
+    assert len(argo.requests) == 2
+
+
+def test_submit_creates_a_workflow_from_the_template(argo, argo_schema):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    assert name == "canaryflow-r-7"
+    (req,) = argo.requests
+    assert (req.method, req.path) == ("POST", "/api/v1/workflows/ml")
+    workflow = req.body["workflow"]
+    argo_schema.validate(workflow)
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": "canaryflow-rollout-fast-production"}
+    args = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    assert args == {
+        "model": "minilm",
+        "baseline-version": "3",
+        "canary-version": "4",
+        "policy": "fast",
+        "environment": "production",
+        "rollout-id": "r-7",
+    }
+    assert workflow["metadata"]["labels"]["canaryflow.io/rollout-id"] == "r-7"
+    # A resubmission after a controller crash finds the workflow there and reuses it.
+    assert engine.submit(SPEC) == name
+    assert len(argo.workflows) == 1
+
+
+def test_status_maps_phases_nodes_and_outputs(argo):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    argo.set_nodes(
+        name,
+        "Running",
+        [
+            {"displayName": name, "type": "DAG", "phase": "Running"},
+            {
+                "displayName": "set-weight-5",
+                "type": "Retry",
+                "phase": "Succeeded",
+                "startedAt": "2026-11-23T16:00:01Z",
+                "finishedAt": "2026-11-23T16:00:05Z",
+                "outputs": {"parameters": [{"name": "commit_sha", "value": "abc123"}]},
+            },
+            {"displayName": "set-weight-5(0)", "type": "Pod", "phase": "Succeeded"},
+            {
+                "displayName": "analyze-5",
+                "type": "Pod",
+                "phase": "Succeeded",
+                "startedAt": "2026-11-23T16:00:10Z",
+                "outputs": {"parameters": [{"name": "verdict", "value": "pass"}]},
+            },
+            {
+                "displayName": "approval",
+                "type": "Suspend",
+                "phase": "Running",
+                "startedAt": "2026-11-23T16:01:00Z",
+            },
+        ],
+    )
+    status = engine.reconcile(name)
+    req = argo.requests[-1]
+    assert (req.method, req.path) == ("GET", f"/api/v1/workflows/ml/{name}")
+    assert req.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert status.phase == "Running"
+    assert status.node == "approval"
+    nodes = {n.id: n for n in status.nodes}
+    assert list(nodes) == ["set-weight-5", "analyze-5", "approval"]
+    assert nodes["set-weight-5"].outputs == {"commit_sha": "abc123"}
+    assert nodes["set-weight-5"].finished_at - nodes["set-weight-5"].started_at == 4.0
+    assert nodes["analyze-5"].outputs["verdict"] == "pass"
+
+
+def test_resume_selects_the_approval_node(argo):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    argo.set_nodes(name, "Running", [{"displayName": "approval", "type": "Suspend", "phase": "Running"}])
+    engine.resume(name)
+    req = argo.requests[-1]
+    assert (req.method, req.path) == ("PUT", f"/api/v1/workflows/ml/{name}/resume")
+    assert req.body == {"name": name, "namespace": "ml", "nodeFieldSelector": "displayName=approval"}
+    assert engine.status(name).nodes[0].phase == "Succeeded"
+
+
+def test_stop_passes_the_reason_and_reads_back_stopped(argo):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    engine.stop(name, "pull request rejected")
+    req = argo.requests[-1]
+    assert (req.method, req.path) == ("PUT", f"/api/v1/workflows/ml/{name}/stop")
+    assert req.body == {"name": name, "namespace": "ml", "message": "pull request rejected"}
+    assert engine.status(name).phase == "Stopped"
+
+
+def test_errors_name_the_call_and_the_server_reason(argo):
+    with pytest.raises(ArgoError, match=r"create workflow: .*401.*token not valid"):
+        _engine(argo, token="wrong").submit(SPEC)
+    with pytest.raises(ArgoError, match=r"get workflow: .*404.*not found"):
+        _engine(argo).status("canaryflow-missing")
+
+
+def test_unreachable_server_is_an_argo_error():
+    settings = WorkflowSettings(argo_host="http://127.0.0.1:9", argo_namespace="ml")
+    with pytest.raises(ArgoError, match="get workflow"):
+        ArgoEngine(settings, policy_for=lambda name: POLICY).status("x")
+
+
+def test_link_points_at_the_ui(argo):
+    assert _engine(argo).link("canaryflow-r-7") == f"{argo.url}/workflows/ml/canaryflow-r-7"

@@ -1,0 +1,149 @@
+"""`WorkflowEngine` on Argo Workflows, through the Argo Server REST API (Hera's `WorkflowsService`).
+
+Argo runs the DAG itself; this side submits a Workflow that references the installed WorkflowTemplate,
+reads it back (phase, node phases, node outputs) and resumes or stops it for the controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from hera.exceptions import AlreadyExists, HeraException
+from hera.workflows import WorkflowsService
+from hera.workflows import models as argo
+
+from canaryflow.core.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
+from policies.model import Policy
+from workflows.argo.render import rollout_template, workflow_from_template, workflow_name
+from workflows.dag import APPROVAL_NODE
+from workflows.settings import WorkflowSettings
+
+# Argo marks a stopped workflow Failed; the message says it was stopped, which is what the controller
+# needs to tell "analysis failed" from "someone stopped it".
+_STOPPED_PREFIX = "Stopped with strategy"
+_NODE_TYPES = {"Pod", "Retry", "Suspend", "Skipped", "Omitted"}
+
+
+class ArgoError(RuntimeError):
+    """The Argo Server refused or could not be reached; the message says which call and why."""
+
+
+def service_from_settings(settings: WorkflowSettings) -> WorkflowsService:
+    token = settings.argo_token.get_secret_value() if settings.argo_token else None
+    # requests takes a CA bundle path where Hera passes `verify_ssl` through.
+    verify: Any = settings.argo_ca_bundle if settings.argo_ca_bundle else settings.argo_verify_tls
+    host = settings.argo_host.rstrip("/") + "/"
+    return WorkflowsService(host=host, token=token, namespace=settings.argo_namespace, verify_ssl=verify)
+
+
+def _epoch(value: Any) -> float | None:
+    moment = getattr(value, "root", value)
+    return moment.timestamp() if isinstance(moment, datetime) else None
+
+
+def _node_status(node: argo.NodeStatus) -> WorkflowNodeStatus:
+    params = (node.outputs.parameters if node.outputs else None) or []
+    return WorkflowNodeStatus(
+        id=node.display_name or node.name,
+        phase=node.phase or "Pending",
+        outputs={p.name: p.value for p in params if p.value is not None},
+        started_at=_epoch(node.started_at),
+        finished_at=_epoch(node.finished_at),
+        message=node.message or "",
+    )
+
+
+def workflow_status(workflow: argo.Workflow) -> WorkflowStatus:
+    """Argo's Workflow object in canaryflow's terms: one entry per DAG node, named by its node id."""
+    name = workflow.metadata.name or ""
+    status = workflow.status or argo.WorkflowStatus()
+    message = status.message or ""
+    phase = status.phase or "Pending"
+    if phase == "Failed" and message.startswith(_STOPPED_PREFIX):
+        phase = "Stopped"
+    nodes = [
+        _node_status(node)
+        for node in (status.nodes or {}).values()
+        if node.type in _NODE_TYPES and node.display_name and "(" not in node.display_name
+    ]
+    nodes.sort(key=lambda n: (n.started_at or float("inf"), n.id))
+    running = [n.id for n in nodes if n.phase in ("Running", "Pending")]
+    return WorkflowStatus(
+        name=name,
+        phase=phase,
+        node=running[-1] if running else None,
+        message=message,
+        nodes=nodes,
+    )
+
+
+class ArgoEngine:
+    """Rollouts as Workflows on an Argo Server; the WorkflowTemplate must be installed (`install`)."""
+
+    def __init__(
+        self,
+        settings: WorkflowSettings,
+        policy_for: Callable[[str], Policy],
+        service: WorkflowsService | None = None,
+    ) -> None:
+        self._settings = settings
+        self._policy_for = policy_for
+        self._service = service or service_from_settings(settings)
+        self._ns = settings.argo_namespace
+
+    def _call(self, what: str, fn: Callable[[], argo.Workflow]) -> argo.Workflow:
+        try:
+            return fn()
+        except HeraException as exc:
+            raise ArgoError(f"Argo Server {what}: {exc}") from exc
+        except OSError as exc:  # connection refused, TLS, DNS: requests' errors are OSErrors
+            raise ArgoError(f"Argo Server {what}: {exc}") from exc
+
+    def install(self, policy: Policy, environment: str) -> str:
+        """Creates the policy's WorkflowTemplate (an existing one is left as it is)."""
+        template = rollout_template(policy, environment, self._settings)
+        request = argo.WorkflowTemplateCreateRequest(namespace=self._ns, template=template)
+        try:
+            self._service.create_workflow_template(request, namespace=self._ns)
+        except AlreadyExists:
+            pass
+        except (HeraException, OSError) as exc:
+            raise ArgoError(f"Argo Server create workflow template: {exc}") from exc
+        return template.metadata.name or ""
+
+    def submit(self, spec: RolloutSpec) -> str:
+        """Creates the rollout's Workflow; submitting the same rollout twice creates it once."""
+        workflow = workflow_from_template(spec, self._policy_for(spec.policy), self._settings)
+        request = argo.WorkflowCreateRequest(namespace=self._ns, workflow=workflow)
+        try:
+            created = self._service.create_workflow(request, namespace=self._ns)
+        except AlreadyExists:
+            return workflow_name(spec)
+        except (HeraException, OSError) as exc:
+            raise ArgoError(f"Argo Server create workflow: {exc}") from exc
+        return created.metadata.name or workflow_name(spec)
+
+    def status(self, name: str) -> WorkflowStatus:
+        return workflow_status(self._call("get workflow", lambda: self._service.get_workflow(name, self._ns)))
+
+    def reconcile(self, name: str) -> WorkflowStatus:
+        # Argo moves the DAG on by itself; reconciling is reading where it stands.
+        return self.status(name)
+
+    def resume(self, name: str) -> None:
+        """Resumes the approval gate only (never another suspended node)."""
+        request = argo.WorkflowResumeRequest(
+            name=name, namespace=self._ns, node_field_selector=f"displayName={APPROVAL_NODE}"
+        )
+        self._call("resume workflow", lambda: self._service.resume_workflow(name, request, self._ns))
+
+    def stop(self, name: str, reason: str) -> None:
+        """Stop (not terminate): Argo still runs the exit handler, which rolls back."""
+        request = argo.WorkflowStopRequest(name=name, namespace=self._ns, message=reason)
+        self._call("stop workflow", lambda: self._service.stop_workflow(name, request, self._ns))
+
+    def link(self, name: str) -> str:
+        """Where an operator watches the rollout in the Argo UI."""
+        return f"{self._settings.argo_host.rstrip('/')}/workflows/{self._ns}/{name}"
