@@ -1,0 +1,84 @@
+"""Rollout policies: the pydantic schema (`policies.model`) and the YAML files shipped beside it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from policies.model import (
+    ApprovalPolicy,
+    ErrorBudget,
+    MetricPolicy,
+    Policy,
+    SampleRatioPolicy,
+    TrafficStep,
+    default_metrics,
+)
+
+SHIPPED_DIR = Path(__file__).resolve().parent
+
+__all__ = [
+    "SHIPPED_DIR",
+    "ApprovalPolicy",
+    "ErrorBudget",
+    "MetricPolicy",
+    "Policy",
+    "PolicyError",
+    "SampleRatioPolicy",
+    "TrafficStep",
+    "default_metrics",
+    "load_policy",
+    "parse_policy",
+]
+
+
+class PolicyError(ValueError):
+    """A policy cannot be used; the message names the file and the field at fault, on one line."""
+
+
+_NAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.*)$", re.DOTALL)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def parse_policy(data: object, source: str = "<policy>") -> Policy:
+    """Validate a policy document; errors name the field (e.g. `steps[1].weight`) and why."""
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _field_path(tuple(first["loc"]))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        # Cross-field checks say which field they fault ("alternative: ..."); attach it to the path.
+        named = _NAMED_FIELD.match(message)
+        if named:
+            where = f"{where}.{named['field']}" if where else named["field"]
+            message = named["message"]
+        where = where or "policy"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise PolicyError(f"{source}: {where}: {message}{more}") from exc
+
+
+def load_policy(name_or_path: str | Path) -> Policy:
+    """A shipped policy by name ("default" = policies/default.yaml), or a YAML file by path."""
+    text_name = str(name_or_path)
+    path = Path(text_name)
+    if not path.suffix and "/" not in text_name:
+        path = SHIPPED_DIR / f"{text_name}.yaml"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+            raise PolicyError(f"policy {text_name!r}: no such shipped policy (shipped: {', '.join(shipped)})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return parse_policy(data, str(path))

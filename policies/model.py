@@ -1,13 +1,37 @@
 """The rollout policy: what a canary must show before it gets more traffic, and when to give up.
 
-Skeleton of the schema shared by every part; the analysis fields are filled in with the engine.
+A policy is data (YAML) validated here; the analysis engine (`controller.analysis`) reads it and
+nothing else. Fields other parts rely on: `steps[i].weight/min_duration_s/min_samples`,
+`traffic_mode`, `approval.required`, `max_duration_s`.
+
+Each metric states two thresholds, because a sequential test can only promise error rates at two
+points: `tolerance` is how much worse the canary may be before rolling back is right (a canary that
+is no worse than this is rolled back with probability at most `error_budget.false_rollback`), and
+`alternative` is how much worse it must be before promoting is wrong (such a canary is promoted with
+probability at most `error_budget.false_promote`). Between the two either decision is acceptable;
+that gap is what lets the engine stop early in both directions.
 """
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MetricKind = Literal["latency", "error_rate", "gpu_memory", "shadow_distance"]
+
+# How each kind's tolerance reads: relative to the baseline, an absolute difference of rates, or an
+# absolute level (shadow distance compares canary to baseline per request, so there is one sample).
+COMPARISON: dict[str, Literal["relative", "difference", "level"]] = {
+    "latency": "relative",
+    "error_rate": "difference",
+    "gpu_memory": "relative",
+    "shadow_distance": "level",
+}
+# Kinds judged by a confidence sequence (they spend error budget); gpu memory is a gauge read as is.
+STATISTICAL_KINDS = frozenset({"latency", "error_rate", "shadow_distance"})
+QUANTILE_KINDS = frozenset({"latency", "shadow_distance"})
 
 
 class _Strict(BaseModel):
@@ -30,16 +54,124 @@ class ApprovalPolicy(_Strict):
     timeout_s: float = Field(default=24 * 3600.0, gt=0)
 
 
+class MetricPolicy(_Strict):
+    """One metric compared between canary and baseline, with its two thresholds."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_]*$")
+    kind: MetricKind
+    direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
+    quantiles: list[float] = Field(
+        default_factory=list, description="latency / shadow distance: quantiles compared (0 < q < 1)"
+    )
+    tolerance: float = Field(ge=0, description="worse than this (relative, difference or level): roll back")
+    alternative: float | None = Field(
+        default=None, description="at least this much worse: promoting is an error (statistical kinds)"
+    )
+    required: bool = Field(default=True, description="no data for it: the step cannot pass")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles_in_range(cls, value: list[float]) -> list[float]:
+        for q in value:
+            if not 0.0 < q < 1.0:
+                raise ValueError(f"{q} is not strictly between 0 and 1")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicates in {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds_fit_kind(self) -> MetricPolicy:
+        if self.kind in QUANTILE_KINDS and not self.quantiles:
+            raise ValueError(f"quantiles: a {self.kind} metric needs at least one")
+        if self.kind not in QUANTILE_KINDS and self.quantiles:
+            raise ValueError(f"quantiles: not used by a {self.kind} metric")
+        if self.kind in STATISTICAL_KINDS:
+            if self.alternative is None:
+                raise ValueError(f"alternative: required for a {self.kind} metric")
+            if self.alternative <= self.tolerance:
+                raise ValueError(
+                    f"alternative: must exceed tolerance ({self.alternative} <= {self.tolerance})"
+                )
+        if self.kind == "error_rate" and (self.alternative or 0.0) >= 1.0:
+            raise ValueError("alternative: a rate difference must be below 1")
+        relative = COMPARISON[self.kind] == "relative"
+        if relative and self.direction == "higher_is_better" and self.tolerance >= 1:
+            raise ValueError("tolerance: a relative decrease must be below 1")
+        return self
+
+    @property
+    def checks(self) -> list[str]:
+        """Names of the checks this metric produces (one per quantile for distributions)."""
+        if self.kind in QUANTILE_KINDS:
+            return [f"{self.name}_p{_quantile_label(q)}" for q in self.quantiles]
+        return [self.name]
+
+
+def _quantile_label(q: float) -> str:
+    return f"{q * 100:g}".replace(".", "_")
+
+
+def default_metrics() -> list[MetricPolicy]:
+    """The metrics of the shipped default policy; also what a policy that names none compares."""
+    return [
+        MetricPolicy(name="latency", kind="latency", quantiles=[0.5, 0.95], tolerance=0.10, alternative=0.25),
+        MetricPolicy(name="error_rate", kind="error_rate", tolerance=0.005, alternative=0.02),
+        MetricPolicy(name="gpu_memory", kind="gpu_memory", tolerance=0.25, required=False),
+        MetricPolicy(
+            name="shadow_distance",
+            kind="shadow_distance",
+            quantiles=[0.5],
+            tolerance=0.15,
+            alternative=0.30,
+            required=False,
+        ),
+    ]
+
+
+class ErrorBudget(_Strict):
+    """The error rates the engine promises, over a whole rollout (all steps, all metrics)."""
+
+    false_rollback: float = Field(default=0.01, gt=0, lt=0.5, description="rolled back although no worse")
+    false_promote: float = Field(default=0.05, gt=0, lt=0.5, description="promoted although at alternative")
+
+
+class SampleRatioPolicy(_Strict):
+    """Sample-ratio mismatch: a canary getting far more or less than its share cannot be compared."""
+
+    enabled: bool = True
+    alpha: float = Field(default=0.001, gt=0, lt=0.5, description="rate of false alarms on a fair split")
+
+
 class Policy(_Strict):
     name: str = "default"
     traffic_mode: Literal["httproute", "configmap"] = "configmap"
     steps: list[TrafficStep] = Field(min_length=1)
     max_duration_s: float = Field(default=3600.0, gt=0)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    metrics: list[MetricPolicy] = Field(default_factory=lambda: default_metrics())
+    error_budget: ErrorBudget = Field(default_factory=ErrorBudget)
+    sample_ratio: SampleRatioPolicy = Field(default_factory=SampleRatioPolicy)
+    evaluate_every_s: float = Field(default=5.0, gt=0, description="analysis cadence (replay, live ticks)")
+    min_baseline_samples: int = Field(default=200, ge=1, description="baseline requests needed to decide")
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Policy:
         weights = [s.weight for s in self.steps]
-        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(weights)):
             raise ValueError(f"steps: weights must strictly increase, got {weights}")
         return self
+
+    @model_validator(mode="after")
+    def _metrics_well_formed(self) -> Policy:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metrics: duplicate names {dupes}")
+        if not any(m.required and m.kind in STATISTICAL_KINDS for m in self.metrics):
+            raise ValueError("metrics: at least one required latency, error_rate or shadow_distance metric")
+        return self
+
+    @property
+    def statistical_checks(self) -> int:
+        """How many checks share the error budget (Bonferroni): one per quantile, one per rate."""
+        return sum(len(m.checks) for m in self.metrics if m.kind in STATISTICAL_KINDS)

@@ -1,0 +1,343 @@
+"""From observations to a verdict: checks per metric, the error budget split, the guards.
+
+Error budget. A step fails (rollback) if any check fails, so the false-rollback budget alpha is
+split evenly over the policy's statistical checks and over its steps (Bonferroni); a rollout is
+promoted only if every step passes, so the false-promotion budget beta is split over the checks only.
+A two-arm check gives each arm's confidence sequence half of its share.
+
+A check compares "how much worse the canary is" (relative increase, rate difference, or level) with
+the metric's two thresholds: it fails when the lower confidence bound of that quantity (at the
+rollback level) exceeds `tolerance`, and passes when its upper bound (at the promotion level) is
+below `alternative`. Failing wins if both hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from canaryflow.core.types import Check, CheckVerdict, Verdict
+from controller.analysis.sequential import binomial_cs, quantile_cs, srm_log_evidence
+from controller.analysis.series import ArmSeries, FloatArray, ObservationSeries
+from policies.model import COMPARISON, STATISTICAL_KINDS, MetricPolicy, Policy
+
+StepStatus = Literal["running", "pass", "fail", "inconclusive"]
+RUNNING, PASS, FAIL, INCONCLUSIVE = 0, 1, 2, 3
+STATUS_NAMES: dict[int, StepStatus] = {
+    RUNNING: "running",
+    PASS: "pass",
+    FAIL: "fail",
+    INCONCLUSIVE: "inconclusive",
+}
+DECISIONS = {PASS: "promote", FAIL: "rollback", INCONCLUSIVE: "inconclusive", RUNNING: "inconclusive"}
+
+
+@dataclass
+class CheckSeries:
+    """One check at every evaluation time: verdict codes and the statistics behind them."""
+
+    metric: str
+    kind: str
+    required: bool
+    has_data: NDArray[np.bool_]
+    fails: NDArray[np.bool_]
+    passes: NDArray[np.bool_]
+    stats: dict[str, FloatArray] = field(default_factory=dict)
+    tolerance: float = 0.0
+    alternative: float | None = None
+
+    def check_at(self, i: int) -> Check:
+        verdict: CheckVerdict = "fail" if self.fails[i] else "pass" if self.passes[i] else "inconclusive"
+        if not self.has_data[i]:
+            reason = "no data" + ("" if self.required else " (optional metric, ignored)")
+        elif verdict == "fail":
+            reason = f"canary worse than tolerance {self.tolerance:g}"
+        elif verdict == "pass":
+            reason = (
+                f"canary shown within {self.alternative:g}"
+                if self.alternative is not None
+                else f"canary within tolerance {self.tolerance:g}"
+            )
+        else:
+            reason = "not enough evidence yet"
+        extra = {name: _json_number(values[i]) for name, values in self.stats.items()}
+        return Check(metric=self.metric, verdict=verdict, reason=reason, kind=self.kind, **extra)
+
+
+def _json_number(value: float) -> float | None:
+    number = float(value)
+    return round(number, 6) if np.isfinite(number) else None
+
+
+@dataclass
+class SeriesEvaluation:
+    """The engine's answer at every evaluation time of a series."""
+
+    elapsed_s: FloatArray
+    status: NDArray[np.int8]
+    checks: list[CheckSeries]
+    srm: CheckSeries | None
+
+    def first_decision(self) -> int | None:
+        decided = np.flatnonzero(self.status != RUNNING)
+        return int(decided[0]) if decided.size else None
+
+    def status_at(self, i: int) -> StepStatus:
+        return STATUS_NAMES[int(self.status[i])]
+
+    def verdict_at(self, i: int, time_offset_s: float = 0.0) -> Verdict:
+        code = int(self.status[i])
+        checks = [c.check_at(i) for c in self.checks]
+        if self.srm is not None:
+            checks.append(self.srm.check_at(i))
+        return Verdict(
+            decision=DECISIONS[code],
+            decided_at_s=None if code == RUNNING else float(self.elapsed_s[i]) + time_offset_s,
+            checks=checks,
+        )
+
+
+def evaluate_series(
+    policy: Policy, series: ObservationSeries, step_index: int = 0, canary_weight: float | None = None
+) -> SeriesEvaluation:
+    if not 0 <= step_index < len(policy.steps):
+        raise ValueError(f"step_index: {step_index} outside the policy's {len(policy.steps)} steps")
+    step = policy.steps[step_index]
+    weight = float(step.weight if canary_weight is None else canary_weight)
+    n_checks = max(policy.statistical_checks, 1)
+    alpha = policy.error_budget.false_rollback / len(policy.steps) / n_checks
+    beta = policy.error_budget.false_promote / n_checks
+    checks: list[CheckSeries] = []
+    for metric in policy.metrics:
+        checks.extend(_metric_checks(metric, series, alpha, beta))
+
+    elapsed = series.elapsed_s
+    canary_n, baseline_n = series.canary.requests, series.baseline.requests
+    srm = _srm_check(policy, series, weight)
+    guard_ok = (
+        (elapsed >= step.min_duration_s)
+        & (canary_n >= max(step.min_samples, 1))
+        & (baseline_n >= policy.min_baseline_samples)
+    )
+    any_fail = np.zeros(len(series), dtype=bool)
+    all_pass = np.ones(len(series), dtype=bool)
+    for check in checks:
+        any_fail |= check.fails & check.has_data
+        settled = check.passes & check.has_data
+        all_pass &= settled if check.required else (settled | ~check.has_data)
+    status = np.full(len(series), RUNNING, dtype=np.int8)
+    status[elapsed >= policy.max_duration_s] = INCONCLUSIVE
+    status[guard_ok & all_pass & ~any_fail] = PASS
+    status[guard_ok & any_fail] = FAIL
+    if srm is not None:
+        status[srm.fails] = INCONCLUSIVE
+    return SeriesEvaluation(elapsed_s=elapsed, status=status, checks=checks, srm=srm)
+
+
+def _srm_check(policy: Policy, series: ObservationSeries, weight: float) -> CheckSeries | None:
+    if not policy.sample_ratio.enabled or not 0 < weight < 100:
+        return None
+    canary_n, total = series.canary.requests, series.canary.requests + series.baseline.requests
+    log_e = srm_log_evidence(canary_n, total, weight / 100.0)
+    share = np.divide(canary_n, total, out=np.full_like(total, np.nan), where=total > 0)
+    mismatch = log_e >= np.log(1.0 / policy.sample_ratio.alpha)
+    return CheckSeries(
+        metric="sample_ratio",
+        kind="sample_ratio",
+        required=False,
+        has_data=total > 0,
+        fails=mismatch,
+        passes=~mismatch & (total > 0),
+        stats={"canary_share": share, "expected_share": np.full_like(total, weight / 100.0), "log_e": log_e},
+        tolerance=policy.sample_ratio.alpha,
+    )
+
+
+def _metric_checks(
+    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
+) -> list[CheckSeries]:
+    if metric.kind == "latency":
+        return _latency_checks(metric, series, alpha, beta)
+    if metric.kind == "error_rate":
+        return [_error_rate_check(metric, series, alpha, beta)]
+    if metric.kind == "shadow_distance":
+        return _shadow_checks(metric, series, alpha, beta)
+    return [_gpu_memory_check(metric, series)]
+
+
+def _latency_checks(
+    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
+) -> list[CheckSeries]:
+    out: list[CheckSeries] = []
+    for name, q in zip(metric.checks, metric.quantiles, strict=True):
+        bounds, c, b = series.latency_bounds, series.canary, series.baseline
+        if bounds is None or c.latency_counts is None or b.latency_counts is None:
+            out.append(_no_data(metric, name, len(series)))
+            continue
+        assert c.latency_totals is not None and b.latency_totals is not None
+        # Each arm gets half of the check's share: the rollback level for the bounds that can fail it,
+        # the promotion level for those that can pass it.
+        c_lo_r, c_hi_r, c_est = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, alpha / 2)
+        b_lo_r, b_hi_r, b_est = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, alpha / 2)
+        c_lo_p, c_hi_p, _ = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, beta / 2)
+        b_lo_p, b_hi_p, _ = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, beta / 2)
+        has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
+        out.append(
+            _compare(
+                metric,
+                name,
+                has_data,
+                (c_lo_r, c_hi_r, b_lo_r, b_hi_r),
+                (c_lo_p, c_hi_p, b_lo_p, b_hi_p),
+                c_est,
+                b_est,
+            )
+        )
+    return out
+
+
+def _error_rate_check(
+    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
+) -> CheckSeries:
+    c, b = series.canary, series.baseline
+    c_lo_r, c_hi_r = binomial_cs(c.errors, c.requests, alpha / 2)
+    b_lo_r, b_hi_r = binomial_cs(b.errors, b.requests, alpha / 2)
+    c_lo_p, c_hi_p = binomial_cs(c.errors, c.requests, beta / 2)
+    b_lo_p, b_hi_p = binomial_cs(b.errors, b.requests, beta / 2)
+    c_rate = _rate(c)
+    b_rate = _rate(b)
+    has_data = (c.requests > 0) & (b.requests > 0)
+    return _compare(
+        metric,
+        metric.name,
+        has_data,
+        (c_lo_r, c_hi_r, b_lo_r, b_hi_r),
+        (c_lo_p, c_hi_p, b_lo_p, b_hi_p),
+        c_rate,
+        b_rate,
+    )
+
+
+def _rate(arm: ArmSeries) -> FloatArray:
+    return np.divide(arm.errors, arm.requests, out=np.full_like(arm.requests, np.nan), where=arm.requests > 0)
+
+
+Bounds4 = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+
+
+def _compare(
+    metric: MetricPolicy,
+    name: str,
+    has_data: NDArray[np.bool_],
+    rollback_level: Bounds4,
+    promote_level: Bounds4,
+    canary_estimate: FloatArray,
+    baseline_estimate: FloatArray,
+) -> CheckSeries:
+    """How much worse the canary is, bounded below at the rollback level and above at the promote level."""
+    relative = COMPARISON[metric.kind] == "relative"
+    lower_better = metric.direction == "lower_is_better"
+    c_lo, c_hi, b_lo, b_hi = rollback_level
+    pc_lo, pc_hi, pb_lo, pb_hi = promote_level
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if relative and lower_better:
+            worse_lower, worse_upper = _ratio(c_lo, b_hi) - 1, _ratio(pc_hi, pb_lo) - 1
+            estimate = _ratio(canary_estimate, baseline_estimate) - 1
+        elif relative:
+            worse_lower, worse_upper = 1 - _ratio(c_hi, b_lo), 1 - _ratio(pc_lo, pb_hi)
+            estimate = 1 - _ratio(canary_estimate, baseline_estimate)
+        elif lower_better:
+            worse_lower, worse_upper = c_lo - b_hi, pc_hi - pb_lo
+            estimate = canary_estimate - baseline_estimate
+        else:
+            worse_lower, worse_upper = b_lo - c_hi, pb_hi - pc_lo
+            estimate = baseline_estimate - canary_estimate
+    worse_lower = np.nan_to_num(worse_lower, nan=-np.inf)
+    worse_upper = np.nan_to_num(worse_upper, nan=np.inf)
+    alternative = float(metric.alternative if metric.alternative is not None else metric.tolerance)
+    return CheckSeries(
+        metric=name,
+        kind=metric.kind,
+        required=metric.required,
+        has_data=has_data,
+        fails=has_data & (worse_lower > metric.tolerance),
+        passes=has_data & (worse_upper < alternative),
+        stats={
+            "canary": canary_estimate,
+            "baseline": baseline_estimate,
+            "worse_estimate": estimate,
+            "worse_lower": worse_lower,
+            "worse_upper": worse_upper,
+        },
+        tolerance=metric.tolerance,
+        alternative=metric.alternative,
+    )
+
+
+def _ratio(a: FloatArray, b: FloatArray) -> FloatArray:
+    """a / b with 0/0 = 1 (both at the lowest bucket), x/0 = inf, x/inf = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.divide(a, b)
+    return np.where((a == 0) & (b == 0), 1.0, ratio)
+
+
+def _shadow_checks(
+    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
+) -> list[CheckSeries]:
+    out: list[CheckSeries] = []
+    for name, q in zip(metric.checks, metric.quantiles, strict=True):
+        if series.shadow_bounds is None or series.shadow_counts is None or series.shadow_totals is None:
+            out.append(_no_data(metric, name, len(series)))
+            continue
+        lo_r, _, est = quantile_cs(series.shadow_bounds, series.shadow_counts, series.shadow_totals, q, alpha)
+        _, hi_p, _ = quantile_cs(series.shadow_bounds, series.shadow_counts, series.shadow_totals, q, beta)
+        has_data = series.shadow_totals > 0
+        alternative = float(metric.alternative if metric.alternative is not None else metric.tolerance)
+        out.append(
+            CheckSeries(
+                metric=name,
+                kind=metric.kind,
+                required=metric.required,
+                has_data=has_data,
+                fails=has_data & (lo_r > metric.tolerance),
+                passes=has_data & (hi_p < alternative),
+                stats={"canary": est, "worse_estimate": est, "worse_lower": lo_r, "worse_upper": hi_p},
+                tolerance=metric.tolerance,
+                alternative=metric.alternative,
+            )
+        )
+    return out
+
+
+def _gpu_memory_check(metric: MetricPolicy, series: ObservationSeries) -> CheckSeries:
+    """A gauge, not a sample: read as is, compared with the tolerance; it spends no error budget."""
+    assert metric.kind not in STATISTICAL_KINDS
+    n = len(series)
+    c = series.canary.gpu_memory if series.canary.gpu_memory is not None else np.full(n, np.nan)
+    b = series.baseline.gpu_memory if series.baseline.gpu_memory is not None else np.full(n, np.nan)
+    has_data = np.isfinite(c) & np.isfinite(b)
+    increase = np.where(has_data, _ratio(c, b) - 1, np.nan)
+    if metric.direction == "higher_is_better":
+        increase = -increase
+    worse = np.nan_to_num(increase, nan=0.0) > metric.tolerance
+    return CheckSeries(
+        metric=metric.name,
+        kind=metric.kind,
+        required=metric.required,
+        has_data=has_data,
+        fails=has_data & worse,
+        passes=has_data & ~worse,
+        stats={"canary": c, "baseline": b, "worse_estimate": increase},
+        tolerance=metric.tolerance,
+    )
+
+
+def _no_data(metric: MetricPolicy, name: str, n: int) -> CheckSeries:
+    none = np.zeros(n, dtype=bool)
+    return CheckSeries(
+        metric=name, kind=metric.kind, required=metric.required, has_data=none, fails=none, passes=none,
+        tolerance=metric.tolerance, alternative=metric.alternative,
+    )  # fmt: skip

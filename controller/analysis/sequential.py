@@ -1,0 +1,132 @@
+"""Anytime-valid confidence sequences: bounds that hold at every moment at once, so looking at them
+every few seconds and stopping at the first decisive look does not inflate the error rates.
+
+All of it rests on one martingale. For n independent 0/1 outcomes with success probability f, the
+beta-binomial mixture (uniform prior on the alternative)
+
+    M_n(f) = B(1 + s, 1 + n - s) / (f^s (1 - f)^(n - s))
+
+is a nonnegative martingale with mean 1 under f, so by Ville's inequality
+P(exists n: M_n(f) >= 1/alpha) <= alpha. The set {f : M_n(f) < 1/alpha} is then a confidence
+sequence for f (Howard, Ramdas, McAuliffe & Sekhon 2021; Howard & Ramdas 2022 use it for quantiles).
+
+- rates (errors / requests): the set above, directly;
+- quantiles from histogram buckets: at a bucket bound b, "latency <= b" is such a 0/1 outcome with
+  f = F(b), so each bound's cumulative count gives a confidence sequence for the CDF there. The
+  quantile is the one Prometheus' `histogram_quantile` defines (linear inside the bucket); it is
+  increasing in the CDF values at the two bounds around it, so the quantile read from the upper
+  (lower) CDF bounds is a lower (upper) bound on it. Only those two bounds matter, hence alpha/2 each;
+- sample-ratio mismatch: the same martingale at f = the configured canary share, as a test (an
+  e-value); Lindon & Malek's Dirichlet-multinomial test for two arms.
+
+Everything is vectorised: leading axes are evaluation times (and anything else), so a whole replay is
+a handful of numpy calls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import betaln
+
+FloatArray = NDArray[np.float64]
+
+_BISECTION_STEPS = 48
+
+
+def log_mixture(successes: ArrayLike, trials: ArrayLike, f: ArrayLike) -> FloatArray:
+    """log M_n(f) of the beta-binomial mixture martingale (uniform prior); 0 with no trials."""
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    p = np.clip(np.asarray(f, dtype=float), 1e-300, 1.0 - 1e-16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = betaln(1.0 + s, 1.0 + n - s) - s * np.log(p) - (n - s) * np.log1p(-p)
+    return np.asarray(value, dtype=float)
+
+
+def binomial_cs(successes: ArrayLike, trials: ArrayLike, alpha: float) -> tuple[FloatArray, FloatArray]:
+    """Time-uniform (1 - alpha) bounds on a success probability after `successes` in `trials`.
+
+    The interval contains the observed rate (M_n <= 1 there) and log M_n is convex in f, so each end
+    is found by bisection on its side. With no trials it is [0, 1]: no data never decides anything.
+    """
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    s, n = np.broadcast_arrays(s, n)
+    threshold = np.log(1.0 / alpha)
+    rate = np.divide(s, n, out=np.zeros_like(s, dtype=float), where=n > 0)
+    lower = _bisect(s, n, threshold, inside=rate, outside=np.zeros_like(rate))
+    upper = _bisect(s, n, threshold, inside=rate, outside=np.ones_like(rate))
+    lower = np.where(s <= 0, 0.0, lower)
+    upper = np.where(s >= n, 1.0, upper)
+    return lower, upper
+
+
+def _bisect(
+    s: FloatArray, n: FloatArray, threshold: float, inside: FloatArray, outside: FloatArray
+) -> FloatArray:
+    """The f between `inside` (accepted) and `outside` where log M_n(f) crosses the threshold."""
+    a = inside.astype(float).copy()
+    b = outside.astype(float).copy()
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (a + b)
+        rejected = log_mixture(s, n, mid) >= threshold
+        a = np.where(rejected, a, mid)
+        b = np.where(rejected, mid, b)
+    # Report the accepted side: the bound keeps its promised coverage.
+    return a
+
+
+def quantile_from_cdf(bounds: ArrayLike, cdf: ArrayLike, q: float) -> FloatArray:
+    """The q-quantile of a CDF known at bucket bounds, interpolated as `histogram_quantile` does.
+
+    The first bucket starts at 0; a quantile beyond the last finite bound is +inf.
+    """
+    edges = np.concatenate([[0.0], np.asarray(bounds, dtype=float)])
+    cdf_arr = np.asarray(cdf, dtype=float)
+    values = np.concatenate([np.zeros((*cdf_arr.shape[:-1], 1)), cdf_arr], axis=-1)
+    # Make the CDF non-decreasing (per-bound bounds are each monotone in the count; guard rounding).
+    values = np.maximum.accumulate(values, axis=-1)
+    reached = values >= q
+    found = reached.any(axis=-1)
+    k = np.argmax(reached, axis=-1)  # first edge index with CDF >= q (k >= 1 when q > 0)
+    k = np.clip(k, 1, len(edges) - 1)
+    hi_cdf = np.take_along_axis(values, k[..., None], axis=-1)[..., 0]
+    lo_cdf = np.take_along_axis(values, (k - 1)[..., None], axis=-1)[..., 0]
+    lo_edge = edges[k - 1]
+    hi_edge = edges[k]
+    span = hi_cdf - lo_cdf
+    frac = np.divide(q - lo_cdf, span, out=np.ones_like(span), where=span > 0)
+    quantile = lo_edge + (hi_edge - lo_edge) * np.clip(frac, 0.0, 1.0)
+    return np.where(found, quantile, np.inf)
+
+
+def quantile_cs(
+    bounds: ArrayLike, counts: ArrayLike, totals: ArrayLike, q: float, alpha: float
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(lower, upper, estimate) of the q-quantile from cumulative bucket counts, time-uniformly.
+
+    `counts` has the bounds on its last axis, `totals` the matching leading shape.
+    """
+    counts_arr = np.asarray(counts, dtype=float)
+    totals_arr = np.asarray(totals, dtype=float)[..., None]
+    cdf_low, cdf_high = binomial_cs(counts_arr, np.broadcast_to(totals_arr, counts_arr.shape), alpha / 2.0)
+    lower = quantile_from_cdf(bounds, cdf_high, q)
+    upper = quantile_from_cdf(bounds, cdf_low, q)
+    empirical = np.divide(counts_arr, totals_arr, out=np.zeros_like(counts_arr), where=totals_arr > 0)
+    estimate = quantile_from_cdf(bounds, empirical, q)
+    no_data = totals_arr[..., 0] <= 0
+    return (
+        np.where(no_data, 0.0, lower),
+        np.where(no_data, np.inf, upper),
+        np.where(no_data, np.nan, estimate),
+    )
+
+
+def srm_log_evidence(canary: ArrayLike, total: ArrayLike, share: float) -> FloatArray:
+    """Log e-value against "each request goes to the canary with probability `share`".
+
+    It is a test martingale under a fair split, so comparing it with log(1/alpha) at every look keeps
+    the false-alarm rate at alpha.
+    """
+    return log_mixture(canary, total, share)
