@@ -15,6 +15,9 @@ from canaryflow.settings import ComponentSettings
 
 TrafficMode = Literal["httproute", "configmap"]
 
+# A Kubernetes resource quantity ("500m", "8Gi"); the API schemas leave it a free string.
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+
 
 class Toleration(BaseModel):
     """A pod toleration, as Kubernetes spells it (so that GPU nodes' taints can be tolerated)."""
@@ -36,9 +39,9 @@ class RenderOptions(BaseModel):
     replicas: int = Field(default=1, ge=1, le=1000)
     gpu_resource: str = "nvidia.com/gpu"
     gpu_count: int = Field(default=1, ge=0, le=16)
-    cpu_request: str = "2"
-    memory_request: str = "8Gi"
-    memory_limit: str = "16Gi"
+    cpu_request: str = Field(default="2", pattern=_QUANTITY)
+    memory_request: str = Field(default="8Gi", pattern=_QUANTITY)
+    memory_limit: str = Field(default="16Gi", pattern=_QUANTITY)
     node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     tolerations: list[Toleration] = Field(
         default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]

@@ -1,0 +1,221 @@
+"""`GitRepo`: the GitOps repository behind the `GitOpsRepo` port, driven through the git CLI.
+
+Every write is: fetch the branch, render on top of its head, validate, commit with the audit trailers,
+push. A push that loses a race (another rollout pushed first) is redone on top of the new head, with
+exponential backoff and a bound; renders are pure, so redoing one is safe and two rollouts of different
+models both land. History is never rewritten: a rollback is a new commit restoring the last promoted
+state. One GitRepo owns one working clone; calls on it are serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from canaryflow.core.types import CommitResult, Decision, RolloutSpec
+from gitops import history
+from gitops.files import write_rendering
+from gitops.gitcli import Git, GitAuth, GitError, PushRejected
+from gitops.model import Rendering, RenderRequest
+from gitops.render import overlay_dir, render
+from gitops.settings import GitOpsSettings, TrafficMode
+from gitops.validate import ManifestValidator
+
+log = logging.getLogger(__name__)
+
+# What to commit, decided on the fetched head: (render, commit message), or None for nothing to do.
+Plan = Callable[[], tuple[Rendering, str] | None]
+
+
+def step_request(spec: RolloutSpec, weight: int, decision: str, mode: TrafficMode) -> RenderRequest:
+    """The traffic state of a step; a promotion at 100% leaves the canary version alone, stable."""
+    if decision == "promote" and weight == 100:
+        return RenderRequest(
+            model=spec.model,
+            environment=spec.environment,
+            baseline_version=spec.canary_version,
+            traffic_mode=mode,
+        )
+    return RenderRequest(
+        model=spec.model,
+        environment=spec.environment,
+        baseline_version=spec.baseline_version,
+        canary_version=spec.canary_version,
+        weight=weight,
+        traffic_mode=mode,
+    )
+
+
+class GitRepo:
+    def __init__(
+        self,
+        settings: GitOpsSettings,
+        *,
+        traffic_mode_for: Callable[[RolloutSpec], TrafficMode] | None = None,
+        validator: ManifestValidator | None = None,
+    ) -> None:
+        if not settings.remote_url:
+            raise ValueError("remote_url: the GitOps remote is not set (CANARYFLOW_GITOPS_REMOTE_URL)")
+        self.settings = settings
+        self.options = settings.render_options()
+        self.validator = validator or ManifestValidator(settings.kubernetes_version, settings.schemas_dir)
+        self._mode_for = traffic_mode_for or (lambda _spec: settings.traffic_mode)
+        self.workdir = Path(settings.workdir)
+        token = settings.token.get_secret_value() if settings.token else None
+        self.auth = GitAuth(token=token, username=settings.token_username, ssh_key_path=settings.ssh_key_path)
+        self.git = Git(self.workdir, self.auth, settings.author_name, settings.author_email)
+        self._lock = threading.Lock()
+
+    # --- the GitOpsRepo port -------------------------------------------------------------------
+
+    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
+        request = step_request(spec, weight, decision, self._mode_for(spec))
+        message = self._step_message(spec, request, weight, decision)
+        rendering = self._rendered(request)
+        return self._land(lambda: (rendering, message), self.settings.branch)
+
+    def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
+        def plan() -> tuple[Rendering, str]:
+            version = history.last_promoted_version(self._log(spec.model, spec.environment))
+            restored = version or spec.baseline_version
+            request = RenderRequest(
+                model=spec.model,
+                environment=spec.environment,
+                baseline_version=restored,
+                traffic_mode=self._mode_for(spec),
+            )
+            subject = (
+                f"{spec.model}/{spec.environment}: roll back v{spec.canary_version}, restore v{restored}"
+            )
+            body = f"Reason: {history.one_line(self.auth.scrub(reason))}" if reason else ""
+            return self._rendered(request), history.commit_message(
+                subject, spec, restored, 0, "rollback", body
+            )
+
+        return self._land(plan, self.settings.branch)
+
+    # --- more than the port: pull-request branches, audit log, dry runs -------------------------
+
+    def push_branch(self, spec: RolloutSpec, weight: int, decision: str, branch: str) -> CommitResult:
+        """Commit a step on top of the main branch's head and push it to `branch` (for a pull request).
+
+        The branch belongs to one rollout; it is overwritten on each request, the main branch never is.
+        """
+        request = step_request(spec, weight, decision, self._mode_for(spec))
+        message = self._step_message(spec, request, weight, decision)
+        rendering = self._rendered(request)
+        return self._land(lambda: (rendering, message), branch, force=True)
+
+    def audit_log(self, model: str, environment: str) -> list[history.AuditEntry]:
+        with self._lock:
+            self._sync()
+            return self._log(model, environment)
+
+    def diff(self, request: RenderRequest) -> str:
+        """What committing `request` would change, as a git diff against the remote head."""
+        rendering = self._rendered(request)
+        with self._lock:
+            self._sync()
+            write_rendering(self.workdir, rendering)
+            try:
+                self.git.run("add", "-A", "--", *rendering.owned)
+                return self.git.run("diff", "--cached", "--no-color", "--", *rendering.owned).stdout
+            finally:
+                self._sync(fetch=False)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _rendered(self, request: RenderRequest) -> Rendering:
+        rendering = render(request, self.options)
+        self.validator.validate_rendering(rendering)
+        return rendering
+
+    def _step_message(self, spec: RolloutSpec, request: RenderRequest, weight: int, decision: str) -> str:
+        where = f"{spec.model}/{spec.environment}"
+        if request.is_stable:
+            subject = f"{where}: promote v{spec.canary_version} (was v{spec.baseline_version})"
+            return history.commit_message(subject, spec, spec.canary_version, 100, decision)
+        subject = f"{where}: canary v{spec.canary_version} at {weight}% (baseline v{spec.baseline_version})"
+        return history.commit_message(subject, spec, spec.canary_version, weight, decision)
+
+    def _land(self, plan: Plan, branch: str, force: bool = False) -> CommitResult:
+        attempts = self.settings.push_attempts
+        with self._lock:
+            self._ensure_clone()
+            for attempt in range(1, attempts + 1):
+                self._sync()
+                planned = plan()
+                if planned is None:
+                    return CommitResult(sha=None, changed=False)
+                rendering, message = planned
+                write_rendering(self.workdir, rendering)
+                self.git.run("add", "-A", "--", *rendering.owned)
+                if self.git.run("diff", "--cached", "--quiet", check=False).returncode == 0:
+                    return CommitResult(sha=None, changed=False, message=message)
+                self.git.run("commit", "--quiet", "-F", "-", stdin=message)
+                sha = self.git.out("rev-parse", "HEAD")
+                try:
+                    self._push(branch, force)
+                except PushRejected as exc:
+                    if attempt == attempts:
+                        raise GitError(
+                            f"push to {branch}: remote kept moving, gave up after {attempts} attempts"
+                        ) from exc
+                    delay = self.settings.push_backoff_s * 2 ** (attempt - 1) * (1 + random.random())
+                    log.info(
+                        "push to %s lost a race (attempt %d/%d), retrying in %.2fs",
+                        branch,
+                        attempt,
+                        attempts,
+                        delay,
+                    )
+                    time.sleep(delay)
+                    continue
+                log.info("pushed %s to %s: %s", sha[:12], branch, message.splitlines()[0])
+                return CommitResult(sha=sha, changed=True, message=message)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _push(self, branch: str, force: bool) -> None:
+        self.git.run("push", *(["--force"] if force else []), "origin", f"HEAD:refs/heads/{branch}")
+
+    def _ensure_clone(self) -> None:
+        if (self.workdir / ".git").is_dir():
+            remote = self.git.run("remote", "get-url", "origin", check=False).stdout.strip()
+            if remote != self.settings.remote_url:
+                self.git.run("remote", "set-url", "origin", self.settings.remote_url)
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.git.run("init", "--quiet", "--initial-branch", self.settings.branch)
+        self.git.run("remote", "add", "origin", self.settings.remote_url)
+
+    def _sync(self, fetch: bool = True) -> None:
+        """Make the working clone exactly the remote branch's head (or empty, for a new remote)."""
+        self._ensure_clone()
+        branch = self.settings.branch
+        tracking = f"refs/remotes/origin/{branch}"
+        if fetch:
+            remote_heads = self.git.out("ls-remote", "--heads", "origin", f"refs/heads/{branch}")
+            if remote_heads:
+                self.git.run("fetch", "--quiet", "origin", f"+refs/heads/{branch}:{tracking}")
+            else:
+                self.git.run("update-ref", "-d", tracking, check=False)
+        if self.git.run("rev-parse", "--verify", "--quiet", tracking, check=False).returncode == 0:
+            self.git.run("checkout", "--quiet", "--force", "-B", branch, tracking)
+        else:
+            self.git.run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+            self.git.run("update-ref", "-d", f"refs/heads/{branch}", check=False)
+            self.git.run("read-tree", "--empty")
+        self.git.run("clean", "--quiet", "-fdx")
+
+    def _log(self, model: str, environment: str) -> list[history.AuditEntry]:
+        tracking = f"refs/remotes/origin/{self.settings.branch}"
+        if self.git.run("rev-parse", "--verify", "--quiet", tracking, check=False).returncode != 0:
+            return []
+        output = self.git.run(
+            "log", f"--format={history.LOG_FORMAT}", tracking, "--", overlay_dir(model, environment)
+        ).stdout
+        return history.parse_log(output)

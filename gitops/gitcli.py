@@ -1,0 +1,107 @@
+"""The `git` command line, with credentials passed through the environment and scrubbed from errors.
+
+A token never goes into a remote URL (which git prints and stores in .git/config): it travels as an
+`http.extraHeader` set through GIT_CONFIG_* variables of the child process only. An SSH key is named
+in GIT_SSH_COMMAND. Every message that leaves this module has the secrets replaced by `***`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# What git prints when a push lost a race against another writer of the same branch.
+_RACE = re.compile(
+    r"\[rejected\]|non-fast-forward|fetch first|cannot lock ref|failed to update ref|"
+    r"\[remote rejected\].*(?:lock|failed to update)|incorrect old value"
+)
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message carries its (scrubbed) output."""
+
+
+class PushRejected(GitError):
+    """The remote branch moved since the last fetch: retry on top of the new head."""
+
+
+@dataclass(frozen=True)
+class GitAuth:
+    token: str | None = None
+    username: str = "x-access-token"
+    ssh_key_path: Path | None = None
+
+    def _basic(self) -> str | None:
+        if not self.token:
+            return None
+        return base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
+
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        basic = self._basic()
+        if basic:
+            index = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+            env[f"GIT_CONFIG_KEY_{index}"] = "http.extraHeader"
+            env[f"GIT_CONFIG_VALUE_{index}"] = f"Authorization: Basic {basic}"
+            env["GIT_CONFIG_COUNT"] = str(index + 1)
+        if self.ssh_key_path is not None:
+            env["GIT_SSH_COMMAND"] = (
+                f"ssh -i {shlex.quote(str(self.ssh_key_path))} -o IdentitiesOnly=yes -o BatchMode=yes"
+            )
+        return env
+
+    def scrub(self, text: str) -> str:
+        for secret in (self.token, self._basic()):
+            if secret:
+                text = text.replace(secret, "***")
+        # Credentials a user put into a URL themselves (https://user:pass@host) are hidden too.
+        return re.sub(r"(https?://)[^/@\s]+@", r"\1***@", text)
+
+
+class Git:
+    """Runs git in one working clone as one author."""
+
+    def __init__(self, workdir: Path, auth: GitAuth, author_name: str, author_email: str) -> None:
+        self.workdir = workdir
+        self.auth = auth
+        self._env = {
+            **os.environ,
+            **auth.env(),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+            "LC_ALL": "C",
+        }
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["git", "-c", "commit.gpgsign=false", *args],
+            cwd=self.workdir,
+            env=self._env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise self.error(args, proc)
+        return proc
+
+    def out(self, *args: str) -> str:
+        return self.run(*args).stdout.strip()
+
+    def error(self, args: tuple[str, ...], proc: subprocess.CompletedProcess[str]) -> GitError:
+        output = f"{proc.stdout}\n{proc.stderr}"
+        detail = [line for line in output.splitlines() if line.strip() and not line.startswith("hint:")]
+        message = self.auth.scrub(f"git {args[0]}: {' | '.join(detail[-4:])}")
+        return PushRejected(message) if args[0] == "push" and _RACE.search(output) else GitError(message)
