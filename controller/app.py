@@ -1,0 +1,144 @@
+"""The controller's HTTP surface: webhook receivers, the rollout API, health and metrics.
+
+A webhook handler does as little as it can: bound the body, verify the sender's signature and
+freshness, parse, then store the delivery in the inbox in one transaction (idempotent on its delivery
+id) and answer. The reconcile loop, woken at once, turns the stored event into a rollout. So an
+acknowledged delivery survives any crash after the acknowledgement, and a redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from controller.faults import crash_point
+from controller.observability import ControllerMetrics, event
+from controller.rollout.machine import RolloutPhase
+from controller.rollout.records import RolloutDetail, RolloutRecord
+from controller.rollout.store import RolloutStore
+from controller.settings import ControllerSettings
+from controller.webhooks.databricks import parse_databricks
+from controller.webhooks.events import ApprovalEvent, RegistryEvent, WebhookRejected
+from controller.webhooks.github import parse_github
+from controller.webhooks.mlflow import parse_mlflow
+
+
+@dataclass
+class ControllerContext:
+    settings: ControllerSettings
+    store: RolloutStore
+    metrics: ControllerMetrics
+    wake: Callable[[], None] = lambda: None
+    workflow_link: Callable[[str], str] | None = None
+    clock: Callable[[], float] = time.time
+    extra_links: dict[str, str] = field(default_factory=dict)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise WebhookRejected(413, f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WebhookRejected(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(ctx: ControllerContext) -> FastAPI:
+    app = FastAPI(title="canaryflow controller", version="0.1.0")
+    settings, store, metrics = ctx.settings, ctx.store, ctx.metrics
+
+    async def receive(
+        source: str, request: Request, parse: Callable[[dict[str, str], bytes], Any]
+    ) -> Response:
+        metrics.webhooks_received.labels(source).inc()
+        try:
+            body = await _bounded_body(request, settings.max_body_bytes)
+            parsed: RegistryEvent | ApprovalEvent = parse(dict(request.headers), body)
+        except WebhookRejected as exc:
+            metrics.webhooks_rejected.labels(source, str(exc.status)).inc()
+            event("webhook refused", source=source, status=exc.status, reason=exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        kind = "approval" if isinstance(parsed, ApprovalEvent) else "registry"
+        if isinstance(parsed, ApprovalEvent) and parsed.pr_number == 0:
+            return JSONResponse({"status": "pong"}, status_code=200)
+        stored = await run_in_threadpool(
+            store.accept_delivery, source, parsed.delivery_id, kind, parsed.model_dump(mode="json")
+        )
+        crash_point("after_event_stored")
+        if not stored:
+            metrics.webhooks_duplicate.labels(source).inc()
+            return JSONResponse({"status": "duplicate", "delivery_id": parsed.delivery_id}, status_code=200)
+        event("webhook accepted", source=source, delivery_id=parsed.delivery_id, kind=kind)
+        ctx.wake()
+        return JSONResponse({"status": "accepted", "delivery_id": parsed.delivery_id}, status_code=202)
+
+    @app.post("/webhooks/mlflow")
+    async def mlflow_webhook(request: Request) -> Response:
+        secret = _secret(settings.mlflow_webhook_secret)
+        return await receive(
+            "mlflow",
+            request,
+            lambda h, b: parse_mlflow(h, b, secret, ctx.clock(), settings.timestamp_tolerance_s),
+        )
+
+    @app.post("/webhooks/databricks")
+    async def databricks_webhook(request: Request) -> Response:
+        secret = _secret(settings.databricks_webhook_secret)
+        return await receive(
+            "databricks",
+            request,
+            lambda h, b: parse_databricks(h, b, secret, ctx.clock(), settings.timestamp_tolerance_s),
+        )
+
+    @app.post("/webhooks/github")
+    async def github_webhook(request: Request) -> Response:
+        secret = _secret(settings.github_webhook_secret)
+        return await receive("github", request, lambda h, b: parse_github(h, b, secret))
+
+    @app.get("/rollouts", response_model=list[RolloutRecord])
+    def list_rollouts(
+        state: RolloutPhase | None = Query(default=None),
+        model: str | None = Query(default=None),
+        active: bool = Query(default=False),
+    ) -> list[RolloutRecord]:
+        records = store.rollouts(active_only=active, model=model)
+        return [r for r in records if state is None or r.phase == state]
+
+    @app.get("/rollouts/{rollout_id}", response_model=RolloutDetail)
+    def get_rollout(rollout_id: str) -> RolloutDetail:
+        detail = store.detail(rollout_id)
+        if detail is None:
+            raise HTTPException(status_code=404, detail=f"no rollout {rollout_id!r}")
+        if detail.workflow:
+            detail.links["workflow"] = (
+                ctx.workflow_link(detail.workflow) if ctx.workflow_link else detail.workflow
+            )
+        if detail.approval_url:
+            detail.links["pull_request"] = detail.approval_url
+        for commit in detail.commits:
+            detail.links[f"commit:{commit.purpose}"] = commit.sha
+        return detail
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,337 @@
+"""The reconcile loop: inbox -> rollouts, then every active rollout moved one tick.
+
+Level-triggered on purpose: each tick reads what the store and the engine say now and does what is
+still missing (start, stop, resume, record), so that a controller killed anywhere resumes by simply
+running the next tick. The controller never writes to git or the registry itself: the workflow's steps
+do, through the gitops layer and the `Registry` port; the controller reads the registry only to find the
+baseline version when an event arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
+from canaryflow.core.types import ApprovalRequest, WorkflowStatus
+from controller.faults import crash_point
+from controller.observability import ControllerMetrics, event
+from controller.readiness.base import Readiness
+from controller.rollout.machine import (
+    STARTED,
+    TERMINAL,
+    Approved,
+    IllegalTransition,
+    Rejected,
+    RolloutEvent,
+    Started,
+    StepStarted,
+    Supersede,
+    TimedOut,
+    apply,
+)
+from controller.rollout.mirror import Mirror, mirror
+from controller.rollout.records import InboxItem, RolloutRecord
+from controller.rollout.store import RolloutStore, StaleState
+from controller.settings import ControllerSettings, TriggerRule
+from controller.webhooks.events import ApprovalEvent, RegistryEvent
+from policies.model import Policy
+
+PolicyLoader = Callable[[str], Policy]
+
+
+def _default_policy_loader(name: str) -> Policy:
+    from policies import load_policy
+
+    policy: Policy = load_policy(name)
+    return policy
+
+
+def rollout_id_for(event: RegistryEvent) -> str:
+    """Deterministic from the delivery, so reprocessing one event can never make a second rollout."""
+    digest = hashlib.sha256(f"{event.source}:{event.delivery_id}".encode()).hexdigest()[:8]
+    return f"{event.model[:40].rstrip('-')}-v{event.version}-{digest}"
+
+
+def matching_rule(event: RegistryEvent, rules: list[TriggerRule]) -> TriggerRule | None:
+    for rule in rules:
+        if rule.kind == "alias" and event.change == "alias_set" and event.alias == rule.alias:
+            return rule
+        if (
+            rule.kind == "stage"
+            and event.change == "stage_transitioned"
+            and (event.to_stage or "").lower() == rule.stage.lower()
+        ):
+            return rule
+        if (
+            rule.kind == "tag"
+            and event.change == "tag_set"
+            and event.tag_key == rule.tag_key
+            and event.tag_value == rule.tag_value
+        ):
+            return rule
+    return None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        store: RolloutStore,
+        engine: WorkflowEngine,
+        registry: Registry | None,
+        metrics: ControllerMetrics,
+        *,
+        approval_gate: ApprovalGate | None = None,
+        readiness: Readiness | None = None,
+        policy_loader: PolicyLoader = _default_policy_loader,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.store, self.engine, self.registry = settings, store, engine, registry
+        self.metrics, self.approval_gate, self.readiness = metrics, approval_gate, readiness
+        self.policy_loader, self.clock = policy_loader, clock
+        self._policies: dict[str, Policy] = {}
+
+    # -- inbox ---------------------------------------------------------------------------------
+    def process_inbox(self, limit: int = 500) -> int:
+        """Turns stored deliveries into rollouts or approvals; returns how many were settled."""
+        done = 0
+        for item in self.store.pending_inbox(limit):
+            try:
+                if item.kind == "registry":
+                    self._registry_event(item)
+                else:
+                    self._approval_event(item)
+                done += 1
+            except Exception as exc:  # left pending; the next tick retries it
+                event("event not processed yet", logging.WARNING, inbox_id=item.id, error=str(exc))
+        return done
+
+    def _registry_event(self, item: InboxItem) -> None:
+        ev = RegistryEvent(**item.event)
+        rule = matching_rule(ev, self.settings.rules_for(ev.model))
+        if rule is None:
+            self.store.mark_processed(
+                item.id, f"ignored: {ev.change} on {ev.model}/{ev.version} starts nothing"
+            )
+            return
+        if self.registry is None:
+            self.store.mark_processed(item.id, "ignored: no registry configured to find the baseline")
+            return
+        baseline = self.registry.version_for_alias(ev.model, rule.baseline_alias)
+        if baseline is None or baseline == ev.version:
+            why = "no version holds" if baseline is None else "the canary already holds"
+            self.store.mark_processed(item.id, f"ignored: {why} alias {rule.baseline_alias!r} of {ev.model}")
+            return
+        for other in self.store.rollouts(active_only=True, model=ev.model):
+            if (other.canary_version, other.baseline_version) == (ev.version, baseline):
+                self.store.mark_processed(item.id, f"ignored: rollout {other.id} already rolls this out")
+                return
+        now = self.clock()
+        record = RolloutRecord(
+            id=rollout_id_for(ev),
+            model=ev.model,
+            baseline_version=baseline,
+            canary_version=ev.version,
+            policy=rule.policy,
+            environment=rule.environment,
+            trigger=f"{ev.source}:{ev.delivery_id}",
+            created_at=item.received_at,
+            updated_at=now,
+            reason=f"{ev.source} {ev.change}: {ev.model} v{ev.version} vs baseline v{baseline}",
+        )
+        if self.store.create_rollout(record, inbox_id=item.id):
+            event(
+                "rollout created",
+                rollout=record.id,
+                model=record.model,
+                canary=record.canary_version,
+                baseline=record.baseline_version,
+                trigger=record.trigger,
+            )
+        crash_point("after_rollout_created")
+
+    def _approval_event(self, item: InboxItem) -> None:
+        ev = ApprovalEvent(**item.event)
+        if ev.outcome != "none":
+            self.store.record_approval(ev)
+        self.store.mark_processed(item.id, f"approval {ev.outcome} for {ev.pr_url or ev.repository}")
+
+    # -- the tick ------------------------------------------------------------------------------
+    def tick(self) -> int:
+        """One pass: inbox, then every active rollout; returns how many rollouts were reconciled."""
+        self.process_inbox()
+        by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
+        for record in self.store.rollouts(active_only=True):
+            by_model[record.model].append(record)
+        count = 0
+        for records in by_model.values():
+            self._supersede_older(records)
+            for record in records:
+                started = time.perf_counter()
+                try:
+                    self.reconcile_one(record.id)
+                except Exception as exc:
+                    event("reconcile failed", logging.ERROR, rollout=record.id, error=repr(exc))
+                    self.store.update(record.id, waiting_reason=f"controller error: {exc}")
+                self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                count += 1
+        return count
+
+    def _supersede_older(self, records: list[RolloutRecord]) -> None:
+        newest = records[-1]
+        for old in records[:-1]:
+            if old.phase in ("superseding", "rolling_back"):
+                continue
+            self._transition(old, Supersede(by_rollout=newest.id), superseded_by=newest.id)
+
+    # -- one rollout ---------------------------------------------------------------------------
+    def reconcile_one(self, rollout_id: str) -> None:
+        record = self.store.get(rollout_id)
+        if record is None or record.phase in TERMINAL:
+            return
+        if record.phase == "pending":
+            self._maybe_start(record)
+            return
+        assert record.workflow is not None, f"rollout {record.id} started without a workflow name"
+        policy = self._policy(record.policy)
+        if not self._ready_for_analysis(record):
+            status = self.engine.status(record.workflow)
+        else:
+            status = self.engine.reconcile(record.workflow)
+        crash_point("after_engine_reconcile")
+        view = mirror(status, [s.weight for s in policy.steps])
+        record = self._record_mirror(record, view)
+        crash_point("after_mirror")
+        if record.phase in TERMINAL:
+            self._finished(record)
+            return
+        self._drive(record, view, status, policy)
+
+    def _maybe_start(self, record: RolloutRecord) -> None:
+        others = [r for r in self.store.rollouts(active_only=True, model=record.model) if r.id != record.id]
+        if any(r.phase in STARTED for r in others):
+            self.store.update(record.id, waiting_reason="waiting for the model's previous rollout to end")
+            return
+        # The engine names the workflow after the rollout and refuses a second one for the same id, so a
+        # crash between submit and the store update resubmits into the same workflow, never a new one.
+        name = self.engine.submit(record.spec())
+        crash_point("after_submit")
+        self._transition(
+            record, Started(workflow=name), workflow=name, started_at=self.clock(), waiting_reason=None
+        )
+        event("rollout started", rollout=record.id, workflow=name)
+
+    def _ready_for_analysis(self, record: RolloutRecord) -> bool:
+        """Before the first analysis, the canary must be serving; until then the engine is not moved on."""
+        if record.ready_at is not None or self.readiness is None or record.phase != "canary":
+            return True
+        if not self.store.commits_of(record.id):
+            return True  # nothing deployed yet: let the workflow make the first commit
+        result = self.readiness.check(record.spec())
+        if result.ready:
+            self.store.update(record.id, ready_at=self.clock(), waiting_reason=None)
+            return True
+        self.store.update(record.id, waiting_reason=result.reason)
+        return False
+
+    def _record_mirror(self, record: RolloutRecord, view: Mirror) -> RolloutRecord:
+        for sha, purpose in view.commits:
+            self.store.add_commit(record.id, sha, purpose)
+        for step in view.steps:
+            self.store.upsert_step(record.id, step)
+        fields: dict[str, object] = {}
+        if view.approval_id and view.approval_id != record.approval_id:
+            fields["approval_id"] = view.approval_id
+        if view.approval_url and view.approval_url != record.approval_url:
+            fields["approval_url"] = view.approval_url
+        if record.ready_at is not None or self.readiness is None:
+            fields["waiting_reason"] = view.waiting_reason
+        self.store.update(record.id, **fields)
+        record = self.store.get(record.id) or record
+        for ev in view.events:
+            record = self._apply_if_new(record, ev)
+        return record
+
+    def _apply_if_new(self, record: RolloutRecord, ev: RolloutEvent) -> RolloutRecord:
+        if isinstance(ev, StepStarted) and record.step_index is not None and ev.index <= record.step_index:
+            return record
+        try:
+            change = apply(record.state, ev)
+        except IllegalTransition:
+            return record  # already past it (mirrors repeat the whole history every tick)
+        if change.after == change.before:
+            return record
+        extra = {"weight": ev.weight} if isinstance(ev, StepStarted) else {}
+        return self._transition(record, ev, **extra) or record
+
+    def _transition(self, record: RolloutRecord, ev: RolloutEvent, **fields: object) -> RolloutRecord | None:
+        try:
+            change = apply(record.state, ev)
+            updated = self.store.transition(record.id, change, **fields)
+        except (IllegalTransition, StaleState) as exc:
+            event("transition skipped", logging.WARNING, rollout=record.id, event=ev.kind, why=str(exc))
+            return None
+        event(
+            "rollout transition",
+            rollout=record.id,
+            from_state=change.before.phase,
+            to_state=change.after.phase,
+            step=change.after.step_index,
+            reason=change.reason,
+        )
+        if updated.phase in TERMINAL:
+            self._finished(updated)
+        return updated
+
+    def _finished(self, record: RolloutRecord) -> None:
+        if record.finished_at is not None:
+            self.metrics.decision_latency.labels(record.phase).observe(
+                max(0.0, record.finished_at - record.created_at)
+            )
+
+    def _drive(self, record: RolloutRecord, view: Mirror, status: WorkflowStatus, policy: Policy) -> None:
+        """What the controller still owes the workflow: stop, resume, time out, release the gate."""
+        assert record.workflow is not None
+        running = status.phase in ("Pending", "Running")
+        if record.phase in ("rolling_back", "superseding") and running and not view.rollback_started:
+            self.engine.stop(record.workflow, record.reason)
+            return
+        if record.phase == "promoting" and view.approval_suspended:
+            self.engine.resume(record.workflow)
+            return
+        age = self.clock() - (record.started_at or record.created_at)
+        if record.phase in ("canary", "awaiting_approval") and age > policy.max_duration_s:
+            if self._transition(record, TimedOut(after_s=age)) is not None:
+                self.engine.stop(record.workflow, f"max duration {policy.max_duration_s:.0f} s exceeded")
+            return
+        if record.phase == "awaiting_approval":
+            self._check_approval(record, view)
+
+    def _check_approval(self, record: RolloutRecord, view: Mirror) -> None:
+        assert record.workflow is not None
+        keys = {k for k in (record.approval_id, record.approval_url) if k}
+        outcome, actor = self.store.approval_for(keys)
+        if outcome is None and self.approval_gate is not None and record.approval_id:
+            outcome = self.approval_gate.state(
+                ApprovalRequest(id=record.approval_id, url=record.approval_url or "")
+            )
+        if outcome == "approved":
+            self.engine.resume(record.workflow)
+            crash_point("after_resume")
+            self._transition(record, Approved(by=actor or ""))
+        elif outcome == "rejected":
+            if self._transition(record, Rejected(by=actor or "")) is not None:
+                self.engine.stop(record.workflow, f"approval rejected{' by ' + actor if actor else ''}")
+        else:
+            self.store.update(
+                record.id, waiting_reason=f"waiting for approval {record.approval_url or ''}".strip()
+            )
+
+    def _policy(self, name: str) -> Policy:
+        if name not in self._policies:
+            self._policies[name] = self.policy_loader(name)
+        return self._policies[name]

@@ -1,0 +1,1 @@
+"""Rollouts: the pure state machine and the SQLite store that persists it."""

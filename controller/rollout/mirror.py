@@ -1,0 +1,125 @@
+"""Reads a workflow's node statuses into rollout events, step records and commits. Pure.
+
+Node ids follow `workflows.dag` (one DAG for Argo and the local runner): `set-weight-<w>` (output
+`commit_sha`), `wait-ready`, `analyze-<w>` (outputs `verdict`, `verdict_json`), `request-approval`
+(`approval_id`, `approval_url`), `approval` (suspend), `promote` and the exit handler `rollback` (both
+`commit_sha`). The mirror is level-triggered: it derives the whole picture from the status every time,
+so a controller restarted at any point catches up from one read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from canaryflow.core.types import WorkflowNodeStatus, WorkflowStatus
+from controller.rollout.machine import (
+    ApprovalRequested,
+    Promoted,
+    PromoteStarted,
+    RollbackStarted,
+    RolledBack,
+    RolloutEvent,
+    StepStarted,
+    WorkflowFailed,
+)
+from controller.rollout.records import StepRecord
+
+_SET_WEIGHT = re.compile(r"^set-weight-(\d+)$")
+_ANALYZE = re.compile(r"^analyze-(\d+)$")
+_STARTED = frozenset({"Running", "Succeeded", "Failed", "Error"})
+_DONE_BAD = frozenset({"Failed", "Error"})
+
+
+class Mirror(BaseModel):
+    events: list[RolloutEvent] = Field(default_factory=list)
+    steps: list[StepRecord] = Field(default_factory=list)
+    commits: list[tuple[str, str]] = Field(default_factory=list, description="(sha, purpose)")
+    approval_id: str | None = None
+    approval_url: str | None = None
+    waiting_reason: str | None = None
+    current_node: str | None = None
+    first_commit_done: bool = False
+    approval_suspended: bool = False
+    rollback_started: bool = False
+
+
+def _verdict(node: WorkflowNodeStatus) -> dict[str, Any] | None:
+    raw = node.outputs.get("verdict_json")
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"decision": "inconclusive", "checks": [], "unreadable": raw[:200]}
+    return doc if isinstance(doc, dict) else None
+
+
+def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
+    """Everything the status says, in the order it happened. `weights` are the policy's step weights."""
+    out = Mirror(current_node=status.node)
+    by_id = {n.id: n for n in status.nodes}
+    rollback_cause = status.message or "workflow ended without promotion"
+    for index, weight in enumerate(weights):
+        commit = by_id.get(f"set-weight-{weight}")
+        analyze = by_id.get(f"analyze-{weight}")
+        if commit is None or commit.phase not in _STARTED:
+            break
+        sha = commit.outputs.get("commit_sha") or None
+        if sha:
+            out.commits.append((sha, f"step {index} at {weight}%"))
+            out.first_commit_done = True
+        out.events.append(StepStarted(index=index, weight=weight))
+        verdict = _verdict(analyze) if analyze is not None else None
+        step_status = "running"
+        if analyze is not None and analyze.phase == "Succeeded":
+            step_status = str(analyze.outputs.get("verdict") or (verdict or {}).get("decision") or "pass")
+        elif analyze is not None and analyze.phase in _DONE_BAD:
+            step_status = str(analyze.outputs.get("verdict") or "fail")
+            rollback_cause = f"step {index} at {weight}%: {analyze.message or 'analysis failed'}"
+        elif analyze is not None and analyze.phase == "Running" and analyze.message:
+            out.waiting_reason = analyze.message
+        elif commit.phase in _DONE_BAD:
+            step_status = "error"
+            rollback_cause = f"commit at {weight}%: {commit.message or 'failed'}"
+        out.steps.append(
+            StepRecord(
+                index=index,
+                weight=weight,
+                started_at=commit.started_at,
+                commit_sha=sha,
+                status=step_status,
+                verdict=verdict,
+            )
+        )
+    wait = by_id.get("wait-ready")
+    if wait is not None and wait.phase == "Running" and wait.message:
+        out.waiting_reason = wait.message
+    request = by_id.get("request-approval")
+    if request is not None and request.phase == "Succeeded":
+        out.approval_id = request.outputs.get("approval_id") or None
+        out.approval_url = request.outputs.get("approval_url") or None
+        out.events.append(ApprovalRequested(url=out.approval_url or ""))
+    approval = by_id.get("approval")
+    out.approval_suspended = approval is not None and approval.phase == "Running"
+    promote = by_id.get("promote")
+    if promote is not None and promote.phase in _STARTED:
+        out.events.append(PromoteStarted())
+        if promote.outputs.get("commit_sha"):
+            out.commits.append((promote.outputs["commit_sha"], "promote at 100%"))
+        if promote.phase == "Succeeded" and status.phase == "Succeeded":
+            out.events.append(Promoted())
+    rollback = by_id.get("rollback")
+    if rollback is not None and rollback.phase in _STARTED:
+        out.rollback_started = True
+        out.events.append(RollbackStarted(cause=rollback_cause))
+        if rollback.outputs.get("commit_sha"):
+            out.commits.append((rollback.outputs["commit_sha"], "rollback"))
+        if rollback.phase == "Succeeded" and status.phase in ("Succeeded", "Failed", "Stopped", "Error"):
+            out.events.append(RolledBack())
+    if status.phase in ("Failed", "Error") and not (rollback is not None and rollback.phase == "Succeeded"):
+        out.events.append(WorkflowFailed(message=status.message or f"workflow {status.phase}"))
+    return out

@@ -1,0 +1,319 @@
+"""The rollout store: SQLite in WAL mode, one writer, every change one transaction.
+
+It is the controller's memory across restarts: the inbox of accepted webhook deliveries (written
+before the delivery is acknowledged, so an acknowledged event is never lost, and keyed by delivery id,
+so a redelivery is recognised), the rollouts with their state, steps, verdicts, commits and the
+transition log. The local workflow runner keeps its own tables in the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from controller.rollout.machine import ACTIVE, Transition
+from controller.rollout.records import (
+    CommitRecord,
+    InboxItem,
+    RolloutDetail,
+    RolloutRecord,
+    StepRecord,
+    TransitionRecord,
+)
+from controller.webhooks.events import ApprovalEvent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cf_inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL, delivery_id TEXT NOT NULL, kind TEXT NOT NULL, event TEXT NOT NULL,
+    received_at REAL NOT NULL, processed_at REAL, outcome TEXT,
+    UNIQUE (source, delivery_id));
+CREATE INDEX IF NOT EXISTS cf_inbox_pending ON cf_inbox (processed_at);
+CREATE TABLE IF NOT EXISTS cf_rollouts (
+    id TEXT PRIMARY KEY, model TEXT NOT NULL, baseline_version TEXT NOT NULL, canary_version TEXT NOT NULL,
+    policy TEXT NOT NULL, environment TEXT NOT NULL, phase TEXT NOT NULL, step_index INTEGER,
+    weight INTEGER NOT NULL DEFAULT 0, workflow TEXT, trigger TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, finished_at REAL,
+    reason TEXT NOT NULL DEFAULT '', waiting_reason TEXT, approval_id TEXT, approval_url TEXT,
+    superseded_by TEXT, ready_at REAL);
+CREATE INDEX IF NOT EXISTS cf_rollouts_model ON cf_rollouts (model, phase);
+CREATE TABLE IF NOT EXISTS cf_steps (
+    rollout_id TEXT NOT NULL, idx INTEGER NOT NULL, weight INTEGER NOT NULL, started_at REAL,
+    commit_sha TEXT, status TEXT NOT NULL, verdict TEXT, PRIMARY KEY (rollout_id, idx));
+CREATE TABLE IF NOT EXISTS cf_transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, rollout_id TEXT NOT NULL, at REAL NOT NULL,
+    from_phase TEXT NOT NULL, to_phase TEXT NOT NULL, event TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cf_transitions_rollout ON cf_transitions (rollout_id, id);
+CREATE TABLE IF NOT EXISTS cf_commits (
+    rollout_id TEXT NOT NULL, sha TEXT NOT NULL, purpose TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (rollout_id, sha));
+CREATE TABLE IF NOT EXISTS cf_approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, pr_key TEXT NOT NULL, outcome TEXT NOT NULL, actor TEXT NOT NULL,
+    at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS cf_approvals_key ON cf_approvals (pr_key, id);
+"""
+
+_ROLLOUT_COLUMNS = list(RolloutRecord.model_fields)
+
+
+class StaleState(RuntimeError):
+    """The rollout moved on since it was read; the caller re-reads and decides again."""
+
+
+class RolloutStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._tx() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    # -- inbox -------------------------------------------------------------------------------------
+    def accept_delivery(self, source: str, delivery_id: str, kind: str, event: dict[str, Any]) -> bool:
+        """Stores a verified delivery; False when this delivery id was already stored (a redelivery)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO cf_inbox (source, delivery_id, kind, event, received_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (source, delivery_id, kind, json.dumps(event), time.time()),
+            )
+            return cur.rowcount == 1
+
+    def pending_inbox(self, limit: int = 100) -> list[InboxItem]:
+        rows = self._query("SELECT * FROM cf_inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?", (limit,))
+        return [_inbox(r) for r in rows]
+
+    def inbox(self, limit: int = 100_000) -> list[InboxItem]:
+        return [_inbox(r) for r in self._query("SELECT * FROM cf_inbox ORDER BY id LIMIT ?", (limit,))]
+
+    def mark_processed(self, inbox_id: int, outcome: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE cf_inbox SET processed_at = ?, outcome = ? WHERE id = ? AND processed_at IS NULL",
+                (time.time(), outcome, inbox_id),
+            )
+
+    # -- rollouts ----------------------------------------------------------------------------------
+    def create_rollout(self, record: RolloutRecord, inbox_id: int | None = None) -> bool:
+        """Inserts a pending rollout and marks its inbox item done, atomically; False if it exists."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM cf_rollouts WHERE id = ?", (record.id,)).fetchone():
+                if inbox_id is not None:
+                    db.execute(
+                        "UPDATE cf_inbox SET processed_at=?, outcome=? WHERE id=? AND processed_at IS NULL",
+                        (time.time(), f"rollout {record.id}", inbox_id),
+                    )
+                return False
+            values = record.model_dump()
+            db.execute(
+                f"INSERT INTO cf_rollouts ({', '.join(_ROLLOUT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _ROLLOUT_COLUMNS)})",
+                tuple(values[c] for c in _ROLLOUT_COLUMNS),
+            )
+            db.execute(
+                "INSERT INTO cf_transitions (rollout_id, at, from_phase, to_phase, event, reason) "
+                "VALUES (?, ?, '', 'pending', 'created', ?)",
+                (record.id, record.created_at, record.reason),
+            )
+            if inbox_id is not None:
+                db.execute(
+                    "UPDATE cf_inbox SET processed_at=?, outcome=? WHERE id=? AND processed_at IS NULL",
+                    (time.time(), f"rollout {record.id}", inbox_id),
+                )
+            return True
+
+    def get(self, rollout_id: str) -> RolloutRecord | None:
+        rows = self._query("SELECT * FROM cf_rollouts WHERE id = ?", (rollout_id,))
+        return RolloutRecord(**dict(rows[0])) if rows else None
+
+    def rollouts(
+        self, *, active_only: bool = False, model: str | None = None, limit: int = 1000
+    ) -> list[RolloutRecord]:
+        sql, args = "SELECT * FROM cf_rollouts WHERE 1=1", list[object]()
+        if active_only:
+            sql += f" AND phase IN ({', '.join('?' for _ in ACTIVE)})"
+            args += sorted(ACTIVE)
+        if model is not None:
+            sql += " AND model = ?"
+            args.append(model)
+        sql += " ORDER BY created_at, id LIMIT ?"
+        args.append(limit)
+        return [RolloutRecord(**dict(r)) for r in self._query(sql, tuple(args))]
+
+    def detail(self, rollout_id: str) -> RolloutDetail | None:
+        record = self.get(rollout_id)
+        if record is None:
+            return None
+        steps = [
+            StepRecord(
+                index=r["idx"],
+                weight=r["weight"],
+                started_at=r["started_at"],
+                commit_sha=r["commit_sha"],
+                status=r["status"],
+                verdict=json.loads(r["verdict"]) if r["verdict"] else None,
+            )
+            for r in self._query("SELECT * FROM cf_steps WHERE rollout_id = ? ORDER BY idx", (rollout_id,))
+        ]
+        transitions = [
+            TransitionRecord(
+                at=r["at"],
+                from_phase=r["from_phase"],
+                to_phase=r["to_phase"],
+                event=r["event"],
+                reason=r["reason"],
+            )
+            for r in self._query(
+                "SELECT * FROM cf_transitions WHERE rollout_id = ? ORDER BY id", (rollout_id,)
+            )
+        ]
+        commits = self.commits_of(rollout_id)
+        return RolloutDetail(**record.model_dump(), steps=steps, transitions=transitions, commits=commits)
+
+    def transition(self, rollout_id: str, change: Transition, **fields: Any) -> RolloutRecord:
+        """Applies a machine transition (and field updates) if the rollout is still where it was read."""
+        now = time.time()
+        updates: dict[str, Any] = {
+            "phase": change.after.phase,
+            "step_index": change.after.step_index,
+            "updated_at": now,
+            "reason": change.reason,
+            **fields,
+        }
+        if change.after.phase not in ACTIVE:
+            updates.setdefault("finished_at", now)
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE cf_rollouts SET {', '.join(f'{k} = ?' for k in updates)} "
+                "WHERE id = ? AND phase = ? AND step_index IS ?",
+                (*updates.values(), rollout_id, change.before.phase, change.before.step_index),
+            )
+            if cur.rowcount != 1:
+                raise StaleState(f"rollout {rollout_id} is no longer {change.before.phase}")
+            db.execute(
+                "INSERT INTO cf_transitions (rollout_id, at, from_phase, to_phase, event, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (rollout_id, now, change.before.phase, change.after.phase, change.event, change.reason),
+            )
+        record = self.get(rollout_id)
+        assert record is not None
+        return record
+
+    def update(self, rollout_id: str, **fields: Any) -> None:
+        """Field updates that are not state changes (workflow name, waiting reason, approval handle)."""
+        if not fields:
+            return
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE cf_rollouts SET {', '.join(f'{k} = ?' for k in fields)}, updated_at = ? "
+                "WHERE id = ?",
+                (*fields.values(), time.time(), rollout_id),
+            )
+
+    def upsert_step(self, rollout_id: str, step: StepRecord) -> bool:
+        """Records a step's latest status; True when something changed."""
+        verdict = json.dumps(step.verdict, sort_keys=True) if step.verdict is not None else None
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM cf_steps WHERE rollout_id = ? AND idx = ?", (rollout_id, step.index)
+            ).fetchone()
+            new = (step.weight, step.started_at, step.commit_sha, step.status, verdict)
+            if (
+                row is not None
+                and (row["weight"], row["started_at"], row["commit_sha"], row["status"], row["verdict"])
+                == new
+            ):
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO cf_steps "
+                "(rollout_id, idx, weight, started_at, commit_sha, status, verdict) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (rollout_id, step.index, *new),
+            )
+            return True
+
+    def add_commit(self, rollout_id: str, sha: str, purpose: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO cf_commits (rollout_id, sha, purpose, at) VALUES (?, ?, ?, ?)",
+                (rollout_id, sha, purpose, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def commits_of(self, rollout_id: str) -> list[CommitRecord]:
+        rows = self._query("SELECT * FROM cf_commits WHERE rollout_id = ? ORDER BY at, sha", (rollout_id,))
+        return [CommitRecord(sha=r["sha"], purpose=r["purpose"], at=r["at"]) for r in rows]
+
+    # -- approvals -----------------------------------------------------------------------------------
+    def record_approval(self, ev: ApprovalEvent) -> None:
+        """Remembers a PR decision under every name a rollout may know the PR by (url, repo#n, n)."""
+        keys = {k for k in (ev.pr_url, f"{ev.repository}#{ev.pr_number}", str(ev.pr_number)) if k}
+        now = time.time()
+        with self._tx() as db:
+            for key in keys:
+                db.execute(
+                    "INSERT INTO cf_approvals (pr_key, outcome, actor, at) VALUES (?, ?, ?, ?)",
+                    (key, ev.outcome, ev.actor, now),
+                )
+
+    def approval_for(self, keys: set[str]) -> tuple[str | None, str | None]:
+        """The latest PR decision recorded under any of `keys`: (outcome, actor), or (None, None)."""
+        if not keys:
+            return None, None
+        rows = self._query(
+            f"SELECT outcome, actor FROM cf_approvals WHERE pr_key IN ({', '.join('?' for _ in keys)}) "
+            "ORDER BY id DESC LIMIT 1",
+            tuple(sorted(keys)),
+        )
+        return (rows[0]["outcome"], rows[0]["actor"]) if rows else (None, None)
+
+    def counts_by_phase(self) -> dict[str, int]:
+        return {
+            r["phase"]: r["n"]
+            for r in self._query("SELECT phase, COUNT(*) AS n FROM cf_rollouts GROUP BY phase")
+        }
+
+
+def _inbox(row: sqlite3.Row) -> InboxItem:
+    return InboxItem(
+        id=row["id"],
+        source=row["source"],
+        delivery_id=row["delivery_id"],
+        kind=row["kind"],
+        event=json.loads(row["event"]),
+        received_at=row["received_at"],
+        processed_at=row["processed_at"],
+        outcome=row["outcome"],
+    )

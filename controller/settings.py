@@ -1,0 +1,90 @@
+"""Settings of the controller service (section `controller`, env prefix `CANARYFLOW_CONTROLLER_`).
+
+Which registry change starts a rollout is configured per model, because teams differ: some promote
+with aliases (`challenger` set -> canary against `champion`), some still move legacy stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from canaryflow.settings import ComponentSettings
+
+
+class TriggerRule(BaseModel):
+    """One registry change that starts a rollout, and where its baseline comes from.
+
+    `kind="alias"`: the alias `alias` set on a version makes it the canary; the baseline is the version
+    holding `baseline_alias`. `kind="stage"`: a transition to `stage` makes it the canary; the baseline is
+    the version holding `baseline_alias` (registries that still use stages usually mirror it as an alias)
+    or, failing that, the event's `from` version is not known and the rollout is not started.
+    `kind="tag"`: a version tag `tag_key` set to `tag_value` makes it the canary.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["alias", "stage", "tag"] = "alias"
+    alias: str = "challenger"
+    stage: str = "Production"
+    tag_key: str = "canaryflow.canary"
+    tag_value: str = "true"
+    baseline_alias: str = "champion"
+    policy: str = "default"
+    environment: str = "production"
+
+
+DEFAULT_TRIGGERS: list[TriggerRule] = [TriggerRule(kind="alias"), TriggerRule(kind="stage")]
+
+
+class KubernetesReadinessSettings(BaseModel):
+    """Where the canary Deployment lives when a cluster is configured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kubeconfig: Path | None = None
+    in_cluster: bool = False
+    host: str | None = Field(
+        default=None, description="API server URL, when neither kubeconfig nor in-cluster"
+    )
+    namespace: str = "default"
+    deployment_template: str = Field(
+        default="{model}-v{version}", description="name of the canary Deployment; {model}, {version}"
+    )
+
+
+class ControllerSettings(ComponentSettings):
+    section: ClassVar[str] = "controller"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    db_path: Path = Path("canaryflow-controller.db")
+
+    mlflow_webhook_secret: SecretStr | None = None
+    databricks_webhook_secret: SecretStr | None = None
+    github_webhook_secret: SecretStr | None = None
+    timestamp_tolerance_s: float = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+    triggers: dict[str, list[TriggerRule]] = Field(
+        default_factory=dict, description="per model name; '*' applies to every model not listed"
+    )
+    registry_tracking_uri: str | None = None
+
+    prometheus_url: str | None = None
+    scrape_targets: list[str] = Field(default_factory=list)
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+
+    engine: Literal["local", "argo"] = "local"
+    kubernetes: KubernetesReadinessSettings | None = None
+    inference_url: str | None = Field(default=None, description="embedded readiness: GET {url}/ready")
+
+    def rules_for(self, model: str) -> list[TriggerRule]:
+        """The trigger rules of `model`, falling back to '*' and then to the built-in defaults."""
+        if model in self.triggers:
+            return self.triggers[model]
+        if "*" in self.triggers:
+            return self.triggers["*"]
+        return DEFAULT_TRIGGERS

@@ -1,0 +1,56 @@
+"""Checks every sender's parser shares: body size, JSON object, header presence, timestamp window."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.webhooks.events import WebhookRejected
+
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def require_header(headers: Mapping[str, str], name: str, status: int = 400) -> str:
+    value = headers.get(name) or headers.get(name.lower())
+    if not value:
+        raise WebhookRejected(status, f"missing header {name}")
+    return value
+
+
+def delivery_id_from(headers: Mapping[str, str], name: str) -> str:
+    value = require_header(headers, name)
+    if not _DELIVERY_ID.match(value):
+        raise WebhookRejected(400, f"header {name}: not a delivery id (letters, digits, '.:_-', at most 128)")
+    return value
+
+
+def check_fresh(timestamp_s: float, now_s: float, tolerance_s: float) -> None:
+    """Refuses a delivery signed too long ago (or in the future): a replayed capture is stale."""
+    if abs(now_s - timestamp_s) > tolerance_s:
+        raise WebhookRejected(
+            401,
+            f"stale delivery: timestamp {timestamp_s:.0f} is {now_s - timestamp_s:+.0f} s from now "
+            f"(tolerance {tolerance_s:.0f} s)",
+        )
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WebhookRejected(400, f"body is not JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise WebhookRejected(400, "body must be a JSON object")
+    return doc
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """One line naming the first offending field, e.g. "model: 'My Model' is not a valid ..."."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {msg}"

@@ -1,0 +1,57 @@
+"""What a webhook delivery means once its sender's format is stripped off.
+
+Every sender (MLflow OSS, Databricks, GitHub) is parsed into one of these, so that the rollout logic
+never sees a sender's wire format and a new sender is one parser file.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from canaryflow.core.types import K8sName, ModelVersion
+
+RegistryChange = Literal[
+    "alias_set", "tag_set", "version_created", "stage_transitioned", "transition_requested"
+]
+
+
+class WebhookRejected(Exception):
+    """A delivery refused before anything is stored; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RegistryEvent(BaseModel):
+    """A model-registry change, whichever registry sent it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal["mlflow", "databricks"]
+    delivery_id: str
+    change: RegistryChange
+    model: K8sName
+    version: ModelVersion
+    alias: str | None = None
+    tag_key: str | None = None
+    tag_value: str | None = None
+    to_stage: str | None = None
+    from_stage: str | None = None
+
+
+class ApprovalEvent(BaseModel):
+    """A pull-request review or merge that may release (or refuse) a rollout's approval gate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal["github"] = "github"
+    delivery_id: str
+    repository: str
+    pr_number: int
+    pr_url: str
+    outcome: Literal["approved", "rejected", "none"]
+    actor: str = ""

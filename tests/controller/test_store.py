@@ -1,0 +1,62 @@
+import time
+
+import pytest
+
+from controller.rollout.machine import RolloutState, Started, StepStarted, apply
+from controller.rollout.records import RolloutRecord, StepRecord
+from controller.rollout.store import RolloutStore, StaleState
+
+
+def record(rid="m-v2-1", model="m"):
+    now = time.time()
+    return RolloutRecord(
+        id=rid, model=model, baseline_version="1", canary_version="2", created_at=now, updated_at=now
+    )
+
+
+def test_create_is_idempotent_and_marks_the_inbox(tmp_path):
+    store = RolloutStore(tmp_path / "c.db")
+    assert store.accept_delivery("mlflow", "d1", "registry", {"x": 1})
+    assert not store.accept_delivery("mlflow", "d1", "registry", {"x": 2})
+    item = store.pending_inbox()[0]
+    assert store.create_rollout(record(), inbox_id=item.id)
+    assert not store.create_rollout(record(), inbox_id=item.id)
+    assert store.pending_inbox() == []
+    assert store.inbox()[0].outcome == "rollout m-v2-1"
+
+
+def test_transitions_are_checked_against_the_stored_state(tmp_path):
+    store = RolloutStore(tmp_path / "c.db")
+    store.create_rollout(record())
+    t1 = apply(RolloutState(), Started(workflow="wf"))
+    store.transition("m-v2-1", t1, workflow="wf")
+    with pytest.raises(StaleState):
+        store.transition("m-v2-1", t1)  # already applied: the rollout is no longer pending
+    t2 = apply(t1.after, StepStarted(index=0, weight=5))
+    got = store.transition("m-v2-1", t2, weight=5)
+    assert (got.phase, got.step_index, got.weight, got.workflow) == ("canary", 0, 5, "wf")
+
+
+def test_everything_survives_reopening(tmp_path):
+    store = RolloutStore(tmp_path / "c.db")
+    store.create_rollout(record())
+    store.transition("m-v2-1", apply(RolloutState(), Started(workflow="wf")), workflow="wf")
+    assert store.upsert_step("m-v2-1", StepRecord(index=0, weight=5, commit_sha="abc", status="running"))
+    assert not store.upsert_step("m-v2-1", StepRecord(index=0, weight=5, commit_sha="abc", status="running"))
+    assert store.upsert_step(
+        "m-v2-1",
+        StepRecord(
+            index=0, weight=5, commit_sha="abc", status="pass", verdict={"decision": "promote", "checks": []}
+        ),
+    )
+    assert store.add_commit("m-v2-1", "abc", "step 0 at 5%")
+    assert not store.add_commit("m-v2-1", "abc", "step 0 at 5%")
+    store.close()
+    again = RolloutStore(tmp_path / "c.db")
+    detail = again.detail("m-v2-1")
+    assert detail is not None and detail.phase == "canary" and detail.workflow == "wf"
+    assert detail.steps[0].verdict == {"decision": "promote", "checks": []}
+    assert [c.sha for c in detail.commits] == ["abc"]
+    assert [t.to_phase for t in detail.transitions] == ["pending", "canary"]
+    assert again.rollouts(active_only=True, model="m")[0].id == "m-v2-1"
+    assert again.counts_by_phase() == {"canary": 1}
