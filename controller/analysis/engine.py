@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from canaryflow.core.types import Check, CheckVerdict, Verdict
-from controller.analysis.sequential import binomial_cs, quantile_cs, srm_log_evidence
+from controller.analysis.sequential import binomial_cs, cdf_cs, quantile_cs, srm_log_evidence
 from controller.analysis.series import ArmSeries, FloatArray, ObservationSeries
 from policies.model import COMPARISON, STATISTICAL_KINDS, MetricPolicy, Policy
 
@@ -171,20 +171,28 @@ def _metric_checks(
 def _latency_checks(
     metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
 ) -> list[CheckSeries]:
+    bounds, c, b = series.latency_bounds, series.canary, series.baseline
+    if bounds is None or c.latency_counts is None or b.latency_counts is None:
+        return [_no_data(metric, name, len(series)) for name in metric.checks]
+    assert c.latency_totals is not None and b.latency_totals is not None
+    # Each arm gets half of the check's share: the rollback level for the bounds that can fail it,
+    # the promotion level for those that can pass it. CDF bounds are shared by all quantiles.
+    levels = {"r": alpha / 2, "p": beta / 2}
+    cdfs = {
+        (arm, level): cdf_cs(counts, totals, a)
+        for arm, counts, totals in (
+            ("c", c.latency_counts, c.latency_totals),
+            ("b", b.latency_counts, b.latency_totals),
+        )
+        for level, a in levels.items()
+    }
+    has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
     out: list[CheckSeries] = []
     for name, q in zip(metric.checks, metric.quantiles, strict=True):
-        bounds, c, b = series.latency_bounds, series.canary, series.baseline
-        if bounds is None or c.latency_counts is None or b.latency_counts is None:
-            out.append(_no_data(metric, name, len(series)))
-            continue
-        assert c.latency_totals is not None and b.latency_totals is not None
-        # Each arm gets half of the check's share: the rollback level for the bounds that can fail it,
-        # the promotion level for those that can pass it.
-        c_lo_r, c_hi_r, c_est = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, alpha / 2)
-        b_lo_r, b_hi_r, b_est = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, alpha / 2)
-        c_lo_p, c_hi_p, _ = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, beta / 2)
-        b_lo_p, b_hi_p, _ = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, beta / 2)
-        has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
+        c_lo_r, c_hi_r, c_est = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, 0, cdfs["c", "r"])
+        b_lo_r, b_hi_r, b_est = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, 0, cdfs["b", "r"])
+        c_lo_p, c_hi_p, _ = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, 0, cdfs["c", "p"])
+        b_lo_p, b_hi_p, _ = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, 0, cdfs["b", "p"])
         out.append(
             _compare(
                 metric,

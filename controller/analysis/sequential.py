@@ -68,9 +68,17 @@ def _bisect(
     """The f between `inside` (accepted) and `outside` where log M_n(f) crosses the threshold."""
     a = inside.astype(float).copy()
     b = outside.astype(float).copy()
+    log_marginal = betaln(1.0 + s, 1.0 + n - s)  # the part of log M_n that does not depend on f
+    failures = n - s
     for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (a + b)
-        rejected = log_mixture(s, n, mid) >= threshold
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_m = (
+                log_marginal
+                - s * np.log(np.maximum(mid, 1e-300))
+                - failures * np.log1p(-np.minimum(mid, 1 - 1e-16))
+            )
+        rejected = log_m >= threshold
         a = np.where(rejected, a, mid)
         b = np.where(rejected, mid, b)
     # Report the accepted side: the bound keeps its promised coverage.
@@ -101,16 +109,31 @@ def quantile_from_cdf(bounds: ArrayLike, cdf: ArrayLike, q: float) -> FloatArray
     return np.where(found, quantile, np.inf)
 
 
+def cdf_cs(counts: ArrayLike, totals: ArrayLike, alpha: float) -> tuple[FloatArray, FloatArray]:
+    """Bounds on the CDF at every bucket bound, each at level alpha/2 (a quantile needs two of them)."""
+    counts_arr = np.asarray(counts, dtype=float)
+    totals_arr = np.asarray(totals, dtype=float)[..., None]
+    return binomial_cs(counts_arr, np.broadcast_to(totals_arr, counts_arr.shape), alpha / 2.0)
+
+
 def quantile_cs(
-    bounds: ArrayLike, counts: ArrayLike, totals: ArrayLike, q: float, alpha: float
+    bounds: ArrayLike,
+    counts: ArrayLike,
+    totals: ArrayLike,
+    q: float,
+    alpha: float,
+    cdf_bounds: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(lower, upper, estimate) of the q-quantile from cumulative bucket counts, time-uniformly.
 
-    `counts` has the bounds on its last axis, `totals` the matching leading shape.
+    `counts` has the bounds on its last axis, `totals` the matching leading shape. `cdf_bounds`
+    (from `cdf_cs` at the same alpha) saves recomputing them for several quantiles.
     """
     counts_arr = np.asarray(counts, dtype=float)
     totals_arr = np.asarray(totals, dtype=float)[..., None]
-    cdf_low, cdf_high = binomial_cs(counts_arr, np.broadcast_to(totals_arr, counts_arr.shape), alpha / 2.0)
+    cdf_low, cdf_high = (
+        cdf_bounds if cdf_bounds is not None else cdf_cs(counts_arr, totals_arr[..., 0], alpha)
+    )
     lower = quantile_from_cdf(bounds, cdf_high, q)
     upper = quantile_from_cdf(bounds, cdf_low, q)
     empirical = np.divide(counts_arr, totals_arr, out=np.zeros_like(counts_arr), where=totals_arr > 0)
