@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canaryflow.core.types import RolloutSpec
 from policies.model import Policy
 
 # action: runs once to completion (retried on error). wait / analyze: polled until they are done
@@ -78,6 +79,11 @@ class RolloutDag(BaseModel):
             if node.id == node_id:
                 return node
         raise KeyError(node_id)
+
+
+def workflow_name(spec: RolloutSpec) -> str:
+    """One workflow per rollout, under the same name on either engine."""
+    return f"canaryflow-{spec.rollout_id}"[:63].rstrip("-")
 
 
 def approval_gated(policy: Policy, environment: str) -> bool:

@@ -16,8 +16,8 @@ from hera.workflows import models as argo
 
 from canaryflow.core.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
 from policies.model import Policy
-from workflows.argo.render import rollout_template, workflow_from_template, workflow_name
-from workflows.dag import APPROVAL_NODE
+from workflows.argo.render import rollout_template, workflow_from_template
+from workflows.dag import APPROVAL_NODE, workflow_name
 from workflows.settings import WorkflowSettings
 
 # Argo marks a stopped workflow Failed; the message says it was stopped, which is what the controller

@@ -42,7 +42,7 @@ from hera.workflows.models import (
 
 from canaryflow.core.types import RolloutSpec
 from policies.model import Policy
-from workflows.dag import DagNode, RetryPolicy, RolloutDag, build_rollout_dag
+from workflows.dag import DagNode, RetryPolicy, RolloutDag, build_rollout_dag, workflow_name
 from workflows.settings import WorkflowSettings
 
 OUTPUTS_DIR = "/tmp/outputs"
@@ -74,10 +74,6 @@ def _k8s_name(text: str) -> str:
 
 def template_name(policy: Policy, environment: str) -> str:
     return f"canaryflow-rollout-{_k8s_name(policy.name)}-{_k8s_name(environment)}"
-
-
-def workflow_name(spec: RolloutSpec) -> str:
-    return f"canaryflow-{spec.rollout_id}"[:63].rstrip("-")
 
 
 def _step_input(node: DagNode, reason: str = "") -> str:

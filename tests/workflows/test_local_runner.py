@@ -1,0 +1,209 @@
+"""The local runner's mechanics: order, polling, the approval gate, stop, retries, exit handler, restart.
+
+The step layer here is a scripted function (the real steps are exercised in test_local_rollout.py);
+what is under test is how the runner drives the DAG and what it persists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from canaryflow.core.types import RolloutSpec
+from tests.workflows.conftest import short_policy
+from workflows.dag import DagNode
+from workflows.local.runner import LocalRunner
+from workflows.steps.base import StepInput, StepOutcome
+
+SPEC = RolloutSpec(rollout_id="r-1", model="minilm", baseline_version="1", canary_version="2", policy="fast")
+
+
+class ProcessDied(BaseException):
+    """Stands for the process being killed inside a step: nothing after it runs."""
+
+
+@dataclass
+class Script:
+    """Answers per node id: a list consumed one call at a time (the last answer repeats)."""
+
+    answers: dict[str, list[object]] = field(default_factory=dict)
+    calls: list[tuple[str, StepInput]] = field(default_factory=list)
+
+    def __call__(self, node: DagNode, step_input: StepInput) -> StepOutcome:
+        self.calls.append((node.id, step_input))
+        queue = self.answers.get(node.id, [])
+        answer = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else "ok")
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer == "ok":
+            return StepOutcome(state="succeeded", outputs={o: f"{node.id}-{o}" for o in node.outputs})
+        if answer == "running":
+            return StepOutcome(state="running", message="not enough samples")
+        return StepOutcome(state="failed", outputs={"verdict": "fail"}, message=str(answer))
+
+    def order(self) -> list[str]:
+        out: list[str] = []
+        for node_id, _ in self.calls:
+            if not out or out[-1] != node_id:
+                out.append(node_id)
+        return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _runner(tmp_path, script, policy, clock=None):
+    return LocalRunner(tmp_path / "controller.db", script, lambda name: policy, clock=clock or Clock())
+
+
+def _phases(status):
+    return {n.id: n.phase for n in status.nodes}
+
+
+def test_runs_the_dag_in_order_polling_analysis_once_per_reconcile(tmp_path):
+    script = Script({"analyze-5": ["running", "running", "ok"]})
+    runner = _runner(tmp_path, script, short_policy(5, 50))
+    name = runner.submit(SPEC)
+    assert name == "canaryflow-r-1"
+    assert runner.submit(SPEC) == name  # idempotent
+
+    first = runner.reconcile(name)
+    assert first.phase == "Running" and first.node == "analyze-5"
+    assert [c[0] for c in script.calls] == ["render", "set-weight-5", "wait-ready", "analyze-5"]
+    runner.reconcile(name)
+    assert [c[0] for c in script.calls][-1] == "analyze-5" and len(script.calls) == 5
+    final = runner.reconcile(name)
+    assert final.phase == "Succeeded"
+    assert script.order() == [
+        "render",
+        "set-weight-5",
+        "wait-ready",
+        "analyze-5",
+        "set-weight-50",
+        "analyze-50",
+        "promote",
+    ]
+    phases = _phases(final)
+    assert phases["rollback"] == "Pending"
+    assert {n.id: n.outputs for n in final.nodes}["set-weight-50"] == {
+        "commit_sha": "set-weight-50-commit_sha"
+    }
+    # Analysis keeps the clock of its first tick (the step start), and the node's params reach the step.
+    analyze_inputs = [c[1] for c in script.calls if c[0] == "analyze-5"]
+    assert len({i.started_at for i in analyze_inputs}) == 1
+    assert analyze_inputs[0].params == {"weight": 5, "step_index": 0}
+    assert runner.reconcile(name).phase == "Succeeded"  # a finished workflow stays as it is
+    assert len(script.calls) == 9
+
+
+def test_failed_analysis_runs_the_rollback_exit_handler(tmp_path):
+    script = Script({"analyze-5": ["p99 latency +40%"]})
+    runner = _runner(tmp_path, script, short_policy(5, 50))
+    name = runner.submit(SPEC)
+    status = runner.reconcile(name)
+    assert status.phase == "Failed"
+    assert "analyze-5: p99 latency +40%" in status.message
+    phases = _phases(status)
+    assert phases["analyze-5"] == "Failed" and phases["rollback"] == "Succeeded"
+    assert phases["set-weight-50"] == "Omitted" and phases["promote"] == "Omitted"
+    rollback_input = script.calls[-1][1]
+    assert script.calls[-1][0] == "rollback" and "p99 latency" in rollback_input.reason
+
+
+def test_approval_gate_waits_for_resume(tmp_path):
+    script = Script()
+    runner = _runner(tmp_path, script, short_policy(5, approval=True))
+    name = runner.submit(SPEC)
+    runner.resume(name)  # too early: nothing is waiting, nothing is approved in advance
+    status = runner.reconcile(name)
+    assert status.node == "approval" and _phases(status)["approval"] == "Running"
+    assert runner.reconcile(name).node == "approval"
+    assert "promote" not in [c[0] for c in script.calls]
+    runner.resume(name)
+    status = runner.reconcile(name)
+    assert status.phase == "Succeeded"
+    promote_input = script.calls[-1][1]
+    assert promote_input.upstream == {"approval_id": "request-approval-approval_id"}
+
+
+def test_stop_ends_running_nodes_and_rolls_back(tmp_path):
+    script = Script({"analyze-5": ["running"]})
+    runner = _runner(tmp_path, script, short_policy(5, 50))
+    name = runner.submit(SPEC)
+    runner.reconcile(name)
+    runner.stop(name, "superseded by rollout r-2")
+    status = runner.reconcile(name)
+    assert status.phase == "Stopped"
+    phases = _phases(status)
+    assert phases["analyze-5"] == "Failed" and phases["rollback"] == "Succeeded"
+    assert script.calls[-1][1].reason == "stopped: superseded by rollout r-2"
+
+
+def test_network_steps_retry_with_backoff_then_fail(tmp_path):
+    clock = Clock()
+    script = Script({"set-weight-5": [ConnectionError("remote hung up")] * 5})
+    runner = _runner(tmp_path, script, short_policy(5), clock)
+    name = runner.submit(SPEC)
+    status = runner.reconcile(name)
+    node = {n.id: n for n in status.nodes}["set-weight-5"]
+    assert node.phase == "Pending" and "retrying: remote hung up" in node.message
+    assert status.node == "set-weight-5"
+    runner.reconcile(name)  # backoff not over: no new attempt
+    assert [c[0] for c in script.calls].count("set-weight-5") == 1
+    for _ in range(3):
+        clock.now += 120
+        status = runner.reconcile(name)
+    assert [c[0] for c in script.calls].count("set-weight-5") == 4  # 1 + limit 3
+    assert status.phase == "Failed" and _phases(status)["set-weight-5"] == "Error"
+    assert _phases(status)["rollback"] == "Succeeded"
+
+
+def test_analysis_errors_are_not_retried(tmp_path):
+    script = Script({"analyze-5": [RuntimeError("prometheus query failed")]})
+    runner = _runner(tmp_path, script, short_policy(5))
+    status = runner.reconcile(runner.submit(SPEC))
+    assert _phases(status)["analyze-5"] == "Error" and status.phase == "Failed"
+
+
+def test_restart_continues_where_the_process_died(tmp_path):
+    clock = Clock()
+    dying = Script({"analyze-5": ["running", ProcessDied()]})
+    runner = _runner(tmp_path, dying, short_policy(5, 50), clock)
+    name = runner.submit(SPEC)
+    runner.reconcile(name)
+    clock.now += 5
+    with pytest.raises(ProcessDied):
+        runner.reconcile(name)
+
+    script = Script()
+    restarted = _runner(tmp_path, script, short_policy(5, 50), clock)
+    status = restarted.status(name)
+    assert _phases(status)["analyze-5"] == "Running"
+    clock.now += 5
+    assert restarted.reconcile(name).phase == "Succeeded"
+    # Done nodes are not run again; the analysis goes on with its original start time.
+    assert script.order() == ["analyze-5", "set-weight-50", "analyze-50", "promote"]
+    assert script.calls[0][1].started_at == 1000.0
+
+
+def test_an_action_killed_midway_runs_again(tmp_path):
+    runner = _runner(tmp_path, Script({"set-weight-5": [ProcessDied()]}), short_policy(5))
+    name = runner.submit(SPEC)
+    with pytest.raises(ProcessDied):
+        runner.reconcile(name)
+    script = Script()
+    status = _runner(tmp_path, script, short_policy(5)).reconcile(name)
+    assert script.order()[0] == "set-weight-5"
+    assert status.phase == "Succeeded"
+    assert [c[0] for c in script.calls].count("set-weight-5") == 1
+
+
+def test_unknown_workflow_is_a_key_error(tmp_path):
+    with pytest.raises(KeyError):
+        _runner(tmp_path, Script(), short_policy(5)).reconcile("canaryflow-nope")

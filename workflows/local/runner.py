@@ -1,0 +1,210 @@
+"""`WorkflowEngine` on one machine: the rollout DAG of `workflows.dag`, run in-process.
+
+`reconcile(name)` moves the DAG on as far as it goes without blocking: it runs ready action nodes,
+gives a polled node (wait-ready, analyze) one call, and leaves a suspend node waiting for `resume`.
+Every transition is stored before the next one, so a runner started on the same database after a
+crash continues where the old one stopped; a node that was running when the process died runs again
+(steps are idempotent: a commit that changes nothing is not made twice). The exit handler has Argo's
+semantics: when a node fails or the workflow is stopped, the rollback node runs.
+
+One runner per database: the controller's reconcile loop owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from canaryflow.core.types import RolloutSpec, WorkflowStatus
+from policies.model import Policy
+from workflows.dag import APPROVAL_NODE, DagNode, RolloutDag, build_rollout_dag, workflow_name
+from workflows.local.store import NodeRecord, RunRecord, RunStore
+from workflows.steps.base import StepInput, StepOutcome
+
+log = logging.getLogger(__name__)
+
+StepRunner = Callable[[DagNode, StepInput], StepOutcome]
+_DONE = frozenset({"Succeeded", "Failed", "Error", "Omitted", "Skipped"})
+_BAD = frozenset({"Failed", "Error"})
+
+
+class LocalRunner:
+    def __init__(
+        self,
+        db_path: Path | str,
+        run_step: StepRunner,
+        policy_for: Callable[[str], Policy],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = RunStore(db_path)
+        self._run_step = run_step
+        self._policy_for = policy_for
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    # --- the WorkflowEngine port ----------------------------------------------------------------
+
+    def submit(self, spec: RolloutSpec) -> str:
+        """Stores the run with the policy as it is now, so a restart runs the same DAG."""
+        policy = self._policy_for(spec.policy)
+        dag = build_rollout_dag(policy, spec.environment)
+        name = workflow_name(spec)
+        self._store.create(name, spec, policy, [n.id for n in (*dag.nodes, dag.exit_node)])
+        return name
+
+    def status(self, name: str) -> WorkflowStatus:
+        run = self._store.run(name)
+        dag = build_rollout_dag(run.policy, run.spec.environment)
+        nodes = self._store.nodes(name)
+        ordered = [nodes[n.id] for n in (*dag.nodes, dag.exit_node)]
+        current = next((n.node for n in ordered if n.phase == "Running" or n.retry_at is not None), None)
+        return WorkflowStatus(
+            name=name,
+            phase=run.phase,
+            node=current,
+            message=run.message,
+            nodes=[n.status() for n in ordered],
+        )
+
+    def reconcile(self, name: str) -> WorkflowStatus:
+        with self._lock:
+            self._advance(name)
+        return self.status(name)
+
+    def resume(self, name: str) -> None:
+        """Lets the approval node pass; a no-op unless it is waiting (as Argo's resume)."""
+        if not self._store.mark_resumed(name, APPROVAL_NODE):
+            log.info("workflow %s: resume ignored, the approval node is not waiting", name)
+
+    def stop(self, name: str, reason: str) -> None:
+        """Asks for a stop; the next reconcile ends the running nodes and runs the rollback."""
+        run = self._store.run(name)
+        if run.phase == "Running" and run.stop_reason is None:
+            self._store.update_run(name, stop_reason=reason or "stopped")
+
+    def link(self, name: str) -> str:
+        return f"local://{self._store.db_path}#{name}"
+
+    # --- moving the DAG on --------------------------------------------------------------------
+
+    def _advance(self, name: str) -> None:
+        run = self._store.run(name)
+        if run.phase != "Running":
+            return
+        dag = build_rollout_dag(run.policy, run.spec.environment)
+        nodes = self._store.nodes(name)
+        if run.exit_cause is None:
+            if run.stop_reason is not None:
+                cause = f"stopped: {run.stop_reason}"
+            else:
+                state, cause = self._advance_main(run, dag, nodes)
+                if state == "waiting":
+                    return
+                if state == "succeeded":
+                    self._store.update_run(name, phase="Succeeded", message="")
+                    return
+            self._end_main(run, dag, nodes, cause)
+            run = self._store.run(name)
+        self._advance_exit(run, dag, nodes)
+
+    def _advance_main(
+        self, run: RunRecord, dag: RolloutDag, nodes: dict[str, NodeRecord]
+    ) -> tuple[Literal["waiting", "succeeded", "failed"], str]:
+        """Runs nodes in order until one waits (runs, is suspended, retries later) or fails."""
+        for node in dag.nodes:
+            record = nodes[node.id]
+            if record.phase not in _DONE:
+                if any(nodes[dep].phase != "Succeeded" for dep in node.depends):
+                    return "waiting", ""
+                self._execute(run, node, record, nodes)
+            if record.phase in _BAD:
+                return "failed", f"{node.id}: {record.message or record.phase}"
+            if record.phase != "Succeeded":
+                return "waiting", ""
+        return "succeeded", ""
+
+    def _end_main(self, run: RunRecord, dag: RolloutDag, nodes: dict[str, NodeRecord], cause: str) -> None:
+        """Nodes still running end as Failed (Argo's stop does the same), pending ones never run."""
+        now = self._clock()
+        for node in dag.nodes:
+            record = nodes[node.id]
+            if record.phase == "Running":
+                record.phase, record.finished_at, record.message = "Failed", now, cause
+            elif record.phase == "Pending":
+                record.phase, record.retry_at = "Omitted", None
+            else:
+                continue
+            self._store.save_node(run.name, record)
+        self._store.update_run(run.name, exit_cause=cause, message=cause)
+
+    def _advance_exit(self, run: RunRecord, dag: RolloutDag, nodes: dict[str, NodeRecord]) -> None:
+        record = nodes[dag.exit_node.id]
+        if record.phase not in _DONE:
+            self._execute(run, dag.exit_node, record, nodes, reason=run.exit_cause or "")
+        cause = run.exit_cause or ""
+        if record.phase == "Succeeded":
+            self._store.update_run(run.name, phase="Stopped" if run.stop_reason else "Failed", message=cause)
+        elif record.phase in _BAD:
+            self._store.update_run(
+                run.name, phase="Error", message=f"{cause}; rollback failed: {record.message}"
+            )
+
+    def _execute(
+        self,
+        run: RunRecord,
+        node: DagNode,
+        record: NodeRecord,
+        nodes: dict[str, NodeRecord],
+        reason: str = "",
+    ) -> None:
+        now = self._clock()
+        if node.kind == "suspend":
+            if record.resumed:
+                record.phase, record.finished_at, record.message = "Succeeded", now, "resumed"
+            elif record.phase != "Running":
+                record.phase, record.started_at, record.message = "Running", now, "waiting for approval"
+            self._store.save_node(run.name, record)
+            return
+        if record.retry_at is not None and now < record.retry_at:
+            return
+        # A new attempt: from Pending, or an action found Running (its process died mid-step).
+        if record.phase == "Pending" or node.kind == "action":
+            record.attempt += 1
+        record.phase, record.retry_at = "Running", None
+        record.started_at = record.started_at if record.started_at is not None else now
+        self._store.save_node(run.name, record)
+
+        step_input = StepInput(
+            spec=run.spec,
+            params=dict(node.params),
+            upstream={
+                key: nodes[ref.node].outputs.get(ref.output, "") for key, ref in node.inputs_from.items()
+            },
+            reason=reason,
+            started_at=record.started_at,
+        )
+        try:
+            outcome = self._run_step(node, step_input)
+        except Exception as exc:  # the step's error boundary: any error is retried or ends the node
+            log.warning("workflow %s: node %s attempt %d: %s", run.name, node.id, record.attempt, exc)
+            if node.retry is not None and record.attempt <= node.retry.limit:
+                record.phase = "Pending"
+                record.retry_at = now + node.retry.delay_s(record.attempt)
+                record.message = f"attempt {record.attempt} failed, retrying: {exc}"
+            else:
+                record.phase, record.finished_at, record.message = "Error", now, str(exc)
+            self._store.save_node(run.name, record)
+            return
+        record.outputs.update(outcome.outputs)
+        if outcome.report_markdown is not None:
+            record.outputs["report"] = outcome.report_markdown
+        record.message = outcome.message
+        if outcome.state == "succeeded":
+            record.phase, record.finished_at = "Succeeded", self._clock()
+        elif outcome.state == "failed":
+            record.phase, record.finished_at = "Failed", self._clock()
+        self._store.save_node(run.name, record)
