@@ -1,0 +1,51 @@
+"""Turn a model URI (MLflow `models:/`, `runs:/`, other artifact URIs, or a local path) into a model.
+
+The MLflow client is imported only for registry URIs: a server started from local paths (the GPU
+benchmark machine) needs no MLflow at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from inference.models.base import EmbeddingModel
+
+_REMOTE_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "dbfs:/")
+
+
+def resolve_model_dir(uri: str, tracking_uri: str | None = None) -> Path:
+    """A local directory holding the model: the path itself, or the downloaded MLflow artifacts."""
+    if uri.startswith(_REMOTE_SCHEMES):
+        import mlflow.artifacts
+
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+    path = Path(uri.removeprefix("file://")).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"model uri {uri!r}: no such directory")
+    return path
+
+
+def _sentence_transformer_dir(root: Path) -> Path:
+    """The sentence-transformers folder inside a plain model dir or an MLflow model's artifacts."""
+    if (root / "modules.json").is_file() or (root / "config.json").is_file():
+        return root
+    for candidate in sorted(root.rglob("modules.json")):
+        return candidate.parent
+    raise ValueError(f"{root}: not a sentence-transformers model (no modules.json)")
+
+
+def load_model(
+    uri: str, device: str = "cpu", dtype: str = "auto", tracking_uri: str | None = None
+) -> EmbeddingModel:
+    """Load a sentence-transformers model (the one kind served today) on `device`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from inference.models.sentence_transformer import SentenceTransformerModel
+
+    model_dir = _sentence_transformer_dir(resolve_model_dir(uri, tracking_uri))
+    # Loaded on the CPU first so that an fp16 serving copy never costs a transient fp32 GPU copy.
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    return SentenceTransformerModel(st, device=device, dtype=dtype)

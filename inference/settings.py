@@ -1,0 +1,40 @@
+"""Settings of the inference server (env prefix CANARYFLOW_INFERENCE_, YAML section `inference`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from canaryflow.settings import ComponentSettings
+
+
+class InferenceSettings(ComponentSettings):
+    section: ClassVar[str] = "inference"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="server processes sharing the port")
+    device: str = Field(default="auto", description="auto (cuda when present), cpu, cuda, cuda:N")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking URI for models:/ URIs")
+    routing_file: Path | None = None
+    routing_poll_s: float = Field(default=0.5, gt=0)
+    max_batch_size: int = Field(default=256, ge=1, le=4096)
+    max_wait_ms: float = Field(default=1.0, ge=0, le=1000)
+    concurrent_batches: int = Field(default=2, ge=1, le=16)
+    max_queue: int = Field(default=8192, ge=1, description="texts waiting per version before 429")
+    max_inputs: int = Field(default=2048, ge=1, description="texts in one request")
+    max_input_chars: int = Field(default=20000, ge=1, description="characters in one text")
+    truncate: bool = Field(default=True, description="cut texts to the model's length, as encode does")
+    gpu_memory_budget_mb: float | None = Field(default=None, gt=0)
+    shadow_max_in_flight: int = Field(default=256, ge=1)
+    max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

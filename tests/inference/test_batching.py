@@ -1,0 +1,80 @@
+"""Batching correctness: same embeddings as `model.encode`, each caller gets its own, in order."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import random
+
+import numpy as np
+
+from inference.batching import plan_chunks
+from tests.inference.conftest import SENTENCES, RunningServer
+
+
+def _embeddings(body: dict) -> np.ndarray:
+    return np.array([item["embedding"] for item in sorted(body["data"], key=lambda d: d["index"])])
+
+
+def test_short_texts_are_not_padded_to_long_ones() -> None:
+    lengths = [8] * 20 + [250] + [9] * 5
+    chunks = plan_chunks(lengths, max_chunk=256, max_chunk_tokens=65536, launch_cost_tokens=64)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+    long_chunk = next(c for c in chunks if 20 in c)
+    assert long_chunk == [20], "the long text gets its own pass"
+    assert all(lengths[i] < 10 for c in chunks if c != long_chunk for i in c)
+
+
+def test_chunks_respect_size_and_token_caps() -> None:
+    lengths = [random.Random(3).randint(5, 40) for _ in range(300)]
+    chunks = plan_chunks(lengths, max_chunk=32, max_chunk_tokens=640, launch_cost_tokens=10**6)
+    assert all(len(c) <= 32 for c in chunks)
+    assert all(max(lengths[i] for i in c) * len(c) <= 640 for c in chunks)
+    assert sorted(i for c in chunks for i in c) == list(range(300))
+
+
+def test_embeddings_match_model_encode(single_server: RunningServer, st_model) -> None:
+    long_text = "word " * 400  # beyond 256 tokens: truncated exactly as encode truncates
+    texts = [*SENTENCES, long_text]
+    with single_server.client() as client:
+        response = client.post("/v1/embeddings", json={"input": texts, "model": "minilm"})
+        single = client.post("/v1/embeddings", json={"input": SENTENCES[0], "model": "minilm"})
+        b64 = client.post(
+            "/v1/embeddings", json={"input": SENTENCES[:2], "model": "minilm", "encoding_format": "base64"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Model-Version"] == "1"
+    body = response.json()
+    assert body["object"] == "list" and body["model"] == "minilm"
+    assert body["usage"]["prompt_tokens"] > len(texts)
+    reference = st_model.encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(_embeddings(body), reference, atol=1e-5)
+    np.testing.assert_allclose(_embeddings(single.json())[0], reference[0], atol=1e-5)
+    decoded = [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in b64.json()["data"]]
+    np.testing.assert_allclose(np.stack(decoded), reference[:2], atol=1e-5)
+
+
+def test_order_preserved_under_concurrency(single_server: RunningServer, st_model) -> None:
+    rng = random.Random(11)
+    words = " ".join(SENTENCES).split()
+    # Distinct texts per request, varied lengths, so a mix-up between callers would show.
+    requests = [[" ".join(rng.choices(words, k=rng.randint(2, 30))) for _ in range(rng.randint(1, 6))] for _ in range(48)]
+    flat = sorted({t for r in requests for t in r})
+    reference = dict(zip(flat, st_model.encode(flat, convert_to_numpy=True), strict=True))
+    batches_before = single_server.metric("canaryflow_batch_size_count", model="minilm", version="1")
+    texts_before = single_server.metric("canaryflow_batch_size_sum", model="minilm", version="1")
+
+    def call(texts: list[str]) -> tuple[list[str], np.ndarray]:
+        with single_server.client() as client:
+            response = client.post("/v1/embeddings", json={"input": texts, "model": "minilm"})
+            assert response.status_code == 200, response.text
+            return texts, _embeddings(response.json())
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(call, requests))
+    for texts, got in results:
+        np.testing.assert_allclose(got, np.stack([reference[t] for t in texts]), atol=1e-5)
+    batches = single_server.metric("canaryflow_batch_size_count", model="minilm", version="1") - batches_before
+    texts = single_server.metric("canaryflow_batch_size_sum", model="minilm", version="1") - texts_before
+    assert texts == sum(len(r) for r in requests)
+    assert batches < len(requests), "concurrent requests were merged into shared batches"
