@@ -236,7 +236,7 @@ class _AuthRecorder(http.server.BaseHTTPRequestHandler):
 def http_git_server() -> Iterator[str]:
     _AuthRecorder.seen = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthRecorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/org/gitops.git"
     server.shutdown()
