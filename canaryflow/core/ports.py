@@ -14,6 +14,7 @@ from canaryflow.core.types import (
     ApprovalState,
     CommitResult,
     Decision,
+    ReadinessResult,
     RolloutSpec,
     WorkflowStatus,
 )
@@ -71,3 +72,11 @@ class WorkflowEngine(Protocol):
     def resume(self, name: str) -> None: ...
 
     def stop(self, name: str, reason: str) -> None: ...
+
+
+@runtime_checkable
+class CanaryReadiness(Protocol):
+    """Is the canary serving? Kubernetes Deployment status on a cluster, the inference server's /ready
+    on one machine. The wait-ready step polls it so analysis never starts on a canary that is not up."""
+
+    def check(self, spec: RolloutSpec) -> ReadinessResult: ...

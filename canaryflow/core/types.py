@@ -85,6 +85,13 @@ class ApprovalRequest(BaseModel):
     url: str = ""
 
 
+class ReadinessResult(BaseModel):
+    """Whether the canary serves yet, and the one-line reason (shown while a rollout waits)."""
+
+    ready: bool
+    reason: str
+
+
 class WorkflowNodeStatus(BaseModel):
     """One node of a rollout workflow (its DAG node id) and the outputs it produced so far.
 
