@@ -19,7 +19,6 @@ from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
 from canaryflow.core.types import ApprovalRequest, WorkflowStatus
 from controller.faults import crash_point
 from controller.observability import ControllerMetrics, event
-from controller.readiness.base import Readiness
 from controller.rollout.machine import (
     STARTED,
     TERMINAL,
@@ -43,7 +42,7 @@ from policies.model import Policy
 PolicyLoader = Callable[[str], Policy]
 
 
-def _default_policy_loader(name: str) -> Policy:
+def default_policy_loader(name: str) -> Policy:
     from policies import load_policy
 
     policy: Policy = load_policy(name)
@@ -86,12 +85,11 @@ class Reconciler:
         metrics: ControllerMetrics,
         *,
         approval_gate: ApprovalGate | None = None,
-        readiness: Readiness | None = None,
-        policy_loader: PolicyLoader = _default_policy_loader,
+        policy_loader: PolicyLoader = default_policy_loader,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings, self.store, self.engine, self.registry = settings, store, engine, registry
-        self.metrics, self.approval_gate, self.readiness = metrics, approval_gate, readiness
+        self.metrics, self.approval_gate = metrics, approval_gate
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
 
@@ -198,10 +196,7 @@ class Reconciler:
             return
         assert record.workflow is not None, f"rollout {record.id} started without a workflow name"
         policy = self._policy(record.policy)
-        if not self._ready_for_analysis(record):
-            status = self.engine.status(record.workflow)
-        else:
-            status = self.engine.reconcile(record.workflow)
+        status = self.engine.reconcile(record.workflow)
         crash_point("after_engine_reconcile")
         view = mirror(status, [s.weight for s in policy.steps])
         record = self._record_mirror(record, view)
@@ -225,19 +220,6 @@ class Reconciler:
         )
         event("rollout started", rollout=record.id, workflow=name)
 
-    def _ready_for_analysis(self, record: RolloutRecord) -> bool:
-        """Before the first analysis, the canary must be serving; until then the engine is not moved on."""
-        if record.ready_at is not None or self.readiness is None or record.phase != "canary":
-            return True
-        if not self.store.commits_of(record.id):
-            return True  # nothing deployed yet: let the workflow make the first commit
-        result = self.readiness.check(record.spec())
-        if result.ready:
-            self.store.update(record.id, ready_at=self.clock(), waiting_reason=None)
-            return True
-        self.store.update(record.id, waiting_reason=result.reason)
-        return False
-
     def _record_mirror(self, record: RolloutRecord, view: Mirror) -> RolloutRecord:
         for sha, purpose in view.commits:
             self.store.add_commit(record.id, sha, purpose)
@@ -248,7 +230,7 @@ class Reconciler:
             fields["approval_id"] = view.approval_id
         if view.approval_url and view.approval_url != record.approval_url:
             fields["approval_url"] = view.approval_url
-        if record.ready_at is not None or self.readiness is None:
+        if view.waiting_reason != record.waiting_reason and record.phase != "awaiting_approval":
             fields["waiting_reason"] = view.waiting_reason
         self.store.update(record.id, **fields)
         record = self.store.get(record.id) or record

@@ -1,18 +1,6 @@
-"""The readiness port: analysis must not start on a canary that is not serving yet."""
+"""The readiness port lives in the core (`CanaryReadiness`); re-exported here for the controller."""
 
-from __future__ import annotations
+from canaryflow.core.ports import CanaryReadiness as Readiness
+from canaryflow.core.types import ReadinessResult
 
-from typing import Protocol
-
-from pydantic import BaseModel
-
-from canaryflow.core.types import RolloutSpec
-
-
-class ReadinessResult(BaseModel):
-    ready: bool
-    reason: str
-
-
-class Readiness(Protocol):
-    def check(self, spec: RolloutSpec) -> ReadinessResult: ...
+__all__ = ["Readiness", "ReadinessResult"]

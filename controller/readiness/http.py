@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from canaryflow.core.types import RolloutSpec
-from controller.readiness.base import ReadinessResult
+from canaryflow.core.types import ReadinessResult, RolloutSpec
 
 
 class HttpReadiness:

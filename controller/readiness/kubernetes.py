@@ -13,8 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from canaryflow.core.types import RolloutSpec
-from controller.readiness.base import ReadinessResult
+from canaryflow.core.types import ReadinessResult, RolloutSpec
 from controller.settings import KubernetesReadinessSettings
 
 

@@ -1,0 +1,93 @@
+"""The controller process: the HTTP app and the reconcile loop, sharing one store.
+
+The loop runs in one thread and is the only thing that moves rollouts (one writer of rollout state);
+webhook handlers only append to the inbox and wake it. Stopping is cooperative: the loop finishes its
+tick, the server its requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import uvicorn
+
+from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
+from controller.app import ControllerContext, create_app
+from controller.observability import ControllerMetrics, event
+from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
+from controller.rollout.store import RolloutStore
+from controller.settings import ControllerSettings
+
+
+class ControllerService:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        store: RolloutStore,
+        engine: WorkflowEngine,
+        registry: Registry | None,
+        *,
+        approval_gate: ApprovalGate | None = None,
+        policy_loader: PolicyLoader = default_policy_loader,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.store = settings, store
+        self.metrics = ControllerMetrics(store)
+        self.reconciler = Reconciler(
+            settings,
+            store,
+            engine,
+            registry,
+            self.metrics,
+            approval_gate=approval_gate,
+            policy_loader=policy_loader,
+            clock=clock,
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        link = getattr(engine, "link", None)
+        self.context = ControllerContext(
+            settings=settings,
+            store=store,
+            metrics=self.metrics,
+            wake=self._wake.set,
+            workflow_link=link if callable(link) else None,
+            clock=clock,
+        )
+        self.app = create_app(self.context)
+
+    def run_loop(self) -> None:
+        """Ticks until stopped; a webhook wakes it early so an event does not wait a whole interval."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.reconciler.tick()
+            except Exception as exc:  # one bad tick must not end the loop; the next one retries
+                event("tick failed", logging.ERROR, error=repr(exc))
+            self._wake.wait(self.settings.reconcile_interval_s)
+
+    def start_loop(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self.run_loop, name="canaryflow-reconcile", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop_loop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def serve(self) -> None:
+        """Blocks serving HTTP on settings.host:port with the loop running beside it."""
+        self.start_loop()
+        event("controller serving", host=self.settings.host, port=self.settings.port, db=str(self.store.path))
+        try:
+            uvicorn.run(
+                self.app, host=self.settings.host, port=self.settings.port, log_config=None, access_log=False
+            )
+        finally:
+            self.stop_loop()

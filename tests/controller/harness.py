@@ -1,0 +1,119 @@
+"""A controller wired to the real local runner, with a step layer scripted per node.
+
+The engine under the controller is the real `workflows.local.LocalRunner` (its DAG, persistence, exit
+handler, suspend/resume/stop); only what each step *does* is scripted here, so these tests exercise the
+controller's reconcile loop against the engine it drives in production.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from controller.observability import ControllerMetrics
+from controller.reconcile import Reconciler
+from controller.rollout.records import RolloutRecord
+from controller.rollout.store import RolloutStore
+from controller.settings import ControllerSettings
+from policies.model import ApprovalPolicy, Policy, TrafficStep
+from workflows.dag import DagNode
+from workflows.local.runner import LocalRunner
+from workflows.steps.base import StepInput, StepOutcome
+
+
+def policy(*weights: int, approval: bool = False, max_duration_s: float = 300.0) -> Policy:
+    return Policy(
+        name="fast",
+        steps=[TrafficStep(weight=w, min_duration_s=0, min_samples=0) for w in weights],
+        approval=ApprovalPolicy(required=approval, environments=["production"]),
+        max_duration_s=max_duration_s,
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def verdict(decision: str) -> str:
+    return json.dumps(
+        {
+            "decision": decision,
+            "decided_at_s": 1.0,
+            "checks": [{"metric": "latency_p99", "verdict": "pass" if decision == "promote" else "fail"}],
+        }
+    )
+
+
+@dataclass
+class Steps:
+    """Per node id, the answers the step gives on successive calls (the last one repeats)."""
+
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(self, node: DagNode, step_input: StepInput) -> StepOutcome:
+        self.calls.append(node.id)
+        queue = self.answers.get(node.id, ["ok"])
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if node.step == "analyze":
+            if answer == "ok":
+                return StepOutcome(
+                    state="succeeded", outputs={"verdict": "pass", "verdict_json": verdict("promote")}
+                )
+            if answer == "fail":
+                return StepOutcome(
+                    state="failed",
+                    outputs={"verdict": "fail", "verdict_json": verdict("rollback")},
+                    message="latency_p99: canary slower by 40%",
+                )
+            return StepOutcome(state="running", message=answer)
+        if answer != "ok":
+            raise RuntimeError(answer)
+        outputs = {o: f"{node.id}-{o}" for o in node.outputs}
+        if "commit_sha" in outputs:
+            outputs["commit_sha"] = f"sha-{node.id}"
+        if node.id == "request-approval":
+            outputs = {"approval_id": "7", "approval_url": "https://github.com/org/gitops/pull/7"}
+        return StepOutcome(state="succeeded", outputs=outputs)
+
+
+def make(tmp_path, steps: Steps, pol: Policy, clock: Clock | None = None, registry=None):
+    clock = clock or Clock()
+    settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
+    store = RolloutStore(settings.db_path)
+    runner = LocalRunner(settings.db_path, steps, lambda name: pol, clock=clock)
+    reconciler = Reconciler(
+        settings,
+        store,
+        runner,
+        registry,
+        ControllerMetrics(store),
+        policy_loader=lambda name: pol,
+        clock=clock,
+    )
+    return reconciler, store, runner, clock
+
+
+def add_rollout(
+    store: RolloutStore, rid: str = "minilm-v2-a", canary: str = "2", at: float | None = None
+) -> str:
+    now = at or time.time()
+    store.create_rollout(
+        RolloutRecord(
+            id=rid,
+            model="minilm",
+            baseline_version="1",
+            canary_version=canary,
+            created_at=now,
+            updated_at=now,
+            reason="test",
+        )
+    )
+    return rid
