@@ -77,7 +77,6 @@ class ControllerSettings(ComponentSettings):
     scrape_targets: list[str] = Field(default_factory=list)
     reconcile_interval_s: float = Field(default=2.0, gt=0)
 
-    engine: Literal["local", "argo"] = "local"
     kubernetes: KubernetesReadinessSettings | None = None
     inference_url: str | None = Field(default=None, description="embedded readiness: GET {url}/ready")
 
