@@ -163,6 +163,7 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
                 kind="action",
                 display_name="Open the approval pull request",
                 depends=(last,),
+                inputs_from={"verdict_json": UpstreamOutput(node=last, output="verdict_json")},
                 outputs=("approval_id", "approval_url"),
                 retry=NETWORK_RETRY,
             )

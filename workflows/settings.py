@@ -28,5 +28,3 @@ class WorkflowSettings(ComponentSettings):
     config_map: str = "canaryflow-config"
     secret: str = "canaryflow-secrets"
     poll_interval_s: float = Field(default=10.0, gt=0)
-    # The local runner: the canary's readiness endpoint (the inference server's /ready).
-    ready_url: str | None = None

@@ -98,11 +98,14 @@ def test_rendered_dag_tasks_exit_handler_and_outputs():
     assert analyze["outputs"]["artifacts"][0]["name"] == "report"
     assert analyze["annotations"][DISPLAY_NAME] == "Analyze canary at 5%"
     assert templates["set-weight-50"]["retryStrategy"]["limit"] == "3"
-    promote_input = json.loads(templates["promote"]["container"]["args"][4])
-    assert promote_input["upstream"] == {
-        "approval_id": "{{tasks.request-approval.outputs.parameters.approval_id}}"
-    }
+    promote_args = templates["promote"]["container"]["args"]
+    promote_input = json.loads(promote_args[4])
+    assert promote_args[7:] == [
+        "--upstream",
+        "approval_id={{tasks.request-approval.outputs.parameters.approval_id}}",
+    ]
     assert promote_input["spec"]["canary_version"] == "{{workflow.parameters.canary-version}}"
+    assert "--reason" in templates["rollback"]["container"]["args"]
     params = {p["name"] for p in doc["spec"]["arguments"]["parameters"]}
     assert params == {"model", "baseline-version", "canary-version", "policy", "environment", "rollout-id"}
     labels_from = doc["spec"]["workflowMetadata"]["labelsFrom"]

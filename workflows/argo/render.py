@@ -44,6 +44,7 @@ from canaryflow.core.types import RolloutSpec
 from policies.model import Policy
 from workflows.dag import DagNode, RetryPolicy, RolloutDag, build_rollout_dag, workflow_name
 from workflows.settings import WorkflowSettings
+from workflows.steps.base import EXIT_ERROR
 
 OUTPUTS_DIR = "/tmp/outputs"
 REPORT_FILE = f"{OUTPUTS_DIR}/report.md"
@@ -76,17 +77,20 @@ def template_name(policy: Policy, environment: str) -> str:
     return f"canaryflow-rollout-{_k8s_name(policy.name)}-{_k8s_name(environment)}"
 
 
-def _step_input(node: DagNode, reason: str = "") -> str:
-    """The JSON the container passes to the step: Argo fills the `{{...}}` placeholders."""
+def _step_args(node: DagNode, reason: str = "") -> list[str]:
+    """`canaryflow workflow step` arguments: Argo fills the `{{...}}` placeholders.
+
+    Workflow parameters are validated names and numbers, safe inside the JSON of `--input`; upstream
+    outputs (a verdict is JSON itself) and the reason travel as arguments of their own, unquoted.
+    """
     spec = {field: f"{{{{workflow.parameters.{param}}}}}" for param, field in PARAMETERS.items()}
-    upstream = {
-        key: f"{{{{tasks.{ref.node}.outputs.parameters.{ref.output}}}}}"
-        for key, ref in node.inputs_from.items()
-    }
-    payload: dict[str, Any] = {"spec": spec, "params": dict(node.params), "upstream": upstream}
+    payload = json.dumps({"spec": spec, "params": dict(node.params)}, sort_keys=True)
+    args = ["workflow", "step", node.step, "--input", payload, "--outputs-dir", OUTPUTS_DIR]
+    for key, ref in sorted(node.inputs_from.items()):
+        args += ["--upstream", f"{key}={{{{tasks.{ref.node}.outputs.parameters.{ref.output}}}}}"]
     if reason:
-        payload["reason"] = reason
-    return json.dumps(payload, sort_keys=True)
+        args += ["--reason", reason]
+    return args
 
 
 def _retry(policy: RetryPolicy | None) -> RetryStrategy | None:
@@ -95,6 +99,8 @@ def _retry(policy: RetryPolicy | None) -> RetryStrategy | None:
     return RetryStrategy(
         limit=str(policy.limit),
         retry_policy="Always",
+        # A step that decided "failed" (exit 1) is final; errors (exit 3, pod errors) are retried.
+        expression=f'lastRetry.status == "Error" or asInt(lastRetry.exitCode) == {EXIT_ERROR}',
         backoff=Backoff(
             duration=f"{policy.backoff_s:g}s", factor=str(policy.factor), cap=f"{policy.max_backoff_s:g}s"
         ),
@@ -102,7 +108,7 @@ def _retry(policy: RetryPolicy | None) -> RetryStrategy | None:
 
 
 def _container(node: DagNode, settings: WorkflowSettings, reason: str = "") -> Container:
-    args = ["workflow", "step", node.step, "--input", _step_input(node, reason), "--outputs-dir", OUTPUTS_DIR]
+    args = _step_args(node, reason)
     if node.kind in ("wait", "analyze"):
         args += ["--poll-interval", f"{settings.poll_interval_s:g}"]
     out_params = [

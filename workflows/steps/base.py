@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canaryflow.core.types import RolloutSpec
 
+# Exit codes of `canaryflow workflow step`, which Argo's retry expression reads.
+EXIT_FAILED = 1  # the step decided: failed (analysis said no, canary never ready); never retried
+EXIT_USAGE = 2  # bad input
+EXIT_ERROR = 3  # an error (network, remote refused): retried where the node has a retry policy
+
 
 class StepInput(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -1,0 +1,74 @@
+"""Steps that end a rollout: ask for approval, promote, or roll back (the exit handler).
+
+Each is safe to run again: git renders are deterministic (a second commit changes nothing), alias
+moves and tags set what is already set, a merged pull request stays merged.
+"""
+
+from __future__ import annotations
+
+from canaryflow.core.types import ApprovalRequest, Verdict
+from gitops.history import one_line
+from gitops.report import approval_report
+from workflows.steps.base import StepInput, StepOutcome
+from workflows.steps.context import StepContext
+from workflows.steps.deploy import committed_sha
+
+TAG_PROMOTED = "canaryflow.promoted"
+TAG_RETIRED = "canaryflow.retired"
+TAG_REJECTED = "canaryflow.rejected"
+
+
+def request_approval(ctx: StepContext, step: StepInput) -> StepOutcome:
+    """Opens the promotion pull request, the analysis report as its body."""
+    if ctx.approval is None:
+        raise ValueError(
+            "the policy asks for approval but no approval gate is configured (gitops.github_repo)"
+        )
+    raw = step.upstream.get("verdict_json", "")
+    verdict = Verdict.model_validate_json(raw) if raw else Verdict(decision="promote")
+    request = ctx.approval.request(step.spec, approval_report(step.spec, verdict))
+    return StepOutcome(
+        state="succeeded",
+        outputs={"approval_id": request.id, "approval_url": request.url},
+        message=f"approval requested: {request.url or request.id}",
+    )
+
+
+def promote(ctx: StepContext, step: StepInput) -> StepOutcome:
+    """100% to the canary in git (merging the approved pull request first), then the registry."""
+    spec = step.spec
+    approval_id = step.upstream.get("approval_id", "")
+    if approval_id:
+        if ctx.approval is None:
+            raise ValueError("promote: an approval id was given but no approval gate is configured")
+        ctx.approval.complete(ApprovalRequest(id=approval_id))
+    result = ctx.gitops.commit_step(spec, 100, "promote")
+    sha = result.sha if result.changed and result.sha else committed_sha(ctx, spec, 100, "promote")
+    ctx.registry.set_alias(spec.model, ctx.aliases.champion, spec.canary_version)
+    ctx.registry.set_version_tag(spec.model, spec.canary_version, TAG_PROMOTED, spec.rollout_id)
+    if spec.baseline_version != spec.canary_version:
+        ctx.registry.set_version_tag(spec.model, spec.baseline_version, TAG_RETIRED, spec.rollout_id)
+    return StepOutcome(
+        state="succeeded",
+        outputs={"commit_sha": sha or ""},
+        message=f"v{spec.canary_version} is {ctx.aliases.champion}",
+    )
+
+
+def rollback(ctx: StepContext, step: StepInput) -> StepOutcome:
+    """Restores the last promoted state in git, takes the canary's aliases back, tags it rejected."""
+    spec = step.spec
+    reason = step.reason or "rollout did not succeed"
+    result = ctx.gitops.rollback(spec, reason)
+    sha = result.sha if result.changed and result.sha else committed_sha(ctx, spec, 0, "rollback")
+    registry, aliases = ctx.registry, ctx.aliases
+    if registry.version_for_alias(spec.model, aliases.challenger) == spec.canary_version:
+        registry.delete_alias(spec.model, aliases.challenger)
+    if registry.version_for_alias(spec.model, aliases.champion) == spec.canary_version:
+        registry.set_alias(spec.model, aliases.champion, spec.baseline_version)
+    registry.set_version_tag(spec.model, spec.canary_version, TAG_REJECTED, one_line(reason, 250))
+    return StepOutcome(
+        state="succeeded",
+        outputs={"commit_sha": sha or ""},
+        message=f"rolled back v{spec.canary_version}: {one_line(reason, 200)}",
+    )
