@@ -1,0 +1,71 @@
+"""Real deliveries from a real MLflow server: the webhook is created through MLflow's own client, an alias
+is set, and the rollout appears from that delivery, its signature verified with the shared secret."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+from mlflow.tracking import MlflowClient
+from pydantic import SecretStr
+
+from controller.registry import MlflowRegistry
+from controller.rollout.store import RolloutStore
+from controller.service import ControllerService
+from controller.settings import ControllerSettings
+from workflows.local.runner import LocalRunner
+
+from .harness import Steps, policy
+from .live import LiveController, wait_for
+
+SECRET = "mlflow-shared-secret"
+
+
+def test_alias_set_in_mlflow_starts_a_rollout(mlflow_server, tmp_path):
+    model = f"minilm-{uuid.uuid4().hex[:6]}"
+    client = MlflowClient(mlflow_server.tracking_uri)
+    client.create_registered_model(model)
+    for _ in range(2):
+        client.create_model_version(model, source=f"s3://models/{model}")
+    settings = ControllerSettings(
+        db_path=tmp_path / "c.db", mlflow_webhook_secret=SecretStr(SECRET), reconcile_interval_s=0.2
+    )
+    store = RolloutStore(settings.db_path)
+    pol = policy(5, 50)
+    steps = Steps({"analyze-5": ["waiting for samples"]})
+    engine = LocalRunner(settings.db_path, steps, lambda name: pol)
+    service = ControllerService(
+        settings, store, engine, MlflowRegistry(mlflow_server.tracking_uri), policy_loader=lambda name: pol
+    )
+    with LiveController(service) as live:
+        url = f"{live.url}/webhooks/mlflow"
+        good = client.create_webhook(
+            name=f"cf-{model}", url=url, events=["model_version_alias.created"], secret=SECRET
+        )
+        # A second webhook with the wrong secret: its deliveries must be refused and change nothing.
+        bad = client.create_webhook(
+            name=f"cf-bad-{model}", url=url, events=["model_version_alias.created"], secret="not-the-secret"
+        )
+        client.set_registered_model_alias(model, "champion", "1")
+        wait_for(
+            lambda: any(i.outcome and "starts nothing" in i.outcome for i in store.inbox()),
+            what="the champion event to be recorded as starting nothing",
+        )
+        client.set_registered_model_alias(model, "challenger", "2")
+        rollout = wait_for(lambda: next(iter(store.rollouts(model=model)), None), what="a rollout")
+        assert (rollout.baseline_version, rollout.canary_version) == ("1", "2")
+        assert rollout.trigger.startswith("mlflow:")
+        wait_for(lambda: store.get(rollout.id).phase == "canary", what="the rollout to start")
+        wait_for(
+            lambda: store.get(rollout.id).waiting_reason == "waiting for samples", what="analysis to wait"
+        )
+        metrics = httpx.get(f"{live.url}/metrics").text
+        wait_for(lambda: 'status="401"' in httpx.get(f"{live.url}/metrics").text, what="a refused delivery")
+        inbox = store.inbox()
+        assert len(inbox) == 2  # the refused deliveries stored nothing
+        assert len(store.rollouts(model=model)) == 1
+        detail = httpx.get(f"{live.url}/rollouts/{rollout.id}").json()
+        assert detail["links"]["workflow"].endswith(f"#canaryflow-{rollout.id}")
+        assert 'canaryflow_controller_rollouts{state="canary"} 1.0' in metrics
+        client.delete_webhook(good.webhook_id)
+        client.delete_webhook(bad.webhook_id)
