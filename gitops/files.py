@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import shutil
 from pathlib import Path
 
@@ -31,6 +32,36 @@ def write_rendering(root: Path, rendering: Rendering) -> None:
     for relative, text in rendering.files.items():
         targets[relative].parent.mkdir(parents=True, exist_ok=True)
         targets[relative].write_text(text)
+
+
+def _owned_files(root: Path, rendering: Rendering) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for owned in rendering.owned:
+        path = _inside(root, owned)
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in paths:
+            if file.is_file():
+                found[file.relative_to(root.resolve()).as_posix()] = file.read_text()
+    return found
+
+
+def diff_rendering(root: Path, rendering: Rendering) -> str:
+    """A unified diff from what `root` holds to what writing `rendering` there would leave."""
+    before = _owned_files(root, rendering)
+    chunks: list[str] = []
+    for relative in sorted(set(before) | set(rendering.files)):
+        old, new = before.get(relative), rendering.files.get(relative)
+        if old == new:
+            continue
+        chunks.extend(
+            difflib.unified_diff(
+                (old or "").splitlines(keepends=True),
+                (new or "").splitlines(keepends=True),
+                fromfile=f"a/{relative}" if old is not None else "/dev/null",
+                tofile=f"b/{relative}" if new is not None else "/dev/null",
+            )
+        )
+    return "".join(chunks)
 
 
 def routing_from_checkout(root: Path | str, model: str, environment: str) -> RoutingConfig:

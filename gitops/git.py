@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from gitops.settings import GitOpsSettings, TrafficMode
 from gitops.validate import ManifestValidator
 
 log = logging.getLogger(__name__)
+
+# Set in every working clone canaryflow creates; a clone without it is someone's repo, left alone.
+_CLONE_MARK = "canaryflow.workingclone"
 
 # What to commit, decided on the fetched head: (render, commit message), or None for nothing to do.
 Plan = Callable[[], tuple[Rendering, str] | None]
@@ -50,6 +54,12 @@ def step_request(spec: RolloutSpec, weight: int, decision: str, mode: TrafficMod
     )
 
 
+def absolute_remote(remote: str) -> str:
+    """A local path remote made absolute: git runs inside the working clone, not where we were started."""
+    is_url = "://" in remote or re.match(r"^[\w.-]+@[\w.-]+:", remote) is not None
+    return remote if is_url else str(Path(remote).expanduser().resolve())
+
+
 class GitRepo:
     def __init__(
         self,
@@ -60,11 +70,11 @@ class GitRepo:
     ) -> None:
         if not settings.remote_url:
             raise ValueError("remote_url: the GitOps remote is not set (CANARYFLOW_GITOPS_REMOTE_URL)")
-        self.settings = settings
-        self.options = settings.render_options()
+        self.settings = settings.model_copy(update={"remote_url": absolute_remote(settings.remote_url)})
+        self.options = self.settings.render_options()
         self.validator = validator or ManifestValidator(settings.kubernetes_version, settings.schemas_dir)
         self._mode_for = traffic_mode_for or (lambda _spec: settings.traffic_mode)
-        self.workdir = Path(settings.workdir)
+        self.workdir = Path(settings.workdir).resolve()
         token = settings.token.get_secret_value() if settings.token else None
         self.auth = GitAuth(token=token, username=settings.token_username, ssh_key_path=settings.ssh_key_path)
         self.git = Git(self.workdir, self.auth, settings.author_name, settings.author_email)
@@ -183,13 +193,19 @@ class GitRepo:
         self.git.run("push", *(["--force"] if force else []), "origin", f"HEAD:refs/heads/{branch}")
 
     def _ensure_clone(self) -> None:
+        """Create the working clone, or check that `workdir` is one: syncing it discards local files."""
         if (self.workdir / ".git").is_dir():
+            if self.git.run("config", "--get", _CLONE_MARK, check=False).stdout.strip() != "true":
+                raise GitError(f"workdir: {self.workdir} is a git repository not created by canaryflow")
             remote = self.git.run("remote", "get-url", "origin", check=False).stdout.strip()
             if remote != self.settings.remote_url:
                 self.git.run("remote", "set-url", "origin", self.settings.remote_url)
             return
+        if self.workdir.exists() and any(self.workdir.iterdir()):
+            raise GitError(f"workdir: {self.workdir} is not empty and not a canaryflow working clone")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.git.run("init", "--quiet", "--initial-branch", self.settings.branch)
+        self.git.run("config", _CLONE_MARK, "true")
         self.git.run("remote", "add", "origin", self.settings.remote_url)
 
     def _sync(self, fetch: bool = True) -> None:

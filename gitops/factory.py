@@ -1,0 +1,54 @@
+"""Builds the GitOps adapters from settings: the `GitOpsRepo` and the `ApprovalGate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+from canaryflow.core.types import RolloutSpec
+from gitops.git import GitRepo
+from gitops.pullrequest import GitHubApproval, github_client
+from gitops.settings import GitOpsSettings, TrafficMode
+
+
+def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
+    """The traffic mode a rollout's policy names (a policy that cannot be loaded is an error)."""
+    from policies import load_policy
+
+    @lru_cache(maxsize=32)
+    def mode_of(policy: str) -> TrafficMode:
+        return load_policy(policy).traffic_mode
+
+    return lambda spec: mode_of(spec.policy)
+
+
+def git_repo_from_settings(
+    settings: GitOpsSettings | None = None, *, mode_from_policy: bool = True
+) -> GitRepo:
+    """The GitOps repo; traffic modes come from each rollout's policy, else from `settings.traffic_mode`."""
+    settings = settings or GitOpsSettings()
+    return GitRepo(settings, traffic_mode_for=traffic_mode_from_policy() if mode_from_policy else None)
+
+
+def approval_from_settings(
+    settings: GitOpsSettings | None = None, repo: GitRepo | None = None
+) -> GitHubApproval:
+    """The pull-request gate; with `repo`, a request first pushes the promotion commit to its branch."""
+    settings = settings or GitOpsSettings()
+    if not settings.github_repo:
+        raise ValueError("github_repo: the GitHub repository (owner/name) is not set")
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    push = None
+    if repo is not None:
+        git_repo = repo
+
+        def push(spec: RolloutSpec, branch: str) -> object:
+            return git_repo.push_branch(spec, 100, "promote", branch)
+
+    return GitHubApproval(
+        github_client(settings.github_url, token),
+        settings.github_repo,
+        settings.branch,
+        push_branch=push,
+        merge_method=settings.github_merge_method,
+    )
