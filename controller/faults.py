@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
+
+from canaryflow.core.types import CommitResult, Decision, RolloutSpec
 
 ENV = "CANARYFLOW_TEST_CRASH_AT"
 
@@ -17,3 +20,30 @@ def crash_point(name: str) -> None:
     wanted = os.environ.get(ENV)
     if wanted and name in wanted.split(","):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashAfterPush:
+    """Wraps the GitOps repo so `after_push` can kill the process between a pushed commit and the
+    workflow store recording it: the window where a careless restart would commit the step twice."""
+
+    def __init__(self, repo: Any) -> None:
+        self._repo = repo
+
+    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
+        result: CommitResult = self._repo.commit_step(spec, weight, decision)
+        if result.changed:
+            crash_point("after_push")
+        return result
+
+    def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
+        result: CommitResult = self._repo.rollback(spec, reason)
+        if result.changed:
+            crash_point("after_push")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._repo, name)
+
+
+def armed() -> bool:
+    return bool(os.environ.get(ENV))

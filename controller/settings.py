@@ -73,8 +73,6 @@ class ControllerSettings(ComponentSettings):
     )
     registry_tracking_uri: str | None = None
 
-    prometheus_url: str | None = None
-    scrape_targets: list[str] = Field(default_factory=list)
     reconcile_interval_s: float = Field(default=2.0, gt=0)
 
     kubernetes: KubernetesReadinessSettings | None = None

@@ -8,6 +8,7 @@ database file (its own tables), so one file holds the whole state of the service
 from __future__ import annotations
 
 from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
+from controller import faults
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
@@ -25,7 +26,10 @@ def build_engine(settings: ControllerSettings) -> WorkflowEngine:
     from workflows.local.runner import LocalRunner
     from workflows.steps import StepContext, step_runner
 
-    return LocalRunner(settings.db_path, step_runner(StepContext.from_settings()), load_policy)
+    context = StepContext.from_settings()
+    if faults.armed():
+        context.gitops = faults.CrashAfterPush(context.gitops)
+    return LocalRunner(settings.db_path, step_runner(context), load_policy)
 
 
 def build_approval_gate() -> ApprovalGate | None:
