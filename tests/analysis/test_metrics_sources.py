@@ -1,0 +1,143 @@
+"""Both metrics sources against a real prometheus_client exporter; the Prometheus one through the
+real Prometheus server scraping it. They must report exactly what was served after the step start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_api_client import PrometheusConnect
+
+from controller.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
+from controller.metrics import MetricsError, MetricsSource
+from controller.metrics.factory import MetricsSettings, metrics_source_from_settings
+from controller.metrics.prometheus import PrometheusSource
+from controller.metrics.scrape import ScrapeSource
+from tests.support.net import free_port
+
+
+@dataclass
+class Exporter:
+    port: int
+    latency: Histogram
+    requests: Counter
+    memory: Gauge
+    shadow: Histogram
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def serve(self, version: str, latencies_s: list[float], codes: list[str]) -> None:
+        for value, code in zip(latencies_s, codes, strict=True):
+            self.latency.labels(model="minilm", version=version).observe(value)
+            self.requests.labels(model="minilm", version=version, code=code).inc()
+
+
+@pytest.fixture
+def exporter() -> Iterator[Exporter]:
+    registry = CollectorRegistry()
+    latency = Histogram(
+        "canaryflow_request_duration_seconds", "request latency", ["model", "version"],
+        buckets=DEFAULT_LATENCY_BUCKETS_S, registry=registry,
+    )  # fmt: skip
+    requests = Counter("canaryflow_requests", "requests", ["model", "version", "code"], registry=registry)
+    memory = Gauge("canaryflow_gpu_memory_bytes", "memory", ["model", "version"], registry=registry)
+    shadow = Histogram(
+        "canaryflow_shadow_cosine_distance", "shadow distance", ["model", "version", "baseline"],
+        buckets=DEFAULT_SHADOW_BUCKETS, registry=registry,
+    )  # fmt: skip
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield Exporter(port, latency, requests, memory, shadow)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _step_traffic(exp: Exporter) -> None:
+    exp.serve("1", [0.009, 0.011, 0.019, 0.5, 20.0], ["200", "200", "500", "200", "404"])
+    exp.serve("2", [0.012, 0.013, 0.08], ["200", "503", "200"])
+    exp.memory.labels(model="minilm", version="1").set(1.5e9)
+    exp.memory.labels(model="minilm", version="2").set(1.6e9)
+    for value in (0.01, 0.02, 0.4):
+        exp.shadow.labels(model="minilm", version="2", baseline="1").observe(value)
+
+
+def _check_step(obs: Observations) -> None:
+    assert (obs.baseline.requests, obs.baseline.errors) == (5, 1)
+    assert (obs.canary.requests, obs.canary.errors) == (3, 1)
+    assert obs.baseline.latency_s is not None and obs.canary.latency_s is not None
+    bounds = obs.baseline.latency_s.bounds
+    assert bounds == pytest.approx(list(DEFAULT_LATENCY_BUCKETS_S))
+    assert obs.baseline.latency_s.counts[bounds.index(pytest.approx(0.010))] == 1
+    assert obs.baseline.latency_s.counts[bounds.index(pytest.approx(0.020))] == 3
+    assert obs.baseline.latency_s.counts[-1] == 4 and obs.baseline.latency_s.total == 5
+    assert obs.canary.latency_s.counts[bounds.index(pytest.approx(0.015))] == 2
+    assert obs.canary.gpu_memory_bytes == pytest.approx(1.6e9)
+    assert obs.shadow_distance is not None and obs.shadow_distance.total == 3
+
+
+def test_scrape_source_counts_only_what_came_after_the_step_start(exporter: Exporter) -> None:
+    exporter.serve("1", [0.01] * 7, ["200"] * 7)  # before the step: must not count
+    source = ScrapeSource([exporter.url])
+    since = time.time()
+    first = source.observe("minilm", "1", "2", since)
+    assert first.baseline.requests == 0 and first.canary.requests == 0
+    _step_traffic(exporter)
+    obs = source.observe("minilm", "1", "2", since)
+    _check_step(obs)
+    assert isinstance(source, MetricsSource)
+
+
+def test_scrape_source_names_an_unreachable_target() -> None:
+    url = f"http://127.0.0.1:{free_port()}/metrics"
+    with pytest.raises(MetricsError, match="scrape http://127.0.0.1"):
+        ScrapeSource([url], timeout_s=1).observe("minilm", "1", "2", time.time())
+
+
+def _wait_for(prom: PrometheusConnect, promql: str, expected: float, timeout_s: float = 30.0) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        result = prom.custom_query(promql)
+        if result and float(result[0]["value"][1]) == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"prometheus never showed {promql} == {expected}")
+
+
+@pytest.mark.prometheus
+def test_prometheus_source_reads_the_step_from_real_prometheus(exporter: Exporter, prometheus_server) -> None:
+    server = prometheus_server([f"127.0.0.1:{exporter.port}"], interval_s=0.5)
+    prom = PrometheusConnect(url=server.url, disable_ssl=True)
+    exporter.serve("1", [0.01] * 7, ["200"] * 7)  # before the step
+    _wait_for(prom, 'sum(canaryflow_requests_total{model="minilm",version="1"})', 7)
+    time.sleep(1.2)  # a couple more scrapes of the pre-step state
+    since = time.time()
+    _step_traffic(exporter)
+    _wait_for(prom, 'sum(canaryflow_requests_total{model="minilm",version="1"})', 12)
+    _wait_for(prom, 'sum(canaryflow_shadow_cosine_distance_count{model="minilm"})', 3)
+    source = metrics_source_from_settings(MetricsSettings(backend="prometheus", prometheus_url=server.url))
+    assert isinstance(source, PrometheusSource)
+    obs = source.observe("minilm", "1", "2", since)
+    _check_step(obs)
+    assert obs.elapsed_s > 0
+    # The scrape source sees the same step the same way.
+    scrape = ScrapeSource([exporter.url])
+    assert scrape.observe("minilm", "1", "2", since).baseline.requests == 0
+
+
+def test_prometheus_source_names_an_unreachable_server() -> None:
+    source = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=1)
+    with pytest.raises(MetricsError, match="prometheus http://127.0.0.1"):
+        source.observe("minilm", "1", "2", time.time() - 60)
+
+
+def test_factory_refuses_scrape_without_targets() -> None:
+    with pytest.raises(ValueError, match="scrape_targets"):
+        metrics_source_from_settings(MetricsSettings(backend="scrape"))
