@@ -1,0 +1,85 @@
+"""The confidence sequences: exact identities against scipy, coverage on simulated runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from controller.analysis import DEFAULT_LATENCY_BUCKETS_S, Histogram
+from controller.analysis.sequential import (
+    PRIOR_STRENGTH,
+    binomial_cs,
+    log_mixture,
+    quantile_cs,
+    quantile_from_cdf,
+    srm_log_evidence,
+)
+
+
+@pytest.mark.parametrize(("s", "n", "f"), [(0, 10, 0.1), (3, 50, 0.02), (120, 200, 0.5), (990, 1000, 0.95)])
+def test_mixture_is_the_beta_binomial_to_binomial_likelihood_ratio(s: int, n: int, f: float) -> None:
+    a, b = PRIOR_STRENGTH * f, PRIOR_STRENGTH * (1 - f)
+    expected = stats.betabinom.logpmf(s, n, a, b) - stats.binom.logpmf(s, n, f)
+    assert log_mixture(s, n, f) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_bounds_hold_the_observed_rate_and_no_data_is_uninformative() -> None:
+    lo, hi = binomial_cs([0, 5, 50, 100], [0, 100, 100, 100], 0.01)
+    assert (lo[0], hi[0]) == (0.0, 1.0)
+    assert lo[1] < 0.05 < hi[1] and lo[2] < 0.5 < hi[2] and hi[3] == 1.0 and lo[1] > 0
+
+
+@pytest.mark.parametrize(("s", "n"), [(5, 1000), (500, 1000), (40, 200)])
+def test_time_uniform_bounds_are_wider_than_fixed_n_exact_bounds_but_not_wildly(s: int, n: int) -> None:
+    lo, hi = binomial_cs(s, n, 0.05)
+    exact = stats.binomtest(s, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert lo <= exact.low and hi >= exact.high
+    assert (hi - lo) < 2.5 * (exact.high - exact.low)
+
+
+def test_bounds_cover_the_truth_at_every_look_in_all_but_alpha_of_runs() -> None:
+    rng = np.random.default_rng(7)
+    runs, length, f, alpha = 300, 3000, 0.03, 0.05
+    outcomes = rng.random((runs, length)) < f
+    looks = np.arange(10, length + 1, 10)
+    successes = np.cumsum(outcomes, axis=1)[:, looks - 1]
+    lo, hi = binomial_cs(successes, np.broadcast_to(looks, successes.shape), alpha)
+    ever_missed = ((lo > f) | (hi < f)).any(axis=1).mean()
+    assert ever_missed <= alpha
+    # A fixed-n interval checked at every look does miss far more often: peeking inflates errors.
+    z = stats.norm.ppf(1 - alpha / 2)
+    rate = successes / looks
+    half = z * np.sqrt(np.maximum(rate * (1 - rate), 1e-12) / looks)
+    assert ((rate - half > f) | (rate + half < f)).any(axis=1).mean() > 2 * alpha
+
+
+def test_quantile_interpolation_matches_histogram_quantile() -> None:
+    bounds = [0.1, 0.2, 0.4]
+    cdf = np.array([0.2, 0.6, 0.9])
+    assert quantile_from_cdf(bounds, cdf, 0.5) == pytest.approx(0.1 + 0.1 * (0.3 / 0.4))
+    assert quantile_from_cdf(bounds, cdf, 0.1) == pytest.approx(0.05)
+    assert quantile_from_cdf(bounds, cdf, 0.95) == np.inf
+
+
+def test_quantile_bounds_cover_the_bucketed_target_and_order() -> None:
+    rng = np.random.default_rng(3)
+    bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S)
+    population = rng.lognormal(np.log(0.02), 0.35, 2_000_000)
+    true_cdf = np.asarray(Histogram.from_values(population, bounds).counts) / population.size
+    misses = 0
+    for seed in range(100):
+        sample = np.random.default_rng(seed).lognormal(np.log(0.02), 0.35, 500)
+        hist = Histogram.from_values(sample, bounds)
+        for q in (0.5, 0.95):
+            lo, hi, est = quantile_cs(bounds, hist.counts, hist.total, q, 0.05)
+            target_q = float(quantile_from_cdf(bounds, true_cdf, q))
+            assert lo <= est <= hi
+            misses += not (lo <= target_q <= hi)
+    assert misses <= 0.05 * 200
+
+
+def test_srm_evidence_grows_only_under_a_mismatch() -> None:
+    fair = srm_log_evidence(1000, 10_000, 0.10)
+    skewed = srm_log_evidence(300, 10_000, 0.10)
+    assert fair < np.log(1 / 0.001) < skewed
