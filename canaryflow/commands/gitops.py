@@ -222,7 +222,7 @@ def commit_command(
     rollout_id: RolloutId,
     decision: Annotated[
         str, typer.Option("--decision", help="Decision trailer; 'promote' at --weight 100 promotes")
-    ] = "inconclusive",
+    ] = "canary",
     env: Env = "production",
     mode: Mode = None,
     policy: Policy = "default",

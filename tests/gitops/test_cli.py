@@ -120,7 +120,7 @@ def test_walk_through_commit_diff_promote_rollback_log(git_remote: Path) -> None
 
     log = runner.invoke(app, ["gitops", "log", "--model", "minilm", "--env", "staging", *remote])
     decisions = [line.split()[2] for line in log.stdout.splitlines()]
-    assert decisions == ["rollback", "inconclusive", "promote", "inconclusive"]
+    assert decisions == ["rollback", "canary", "promote", "canary"]
     assert len(remote_log(git_remote, "--format=%H").split()) == 5  # + the seed commit
 
 
