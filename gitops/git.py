@@ -4,17 +4,18 @@ Every write is: fetch the branch, render on top of its head, validate, commit wi
 push. A push that loses a race (another rollout pushed first) is redone on top of the new head, with
 exponential backoff and a bound; renders are pure, so redoing one is safe and two rollouts of different
 models both land. History is never rewritten: a rollback is a new commit restoring the last promoted
-state. One GitRepo owns one working clone; calls on it are serialised.
+state. Calls on one working clone are serialised, across threads and processes (a lock file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import random
 import re
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from canaryflow.core.types import CommitResult, Decision, RolloutSpec
@@ -78,7 +79,18 @@ class GitRepo:
         token = settings.token.get_secret_value() if settings.token else None
         self.auth = GitAuth(token=token, username=settings.token_username, ssh_key_path=settings.ssh_key_path)
         self.git = Git(self.workdir, self.auth, settings.author_name, settings.author_email)
-        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One writer per working clone, across threads and processes (a lock file beside the clone)."""
+        lock_path = self.workdir.with_name(f".{self.workdir.name}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- the GitOpsRepo port -------------------------------------------------------------------
 
@@ -121,14 +133,14 @@ class GitRepo:
         return self._land(lambda: (rendering, message), branch, force=True)
 
     def audit_log(self, model: str, environment: str) -> list[history.AuditEntry]:
-        with self._lock:
+        with self._exclusive():
             self._sync()
             return self._log(model, environment)
 
     def diff(self, request: RenderRequest) -> str:
         """What committing `request` would change, as a git diff against the remote head."""
         rendering = self._rendered(request)
-        with self._lock:
+        with self._exclusive():
             self._sync()
             write_rendering(self.workdir, rendering)
             try:
@@ -154,7 +166,7 @@ class GitRepo:
 
     def _land(self, plan: Plan, branch: str, force: bool = False) -> CommitResult:
         attempts = self.settings.push_attempts
-        with self._lock:
+        with self._exclusive():
             self._ensure_clone()
             for attempt in range(1, attempts + 1):
                 self._sync()

@@ -82,8 +82,12 @@ def parse_log(output: str) -> list[AuditEntry]:
 
 
 def last_promoted_version(entries: list[AuditEntry]) -> str | None:
-    """The version of the newest promote in `entries` (newest first), if any."""
+    """The version of the newest promotion to full traffic in `entries` (newest first), if any."""
     for entry in entries:
-        if entry.decision == "promote" and entry.model_version:
+        if (
+            entry.decision == "promote"
+            and entry.trailers.get("Traffic-Weight") == "100"
+            and entry.model_version
+        ):
             return entry.model_version
     return None

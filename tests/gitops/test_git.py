@@ -269,3 +269,34 @@ def test_token_goes_in_a_header_and_never_into_messages(
 def test_validator_is_shared_settings_driven(git_remote: Path, make_settings) -> None:
     repo = GitRepo(make_settings(git_remote, kubernetes_version="1.31"))
     assert isinstance(repo.validator, ManifestValidator) and repo.validator.kubernetes_version == "1.31"
+
+
+def test_repos_sharing_one_working_clone_take_turns(git_remote: Path, make_settings) -> None:
+    models = ["minilm", "bge-small"]
+    repos = [GitRepo(make_settings(git_remote, name="shared")) for _ in models]
+    errors: list[BaseException] = []
+
+    def roll(repo: GitRepo, model: str) -> None:
+        spec = RolloutSpec(rollout_id=f"r-{model}", model=model, baseline_version="1", canary_version="2")
+        try:
+            for weight in (10, 20, 30):
+                repo.commit_step(spec, weight, "canary")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=roll, args=(r, m)) for r, m in zip(repos, models, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert commit_count(git_remote) == 1 + 3 * len(models)
+
+
+def test_a_promote_decision_below_full_weight_is_not_a_promoted_state(
+    git_remote: Path, make_settings, spec: RolloutSpec
+) -> None:
+    repo = GitRepo(make_settings(git_remote))
+    repo.commit_step(spec, 50, "promote")  # a step that passed, not the promotion
+    repo.rollback(spec, "later step failed")
+    assert trailers(git_remote)["Model-Version"] == "1"
