@@ -1,8 +1,8 @@
 """Fault injection for the crash-and-restart tests: the process dies (SIGKILL) at a named point.
 
 `CANARYFLOW_TEST_CRASH_AT=after_submit` (comma-separated names) makes the first pass through that point
-kill the process exactly as `kill -9` would, with nothing flushed or cleaned up. Unset, it costs one
-dictionary lookup.
+kill the process exactly as `kill -9` would, with nothing flushed or cleaned up; `after_push@2` waits for
+the second pass (the second commit). Unset, it costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -16,10 +16,18 @@ from canaryflow.core.types import CommitResult, Decision, RolloutSpec
 ENV = "CANARYFLOW_TEST_CRASH_AT"
 
 
+_passes: dict[str, int] = {}
+
+
 def crash_point(name: str) -> None:
     wanted = os.environ.get(ENV)
-    if wanted and name in wanted.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if not wanted:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    for target in wanted.split(","):
+        point, _, nth = target.partition("@")
+        if point == name and _passes[name] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class CrashAfterPush:

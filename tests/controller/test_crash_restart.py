@@ -1,0 +1,195 @@
+"""Kill -9 the controller process at each point of a rollout, restart it, and check the outcome.
+
+The controller runs as the real `canaryflow controller serve` process with the real local runner, git
+remote (bare repo), MLflow registry and scrape metrics source; `CANARYFLOW_TEST_CRASH_AT` makes it die
+by SIGKILL at a named point (including between a git push and the workflow store recording it). After
+a restart without the fault, the rollout must reach the same decision with exactly one commit per
+step and no step missing, and the registry must show that decision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.tracking import MlflowClient
+
+from canaryflow.local.process import ManagedProcess
+from tests.support.net import free_port
+
+from .conftest import signed_mlflow
+from .live import wait_for
+from .traffic import TrafficServer
+
+SECRET = "crash-test-secret"
+POLICY = """name: fast
+traffic_mode: configmap
+steps:
+  - {weight: 10, min_duration_s: 0, min_samples: 50}
+  - {weight: 50, min_duration_s: 0, min_samples: 50}
+max_duration_s: 600
+evaluate_every_s: 0.5
+min_baseline_samples: 50
+sample_ratio: {enabled: false}
+"""
+EXE = str(Path(sys.executable).with_name("canaryflow"))
+
+
+class Controller:
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp, self.env, self.port = tmp, env, free_port()
+        self.proc: ManagedProcess | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, crash_at: str | None = None) -> None:
+        env = dict(self.env)
+        if crash_at:
+            env["CANARYFLOW_TEST_CRASH_AT"] = crash_at
+        else:
+            env.pop("CANARYFLOW_TEST_CRASH_AT", None)
+        argv = [
+            EXE,
+            "controller",
+            "serve",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.tmp / "controller.db"),
+            "--interval",
+            "0.2",
+        ]
+        self.proc = ManagedProcess("controller", argv, self.tmp / "controller.log", env=env, cwd=self.tmp)
+        self.proc.wait_until(lambda: _ok(self.url + "/healthz"), 60, "answering /healthz")
+
+    def died_by_sigkill(self, timeout_s: float = 60) -> bool:
+        assert self.proc is not None
+        try:
+            return self.proc.proc.wait(timeout_s) == -9
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def deliver(url: str, headers: dict[str, str], body: bytes) -> int | None:
+    try:
+        return httpx.post(url + "/webhooks/mlflow", content=body, headers=headers, timeout=10).status_code
+    except httpx.HTTPError:
+        return None  # the process died before answering: the sender retries
+
+
+def git_trailers(remote: Path) -> list[dict[str, str]]:
+    out = subprocess.run(
+        ["git", "--git-dir", str(remote), "log", "--format=%B%x00", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commits = []
+    for message in out.split("\0"):
+        trailers = dict(line.split(": ", 1) for line in message.strip().splitlines() if ": " in line)
+        if "Rollout-Id" in trailers:
+            commits.append(trailers)
+    return commits
+
+
+@pytest.fixture
+def world(mlflow_server, git_remote, tmp_path):
+    model = f"crash-{uuid.uuid4().hex[:6]}"
+    client = MlflowClient(mlflow_server.tracking_uri)
+    client.create_registered_model(model)
+    for _ in range(2):
+        client.create_model_version(model, source=f"s3://models/{model}")
+    client.set_registered_model_alias(model, "champion", "1")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    env = {
+        "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": SECRET,
+        "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": mlflow_server.tracking_uri,
+        "CANARYFLOW_CONTROLLER_TRIGGERS": json.dumps({"*": [{"kind": "alias", "policy": str(policy)}]}),
+        "CANARYFLOW_GITOPS_REMOTE_URL": str(git_remote),
+        "CANARYFLOW_GITOPS_WORKDIR": str(tmp_path / "gitops-work"),
+        "CANARYFLOW_WORKFLOWS_ENGINE": "local",
+        "CANARYFLOW_METRICS_BACKEND": "scrape",
+        "HF_HUB_OFFLINE": "1",
+    }
+    return {"model": model, "client": client, "remote": git_remote, "env": env, "tmp": tmp_path}
+
+
+CASES = [
+    # (crash point, canary median ms, expected decision)
+    ("after_event_stored", 10, "promoted"),
+    ("after_rollout_created", 10, "promoted"),
+    ("after_submit", 10, "promoted"),
+    ("after_push", 10, "promoted"),  # first step's commit pushed, not yet recorded by the runner
+    ("after_push@2", 10, "promoted"),  # second step's commit
+    ("after_push@3", 10, "promoted"),  # the promotion commit
+    ("after_engine_reconcile@2", 10, "promoted"),
+    ("after_mirror@2", 10, "promoted"),
+    ("after_push@2", 40, "rolled_back"),  # the rollback commit
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("crash_at", "canary_ms", "decision"), CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_killed_controller_finishes_the_same_way(world, crash_at, canary_ms, decision):
+    model, client, remote = world["model"], world["client"], world["remote"]
+    with TrafficServer(model, {"1": 10.0, "2": float(canary_ms)}) as traffic:
+        env = {**world["env"], "CANARYFLOW_METRICS_SCRAPE_TARGETS": json.dumps([traffic.url])}
+        controller = Controller(world["tmp"], env)
+        headers, body = signed_mlflow(
+            {"name": model, "alias": "challenger", "version": "2"},
+            secret=SECRET,
+            delivery_id=str(uuid.uuid4()),
+        )
+        client.set_registered_model_alias(model, "challenger", "2")
+        try:
+            controller.start(crash_at=crash_at)
+            deliver(controller.url, headers, body)
+            assert controller.died_by_sigkill(), f"never reached {crash_at}:\n{controller.proc.log_tail()}"
+            controller.start()
+            headers["X-MLflow-Timestamp"] = headers["X-MLflow-Timestamp"]  # the sender's retry: same delivery
+            assert deliver(controller.url, headers, body) in (200, 202)
+            rollouts = wait_for(lambda: httpx.get(controller.url + "/rollouts").json(), what="a rollout")
+            rid = rollouts[0]["id"]
+            final = wait_for(
+                lambda: (r := httpx.get(f"{controller.url}/rollouts/{rid}").json())["finished_at"] and r,
+                timeout_s=90,
+                what=f"rollout to finish:\n{controller.proc.log_tail()}",
+            )
+        finally:
+            controller.stop()
+    assert len(rollouts) == 1
+    assert final["phase"] == decision, final["transitions"]
+    commits = [c for c in git_trailers(remote) if c["Rollout-Id"] == rid]
+    keys = Counter((c["Traffic-Weight"], c["Decision"]) for c in commits)
+    assert all(n == 1 for n in keys.values()), f"a step was committed twice: {keys}"
+    steps = [(s["index"], s["weight"], s["status"]) for s in final["steps"]]
+    if decision == "promoted":
+        assert set(keys) == {("10", "canary"), ("50", "canary"), ("100", "promote")}
+        assert steps == [(0, 10, "pass"), (1, 50, "pass")]
+        assert client.get_model_version_by_alias(model, "champion").version == "2"
+    else:
+        assert ("100", "promote") not in keys and any(d == "rollback" for _, d in keys), keys
+        assert steps[0][2] == "fail"
+        assert client.get_model_version_by_alias(model, "champion").version == "1"
+        assert client.get_model_version(model, "2").tags.get("canaryflow.rejected")
+    store_shas = {c["sha"] for c in final["commits"]}
+    assert len(store_shas) == len(commits), (final["commits"], commits)
+    assert os.path.exists(world["tmp"] / "controller.db")
