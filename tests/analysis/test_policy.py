@@ -52,7 +52,10 @@ def test_a_policy_file_by_path_and_minimal_policies_get_default_metrics(tmp_path
                                                      "tolerance": 0.1, "alternative": 0.2}]},
             "metrics[0].quantiles",
         ),
-        ({"steps": [{"weight": 10}], "metrics": [{"name": "m", "kind": "gpu_memory", "tolerance": 0.1}]}, "metrics"),
+        (
+            {"steps": [{"weight": 10}], "metrics": [{"name": "m", "kind": "gpu_memory", "tolerance": 0.1}]},
+            "metrics",
+        ),
     ],
 )  # fmt: skip
 def test_bad_policies_name_the_field(doc: dict, field: str) -> None:

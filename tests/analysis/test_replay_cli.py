@@ -53,7 +53,7 @@ def test_a_log_that_ends_undecided_is_inconclusive_with_no_time(tmp_path: Path) 
                 {"t": i * 0.1, "arm": "canary" if i % 10 == 0 else "baseline", "latency_ms": 10.0, "ok": True}
             )
             for i in range(300)
-        )  # fmt: skip
+        )
     )
     result = runner.invoke(app, ["analyze", "replay", "--policy", "default", "--input", str(path)])
     assert result.exit_code == 0
