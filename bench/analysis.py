@@ -30,8 +30,8 @@ from scipy.stats import mannwhitneyu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.analysis.replay import RequestLog, replay_log  # noqa: E402
-from policies import load_policy  # noqa: E402
+from controller.analysis.replay import RequestLog, replay_log
+from policies import load_policy
 
 MEDIAN_MS = 20.0
 SIGMA = 0.35
@@ -201,7 +201,10 @@ def _row(sc: Scenario, rps: float, judge: str, results: list[tuple[str, float]])
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
-    head = f"| {'rps':>4} | {'scenario':<22} | {'truth':<5} | {'judge':<26} | {'false rb':>8} | {'false pr':>8} | {'inconcl':>7} | {'median s':>8} |"
+    head = (
+        f"| {'rps':>4} | {'scenario':<22} | {'truth':<5} | {'judge':<26} | {'false rb':>8} | {'false pr':>8} |"
+        f" {'inconcl':>7} | {'median s':>8} |"
+    )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:

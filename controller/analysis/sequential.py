@@ -57,10 +57,11 @@ def log_mixture(successes: ArrayLike, trials: ArrayLike, f: ArrayLike) -> FloatA
 
 
 def binomial_cs(successes: ArrayLike, trials: ArrayLike, alpha: float) -> tuple[FloatArray, FloatArray]:
-    """Time-uniform (1 - alpha) bounds on a success probability after `successes` in `trials`.
+    """Time-uniform one-sided bounds on a success probability after `successes` in `trials`.
 
-    The interval contains the observed rate (M_n <= 1 there) and log M_n is convex in f, so each end
-    is found by bisection on its side. With no trials it is [0, 1]: no data never decides anything.
+    Both hold at every n at once with probability at least 1 - alpha (so each side on its own too).
+    Each end is found by bisection between the observed rate (never rejected: M_n <= 1 there) and 0
+    or 1. With no trials the bounds are 0 and 1: no data never decides anything.
     """
     s = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
