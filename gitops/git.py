@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 # Set in every working clone canaryflow creates; a clone without it is someone's repo, left alone.
 _CLONE_MARK = "canaryflow.workingclone"
 
-# What to commit, decided on the fetched head: (render, commit message), or None for nothing to do.
-Plan = Callable[[], tuple[Rendering, str] | None]
+# What to commit, decided on the fetched head: the render and its commit message.
+Plan = Callable[[], tuple[Rendering, str]]
 
 
 def step_request(spec: RolloutSpec, weight: int, decision: str, mode: TrafficMode) -> RenderRequest:
@@ -95,10 +95,8 @@ class GitRepo:
     # --- the GitOpsRepo port -------------------------------------------------------------------
 
     def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
-        request = step_request(spec, weight, decision, self._mode_for(spec))
-        message = self._step_message(spec, request, weight, decision)
-        rendering = self._rendered(request)
-        return self._land(lambda: (rendering, message), self.settings.branch)
+        step = self._step(spec, weight, decision)
+        return self._land(lambda: step, self.settings.branch)
 
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
         def plan() -> tuple[Rendering, str]:
@@ -127,10 +125,8 @@ class GitRepo:
 
         The branch belongs to one rollout; it is overwritten on each request, the main branch never is.
         """
-        request = step_request(spec, weight, decision, self._mode_for(spec))
-        message = self._step_message(spec, request, weight, decision)
-        rendering = self._rendered(request)
-        return self._land(lambda: (rendering, message), branch, force=True)
+        step = self._step(spec, weight, decision)
+        return self._land(lambda: step, branch, force=True)
 
     def audit_log(self, model: str, environment: str) -> list[history.AuditEntry]:
         with self._exclusive():
@@ -156,13 +152,19 @@ class GitRepo:
         self.validator.validate_rendering(rendering)
         return rendering
 
-    def _step_message(self, spec: RolloutSpec, request: RenderRequest, weight: int, decision: str) -> str:
+    def _step(self, spec: RolloutSpec, weight: int, decision: str) -> tuple[Rendering, str]:
+        """The validated render of a step and its commit message (refused before any git work)."""
+        request = step_request(spec, weight, decision, self._mode_for(spec))
         where = f"{spec.model}/{spec.environment}"
         if request.is_stable:
             subject = f"{where}: promote v{spec.canary_version} (was v{spec.baseline_version})"
-            return history.commit_message(subject, spec, spec.canary_version, 100, decision)
-        subject = f"{where}: canary v{spec.canary_version} at {weight}% (baseline v{spec.baseline_version})"
-        return history.commit_message(subject, spec, spec.canary_version, weight, decision)
+            weight = 100
+        else:
+            subject = (
+                f"{where}: canary v{spec.canary_version} at {weight}% (baseline v{spec.baseline_version})"
+            )
+        message = history.commit_message(subject, spec, spec.canary_version, weight, decision)
+        return self._rendered(request), message
 
     def _land(self, plan: Plan, branch: str, force: bool = False) -> CommitResult:
         attempts = self.settings.push_attempts
@@ -170,10 +172,7 @@ class GitRepo:
             self._ensure_clone()
             for attempt in range(1, attempts + 1):
                 self._sync()
-                planned = plan()
-                if planned is None:
-                    return CommitResult(sha=None, changed=False)
-                rendering, message = planned
+                rendering, message = plan()
                 write_rendering(self.workdir, rendering)
                 self.git.run("add", "-A", "--", *rendering.owned)
                 if self.git.run("diff", "--cached", "--quiet", check=False).returncode == 0:

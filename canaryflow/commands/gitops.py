@@ -283,7 +283,7 @@ def log_command(
 ) -> None:
     """The audit log of a model in an environment: one line per commit, from its trailers."""
 
-    _request(model, "1", None, 0, env, "configmap")
+    _request(model, "1", None, 0, env, "configmap")  # refuses bad --model / --env before any git work
     try:
         entries = _repo(_settings(remote, workdir), "configmap").audit_log(model, env)
     except GitError as exc:
