@@ -69,7 +69,7 @@ class GitOpsSettings(ComponentSettings):
     section: ClassVar[str] = "gitops"
 
     remote_url: str = Field(default="", description="the repo pushed to: a path, ssh or https URL")
-    branch: str = "main"
+    branch: str = Field(default="main", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$", max_length=200)
     workdir: Path = Path(".canaryflow/gitops")
     author_name: str = "canaryflow"
     author_email: str = "canaryflow@localhost"

@@ -115,3 +115,8 @@ def test_auth_environment_for_token_and_ssh_key(monkeypatch: pytest.MonkeyPatch)
     assert auth.scrub("fatal: https://me:abc@host/x failed, header eC1hY2Nlc3MtdG9rZW46YWJj") == (
         "fatal: https://***@host/x failed, header ***"
     )
+
+
+def test_branch_names_that_git_would_read_as_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="branch"):
+        GitOpsSettings(branch="--upload-pack=touch /tmp/x")
