@@ -5,7 +5,7 @@
 - `validate` refuses any document that the Kubernetes or CRD schemas would refuse.
 - `git.GitRepo` implements the `GitOpsRepo` port; `pullrequest.GitHubApproval` the `ApprovalGate`;
   `factory` builds both from `GitOpsSettings`.
-- `routing_from_checkout` reads the routing state back from a checkout (traffic mode `configmap`).
+- `routing_from_checkout` reads the routing state (versions, URIs, weights) back from a checkout.
 """
 
 from gitops.files import routing_from_checkout, write_rendering

@@ -6,10 +6,12 @@ import difflib
 import shutil
 from pathlib import Path
 
-from canaryflow.core.routing import ROUTING_FILE_KEY, RoutingConfig
+from canaryflow.core.routing import ROUTING_FILE_KEY, RoutedVersion, RoutingConfig
 from gitops.model import Rendering
 from gitops.render import overlay_dir
+from gitops.resources import ROLE_LABEL
 from gitops.traffic.configmap import ROUTING_CONFIGMAP_FILE
+from gitops.traffic.httproute import HTTPROUTE_FILE, deployment_file
 from gitops.yamlio import load_yaml
 
 
@@ -65,12 +67,28 @@ def diff_rendering(root: Path, rendering: Rendering) -> str:
 
 
 def routing_from_checkout(root: Path | str, model: str, environment: str) -> RoutingConfig:
-    """The routing state a checkout holds for (model, environment), traffic mode `configmap`.
+    """The routing state a checkout holds for (model, environment), in either traffic mode.
 
     The local inference server of the demo follows this the way a pod follows its mounted ConfigMap.
     """
-    path = _inside(Path(root), f"{overlay_dir(model, environment)}/{ROUTING_CONFIGMAP_FILE}")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no routing ConfigMap (is {model}/{environment} in configmap mode?)")
-    doc = load_yaml(path.read_text())
-    return RoutingConfig.model_validate(load_yaml(doc["data"][ROUTING_FILE_KEY]))
+    overlay = _inside(Path(root), overlay_dir(model, environment))
+    if (overlay / ROUTING_CONFIGMAP_FILE).exists():
+        doc = load_yaml((overlay / ROUTING_CONFIGMAP_FILE).read_text())
+        return RoutingConfig.model_validate(load_yaml(doc["data"][ROUTING_FILE_KEY]))
+    if (overlay / HTTPROUTE_FILE).exists():
+        return _routing_from_httproute(overlay, model)
+    raise FileNotFoundError(f"{overlay}: no routing ConfigMap or HTTPRoute for {model}/{environment}")
+
+
+def _routing_from_httproute(overlay: Path, model: str) -> RoutingConfig:
+    """Weights from the HTTPRoute's backends, URIs and roles from each version's Deployment."""
+    route = load_yaml((overlay / HTTPROUTE_FILE).read_text())
+    versions = []
+    for backend in route["spec"]["rules"][0]["backendRefs"]:
+        version = str(backend["name"]).removeprefix(f"{model}-v")
+        deployment = load_yaml((overlay / deployment_file(version)).read_text())
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        role = deployment["metadata"]["labels"][ROLE_LABEL]
+        uri = args[args.index("--model-uri") + 1]
+        versions.append(RoutedVersion(version=version, uri=uri, weight=backend["weight"], role=role))
+    return RoutingConfig(model=model, versions=versions)

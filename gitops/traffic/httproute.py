@@ -8,6 +8,12 @@ from gitops.model import RenderRequest
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
 
+HTTPROUTE_FILE = "httproute.yaml"
+
+
+def deployment_file(version: str) -> str:
+    return f"deployment-v{version}.yaml"
+
 
 class HTTPRouteTraffic:
     def overlay_documents(
@@ -28,11 +34,11 @@ class HTTPRouteTraffic:
                 options=options,
             )
             deployment["metadata"]["labels"] = resources.version_labels(request.model, routed)
-            docs[f"deployment-v{routed.version}.yaml"] = deployment
+            docs[deployment_file(routed.version)] = deployment
             docs[f"service-v{routed.version}.yaml"] = resources.service(
                 name=name, labels=resources.version_labels(request.model, routed), selector=selector
             )
-        docs["httproute.yaml"] = _http_route(request, routing, options)
+        docs[HTTPROUTE_FILE] = _http_route(request, routing, options)
         return docs
 
 

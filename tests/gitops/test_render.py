@@ -193,3 +193,11 @@ def test_shadow_traffic_only_with_a_canary() -> None:
     options = RenderOptions(shadow_sample_rate=0.05)
     assert routing_config(CASES["configmap-canary"], options).shadow.enabled
     assert not routing_config(CASES["configmap-stable"], options).shadow.enabled
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_checkout_reads_back_the_versions_and_weights_in_both_modes(case: str, tmp_path: Path) -> None:
+    request = CASES[case]
+    write_rendering(tmp_path, render(request, GOLDEN_OPTIONS))
+    read_back = routing_from_checkout(tmp_path, request.model, request.environment)
+    assert read_back.versions == routing_config(request, GOLDEN_OPTIONS).versions
