@@ -234,7 +234,8 @@ def main() -> None:
     )
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps({"seeds": seeds, "rows": rows}, indent=1))
+    name = "analysis-" + "-".join(f"{r:g}" for r in rates) + "rps.json"
+    (out / name).write_text(json.dumps({"seeds": seeds, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
