@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from canaryflow.core.ports import ApprovalGate, CanaryReadiness, GitOpsRepo, Registry
 from canaryflow.core.types import RolloutSpec
@@ -20,6 +20,9 @@ from gitops.model import Rendering, RenderRequest
 from gitops.render import render
 from gitops.settings import TrafficMode
 from policies.model import Policy
+
+if TYPE_CHECKING:
+    from controller.settings import ControllerSettings
 
 ManifestCheck = Callable[[RenderRequest], Rendering]
 """Renders and validates a traffic state's manifests (raises on an invalid document)."""
@@ -62,10 +65,10 @@ class StepContext:
     aliases: WorkflowAliases = WorkflowAliases()
 
     @classmethod
-    def from_settings(cls) -> StepContext:
-        """Everything from CANARYFLOW_* settings (gitops, controller sections), as a step pod has them."""
-        from controller.metrics.factory import metrics_source_from_settings
-
+    def from_settings(cls, controller: ControllerSettings | None = None) -> StepContext:
+        """Everything from CANARYFLOW_* settings (gitops, metrics, controller sections), as a step pod
+        or the controller's local runner has them."""
+        from controller.metrics.factory import MetricsSettings, metrics_source_from_settings
         from controller.readiness.factory import readiness_from_settings
         from controller.registry import MlflowRegistry
         from controller.settings import ControllerSettings
@@ -73,7 +76,7 @@ class StepContext:
         from gitops.settings import GitOpsSettings
         from policies import load_policy
 
-        controller = ControllerSettings()
+        controller = controller or ControllerSettings()
         gitops_settings = GitOpsSettings()
         repo = git_repo_from_settings(gitops_settings)
         if not controller.registry_tracking_uri:
@@ -82,7 +85,7 @@ class StepContext:
         return cls(
             gitops=repo,
             registry=MlflowRegistry(controller.registry_tracking_uri),
-            metrics=metrics_source_from_settings(controller),
+            metrics=metrics_source_from_settings(MetricsSettings()),
             policy_for=load_policy,
             check_manifests=repo_manifest_check(repo),
             traffic_mode_for=traffic_mode_from_policy(),

@@ -1,0 +1,178 @@
+"""Whole rollouts on the local runner: real git remote, real MLflow registry, real metrics exporter.
+
+Promote, roll back on a slower canary, and a runner process killed mid-DAG that a new one finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from canaryflow.core.types import RolloutSpec
+from gitops.history import LOG_FORMAT, parse_log
+from tests.workflows.metrics_exporter import Exporter
+from tests.workflows.rollout_support import (
+    BASELINE_MS,
+    drive,
+    local_runner,
+    register_versions,
+    rollout_policy,
+    step_context,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _history(remote: Path) -> list[tuple[str, str, str, str]]:
+    """(sha, rollout id, weight, decision) of each rollout commit on main, oldest first."""
+    out = subprocess.run(
+        ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        (e.sha, e.trailers["Rollout-Id"], e.trailers["Traffic-Weight"], e.trailers["Decision"])
+        for e in parse_log(out)
+        if "Rollout-Id" in e.trailers
+    ]
+
+
+@pytest.fixture
+def exporter():
+    server = Exporter("pending")
+    yield server
+    server.close()
+
+
+def _setup(mlflow_server, exporter, model: str, versions: int = 2):
+    exporter.model = model
+    found = register_versions(mlflow_server.tracking_uri, model, versions)
+    return found, MlflowClient(
+        tracking_uri=mlflow_server.tracking_uri, registry_uri=mlflow_server.tracking_uri
+    )
+
+
+def test_promotes_a_healthy_canary(tmp_path, git_remote, mlflow_server, exporter):
+    (v1, v2), client = _setup(mlflow_server, exporter, "wf-promote")
+    spec = RolloutSpec(
+        rollout_id="rp-1", model="wf-promote", baseline_version=v1, canary_version=v2, policy="fast"
+    )
+    policy = rollout_policy()
+    context = step_context(git_remote, tmp_path / "clone", mlflow_server.tracking_uri, exporter.url, policy)
+    runner = local_runner(tmp_path / "controller.db", context, policy)
+    name = runner.submit(spec)
+
+    status = drive(runner, name, spec, exporter, canary_ms=BASELINE_MS)
+
+    assert status.phase == "Succeeded", status
+    nodes = {n.id: n for n in status.nodes}
+    assert [n.id for n in status.nodes if n.phase == "Succeeded"] == [
+        "render", "set-weight-10", "wait-ready", "analyze-10", "set-weight-50", "analyze-50", "promote",
+    ]  # fmt: skip
+    assert nodes["rollback"].phase == "Pending"
+    assert nodes["analyze-50"].outputs["verdict"] == "pass"
+    assert json.loads(nodes["analyze-50"].outputs["verdict_json"])["decision"] == "promote"
+    history = _history(git_remote)
+    assert [(r[1], r[2], r[3]) for r in history] == [
+        ("rp-1", "10", "canary"),
+        ("rp-1", "50", "canary"),
+        ("rp-1", "100", "promote"),
+    ]
+    shas = [nodes["set-weight-10"].outputs["commit_sha"], nodes["set-weight-50"].outputs["commit_sha"],
+            nodes["promote"].outputs["commit_sha"]]  # fmt: skip
+    assert shas == [r[0] for r in history]
+    assert client.get_model_version_by_alias("wf-promote", "champion").version == v2
+    assert client.get_model_version("wf-promote", v2).tags["canaryflow.promoted"] == "rp-1"
+    assert client.get_model_version("wf-promote", v1).tags["canaryflow.retired"] == "rp-1"
+
+
+def test_rolls_back_a_slower_canary(tmp_path, git_remote, mlflow_server, exporter):
+    (v1, v2), client = _setup(mlflow_server, exporter, "wf-rollback")
+    client.set_registered_model_alias("wf-rollback", "challenger", v2)
+    spec = RolloutSpec(
+        rollout_id="rb-1", model="wf-rollback", baseline_version=v1, canary_version=v2, policy="fast"
+    )
+    policy = rollout_policy()
+    context = step_context(git_remote, tmp_path / "clone", mlflow_server.tracking_uri, exporter.url, policy)
+    runner = local_runner(tmp_path / "controller.db", context, policy)
+    name = runner.submit(spec)
+
+    status = drive(runner, name, spec, exporter, canary_ms=BASELINE_MS * 2)
+
+    assert status.phase == "Failed", status
+    nodes = {n.id: n for n in status.nodes}
+    assert nodes["analyze-10"].phase == "Failed" and nodes["analyze-10"].outputs["verdict"] == "fail"
+    assert nodes["set-weight-50"].phase == "Omitted" and nodes["rollback"].phase == "Succeeded"
+    assert status.message.startswith("analyze-10: fail at 10%")
+    history = _history(git_remote)
+    assert [(r[1], r[2], r[3]) for r in history] == [("rb-1", "10", "canary"), ("rb-1", "0", "rollback")]
+    assert nodes["rollback"].outputs["commit_sha"] == history[-1][0]
+    assert client.get_model_version_by_alias("wf-rollback", "champion").version == v1
+    with pytest.raises(Exception, match="challenger"):
+        client.get_model_version_by_alias("wf-rollback", "challenger")
+    assert "analyze-10" in client.get_model_version("wf-rollback", v2).tags["canaryflow.rejected"]
+
+
+def test_a_new_runner_finishes_what_a_killed_one_started(tmp_path, git_remote, mlflow_server, exporter):
+    (v1, v2), client = _setup(mlflow_server, exporter, "wf-restart")
+    spec = RolloutSpec(
+        rollout_id="rr-1", model="wf-restart", baseline_version=v1, canary_version=v2, policy="fast"
+    )
+    policy = rollout_policy()
+    db = tmp_path / "controller.db"
+    args = {
+        "db": str(db),
+        "remote": str(git_remote),
+        "workdir": str(tmp_path / "clone-1"),
+        "tracking_uri": mlflow_server.tracking_uri,
+        "metrics_url": exporter.url,
+        "spec": spec.model_dump(),
+        "policy": policy.model_dump(mode="json"),
+    }
+    # The first runner process reconciles until it is killed; no traffic is served yet, so it stays
+    # inside the first analysis step.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.workflows.rollout_process", json.dumps(args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    context = step_context(git_remote, tmp_path / "clone-2", mlflow_server.tracking_uri, exporter.url, policy)
+    runner = local_runner(db, context, policy)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                before = runner.status("canaryflow-rr-1")
+            except KeyError:
+                before = None
+            if before is not None and before.node == "analyze-10":
+                break
+            assert proc.poll() is None, "the runner process ended early"
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the first runner never reached analyze-10")
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    started = {n.id: n for n in before.nodes}["analyze-10"].started_at
+
+    status = drive(runner, "canaryflow-rr-1", spec, exporter, canary_ms=BASELINE_MS)
+
+    assert status.phase == "Succeeded", status
+    nodes = {n.id: n for n in status.nodes}
+    assert nodes["analyze-10"].started_at == started  # the step's clock survived the restart
+    history = _history(git_remote)
+    # One commit per step: nothing the first process did was done twice.
+    assert [(r[2], r[3]) for r in history] == [("10", "canary"), ("50", "canary"), ("100", "promote")]
+    assert nodes["set-weight-10"].outputs["commit_sha"] == history[0][0]
+    assert client.get_model_version_by_alias("wf-restart", "champion").version == v2
