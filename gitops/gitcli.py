@@ -22,6 +22,10 @@ _RACE = re.compile(
 )
 
 
+# A remote that hangs (a dead host, a prompt nobody answers) fails the step instead of blocking it.
+GIT_TIMEOUT_S = 120.0
+
+
 class GitError(RuntimeError):
     """A git command failed; the message carries its (scrubbed) output."""
 
@@ -83,16 +87,19 @@ class Git:
     def run(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["git", "-c", "commit.gpgsign=false", *args],
-            cwd=self.workdir,
-            env=self._env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                ["git", "-c", "commit.gpgsign=false", *args],
+                cwd=self.workdir,
+                env=self._env,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git {args[0]}: no answer within {GIT_TIMEOUT_S:.0f}s") from None
         if check and proc.returncode != 0:
             raise self.error(args, proc)
         return proc
