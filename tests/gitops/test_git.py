@@ -300,3 +300,19 @@ def test_a_promote_decision_below_full_weight_is_not_a_promoted_state(
     repo.commit_step(spec, 50, "promote")  # a step that passed, not the promotion
     repo.rollback(spec, "later step failed")
     assert trailers(git_remote)["Model-Version"] == "1"
+
+
+def test_a_remote_that_never_answers_fails_after_the_bound(
+    make_settings, spec: RolloutSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from gitops import gitcli
+
+    monkeypatch.setattr(gitcli, "GIT_TIMEOUT_S", 1.0)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        remote = f"http://127.0.0.1:{silent.getsockname()[1]}/org/gitops.git"
+        with pytest.raises(GitError, match="no answer within 1s"):
+            GitRepo(make_settings(remote)).commit_step(spec, 10, "canary")
