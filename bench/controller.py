@@ -1,0 +1,431 @@
+"""Controller benchmark: event-to-commit latency, a webhook burst, and many rollouts in one loop.
+
+    .venv/bin/python bench/controller.py [--quick]
+
+Everything is real and on loopback: an `mlflow server` (SQLite) sends the webhooks, the controller is
+built by `controller.wiring.build_service` (the same composition as `canaryflow controller serve`) with
+the local runner and its real steps, the GitOps remote is a bare git repo, and analysis reads a real
+Prometheus scraping a traffic generator that speaks the inference servers' metric contract.
+
+1. registry event -> first GitOps commit: an alias set through MlflowClient, delivered by MLflow's
+   webhook, until the first traffic-step commit is recorded (p50/p99).
+2. burst: N signed deliveries (a share of them repeated ids) posted concurrently; counts what was
+   accepted, acknowledged as duplicate, stored, and the time until the inbox is drained.
+3. many rollouts: R rollouts reconciled by one controller; loop time per rollout while they commit their
+   first step and then while they are in analysis (one Prometheus look each per tick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import uvicorn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from canaryflow.local.gitremote import init_bare_remote  # noqa: E402
+from canaryflow.local.mlflow_server import start_mlflow  # noqa: E402
+from canaryflow.local.process import free_port  # noqa: E402
+from canaryflow.local.prometheus import start_prometheus  # noqa: E402
+from controller.webhooks.signing import sign_mlflow  # noqa: E402
+
+SECRET = "bench-secret"
+BUCKETS_S = [
+    b / 1000
+    for b in (
+        1,
+        1.5,
+        2,
+        3,
+        4,
+        5,
+        6,
+        8,
+        10,
+        12,
+        15,
+        20,
+        25,
+        30,
+        40,
+        50,
+        60,
+        80,
+        100,
+        125,
+        150,
+        200,
+        250,
+        300,
+        400,
+        500,
+        750,
+        1000,
+        1500,
+        2000,
+        3000,
+        5000,
+        10000,
+    )
+]
+POLICY = """name: bench
+traffic_mode: configmap
+steps:
+  - {weight: 10, min_duration_s: 3600, min_samples: 50}
+  - {weight: 50, min_duration_s: 3600, min_samples: 50}
+max_duration_s: 86400
+evaluate_every_s: 1
+min_baseline_samples: 50
+sample_ratio: {enabled: false}
+"""
+
+
+class Traffic:
+    """The inference servers' /metrics for many models, each version getting ~rate requests/s."""
+
+    def __init__(self, rate_per_s: float = 200.0) -> None:
+        self.rate, self.models, self.last = rate_per_s, list[str](), time.time()
+        self.counts: dict[tuple[str, str], np.ndarray] = {}
+        self.rng = np.random.default_rng(0)
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = outer.page().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def add_model(self, model: str) -> None:
+        with self.lock:
+            for version in ("1", "2"):
+                self.counts[(model, version)] = np.zeros(len(BUCKETS_S) + 1, dtype=np.int64)
+
+    def page(self) -> str:
+        with self.lock:
+            now = time.time()
+            n = int((now - self.last) * self.rate)
+            self.last = now
+            lines = []
+            for (model, version), cum in self.counts.items():
+                samples = self.rng.lognormal(np.log(0.01), 0.3, size=n)
+                idx = np.searchsorted(BUCKETS_S, samples, side="left")
+                cum += np.bincount(idx, minlength=len(BUCKETS_S) + 1)
+                running = np.cumsum(cum)
+                labels = f'model="{model}",version="{version}"'
+                for bound, c in zip(BUCKETS_S, running[:-1], strict=True):
+                    lines.append(f'canaryflow_request_duration_seconds_bucket{{{labels},le="{bound}"}} {c}')
+                lines.append(
+                    f'canaryflow_request_duration_seconds_bucket{{{labels},le="+Inf"}} {running[-1]}'
+                )
+                lines.append(f"canaryflow_request_duration_seconds_count{{{labels}}} {running[-1]}")
+                lines.append(f"canaryflow_request_duration_seconds_sum{{{labels}}} {running[-1] * 0.01}")
+                lines.append(f'canaryflow_requests_total{{{labels},code="200"}} {running[-1]}')
+            return "\n".join(lines) + "\n"
+
+
+class Live:
+    def __init__(self, service: Any) -> None:
+        self.service, self.port = service, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(service.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.service.stop_loop()
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def make_models(client: Any, names: list[str]) -> None:
+    for name in names:
+        client.create_registered_model(name)
+        for _ in range(2):
+            client.create_model_version(name, source=f"s3://models/{name}")
+        client.set_registered_model_alias(name, "champion", "1")
+
+
+def event_to_commit(client: Any, live: Live, store: Any, traffic: Traffic, n: int) -> dict[str, Any]:
+    hook = client.create_webhook(
+        name="bench", url=f"{live.url}/webhooks/mlflow", events=["model_version_alias.created"], secret=SECRET
+    )
+    names = [f"lat-{uuid.uuid4().hex[:6]}" for _ in range(n)]
+    make_models(client, names)
+    time.sleep(1.5)  # the MLflow server caches its webhook list for MLFLOW_WEBHOOK_CACHE_TTL (1 s here)
+    latencies = []
+    for name in names:
+        traffic.add_model(name)
+        t0 = time.time()
+        client.set_registered_model_alias(name, "challenger", "2")
+        deadline = t0 + 60
+        while time.time() < deadline:
+            records = store.rollouts(model=name)
+            commits = store.commits_of(records[0].id) if records else []
+            if commits:
+                latencies.append(commits[0].at - t0)
+                break
+            time.sleep(0.01)
+    client.delete_webhook(hook.webhook_id)
+    return {
+        "events": n,
+        "measured": len(latencies),
+        "p50_s": percentile(latencies, 50),
+        "p99_s": percentile(latencies, 99),
+        "max_s": max(latencies) if latencies else None,
+    }
+
+
+async def _post_all(url: str, deliveries: list[tuple[dict[str, str], bytes]], concurrency: int) -> list[int]:
+    limits = httpx.Limits(max_connections=concurrency)
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+
+        async def one(headers: dict[str, str], body: bytes) -> int:
+            async with sem:
+                try:
+                    return (await http.post(url, content=body, headers=headers)).status_code
+                except httpx.HTTPError:
+                    return 0
+
+        return await asyncio.gather(*(one(h, b) for h, b in deliveries))
+
+
+def burst(live: Live, store: Any, n: int, dup_share: float = 0.2) -> dict[str, Any]:
+    unique = int(n * (1 - dup_share))
+    model = f"burst-{uuid.uuid4().hex[:6]}"
+    originals = []
+    for i in range(unique):
+        body = json.dumps(
+            {
+                "entity": "model_version",
+                "action": "created",
+                "timestamp": "",
+                "data": {
+                    "name": model,
+                    "version": str(i + 1),
+                    "source": f"s3://m/{i}",
+                    "run_id": None,
+                    "tags": {},
+                    "description": None,
+                },
+            }
+        ).encode()
+        did, ts = str(uuid.uuid4()), str(int(time.time()))
+        originals.append(
+            (
+                {
+                    "Content-Type": "application/json",
+                    "X-MLflow-Delivery-Id": did,
+                    "X-MLflow-Timestamp": ts,
+                    "X-MLflow-Signature": sign_mlflow(SECRET, did, ts, body),
+                },
+                body,
+            )
+        )
+    rng = np.random.default_rng(1)
+    repeats = [originals[int(i)] for i in rng.integers(0, unique, size=n - unique)]
+    deliveries = originals + repeats
+    order = rng.permutation(len(deliveries))
+    deliveries = [deliveries[int(i)] for i in order]
+    before = len(store.inbox())
+    t0 = time.perf_counter()
+    statuses = asyncio.run(_post_all(f"{live.url}/webhooks/mlflow", deliveries, concurrency=64))
+    sent_s = time.perf_counter() - t0
+    while store.pending_inbox(limit=1):
+        time.sleep(0.01)
+    drained_s = time.perf_counter() - t0
+    stored = [i for i in store.inbox()[before:] if i.event.get("model") == model]
+    return {
+        "deliveries": n,
+        "unique": unique,
+        "accepted_202": statuses.count(202),
+        "duplicate_200": statuses.count(200),
+        "errors": sum(1 for s in statuses if s not in (200, 202)),
+        "stored": len(stored),
+        "stored_distinct_ids": len({i.delivery_id for i in stored}),
+        "processed": sum(1 for i in stored if i.processed_at),
+        "send_s": sent_s,
+        "drain_s": drained_s,
+        "deliveries_per_s": n / sent_s,
+    }
+
+
+def many_rollouts(
+    client: Any, live: Live, service: Any, traffic: Traffic, r: int, ticks: int
+) -> dict[str, Any]:
+    names = [f"many-{i}-{uuid.uuid4().hex[:4]}" for i in range(r)]
+    t_models = time.perf_counter()
+    make_models(client, names)
+    models_s = time.perf_counter() - t_models
+    for name in names:
+        traffic.add_model(name)
+    service.stop_loop()  # tick by hand from here, to time each pass
+    store, reconciler = service.store, service.reconciler
+    for name in names:  # as the webhook handler stores them (the HTTP path is measured by the burst)
+        did = str(uuid.uuid4())
+        store.accept_delivery(
+            "mlflow",
+            did,
+            "registry",
+            {
+                "source": "mlflow",
+                "delivery_id": did,
+                "change": "alias_set",
+                "model": name,
+                "version": "2",
+                "alias": "challenger",
+            },
+        )
+    timings, counts = [], []
+    for _ in range(2 + ticks):
+        t0 = time.perf_counter()
+        counts.append(reconciler.tick())
+        timings.append(time.perf_counter() - t0)
+    active = [x for x in store.rollouts(active_only=True) if x.model in set(names)]
+    analysing = [x for x in active if x.phase == "canary" and x.step_index == 0]
+    steady = [t / c for t, c in zip(timings[2:], counts[2:], strict=True)]
+    return {
+        "rollouts": r,
+        "reconciled_per_tick": counts,
+        "registry_setup_s": models_s,
+        "start_tick_s": timings[0],
+        "first_commit_tick_s": timings[1],
+        "first_commit_per_rollout_ms": timings[1] / counts[1] * 1000,
+        "steady_tick_p50_s": percentile(timings[2:], 50),
+        "steady_per_rollout_ms": percentile(steady, 50) * 1000,
+        "in_analysis": len(analysing),
+        "waiting_reasons": sorted({x.waiting_reason or "" for x in analysing})[:3],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes on 2 cores)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "controller.json")
+    args = parser.parse_args(argv)
+    n_events, n_burst, n_rollouts, n_ticks = (10, 1000, 50, 3) if args.quick else (30, 1000, 200, 5)
+
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="cf-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        traffic = Traffic()
+        mlflow = start_mlflow(tmp / "mlflow")
+        prometheus = start_prometheus(tmp / "prometheus", [traffic.target], interval_s=1.0)
+        remote = init_bare_remote(tmp / "gitops.git")
+        (tmp / "policy.yaml").write_text(POLICY)
+        os.environ.update(
+            {
+                "CANARYFLOW_GITOPS_REMOTE_URL": str(remote),
+                "CANARYFLOW_GITOPS_WORKDIR": str(tmp / "work"),
+                "CANARYFLOW_WORKFLOWS_ENGINE": "local",
+                "CANARYFLOW_METRICS_BACKEND": "prometheus",
+                "CANARYFLOW_METRICS_PROMETHEUS_URL": prometheus.url,
+            }
+        )
+        from pydantic import SecretStr
+
+        from controller.settings import ControllerSettings, TriggerRule
+        from controller.wiring import build_service
+
+        settings = ControllerSettings(
+            db_path=tmp / "controller.db",
+            mlflow_webhook_secret=SecretStr(SECRET),
+            registry_tracking_uri=mlflow.tracking_uri,
+            reconcile_interval_s=0.5,
+            triggers={"*": [TriggerRule(kind="alias", policy=str(tmp / "policy.yaml"))]},
+        )
+        service = build_service(settings)
+        live = Live(service)
+        live.start()
+        service.start_loop()
+        client = MlflowClient(mlflow.tracking_uri)
+        results: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count()}
+        try:
+            results["event_to_first_commit"] = event_to_commit(client, live, service.store, traffic, n_events)
+            results["burst"] = burst(live, service.store, n_burst)
+            results["many_rollouts"] = many_rollouts(client, live, service, traffic, n_rollouts, n_ticks)
+        finally:
+            live.stop()
+            prometheus.stop()
+            mlflow.stop()
+            traffic.httpd.shutdown()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    e, b, m = results["event_to_first_commit"], results["burst"], results["many_rollouts"]
+    rows = [
+        (
+            "event -> first commit p50 / p99",
+            f"{e['p50_s'] * 1000:.0f} ms / {e['p99_s'] * 1000:.0f} ms",
+            f"{e['measured']}/{e['events']} events",
+        ),
+        (
+            "burst: accepted / duplicate / errors",
+            f"{b['accepted_202']} / {b['duplicate_200']} / {b['errors']}",
+            f"{b['deliveries']} deliveries, {b['unique']} unique ids",
+        ),
+        (
+            "burst: stored / processed",
+            f"{b['stored']} / {b['processed']}",
+            f"distinct ids {b['stored_distinct_ids']}",
+        ),
+        (
+            "burst: send / drain",
+            f"{b['send_s']:.2f} s / {b['drain_s']:.2f} s",
+            f"{b['deliveries_per_s']:.0f} deliveries/s",
+        ),
+        (
+            "rollouts: first-commit tick",
+            f"{m['first_commit_per_rollout_ms']:.0f} ms/rollout",
+            f"{m['rollouts']} rollouts, tick {m['first_commit_tick_s']:.1f} s",
+        ),
+        (
+            "rollouts: analysis tick",
+            f"{m['steady_per_rollout_ms']:.1f} ms/rollout",
+            f"tick p50 {m['steady_tick_p50_s']:.2f} s, {m['in_analysis']} in analysis",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:<24}  {note}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
