@@ -43,7 +43,9 @@ def replay(
         help="canary share (percent) instead of the step's weight",
     ),
     start: float | None = typer.Option(
-        None, "--start-s", help="log time the step started (default: first request)"
+        None,
+        "--start-s",
+        help="log time the step started (default: the look grid just before the first request)",
     ),
 ) -> None:
     """Replay request logs through the engine as if live: one verdict (JSON) per line per input file.

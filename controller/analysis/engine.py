@@ -54,17 +54,26 @@ class CheckSeries:
         if not self.has_data[i]:
             reason = "no data" + ("" if self.required else " (optional metric, ignored)")
         elif verdict == "fail":
-            reason = f"canary worse than tolerance {self.tolerance:g}"
+            reason = f"canary shown worse than the tolerance ({_amount(self.kind, self.tolerance)})"
         elif verdict == "pass":
             reason = (
-                f"canary shown within {self.alternative:g}"
+                f"canary shown less than {_amount(self.kind, self.alternative)} worse"
                 if self.alternative is not None
-                else f"canary within tolerance {self.tolerance:g}"
+                else f"canary within the tolerance ({_amount(self.kind, self.tolerance)})"
             )
         else:
             reason = "not enough evidence yet"
         extra = {name: _json_number(values[i]) for name, values in self.stats.items()}
         return Check(metric=self.metric, verdict=verdict, reason=reason, kind=self.kind, **extra)
+
+
+def _amount(kind: str, value: float) -> str:
+    comparison = COMPARISON.get(kind)
+    if comparison == "relative":
+        return f"{value:+.0%}"
+    if comparison == "difference":
+        return f"{value * 100:+g} points"
+    return f"{value:g}"
 
 
 def _json_number(value: float) -> float | None:

@@ -99,8 +99,11 @@ def replay_log(
     log = log.sorted()
     if log.t.shape[0] == 0:
         raise ValueError("the request log holds no requests")
-    start = float(log.t[0]) if start_s is None else float(start_s)
-    looks = look_times(start, float(log.t[-1]), policy.evaluate_every_s, policy.max_duration_s)
+    # By default the step starts on the look grid just before the first request (0 for logs that
+    # count from 0), so looks fall on round log times.
+    every = policy.evaluate_every_s
+    start = float(np.floor(log.t[0] / every) * every) if start_s is None else float(start_s)
+    looks = look_times(start, float(log.t[-1]), every, policy.max_duration_s)
     if looks.size == 0:
         looks = np.asarray([start], dtype=float)
     bounds = np.asarray(bounds_s, dtype=float)
