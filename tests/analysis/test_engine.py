@@ -112,3 +112,32 @@ def test_aa_runs_stay_within_the_false_rollback_budget() -> None:
     decisions = [replay_log(POLICY, _aa_log(seed)).decision for seed in range(60)]
     assert decisions.count("rollback") / len(decisions) <= POLICY.error_budget.false_rollback
     assert decisions.count("promote") >= 50  # and it does decide, well before the deadline
+
+
+def test_shadow_distance_is_judged_when_present() -> None:
+    rng = np.random.default_rng(5)
+    from controller.analysis import DEFAULT_SHADOW_BUCKETS
+
+    base = _obs()
+    close = base.model_copy(
+        update={
+            "shadow_distance": Histogram.from_values(rng.uniform(0.001, 0.05, 3000), DEFAULT_SHADOW_BUCKETS)
+        }
+    )
+    far = base.model_copy(
+        update={"shadow_distance": Histogram.from_values(rng.uniform(0.4, 0.8, 3000), DEFAULT_SHADOW_BUCKETS)}
+    )
+    assert analyze(POLICY, close).status == "pass"
+    result = analyze(POLICY, far)
+    assert result.status == "fail" and _check(result, "shadow_distance_p50").verdict == "fail"
+
+
+def test_histogram_deltas_survive_a_counter_reset() -> None:
+    bounds = [0.01, 0.1]
+    before = Histogram(bounds=bounds, counts=[5, 8], total=9)
+    after = Histogram(bounds=bounds, counts=[7, 12], total=15)
+    assert after.since(before) == Histogram(bounds=bounds, counts=[2, 4], total=6)
+    restarted = Histogram(bounds=bounds, counts=[1, 2], total=2)
+    assert restarted.since(before) == restarted
+    with pytest.raises(ValueError, match="cumulative"):
+        Histogram(bounds=bounds, counts=[3, 2], total=3)
