@@ -25,6 +25,7 @@ from controller.metrics.readings import (
 )
 
 Key = tuple[str, str, str, float]
+_KEEP_STEPS = 256
 
 
 class ScrapeSource:
@@ -47,6 +48,8 @@ class ScrapeSource:
         canary = parse_reading(text, model, canary_version, shadow_of=baseline_version)
         key = (model, baseline_version, canary_version, since)
         start = self._start.setdefault(key, (baseline, canary))
+        while len(self._start) > _KEEP_STEPS:  # steps long finished: forget their start readings
+            del self._start[next(iter(self._start))]
         return observations_between(now - since, (start[0], baseline), (start[1], canary))
 
     def _scrape_all(self) -> list[str]:
