@@ -116,9 +116,9 @@ def render(
             manifest(rollout_workflow(spec, rollout_policy, settings)),
         ]
     elif install:
-        docs = install_manifests(rollout_policy, environment, settings)
+        docs = install_manifests(rollout_policy, environment, settings, policy)
     else:
-        docs = [manifest(rollout_template(rollout_policy, environment, settings))]
+        docs = [manifest(rollout_template(rollout_policy, environment, settings, policy))]
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
 
 
@@ -186,7 +186,7 @@ def submit(
     rollout_policy = _policy(policy)
     engine = ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
     if install_template:
-        _call("install", lambda: engine.install(rollout_policy, environment))
+        _call("install", lambda: engine.install(rollout_policy, environment, policy))
     name = _call("submit", lambda: engine.submit(spec))
     typer.echo(f"{name}  {engine.link(name)}")
 

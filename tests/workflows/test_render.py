@@ -136,3 +136,18 @@ def test_install_manifests_validate(argo_schema):
     assert task_results in role["rules"]
     # Round-trips through YAML as `kubectl apply -f` reads it.
     assert list(yaml.safe_load_all(yaml.safe_dump_all(docs))) == docs
+
+
+def test_a_policy_file_is_referenced_the_same_way_by_template_and_workflow(argo_schema):
+    ref = "/etc/canaryflow/policies/fast.yaml"
+    policy = short_policy(5)
+    template = manifest(rollout_template(policy, "production", WorkflowSettings(), policy_ref=ref))
+    (param,) = [p for p in template["spec"]["arguments"]["parameters"] if p["name"] == "policy"]
+    assert param["value"] == ref and param["enum"] == [ref]
+    workflow = manifest(
+        workflow_from_template(SPEC.model_copy(update={"policy": ref}), policy, WorkflowSettings())
+    )
+    args = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    assert args["policy"] == ref
+    assert workflow["spec"]["workflowTemplateRef"]["name"] == template["metadata"]["name"]
+    argo_schema.validate(template)

@@ -101,9 +101,9 @@ class ArgoEngine:
         except OSError as exc:  # connection refused, TLS, DNS: requests' errors are OSErrors
             raise ArgoError(f"Argo Server {what}: {exc}") from exc
 
-    def install(self, policy: Policy, environment: str) -> str:
+    def install(self, policy: Policy, environment: str, policy_ref: str | None = None) -> str:
         """Creates the policy's WorkflowTemplate (an existing one is left as it is)."""
-        template = rollout_template(policy, environment, self._settings)
+        template = rollout_template(policy, environment, self._settings, policy_ref)
         request = argo.WorkflowTemplateCreateRequest(namespace=self._ns, template=template)
         try:
             self._service.create_workflow_template(request, namespace=self._ns)

@@ -85,6 +85,8 @@ def rbac_manifests(settings: WorkflowSettings) -> list[dict[str, Any]]:
     ]
 
 
-def install_manifests(policy: Policy, environment: str, settings: WorkflowSettings) -> list[dict[str, Any]]:
+def install_manifests(
+    policy: Policy, environment: str, settings: WorkflowSettings, policy_ref: str | None = None
+) -> list[dict[str, Any]]:
     """Everything `kubectl apply -f` needs, service accounts first so the template's pods can start."""
-    return [*rbac_manifests(settings), manifest(rollout_template(policy, environment, settings))]
+    return [*rbac_manifests(settings), manifest(rollout_template(policy, environment, settings, policy_ref))]

@@ -157,12 +157,13 @@ def _templates(dag: RolloutDag, settings: WorkflowSettings) -> list[Any]:
     return [DAG(name=ENTRYPOINT, tasks=tasks), Steps(name=EXIT_HANDLER, sub_steps=[rollback]), *templates]
 
 
-def _spec_parameters(policy: Policy, environment: str) -> list[Parameter]:
+def _spec_parameters(policy_ref: str, environment: str) -> list[Parameter]:
     return [
         Parameter(name="model", description="registered model name"),
         Parameter(name="baseline-version", description="registry version serving today"),
         Parameter(name="canary-version", description="registry version being rolled out"),
-        Parameter(name="policy", value=policy.name, enum=[policy.name]),
+        # What the step pods load: a shipped policy name, or a file path present in their image/mounts.
+        Parameter(name="policy", value=policy_ref, enum=[policy_ref]),
         # The template's DAG (approval gate or not) was rendered for this environment only.
         Parameter(name="environment", value=environment, enum=[environment]),
         Parameter(name="rollout-id", description="canaryflow rollout id"),
@@ -202,8 +203,11 @@ def manifest(resource: ArgoResource) -> dict[str, Any]:
     return doc
 
 
-def rollout_template(policy: Policy, environment: str, settings: WorkflowSettings) -> models.WorkflowTemplate:
-    """The WorkflowTemplate installed once per policy and environment."""
+def rollout_template(
+    policy: Policy, environment: str, settings: WorkflowSettings, policy_ref: str | None = None
+) -> models.WorkflowTemplate:
+    """The WorkflowTemplate installed once per policy and environment; `policy_ref` is how rollouts
+    name the policy (default: its name, i.e. a shipped policy)."""
     dag = build_rollout_dag(policy, environment)
     gate = "with a pull-request approval gate" if dag.gated else "without approval gate"
     template = WorkflowTemplate(
@@ -214,7 +218,7 @@ def rollout_template(policy: Policy, environment: str, settings: WorkflowSetting
             TITLE: f"canaryflow rollout ({policy.name}, {environment})",
             DESCRIPTION: f"Canary steps {[s.weight for s in policy.steps]}%, {gate}.",
         },
-        arguments=_spec_parameters(policy, environment),
+        arguments=_spec_parameters(policy_ref or policy.name, environment),
         workflow_metadata=WorkflowMetadata(
             labels_from={
                 LABEL_MODEL: LabelValueFrom(expression="workflow.parameters.model"),

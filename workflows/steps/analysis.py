@@ -23,7 +23,9 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
     observations = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=since)
     result = analyze_observations(policy, observations, step_index=index)
     outputs = {"verdict": result.status, "verdict_json": result.verdict.model_dump_json()}
-    reasons = "; ".join(c.reason for c in result.verdict.checks if c.reason and c.verdict != "pass")
+    reasons = "; ".join(
+        dict.fromkeys(c.reason for c in result.verdict.checks if c.reason and c.verdict != "pass")
+    )
     weight = policy.steps[index].weight
     if result.status == "running":
         return StepOutcome(state="running", outputs=outputs, message=reasons or f"analyzing at {weight}%")
