@@ -7,6 +7,7 @@ database file (its own tables), so one file holds the whole state of the service
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
@@ -16,7 +17,11 @@ from controller.service import ControllerService
 from controller.settings import ControllerSettings
 
 if TYPE_CHECKING:
+    from workflows.dag import DagNode
+    from workflows.steps.base import StepInput, StepOutcome
     from workflows.steps.context import StepContext
+
+    StepRunner = Callable[[DagNode, StepInput], StepOutcome]
 
 
 def build_engine(settings: ControllerSettings) -> WorkflowEngine:
@@ -34,7 +39,24 @@ def build_engine(settings: ControllerSettings) -> WorkflowEngine:
     context = build_step_context(settings)
     if faults.armed():
         context.gitops = faults.CrashAfterPush(context.gitops)
-    return LocalRunner(settings.db_path, step_runner(context), load_policy)
+    return LocalRunner(settings.db_path, waiting_on_metrics_errors(step_runner(context)), load_policy)
+
+
+def waiting_on_metrics_errors(run_step: StepRunner) -> StepRunner:
+    """An analysis that cannot read its metrics waits (and says why) instead of failing the step: a
+    Prometheus outage must neither promote nor roll back a canary; `max_duration_s` bounds the wait."""
+    from controller.metrics import MetricsError
+    from workflows.steps.base import StepOutcome
+
+    def run(node: DagNode, step_input: StepInput) -> StepOutcome:
+        try:
+            return run_step(node, step_input)
+        except MetricsError as exc:
+            if node.kind != "analyze":
+                raise
+            return StepOutcome(state="running", message=f"waiting: metrics unavailable ({exc})")
+
+    return run
 
 
 def build_step_context(settings: ControllerSettings) -> StepContext:
