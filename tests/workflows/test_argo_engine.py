@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from canaryflow.core.ports import WorkflowEngine
 from canaryflow.core.types import RolloutSpec
 from tests.workflows.argo_server import ArgoServerThread, FakeArgo
 from tests.workflows.conftest import short_policy
@@ -143,6 +144,10 @@ def test_unreachable_server_is_an_argo_error():
     settings = WorkflowSettings(argo_host="http://127.0.0.1:9", argo_namespace="ml")
     with pytest.raises(ArgoError, match="get workflow"):
         ArgoEngine(settings, policy_for=lambda name: POLICY).status("x")
+
+
+def test_is_a_workflow_engine(argo):
+    assert isinstance(_engine(argo), WorkflowEngine)
 
 
 def test_link_points_at_the_ui(argo):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from canaryflow.core.ports import WorkflowEngine
 from canaryflow.core.types import RolloutSpec
 from tests.workflows.conftest import short_policy
 from workflows.dag import DagNode
@@ -202,6 +203,10 @@ def test_an_action_killed_midway_runs_again(tmp_path):
     assert script.order()[0] == "set-weight-5"
     assert status.phase == "Succeeded"
     assert [c[0] for c in script.calls].count("set-weight-5") == 1
+
+
+def test_is_a_workflow_engine(tmp_path):
+    assert isinstance(_runner(tmp_path, Script(), short_policy(5)), WorkflowEngine)
 
 
 def test_unknown_workflow_is_a_key_error(tmp_path):
