@@ -15,9 +15,14 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from pydantic import SecretStr
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.core.types import ApprovalRequest, RolloutSpec
+from gitops.factory import approval_from_settings
+from gitops.git import GitRepo
 from gitops.history import LOG_FORMAT, parse_log
+from gitops.settings import GitOpsSettings
+from tests.gitops.github_double import GitHubServer
 from tests.workflows.metrics_exporter import Exporter
 from tests.workflows.rollout_support import (
     BASELINE_MS,
@@ -176,3 +181,46 @@ def test_a_new_runner_finishes_what_a_killed_one_started(tmp_path, git_remote, m
     assert [(r[2], r[3]) for r in history] == [("10", "canary"), ("50", "canary"), ("100", "promote")]
     assert nodes["set-weight-10"].outputs["commit_sha"] == history[0][0]
     assert client.get_model_version_by_alias("wf-restart", "champion").version == v2
+
+
+def test_gated_rollout_waits_for_the_pull_request_approval(tmp_path, git_remote, mlflow_server, exporter):
+    (v1, v2), client = _setup(mlflow_server, exporter, "wf-gated")
+    spec = RolloutSpec(
+        rollout_id="rg-1", model="wf-gated", baseline_version=v1, canary_version=v2, policy="fast"
+    )
+    policy = rollout_policy(approval=True)
+    context = step_context(git_remote, tmp_path / "clone", mlflow_server.tracking_uri, exporter.url, policy)
+    with GitHubServer("acme", "gitops") as github:
+        settings = GitOpsSettings(
+            remote_url=str(git_remote),
+            workdir=tmp_path / "clone",
+            github_url=github.url,
+            github_repo="acme/gitops",
+            github_token=SecretStr("gh-token"),
+        )
+        assert isinstance(context.gitops, GitRepo)
+        gate = approval_from_settings(settings, context.gitops)
+        context.approval = gate
+        runner = local_runner(tmp_path / "controller.db", context, policy)
+        name = runner.submit(spec)
+
+        waiting = drive(runner, name, spec, exporter, canary_ms=BASELINE_MS, until="approval")
+        nodes = {n.id: n for n in waiting.nodes}
+        approval = ApprovalRequest(id=nodes["request-approval"].outputs["approval_id"])
+        pull = github.double.pulls[int(approval.id)]
+        assert pull["head"]["ref"] == "canaryflow/rg-1" and "wf-gated" in pull["body"]
+        assert gate.state(approval) == "pending"
+        assert runner.reconcile(name).node == "approval"  # nothing moves without the approval
+        assert client.get_model_version_by_alias("wf-gated", "champion").version == v1
+
+        github.double.add_review(int(approval.id), "reviewer", "APPROVED")
+        assert gate.state(approval) == "approved"
+        runner.resume(name)  # what the controller does on an approved pull request
+        status = drive(runner, name, spec, exporter, canary_ms=BASELINE_MS)
+
+    assert status.phase == "Succeeded", status
+    assert ("PUT", f"/api/v3/repos/acme/gitops/pulls/{approval.id}/merge") in [
+        (r.method, r.path) for r in github.double.requests
+    ]
+    assert client.get_model_version_by_alias("wf-gated", "champion").version == v2
+    assert [(r[2], r[3]) for r in _history(git_remote)][-1] == ("100", "promote")
