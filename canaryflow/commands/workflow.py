@@ -191,6 +191,28 @@ def submit(
     typer.echo(f"{name}  {engine.link(name)}")
 
 
+@app.command("lint")
+def lint(
+    model: str | None = _MODEL,
+    baseline: str | None = _BASELINE,
+    canary: str | None = _CANARY,
+    rollout_id: str | None = _ROLLOUT,
+    policy: str = _POLICY,
+    environment: str = _ENV,
+) -> None:
+    """Have the Argo Server check a rollout's Workflow without creating it."""
+    from workflows.argo.engine import ArgoEngine
+    from workflows.dag import workflow_name
+
+    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
+    if spec is None:
+        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
+    rollout_policy = _policy(policy)
+    engine = ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
+    _call("lint", lambda: engine.lint(spec))
+    typer.echo(f"{workflow_name(spec)}: valid")
+
+
 @app.command("status")
 def status(
     name: str = typer.Argument(..., help="workflow name"), engine: str = _ENGINE, db: Path | None = _DB

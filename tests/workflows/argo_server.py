@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,8 @@ class FakeArgo:
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     url: str = ""
+    # The server's lint: returns the reason a workflow is refused, or "" (tests plug in the schema).
+    lint: Callable[[dict[str, Any]], str] = lambda _doc: ""
 
     def set_nodes(self, name: str, phase: str, nodes: list[dict[str, Any]], message: str = "") -> None:
         """Puts the workflow in the state the Argo controller would report (tests drive it)."""
@@ -79,6 +82,13 @@ def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
                         "metadata": {**body["template"]["metadata"], "namespace": m.group(1), "uid": "t-1"},
                     }
                     self._reply(200, state.templates[name])
+                return
+            if method == "POST" and re.fullmatch(r"/api/v1/workflows/([^/]+)/lint", path):
+                problem = state.lint(body["workflow"])
+                if problem:
+                    self._reply(400, {"code": 3, "message": problem})
+                else:
+                    self._reply(200, body["workflow"])
                 return
             if m := re.fullmatch(r"/api/v1/workflows/([^/]+)", path):
                 wf = body["workflow"]

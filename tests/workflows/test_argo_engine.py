@@ -152,3 +152,28 @@ def test_is_a_workflow_engine(argo):
 
 def test_link_points_at_the_ui(argo):
     assert _engine(argo).link("canaryflow-r-7") == f"{argo.url}/workflows/ml/canaryflow-r-7"
+
+
+def test_lint_sends_the_whole_workflow_and_reports_the_servers_reason(argo, argo_schema):
+    def schema_lint(doc):
+        try:
+            argo_schema.validate(doc)
+        except Exception as exc:
+            return f"workflow invalid: {str(exc).splitlines()[0]}"
+        return "" if doc["spec"]["templates"] else "spec.templates: required"
+
+    argo.lint = schema_lint
+    engine = _engine(argo)
+    engine.lint(SPEC)
+    req = argo.requests[-1]
+    assert (req.method, req.path) == ("POST", "/api/v1/workflows/ml/lint")
+    assert req.body["namespace"] == "ml"
+    assert {t["name"] for t in req.body["workflow"]["spec"]["templates"]} >= {
+        "rollout",
+        "exit-handler",
+        "approval",
+    }
+    assert argo.workflows == {}  # linting creates nothing
+    argo.lint = lambda doc: "templates.analyze-5: image is required"
+    with pytest.raises(ArgoError, match=r"lint workflow: .*400.*image is required"):
+        engine.lint(SPEC)

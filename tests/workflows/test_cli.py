@@ -82,6 +82,9 @@ def test_submit_creates_the_workflow_on_the_argo_server(tmp_path):
             ("POST", "/api/v1/workflows/ml"),
         ]
         assert all(r.headers["Authorization"] == "Bearer tok" for r in argo.requests)
+        linted = invoke("lint", *SPEC_ARGS, env=env)
+        assert linted.exit_code == 0 and linted.stdout.strip() == "canaryflow-r-9: valid"
+        assert (argo.requests[-1].method, argo.requests[-1].path) == ("POST", "/api/v1/workflows/ml/lint")
         status = invoke("status", "canaryflow-r-9", env=env)
         assert status.exit_code == 0 and status.stdout.startswith("canaryflow-r-9  Pending")
         bad = invoke(

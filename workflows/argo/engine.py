@@ -16,7 +16,7 @@ from hera.workflows import models as argo
 
 from canaryflow.core.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
 from policies.model import Policy
-from workflows.argo.render import rollout_template, workflow_from_template
+from workflows.argo.render import rollout_template, rollout_workflow, workflow_from_template
 from workflows.dag import APPROVAL_NODE, workflow_name
 from workflows.settings import WorkflowSettings
 
@@ -124,6 +124,12 @@ class ArgoEngine:
         except (HeraException, OSError) as exc:
             raise ArgoError(f"Argo Server create workflow: {exc}") from exc
         return created.metadata.name or workflow_name(spec)
+
+    def lint(self, spec: RolloutSpec) -> None:
+        """Has the Argo Server check the rollout's whole Workflow (inline DAG) without creating it."""
+        workflow = rollout_workflow(spec, self._policy_for(spec.policy), self._settings)
+        request = argo.WorkflowLintRequest(namespace=self._ns, workflow=workflow)
+        self._call("lint workflow", lambda: self._service.lint_workflow(request, self._ns))
 
     def status(self, name: str) -> WorkflowStatus:
         return workflow_status(self._call("get workflow", lambda: self._service.get_workflow(name, self._ns)))
