@@ -180,7 +180,10 @@ class DynamicBatcher:
             while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            if self._config.max_wait_s > 0 and self._queued_texts < self._config.max_batch_size:
+            # An idle device takes the queue at once (lowest latency at low load); a busy one gets
+            # up to max_wait for the batch to fill, since the texts would wait for a slot anyway.
+            busy = self._in_flight_texts > 0
+            if busy and self._config.max_wait_s > 0 and self._queued_texts < self._config.max_batch_size:
                 delay = self._queue[0].enqueued + self._config.max_wait_s - time.perf_counter()
                 if delay > 0:
                     self._full.clear()

@@ -12,13 +12,13 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-# Geometric, 1 ms to 10 s: fine enough that a canary's p99 shift of a few ms lands in another bucket.
-LATENCY_BUCKETS_MS = (
-    1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 125, 150,
-    200, 250, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000,
-)  # fmt: skip
-LATENCY_BUCKETS_S = tuple(ms / 1000 for ms in LATENCY_BUCKETS_MS)
-COSINE_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+from canaryflow.core.buckets import LATENCY_BUCKETS_S as LATENCY_BUCKETS
+from canaryflow.core.buckets import SHADOW_BUCKETS
+
+# Shared with the analysis engine (canaryflow.core.buckets): ~9% apart, 1 ms to 10 s, so that a
+# canary's +10% latency shift moves its quantile into another bucket.
+LATENCY_BUCKETS_S = LATENCY_BUCKETS
+COSINE_BUCKETS = SHADOW_BUCKETS
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 NO_VERSION = "none"  # label for requests refused before a version was chosen
 
