@@ -212,3 +212,16 @@ def test_is_a_workflow_engine(tmp_path):
 def test_unknown_workflow_is_a_key_error(tmp_path):
     with pytest.raises(KeyError):
         _runner(tmp_path, Script(), short_policy(5)).reconcile("canaryflow-nope")
+
+
+def test_steps_get_the_policy_the_rollout_was_submitted_with(tmp_path):
+    submitted = short_policy(5, 50)
+    runner = _runner(tmp_path, Script({"analyze-5": ["running"]}), submitted)
+    name = runner.submit(SPEC)
+    runner.reconcile(name)
+    # The policy file changes (a step fewer) while the rollout runs; a restarted runner keeps the DAG and
+    # hands the steps the policy the DAG was built from.
+    script = Script({"analyze-5": ["running"]})
+    status = _runner(tmp_path, script, short_policy(5)).reconcile(name)
+    assert "set-weight-50" in {n.id for n in status.nodes}
+    assert script.calls[0][1].policy == submitted

@@ -186,6 +186,7 @@ class LocalRunner:
             },
             reason=reason,
             started_at=record.started_at,
+            policy=run.policy,
         )
         try:
             outcome = self._run_step(node, step_input)

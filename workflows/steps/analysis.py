@@ -17,7 +17,7 @@ from workflows.steps.context import StepContext
 
 def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
     spec = step.spec
-    policy = ctx.policy_for(spec.policy)
+    policy = step.policy or ctx.policy_for(spec.policy)
     index = step.int_param("step_index")
     since = step.started_at if step.started_at is not None else time.time()
     observations = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=since)

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from canaryflow.core.types import RolloutSpec
+from policies.model import Policy
 
 # Exit codes of `canaryflow workflow step`, which Argo's retry expression reads.
 EXIT_FAILED = 1  # the step decided: failed (analysis said no, canary never ready); never retried
@@ -27,6 +28,9 @@ class StepInput(BaseModel):
     upstream: dict[str, str] = Field(default_factory=dict, description="outputs of earlier nodes")
     reason: str = Field(default="", description="why the exit handler runs (rollback)")
     started_at: float | None = Field(default=None, description="when the node first started (unix s)")
+    policy: Policy | None = Field(
+        default=None, description="the policy as the rollout was submitted with (local runner); else loaded"
+    )
 
     def int_param(self, name: str) -> int:
         value = self.params.get(name)
