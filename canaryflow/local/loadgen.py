@@ -22,6 +22,7 @@ class LoadStats:
     sent: int = 0
     ok: int = 0
     failed: int = 0
+    shed: int = 0  # not sent: the client's in-flight bound was reached (server saturated)
     by_version: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,8 +92,8 @@ class LoadGenerator:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if sem.locked():
-                    # The server is saturated: count the request as shed rather than queue forever.
-                    self.stats.failed += 1
+                    # The server is saturated: shed the request rather than queue forever.
+                    self.stats.shed += 1
                     continue
                 await sem.acquire()
                 self.stats.sent += 1

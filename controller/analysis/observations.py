@@ -13,17 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The latency buckets of the inference server's contract (ms), exported in seconds as `le`.
-DEFAULT_LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 125, 150,
-    200, 250, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000,
-)  # fmt: skip
-DEFAULT_LATENCY_BUCKETS_S: tuple[float, ...] = tuple(b / 1000.0 for b in DEFAULT_LATENCY_BUCKETS_MS)
-# Shadow cosine-distance buckets (0.0001 .. 2), geometric.
-DEFAULT_SHADOW_BUCKETS: tuple[float, ...] = (
-    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075,
-    0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
-)  # fmt: skip
+from canaryflow.core.buckets import LATENCY_BUCKETS_MS, LATENCY_BUCKETS_S, SHADOW_BUCKETS
+
+# The bucket bounds of the inference server's contract (canaryflow.core.buckets).
+DEFAULT_LATENCY_BUCKETS_MS: tuple[float, ...] = LATENCY_BUCKETS_MS
+DEFAULT_LATENCY_BUCKETS_S: tuple[float, ...] = LATENCY_BUCKETS_S
+DEFAULT_SHADOW_BUCKETS: tuple[float, ...] = SHADOW_BUCKETS
 
 
 class Histogram(BaseModel):

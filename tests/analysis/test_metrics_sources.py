@@ -75,10 +75,14 @@ def _check_step(obs: Observations) -> None:
     assert obs.baseline.latency_s is not None and obs.canary.latency_s is not None
     bounds = obs.baseline.latency_s.bounds
     assert bounds == pytest.approx(list(DEFAULT_LATENCY_BUCKETS_S))
-    assert obs.baseline.latency_s.counts[bounds.index(pytest.approx(0.010))] == 1
-    assert obs.baseline.latency_s.counts[bounds.index(pytest.approx(0.020))] == 3
+
+    def bucket_at(x: float) -> int:  # the first bucket whose bound is >= x
+        return next(i for i, b in enumerate(bounds) if b >= x - 1e-12)
+
+    assert obs.baseline.latency_s.counts[bucket_at(0.010)] == 1
+    assert obs.baseline.latency_s.counts[bucket_at(0.020)] == 3
     assert obs.baseline.latency_s.counts[-1] == 4 and obs.baseline.latency_s.total == 5
-    assert obs.canary.latency_s.counts[bounds.index(pytest.approx(0.015))] == 2
+    assert obs.canary.latency_s.counts[bucket_at(0.015)] == 2
     assert obs.canary.gpu_memory_bytes == pytest.approx(1.6e9)
     assert obs.shadow_distance is not None and obs.shadow_distance.total == 3
 

@@ -1,0 +1,1 @@
+"""`canaryflow demo`: the whole of canaryflow on one machine, with real parts and embedded defaults."""
