@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -92,6 +93,7 @@ class Reconciler:
         self.metrics, self.approval_gate = metrics, approval_gate
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
+        self._inbox_signal = threading.Event()
 
     # -- inbox ---------------------------------------------------------------------------------
     def process_inbox(self, limit: int = 500) -> int:
@@ -159,9 +161,13 @@ class Reconciler:
         self.store.mark_processed(item.id, f"approval {ev.outcome} for {ev.pr_url or ev.repository}")
 
     # -- the tick ------------------------------------------------------------------------------
+    def notify(self) -> None:
+        """A delivery was stored: the running tick takes it between two rollouts, not after all of them."""
+        self._inbox_signal.set()
+
     def tick(self) -> int:
         """One pass: inbox, then every active rollout; returns how many rollouts were reconciled."""
-        self.process_inbox()
+        self._take_inbox()
         by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
             by_model[record.model].append(record)
@@ -169,15 +175,33 @@ class Reconciler:
         for records in by_model.values():
             self._supersede_older(records)
             for record in records:
-                started = time.perf_counter()
-                try:
-                    self.reconcile_one(record.id)
-                except Exception as exc:
-                    event("reconcile failed", logging.ERROR, rollout=record.id, error=repr(exc))
-                    self.store.update(record.id, waiting_reason=f"controller error: {exc}")
-                self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                if self._inbox_signal.is_set():
+                    self._take_inbox()
+                self._reconcile_timed(record.id)
                 count += 1
         return count
+
+    def _take_inbox(self) -> None:
+        """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency)."""
+        self._inbox_signal.clear()
+        if not self.process_inbox():
+            return
+        fresh: dict[str, list[RolloutRecord]] = defaultdict(list)
+        for record in self.store.rollouts(active_only=True):
+            fresh[record.model].append(record)
+        for records in fresh.values():
+            if records[-1].phase == "pending":
+                self._supersede_older(records)
+                self._reconcile_timed(records[-1].id)
+
+    def _reconcile_timed(self, rollout_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            self.reconcile_one(rollout_id)
+        except Exception as exc:
+            event("reconcile failed", logging.ERROR, rollout=rollout_id, error=repr(exc))
+            self.store.update(rollout_id, waiting_reason=f"controller error: {exc}")
+        self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
     def _supersede_older(self, records: list[RolloutRecord]) -> None:
         newest = records[-1]
@@ -192,8 +216,9 @@ class Reconciler:
         if record is None or record.phase in TERMINAL:
             return
         if record.phase == "pending":
-            self._maybe_start(record)
-            return
+            if not self._maybe_start(record):
+                return
+            record = self.store.get(rollout_id) or record
         assert record.workflow is not None, f"rollout {record.id} started without a workflow name"
         policy = self._policy(record.policy)
         status = self.engine.reconcile(record.workflow)
@@ -206,11 +231,11 @@ class Reconciler:
             return
         self._drive(record, view, status, policy)
 
-    def _maybe_start(self, record: RolloutRecord) -> None:
+    def _maybe_start(self, record: RolloutRecord) -> bool:
         others = [r for r in self.store.rollouts(active_only=True, model=record.model) if r.id != record.id]
         if any(r.phase in STARTED for r in others):
             self.store.update(record.id, waiting_reason="waiting for the model's previous rollout to end")
-            return
+            return False
         # The engine names the workflow after the rollout and refuses a second one for the same id, so a
         # crash between submit and the store update resubmits into the same workflow, never a new one.
         name = self.engine.submit(record.spec())
@@ -219,6 +244,7 @@ class Reconciler:
             record, Started(workflow=name), workflow=name, started_at=self.clock(), waiting_reason=None
         )
         event("rollout started", rollout=record.id, workflow=name)
+        return True
 
     def _record_mirror(self, record: RolloutRecord, view: Mirror) -> RolloutRecord:
         for sha, purpose in view.commits:

@@ -54,11 +54,15 @@ class ControllerService:
             settings=settings,
             store=store,
             metrics=self.metrics,
-            wake=self._wake.set,
+            wake=self._on_delivery,
             workflow_link=link if callable(link) else None,
             clock=clock,
         )
         self.app = create_app(self.context)
+
+    def _on_delivery(self) -> None:
+        self.reconciler.notify()
+        self._wake.set()
 
     def run_loop(self) -> None:
         """Ticks until stopped; a webhook wakes it early so an event does not wait a whole interval."""
