@@ -26,7 +26,9 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +227,10 @@ async def _post_all(url: str, deliveries: list[tuple[dict[str, str], bytes]], co
         return await asyncio.gather(*(one(h, b) for h, b in deliveries))
 
 
+def _send(url: str, deliveries: list[tuple[dict[str, str], bytes]], concurrency: int) -> list[int]:
+    return asyncio.run(_post_all(url, deliveries, concurrency))
+
+
 def burst(live: Live, store: Any, n: int, dup_share: float = 0.2) -> dict[str, Any]:
     unique = int(n * (1 - dup_share))
     model = f"burst-{uuid.uuid4().hex[:6]}"
@@ -264,7 +270,9 @@ def burst(live: Live, store: Any, n: int, dup_share: float = 0.2) -> dict[str, A
     deliveries = [deliveries[int(i)] for i in order]
     before = len(store.inbox())
     t0 = time.perf_counter()
-    statuses = asyncio.run(_post_all(f"{live.url}/webhooks/mlflow", deliveries, concurrency=64))
+    # The sender runs in its own process, so it does not share the controller's interpreter.
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        statuses = pool.submit(_send, f"{live.url}/webhooks/mlflow", deliveries, 64).result()
     sent_s = time.perf_counter() - t0
     while store.pending_inbox(limit=1):
         time.sleep(0.01)
