@@ -227,8 +227,7 @@ class Reconciler:
         record = self._record_mirror(record, view)
         crash_point("after_mirror")
         if record.phase in TERMINAL:
-            self._finished(record)
-            return
+            return  # its decision latency was observed by the transition that ended it
         self._drive(record, view, status, policy)
 
     def _maybe_start(self, record: RolloutRecord) -> bool:

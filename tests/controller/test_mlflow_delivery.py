@@ -69,3 +69,84 @@ def test_alias_set_in_mlflow_starts_a_rollout(mlflow_server, tmp_path):
         assert 'canaryflow_controller_rollouts{state="canary"} 1.0' in metrics
         client.delete_webhook(good.webhook_id)
         client.delete_webhook(bad.webhook_id)
+
+
+def test_databricks_stage_transition_starts_a_rollout_against_the_champion(mlflow_server, tmp_path):
+    import json
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from controller.webhooks.signing import sign_databricks
+
+    model = f"dbx-{uuid.uuid4().hex[:6]}"
+    client = MlflowClient(mlflow_server.tracking_uri)
+    client.create_registered_model(model)
+    for _ in range(3):
+        client.create_model_version(model, source=f"s3://models/{model}")
+    client.set_registered_model_alias(model, "champion", "2")
+    settings = ControllerSettings(db_path=tmp_path / "c.db", databricks_webhook_secret=SecretStr(SECRET))
+    store = RolloutStore(settings.db_path)
+    pol = policy(5)
+    service = ControllerService(
+        settings,
+        store,
+        LocalRunner(settings.db_path, Steps(), lambda n: pol),
+        MlflowRegistry(mlflow_server.tracking_uri),
+        policy_loader=lambda n: pol,
+    )
+    http = TestClient(service.app)
+
+    def send(doc):
+        body = json.dumps(doc).encode()
+        return http.post(
+            "/webhooks/databricks",
+            content=body,
+            headers={"X-Databricks-Signature": sign_databricks(SECRET, body)},
+        )
+
+    base = {"webhook_id": "w1", "event_timestamp": int(time.time() * 1000), "model_name": model}
+    # A transition request and a move to Staging start nothing; the move to Production does.
+    assert (
+        send(
+            {
+                **base,
+                "event": "TRANSITION_REQUEST_CREATED",
+                "version": "3",
+                "to_stage": "Production",
+                "from_stage": "Staging",
+            }
+        ).status_code
+        == 202
+    )
+    assert (
+        send(
+            {
+                **base,
+                "event": "MODEL_VERSION_TRANSITIONED_STAGE",
+                "version": "3",
+                "to_stage": "Staging",
+                "from_stage": "None",
+            }
+        ).status_code
+        == 202
+    )
+    assert (
+        send(
+            {
+                **base,
+                "event": "MODEL_VERSION_TRANSITIONED_STAGE",
+                "version": "3",
+                "to_stage": "Production",
+                "from_stage": "Staging",
+            }
+        ).status_code
+        == 202
+    )
+    assert service.reconciler.process_inbox() == 3
+    rollouts = store.rollouts(model=model)
+    assert [(r.baseline_version, r.canary_version, r.trigger.split(":")[0]) for r in rollouts] == [
+        ("2", "3", "databricks")
+    ]
+    outcomes = [i.outcome for i in store.inbox()]
+    assert sum("starts nothing" in (o or "") for o in outcomes) == 2

@@ -140,3 +140,11 @@ def test_max_duration_rolls_back(tmp_path):
     detail = store.detail(rid)
     assert detail.phase == "rolled_back"
     assert any("max duration exceeded" in t.reason for t in detail.transitions)
+
+
+def test_decision_latency_observed_once(tmp_path):
+    reconciler, store, _, _ = make(tmp_path, Steps(), policy(5))
+    add_rollout(store)
+    ticks(reconciler, 3)
+    text = reconciler.metrics.exposition().decode()
+    assert 'canaryflow_controller_decision_latency_seconds_count{state="promoted"} 1.0' in text
