@@ -1,9 +1,11 @@
 """From observations to a verdict: checks per metric, the error budget split, the guards.
 
 Error budget. A step fails (rollback) if any check fails, so the false-rollback budget alpha is
-split evenly over the policy's statistical checks and over its steps (Bonferroni); a rollout is
-promoted only if every step passes, so the false-promotion budget beta is split over the checks only.
-A two-arm check gives each arm's confidence sequence half of its share.
+split evenly over the policy's statistical checks and over its steps (Bonferroni: a same-as-baseline
+canary is rolled back if any one of them errs). A rollout is promoted only if every check of every
+step passes, so a canary at the alternative in some metric is promoted only if that metric's own
+check errs: the false-promotion budget beta needs no split (an intersection-union test). A two-arm
+check gives each arm's confidence sequence half of its share.
 
 A check compares "how much worse the canary is" (relative increase, rate difference, or level) with
 the metric's two thresholds: it fails when the lower confidence bound of that quantity (at the
@@ -118,7 +120,7 @@ def evaluate_series(
     weight = float(step.weight if canary_weight is None else canary_weight)
     n_checks = max(policy.statistical_checks, 1)
     alpha = policy.error_budget.false_rollback / len(policy.steps) / n_checks
-    beta = policy.error_budget.false_promote / n_checks
+    beta = policy.error_budget.false_promote  # intersection-union: no split (module docstring)
     checks: list[CheckSeries] = []
     for metric in policy.metrics:
         checks.extend(_metric_checks(metric, series, alpha, beta))
