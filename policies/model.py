@@ -94,6 +94,8 @@ class MetricPolicy(_Strict):
                 )
         if self.kind == "error_rate" and (self.alternative or 0.0) >= 1.0:
             raise ValueError("alternative: a rate difference must be below 1")
+        if COMPARISON[self.kind] == "level" and self.direction != "lower_is_better":
+            raise ValueError(f"direction: a {self.kind} metric is a level where lower is better")
         relative = COMPARISON[self.kind] == "relative"
         if relative and self.direction == "higher_is_better" and self.tolerance >= 1:
             raise ValueError("tolerance: a relative decrease must be below 1")
