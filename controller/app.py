@@ -114,9 +114,10 @@ def create_app(ctx: ControllerContext) -> FastAPI:
         state: RolloutPhase | None = Query(default=None),
         model: str | None = Query(default=None),
         active: bool = Query(default=False),
+        limit: int = Query(default=1000, ge=1, le=100_000),
     ) -> list[RolloutRecord]:
         records = store.rollouts(active_only=active, model=model)
-        return [r for r in records if state is None or r.phase == state]
+        return [r for r in records if state is None or r.phase == state][-limit:]
 
     @app.get("/rollouts/{rollout_id}", response_model=RolloutDetail)
     def get_rollout(rollout_id: str) -> RolloutDetail:

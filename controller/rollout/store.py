@@ -159,8 +159,9 @@ class RolloutStore:
         return RolloutRecord(**dict(rows[0])) if rows else None
 
     def rollouts(
-        self, *, active_only: bool = False, model: str | None = None, limit: int = 1000
+        self, *, active_only: bool = False, model: str | None = None, limit: int | None = None
     ) -> list[RolloutRecord]:
+        """Oldest first; `limit` keeps the newest `limit` of them (None: all)."""
         sql, args = "SELECT * FROM cf_rollouts WHERE 1=1", list[object]()
         if active_only:
             sql += f" AND phase IN ({', '.join('?' for _ in ACTIVE)})"
@@ -168,9 +169,9 @@ class RolloutStore:
         if model is not None:
             sql += " AND model = ?"
             args.append(model)
-        sql += " ORDER BY created_at, id LIMIT ?"
-        args.append(limit)
-        return [RolloutRecord(**dict(r)) for r in self._query(sql, tuple(args))]
+        sql += " ORDER BY created_at, id"
+        records = [RolloutRecord(**dict(r)) for r in self._query(sql, tuple(args))]
+        return records[-limit:] if limit is not None else records
 
     def detail(self, rollout_id: str) -> RolloutDetail | None:
         record = self.get(rollout_id)
