@@ -10,6 +10,7 @@ encode the answer, so the event loop stays free while tokenization and forward p
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,10 +24,13 @@ from starlette.routing import Route
 
 from canaryflow.core.routing import RoutingConfig
 from inference.api import BadRequest, dumps, embeddings_body, error_body, parse_request
+from inference.backend import EmbeddingBackend
 from inference.batching import InputTooLong, QueueFull
+from inference.engine import EngineClient
 from inference.metrics import NO_VERSION, ServerMetrics
-from inference.server import ModelLoader, ModelServer, UnknownModel, read_routing_file
+from inference.server import ModelLoader, ModelServer, UnknownVersion
 from inference.settings import InferenceSettings
+from inference.shadow import Shadow
 
 log = logging.getLogger("canaryflow.inference")
 JSON = "application/json"
@@ -37,39 +41,47 @@ def create_app(
     routing: RoutingConfig | None = None,
     loader: ModelLoader | None = None,
     metrics: ServerMetrics | None = None,
+    engine_socket: str | None = None,
 ) -> Starlette:
-    """The ASGI app; versions load in the background after start-up (`/ready` says when)."""
-    if routing is None and settings.routing_file is None:
-        raise ValueError("routing: give a routing file or the versions to serve")
-    server = ModelServer(settings, metrics, loader)
-    state: dict[str, str | None] = {"load_error": None}
+    """The ASGI app; models load (or the engine is reached) after start-up: `/ready` says when.
 
-    async def initial_load() -> None:
-        try:
-            config = routing or read_routing_file(settings.routing_file)  # type: ignore[arg-type]
-            await server.apply(config)
-        except Exception as exc:
-            state["load_error"] = f"{type(exc).__name__}: {exc}"
-            log.exception("initial load failed")
-            return
-        if settings.routing_file is not None:
-            server.watch(settings.routing_file)
+    With `engine_socket` the models live in the engine process behind that socket; otherwise here.
+    """
+    metrics = metrics or ServerMetrics()
+    backend: EmbeddingBackend
+    if engine_socket is not None:
+        client = EngineClient(engine_socket)
+        backend, startup = client, client.start
+    else:
+        if routing is None and settings.routing_file is None:
+            raise ValueError("routing: give a routing file or the versions to serve")
+        server = ModelServer(settings, metrics, loader)
+        backend, startup = server, functools.partial(server.start, routing)
+    shadow = Shadow(backend, metrics, settings.shadow_max_in_flight)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(initial_load())
+        task = asyncio.get_running_loop().create_task(startup())
         try:
             yield
         finally:
             task.cancel()
-            await server.close()
+            shadow.cancel()
+            await backend.close()
 
-    m = server.metrics
+    m = metrics
     default_model = routing.model if routing else "unknown"
+
+    def model_name() -> str:
+        return backend.table.model if backend.table else default_model
+
+    def is_ready() -> bool:
+        table = backend.table
+        return table is not None and all(v.version in backend.loaded for v in table.config.versions)
 
     def refuse(status: int, message: str, version: str, *, kind: str = "invalid_request_error",
                param: str | None = None, retry_after: int | None = None) -> Response:  # fmt: skip
-        m.requests.labels(server.model_name or default_model, version, str(status)).inc()
+        m.requests.labels(model_name(), version, str(status)).inc()
         headers = {"X-Model-Version": version}
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
@@ -82,25 +94,32 @@ def create_app(
             parsed, texts = parse_request(body, settings.max_inputs, settings.max_input_chars)
         except BadRequest as exc:
             return refuse(400, str(exc), NO_VERSION, param=exc.param)
-        if not server.ready():
+        table = backend.table
+        if table is None or not is_ready():
             return refuse(503, "models are loading", NO_VERSION, kind="server_error", retry_after=2)
+        name, _, pinned = parsed.model.partition("/")
+        if name != table.model:
+            message = f"model {parsed.model!r} is not served here (serving {table.model!r})"
+            return refuse(404, message, NO_VERSION, param="model")
+        version = pinned or table.choose(request.headers.get(table.config.sticky_header))
+        if version not in backend.loaded:
+            return refuse(
+                404, f"model {name!r}: version {version} is not served here", NO_VERSION, param="model"
+            )
+        model = table.model
         try:
-            runtime = server.route(parsed.model, request.headers.get(server.table.config.sticky_header))  # type: ignore[union-attr]
-        except UnknownModel as exc:
-            return refuse(404, str(exc), NO_VERSION, param="model")
-        version = runtime.version
-        model = server.model_name
-        try:
-            result = await runtime.batcher.submit(texts)
+            result = await backend.submit(version, texts)
         except QueueFull as exc:
             m.queue_rejections.labels(model, version).inc()
             return refuse(429, f"overloaded: {exc}", version, kind="rate_limit_error", retry_after=1)
         except InputTooLong as exc:
             return refuse(400, str(exc), version, param="input")
+        except UnknownVersion as exc:  # retired between routing and queueing: the caller may retry
+            return refuse(503, str(exc), version, kind="server_error", retry_after=1)
         except Exception as exc:
             log.exception("embedding failed on version %s", version)
             return refuse(500, f"embedding failed: {type(exc).__name__}", version, kind="server_error")
-        server.maybe_shadow(version, texts, result)
+        shadow.maybe_copy(version, texts, result)
         payload = embeddings_body(model, result.embeddings, result.tokens, parsed.encoding_format)
         m.queue_seconds.labels(model, version).observe(result.queue_s)
         m.request_duration.labels(model, version).observe(time.perf_counter() - started)
@@ -108,22 +127,22 @@ def create_app(
         return Response(payload, 200, headers={"X-Model-Version": version}, media_type=JSON)
 
     async def healthz(_: Request) -> Response:
-        if state["load_error"]:
-            return Response(error_body(state["load_error"], "server_error"), 503, media_type=JSON)
+        if backend.load_error:
+            return Response(error_body(backend.load_error, "server_error"), 503, media_type=JSON)
         return Response(b'{"status":"ok"}', 200, media_type=JSON)
 
     async def ready(request: Request) -> Response:
         """`?version=N`: ready only once N is loaded *and* routed traffic, so a rollout's analysis
         never starts before the canary actually serves its share (the routing file may lag git)."""
         version = request.query_params.get("version")
-        table = server.table
+        table = backend.table
         versions = {v.version: v.weight for v in table.config.versions} if table else {}
-        is_ready = server.ready() and (
-            version is None or (versions.get(version, 0) > 0 and version in server.runtimes)
+        ready_now = is_ready() and (
+            version is None or (versions.get(version, 0) > 0 and version in backend.loaded)
         )
-        body = {"ready": is_ready, "model": server.model_name, "weights": versions,
-                "loaded": sorted(server.runtimes), "error": state["load_error"]}  # fmt: skip
-        return Response(dumps(body), 200 if is_ready else 503, media_type=JSON)
+        body = {"ready": ready_now, "model": model_name() if table else None, "weights": versions,
+                "loaded": sorted(backend.loaded), "error": backend.load_error}  # fmt: skip
+        return Response(dumps(body), 200 if ready_now else 503, media_type=JSON)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(m.exposition(), 200, media_type=CONTENT_TYPE_LATEST)
@@ -135,5 +154,5 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.server = server
+    app.state.backend = backend
     return app

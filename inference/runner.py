@@ -1,14 +1,17 @@
-"""Run the server: one process, or several sharing the port (SO_REUSEPORT) for HTTP throughput.
+"""Run the server: one process, or an engine process plus HTTP front processes sharing the port.
 
-One Python process tops out at a few thousand HTTP requests per second, far below what one GPU can
-embed; several workers, each with its own copy of the (small) models and its own batcher, share the
-GPU. Their metrics are merged through prometheus_client's multiprocess files.
+One process (`workers=1`) holds the models and serves HTTP: simplest, enough on a CPU. With
+`workers=N`, N front processes accept connections on the same port (SO_REUSEPORT) and one engine
+process holds the models and the GPU (see `inference.engine` for why). Metrics of all processes
+are merged through prometheus_client's multiprocess files, so `/metrics` on any front shows all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -28,60 +31,80 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(4096)
-    sock.set_inheritable(True)
     return sock
 
 
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
 def _uvicorn_options() -> dict[str, Any]:
-    options: dict[str, Any] = {"access_log": False, "log_level": "warning", "lifespan": "on"}
-    try:
-        import uvloop  # noqa: F401
-
-        options["loop"] = "uvloop"
-    except ImportError:
-        options["loop"] = "asyncio"
-    try:
-        import httptools  # noqa: F401
-
-        options["http"] = "httptools"
-    except ImportError:
-        options["http"] = "h11"
-    return options
+    return {
+        "access_log": False,
+        "log_level": "warning",
+        "lifespan": "on",
+        "loop": "uvloop" if _has("uvloop") else "asyncio",
+        "http": "httptools" if _has("httptools") else "h11",
+    }
 
 
-def _serve(settings: InferenceSettings, routing: RoutingConfig | None, sock: socket.socket) -> None:
+def _serve_http(
+    settings: InferenceSettings, routing: RoutingConfig | None, sock: socket.socket, engine: str | None
+) -> None:
     import uvicorn
 
     from inference.app import create_app
 
-    app = create_app(settings, routing)
+    app = create_app(settings, routing, engine_socket=engine)
     config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **_uvicorn_options())
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _worker(settings_json: str, routing_json: str | None, index: int, threads: int) -> None:
+def _front(settings_json: str, engine: str, index: int) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s front{index} %(levelname)s %(message)s")
+    settings = InferenceSettings.model_validate_json(settings_json)
+    _serve_http(settings, None, _bind(settings.host, settings.port, reuse_port=True), engine)
+
+
+def _engine(settings_json: str, routing_json: str | None, engine: str, threads: int) -> None:
     os.environ["RAYON_NUM_THREADS"] = str(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")
     import torch
 
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(message)s")
+    from inference.engine import run_engine
+    from inference.server import ModelServer
+
+    torch.set_num_threads(min(threads, 4))
     settings = InferenceSettings.model_validate_json(settings_json)
     routing = RoutingConfig.model_validate_json(routing_json) if routing_json else None
-    _serve(settings, routing, _bind(settings.host, settings.port, reuse_port=True))
+    if _has("uvloop"):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(run_engine(ModelServer(settings), routing, engine))
 
 
 def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if settings.workers == 1:
-        _serve(settings, routing, _bind(settings.host, settings.port, reuse_port=False))
+        _serve_http(settings, routing, _bind(settings.host, settings.port, reuse_port=False), None)
         return
-    metrics_dir = tempfile.mkdtemp(prefix="canaryflow-metrics-")
+    workdir = tempfile.mkdtemp(prefix="canaryflow-serve-")
+    metrics_dir = os.path.join(workdir, "metrics")
+    os.mkdir(metrics_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+    engine_socket = os.path.join(workdir, "engine.sock")
     ctx = multiprocessing.get_context("spawn")
-    args = (settings.model_dump_json(), routing.model_dump_json() if routing else None)
-    procs = [
-        ctx.Process(target=_worker, args=(*args, i, threads), daemon=False) for i in range(settings.workers)
+    settings_json = settings.model_dump_json()
+    routing_json = routing.model_dump_json() if routing else None
+    threads = max(2, (os.cpu_count() or 2) // 2)
+    procs = [ctx.Process(target=_engine, args=(settings_json, routing_json, engine_socket, threads))]
+    procs += [
+        ctx.Process(target=_front, args=(settings_json, engine_socket, i)) for i in range(settings.workers)
     ]
     for proc in procs:
         proc.start()
@@ -90,12 +113,15 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        for proc in procs:
-            proc.join()
+        # One process gone (the engine failing to start, a front crashing) ends the whole server,
+        # so a supervisor (Kubernetes) restarts it instead of it serving half-broken.
+        multiprocessing.connection.wait([proc.sentinel for proc in procs])
     finally:
         stop(signal.SIGTERM, None)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -32,8 +30,8 @@ log = logging.getLogger("canaryflow.inference")
 ModelLoader = Callable[[str], EmbeddingModel]
 
 
-class UnknownModel(LookupError):
-    pass
+class UnknownVersion(LookupError):
+    """The version is not (or no longer) loaded in this server."""
 
 
 @dataclass
@@ -79,6 +77,9 @@ class ModelServer:
         self._watch_task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._model_hint = "unknown"  # model name for metrics raised while a config is applied
+        self.load_error: str | None = None
+        # Called after each applied routing change (the engine forwards it to its front processes).
+        self.listeners: list[Callable[[RoutingConfig], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -114,6 +115,8 @@ class ModelServer:
                 task = loop.create_task(self._retire(old.model if old else config.model, runtime))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+            for listener in self.listeners:
+                listener(config)
             log.info("routing applied: %s", {v.version: v.weight for v in config.versions})
 
     def _load_warm(self, uri: str) -> EmbeddingModel:
@@ -140,7 +143,9 @@ class ModelServer:
         self.runtimes[version] = VersionRuntime(version, uri, batcher)
 
     async def _retire(self, model_name: str, runtime: VersionRuntime) -> None:
-        # Requests routed before the swap still hold this batcher: let them finish first.
+        # Requests routed before the swap may still be on their way (from front processes too):
+        # keep the version a grace period, then until its queue has drained.
+        await asyncio.sleep(self.settings.retire_grace_s)
         for _ in range(600):
             if runtime.batcher.pending_texts == 0:
                 break
@@ -185,61 +190,29 @@ class ModelServer:
 
     # -- serving ---------------------------------------------------------------------------------
 
-    def route(self, model: str, sticky_key: str | None) -> VersionRuntime:
-        table = self.table
-        if table is None:
-            raise UnknownModel("no model loaded yet")
-        name, _, pinned = model.partition("/")
-        if name != table.model:
-            raise UnknownModel(f"model {model!r} is not served here (serving {table.model!r})")
-        version = pinned or table.choose(sticky_key)
+    @property
+    def loaded(self) -> set[str]:
+        return set(self.runtimes)
+
+    def submit(self, version: str, texts: list[str]) -> asyncio.Future[EmbedResult]:
+        """Queue texts on a version's batcher; raises UnknownVersion or QueueFull at once."""
         runtime = self.runtimes.get(version)
         if runtime is None:
-            raise UnknownModel(f"model {model!r}: version {version} is not served here")
-        return runtime
+            raise UnknownVersion(f"version {version} is not loaded")
+        return runtime.batcher.submit(texts)
 
-    def maybe_shadow(self, served: str, texts: list[str], result: EmbedResult) -> None:
-        table = self.table
-        if table is None or not table.config.shadow.enabled or table.role_of(served) != "baseline":
-            return
-        if random.random() >= table.config.shadow.sample_rate:
-            return
-        canary = table.version_with_role("canary")
-        runtime = self.runtimes.get(canary or "")
-        if canary is None or runtime is None:
-            return
-        counter = self.metrics.shadow_requests
-        if len(self._shadow_tasks) >= self.settings.shadow_max_in_flight:
-            counter.labels(table.model, canary, "dropped").inc()
-            return
+    async def start(self, routing: RoutingConfig | None) -> None:
+        """Initial load (from `routing` or the routing file), then watch the file for changes."""
+        path = self.settings.routing_file
         try:
-            future = runtime.batcher.submit(texts)
-        except Exception:
-            counter.labels(table.model, canary, "dropped").inc()
+            config = routing or read_routing_file(path)  # type: ignore[arg-type]
+            await self.apply(config)
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("initial load failed")
             return
-        task = asyncio.get_running_loop().create_task(
-            self._compare(table.model, served, canary, result.embeddings, future)
-        )
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
-
-    async def _compare(
-        self,
-        model: str,
-        baseline: str,
-        canary: str,
-        base: np.ndarray,
-        future: asyncio.Future[EmbedResult],
-    ) -> None:
-        try:
-            other = (await future).embeddings
-        except Exception:
-            self.metrics.shadow_requests.labels(model, canary, "error").inc()
-            return
-        self.metrics.shadow_requests.labels(model, canary, "ok").inc()
-        histogram = self.metrics.shadow_distance.labels(model, canary, baseline)
-        for d in cosine_distances(base, other):
-            histogram.observe(float(d))
+        if path is not None:
+            self.watch(path)
 
     # -- metrics hooks ---------------------------------------------------------------------------
 
@@ -261,9 +234,3 @@ class ModelServer:
             self.metrics.model_evictions.labels(model, version).inc()
         for v, held in self.cache.residency().items():
             self.metrics.gpu_memory.labels(model, v, self._device_label()).set(held)
-
-
-def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    num = np.sum(a * b, axis=1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.clip(1.0 - num / np.maximum(den, 1e-12), 0.0, 2.0)

@@ -29,6 +29,7 @@ class InferenceSettings(ComponentSettings):
     max_input_chars: int = Field(default=20000, ge=1, description="characters in one text")
     truncate: bool = Field(default=True, description="cut texts to the model's length, as encode does")
     gpu_memory_budget_mb: float | None = Field(default=None, gt=0)
+    retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
 

@@ -1,0 +1,72 @@
+"""Shadow traffic: a sampled copy of baseline requests also goes to the canary, off the caller's path.
+
+The caller already has the baseline's answer; the copy only measures how far the canary's embedding
+of the same input lies from it (cosine distance), which catches a canary that is fast and healthy
+but semantically off. Copies are bounded in number and dropped, never queued, when over the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import numpy as np
+
+from inference.backend import EmbeddingBackend
+from inference.batching import EmbedResult
+from inference.metrics import ServerMetrics
+
+
+def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = np.sum(a * b, axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.clip(1.0 - num / np.maximum(den, 1e-12), 0.0, 2.0)
+
+
+class Shadow:
+    def __init__(self, backend: EmbeddingBackend, metrics: ServerMetrics, max_in_flight: int) -> None:
+        self._backend = backend
+        self._metrics = metrics
+        self._max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def maybe_copy(self, served: str, texts: list[str], result: EmbedResult) -> None:
+        table = self._backend.table
+        if table is None or not table.config.shadow.enabled or table.role_of(served) != "baseline":
+            return
+        if random.random() >= table.config.shadow.sample_rate:
+            return
+        canary = table.version_with_role("canary")
+        if canary is None or canary not in self._backend.loaded:
+            return
+        counter = self._metrics.shadow_requests
+        if len(self._tasks) >= self._max_in_flight:
+            counter.labels(table.model, canary, "dropped").inc()
+            return
+        try:
+            future = self._backend.submit(canary, texts)
+        except Exception:
+            counter.labels(table.model, canary, "dropped").inc()
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._compare(table.model, served, canary, result.embeddings, future)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _compare(
+        self, model: str, baseline: str, canary: str, base: np.ndarray, future: asyncio.Future[EmbedResult]
+    ) -> None:
+        try:
+            other = (await future).embeddings
+        except Exception:
+            self._metrics.shadow_requests.labels(model, canary, "error").inc()
+            return
+        self._metrics.shadow_requests.labels(model, canary, "ok").inc()
+        histogram = self._metrics.shadow_distance.labels(model, canary, baseline)
+        for distance in cosine_distances(base, other):
+            histogram.observe(float(distance))
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
