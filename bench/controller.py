@@ -103,6 +103,10 @@ class Traffic:
         self.rate, self.models, self.last = rate_per_s, list[str](), time.time()
         self.counts: dict[tuple[str, str], np.ndarray] = {}
         self.rng = np.random.default_rng(0)
+        # Latency ~ lognormal(median 10 ms, sigma 0.3): the probability of each bucket (last: +Inf).
+        draws = np.sort(self.rng.lognormal(np.log(0.01), 0.3, size=200_000))
+        edges = np.searchsorted(draws, BUCKETS_S, side="right")
+        self.bucket_p = np.diff(np.concatenate([[0], edges, [len(draws)]])) / len(draws)
         self.lock = threading.Lock()
         outer = self
 
@@ -128,25 +132,30 @@ class Traffic:
                 self.counts[(model, version)] = np.zeros(len(BUCKETS_S) + 1, dtype=np.int64)
 
     def page(self) -> str:
+        """Adds the requests served since the last scrape (multinomial over the buckets, all series at
+        once) and renders the exposition text."""
         with self.lock:
             now = time.time()
             n = int((now - self.last) * self.rate)
             self.last = now
-            lines = []
-            for (model, version), cum in self.counts.items():
-                samples = self.rng.lognormal(np.log(0.01), 0.3, size=n)
-                idx = np.searchsorted(BUCKETS_S, samples, side="left")
-                cum += np.bincount(idx, minlength=len(BUCKETS_S) + 1)
-                running = np.cumsum(cum)
+            keys = list(self.counts)
+            if keys and n:
+                added = self.rng.multinomial(n, self.bucket_p, size=len(keys))
+                for key, row in zip(keys, added, strict=True):
+                    self.counts[key] += row
+            lines: list[str] = []
+            for (model, version), per_bucket in self.counts.items():
+                running = np.cumsum(per_bucket)
                 labels = f'model="{model}",version="{version}"'
-                for bound, c in zip(BUCKETS_S, running[:-1], strict=True):
-                    lines.append(f'canaryflow_request_duration_seconds_bucket{{{labels},le="{bound}"}} {c}')
-                lines.append(
-                    f'canaryflow_request_duration_seconds_bucket{{{labels},le="+Inf"}} {running[-1]}'
+                lines.extend(
+                    f'canaryflow_request_duration_seconds_bucket{{{labels},le="{bound}"}} {c}'
+                    for bound, c in zip(BUCKETS_S, running[:-1].tolist(), strict=True)
                 )
-                lines.append(f"canaryflow_request_duration_seconds_count{{{labels}}} {running[-1]}")
-                lines.append(f"canaryflow_request_duration_seconds_sum{{{labels}}} {running[-1] * 0.01}")
-                lines.append(f'canaryflow_requests_total{{{labels},code="200"}} {running[-1]}')
+                total = int(running[-1])
+                lines.append(f'canaryflow_request_duration_seconds_bucket{{{labels},le="+Inf"}} {total}')
+                lines.append(f"canaryflow_request_duration_seconds_count{{{labels}}} {total}")
+                lines.append(f"canaryflow_request_duration_seconds_sum{{{labels}}} {total * 0.01}")
+                lines.append(f'canaryflow_requests_total{{{labels},code="200"}} {total}')
             return "\n".join(lines) + "\n"
 
 
@@ -354,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         traffic = Traffic()
         mlflow = start_mlflow(tmp / "mlflow")
-        prometheus = start_prometheus(tmp / "prometheus", [traffic.target], interval_s=1.0)
+        prometheus = start_prometheus(tmp / "prometheus", [traffic.target], interval_s=2.0)
         remote = init_bare_remote(tmp / "gitops.git")
         (tmp / "policy.yaml").write_text(POLICY)
         os.environ.update(
