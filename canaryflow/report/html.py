@@ -13,7 +13,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 color:#222;padding:0 1rem}
 h1{font-size:1.5rem;margin-bottom:.2rem} .sub{color:#666;margin-top:0}
 .badge{display:inline-block;padding:.2rem .7rem;border-radius:1rem;font-weight:600;color:#fff}
-.promote{background:#2e7d32}.rollback{background:#c62828}.inconclusive{background:#f9a825;color:#222}
+.badge.promote{background:#2e7d32}.badge.rollback{background:#c62828}
+.badge.inconclusive{background:#f9a825;color:#222} td.promote{color:#2e7d32;font-weight:600}
+td.rollback{color:#c62828;font-weight:600}
 table{border-collapse:collapse;width:100%;margin:.6rem 0 1.4rem;font-size:.92rem}
 th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f5f5f5} td.pass{color:#2e7d32;font-weight:600} td.fail{color:#c62828;font-weight:600}
