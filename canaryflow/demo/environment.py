@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from mlflow.entities.webhook import WebhookEvent
 from mlflow.tracking import MlflowClient
 
 from canaryflow.core.types import RolloutSpec
@@ -36,7 +37,8 @@ from canaryflow.model_assets import register_minilm
 
 MODEL = "minilm"
 ENVIRONMENT = "production"
-WEBHOOK_EVENTS = ["model_version_alias.created"]
+# Only alias changes start rollouts in the demo's trigger rules.
+WEBHOOK_EVENTS = [WebhookEvent.from_str("model_version_alias.created")]
 
 Say = Callable[[str], None]
 
