@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from mlflow.entities.webhook import WebhookEvent
+from mlflow.entities.webhook import WebhookEvent, WebhookEventStr
 from mlflow.tracking import MlflowClient
 
 from canaryflow.core.types import RolloutSpec
@@ -38,7 +38,7 @@ from canaryflow.model_assets import register_minilm
 MODEL = "minilm"
 ENVIRONMENT = "production"
 # Only alias changes start rollouts in the demo's trigger rules.
-WEBHOOK_EVENTS = [WebhookEvent.from_str("model_version_alias.created")]
+WEBHOOK_EVENTS: list[WebhookEventStr | WebhookEvent] = ["model_version_alias.created"]
 
 Say = Callable[[str], None]
 
