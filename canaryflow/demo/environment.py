@@ -33,7 +33,7 @@ from canaryflow.local.prometheus import (
     PrometheusServer,
     start_prometheus,
 )
-from canaryflow.model_assets import register_minilm
+from canaryflow.model_assets import Variant, register_minilm
 
 MODEL = "minilm"
 ENVIRONMENT = "production"
@@ -101,8 +101,18 @@ class DemoEnvironment:
     def _register_champion(self) -> None:
         assert self.mlflow is not None
         self.say(f"registering all-MiniLM-L6-v2 as {MODEL} version 1 (alias champion)")
-        v1 = register_minilm(self.mlflow.tracking_uri, MODEL)
+        v1 = self.register("original")
         MlflowClient(self.mlflow.tracking_uri).set_registered_model_alias(MODEL, "champion", v1)
+
+    def register(self, variant: Variant, seed: int = 0) -> str:
+        """A new registry version of the model; MLflow's own chatter goes to the registry log."""
+        assert self.mlflow is not None
+        with (
+            open(self.logs / "registry.log", "a") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            return register_minilm(self.mlflow.tracking_uri, MODEL, variant=variant, seed=seed)
 
     def _gitops_env(self) -> dict[str, str]:
         assert self.remote is not None

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from canaryflow.core.types import RolloutSpec, Verdict
 from canaryflow.demo.environment import MODEL, DemoEnvironment
-from canaryflow.model_assets import Variant, register_minilm
+from canaryflow.model_assets import Variant
 from canaryflow.report import ReportData, StepRecord, TimePoint, render_html
 from controller.analysis.observations import Histogram
 from controller.metrics import MetricsError, MetricsSource
@@ -194,7 +194,7 @@ def run_rollout(
 ) -> RolloutOutcome:
     assert env.mlflow is not None and env.remote is not None
     console.print(f"[bold]{title}[/bold]: registering a {variant} copy of the model")
-    version = register_minilm(env.mlflow.tracking_uri, MODEL, variant=variant, seed=int(time.time()) % 1000)
+    version = env.register(variant, seed=int(time.time()) % 1000)
     outcome = RolloutOutcome(title=title, canary_version=version, expected=expected)
     watcher = RolloutWatcher(env, metrics, outcome)
     console.print(f"setting alias [bold]challenger[/bold] on {MODEL} version {version} in MLflow")
@@ -207,6 +207,7 @@ def run_rollout(
                 watcher.poll()
                 live.update(watcher.view())
                 time.sleep(1.0)
+        console.print()
         outcome.phase = str(watcher.detail.get("phase", "unknown"))
         outcome.decision = DECISION_OF_PHASE.get(outcome.phase, outcome.phase)
         outcome.reason = str(watcher.detail.get("reason", ""))

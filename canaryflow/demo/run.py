@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import subprocess
 import time
@@ -46,6 +48,7 @@ def _summary(console: Console, env: DemoEnvironment, outcomes: list[RolloutOutco
 def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> int:
     """Returns 0 when both rollouts reached the expected decision, 1 otherwise."""
     console = console or Console()
+    _quiet_libraries()
     signal.signal(signal.SIGTERM, _interrupt)
     env = DemoEnvironment(config, say=lambda m: console.print(f"[dim]·[/dim] {m}"))
     outcomes: list[RolloutOutcome] = []
@@ -81,6 +84,20 @@ def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> 
     finally:
         env.close()
     return 0 if outcomes and all(o.as_expected for o in outcomes) else 1
+
+
+def _quiet_libraries() -> None:
+    """The demo's screen is the progress view: keep MLflow's run links and progress bars off it
+    (they are still in the servers' logs)."""
+    quiet = {
+        "TQDM_DISABLE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
+    }
+    for name, value in quiet.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _champion(env: DemoEnvironment) -> str | None:
