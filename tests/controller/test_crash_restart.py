@@ -75,6 +75,9 @@ class Controller:
         except subprocess.TimeoutExpired:
             return False
 
+    def log_tail(self) -> str:
+        return self.proc.log_tail() if self.proc is not None else ""
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
@@ -162,16 +165,16 @@ def test_killed_controller_finishes_the_same_way(world, crash_at, canary_ms, dec
         try:
             controller.start(crash_at=crash_at)
             deliver(controller.url, headers, body)
-            assert controller.died_by_sigkill(), f"never reached {crash_at}:\n{controller.proc.log_tail()}"
+            assert controller.died_by_sigkill(), f"never reached {crash_at}:\n{controller.log_tail()}"
             controller.start()
-            headers["X-MLflow-Timestamp"] = headers["X-MLflow-Timestamp"]  # the sender's retry: same delivery
+            # The sender retries the same delivery (same id and signature) after the failed attempt.
             assert deliver(controller.url, headers, body) in (200, 202)
             rollouts = wait_for(lambda: httpx.get(controller.url + "/rollouts").json(), what="a rollout")
             rid = rollouts[0]["id"]
             final = wait_for(
                 lambda: (r := httpx.get(f"{controller.url}/rollouts/{rid}").json())["finished_at"] and r,
                 timeout_s=90,
-                what=f"rollout to finish:\n{controller.proc.log_tail()}",
+                what=f"rollout to finish:\n{controller.log_tail()}",
             )
         finally:
             controller.stop()

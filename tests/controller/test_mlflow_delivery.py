@@ -55,9 +55,12 @@ def test_alias_set_in_mlflow_starts_a_rollout(mlflow_server, tmp_path):
         rollout = wait_for(lambda: next(iter(store.rollouts(model=model)), None), what="a rollout")
         assert (rollout.baseline_version, rollout.canary_version) == ("1", "2")
         assert rollout.trigger.startswith("mlflow:")
-        wait_for(lambda: store.get(rollout.id).phase == "canary", what="the rollout to start")
         wait_for(
-            lambda: store.get(rollout.id).waiting_reason == "waiting for samples", what="analysis to wait"
+            lambda: getattr(store.get(rollout.id), "phase", None) == "canary", what="the rollout to start"
+        )
+        wait_for(
+            lambda: getattr(store.get(rollout.id), "waiting_reason", None) == "waiting for samples",
+            what="analysis to wait",
         )
         metrics = httpx.get(f"{live.url}/metrics").text
         wait_for(lambda: 'status="401"' in httpx.get(f"{live.url}/metrics").text, what="a refused delivery")

@@ -12,6 +12,7 @@ def ticks(reconciler, n):
 
 def phases(store: RolloutStore, rid: str) -> list[str]:
     detail = store.detail(rid)
+    assert detail is not None
     return [t.to_phase for t in detail.transitions]
 
 

@@ -17,7 +17,7 @@ NOW = 1_800_000_000.0
 
 def mlflow_delivery(
     data, entity="model_version_alias", action="created", ts=NOW, did="0b9c-uuid", secret=SECRET
-):
+) -> tuple[dict[str, str], bytes]:
     body = json.dumps(
         {"entity": entity, "action": action, "timestamp": "2026-11-23T10:00:00+00:00", "data": data}
     ).encode()
@@ -59,7 +59,8 @@ def test_mlflow_alias_created():
 def test_mlflow_refusals(mutate, status, reason):
     headers, body = mlflow_delivery({"name": "minilm", "alias": "challenger", "version": "2"})
     with pytest.raises(WebhookRejected) as err:
-        parse_mlflow(*mutate(headers, body), SECRET, NOW, 300)
+        changed_headers, changed_body = mutate(headers, body)
+        parse_mlflow(changed_headers, changed_body, SECRET, NOW, 300)
     assert err.value.status == status and reason in err.value.reason
 
 
@@ -115,7 +116,7 @@ def test_mlflow_tag_and_version_created():
     assert ev.change == "version_created"
 
 
-def databricks(doc, secret=SECRET):
+def databricks(doc, secret=SECRET) -> tuple[dict[str, str], bytes]:
     body = json.dumps(doc).encode()
     return {"X-Databricks-Signature": sign_databricks(secret, body)}, body
 
@@ -156,7 +157,9 @@ def test_databricks_refusals():
     assert err.value.status == 422
 
 
-def github(event, doc, did="72d3162e-cc78-11e3-81ab-4c9367dc0958", secret=SECRET):
+def github(
+    event, doc, did="72d3162e-cc78-11e3-81ab-4c9367dc0958", secret=SECRET
+) -> tuple[dict[str, str], bytes]:
     body = json.dumps(doc).encode()
     return {
         "X-GitHub-Event": event,
