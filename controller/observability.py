@@ -101,12 +101,12 @@ class _JsonFormatter(logging.Formatter):
 
 
 def configure_json_logging(level: str = "INFO") -> None:
+    """Every logger of the process (controller, workflow runner, gitops, libraries) as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
-    root = logging.getLogger("canaryflow")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
 
 
 log = logging.getLogger("canaryflow.controller")
