@@ -108,7 +108,7 @@ def create_app(
             )
         model = table.model
         try:
-            result = await backend.submit(version, texts)
+            result = await backend.embed(version, texts)
         except QueueFull as exc:
             m.queue_rejections.labels(model, version).inc()
             return refuse(429, f"overloaded: {exc}", version, kind="rate_limit_error", retry_after=1)

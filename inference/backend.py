@@ -8,7 +8,6 @@ the same with either.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 from inference.batching import EmbedResult
@@ -24,8 +23,8 @@ class EmbeddingBackend(Protocol):
         """Versions that can take requests now."""
         ...
 
-    def submit(self, version: str, texts: list[str]) -> asyncio.Future[EmbedResult]:
-        """Queue texts; raises UnknownVersion or QueueFull at once, InputTooLong via the future."""
+    async def embed(self, version: str, texts: list[str]) -> EmbedResult:
+        """Embed on a version; raises UnknownVersion, QueueFull, InputTooLong or a server error."""
         ...
 
     async def close(self) -> None: ...

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.models.base import EmbeddingModel
+from inference.models.base import EmbeddingModel, TokenizedBatch
 
 
 class QueueFull(Exception):
@@ -51,7 +51,7 @@ class EmbedResult:
 
 @dataclass(slots=True)
 class _Pending:
-    texts: list[str]
+    texts: list[str] | TokenizedBatch  # raw, or tokenized already (by a front process)
     future: asyncio.Future[EmbedResult]
     enqueued: float
     dispatched: float = 0.0
@@ -147,7 +147,7 @@ class DynamicBatcher:
                 pending.future.set_exception(RuntimeError("server shutting down"))
         self._queue.clear()
 
-    def submit(self, texts: list[str]) -> asyncio.Future[EmbedResult]:
+    def submit(self, texts: list[str] | TokenizedBatch) -> asyncio.Future[EmbedResult]:
         if self._queued_texts + len(texts) > self._config.max_queue:
             raise QueueFull(f"{self._queued_texts} texts queued (limit {self._config.max_queue})")
         loop = asyncio.get_running_loop()
@@ -216,11 +216,36 @@ class DynamicBatcher:
         if outcome.stats is not None and self._on_batch is not None:
             self._on_batch(outcome.stats)
 
+    @staticmethod
+    def _tokenize(model: EmbeddingModel, batch: list[_Pending]) -> TokenizedBatch:
+        """One tokenizer call for every raw text of the batch; pre-tokenized parts are spliced in."""
+        raw = [t for pending in batch if not isinstance(pending.texts, TokenizedBatch) for t in pending.texts]
+        fresh = model.tokenize(raw) if raw else None
+        if fresh is not None and len(raw) == sum(len(p.texts) for p in batch):
+            return fresh
+        ids: list[list[int]] = []
+        type_ids: list[list[int]] = []
+        truncated: list[bool] = []
+        at = 0
+        for pending in batch:
+            part = pending.texts
+            if not isinstance(part, TokenizedBatch):
+                assert fresh is not None
+                n = len(part)
+                part = TokenizedBatch(
+                    fresh.ids[at : at + n], fresh.type_ids[at : at + n], fresh.truncated[at : at + n]
+                )
+                at += n
+            ids += part.ids
+            type_ids += part.type_ids
+            truncated += part.truncated
+        return TokenizedBatch(ids, type_ids, truncated)
+
     def _process(self, batch: list[_Pending]) -> _Outcome:
         """Runs in a worker thread: tokenize, chunk, forward, and split results per request."""
-        texts = [t for pending in batch for t in pending.texts]
         with self._lease() as model:
-            tokenized = model.tokenize(texts)
+            tokenized = self._tokenize(model, batch)
+            texts = tokenized.ids
             lengths = tokenized.lengths
             chunks = plan_chunks(
                 lengths,

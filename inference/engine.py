@@ -11,8 +11,8 @@ in frames of whatever finished in the same turn, so there are far fewer messages
 The engine pushes the routing table to the fronts after each change it has loaded, so a front
 never routes to a version the engine does not have yet.
 
-    front -> engine   ("embed", [(request_id, version, texts), ...])
-    engine -> front   ("config", routing_json, [loaded versions]) | ("error", reason)
+    front -> engine   ("embed", [(request_id, version, (ids, type_ids, truncated)), ...])
+    engine -> front   ("config", routing_json, {loaded version: tokenizer spec}) | ("error", reason)
                       ("results", [(request_id, "ok", (embeddings, tokens, queue_s))
                                    | (request_id, "queue_full"|"unknown"|"too_long"|"error", reason)])
 """
@@ -28,10 +28,13 @@ from typing import Any
 
 from canaryflow.core.routing import RoutingConfig
 from inference.batching import EmbedResult, InputTooLong, QueueFull
+from inference.models.base import TokenizedBatch
 from inference.router import RoutingTable
 from inference.server import ModelServer, UnknownVersion
+from inference.tokenization import TextTokenizer
 
 log = logging.getLogger("canaryflow.inference.engine")
+_INLINE_TEXTS = 4  # below this, tokenizing costs less than a hop to a thread
 _HEADER = struct.Struct("!I")
 
 
@@ -84,8 +87,8 @@ class Engine:
         self.fronts: set[_Front] = set()
         server.listeners.append(self._broadcast_config)
 
-    def _config_message(self, config: RoutingConfig) -> tuple[str, str, list[str]]:
-        return ("config", config.model_dump_json(), sorted(self.server.loaded))
+    def _config_message(self, config: RoutingConfig) -> tuple[str, str, dict[str, str]]:
+        return ("config", config.model_dump_json(), self.server.tokenizer_specs())
 
     def _broadcast_config(self, config: RoutingConfig) -> None:
         for front in self.fronts:
@@ -105,9 +108,9 @@ class Engine:
         try:
             while True:
                 _, items = await _read_frame(reader)
-                for request_id, version, texts in items:
+                for request_id, version, (ids, type_ids, truncated) in items:
                     try:
-                        future = self.server.submit(version, texts)
+                        future = self.server.submit(version, TokenizedBatch(ids, type_ids, truncated))
                     except QueueFull as exc:
                         front.reply(request_id, "queue_full", str(exc))
                         continue
@@ -140,8 +143,9 @@ class EngineClient:
         self.table: RoutingTable | None = None
         self.load_error: str | None = None
         self._loaded: set[str] = set()
+        self._tokenizers: dict[str, TextTokenizer] = {}
         self._futures: dict[int, asyncio.Future[EmbedResult]] = {}
-        self._outbox: list[tuple[int, str, list[str]]] = []
+        self._outbox: list[tuple[int, str, Any]] = []
         self._next_id = 0
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -165,16 +169,25 @@ class EngineClient:
                 await asyncio.sleep(0.2)
         self._reader_task = loop.create_task(self._read(reader))
 
-    def submit(self, version: str, texts: list[str]) -> asyncio.Future[EmbedResult]:
-        if version not in self._loaded or self._writer is None:
+    async def embed(self, version: str, texts: list[str]) -> EmbedResult:
+        """Tokenize here (inline when short, else in a thread), embed in the engine."""
+        tokenizer = self._tokenizers.get(version)
+        if tokenizer is None or self._writer is None:
             raise UnknownVersion(f"version {version} is not loaded")
+        if len(texts) <= _INLINE_TEXTS:
+            tokens = tokenizer.tokenize(texts)
+        else:
+            tokens = await asyncio.get_running_loop().run_in_executor(None, tokenizer.tokenize, texts)
+        return await self._submit(version, tokens)
+
+    def _submit(self, version: str, tokens: TokenizedBatch) -> asyncio.Future[EmbedResult]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EmbedResult] = loop.create_future()
         self._next_id += 1
         self._futures[self._next_id] = future
         if not self._outbox:
             loop.call_soon(self._flush)
-        self._outbox.append((self._next_id, version, texts))
+        self._outbox.append((self._next_id, version, (tokens.ids, tokens.type_ids, tokens.truncated)))
         return future
 
     def _flush(self) -> None:
@@ -189,7 +202,12 @@ class EngineClient:
                 if message[0] == "results":
                     self._resolve(message[1])
                 elif message[0] == "config":
-                    self._loaded = set(message[2])
+                    specs: dict[str, str] = message[2]
+                    self._tokenizers = {
+                        v: self._tokenizers[v] if v in self._tokenizers else TextTokenizer(spec)
+                        for v, spec in specs.items()
+                    }
+                    self._loaded = set(specs)
                     self.table = RoutingTable.from_config(RoutingConfig.model_validate_json(message[1]))
                 elif message[0] == "error":
                     self.load_error = message[1]

@@ -21,7 +21,7 @@ from canaryflow.core.routing import RoutingConfig
 from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedResult
 from inference.cache import ModelCache
 from inference.metrics import ServerMetrics
-from inference.models import EmbeddingModel, load_model
+from inference.models import EmbeddingModel, TokenizedBatch, load_model
 from inference.router import RoutingTable
 from inference.settings import InferenceSettings
 
@@ -39,6 +39,7 @@ class VersionRuntime:
     version: str
     uri: str
     batcher: DynamicBatcher
+    tokenizer_spec: str
 
 
 def read_routing_file(path: Path) -> RoutingConfig:
@@ -140,7 +141,7 @@ class ModelServer:
             on_batch=lambda stats: self._on_batch(model_name, version, stats),
         )
         batcher.start()
-        self.runtimes[version] = VersionRuntime(version, uri, batcher)
+        self.runtimes[version] = VersionRuntime(version, uri, batcher, model.tokenizer_spec())
 
     async def _retire(self, model_name: str, runtime: VersionRuntime) -> None:
         # Requests routed before the swap may still be on their way (from front processes too):
@@ -194,12 +195,18 @@ class ModelServer:
     def loaded(self) -> set[str]:
         return set(self.runtimes)
 
-    def submit(self, version: str, texts: list[str]) -> asyncio.Future[EmbedResult]:
+    def submit(self, version: str, texts: list[str] | TokenizedBatch) -> asyncio.Future[EmbedResult]:
         """Queue texts on a version's batcher; raises UnknownVersion or QueueFull at once."""
         runtime = self.runtimes.get(version)
         if runtime is None:
             raise UnknownVersion(f"version {version} is not loaded")
         return runtime.batcher.submit(texts)
+
+    async def embed(self, version: str, texts: list[str]) -> EmbedResult:
+        return await self.submit(version, texts)
+
+    def tokenizer_specs(self) -> dict[str, str]:
+        return {version: runtime.tokenizer_spec for version, runtime in self.runtimes.items()}
 
     async def start(self, routing: RoutingConfig | None) -> None:
         """Initial load (from `routing` or the routing file), then watch the file for changes."""

@@ -13,7 +13,7 @@ import random
 import numpy as np
 
 from inference.backend import EmbeddingBackend
-from inference.batching import EmbedResult
+from inference.batching import EmbedResult, QueueFull
 from inference.metrics import ServerMetrics
 
 
@@ -43,22 +43,20 @@ class Shadow:
         if len(self._tasks) >= self._max_in_flight:
             counter.labels(table.model, canary, "dropped").inc()
             return
-        try:
-            future = self._backend.submit(canary, texts)
-        except Exception:
-            counter.labels(table.model, canary, "dropped").inc()
-            return
         task = asyncio.get_running_loop().create_task(
-            self._compare(table.model, served, canary, result.embeddings, future)
+            self._compare(table.model, served, canary, texts, result.embeddings)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _compare(
-        self, model: str, baseline: str, canary: str, base: np.ndarray, future: asyncio.Future[EmbedResult]
+        self, model: str, baseline: str, canary: str, texts: list[str], base: np.ndarray
     ) -> None:
         try:
-            other = (await future).embeddings
+            other = (await self._backend.embed(canary, texts)).embeddings
+        except QueueFull:
+            self._metrics.shadow_requests.labels(model, canary, "dropped").inc()
+            return
         except Exception:
             self._metrics.shadow_requests.labels(model, canary, "error").inc()
             return

@@ -26,6 +26,9 @@ class TokenizedBatch:
     def lengths(self) -> list[int]:
         return [len(i) for i in self.ids]
 
+    def __len__(self) -> int:
+        return len(self.ids)
+
 
 class EmbeddingModel(Protocol):
     dimension: int
@@ -36,6 +39,10 @@ class EmbeddingModel(Protocol):
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
         """Tokenize with truncation to max_seq_length; must release the GIL for the heavy part."""
+        ...
+
+    def tokenizer_spec(self) -> str:
+        """The tokenizer serialised, so other processes tokenize exactly as `tokenize` does."""
         ...
 
     def embed(self, ids: list[list[int]], type_ids: list[list[int]]) -> np.ndarray:

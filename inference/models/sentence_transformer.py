@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
 from inference.models.base import TokenizedBatch
+from inference.tokenization import TextTokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -50,19 +50,15 @@ class SentenceTransformerModel:
         if backend is None:
             raise ValueError("model: only models with a fast (Rust) tokenizer are supported")
         # A private copy: the model's own tokenizer keeps its padding settings for `encode`.
-        self._tokenizer = Tokenizer.from_str(backend.to_str())
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=self.max_seq_length)
+        self._tokenizer = TextTokenizer(backend.to_str(), max_length=self.max_seq_length)
         self._pad_id = int(hf_tokenizer.pad_token_id or 0)
         self._use_type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", [])
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        return TokenizedBatch(
-            ids=[e.ids for e in encodings],
-            type_ids=[e.type_ids for e in encodings],
-            truncated=[bool(e.overflowing) for e in encodings],
-        )
+        return self._tokenizer.tokenize(texts)
+
+    def tokenizer_spec(self) -> str:
+        return self._tokenizer.spec
 
     def _padded(self, rows: list[list[int]], width: int, fill: int) -> np.ndarray:
         out = np.full((len(rows), width), fill, dtype=np.int64)
