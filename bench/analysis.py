@@ -19,6 +19,7 @@ Run: .venv/bin/python bench/analysis.py [--quick] [--seeds N]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import sys
@@ -32,7 +33,7 @@ from scipy.stats import mannwhitneyu
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.analysis.replay import RequestLog, replay_log
-from policies import load_policy
+from policies import Policy, load_policy
 
 MEDIAN_MS = 20.0
 SIGMA = 0.35
@@ -135,11 +136,16 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
     return "promote", 600.0
 
 
+@functools.cache
+def _policy() -> Policy:
+    return load_policy("default")
+
+
 def judge_one(job: tuple[int, float, int]) -> tuple[tuple[str, float], dict[int, str], tuple[str, float]]:
     """All three judges on one simulated log (a worker's unit of work)."""
     index, rps, seed = job
     log = simulate(SCENARIOS[index], rps, seed * 7919 + int(rps))
-    verdict = replay_log(load_policy("default"), log, start_s=0.0)
+    verdict = replay_log(_policy(), log, start_s=0.0)
     ours = (verdict.decision, verdict.decided_at_s if verdict.decided_at_s is not None else DURATION_S)
     return ours, {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
 

@@ -131,10 +131,23 @@ def default_metrics() -> list[MetricPolicy]:
 
 
 class ErrorBudget(_Strict):
-    """The error rates the engine promises, over a whole rollout (all steps, all metrics)."""
+    """The error rates the engine promises, over a whole rollout (all steps, all metrics).
+
+    `false_rollback` holds for a canary identical to its baseline; a canary worse than the baseline
+    but still within a metric's tolerance is rolled back at most `false_rollback_at_tolerance` of
+    the time (plus `false_rollback`), so a clearly bad canary need not wait for proof that it is
+    beyond the tolerance, only that it is worse at all and, with that lower confidence, beyond it.
+    """
 
     false_rollback: float = Field(default=0.01, gt=0, lt=0.5, description="rolled back although no worse")
     false_promote: float = Field(default=0.05, gt=0, lt=0.5, description="promoted although at alternative")
+    false_rollback_at_tolerance: float = Field(
+        default=0.10,
+        gt=0,
+        lt=1,
+        description="rolled back although exactly at the tolerance in one metric (set it to false_rollback "
+        "to extend the 1% to every canary within the tolerance, at the cost of slower rollbacks)",
+    )
 
 
 class SampleRatioPolicy(_Strict):

@@ -7,10 +7,13 @@ step passes, so a canary at the alternative in some metric is promoted only if t
 check errs: the false-promotion budget beta needs no split (an intersection-union test). A two-arm
 check gives each arm's confidence sequence half of its share.
 
-A check compares "how much worse the canary is" (relative increase, rate difference, or level) with
-the metric's two thresholds: it fails when the lower confidence bound of that quantity (at the
-rollback level) exceeds `tolerance`, and passes when its upper bound (at the promotion level) is
-below `alternative`. Failing wins if both hold.
+A check bounds "how much worse the canary is" (relative increase, or rate difference). It fails
+when that is shown above 0 at the split false-rollback level (so an identical canary fails with
+probability at most its share of `false_rollback`) and above `tolerance` at the level
+`false_rollback_at_tolerance` (split over the steps: a canary exactly at the tolerance in one
+metric fails at most that often). It passes when the upper bound at the promotion level is below
+`alternative`. Failing wins if both hold. Shadow distance, a level with no "identical" state, fails
+only when shown above its tolerance at the split false-rollback level.
 """
 
 from __future__ import annotations
@@ -119,11 +122,16 @@ def evaluate_series(
     step = policy.steps[step_index]
     weight = float(step.weight if canary_weight is None else canary_weight)
     n_checks = max(policy.statistical_checks, 1)
-    alpha = policy.error_budget.false_rollback / len(policy.steps) / n_checks
-    beta = policy.error_budget.false_promote  # intersection-union: no split (module docstring)
+    budget = policy.error_budget
+    alpha = budget.false_rollback / len(policy.steps) / n_checks
+    levels = Levels(
+        same=alpha,
+        tolerance=max(alpha, budget.false_rollback_at_tolerance / len(policy.steps)),
+        promote=budget.false_promote,  # intersection-union: no split (module docstring)
+    )
     checks: list[CheckSeries] = []
     for metric in policy.metrics:
-        checks.extend(_metric_checks(metric, series, alpha, beta))
+        checks.extend(_metric_checks(metric, series, levels))
 
     elapsed = series.elapsed_s
     canary_n, baseline_n = series.canary.requests, series.baseline.requests
@@ -167,127 +175,124 @@ def _srm_check(policy: Policy, series: ObservationSeries, weight: float) -> Chec
     )
 
 
-def _metric_checks(
-    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
-) -> list[CheckSeries]:
+@dataclass(frozen=True)
+class Levels:
+    """Per-check error levels: shown worse than the baseline (same), than the tolerance, promote."""
+
+    same: float
+    tolerance: float
+    promote: float
+
+    def per_arm(self) -> dict[str, float]:
+        """Each arm's confidence sequence gets half of a two-arm check's share."""
+        return {"same": self.same / 2, "tolerance": self.tolerance / 2, "promote": self.promote / 2}
+
+
+def _metric_checks(metric: MetricPolicy, series: ObservationSeries, levels: Levels) -> list[CheckSeries]:
     if metric.kind == "latency":
-        return _latency_checks(metric, series, alpha, beta)
+        return _latency_checks(metric, series, levels)
     if metric.kind == "error_rate":
-        return [_error_rate_check(metric, series, alpha, beta)]
+        return [_error_rate_check(metric, series, levels)]
     if metric.kind == "shadow_distance":
-        return _shadow_checks(metric, series, alpha, beta)
+        return _shadow_checks(metric, series, levels)
     return [_gpu_memory_check(metric, series)]
 
 
-def _latency_checks(
-    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
-) -> list[CheckSeries]:
+Bounds4 = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # canary lo, hi; baseline lo, hi
+
+
+def _latency_checks(metric: MetricPolicy, series: ObservationSeries, levels: Levels) -> list[CheckSeries]:
     bounds, c, b = series.latency_bounds, series.canary, series.baseline
     if bounds is None or c.latency_counts is None or b.latency_counts is None:
         return [_no_data(metric, name, len(series)) for name in metric.checks]
     assert c.latency_totals is not None and b.latency_totals is not None
-    # Each arm gets half of the check's share: the rollback level for the bounds that can fail it,
-    # the promotion level for those that can pass it. CDF bounds are shared by all quantiles.
-    levels = {"r": alpha / 2, "p": beta / 2}
-    cdfs = {
-        (arm, level): cdf_cs(counts, totals, a)
-        for arm, counts, totals in (
-            ("c", c.latency_counts, c.latency_totals),
-            ("b", b.latency_counts, b.latency_totals),
-        )
-        for level, a in levels.items()
-    }
+    arms = {"c": (c.latency_counts, c.latency_totals), "b": (b.latency_counts, b.latency_totals)}
+    # CDF bounds per arm and level, shared by all quantiles (equal levels computed once).
+    cache: dict[tuple[str, float], tuple[FloatArray, FloatArray]] = {}
+    for arm, (counts, totals) in arms.items():
+        for a in set(levels.per_arm().values()):
+            cache[arm, a] = cdf_cs(counts, totals, a)
     has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
     out: list[CheckSeries] = []
     for name, q in zip(metric.checks, metric.quantiles, strict=True):
-        c_lo_r, c_hi_r, c_est = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, 0, cdfs["c", "r"])
-        b_lo_r, b_hi_r, b_est = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, 0, cdfs["b", "r"])
-        c_lo_p, c_hi_p, _ = quantile_cs(bounds, c.latency_counts, c.latency_totals, q, 0, cdfs["c", "p"])
-        b_lo_p, b_hi_p, _ = quantile_cs(bounds, b.latency_counts, b.latency_totals, q, 0, cdfs["b", "p"])
-        out.append(
-            _compare(
-                metric,
-                name,
-                has_data,
-                (c_lo_r, c_hi_r, b_lo_r, b_hi_r),
-                (c_lo_p, c_hi_p, b_lo_p, b_hi_p),
-                c_est,
-                b_est,
-            )
-        )
+        by_level: dict[str, Bounds4] = {}
+        estimates: dict[str, FloatArray] = {}
+        for level, a in levels.per_arm().items():
+            parts: list[FloatArray] = []
+            for arm, (counts, totals) in arms.items():
+                lo, hi, est = quantile_cs(bounds, counts, totals, q, a, cache[arm, a])
+                parts += [lo, hi]
+                estimates[arm] = est
+            by_level[level] = (parts[0], parts[1], parts[2], parts[3])
+        out.append(_compare(metric, name, has_data, by_level, estimates["c"], estimates["b"]))
     return out
 
 
-def _error_rate_check(
-    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
-) -> CheckSeries:
+def _error_rate_check(metric: MetricPolicy, series: ObservationSeries, levels: Levels) -> CheckSeries:
     c, b = series.canary, series.baseline
-    c_lo_r, c_hi_r = binomial_cs(c.errors, c.requests, alpha / 2)
-    b_lo_r, b_hi_r = binomial_cs(b.errors, b.requests, alpha / 2)
-    c_lo_p, c_hi_p = binomial_cs(c.errors, c.requests, beta / 2)
-    b_lo_p, b_hi_p = binomial_cs(b.errors, b.requests, beta / 2)
-    c_rate = _rate(c)
-    b_rate = _rate(b)
+    by_level: dict[str, Bounds4] = {}
+    for level, a in levels.per_arm().items():
+        c_lo, c_hi = binomial_cs(c.errors, c.requests, a)
+        b_lo, b_hi = binomial_cs(b.errors, b.requests, a)
+        by_level[level] = (c_lo, c_hi, b_lo, b_hi)
     has_data = (c.requests > 0) & (b.requests > 0)
-    return _compare(
-        metric,
-        metric.name,
-        has_data,
-        (c_lo_r, c_hi_r, b_lo_r, b_hi_r),
-        (c_lo_p, c_hi_p, b_lo_p, b_hi_p),
-        c_rate,
-        b_rate,
-    )
+    return _compare(metric, metric.name, has_data, by_level, _rate(c), _rate(b))
 
 
 def _rate(arm: ArmSeries) -> FloatArray:
     return np.divide(arm.errors, arm.requests, out=np.full_like(arm.requests, np.nan), where=arm.requests > 0)
 
 
-Bounds4 = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+def _worse_bounds(metric: MetricPolicy, bounds: Bounds4) -> tuple[FloatArray, FloatArray]:
+    """Lower and upper bounds on how much worse the canary is (relative, or a difference)."""
+    c_lo, c_hi, b_lo, b_hi = bounds
+    relative = COMPARISON[metric.kind] == "relative"
+    lower_better = metric.direction == "lower_is_better"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if relative and lower_better:
+            lower, upper = _ratio(c_lo, b_hi) - 1, _ratio(c_hi, b_lo) - 1
+        elif relative:
+            lower, upper = 1 - _ratio(c_hi, b_lo), 1 - _ratio(c_lo, b_hi)
+        elif lower_better:
+            lower, upper = c_lo - b_hi, c_hi - b_lo
+        else:
+            lower, upper = b_lo - c_hi, b_hi - c_lo
+    return np.nan_to_num(lower, nan=-np.inf), np.nan_to_num(upper, nan=np.inf)
 
 
 def _compare(
     metric: MetricPolicy,
     name: str,
     has_data: NDArray[np.bool_],
-    rollback_level: Bounds4,
-    promote_level: Bounds4,
+    by_level: dict[str, Bounds4],
     canary_estimate: FloatArray,
     baseline_estimate: FloatArray,
 ) -> CheckSeries:
-    """How much worse the canary is, bounded below at the rollback level and above at the promote level."""
-    relative = COMPARISON[metric.kind] == "relative"
-    lower_better = metric.direction == "lower_is_better"
-    c_lo, c_hi, b_lo, b_hi = rollback_level
-    pc_lo, pc_hi, pb_lo, pb_hi = promote_level
+    """Fail: shown worse than the baseline (at the `same` level) and than the tolerance (at the
+    `tolerance` level). Pass: shown better than the alternative (at the `promote` level)."""
+    worse_than_baseline, _ = _worse_bounds(metric, by_level["same"])
+    worse_lower, _ = _worse_bounds(metric, by_level["tolerance"])
+    _, worse_upper = _worse_bounds(metric, by_level["promote"])
     with np.errstate(divide="ignore", invalid="ignore"):
-        if relative and lower_better:
-            worse_lower, worse_upper = _ratio(c_lo, b_hi) - 1, _ratio(pc_hi, pb_lo) - 1
-            estimate = _ratio(canary_estimate, baseline_estimate) - 1
-        elif relative:
-            worse_lower, worse_upper = 1 - _ratio(c_hi, b_lo), 1 - _ratio(pc_lo, pb_hi)
-            estimate = 1 - _ratio(canary_estimate, baseline_estimate)
-        elif lower_better:
-            worse_lower, worse_upper = c_lo - b_hi, pc_hi - pb_lo
-            estimate = canary_estimate - baseline_estimate
+        if COMPARISON[metric.kind] == "relative":
+            ratio = _ratio(canary_estimate, baseline_estimate)
+            estimate = ratio - 1 if metric.direction == "lower_is_better" else 1 - ratio
         else:
-            worse_lower, worse_upper = b_lo - c_hi, pb_hi - pc_lo
-            estimate = baseline_estimate - canary_estimate
-    worse_lower = np.nan_to_num(worse_lower, nan=-np.inf)
-    worse_upper = np.nan_to_num(worse_upper, nan=np.inf)
+            diff = canary_estimate - baseline_estimate
+            estimate = diff if metric.direction == "lower_is_better" else -diff
     alternative = float(metric.alternative if metric.alternative is not None else metric.tolerance)
     return CheckSeries(
         metric=name,
         kind=metric.kind,
         required=metric.required,
         has_data=has_data,
-        fails=has_data & (worse_lower > metric.tolerance),
+        fails=has_data & (worse_than_baseline > 0) & (worse_lower > metric.tolerance),
         passes=has_data & (worse_upper < alternative),
         stats={
             "canary": canary_estimate,
             "baseline": baseline_estimate,
             "worse_estimate": estimate,
+            "worse_than_baseline_lower": worse_than_baseline,
             "worse_lower": worse_lower,
             "worse_upper": worse_upper,
         },
@@ -303,9 +308,9 @@ def _ratio(a: FloatArray, b: FloatArray) -> FloatArray:
     return np.where((a == 0) & (b == 0), 1.0, ratio)
 
 
-def _shadow_checks(
-    metric: MetricPolicy, series: ObservationSeries, alpha: float, beta: float
-) -> list[CheckSeries]:
+def _shadow_checks(metric: MetricPolicy, series: ObservationSeries, levels: Levels) -> list[CheckSeries]:
+    """A level, not a comparison: no "same as baseline" state, so the strict rollback level applies."""
+    alpha, beta = levels.same, levels.promote
     out: list[CheckSeries] = []
     for name, q in zip(metric.checks, metric.quantiles, strict=True):
         if series.shadow_bounds is None or series.shadow_counts is None or series.shadow_totals is None:
