@@ -141,3 +141,22 @@ def test_histogram_deltas_survive_a_counter_reset() -> None:
     assert restarted.since(before) == restarted
     with pytest.raises(ValueError, match="cumulative"):
         Histogram(bounds=bounds, counts=[3, 2], total=3)
+
+
+def test_a_canary_shown_worse_but_within_tolerance_is_not_rolled_back() -> None:
+    result = analyze(POLICY, _obs(canary_scale=1.05, n_canary=20_000))
+    p50 = _check(result, "latency_p50")
+    assert p50.model_extra["worse_than_baseline_lower"] > 0  # shown slower than the baseline...
+    assert p50.model_extra["worse_lower"] < 0.10  # ...but not beyond the tolerance
+    assert result.status == "pass"
+
+
+def test_strict_budget_needs_proof_beyond_the_tolerance() -> None:
+    strict = POLICY.model_copy(
+        update={"error_budget": POLICY.error_budget.model_copy(update={"false_rollback_at_tolerance": 0.01})}
+    )
+    obs = _obs(canary_scale=1.25, n_canary=150, elapsed=120)
+    lenient_result, strict_result = analyze(POLICY, obs), analyze(strict, obs)
+    lenient_p50 = _check(lenient_result, "latency_p50").model_extra["worse_lower"]
+    strict_p50 = _check(strict_result, "latency_p50").model_extra["worse_lower"]
+    assert strict_p50 < lenient_p50
