@@ -56,7 +56,14 @@ class CheckSeries:
 
     def check_at(self, i: int) -> Check:
         verdict: CheckVerdict = "fail" if self.fails[i] else "pass" if self.passes[i] else "inconclusive"
-        if not self.has_data[i]:
+        if self.kind == "sample_ratio" and self.has_data[i]:
+            share, expected = float(self.stats["canary_share"][i]), float(self.stats["expected_share"][i])
+            reason = (
+                f"sample-ratio mismatch: the canary got {share:.1%} of requests, configured {expected:.0%}"
+                if verdict == "fail"
+                else f"canary got {share:.1%} of requests, consistent with {expected:.0%}"
+            )
+        elif not self.has_data[i]:
             reason = "no data" + ("" if self.required else " (optional metric, ignored)")
         elif verdict == "fail":
             reason = f"canary shown worse than the tolerance ({_amount(self.kind, self.tolerance)})"
