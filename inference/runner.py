@@ -1,9 +1,17 @@
-"""Run the server: one process, or an engine process plus HTTP front processes sharing the port.
+"""Run the server: one process, or N processes sharing the port (SO_REUSEPORT).
 
-One process (`workers=1`) holds the models and serves HTTP: simplest, enough on a CPU. With
-`workers=N`, N front processes accept connections on the same port (SO_REUSEPORT) and one engine
-process holds the models and the GPU (see `inference.engine` for why). Metrics of all processes
-are merged through prometheus_client's multiprocess files, so `/metrics` on any front shows all.
+One process (`workers=1`) holds the models and serves HTTP: simplest, enough on a CPU. One Python
+process cannot parse tens of thousands of HTTP requests per second, so `workers=N` starts N:
+- replicas (default): each process is a whole server with its own copy of the models and its own
+  batcher; the processes share the GPU (it time-slices between their contexts). Measured best on
+  an H100 with MiniLM (bench/inference.md): N event loops *and* N Python interpreters launching
+  forward passes.
+- engine (`engine=True`): N HTTP fronts and one engine process that alone holds the models and
+  the GPU (`inference.engine`): one copy of the weights and one CUDA context, but every forward
+  pass is launched from one interpreter, which caps throughput until forward passes are captured
+  as CUDA graphs.
+Metrics of all processes are merged through prometheus_client's multiprocess files, so
+`/metrics` on any process shows the whole server.
 """
 
 from __future__ import annotations
@@ -68,6 +76,17 @@ def _front(settings_json: str, engine: str, index: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s front{index} %(levelname)s %(message)s")
     settings = InferenceSettings.model_validate_json(settings_json)
     _serve_http(settings, None, _bind(settings.host, settings.port, reuse_port=True), engine)
+
+
+def _replica(settings_json: str, routing_json: str | None, index: int, threads: int) -> None:
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(message)s")
+    import torch
+
+    torch.set_num_threads(threads)
+    settings = InferenceSettings.model_validate_json(settings_json)
+    routing = RoutingConfig.model_validate_json(routing_json) if routing_json else None
+    _serve_http(settings, routing, _bind(settings.host, settings.port, reuse_port=True), None)
 
 
 def _engine(settings_json: str, routing_json: str | None, engine: str, threads: int) -> None:

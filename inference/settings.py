@@ -16,6 +16,7 @@ class InferenceSettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server processes sharing the port")
+    engine: bool = Field(default=False, description="workers>1: one engine process holds the models")
     device: str = Field(default="auto", description="auto (cuda when present), cpu, cuda, cuda:N")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     tracking_uri: str | None = Field(default=None, description="MLflow tracking URI for models:/ URIs")

@@ -66,6 +66,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     workers: Annotated[int | None, typer.Option(help="server processes sharing the port")] = None,
+    engine: Annotated[
+        bool | None,
+        typer.Option("--engine/--replicas", help="workers>1: one engine process holds the models"),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N")] = None,
     dtype: Annotated[
         str | None, typer.Option(help="auto (fp16 on GPU, fp32 on CPU), float16, bfloat16")
@@ -88,6 +92,7 @@ def serve(
             "host": host,
             "port": port,
             "workers": workers,
+            "engine": engine,
             "device": device,
             "dtype": dtype,
             "max_batch_size": max_batch_size,
