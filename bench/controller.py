@@ -349,11 +349,74 @@ def many_rollouts(
     }
 
 
+def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
+    """The loop's own cost per rollout: the real store, runner and mirror, with steps that do nothing
+    (every analysis answers "not yet"), so git, the registry and Prometheus are left out."""
+    import cProfile
+    import pstats
+
+    from pydantic import SecretStr
+
+    from controller.observability import ControllerMetrics
+    from controller.reconcile import Reconciler
+    from controller.rollout.records import RolloutRecord
+    from controller.rollout.store import RolloutStore
+    from controller.settings import ControllerSettings
+    from policies import load_policy
+    from workflows.local.runner import LocalRunner
+    from workflows.steps.base import StepOutcome
+
+    def step(node: Any, step_input: Any) -> StepOutcome:
+        if node.kind == "analyze":
+            return StepOutcome(state="running", message="not enough samples yet")
+        return StepOutcome(state="succeeded", outputs={o: "0" * 40 for o in node.outputs})
+
+    (tmp / "overhead").mkdir()
+    policy = load_policy(str(tmp / "policy.yaml"))
+    settings = ControllerSettings(db_path=tmp / "overhead" / "c.db", mlflow_webhook_secret=SecretStr("x"))
+    store = RolloutStore(settings.db_path)
+    runner = LocalRunner(settings.db_path, step, lambda name: policy)
+    reconciler = Reconciler(
+        settings, store, runner, None, ControllerMetrics(store), policy_loader=lambda n: policy
+    )
+    now = time.time()
+    for i in range(r):
+        store.create_rollout(
+            RolloutRecord(
+                id=f"m{i}-v2",
+                model=f"m{i}",
+                baseline_version="1",
+                canary_version="2",
+                created_at=now + i,
+                updated_at=now,
+            )
+        )
+    reconciler.tick()
+    profile = cProfile.Profile()
+    timings = []
+    for _ in range(ticks):
+        t0 = time.perf_counter()
+        profile.enable()
+        reconciler.tick()
+        profile.disable()
+        timings.append((time.perf_counter() - t0) / r)
+    stats = pstats.Stats(profile)
+    engine_s = sum(v[3] for k, v in stats.stats.items() if k[2] == "reconcile" and "runner" in k[0])  # type: ignore[attr-defined]
+    total_s = sum(timings) * r
+    return {
+        "rollouts": r,
+        "per_rollout_ms": percentile(timings, 50) * 1000,
+        "engine_share": engine_s / total_s if total_s else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "controller.json")
-    parser.add_argument("--phases", default="latency,burst,rollouts", help="which of latency,burst,rollouts")
+    parser.add_argument(
+        "--phases", default="latency,burst,rollouts,overhead", help="which of latency,burst,rollouts,overhead"
+    )
     args = parser.parse_args(argv)
     phases = set(args.phases.split(","))
     n_events, n_burst, n_rollouts, n_ticks = (10, 1000, 50, 3) if args.quick else (30, 1000, 200, 5)
@@ -403,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["burst"] = burst(live, service.store, n_burst)
             if "rollouts" in phases:
                 results["many_rollouts"] = many_rollouts(client, live, service, traffic, n_rollouts, n_ticks)
+            if "overhead" in phases:
+                results["loop_overhead"] = loop_overhead(tmp, n_rollouts, n_ticks)
         finally:
             live.stop()
             prometheus.stop()
@@ -457,6 +522,14 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"tick p50 {m['steady_tick_p50_s']:.2f} s, {m['in_analysis']} in analysis",
             ),
         ]
+    if (o := results.get("loop_overhead")) is not None:
+        rows.append(
+            (
+                "loop overhead (no git/registry/metrics)",
+                f"{o['per_rollout_ms']:.1f} ms/rollout",
+                f"{o['rollouts']} rollouts; local runner {o['engine_share']:.0%} of it",
+            )
+        )
     return rows
 
 
