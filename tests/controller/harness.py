@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from canaryflow.core.ports import ApprovalGate
 from controller.observability import ControllerMetrics
 from controller.reconcile import Reconciler
 from controller.rollout.records import RolloutRecord
@@ -57,6 +58,7 @@ class Steps:
 
     answers: dict[str, list[str]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    approval: ApprovalGate | None = None  # when set, request-approval opens a real request through it
 
     def __call__(self, node: DagNode, step_input: StepInput) -> StepOutcome:
         self.calls.append(node.id)
@@ -79,12 +81,15 @@ class Steps:
         outputs = {o: f"{node.id}-{o}" for o in node.outputs}
         if "commit_sha" in outputs:
             outputs["commit_sha"] = f"sha-{node.id}"
-        if node.id == "request-approval":
+        if node.id == "request-approval" and self.approval is not None:
+            request = self.approval.request(step_input.spec, "analysis report")
+            outputs = {"approval_id": request.id, "approval_url": request.url}
+        elif node.id == "request-approval":
             outputs = {"approval_id": "7", "approval_url": "https://github.com/org/gitops/pull/7"}
         return StepOutcome(state="succeeded", outputs=outputs)
 
 
-def make(tmp_path, steps: Steps, pol: Policy, clock: Clock | None = None, registry=None):
+def make(tmp_path, steps: Steps, pol: Policy, clock: Clock | None = None, registry=None, approval_gate=None):
     clock = clock or Clock()
     settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
     store = RolloutStore(settings.db_path)
@@ -95,6 +100,7 @@ def make(tmp_path, steps: Steps, pol: Policy, clock: Clock | None = None, regist
         runner,
         registry,
         ControllerMetrics(store),
+        approval_gate=approval_gate,
         policy_loader=lambda name: pol,
         clock=clock,
     )

@@ -1,0 +1,39 @@
+"""The approval gate read through `ApprovalGate.state` (no webhook): the real `GitHubApproval` against the
+local server speaking GitHub's REST API (tests/gitops/github_double.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitops.pullrequest import GitHubApproval, github_client
+from tests.gitops.github_double import GitHubServer
+
+from .harness import Steps, add_rollout, make, policy
+
+
+@pytest.fixture
+def github():
+    with GitHubServer("acme", "gitops") as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("review", "decision"), [("APPROVED", "promoted"), ("CHANGES_REQUESTED", "rolled_back")]
+)
+def test_review_on_github_decides(tmp_path, github, review, decision):
+    gate = GitHubApproval(github_client(github.url, "token"), "acme/gitops", "main")
+    reconciler, store, _, _ = make(
+        tmp_path, Steps(approval=gate), policy(5, approval=True), approval_gate=gate
+    )
+    rid = add_rollout(store)
+    for _ in range(3):
+        reconciler.tick()
+    waiting = store.get(rid)
+    assert waiting is not None and waiting.phase == "awaiting_approval"
+    assert waiting.approval_url and waiting.approval_url.startswith(github.url)
+    reconciler.tick()
+    assert store.get(rid).phase == "awaiting_approval"  # no review yet: still waiting
+    github.double.add_review(int(waiting.approval_id or 0), "bob", review)
+    for _ in range(3):
+        reconciler.tick()
+    assert store.get(rid).phase == decision
