@@ -149,3 +149,16 @@ def test_decision_latency_observed_once(tmp_path):
     ticks(reconciler, 3)
     text = reconciler.metrics.exposition().decode()
     assert 'canaryflow_controller_decision_latency_seconds_count{state="promoted"} 1.0' in text
+
+
+def test_rollback_that_keeps_failing_ends_failed_and_says_why(tmp_path):
+    steps = Steps({"analyze-5": ["fail"], "rollback": ["git remote unreachable"]})
+    reconciler, store, _, clock = make(tmp_path, steps, policy(5))
+    rid = add_rollout(store)
+    for _ in range(8):  # the rollback node retries with backoff (5 s, 10 s, 20 s) before it errors
+        reconciler.tick()
+        clock.now += 60
+    detail = store.detail(rid)
+    assert detail is not None and detail.phase == "failed"
+    assert "rollback failed: git remote unreachable" in detail.reason
+    assert steps.calls.count("rollback") == 4
