@@ -7,10 +7,13 @@ tick, the server its requests.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import uvicorn
 
@@ -20,6 +23,23 @@ from controller.observability import ControllerMetrics, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
+
+
+class DatabaseInUse(RuntimeError):
+    """Another controller process holds this database: two loops would run every step twice."""
+
+
+def lock_database(db_path: Path) -> IO[bytes]:
+    """An exclusive lock beside the database for the life of the process (released by the OS, even on
+    SIGKILL), so that a second controller on the same file refuses to start instead of double-acting."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(db_path.with_name(db_path.name + ".lock"), "a+b")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise DatabaseInUse(f"db_path: {db_path} is in use by another controller process") from exc
+    return handle
 
 
 class ControllerService:

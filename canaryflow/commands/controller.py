@@ -50,6 +50,7 @@ def serve(
     ..._DATABRICKS_WEBHOOK_SECRET, ..._GITHUB_WEBHOOK_SECRET.
     """
     from controller.observability import configure_json_logging
+    from controller.service import DatabaseInUse, lock_database
     from controller.wiring import build_service
 
     settings = _settings(
@@ -70,10 +71,14 @@ def serve(
         )
     configure_json_logging(log_level.upper())
     try:
+        lock = lock_database(settings.db_path)
         service = build_service(settings)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, DatabaseInUse) as exc:
         _fail(str(exc))
-    service.serve()
+    try:
+        service.serve()
+    finally:
+        lock.close()
 
 
 @app.command("rollouts")

@@ -59,3 +59,24 @@ def test_rollouts_command_reads_the_store(tmp_path):
     assert one.returncode == 0 and json.loads(one.stdout)["transitions"][0]["to_phase"] == "pending"
     unknown = run("rollouts", "nope", "--db", str(tmp_path / "c.db"))
     assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+def test_a_second_controller_on_the_same_database_refuses_to_start(tmp_path):
+    from controller.service import lock_database
+
+    held = lock_database(tmp_path / "c.db")
+    try:
+        second = run(
+            "serve", "--db", str(tmp_path / "c.db"), env={"CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": "s"}
+        )
+        assert second.returncode == 2 and "in use by another controller" in second.stderr
+    finally:
+        held.close()
+    import pytest
+
+    from controller.service import DatabaseInUse
+
+    again = lock_database(tmp_path / "c.db")  # released with its holder
+    with pytest.raises(DatabaseInUse):
+        lock_database(tmp_path / "c.db")
+    again.close()
