@@ -83,3 +83,31 @@ def test_srm_evidence_grows_only_under_a_mismatch() -> None:
     fair = srm_log_evidence(1000, 10_000, 0.10)
     skewed = srm_log_evidence(300, 10_000, 0.10)
     assert fair < np.log(1 / 0.001) < skewed
+
+
+@pytest.mark.parametrize(
+    ("s", "n", "f", "above"),
+    [
+        (4, 780, 0.02, False),
+        (20, 800, 0.012, True),
+        (390, 780, 0.45, True),
+        (390, 780, 0.55, False),
+        (0, 300, 0.02, False),
+    ],
+)
+def test_one_sided_evidence_is_a_valid_lower_bound_on_the_exact_one_sided_mixture(
+    s: int, n: int, f: float, above: bool
+) -> None:
+    from scipy.special import betainc, betaincc, betaln
+
+    from controller.analysis.sequential import log_mixture_one_sided
+
+    a, b = PRIOR_STRENGTH * f, PRIOR_STRENGTH * (1 - f)
+    side = betaincc if above else betainc
+    exact = (
+        betaln(a + s, b + n - s) + np.log(side(a + s, b + n - s, f)) - betaln(a, b) - np.log(side(a, b, f))
+        - s * np.log(f) - (n - s) * np.log1p(-f)
+    )  # fmt: skip
+    approx = float(log_mixture_one_sided(s, n, f, above))
+    assert approx <= exact + 1e-9  # never claims more evidence than there is
+    assert approx > float(log_mixture(s, n, f))  # and more than the two-sided mixture gives
