@@ -58,7 +58,10 @@ def test_order_preserved_under_concurrency(single_server: RunningServer, st_mode
     rng = random.Random(11)
     words = " ".join(SENTENCES).split()
     # Distinct texts per request, varied lengths, so a mix-up between callers would show.
-    requests = [[" ".join(rng.choices(words, k=rng.randint(2, 30))) for _ in range(rng.randint(1, 6))] for _ in range(48)]
+    requests = [
+        [" ".join(rng.choices(words, k=rng.randint(2, 30))) for _ in range(rng.randint(1, 6))]
+        for _ in range(48)
+    ]
     flat = sorted({t for r in requests for t in r})
     reference = dict(zip(flat, st_model.encode(flat, convert_to_numpy=True), strict=True))
     batches_before = single_server.metric("canaryflow_batch_size_count", model="minilm", version="1")
@@ -74,7 +77,9 @@ def test_order_preserved_under_concurrency(single_server: RunningServer, st_mode
         results = list(pool.map(call, requests))
     for texts, got in results:
         np.testing.assert_allclose(got, np.stack([reference[t] for t in texts]), atol=1e-5)
-    batches = single_server.metric("canaryflow_batch_size_count", model="minilm", version="1") - batches_before
+    batches = (
+        single_server.metric("canaryflow_batch_size_count", model="minilm", version="1") - batches_before
+    )
     texts = single_server.metric("canaryflow_batch_size_sum", model="minilm", version="1") - texts_before
     assert texts == sum(len(r) for r in requests)
     assert batches < len(requests), "concurrent requests were merged into shared batches"
