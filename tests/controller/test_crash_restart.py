@@ -196,3 +196,59 @@ def test_killed_controller_finishes_the_same_way(world, crash_at, canary_ms, dec
     store_shas = {c["sha"] for c in final["commits"]}
     assert len(store_shas) == len(commits), (final["commits"], commits)
     assert os.path.exists(world["tmp"] / "controller.db")
+
+
+@pytest.mark.slow
+def test_killed_right_after_resuming_an_approved_rollout(world):
+    """The approval gate on a GitHub API double: approved by a review, the controller resumes the workflow
+    and is killed before it records that; after the restart the rollout is promoted once, PR merged."""
+    from tests.gitops.github_double import GitHubServer
+
+    model, client, remote, tmp = world["model"], world["client"], world["remote"], world["tmp"]
+    gated = tmp / "gated.yaml"
+    gated.write_text(POLICY + "approval: {required: true, environments: [production]}\n")
+    with TrafficServer(model, {"1": 10.0, "2": 10.0}) as traffic, GitHubServer("acme", "gitops") as github:
+        env = {
+            **world["env"],
+            "CANARYFLOW_METRICS_SCRAPE_TARGETS": json.dumps([traffic.url]),
+            "CANARYFLOW_CONTROLLER_TRIGGERS": json.dumps({"*": [{"kind": "alias", "policy": str(gated)}]}),
+            "CANARYFLOW_GITOPS_GITHUB_URL": github.url,
+            "CANARYFLOW_GITOPS_GITHUB_REPO": "acme/gitops",
+            "CANARYFLOW_GITOPS_GITHUB_TOKEN": "test-token",
+        }
+        controller = Controller(tmp, env)
+        headers, body = signed_mlflow({"name": model, "alias": "challenger", "version": "2"}, secret=SECRET)
+        client.set_registered_model_alias(model, "challenger", "2")
+        try:
+            controller.start(crash_at="after_resume")
+            assert deliver(controller.url, headers, body) == 202
+            waiting = wait_for(
+                lambda: [
+                    r
+                    for r in httpx.get(controller.url + "/rollouts").json()
+                    if r["phase"] == "awaiting_approval"
+                ],
+                timeout_s=90,
+                what=f"the approval request:\n{controller.log_tail()}",
+            )[0]
+            number = int(waiting["approval_id"])
+            assert github.double.pulls[number]["state"] == "open"
+            github.double.add_review(number, "alice", "APPROVED")
+            assert controller.died_by_sigkill(), f"never reached after_resume:\n{controller.log_tail()}"
+            controller.start()
+            final = wait_for(
+                lambda: (
+                    (r := httpx.get(f"{controller.url}/rollouts/{waiting['id']}").json())["finished_at"] and r
+                ),
+                timeout_s=90,
+                what=f"rollout to finish:\n{controller.log_tail()}",
+            )
+        finally:
+            controller.stop()
+        assert final["phase"] == "promoted", final["transitions"]
+        assert github.double.pulls[number]["merged"] is True
+    keys = Counter(
+        (c["Traffic-Weight"], c["Decision"]) for c in git_trailers(remote) if c["Rollout-Id"] == final["id"]
+    )
+    assert keys == Counter({("10", "canary"): 1, ("50", "canary"): 1, ("100", "promote"): 1})
+    assert client.get_model_version_by_alias(model, "champion").version == "2"
