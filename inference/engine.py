@@ -30,7 +30,7 @@ from canaryflow.core.routing import RoutingConfig
 from inference.batching import EmbedResult, InputTooLong, QueueFull
 from inference.models.base import TokenizedBatch
 from inference.router import RoutingTable
-from inference.server import ModelServer, UnknownVersion
+from inference.server import ModelServer, UnknownVersion, freeze_heap
 from inference.tokenization import TextTokenizer
 
 log = logging.getLogger("canaryflow.inference.engine")
@@ -168,6 +168,7 @@ class EngineClient:
                     return
                 await asyncio.sleep(0.2)
         self._reader_task = loop.create_task(self._read(reader))
+        freeze_heap()
 
     async def embed(self, version: str, texts: list[str]) -> EmbedResult:
         """Tokenize here (inline when short, else in a thread), embed in the engine."""
