@@ -195,7 +195,6 @@ class DemoEnvironment:
         env = {
             "CANARYFLOW_CONFIG": str(self._controller_config()),
             "CANARYFLOW_CONTROLLER_PORT": str(port),
-            "CANARYFLOW_CONTROLLER_DB_PATH": str(self.config.workdir / "controller.db"),
             "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": self.webhook_secret,
             "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": self.mlflow.tracking_uri,
             "CANARYFLOW_CONTROLLER_INFERENCE_URL": self.inference_url,
@@ -204,7 +203,8 @@ class DemoEnvironment:
             **self._gitops_env(),
             **self.metrics_env,
         }
-        argv = [str(Path(sys.executable).with_name("canaryflow")), "controller", "serve"]
+        db = self.config.workdir / "controller.db"
+        argv = [str(Path(sys.executable).with_name("canaryflow")), "controller", "serve", "--db", str(db)]
         self.say(f"starting the controller on {self.controller_url} (local workflow runner)")
         proc = ManagedProcess("controller", argv, self.logs / "controller.log", env=env)
         self.processes.append(proc)
