@@ -19,7 +19,6 @@ from controller.settings import ControllerSettings
 if TYPE_CHECKING:
     from workflows.dag import DagNode
     from workflows.steps.base import StepInput, StepOutcome
-    from workflows.steps.context import StepContext
 
     StepRunner = Callable[[DagNode, StepInput], StepOutcome]
 
@@ -34,9 +33,9 @@ def build_engine(settings: ControllerSettings) -> WorkflowEngine:
 
         return ArgoEngine(workflow_settings, load_policy)
     from workflows.local.runner import LocalRunner
-    from workflows.steps import step_runner
+    from workflows.steps import StepContext, step_runner
 
-    context = build_step_context(settings)
+    context = StepContext.from_settings(settings)
     if faults.armed():
         context.gitops = faults.CrashAfterPush(context.gitops)
     return LocalRunner(settings.db_path, waiting_on_metrics_errors(step_runner(context)), load_policy)
@@ -57,32 +56,6 @@ def waiting_on_metrics_errors(run_step: StepRunner) -> StepRunner:
             return StepOutcome(state="running", message=f"waiting: metrics unavailable ({exc})")
 
     return run
-
-
-def build_step_context(settings: ControllerSettings) -> StepContext:
-    """The ports the local runner's steps act through, from the gitops, metrics and controller settings."""
-    from controller.metrics.factory import MetricsSettings, metrics_source_from_settings
-    from controller.readiness.factory import readiness_from_settings
-    from controller.registry import MlflowRegistry
-    from gitops.factory import approval_from_settings, git_repo_from_settings, traffic_mode_from_policy
-    from gitops.settings import GitOpsSettings
-    from policies import load_policy
-    from workflows.steps.context import StepContext, repo_manifest_check
-
-    if not settings.registry_tracking_uri:
-        raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
-    gitops_settings = GitOpsSettings()
-    repo = git_repo_from_settings(gitops_settings)
-    return StepContext(
-        gitops=repo,
-        registry=MlflowRegistry(settings.registry_tracking_uri),
-        metrics=metrics_source_from_settings(MetricsSettings()),
-        policy_for=load_policy,
-        check_manifests=repo_manifest_check(repo),
-        traffic_mode_for=traffic_mode_from_policy(),
-        readiness=readiness_from_settings(settings),
-        approval=approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None,
-    )
 
 
 def build_approval_gate() -> ApprovalGate | None:
