@@ -82,12 +82,13 @@ def running_server(
     routing: RoutingConfig | None,
     loader: Callable[[str], SentenceTransformerModel] | None,
     wait_ready: bool = True,
+    engine_socket: str | None = None,
     **settings: Any,
 ) -> Iterator[RunningServer]:
     port = free_port()
     config = InferenceSettings(host="127.0.0.1", port=port, device="cpu", **settings)
     metrics = ServerMetrics()
-    app = create_app(config, routing, loader=loader, metrics=metrics)
+    app = create_app(config, routing, loader=loader, metrics=metrics, engine_socket=engine_socket)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
