@@ -7,20 +7,11 @@ database file (its own tables), so one file holds the whole state of the service
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
 from controller import faults
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
-
-if TYPE_CHECKING:
-    from workflows.dag import DagNode
-    from workflows.steps.base import StepInput, StepOutcome
-
-    StepRunner = Callable[[DagNode, StepInput], StepOutcome]
 
 
 def build_engine(settings: ControllerSettings) -> WorkflowEngine:
@@ -38,24 +29,7 @@ def build_engine(settings: ControllerSettings) -> WorkflowEngine:
     context = StepContext.from_settings(settings)
     if faults.armed():
         context.gitops = faults.CrashAfterPush(context.gitops)
-    return LocalRunner(settings.db_path, waiting_on_metrics_errors(step_runner(context)), load_policy)
-
-
-def waiting_on_metrics_errors(run_step: StepRunner) -> StepRunner:
-    """An analysis that cannot read its metrics waits (and says why) instead of failing the step: a
-    Prometheus outage must neither promote nor roll back a canary; `max_duration_s` bounds the wait."""
-    from controller.metrics import MetricsError
-    from workflows.steps.base import StepOutcome
-
-    def run(node: DagNode, step_input: StepInput) -> StepOutcome:
-        try:
-            return run_step(node, step_input)
-        except MetricsError as exc:
-            if node.kind != "analyze":
-                raise
-            return StepOutcome(state="running", message=f"waiting: metrics unavailable ({exc})")
-
-    return run
+    return LocalRunner(settings.db_path, step_runner(context), load_policy)
 
 
 def build_approval_gate() -> ApprovalGate | None:

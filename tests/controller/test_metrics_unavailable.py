@@ -19,7 +19,6 @@ from controller.registry import MlflowRegistry
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
-from controller.wiring import waiting_on_metrics_errors
 from gitops.git import GitRepo
 from gitops.settings import GitOpsSettings
 from policies.model import Policy, SampleRatioPolicy, TrafficStep
@@ -56,7 +55,7 @@ def controller_with(metrics, mlflow_server, git_remote, tmp_path):
     )
     settings = ControllerSettings(db_path=tmp_path / "c.db", mlflow_webhook_secret=SecretStr("s"))
     store = RolloutStore(settings.db_path)
-    runner = LocalRunner(settings.db_path, waiting_on_metrics_errors(step_runner(ctx)), lambda name: POLICY)
+    runner = LocalRunner(settings.db_path, step_runner(ctx), lambda name: POLICY)
     reconciler = Reconciler(
         settings, store, runner, registry, ControllerMetrics(store), policy_loader=lambda name: POLICY
     )

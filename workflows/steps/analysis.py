@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from controller.analysis import analyze as analyze_observations
+from controller.metrics import MetricsError
 from gitops.report import approval_report
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import StepContext
@@ -20,7 +21,19 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
     policy = step.policy or ctx.policy_for(spec.policy)
     index = step.int_param("step_index")
     since = step.started_at if step.started_at is not None else time.time()
-    observations = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=since)
+    try:
+        observations = ctx.metrics.observe(
+            spec.model, spec.baseline_version, spec.canary_version, since=since
+        )
+    except MetricsError as exc:
+        # An outage must neither promote nor roll back: wait, and say why, until the step's time is up.
+        if time.time() - since >= policy.max_duration_s:
+            return StepOutcome(
+                state="failed",
+                outputs={"verdict": "inconclusive"},
+                message=f"inconclusive: metrics unavailable until max_duration_s ({exc})",
+            )
+        return StepOutcome(state="running", message=f"waiting: metrics unavailable ({exc})")
     result = analyze_observations(policy, observations, step_index=index)
     outputs = {"verdict": result.status, "verdict_json": result.verdict.model_dump_json()}
     reasons = "; ".join(
