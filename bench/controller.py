@@ -39,6 +39,7 @@ import uvicorn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from canaryflow.core.buckets import LATENCY_BUCKETS_S  # noqa: E402
 from canaryflow.local.gitremote import init_bare_remote  # noqa: E402
 from canaryflow.local.mlflow_server import start_mlflow  # noqa: E402
 from canaryflow.local.process import free_port  # noqa: E402
@@ -46,44 +47,7 @@ from canaryflow.local.prometheus import start_prometheus  # noqa: E402
 from controller.webhooks.signing import sign_mlflow  # noqa: E402
 
 SECRET = "bench-secret"
-BUCKETS_S = [
-    b / 1000
-    for b in (
-        1,
-        1.5,
-        2,
-        3,
-        4,
-        5,
-        6,
-        8,
-        10,
-        12,
-        15,
-        20,
-        25,
-        30,
-        40,
-        50,
-        60,
-        80,
-        100,
-        125,
-        150,
-        200,
-        250,
-        300,
-        400,
-        500,
-        750,
-        1000,
-        1500,
-        2000,
-        3000,
-        5000,
-        10000,
-    )
-]
+BUCKETS_S = list(LATENCY_BUCKETS_S)
 POLICY = """name: bench
 traffic_mode: configmap
 steps:

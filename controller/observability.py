@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -16,18 +16,7 @@ from prometheus_client.registry import Collector
 from controller.rollout.machine import RolloutPhase
 from controller.rollout.store import RolloutStore
 
-_PHASES: tuple[RolloutPhase, ...] = (
-    "pending",
-    "canary",
-    "awaiting_approval",
-    "promoting",
-    "promoted",
-    "rolling_back",
-    "rolled_back",
-    "superseding",
-    "superseded",
-    "failed",
-)
+_PHASES: tuple[RolloutPhase, ...] = get_args(RolloutPhase)
 
 
 class _RolloutsByPhase(Collector):

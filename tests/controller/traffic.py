@@ -11,41 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-BUCKETS_MS = (
-    1,
-    1.5,
-    2,
-    3,
-    4,
-    5,
-    6,
-    8,
-    10,
-    12,
-    15,
-    20,
-    25,
-    30,
-    40,
-    50,
-    60,
-    80,
-    100,
-    125,
-    150,
-    200,
-    250,
-    300,
-    400,
-    500,
-    750,
-    1000,
-    1500,
-    2000,
-    3000,
-    5000,
-    10000,
-)
+from canaryflow.core.buckets import LATENCY_BUCKETS_S
 
 
 class TrafficServer:
@@ -56,7 +22,7 @@ class TrafficServer:
             "canaryflow_request_duration_seconds",
             "latency",
             ["model", "version"],
-            buckets=[b / 1000 for b in BUCKETS_MS],
+            buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
         self.requests = Counter(
