@@ -26,8 +26,8 @@ from canaryflow.model_assets import Variant
 from canaryflow.report import ReportData, StepRecord, TimePoint, render_html
 from controller.analysis.observations import Histogram
 from controller.metrics import MetricsError, MetricsSource
+from controller.rollout.machine import TERMINAL
 
-TERMINAL = {"promoted", "rolled_back", "superseded", "failed"}
 DECISION_OF_PHASE = {"promoted": "promote", "rolled_back": "rollback"}
 
 
