@@ -317,7 +317,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     gpu = args.device.startswith("cuda")
     single = [int(c) for c in (args.single or ("1,8,32" if args.quick else "1,64,256,512")).split(",")]
-    batch32 = [int(c) for c in (args.batch32 or ("1,4,16" if args.quick else "8,32,64,128")).split(",")]
+    batch32 = [int(c) for c in (args.batch32 or ("1,4,8" if args.quick else "8,32,64,128")).split(",")]
     measure_s = args.measure_s or (5.0 if args.quick else 8.0)
     warmup_s = 1.5 if args.quick else 2.0
 
