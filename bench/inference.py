@@ -373,7 +373,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
 
-    report = {
+    report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
         "settings": {
             "workers": args.workers,

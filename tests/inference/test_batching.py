@@ -80,6 +80,6 @@ def test_order_preserved_under_concurrency(single_server: RunningServer, st_mode
     batches = (
         single_server.metric("canaryflow_batch_size_count", model="minilm", version="1") - batches_before
     )
-    texts = single_server.metric("canaryflow_batch_size_sum", model="minilm", version="1") - texts_before
-    assert texts == sum(len(r) for r in requests)
+    merged = single_server.metric("canaryflow_batch_size_sum", model="minilm", version="1") - texts_before
+    assert merged == sum(len(r) for r in requests)
     assert batches < len(requests), "concurrent requests were merged into shared batches"

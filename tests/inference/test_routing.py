@@ -61,7 +61,7 @@ def test_http_split_and_version_header(loader) -> None:
     config = routing(("1", "mem://minilm", 90, "baseline"), ("2", "mem://minilm-perturbed", 10, "canary"))
     n = 240
     with running_server(config, loader) as server, server.client() as client:
-        seen = Counter()
+        seen: Counter[str] = Counter()
         for i in range(n):
             response = client.post("/v1/embeddings", json={"input": SENTENCES[i % 3], "model": "minilm"})
             assert response.status_code == 200
