@@ -17,9 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(demo.app, name="demo", help="Run a whole rollout on one machine (promote, then roll back).")
-app.add_typer(
-    controller.app, name="controller", help="Webhooks, rollout store, analysis loop."
-)
+app.add_typer(controller.app, name="controller", help="Webhooks, rollout store, analysis loop.")
 app.command("serve", help="The inference server: multi-version embedding server with canary routing.")(
     serve.serve
 )
