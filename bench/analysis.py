@@ -40,7 +40,7 @@ SIGMA = 0.35
 BASE_ERROR = 0.005
 CANARY_SHARE = 0.10
 DURATION_S = 1800.0
-HORIZONS_S = (60, 120, 180, 240, 300, 450, 600, 900, 1200, 1800)
+HORIZONS_S = (15, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800)
 
 
 @dataclass(frozen=True)
@@ -137,17 +137,29 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
 
 
 @functools.cache
-def _policy() -> Policy:
-    return load_policy("default")
+def _policy(guard: bool = True) -> Policy:
+    """The default policy; without its 60 s minimum step time, to show what the statistics alone need."""
+    policy = load_policy("default")
+    if guard:
+        return policy
+    steps = [step.model_copy(update={"min_duration_s": 0.0}) for step in policy.steps]
+    return policy.model_copy(update={"steps": steps})
 
 
-def judge_one(job: tuple[int, float, int]) -> tuple[tuple[str, float], dict[int, str], tuple[str, float]]:
-    """All three judges on one simulated log (a worker's unit of work)."""
+Decided = tuple[str, float]
+
+
+def judge_one(job: tuple[int, float, int]) -> tuple[Decided, Decided, dict[int, str], Decided]:
+    """All judges on one simulated log (a worker's unit of work)."""
     index, rps, seed = job
     log = simulate(SCENARIOS[index], rps, seed * 7919 + int(rps))
-    verdict = replay_log(_policy(), log, start_s=0.0)
-    ours = (verdict.decision, verdict.decided_at_s if verdict.decided_at_s is not None else DURATION_S)
-    return ours, {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
+    ours = []
+    for guard in (True, False):
+        verdict = replay_log(_policy(guard), log, start_s=0.0)
+        ours.append(
+            (verdict.decision, verdict.decided_at_s if verdict.decided_at_s is not None else DURATION_S)
+        )
+    return ours[0], ours[1], {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
 
 
 def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str, object]]:
@@ -160,14 +172,16 @@ def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str
                 results = pool.map(judge_one, [(index, rps, seed) for seed in range(seeds)])
                 raw[sc.name] = {
                     "ours": [r[0] for r in results],
-                    "fixed": {h: [r[1][h] for r in results] for h in HORIZONS_S},
-                    "thresh": [r[2] for r in results],
+                    "ours_unguarded": [r[1] for r in results],
+                    "fixed": {h: [r[2][h] for r in results] for h in HORIZONS_S},
+                    "thresh": [r[3] for r in results],
                 }
                 print(f"  {rps:g} rps, {sc.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
             horizon = _calibrated_horizon(raw)
             for sc in SCENARIOS:
                 r = raw[sc.name]
                 rows.append(_row(sc, rps, "canaryflow", r["ours"]))
+                rows.append(_row(sc, rps, "canaryflow, no 60 s guard", r["ours_unguarded"]))
                 fixed = [(d, float(horizon)) for d in r["fixed"][horizon]]
                 rows.append(_row(sc, rps, f"fixed-horizon MWU ({horizon:.0f}s)", fixed))
                 rows.append(_row(sc, rps, "threshold (Argo-style)", r["thresh"]))
