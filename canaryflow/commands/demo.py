@@ -19,7 +19,7 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="where everything is written (default: demo-output/<time>)")
     ] = None,
-    rate: Annotated[float, typer.Option(help="load in requests/s (default: 16, or 24 with --fast)")] = 0.0,
+    rate: Annotated[float, typer.Option(help="load in requests/s (default: 24, or 40 with --fast)")] = 0.0,
     policy: Annotated[str, typer.Option(help="rollout policy: a shipped name or a YAML path")] = "demo",
 ) -> None:
     """Start MLflow, a GitOps repo, the inference server, Prometheus and the controller; promote a good

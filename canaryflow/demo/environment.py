@@ -52,7 +52,7 @@ class DemoConfig:
 
     @property
     def load_rate(self) -> float:
-        return self.rate or (24.0 if self.fast else 16.0)
+        return self.rate or (40.0 if self.fast else 24.0)
 
 
 @dataclass
