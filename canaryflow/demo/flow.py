@@ -134,7 +134,8 @@ class RolloutWatcher:
         foot = Text(
             (f"waiting: {waiting}\n" if waiting else "")
             + (
-                f"load: {traffic.ok} ok, {traffic.failed} failed, by version {traffic.by_version}"
+                f"load: {traffic.ok} ok, {traffic.failed} failed, {traffic.shed} shed, "
+                f"by version {traffic.by_version}"
                 if traffic
                 else ""
             )
