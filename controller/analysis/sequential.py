@@ -66,15 +66,18 @@ def binomial_cs(successes: ArrayLike, trials: ArrayLike, alpha: float) -> tuple[
     bisection between the observed rate (never rejected) and 0 or 1. With no trials the bounds are
     0 and 1: no data never decides anything.
     """
-    s = np.asarray(successes, dtype=float)
-    n = np.asarray(trials, dtype=float)
-    s, n = np.broadcast_arrays(s, n)
+    s, n = np.broadcast_arrays(np.asarray(successes, dtype=float), np.asarray(trials, dtype=float))
+    s, n = np.array(s), np.array(n)
     threshold = np.log(1.0 / alpha)
     rate = np.divide(s, n, out=np.zeros_like(s, dtype=float), where=n > 0)
-    lower = _bisect(s, n, threshold, inside=rate, outside=np.zeros_like(rate), above=True)
-    upper = _bisect(s, n, threshold, inside=rate, outside=np.ones_like(rate), above=False)
-    lower = np.where(s <= 0, 0.0, lower)
-    upper = np.where(s >= n, 1.0, upper)
+    # No success: the lower bound is 0; no failure: the upper bound is 1 (most histogram bounds are
+    # one or the other), so only the rest are searched.
+    lower = np.zeros_like(rate)
+    upper = np.ones_like(rate)
+    need = s > 0
+    lower[need] = _bisect(s[need], n[need], threshold, inside=rate[need], outside=lower[need], above=True)
+    need = s < n
+    upper[need] = _bisect(s[need], n[need], threshold, inside=rate[need], outside=upper[need], above=False)
     return lower, upper
 
 
