@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu
@@ -92,7 +93,7 @@ def simulate(sc: Scenario, rps: float, seed: int) -> RequestLog:
     if sc.load_swings:  # thinning: arrivals follow the load
         t = t[rng.random(n) < (1.0 + 0.6 * np.sin(2 * np.pi * t / 600.0)) / 1.6]
     n = t.shape[0]
-    canary = rng.random(n) < sc.canary_share
+    canary = np.asarray(rng.random(n) < sc.canary_share, dtype=np.bool_)
     mult, err = _load(t, sc)
     latency = rng.lognormal(np.log(MEDIAN_MS), SIGMA, n) * mult
     if sc.heavy_tail:
@@ -166,7 +167,7 @@ def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str
     rows: list[dict[str, object]] = []
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         for rps in rates:
-            raw: dict[str, dict[str, list]] = {}
+            raw: dict[str, dict[str, Any]] = {}
             for index, sc in enumerate(SCENARIOS):
                 started = time.perf_counter()
                 results = pool.map(judge_one, [(index, rps, seed) for seed in range(seeds)])

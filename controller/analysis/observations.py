@@ -49,7 +49,9 @@ class Histogram(BaseModel):
         return cls(bounds=list(bounds), counts=[0] * len(bounds), total=0)
 
     @classmethod
-    def from_values(cls, values: Sequence[float] | np.ndarray, bounds: Sequence[float]) -> Histogram:
+    def from_values(
+        cls, values: Sequence[float] | np.ndarray, bounds: Sequence[float] | np.ndarray
+    ) -> Histogram:
         """Bucket raw samples the way a Prometheus histogram does (`le`: value <= bound)."""
         sorted_values = np.sort(np.asarray(values, dtype=float))
         counts = np.searchsorted(sorted_values, np.asarray(bounds, dtype=float), side="right")
