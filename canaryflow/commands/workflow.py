@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 import yaml
@@ -18,6 +18,10 @@ from pydantic import ValidationError
 
 from canaryflow.core.types import RolloutSpec, WorkflowStatus
 from canaryflow.settings import SettingsError
+
+if TYPE_CHECKING:
+    from policies.model import Policy
+    from workflows.argo.engine import ArgoEngine
 
 app = typer.Typer(
     help="The rollout Workflow: render as YAML, submit to Argo, run locally.", no_args_is_help=True
@@ -165,6 +169,24 @@ def _call(what: str, fn: Any) -> Any:
         _fail(f"{what}: no workflow named {exc}")
 
 
+def _argo_rollout(
+    model: str | None,
+    baseline: str | None,
+    canary: str | None,
+    rollout_id: str | None,
+    policy: str,
+    environment: str,
+) -> tuple[RolloutSpec, Policy, ArgoEngine]:
+    """The rollout named on the command line, its policy, and an engine on the configured Argo Server."""
+    from workflows.argo.engine import ArgoEngine
+
+    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
+    if spec is None:
+        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
+    rollout_policy = _policy(policy)
+    return spec, rollout_policy, ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
+
+
 @app.command("submit")
 def submit(
     model: str | None = _MODEL,
@@ -178,13 +200,7 @@ def submit(
     ),
 ) -> None:
     """Create the rollout Workflow on the Argo Server (from the installed WorkflowTemplate)."""
-    from workflows.argo.engine import ArgoEngine
-
-    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
-    if spec is None:
-        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
-    rollout_policy = _policy(policy)
-    engine = ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
+    spec, rollout_policy, engine = _argo_rollout(model, baseline, canary, rollout_id, policy, environment)
     if install_template:
         _call("install", lambda: engine.install(rollout_policy, environment, policy))
     name = _call("submit", lambda: engine.submit(spec))
@@ -201,14 +217,9 @@ def lint(
     environment: str = _ENV,
 ) -> None:
     """Have the Argo Server check a rollout's Workflow without creating it."""
-    from workflows.argo.engine import ArgoEngine
     from workflows.dag import workflow_name
 
-    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
-    if spec is None:
-        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
-    rollout_policy = _policy(policy)
-    engine = ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
+    spec, _, engine = _argo_rollout(model, baseline, canary, rollout_id, policy, environment)
     _call("lint", lambda: engine.lint(spec))
     typer.echo(f"{workflow_name(spec)}: valid")
 
