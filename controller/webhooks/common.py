@@ -14,6 +14,15 @@ from controller.webhooks.events import WebhookRejected
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def require_secret(secret: str | None, sender: str) -> str:
+    """A sender with no secret configured is refused outright: an unsigned delivery proves nothing."""
+    if not secret:
+        raise WebhookRejected(
+            401, f"no {sender} webhook secret configured on the controller; unsigned deliveries are refused"
+        )
+    return secret
+
+
 def require_header(headers: Mapping[str, str], name: str, status: int = 400) -> str:
     value = headers.get(name) or headers.get(name.lower())
     if not value:

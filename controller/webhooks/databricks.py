@@ -14,7 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.webhooks.common import check_fresh, json_object, require_header, validation_reason
+from controller.webhooks.common import (
+    check_fresh,
+    json_object,
+    require_header,
+    require_secret,
+    validation_reason,
+)
 from controller.webhooks.events import RegistryChange, RegistryEvent, WebhookRejected
 from controller.webhooks.signing import verify_databricks
 
@@ -33,10 +39,7 @@ EVENTS: dict[str, RegistryChange] = {
 def parse_databricks(
     headers: Mapping[str, str], body: bytes, secret: str | None, now_s: float, tolerance_s: float
 ) -> RegistryEvent:
-    if not secret:
-        raise WebhookRejected(
-            401, "no Databricks webhook secret configured on the controller; unsigned deliveries are refused"
-        )
+    secret = require_secret(secret, "Databricks")
     signature = require_header(headers, SIGNATURE_HEADER, status=401)
     if not verify_databricks(secret, body, signature):
         raise WebhookRejected(401, f"{SIGNATURE_HEADER} does not match the body")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from controller.webhooks.common import delivery_id_from, json_object, require_header
+from controller.webhooks.common import delivery_id_from, json_object, require_header, require_secret
 from controller.webhooks.events import ApprovalEvent, WebhookRejected
 from controller.webhooks.signing import verify_github
 
@@ -20,10 +20,7 @@ HANDLED = ("pull_request_review", "pull_request", "ping")
 
 
 def parse_github(headers: Mapping[str, str], body: bytes, secret: str | None) -> ApprovalEvent:
-    if not secret:
-        raise WebhookRejected(
-            401, "no GitHub webhook secret configured on the controller; unsigned deliveries are refused"
-        )
+    secret = require_secret(secret, "GitHub")
     event = require_header(headers, EVENT_HEADER)
     delivery_id = delivery_id_from(headers, DELIVERY_HEADER)
     signature = require_header(headers, SIGNATURE_HEADER, status=401)

@@ -17,6 +17,7 @@ from controller.webhooks.common import (
     delivery_id_from,
     json_object,
     require_header,
+    require_secret,
     validation_reason,
 )
 from controller.webhooks.events import RegistryChange, RegistryEvent, WebhookRejected
@@ -38,10 +39,7 @@ def parse_mlflow(
     headers: Mapping[str, str], body: bytes, secret: str | None, now_s: float, tolerance_s: float
 ) -> RegistryEvent:
     """Verifies one delivery and returns the change it carries; raises WebhookRejected otherwise."""
-    if not secret:
-        raise WebhookRejected(
-            401, "no MLflow webhook secret configured on the controller; unsigned deliveries are refused"
-        )
+    secret = require_secret(secret, "MLflow")
     delivery_id = delivery_id_from(headers, DELIVERY_HEADER)
     timestamp = require_header(headers, TIMESTAMP_HEADER)
     signature = require_header(headers, SIGNATURE_HEADER, status=401)
