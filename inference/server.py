@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from canaryflow.core.errors import first_error
 from canaryflow.core.routing import RoutingConfig
 from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedResult
 from inference.cache import ModelCache
@@ -62,9 +63,7 @@ def read_routing_file(path: Path) -> RoutingConfig:
     try:
         return RoutingConfig.model_validate(doc)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "routing"
-        raise ValueError(f"{path}: {where}: {first['msg']}") from exc
+        raise ValueError(f"{path}: {first_error(exc, 'routing')}") from exc
 
 
 class ModelServer:

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from canaryflow.core.errors import first_error
+
 app = typer.Typer(
     help="The controller: registry webhooks in, rollouts driven to a decision.", no_args_is_help=True
 )
@@ -26,9 +28,7 @@ def _settings(overrides: dict[str, Any]) -> Any:
     try:
         return ControllerSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        _fail(f"{where}: {first['msg']}")
+        _fail(first_error(exc, "settings"))
     except SettingsError as exc:
         _fail(str(exc))
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from canaryflow.core.errors import first_error
 from canaryflow.core.routing import RoutedVersion, RoutingConfig
 
 _REGISTRY_VERSION = re.compile(r"^models:/[^/@]+/([1-9][0-9]*)$")
@@ -43,9 +44,7 @@ def routing_from_uris(name: str, uris: list[str], versions: list[str], weights: 
 
 
 def _reason(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return first_error(exc, None)
 
 
 def serve(

@@ -16,6 +16,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from canaryflow.core.errors import first_error
 from canaryflow.core.types import RolloutSpec, WorkflowStatus
 from canaryflow.settings import SettingsError
 
@@ -34,9 +35,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "input"
-    return f"{where}: {err['msg']}"
+    return first_error(exc)
 
 
 def _settings(**overrides: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from canaryflow.core.errors import first_error
 from controller.webhooks.events import WebhookRejected
 
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -59,7 +60,4 @@ def json_object(body: bytes) -> dict[str, Any]:
 
 def validation_reason(exc: ValidationError) -> str:
     """One line naming the first offending field, e.g. "model: 'My Model' is not a valid ..."."""
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{where}: {msg}"
+    return first_error(exc, "body")
