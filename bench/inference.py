@@ -92,9 +92,16 @@ def raw_ceiling(model_path: str, device: str, n_sentences: int, n_single: int) -
         except Exception as exc:  # the ceiling is informative; the run goes on without it
             print(f"forward-only measurement failed: {exc!r}", flush=True)
     del model
+    served: dict[str, Any] = {}
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
+        for graphs in (False, True):
+            try:
+                served.update(_served_forward(model_path, device, sentences[:1024], graphs))
+            except Exception as exc:
+                print(f"served-forward measurement (graphs={graphs}) failed: {exc!r}", flush=True)
     return {
+        **served,
         "encode_batch256_sentences_per_s": n_sentences / batch_s,
         "encode_single_p50_ms": percentile(latencies, 50),
         "encode_single_p99_ms": percentile(latencies, 99),
@@ -119,6 +126,44 @@ def _forward_only(model: Any, sentences: list[str], device: str) -> float:
             model(features)
         torch.cuda.synchronize()
     return reps * len(sentences) / (time.perf_counter() - t0)
+
+
+def _served_forward(model_path: str, device: str, sentences: list[str], graphs: bool) -> dict[str, float]:
+    """The server's own forward path (packed tokens in, float32 rows out, copies included), eager or
+    replayed from CUDA graphs: chunks of 256 sentences, and one sentence at a time."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from inference.models.sentence_transformer import SentenceTransformerModel
+
+    model = SentenceTransformerModel(
+        SentenceTransformer(model_path, device="cpu"), device=device, cuda_graphs=graphs
+    )
+    t0 = time.perf_counter()
+    model.warm_up()
+    warm_s = time.perf_counter() - t0
+    tokens = model.tokenize(sentences)
+    chunks = [tokens.take(np.arange(i, i + 256)) for i in range(0, len(tokens) - 255, 256)]
+    singles = [tokens.take([i]) for i in range(200)]
+    for chunk in chunks:
+        model.embed(chunk)
+    reps = 10
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for chunk in chunks:
+            model.embed(chunk)
+    chunk_rate = reps * 256 * len(chunks) / (time.perf_counter() - t0)
+    latencies = []
+    for single in singles:
+        t1 = time.perf_counter()
+        model.embed(single)
+        latencies.append((time.perf_counter() - t1) * 1000)
+    key = "graphed" if graphs else "eager"
+    return {
+        f"served_{key}_chunk256_sentences_per_s": chunk_rate,
+        f"served_{key}_single_p50_ms": percentile(latencies, 50),
+        f"served_{key}_warm_up_s": warm_s,
+    }
 
 
 # -- 2. the server under load --------------------------------------------------------------------
@@ -253,6 +298,31 @@ def load_test(
     }
 
 
+def start_profilers(server_pid: int, seconds: float, out_dir: str, tag: str) -> list[subprocess.Popen]:
+    """py-spy (sampling, non-blocking) on every server process during one load point; the
+    collapsed stacks say where each process spends its time under that load."""
+    import shutil
+
+    import psutil
+
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("--profile: py-spy not found on PATH; no profile taken", flush=True)
+        return []
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    children = sorted(psutil.Process(server_pid).children(recursive=True), key=lambda p: p.create_time())
+    options = ["--duration", str(max(1, int(seconds))), "--rate", "100", "--format", "raw"]
+    options += ["--nonblocking", "--threads"]
+    return [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(child.pid), *options, "-o", f"{out_dir}/{tag}-{i:02d}.txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i, child in enumerate(children)
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -307,6 +377,7 @@ def main() -> None:
     parser.add_argument("--batch32", default=None, help="concurrencies for 32-sentence requests")
     parser.add_argument("--measure-s", type=float, default=None)
     parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
+    parser.add_argument("--profile", default=None, help="dir: py-spy stacks at each kind's top load")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
     args = parser.parse_args()
 
@@ -358,7 +429,12 @@ def main() -> None:
         print(f"max |server - encode| = {max_diff:.2e}", flush=True)
         for per_request, levels in ((1, single), (32, batch32)):
             for c in levels:
+                spies = []
+                if args.profile and c == levels[-1]:
+                    spies = start_profilers(server.pid, measure_s, args.profile, f"r{per_request}-c{c}")
                 result = load_test(port, c, per_request, args.clients, warmup_s, measure_s)
+                for spy in spies:
+                    spy.wait(timeout=60)
                 runs.append(result)
                 print(
                     f"  {per_request:>2} texts/req  c={c:<4} {result['sentences_per_s']:>9.0f} sent/s "

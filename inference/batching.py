@@ -223,58 +223,48 @@ class DynamicBatcher:
         fresh = model.tokenize(raw) if raw else None
         if fresh is not None and len(raw) == sum(len(p.texts) for p in batch):
             return fresh
-        ids: list[list[int]] = []
-        type_ids: list[list[int]] = []
-        truncated: list[bool] = []
+        parts: list[TokenizedBatch] = []
         at = 0
         for pending in batch:
-            part = pending.texts
-            if not isinstance(part, TokenizedBatch):
+            if isinstance(pending.texts, TokenizedBatch):
+                parts.append(pending.texts)
+            else:
                 assert fresh is not None
-                n = len(part)
-                part = TokenizedBatch(
-                    fresh.ids[at : at + n], fresh.type_ids[at : at + n], fresh.truncated[at : at + n]
-                )
-                at += n
-            ids += part.ids
-            type_ids += part.type_ids
-            truncated += part.truncated
-        return TokenizedBatch(ids, type_ids, truncated)
+                parts.append(fresh.take(np.arange(at, at + len(pending.texts))))
+                at += len(pending.texts)
+        return TokenizedBatch.concat(parts)
 
     def _process(self, batch: list[_Pending]) -> _Outcome:
         """Runs in a worker thread: tokenize, chunk, forward, and split results per request."""
         with self._lease() as model:
             tokenized = self._tokenize(model, batch)
-            texts = tokenized.ids
             lengths = tokenized.lengths
             chunks = plan_chunks(
-                lengths,
+                lengths.tolist(),
                 self._config.max_batch_size,
                 self._config.max_chunk_tokens,
                 model.launch_cost_tokens,
             )
-            out = np.empty((len(texts), model.dimension), dtype=np.float32)
+            out = np.empty((len(tokenized), model.dimension), dtype=np.float32)
             padded = 0
             for chunk in chunks:
-                out[chunk] = model.embed(
-                    [tokenized.ids[i] for i in chunk], [tokenized.type_ids[i] for i in chunk]
-                )
-                padded += lengths[chunk[-1]] * len(chunk)
+                out[chunk] = model.embed(tokenized.take(chunk))
+                padded += int(lengths[chunk[-1]]) * len(chunk)
         outcome = _Outcome(
-            stats=BatchStats(len(texts), sum(lengths), padded, len(chunks)),
+            stats=BatchStats(len(tokenized), int(lengths.sum()), padded, len(chunks)),
         )
         start = 0
         for pending in batch:
             end = start + len(pending.texts)
-            if not self._config.truncate and any(tokenized.truncated[start:end]):
-                over = [i - start for i in range(start, end) if tokenized.truncated[i]]
+            if not self._config.truncate and tokenized.truncated[start:end].any():
+                over = np.flatnonzero(tokenized.truncated[start:end]).tolist()
                 outcome.results.append(
                     InputTooLong(f"input {over}: longer than the model's {model.max_seq_length} tokens")
                 )
             else:
                 outcome.results.append(
                     EmbedResult(
-                        out[start:end], sum(lengths[start:end]), pending.dispatched - pending.enqueued
+                        out[start:end], int(lengths[start:end].sum()), pending.dispatched - pending.enqueued
                     )
                 )
             start = end

@@ -11,7 +11,7 @@ in frames of whatever finished in the same turn, so there are far fewer messages
 The engine pushes the routing table to the fronts after each change it has loaded, so a front
 never routes to a version the engine does not have yet.
 
-    front -> engine   ("embed", [(request_id, version, (ids, type_ids, truncated)), ...])
+    front -> engine   ("embed", [(request_id, version, TokenizedBatch), ...])
     engine -> front   ("config", routing_json, {loaded version: tokenizer spec}) | ("error", reason)
                       ("results", [(request_id, "ok", (embeddings, tokens, queue_s))
                                    | (request_id, "queue_full"|"unknown"|"too_long"|"error", reason)])
@@ -34,7 +34,7 @@ from inference.server import ModelServer, UnknownVersion, freeze_heap
 from inference.tokenization import TextTokenizer
 
 log = logging.getLogger("canaryflow.inference.engine")
-_INLINE_TEXTS = 4  # below this, tokenizing costs less than a hop to a thread
+_INLINE_TEXTS = 64  # up to this, tokenizing costs less than a hop to a thread and back
 _HEADER = struct.Struct("!I")
 
 
@@ -108,9 +108,9 @@ class Engine:
         try:
             while True:
                 _, items = await _read_frame(reader)
-                for request_id, version, (ids, type_ids, truncated) in items:
+                for request_id, version, tokens in items:
                     try:
-                        future = self.server.submit(version, TokenizedBatch(ids, type_ids, truncated))
+                        future = self.server.submit(version, tokens)
                     except QueueFull as exc:
                         front.reply(request_id, "queue_full", str(exc))
                         continue
@@ -188,7 +188,7 @@ class EngineClient:
         self._futures[self._next_id] = future
         if not self._outbox:
             loop.call_soon(self._flush)
-        self._outbox.append((self._next_id, version, (tokens.ids, tokens.type_ids, tokens.truncated)))
+        self._outbox.append((self._next_id, version, tokens))
         return future
 
     def _flush(self) -> None:

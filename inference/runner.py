@@ -2,14 +2,12 @@
 
 One process (`workers=1`) holds the models and serves HTTP: simplest, enough on a CPU. One Python
 process cannot parse tens of thousands of HTTP requests per second, so `workers=N` starts N:
-- replicas (default): each process is a whole server with its own copy of the models and its own
-  batcher; the processes share the GPU (it time-slices between their contexts). Measured best on
-  an H100 with MiniLM (bench/inference.md): N event loops *and* N Python interpreters launching
-  forward passes.
-- engine (`engine=True`): N HTTP fronts and one engine process that alone holds the models and
-  the GPU (`inference.engine`): one copy of the weights and one CUDA context, but every forward
-  pass is launched from one interpreter, which caps throughput until forward passes are captured
-  as CUDA graphs.
+- engine (the default on a GPU): N HTTP fronts that parse, route and tokenize, and one engine
+  process that alone holds the models and the GPU (`inference.engine`): one copy of the weights,
+  one CUDA context, and every front's texts merged into the same batches. Forward passes replay
+  CUDA graphs, so one interpreter launches them fast enough for the whole GPU.
+- replicas (the default on a CPU): each process is a whole server with its own copy of the models
+  and its own batcher; on a GPU the processes' contexts time-slice the device.
 Metrics of all processes are merged through prometheus_client's multiprocess files, so
 `/metrics` on any process shows the whole server.
 """
@@ -73,6 +71,8 @@ def _serve_http(
 
 
 def _front(settings_json: str, engine: str, index: int) -> None:
+    # The fronts are the parallelism: each tokenizes its own requests on one thread.
+    os.environ["RAYON_NUM_THREADS"] = "1"
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s front{index} %(levelname)s %(message)s")
     settings = InferenceSettings.model_validate_json(settings_json)
     _serve_http(settings, None, _bind(settings.host, settings.port, reuse_port=True), engine)
@@ -120,11 +120,18 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     ctx = multiprocessing.get_context("spawn")
     settings_json = settings.model_dump_json()
     routing_json = routing.model_dump_json() if routing else None
-    threads = max(2, (os.cpu_count() or 2) // 2)
-    procs = [ctx.Process(target=_engine, args=(settings_json, routing_json, engine_socket, threads))]
-    procs += [
-        ctx.Process(target=_front, args=(settings_json, engine_socket, i)) for i in range(settings.workers)
-    ]
+    cores = os.cpu_count() or 2
+    if settings.uses_engine():
+        threads = max(2, cores // 4)
+        procs = [ctx.Process(target=_engine, args=(settings_json, routing_json, engine_socket, threads))]
+        fronts = range(settings.workers)
+        procs += [ctx.Process(target=_front, args=(settings_json, engine_socket, i)) for i in fronts]
+    else:
+        threads = max(1, cores // settings.workers)
+        procs = [
+            ctx.Process(target=_replica, args=(settings_json, routing_json, i, threads))
+            for i in range(settings.workers)
+        ]
     for proc in procs:
         proc.start()
 

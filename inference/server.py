@@ -77,7 +77,9 @@ class ModelServer:
         self.metrics = metrics or ServerMetrics()
         self.device = settings.resolved_device()
         self._loader = loader or (
-            lambda uri: load_model(uri, self.device, settings.dtype, settings.tracking_uri)
+            lambda uri: load_model(
+                uri, self.device, settings.dtype, settings.tracking_uri, settings.cuda_graphs
+            )
         )
         budget = int(settings.gpu_memory_budget_mb * 2**20) if settings.gpu_memory_budget_mb else None
         self.cache = ModelCache(budget, self._on_cache_event)

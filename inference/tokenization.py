@@ -8,7 +8,10 @@ the GPU.
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer
+from itertools import chain
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
 
 from inference.models.base import TokenizedBatch
 
@@ -20,12 +23,16 @@ class TextTokenizer:
         if max_length is not None:
             self._tokenizer.enable_truncation(max_length=max_length)
         self.spec = self._tokenizer.to_str()
+        # Without character offsets (which serving never reads) the Rust side does a third less work.
+        self._encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
-        """Unpadded ids; `encode_batch` releases the GIL and runs in parallel."""
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        return TokenizedBatch(
-            ids=[e.ids for e in encodings],
-            type_ids=[e.type_ids for e in encodings],
-            truncated=[bool(e.overflowing) for e in encodings],
-        )
+        """Unpadded ids, packed; the Rust call releases the GIL and runs in parallel."""
+        encodings: list[Encoding] = self._encode(texts, add_special_tokens=True)
+        n = len(encodings)
+        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int32, count=n)
+        total = int(lengths.sum())
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int32, count=total)
+        type_ids = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), np.int32, count=total)
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=n)
+        return TokenizedBatch(ids, lengths, type_ids if type_ids.any() else None, truncated)

@@ -67,7 +67,14 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="server processes sharing the port")] = None,
     engine: Annotated[
         bool | None,
-        typer.Option("--engine/--replicas", help="workers>1: one engine process holds the models"),
+        typer.Option(
+            "--engine/--replicas",
+            help="workers>1: one engine process holds the models (default on a GPU), or whole replicas",
+        ),
+    ] = None,
+    cuda_graphs: Annotated[
+        bool | None,
+        typer.Option("--cuda-graphs/--no-cuda-graphs", help="GPU: replay captured forward passes"),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N")] = None,
     dtype: Annotated[
@@ -92,6 +99,7 @@ def serve(
             "port": port,
             "workers": workers,
             "engine": engine,
+            "cuda_graphs": cuda_graphs,
             "device": device,
             "dtype": dtype,
             "max_batch_size": max_batch_size,

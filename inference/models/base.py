@@ -1,13 +1,14 @@
 """The interface every served model kind implements.
 
 The batcher needs only three things from a model: tokenize many texts at once (off the event loop),
-run one padded forward pass over a chunk of similar-length inputs, and move its weights between the
-serving device and host memory (for the LRU cache). Keeping it this small lets other model kinds
-(ONNX, plain transformers) follow sentence-transformers without touching batching or routing.
+run forward passes over a chunk of similar-length inputs, and move its weights between the serving
+device and host memory (for the LRU cache). Keeping it this small lets other model kinds (ONNX,
+plain transformers) follow sentence-transformers without touching batching or routing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,18 +17,75 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class TokenizedBatch:
-    """Token ids per text (unpadded) and whether the text was cut to fit the model."""
+    """Token ids of many texts, packed: one flat array and each text's length.
 
-    ids: list[list[int]]
-    type_ids: list[list[int]]
-    truncated: list[bool]
+    Packed arrays cross process boundaries as a few buffers and pad into a forward pass's input with
+    one vectorised scatter; a list of lists would cost a Python step per token on each of those hops.
+    """
 
-    @property
-    def lengths(self) -> list[int]:
-        return [len(i) for i in self.ids]
+    ids: np.ndarray  # int32: every text's tokens back to back
+    lengths: np.ndarray  # int32: tokens per text
+    type_ids: np.ndarray | None  # int32, aligned with ids; None when all zero (single-segment texts)
+    truncated: np.ndarray  # bool per text: cut to fit the model
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.lengths)
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.cumsum(self.lengths, dtype=np.int64) - self.lengths
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> TokenizedBatch:
+        """The texts at `rows`, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        flat = _gather_index(self.starts[rows], lengths)
+        type_ids = None if self.type_ids is None else self.type_ids[flat]
+        return TokenizedBatch(self.ids[flat], lengths, type_ids, self.truncated[rows])
+
+    @staticmethod
+    def concat(parts: Sequence[TokenizedBatch]) -> TokenizedBatch:
+        if len(parts) == 1:
+            return parts[0]
+        type_ids = None
+        if any(p.type_ids is not None for p in parts):
+            type_ids = np.concatenate(
+                [p.type_ids if p.type_ids is not None else np.zeros_like(p.ids) for p in parts]
+            )
+        return TokenizedBatch(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.lengths for p in parts]),
+            type_ids,
+            np.concatenate([p.truncated for p in parts]),
+        )
+
+    def pad_into(self, ids: np.ndarray, mask: np.ndarray, type_ids: np.ndarray | None, pad_id: int) -> None:
+        """Write the texts as rows of the [rows >= len(self), width >= longest] input arrays.
+
+        Rows past the last text get one unmasked pad token, so that a fixed-shape (graphed) pass
+        computes finite numbers for them too.
+        """
+        width = ids.shape[1]
+        inside = np.arange(width)[None, :] < self.lengths[:, None]
+        n = len(self)
+        ids[:] = pad_id
+        mask[:] = 0
+        ids[:n][inside] = self.ids
+        mask[:n][inside] = 1
+        mask[n:, 0] = 1
+        if type_ids is not None:
+            type_ids[:] = 0
+            if self.type_ids is not None:
+                type_ids[:n][inside] = self.type_ids
+
+
+def _gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat positions of the segments [start, start + length) laid end to end."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    seg_starts = np.cumsum(lengths, dtype=np.int64) - lengths
+    return np.repeat(starts - seg_starts, lengths) + np.arange(total, dtype=np.int64)
 
 
 class EmbeddingModel(Protocol):
@@ -45,8 +103,8 @@ class EmbeddingModel(Protocol):
         """The tokenizer serialised, so other processes tokenize exactly as `tokenize` does."""
         ...
 
-    def embed(self, ids: list[list[int]], type_ids: list[list[int]]) -> np.ndarray:
-        """One forward pass over a chunk; returns float32 [len(ids), dimension] on the host."""
+    def embed(self, batch: TokenizedBatch) -> np.ndarray:
+        """Forward over one chunk of similar-length texts; float32 [len(batch), dimension] on the host."""
         ...
 
     def weight_bytes(self) -> int:

@@ -36,7 +36,11 @@ def _sentence_transformer_dir(root: Path) -> Path:
 
 
 def load_model(
-    uri: str, device: str = "cpu", dtype: str = "auto", tracking_uri: str | None = None
+    uri: str,
+    device: str = "cpu",
+    dtype: str = "auto",
+    tracking_uri: str | None = None,
+    cuda_graphs: bool = True,
 ) -> EmbeddingModel:
     """Load a sentence-transformers model (the one kind served today) on `device`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,4 +52,4 @@ def load_model(
     model_dir = _sentence_transformer_dir(resolve_model_dir(uri, tracking_uri))
     # Loaded on the CPU first so that an fp16 serving copy never costs a transient fp32 GPU copy.
     st = SentenceTransformer(str(model_dir), device="cpu")
-    return SentenceTransformerModel(st, device=device, dtype=dtype)
+    return SentenceTransformerModel(st, device=device, dtype=dtype, cuda_graphs=cuda_graphs)

@@ -4,22 +4,26 @@
 text; at serving rates that is where the time goes. Here tokenization calls the Rust tokenizer
 directly (`encode_batch` releases the GIL and runs in parallel) and the batcher pads each chunk only
 to its own longest text. The forward pass still runs the model's own module chain (transformer,
-pooling, normalize), so embeddings match `encode` for any sentence-transformers model.
+pooling, normalize), so embeddings match `encode` for any sentence-transformers model; on a GPU that
+chain is captured once per shape bucket as a CUDA graph and replayed (`cuda_graphs`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from inference.models.base import TokenizedBatch
+from inference.models.cuda_graphs import GraphedForward
 from inference.tokenization import TextTokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+log = logging.getLogger("canaryflow.inference")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -35,7 +39,9 @@ def serving_dtype(device: str, dtype: str) -> torch.dtype:
 class SentenceTransformerModel:
     """A loaded sentence-transformers model, placed on its serving device at its serving dtype."""
 
-    def __init__(self, model: SentenceTransformer, device: str = "cpu", dtype: str = "auto") -> None:
+    def __init__(
+        self, model: SentenceTransformer, device: str = "cpu", dtype: str = "auto", cuda_graphs: bool = True
+    ) -> None:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
         self._model = model.to(device=device, dtype=self._dtype).eval()
@@ -53,6 +59,11 @@ class SentenceTransformerModel:
         self._tokenizer = TextTokenizer(backend.to_str(), max_length=self.max_seq_length)
         self._pad_id = int(hf_tokenizer.pad_token_id or 0)
         self._use_type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", [])
+        self._graphs: GraphedForward | None = None
+        if cuda_graphs and device.startswith("cuda"):
+            self._graphs = GraphedForward(
+                self._forward, device, self.dimension, self.max_seq_length, self._pad_id, self._use_type_ids
+            )
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
         return self._tokenizer.tokenize(texts)
@@ -60,28 +71,24 @@ class SentenceTransformerModel:
     def tokenizer_spec(self) -> str:
         return self._tokenizer.spec
 
-    def _padded(self, rows: list[list[int]], width: int, fill: int) -> np.ndarray:
-        out = np.full((len(rows), width), fill, dtype=np.int64)
-        for i, row in enumerate(rows):
-            out[i, : len(row)] = row
-        return out
-
-    def embed(self, ids: list[list[int]], type_ids: list[list[int]]) -> np.ndarray:
-        width = max(len(r) for r in ids)
-        input_ids = self._padded(ids, width, self._pad_id)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for i, row in enumerate(ids):
-            mask[i, : len(row)] = 1
+    def _eager(self, batch: TokenizedBatch) -> np.ndarray:
+        width = int(batch.lengths.max())
+        planes = np.empty((3 if self._use_type_ids else 2, len(batch), width), dtype=np.int64)
+        batch.pad_into(planes[0], planes[1], planes[2] if self._use_type_ids else None, self._pad_id)
+        inputs = torch.from_numpy(planes).to(self.device, non_blocking=True)
+        features = {"input_ids": inputs[0], "attention_mask": inputs[1]}
+        if self._use_type_ids:
+            features["token_type_ids"] = inputs[2]
         with torch.inference_mode():
-            features = {
-                "input_ids": torch.from_numpy(input_ids).to(self.device, non_blocking=True),
-                "attention_mask": torch.from_numpy(mask).to(self.device, non_blocking=True),
-            }
-            if self._use_type_ids:
-                tt = self._padded(type_ids, width, 0)
-                features["token_type_ids"] = torch.from_numpy(tt).to(self.device, non_blocking=True)
-            out = self._model(features)["sentence_embedding"]
-            return out.float().cpu().numpy()
+            return self._forward(features).float().cpu().numpy()
+
+    def _forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._model(features)["sentence_embedding"]
+
+    def embed(self, batch: TokenizedBatch) -> np.ndarray:
+        if self._graphs is not None:
+            return self._graphs.run(batch)
+        return self._eager(batch)
 
     def weight_bytes(self) -> int:
         tensors = [*self._model.parameters(), *self._model.buffers()]
@@ -91,19 +98,51 @@ class SentenceTransformerModel:
         return self._resident
 
     def to_serving_device(self) -> None:
-        if not self._resident:
+        if not self._resident:  # graphs were released with the old addresses; captured on next use
             self._model.to(self.device)
             self._resident = True
 
     def to_host(self) -> None:
         if self._resident:
             # On a CPU-only server host and device are the same memory: only the bookkeeping moves.
+            if self._graphs is not None:
+                self._graphs.release()
             self._model.to("cpu")
             self._resident = False
 
     def warm_up(self) -> None:
-        for batch in (1, 8, 64):
-            for length in (16, 48):
-                self.embed([[self._pad_id + 1] * length] * batch, [[0] * length] * batch)
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        if self._graphs is not None:
+            self._graphs.capture_all()
+            self._check_graphs()
+            return
+        for rows in (1, 8, 64):
+            for width in (16, 48):
+                self._eager(_dummy(rows, width, self._pad_id + 1))
+
+    def _check_graphs(self) -> None:
+        """Graphed and eager passes must agree; a model whose forward does not capture cleanly
+        (data-dependent control flow) is served eagerly instead of wrongly."""
+        assert self._graphs is not None
+        rng = np.random.default_rng(0)
+        lengths = rng.integers(3, 40, size=37).astype(np.int32)
+        batch = TokenizedBatch(
+            rng.integers(1000, 20000, size=int(lengths.sum())).astype(np.int32),
+            lengths,
+            None,
+            np.zeros(len(lengths), dtype=bool),
+        )
+        graphed, eager = self._graphs.run(batch), self._eager(batch)
+        gap = float(np.abs(graphed - eager).max())
+        if not gap < 1e-2:
+            log.warning("CUDA graphs disagree with eager passes (max |diff| %.3g): serving eagerly", gap)
+            self._graphs.release()
+            self._graphs = None
+
+
+def _dummy(rows: int, width: int, token: int) -> TokenizedBatch:
+    return TokenizedBatch(
+        np.full(rows * width, token, dtype=np.int32),
+        np.full(rows, width, dtype=np.int32),
+        None,
+        np.zeros(rows, dtype=bool),
+    )

@@ -1,0 +1,186 @@
+"""Forward passes replayed from CUDA graphs, one graph per (batch, length) shape bucket.
+
+An eager forward pass of a small encoder launches about a hundred kernels from Python, and that
+launching, not the GPU, is what caps a server's passes per second: all-MiniLM-L6-v2's GPU time for
+256 sentences is well under a millisecond, its eager launch cost several. A captured graph replays
+the same kernels with one call. Graphs have fixed shapes, so a chunk is padded up to the nearest
+bucket (extra rows and columns are masked padding; the GPU has time to spare, the launching
+interpreter does not), and chunks larger than the largest bucket run as several replays.
+
+All graphs of a model read one device input buffer and share one memory pool; replays are
+serialised by a per-device lock, which is also what makes sharing those safe. Moving the weights
+off the device (the LRU cache) invalidates the graphs, which hold their addresses: `release` drops
+them and they are captured again, bucket by bucket, on first use.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from inference.models.base import TokenizedBatch
+
+if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE
+
+log = logging.getLogger("canaryflow.inference.graphs")
+
+Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+_device_locks: dict[str, threading.Lock] = {}
+_device_locks_guard = threading.Lock()
+
+
+def device_lock(device: str) -> threading.Lock:
+    """One forward pass at a time per device: graphs share buffers, and the GPU runs one anyway."""
+    with _device_locks_guard:
+        return _device_locks.setdefault(device, threading.Lock())
+
+
+@dataclass(frozen=True)
+class Bucket:
+    rows: int
+    width: int
+
+
+def length_buckets(max_length: int) -> list[int]:
+    widths = [w for w in LENGTH_BUCKETS if w < max_length]
+    return [*widths, max_length]
+
+
+def plan_replays(lengths: np.ndarray, widths: list[int], max_tokens: int) -> list[tuple[Bucket, slice]]:
+    """Split a chunk (texts sorted or not) into replays: which bucket, which rows of the chunk.
+
+    The width is the chunk's longest text rounded up to a bucket; rows are cut into pieces of at
+    most the largest batch bucket that fits `max_tokens` at that width, each rounded up to a batch
+    bucket.
+    """
+    n = len(lengths)
+    width = widths[bisect.bisect_left(widths, int(lengths.max()))]
+    cap = max(b for b in BATCH_BUCKETS if b * width <= max_tokens or b == 1)
+    replays = []
+    for start in range(0, n, cap):
+        rows = min(cap, n - start)
+        bucket_rows = BATCH_BUCKETS[bisect.bisect_left(BATCH_BUCKETS, rows)]
+        replays.append((Bucket(bucket_rows, width), slice(start, start + rows)))
+    return replays
+
+
+class GraphedForward:
+    """Captures and replays one model's forward pass per shape bucket."""
+
+    def __init__(
+        self,
+        forward: Forward,
+        device: str,
+        dimension: int,
+        max_length: int,
+        pad_id: int,
+        use_type_ids: bool,
+        max_tokens: int = 32768,
+    ) -> None:
+        self._forward = forward
+        self._device = torch.device(device)
+        self._lock = device_lock(str(self._device))
+        self._pad_id = pad_id
+        self._planes = 3 if use_type_ids else 2
+        self.widths = length_buckets(max_length)
+        self.max_tokens = max(max_tokens, max_length)
+        self._graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._pool: _POOL_HANDLE | None = None
+        # Host staging (pinned, so the copy is asynchronous) and the device buffer graphs read.
+        # A bucket's planes lie contiguous at the start of each, so one copy moves them.
+        size = self._planes * self.max_tokens
+        self._staging = torch.empty(size, dtype=torch.int64, pin_memory=True)
+        self._inputs = torch.empty(size, dtype=torch.int64, device=self._device)
+        rows = max(BATCH_BUCKETS)
+        self._out = torch.empty((rows, dimension), dtype=torch.float32, pin_memory=True)
+        self._done = torch.cuda.Event(blocking=True)  # wait without spinning a core
+
+    def _features(self, bucket: Bucket) -> dict[str, torch.Tensor]:
+        size = self._planes * bucket.rows * bucket.width
+        planes = self._inputs[:size].view(self._planes, bucket.rows, bucket.width)
+        features = {"input_ids": planes[0], "attention_mask": planes[1]}
+        if self._planes == 3:
+            features["token_type_ids"] = planes[2]
+        return features
+
+    def _stage(self, batch: TokenizedBatch, bucket: Bucket) -> None:
+        size = self._planes * bucket.rows * bucket.width
+        host = self._staging[:size].view(self._planes, bucket.rows, bucket.width).numpy()
+        batch.pad_into(host[0], host[1], host[2] if self._planes == 3 else None, self._pad_id)
+        self._inputs[:size].copy_(self._staging[:size], non_blocking=True)
+
+    def _capture(self, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        dummy = TokenizedBatch(
+            np.full(bucket.rows * bucket.width, self._pad_id + 1, dtype=np.int32),
+            np.full(bucket.rows, bucket.width, dtype=np.int32),
+            None,
+            np.zeros(bucket.rows, dtype=bool),
+        )
+        self._stage(dummy, bucket)
+        side = torch.cuda.Stream(self._device)
+        side.wait_stream(torch.cuda.current_stream(self._device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # library workspaces and lazy inits happen outside the capture
+                self._forward(self._features(bucket))
+        torch.cuda.current_stream(self._device).wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            output = self._forward(self._features(bucket)).float()
+        return graph, output
+
+    def capture(self, bucket: Bucket) -> None:
+        with self._lock, torch.inference_mode():
+            if bucket not in self._graphs:
+                self._graphs[bucket] = self._capture(bucket)
+
+    def buckets(self) -> list[Bucket]:
+        """Every bucket, largest first (so the shared pool is sized by the first capture)."""
+        fitting = [
+            Bucket(rows, width)
+            for width in self.widths
+            for rows in BATCH_BUCKETS
+            if rows * width <= self.max_tokens or rows == 1
+        ]
+        return sorted(fitting, key=lambda b: b.rows * b.width, reverse=True)
+
+    def capture_all(self) -> None:
+        for bucket in self.buckets():
+            self.capture(bucket)
+        log.info("captured %d CUDA graphs", len(self._graphs))
+
+    def run(self, batch: TokenizedBatch) -> np.ndarray:
+        out = np.empty((len(batch), self._out.shape[1]), dtype=np.float32)
+        for bucket, rows in plan_replays(batch.lengths, self.widths, self.max_tokens):
+            if bucket not in self._graphs:
+                self.capture(bucket)
+            whole = rows.start == 0 and rows.stop == len(batch)
+            part = batch if whole else batch.take(np.arange(rows.start, rows.stop))
+            n = len(part)
+            with self._lock, torch.inference_mode():
+                graph, output = self._graphs[bucket]
+                self._stage(part, bucket)
+                graph.replay()
+                self._out[:n].copy_(output[:n], non_blocking=True)
+                self._done.record()
+                self._done.synchronize()
+                out[rows] = self._out[:n].numpy()
+        return out
+
+    def release(self) -> None:
+        with self._lock:
+            self._graphs.clear()
+            self._pool = None
