@@ -99,10 +99,12 @@ class GraphedForward:
         self._graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._pool: _POOL_HANDLE | None = None
         # Host staging (pinned, so the copy is asynchronous) and the device buffer graphs read.
-        # A bucket's planes lie contiguous at the start of each, so one copy moves them.
-        size = self._planes * self.max_tokens
-        self._staging = torch.empty(size, dtype=torch.int64, pin_memory=True)
-        self._inputs = torch.empty(size, dtype=torch.int64, device=self._device)
+        # A bucket's planes lie contiguous at the start of each, so one copy moves them. Host
+        # staging is pinned (the copy is asynchronous) and per thread, so that one batch is padded
+        # while another holds the device.
+        self._size = self._planes * self.max_tokens
+        self._local = threading.local()
+        self._inputs = torch.empty(self._size, dtype=torch.int64, device=self._device)
         rows = max(BATCH_BUCKETS)
         self._out = torch.empty((rows, dimension), dtype=torch.float32, pin_memory=True)
         self._done = torch.cuda.Event(blocking=True)  # wait without spinning a core
@@ -115,11 +117,19 @@ class GraphedForward:
             features["token_type_ids"] = planes[2]
         return features
 
-    def _stage(self, batch: TokenizedBatch, bucket: Bucket) -> None:
+    def _pad(self, batch: TokenizedBatch, bucket: Bucket) -> torch.Tensor:
+        """The bucket's input planes in this thread's pinned staging buffer."""
+        staging = getattr(self._local, "staging", None)
+        if staging is None:
+            staging = self._local.staging = torch.empty(self._size, dtype=torch.int64, pin_memory=True)
         size = self._planes * bucket.rows * bucket.width
-        host = self._staging[:size].view(self._planes, bucket.rows, bucket.width).numpy()
+        host = staging[:size].view(self._planes, bucket.rows, bucket.width).numpy()
         batch.pad_into(host[0], host[1], host[2] if self._planes == 3 else None, self._pad_id)
-        self._inputs[:size].copy_(self._staging[:size], non_blocking=True)
+        return staging[:size]
+
+    def _load(self, padded: torch.Tensor) -> None:
+        """Device copy of padded inputs; the caller syncs before the staging buffer is reused."""
+        self._inputs[: padded.numel()].copy_(padded, non_blocking=True)
 
     def _capture(self, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         dummy = TokenizedBatch(
@@ -128,7 +138,7 @@ class GraphedForward:
             None,
             np.zeros(bucket.rows, dtype=bool),
         )
-        self._stage(dummy, bucket)
+        self._load(self._pad(dummy, bucket))
         side = torch.cuda.Stream(self._device)
         side.wait_stream(torch.cuda.current_stream(self._device))
         with torch.cuda.stream(side):
@@ -170,9 +180,10 @@ class GraphedForward:
             whole = rows.start == 0 and rows.stop == len(batch)
             part = batch if whole else batch.take(np.arange(rows.start, rows.stop))
             n = len(part)
+            padded = self._pad(part, bucket)
             with self._lock, torch.inference_mode():
                 graph, output = self._graphs[bucket]
-                self._stage(part, bucket)
+                self._load(padded)
                 graph.replay()
                 self._out[:n].copy_(output[:n], non_blocking=True)
                 self._done.record()

@@ -1,0 +1,110 @@
+"""CUDA-graph forward passes against eager ones, on a GPU (skipped where there is none).
+
+CI has no GPU; these run on the GPU machine alongside the benchmark (bench/inference.md):
+
+    CANARYFLOW_TEST_MODEL_DIR=.assets/minilm-fp16 python3 -m pytest --noconftest -m gpu tests/inference
+
+Self-contained (no fixtures from conftest), so they run where only torch, sentence-transformers and
+this package are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference.models.base import TokenizedBatch
+from inference.models.sentence_transformer import SentenceTransformerModel
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def _model_dir() -> Path:
+    if os.environ.get("CANARYFLOW_TEST_MODEL_DIR"):
+        return Path(os.environ["CANARYFLOW_TEST_MODEL_DIR"])
+    from canaryflow.model_assets import minilm_path
+
+    return minilm_path()
+
+
+def _load(cuda_graphs: bool) -> SentenceTransformerModel:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformerModel(
+        SentenceTransformer(str(_model_dir()), device="cpu"), device="cuda", cuda_graphs=cuda_graphs
+    )
+    model.warm_up()
+    return model
+
+
+@pytest.fixture(scope="module")
+def graphed() -> SentenceTransformerModel:
+    model = _load(cuda_graphs=True)
+    assert model._graphs is not None, "graphs were dropped at warm-up: they disagreed with eager passes"
+    return model
+
+
+@pytest.fixture(scope="module")
+def eager() -> SentenceTransformerModel:
+    return _load(cuda_graphs=False)
+
+
+def _random_batch(rng: np.random.Generator, n: int, low: int, high: int) -> TokenizedBatch:
+    lengths = rng.integers(low, high + 1, size=n).astype(np.int32)
+    ids = rng.integers(1000, 30000, size=int(lengths.sum())).astype(np.int32)
+    return TokenizedBatch(ids, lengths, None, np.zeros(n, dtype=bool))
+
+
+@pytest.mark.parametrize(
+    ("n", "low", "high"),
+    [(1, 3, 3), (5, 10, 16), (37, 3, 40), (256, 20, 30), (300, 2, 60), (9, 200, 256), (700, 5, 12)],
+)
+def test_graphed_equals_eager(
+    graphed: SentenceTransformerModel, eager: SentenceTransformerModel, n: int, low: int, high: int
+) -> None:
+    batch = _random_batch(np.random.default_rng(n * 1000 + high), n, low, high)
+    got, want = graphed.embed(batch), eager.embed(batch)
+    assert got.shape == want.shape == (n, graphed.dimension)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    # Each row alone (another bucket) gives the same vector: no leakage between rows of a bucket.
+    np.testing.assert_allclose(graphed.embed(batch.take([n - 1]))[0], got[n - 1], atol=2e-3)
+
+
+def test_concurrent_callers_get_their_own_rows(
+    graphed: SentenceTransformerModel, eager: SentenceTransformerModel
+) -> None:
+    batches = [_random_batch(np.random.default_rng(i), 3 + 7 * i, 5, 50) for i in range(8)]
+    wanted = [eager.embed(b) for b in batches]
+    got: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            got[i] = graphed.embed(batches[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, want in enumerate(wanted):
+        np.testing.assert_allclose(got[i], want, atol=2e-3)
+
+
+def test_graphs_survive_eviction_and_reload(
+    graphed: SentenceTransformerModel, eager: SentenceTransformerModel
+) -> None:
+    batch = _random_batch(np.random.default_rng(5), 40, 8, 30)
+    want = eager.embed(batch)
+    graphed.to_host()
+    assert not graphed.is_resident()
+    graphed.to_serving_device()
+    np.testing.assert_allclose(graphed.embed(batch), want, atol=2e-3)
