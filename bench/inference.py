@@ -323,6 +323,18 @@ def start_profilers(server_pid: int, seconds: float, out_dir: str, tag: str) -> 
     ]
 
 
+def _gpu_memory_used_mib() -> int | None:
+    """Device memory in use by every process (the server's contexts, weights, graph pools)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        return int(out.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -424,7 +436,9 @@ def main() -> None:
     try:
         t0 = time.monotonic()
         wait_ready(port, server)
-        print(f"server ready in {time.monotonic() - t0:.1f}s", flush=True)
+        ready_s = time.monotonic() - t0
+        print(f"server ready in {ready_s:.1f}s", flush=True)
+        gpu_memory_mib = _gpu_memory_used_mib() if gpu else None
         max_diff = check_correct(port, args.model, args.device)
         print(f"max |server - encode| = {max_diff:.2e}", flush=True)
         for per_request, levels in ((1, single), (32, batch32)):
@@ -459,6 +473,8 @@ def main() -> None:
         },
         "raw": raw,
         "server_vs_encode_max_abs_diff": max_diff,
+        "server_ready_s": ready_s,
+        "gpu_memory_used_mib_when_ready": gpu_memory_mib,
         "runs": runs,
     }
     if gpu:
@@ -485,7 +501,9 @@ def main() -> None:
             f"{r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['sentences_per_s'] / ceiling:.2f} | {bad or '-'} |"
         )
-    print(f"\nmean tokens/sentence {raw['mean_tokens']:.1f}; JSON: {args.out}")
+    print(f"\nmean tokens/sentence {raw['mean_tokens']:.1f}; server ready in {ready_s:.0f} s", end="")
+    print(f"; GPU memory in use {gpu_memory_mib} MiB" if gpu_memory_mib else "", end="")
+    print(f"; JSON: {args.out}")
 
 
 if __name__ == "__main__":
