@@ -2,16 +2,15 @@
 
 One process (`workers=1`) holds the models and serves HTTP: simplest, enough on a CPU. One Python
 process cannot parse tens of thousands of HTTP requests per second, so `workers=N` starts N:
-- engine (the default on a GPU): N HTTP fronts that parse, route and tokenize, and one engine
-  process that alone holds the models and the GPU (`inference.engine`): one copy of the weights,
-  one CUDA context, one memory budget for the LRU cache, every front's texts merged into the same
-  batches, at the cost of a pickled hop each way. Forward passes replay CUDA graphs, so one
-  interpreter launches them fast enough for the whole GPU.
-- replicas (the default on a CPU): each process is a whole server with its own copy of the
-  models, its own batcher and, on a GPU, its own CUDA context and graphs. No hop between
-  processes, so the fewest host cycles per request (the host's cores, not the GPU, run out first
-  with graphs), but N times the device memory (on an H100 with MiniLM: 22 GB for 8 replicas
-  against 5 GB for the engine, at about the same throughput within the latency bounds).
+- replicas (default): each process is a whole server with its own copy of the models, its own
+  batcher and, on a GPU, its own CUDA context and graphs. With forward passes replayed from CUDA
+  graphs the GPU has time to spare and the host's cores run out first; replicas spend the fewest
+  cycles per request (no hop between processes) and were the fastest mode in every H100 run
+  (bench/inference.md), at N times the device memory (8 replicas of MiniLM: 22 GB).
+- engine (`engine=True`): N HTTP fronts that parse, route and tokenize, and one engine process
+  that alone holds the models and the GPU (`inference.engine`): one copy of the weights, one CUDA
+  context (5 GB instead of 22 GB), one memory budget for the LRU cache, every front's texts merged
+  into the same batches, at the cost of a pickled hop each way (10-30% less throughput on an H100).
 Metrics of all processes are merged through prometheus_client's multiprocess files, so
 `/metrics` on any process shows the whole server.
 """
@@ -26,11 +25,17 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from typing import Any
 
 from canaryflow.core.routing import RoutingConfig
 from inference.settings import InferenceSettings
+
+# The event loop and the batcher's worker threads share one GIL. A thread back from the GPU (or the
+# tokenizer) waits for the GIL until its holder is asked to drop it: by default up to 5 ms, a wait
+# that lands on every batch of a busy server, in its latency and (engine) in the GPU's idle time.
+_GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -69,6 +74,7 @@ def _serve_http(
 
     from inference.app import create_app
 
+    sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
     app = create_app(settings, routing, engine_socket=engine)
     config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **_uvicorn_options())
     uvicorn.Server(config).run(sockets=[sock])
@@ -102,6 +108,7 @@ def _engine(settings_json: str, routing_json: str | None, engine: str, threads: 
     from inference.server import ModelServer
 
     torch.set_num_threads(min(threads, 4))
+    sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
     settings = InferenceSettings.model_validate_json(settings_json)
     routing = RoutingConfig.model_validate_json(routing_json) if routing_json else None
     if _has("uvloop"):
@@ -125,7 +132,7 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     settings_json = settings.model_dump_json()
     routing_json = routing.model_dump_json() if routing else None
     cores = os.cpu_count() or 2
-    if settings.uses_engine():
+    if settings.engine:
         threads = max(2, cores // 4)
         procs = [ctx.Process(target=_engine, args=(settings_json, routing_json, engine_socket, threads))]
         fronts = range(settings.workers)

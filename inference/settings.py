@@ -16,10 +16,7 @@ class InferenceSettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server processes sharing the port")
-    engine: bool | None = Field(
-        default=None,
-        description="workers>1: one engine process holds the models (default on a GPU), or replicas",
-    )
+    engine: bool = Field(default=False, description="workers>1: one engine process holds the models")
     device: str = Field(default="auto", description="auto (cuda when present), cpu, cuda, cuda:N")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     cuda_graphs: bool = Field(default=True, description="GPU: replay captured forward passes per shape")
@@ -37,14 +34,6 @@ class InferenceSettings(ComponentSettings):
     retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
-
-    def uses_engine(self) -> bool:
-        """Engine on a GPU (one copy of the weights, a quarter of the device memory of replicas,
-        the same throughput at the latency bounds: bench/inference.md); replicas on a CPU, where
-        the forward pass itself is the work and one engine process would serialise it."""
-        if self.engine is not None:
-            return self.engine
-        return self.resolved_device().startswith("cuda")
 
     def resolved_device(self) -> str:
         if self.device != "auto":

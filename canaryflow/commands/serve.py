@@ -69,7 +69,7 @@ def serve(
         bool | None,
         typer.Option(
             "--engine/--replicas",
-            help="workers>1: one engine process holds the models (default on a GPU), or whole replicas",
+            help="workers>1: one engine process holds the models, or whole replicas (default)",
         ),
     ] = None,
     cuda_graphs: Annotated[

@@ -70,10 +70,3 @@ def test_front_reports_engine_state(engine_front: RunningServer) -> None:
         assert client.get("/ready", params={"version": "2"}).status_code == 200
         refused = client.post("/v1/embeddings", json={"input": "x", "model": "minilm/7"})
         assert refused.status_code == 404
-
-
-def test_engine_is_the_gpu_default_and_replicas_the_cpu_one() -> None:
-    assert not InferenceSettings(device="cpu").uses_engine()
-    assert InferenceSettings(device="cuda").uses_engine()
-    assert not InferenceSettings(device="cuda", engine=False).uses_engine()
-    assert InferenceSettings(device="cpu", engine=True).uses_engine()
