@@ -98,10 +98,9 @@ class GraphedForward:
         self.max_tokens = max(max_tokens, max_length)
         self._graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._pool: _POOL_HANDLE | None = None
-        # Host staging (pinned, so the copy is asynchronous) and the device buffer graphs read.
-        # A bucket's planes lie contiguous at the start of each, so one copy moves them. Host
-        # staging is pinned (the copy is asynchronous) and per thread, so that one batch is padded
-        # while another holds the device.
+        # The device buffer every graph reads, and host staging: pinned (the copy is asynchronous)
+        # and per thread, so one batch is padded while another holds the device. A bucket's planes
+        # lie contiguous at the start of each buffer, so one copy moves them.
         self._size = self._planes * self.max_tokens
         self._local = threading.local()
         self._inputs = torch.empty(self._size, dtype=torch.int64, device=self._device)
@@ -173,6 +172,8 @@ class GraphedForward:
         log.info("captured %d CUDA graphs", len(self._graphs))
 
     def run(self, batch: TokenizedBatch) -> np.ndarray:
+        """Embed a chunk; a missing bucket is captured first (before this thread's staging buffer
+        is filled, since a capture pads its own dummy input there)."""
         out = np.empty((len(batch), self._out.shape[1]), dtype=np.float32)
         for bucket, rows in plan_replays(batch.lengths, self.widths, self.max_tokens):
             if bucket not in self._graphs:
