@@ -33,10 +33,16 @@ from typing import Any
 from canaryflow.core.routing import RoutingConfig
 from inference.settings import InferenceSettings
 
-# The event loop and the batcher's worker threads share one GIL. A thread back from the GPU (or the
-# tokenizer) waits for the GIL until its holder is asked to drop it: by default up to 5 ms, a wait
-# that lands on every batch of a busy server, in its latency and (engine) in the GPU's idle time.
-_GIL_SWITCH_INTERVAL_S = 0.0005
+# The event loop and the batcher's worker threads share one GIL. A thread back from the GPU waits
+# for the GIL until its holder is asked to drop it: by default up to 5 ms, a wait that lands on
+# every batch of a busy GPU server, in its latency and in the GPU's idle time. On a CPU the forward
+# pass itself needs the GIL between its operators, so there the default stays.
+_GPU_GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+def _tune_gil(settings: InferenceSettings) -> None:
+    if settings.resolved_device().startswith("cuda"):
+        sys.setswitchinterval(_GPU_GIL_SWITCH_INTERVAL_S)
 
 
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -75,7 +81,7 @@ def _serve_http(
 
     from inference.app import create_app
 
-    sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
+    _tune_gil(settings)
     app = create_app(settings, routing, engine_socket=engine)
     config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **_uvicorn_options())
     uvicorn.Server(config).run(sockets=[sock])
@@ -109,9 +115,9 @@ def _engine(settings_json: str, routing_json: str | None, engine: str, threads: 
     from inference.server import ModelServer
 
     torch.set_num_threads(min(threads, 4))
-    sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
     settings = InferenceSettings.model_validate_json(settings_json)
     routing = RoutingConfig.model_validate_json(routing_json) if routing_json else None
+    _tune_gil(settings)
     if _has("uvloop"):
         import uvloop
 

@@ -1,0 +1,96 @@
+"""`canaryflow serve --workers N`: the real multi-process server, in both modes, on CPU.
+
+Each mode starts as a user would start it (a subprocess of the CLI), takes requests on fresh
+connections (the kernel spreads them over the processes sharing the port), answers with the model's
+embeddings, reports metrics merged over all its processes, and stops on SIGTERM leaving no process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from canaryflow.model_assets import minilm_path
+from tests.inference.conftest import SENTENCES
+from tests.support.net import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _requests_total(metrics_text: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("canaryflow_requests_total{") and 'code="200"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 240) -> None:
+    """Ready on many fresh connections in a row: every process has loaded the model."""
+    deadline = time.monotonic() + timeout_s
+    streak = 0
+    while streak < 20:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        assert time.monotonic() < deadline, "server processes not ready in time"
+        try:
+            streak = streak + 1 if httpx.get(f"{url}/ready", timeout=5).status_code == 200 else 0
+        except httpx.TransportError:
+            streak = 0
+        if streak == 0:
+            time.sleep(0.3)
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("mode", ["--replicas", "--engine"])
+def test_workers_serve_and_merge_metrics(mode: str, st_model) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "canaryflow.cli", "serve", "--model-uri", str(minilm_path()),
+               "--model-name", "minilm", "--workers", "2", "--port", str(port), "--device", "cpu",
+               mode]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CANARYFLOW_INFERENCE_MAX_WAIT_MS": "2"}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        _wait_ready(url, proc)
+        want = st_model.encode(SENTENCES[:2])
+        for _ in range(12):  # a fresh connection each time
+            response = httpx.post(
+                f"{url}/v1/embeddings", json={"input": SENTENCES[:2], "model": "minilm"}, timeout=60
+            )
+            assert response.status_code == 200, response.text
+            assert response.headers["X-Model-Version"] == "1"
+            got = np.array([d["embedding"] for d in response.json()["data"]])
+            np.testing.assert_allclose(got, want, atol=1e-5)
+        # Whichever process answers /metrics reports every process's requests.
+        for _ in range(6):
+            assert _requests_total(httpx.get(f"{url}/metrics", timeout=10).text) == 12
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode is not None
+    assert not _session_members(proc.pid), "server processes left behind"
+
+
+def _session_members(session: int) -> list[int]:
+    """Live processes of a session (Linux /proc): what a stopped server must not leave behind."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
