@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from typing import Any
 
 from canaryflow.core.routing import RoutingConfig
@@ -154,11 +155,18 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
         proc.start()
 
     def stop(signum: int, _frame: object) -> None:
+        # Graceful first (uvicorn drains its connections), then killed: the server never exits
+        # leaving a worker behind on the port.
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
+        deadline = time.monotonic() + 10
         for proc in procs:
-            proc.join(timeout=10)
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

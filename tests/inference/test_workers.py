@@ -80,7 +80,19 @@ def test_workers_serve_and_merge_metrics(mode: str, st_model) -> None:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode is not None
-    assert not _session_members(proc.pid), "server processes left behind"
+    # multiprocessing's resource tracker leaves on its own once the server has gone: give it a moment.
+    deadline = time.monotonic() + 10
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {pid: _cmdline(pid) for pid in _session_members(proc.pid)}
+    assert not left, f"server processes left behind: {left}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
 
 
 def _session_members(session: int) -> list[int]:
