@@ -44,6 +44,16 @@ class TokenizedBatch:
         return TokenizedBatch(self.ids[flat], lengths, type_ids, self.truncated[rows])
 
     @staticmethod
+    def filled(rows: int, width: int, token: int) -> TokenizedBatch:
+        """`rows` texts of `width` copies of `token`: warm-up and capture inputs of a set shape."""
+        return TokenizedBatch(
+            np.full(rows * width, token, dtype=np.int32),
+            np.full(rows, width, dtype=np.int32),
+            None,
+            np.zeros(rows, dtype=bool),
+        )
+
+    @staticmethod
     def concat(parts: Sequence[TokenizedBatch]) -> TokenizedBatch:
         if len(parts) == 1:
             return parts[0]

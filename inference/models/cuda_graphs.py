@@ -131,12 +131,7 @@ class GraphedForward:
         self._inputs[: padded.numel()].copy_(padded, non_blocking=True)
 
     def _capture(self, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        dummy = TokenizedBatch(
-            np.full(bucket.rows * bucket.width, self._pad_id + 1, dtype=np.int32),
-            np.full(bucket.rows, bucket.width, dtype=np.int32),
-            None,
-            np.zeros(bucket.rows, dtype=bool),
-        )
+        dummy = TokenizedBatch.filled(bucket.rows, bucket.width, self._pad_id + 1)
         self._load(self._pad(dummy, bucket))
         side = torch.cuda.Stream(self._device)
         side.wait_stream(torch.cuda.current_stream(self._device))

@@ -35,6 +35,12 @@ def test_take_and_concat_keep_each_text_whole() -> None:
     assert len(batch.take([])) == 0
 
 
+def test_filled_batch_has_the_asked_shape() -> None:
+    batch = TokenizedBatch.filled(3, 5, token=7)
+    assert len(batch) == 3 and batch.lengths.tolist() == [5, 5, 5]
+    assert batch.ids.tolist() == [7] * 15 and not batch.truncated.any()
+
+
 def test_pad_into_writes_rows_and_masks_padding() -> None:
     batch = _batch([[101, 5, 102], [101, 102]])
     ids = np.full((4, 5), -1, dtype=np.int64)  # poisoned: every cell must be written
