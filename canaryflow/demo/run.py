@@ -15,6 +15,7 @@ from rich.table import Table
 
 from canaryflow.demo.environment import MODEL, DemoConfig, DemoEnvironment
 from canaryflow.demo.flow import RolloutOutcome, run_rollout
+from policies import load_policy
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -53,7 +54,9 @@ def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> 
     env = DemoEnvironment(config, say=lambda m: console.print(f"[dim]·[/dim] {m}"))
     outcomes: list[RolloutOutcome] = []
     started = time.monotonic()
-    timeout_s = 240.0 if config.fast else 900.0
+    # Past the policy's max duration the controller decides (rolls back) on its own: waiting that
+    # long means a slow but valid analysis is never cut short by the demo giving up first.
+    timeout_s = load_policy(config.policy).max_duration_s + 60.0
     try:
         env.start()
         from controller.metrics.factory import MetricsSettings, metrics_source_from_settings
