@@ -33,7 +33,7 @@ from scipy.stats import mannwhitneyu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.analysis.replay import RequestLog, replay_log
+from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from policies import Policy, load_policy
 
 MEDIAN_MS = 20.0

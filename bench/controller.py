@@ -3,7 +3,7 @@
     .venv/bin/python bench/controller.py [--quick]
 
 Everything is real and on loopback: an `mlflow server` (SQLite) sends the webhooks, the controller is
-built by `controller.wiring.build_service` (the same composition as `canaryflow controller serve`) with
+built by `canaryflow.app.wiring.build_service` (the same composition as `canaryflow controller serve`) with
 the local runner and its real steps, the GitOps remote is a bare git repo, and analysis reads a real
 Prometheus scraping a traffic generator that speaks the inference servers' metric contract.
 
@@ -39,11 +39,11 @@ import uvicorn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from canaryflow.core.buckets import LATENCY_BUCKETS_S  # noqa: E402
-from canaryflow.local.gitremote import init_bare_remote  # noqa: E402
-from canaryflow.local.mlflow_server import start_mlflow  # noqa: E402
-from canaryflow.local.process import free_port  # noqa: E402
-from canaryflow.local.prometheus import start_prometheus  # noqa: E402
+from canaryflow.app.local.gitremote import init_bare_remote  # noqa: E402
+from canaryflow.app.local.mlflow_server import start_mlflow  # noqa: E402
+from canaryflow.app.local.process import free_port  # noqa: E402
+from canaryflow.app.local.prometheus import start_prometheus  # noqa: E402
+from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_S  # noqa: E402
 from controller.webhooks.signing import sign_mlflow  # noqa: E402
 
 SECRET = "bench-secret"
@@ -405,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         from pydantic import SecretStr
 
+        from canaryflow.app.wiring import build_service
         from controller.settings import ControllerSettings, TriggerRule
-        from controller.wiring import build_service
 
         settings = ControllerSettings(
             db_path=tmp / "controller.db",

@@ -394,7 +394,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.model is None:
-        from canaryflow.model_assets import minilm_path
+        from canaryflow.adapters.model_assets import minilm_path
 
         args.model = str(minilm_path())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -410,14 +410,14 @@ def main() -> None:
 
     port = free_port()
     try:  # the whole CLI where its other groups' dependencies are installed; else `serve` alone
-        import canaryflow.cli  # noqa: F401
+        import canaryflow.app.cli  # noqa: F401
 
-        launcher = [sys.executable, "-m", "canaryflow.cli", "serve"]
+        launcher = [sys.executable, "-m", "canaryflow.app.cli", "serve"]
     except Exception:
         launcher = [
             sys.executable,
             "-c",
-            "import typer; from canaryflow.commands.serve import serve; typer.run(serve)",
+            "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)",
         ]
     cmd = [
         *launcher, "--model-uri", args.model, "--model-name", "minilm",

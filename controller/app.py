@@ -16,9 +16,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from canaryflow.kernel.rollout import RolloutPhase
 from controller.faults import crash_point
 from controller.observability import ControllerMetrics, event
-from controller.rollout.machine import RolloutPhase
 from controller.rollout.records import RolloutDetail, RolloutRecord
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings

@@ -11,7 +11,7 @@ import os
 import signal
 from typing import Any
 
-from canaryflow.core.types import CommitResult, Decision, RolloutSpec
+from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 
 ENV = "CANARYFLOW_TEST_CRASH_AT"
 

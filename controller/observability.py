@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from controller.rollout.machine import RolloutPhase
+from canaryflow.kernel.contracts import metrics as names
+from canaryflow.kernel.rollout import RolloutPhase
 from controller.rollout.store import RolloutStore
 
 _PHASES: tuple[RolloutPhase, ...] = get_args(RolloutPhase)
@@ -26,7 +27,7 @@ class _RolloutsByPhase(Collector):
         self.store = store
 
     def collect(self) -> Any:
-        family = GaugeMetricFamily("canaryflow_controller_rollouts", "Rollouts by state", labels=["state"])
+        family = GaugeMetricFamily(names.CONTROLLER_ROLLOUTS, "Rollouts by state", labels=["state"])
         counts = self.store.counts_by_phase()
         for phase in _PHASES:
             family.add_metric([phase], counts.get(phase, 0))
@@ -37,32 +38,32 @@ class ControllerMetrics:
     def __init__(self, store: RolloutStore) -> None:
         self.registry = CollectorRegistry()
         self.webhooks_received = Counter(
-            "canaryflow_controller_webhooks_received",
+            names.CONTROLLER_WEBHOOKS_RECEIVED,
             "Webhook deliveries received",
             ["source"],
             registry=self.registry,
         )
         self.webhooks_rejected = Counter(
-            "canaryflow_controller_webhooks_rejected",
+            names.CONTROLLER_WEBHOOKS_REJECTED,
             "Webhook deliveries refused",
             ["source", "status"],
             registry=self.registry,
         )
         self.webhooks_duplicate = Counter(
-            "canaryflow_controller_webhooks_duplicate",
+            names.CONTROLLER_WEBHOOKS_DUPLICATE,
             "Redelivered webhook ids acknowledged without effect",
             ["source"],
             registry=self.registry,
         )
         self.decision_latency = Histogram(
-            "canaryflow_controller_decision_latency_seconds",
+            names.CONTROLLER_DECISION_LATENCY,
             "From the registry event to the rollout's final state",
             ["state"],
             registry=self.registry,
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 86400),
         )
         self.reconcile_seconds = Histogram(
-            "canaryflow_controller_reconcile_seconds",
+            names.CONTROLLER_RECONCILE_SECONDS,
             "Time to reconcile one rollout once",
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

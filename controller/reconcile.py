@@ -16,11 +16,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
-from canaryflow.core.types import ApprovalRequest, WorkflowStatus
-from controller.faults import crash_point
-from controller.observability import ControllerMetrics, event
-from controller.rollout.machine import (
+from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
+from canaryflow.kernel.rollout import (
     STARTED,
     TERMINAL,
     Approved,
@@ -33,6 +30,9 @@ from controller.rollout.machine import (
     TimedOut,
     apply,
 )
+from canaryflow.kernel.types import ApprovalRequest, WorkflowStatus
+from controller.faults import crash_point
+from controller.observability import ControllerMetrics, event
 from controller.rollout.mirror import Mirror, mirror
 from controller.rollout.records import InboxItem, RolloutRecord
 from controller.rollout.store import RolloutStore, StaleState

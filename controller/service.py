@@ -17,7 +17,7 @@ from typing import IO
 
 import uvicorn
 
-from canaryflow.core.ports import ApprovalGate, Registry, WorkflowEngine
+from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
 from controller.app import ControllerContext, create_app
 from controller.observability import ControllerMetrics, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader

@@ -11,7 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from canaryflow.settings import ComponentSettings
+from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.kernel.settings import ComponentSettings
 
 
 class TriggerRule(BaseModel):
@@ -37,22 +38,6 @@ class TriggerRule(BaseModel):
 
 
 DEFAULT_TRIGGERS: list[TriggerRule] = [TriggerRule(kind="alias"), TriggerRule(kind="stage")]
-
-
-class KubernetesReadinessSettings(BaseModel):
-    """Where the canary Deployment lives when a cluster is configured."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kubeconfig: Path | None = None
-    in_cluster: bool = False
-    host: str | None = Field(
-        default=None, description="API server URL, when neither kubeconfig nor in-cluster"
-    )
-    namespace: str = "default"
-    deployment_template: str = Field(
-        default="{model}-v{version}", description="name of the canary Deployment; {model}, {version}"
-    )
 
 
 class ControllerSettings(ComponentSettings):

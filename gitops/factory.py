@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
 from gitops.pullrequest import GitHubApproval, github_client
 from gitops.settings import GitOpsSettings, TrafficMode
@@ -22,19 +22,13 @@ def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
     return lambda spec: mode_of(spec.policy)
 
 
-def git_repo_from_settings(
-    settings: GitOpsSettings | None = None, *, mode_from_policy: bool = True
-) -> GitRepo:
+def git_repo_from_settings(settings: GitOpsSettings, *, mode_from_policy: bool = True) -> GitRepo:
     """The GitOps repo; traffic modes come from each rollout's policy, else from `settings.traffic_mode`."""
-    settings = settings or GitOpsSettings()
     return GitRepo(settings, traffic_mode_for=traffic_mode_from_policy() if mode_from_policy else None)
 
 
-def approval_from_settings(
-    settings: GitOpsSettings | None = None, repo: GitRepo | None = None
-) -> GitHubApproval:
+def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None) -> GitHubApproval:
     """The pull-request gate; with `repo`, a request first pushes the promotion commit to its branch."""
-    settings = settings or GitOpsSettings()
     if not settings.github_repo:
         raise ValueError("github_repo: the GitHub repository (owner/name) is not set")
     token = settings.github_token.get_secret_value() if settings.github_token else None

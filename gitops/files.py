@@ -6,7 +6,7 @@ import difflib
 import shutil
 from pathlib import Path
 
-from canaryflow.core.routing import ROUTING_FILE_KEY, RoutedVersion, RoutingConfig
+from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutedVersion, RoutingConfig
 from gitops.model import Rendering
 from gitops.render import overlay_dir
 from gitops.resources import ROLE_LABEL

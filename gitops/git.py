@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from canaryflow.core.types import CommitResult, Decision, RolloutSpec
+from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from gitops import history
 from gitops.files import write_rendering
 from gitops.gitcli import Git, GitAuth, GitError, PushRejected
@@ -112,7 +112,7 @@ class GitRepo:
                 f"{spec.model}/{spec.environment}: roll back v{spec.canary_version}, restore v{restored}"
             )
             body = f"Reason: {history.one_line(self.auth.scrub(reason))}" if reason else ""
-            return self._rendered(request), history.commit_message(
+            return self.render_checked(request), history.commit_message(
                 subject, spec, restored, 0, "rollback", body
             )
 
@@ -135,7 +135,7 @@ class GitRepo:
 
     def diff(self, request: RenderRequest) -> str:
         """What committing `request` would change, as a git diff against the remote head."""
-        rendering = self._rendered(request)
+        rendering = self.render_checked(request)
         with self._exclusive():
             self._sync()
             write_rendering(self.workdir, rendering)
@@ -147,7 +147,8 @@ class GitRepo:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _rendered(self, request: RenderRequest) -> Rendering:
+    def render_checked(self, request: RenderRequest) -> Rendering:
+        """The render and validation a commit applies, without committing (the render step runs it)."""
         rendering = render(request, self.options)
         self.validator.validate_rendering(rendering)
         return rendering
@@ -164,7 +165,7 @@ class GitRepo:
                 f"{where}: canary v{spec.canary_version} at {weight}% (baseline v{spec.baseline_version})"
             )
         message = history.commit_message(subject, spec, spec.canary_version, weight, decision)
-        return self._rendered(request), message
+        return self.render_checked(request), message
 
     def _land(self, plan: Plan, branch: str, force: bool = False) -> CommitResult:
         attempts = self.settings.push_attempts

@@ -10,7 +10,7 @@ import re
 
 from pydantic import BaseModel
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 
 TRAILER_KEYS = ("Rollout-Id", "Model-Version", "Traffic-Weight", "Decision")
 _DECISION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")

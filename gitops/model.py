@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canaryflow.core.types import K8sName, ModelVersion
+from canaryflow.kernel.types import K8sName, ModelVersion
 from gitops.settings import TrafficMode
 
 # A version's Deployment and Service are named `<model>-v<N>`; Services must be DNS-1035 labels

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import github3
 from github3.exceptions import GitHubError
 
-from canaryflow.core.types import ApprovalRequest, ApprovalState, RolloutSpec
+from canaryflow.kernel.types import ApprovalRequest, ApprovalState, RolloutSpec
 
 log = logging.getLogger(__name__)
 

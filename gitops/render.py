@@ -7,7 +7,7 @@ shares), `apps/<model>/overlays/<env>/` (the versions and weights), `argocd/<mod
 
 from __future__ import annotations
 
-from canaryflow.core.routing import RoutedVersion, RoutingConfig, ShadowConfig
+from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig, ShadowConfig
 from gitops import resources
 from gitops.model import Rendering, RenderRequest
 from gitops.resources import Doc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from canaryflow.core.types import Check, RolloutSpec, Verdict
+from canaryflow.kernel.types import Check, RolloutSpec, Verdict
 
 _ICON = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
 

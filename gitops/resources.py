@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from canaryflow.core.routing import RoutedVersion
+from canaryflow.kernel.contracts.routing import RoutedVersion
 from gitops.model import RenderRequest
 from gitops.settings import RenderOptions
 

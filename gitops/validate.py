@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 
-from canaryflow.core.routing import ROUTING_FILE_KEY, RoutingConfig
+from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutingConfig
 from gitops.model import Rendering
 from gitops.yamlio import load_yaml
 

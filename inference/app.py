@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.api import BadRequest, dumps, embeddings_body, error_body, parse_request
 from inference.backend import EmbeddingBackend
 from inference.batching import InputTooLong, QueueFull

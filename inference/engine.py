@@ -26,7 +26,7 @@ import pickle
 import struct
 from typing import Any
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.batching import EmbedResult, InputTooLong, QueueFull
 from inference.models.base import TokenizedBatch
 from inference.router import RoutingTable

@@ -12,15 +12,16 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from canaryflow.core.buckets import LATENCY_BUCKETS_S as LATENCY_BUCKETS
-from canaryflow.core.buckets import SHADOW_BUCKETS
+from canaryflow.kernel.contracts import metrics as names
+from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_S as LATENCY_BUCKETS
+from canaryflow.kernel.contracts.buckets import SHADOW_BUCKETS
 
-# Shared with the analysis engine (canaryflow.core.buckets): ~9% apart, 1 ms to 10 s, so that a
+# Shared with the analysis engine (canaryflow.kernel.contracts.buckets): ~9% apart, 1 ms to 10 s, so that a
 # canary's +10% latency shift moves its quantile into another bucket.
 LATENCY_BUCKETS_S = LATENCY_BUCKETS
 COSINE_BUCKETS = SHADOW_BUCKETS
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-NO_VERSION = "none"  # label for requests refused before a version was chosen
+NO_VERSION = names.NO_VERSION  # label for requests refused before a version was chosen
 
 
 def multiprocess_dir() -> str | None:
@@ -33,73 +34,75 @@ class ServerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        mv = ("model", "version")
+        mv = (names.MODEL_LABEL, names.VERSION_LABEL)
         self.request_duration = Histogram(
-            "canaryflow_request_duration_seconds",
+            names.REQUEST_DURATION,
             "Whole request inside the server: queue, tokenize, forward, encode.",
             mv,
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.requests = Counter("canaryflow_requests", "Requests by HTTP status.", (*mv, "code"), registry=r)
+        self.requests = Counter(
+            names.REQUESTS, "Requests by HTTP status.", (*mv, names.CODE_LABEL), registry=r
+        )
         self.gpu_memory = Gauge(
-            "canaryflow_gpu_memory_bytes",
+            names.GPU_MEMORY,
             "Weights resident on the serving device (device=cpu: host bytes on a CPU server).",
-            (*mv, "device"),
+            (*mv, names.DEVICE_LABEL),
             registry=r,
             multiprocess_mode="livesum",
         )
         self.shadow_distance = Histogram(
-            "canaryflow_shadow_cosine_distance",
+            names.SHADOW_DISTANCE,
             "Cosine distance between the canary's and the baseline's embedding of the same input.",
-            (*mv, "baseline"),
+            (*mv, names.BASELINE_LABEL),
             buckets=COSINE_BUCKETS,
             registry=r,
         )
         self.shadow_requests = Counter(
-            "canaryflow_shadow_requests",
+            names.SHADOW_REQUESTS,
             "Shadow copies sent to the canary, by outcome (ok, error, dropped).",
-            (*mv, "outcome"),
+            (*mv, names.OUTCOME_LABEL),
             registry=r,
         )
         self.batch_size = Histogram(
-            "canaryflow_batch_size", "Texts per dispatched batch.", mv, buckets=BATCH_BUCKETS, registry=r
+            names.BATCH_SIZE, "Texts per dispatched batch.", mv, buckets=BATCH_BUCKETS, registry=r
         )
         self.forward_passes = Counter(
-            "canaryflow_forward_passes", "Forward passes (length buckets) run.", mv, registry=r
+            names.FORWARD_PASSES, "Forward passes (length buckets) run.", mv, registry=r
         )
         self.queue_seconds = Histogram(
-            "canaryflow_queue_seconds",
+            names.QUEUE_SECONDS,
             "Time a request waited before its batch was dispatched.",
             mv,
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.tokens = Counter("canaryflow_tokens", "Tokens embedded (without padding).", mv, registry=r)
+        self.tokens = Counter(names.TOKENS, "Tokens embedded (without padding).", mv, registry=r)
         self.padded_tokens = Counter(
-            "canaryflow_padded_tokens", "Tokens computed including padding.", mv, registry=r
+            names.PADDED_TOKENS, "Tokens computed including padding.", mv, registry=r
         )
         self.model_loads = Counter(
-            "canaryflow_model_loads", "Times a version's weights were placed on the device.", mv, registry=r
+            names.MODEL_LOADS, "Times a version's weights were placed on the device.", mv, registry=r
         )
         self.model_evictions = Counter(
-            "canaryflow_model_evictions",
+            names.MODEL_EVICTIONS,
             "Times a version's weights were moved to host memory to make room.",
             mv,
             registry=r,
         )
         self.routing_weight = Gauge(
-            "canaryflow_routing_weight",
+            names.ROUTING_WEIGHT,
             "Traffic weight (percent) of each version now.",
             mv,
             registry=r,
             multiprocess_mode="max",
         )
         self.routing_reloads = Counter(
-            "canaryflow_routing_reloads", "Routing file reloads by outcome.", ("outcome",), registry=r
+            names.ROUTING_RELOADS, "Routing file reloads by outcome.", (names.OUTCOME_LABEL,), registry=r
         )
         self.queue_rejections = Counter(
-            "canaryflow_queue_rejections", "Requests refused because the queue was full.", mv, registry=r
+            names.QUEUE_REJECTIONS, "Requests refused because the queue was full.", mv, registry=r
         )
 
     def exposition(self) -> bytes:

@@ -13,7 +13,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 
 
 def sticky_point(key: str) -> float:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from typing import Any
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.settings import InferenceSettings
 
 # The event loop and the batcher's worker threads share one GIL. A thread back from the GPU waits

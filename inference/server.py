@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from canaryflow.core.errors import first_error
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
+from canaryflow.kernel.errors import first_error
 from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedResult
 from inference.cache import ModelCache
 from inference.metrics import ServerMetrics

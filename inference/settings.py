@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from canaryflow.settings import ComponentSettings
+from canaryflow.kernel.settings import ComponentSettings
 
 
 class InferenceSettings(ComponentSettings):

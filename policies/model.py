@@ -1,6 +1,6 @@
 """The rollout policy: what a canary must show before it gets more traffic, and when to give up.
 
-A policy is data (YAML) validated here; the analysis engine (`controller.analysis`) reads it and
+A policy is data (YAML) validated here; the analysis engine (`canaryflow.kernel.analysis`) reads it and
 nothing else. Fields other parts rely on: `steps[i].weight/min_duration_s/min_samples`,
 `traffic_mode`, `approval.required`, `max_duration_s`.
 
@@ -18,6 +18,8 @@ from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from canaryflow.kernel.contracts.traffic import DEFAULT_TRAFFIC_MODE, TrafficMode
 
 MetricKind = Literal["latency", "error_rate", "gpu_memory", "shadow_distance"]
 
@@ -159,7 +161,7 @@ class SampleRatioPolicy(_Strict):
 
 class Policy(_Strict):
     name: str = "default"
-    traffic_mode: Literal["httproute", "configmap"] = "configmap"
+    traffic_mode: TrafficMode = DEFAULT_TRAFFIC_MODE
     steps: list[TrafficStep] = Field(min_length=1)
     max_duration_s: float = Field(default=3600.0, gt=0)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)

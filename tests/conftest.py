@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.local.gitremote import init_bare_remote
-from canaryflow.local.mlflow_server import MlflowServer, start_mlflow
-from canaryflow.local.prometheus import (
+from canaryflow.app.local.gitremote import init_bare_remote
+from canaryflow.app.local.mlflow_server import MlflowServer, start_mlflow
+from canaryflow.app.local.prometheus import (
     INSTALL_HINT,
     PrometheusServer,
     prometheus_binary,

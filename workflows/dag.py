@@ -11,15 +11,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.contracts.steps import Output, Step, weighted_node
+from canaryflow.kernel.types import RolloutSpec
 from policies.model import Policy
 
 # action: runs once to completion (retried on error). wait / analyze: polled until they are done
 # (the Argo container loops; the local runner polls once per reconcile). suspend: waits for `resume`.
 NodeKind = Literal["action", "wait", "analyze", "suspend"]
 
-ROLLBACK_NODE = "rollback"
-APPROVAL_NODE = "approval"
+ROLLBACK_NODE = Step.ROLLBACK
+APPROVAL_NODE = Step.APPROVAL
 
 
 class RetryPolicy(BaseModel):
@@ -93,13 +94,13 @@ def approval_gated(policy: Policy, environment: str) -> bool:
 
 def _commit_node(weight: int, step_index: int, depends: tuple[str, ...]) -> DagNode:
     return DagNode(
-        id=f"set-weight-{weight}",
-        step="set-weight",
+        id=weighted_node(Step.SET_WEIGHT, weight),
+        step=Step.SET_WEIGHT,
         kind="action",
         display_name=f"Commit canary at {weight}%",
         depends=depends,
         params={"weight": weight, "step_index": step_index},
-        outputs=("commit_sha",),
+        outputs=(Output.COMMIT_SHA,),
         retry=NETWORK_RETRY,
     )
 
@@ -107,13 +108,13 @@ def _commit_node(weight: int, step_index: int, depends: tuple[str, ...]) -> DagN
 def _analyze_node(weight: int, step_index: int, depends: tuple[str, ...]) -> DagNode:
     # No retry: a verdict is a decision, not a transient error; re-running it would shop for a pass.
     return DagNode(
-        id=f"analyze-{weight}",
-        step="analyze",
+        id=weighted_node(Step.ANALYZE, weight),
+        step=Step.ANALYZE,
         kind="analyze",
         display_name=f"Analyze canary at {weight}%",
         depends=depends,
         params={"weight": weight, "step_index": step_index},
-        outputs=("verdict", "verdict_json"),
+        outputs=(Output.VERDICT, Output.VERDICT_JSON),
     )
 
 
@@ -122,15 +123,15 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
     -> [request approval -> approval suspend] -> promote; exit handler: rollback."""
     nodes: list[DagNode] = [
         DagNode(
-            id="render",
-            step="render",
+            id=Step.RENDER,
+            step=Step.RENDER,
             kind="action",
             display_name="Render and validate manifests",
             params={"weight": policy.steps[0].weight},
-            outputs=("files",),
+            outputs=(Output.FILES,),
         )
     ]
-    last = "render"
+    last: str = Step.RENDER
     for index, traffic in enumerate(policy.steps):
         commit = _commit_node(traffic.weight, index, (last,))
         nodes.append(commit)
@@ -138,17 +139,17 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
         if index == 0:
             nodes.append(
                 DagNode(
-                    id="wait-ready",
-                    step="wait-ready",
+                    id=Step.WAIT_READY,
+                    step=Step.WAIT_READY,
                     kind="wait",
                     display_name="Wait for the canary to be ready",
                     depends=(last,),
                     params={"timeout_s": 600},
-                    outputs=("ready",),
+                    outputs=(Output.READY,),
                     retry=NETWORK_RETRY,
                 )
             )
-            last = "wait-ready"
+            last = Step.WAIT_READY
         analyze = _analyze_node(traffic.weight, index, (last,))
         nodes.append(analyze)
         last = analyze.id
@@ -158,13 +159,13 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
     if gated:
         nodes.append(
             DagNode(
-                id="request-approval",
-                step="request-approval",
+                id=Step.REQUEST_APPROVAL,
+                step=Step.REQUEST_APPROVAL,
                 kind="action",
                 display_name="Open the approval pull request",
                 depends=(last,),
-                inputs_from={"verdict_json": UpstreamOutput(node=last, output="verdict_json")},
-                outputs=("approval_id", "approval_url"),
+                inputs_from={Output.VERDICT_JSON: UpstreamOutput(node=last, output=Output.VERDICT_JSON)},
+                outputs=(Output.APPROVAL_ID, Output.APPROVAL_URL),
                 retry=NETWORK_RETRY,
             )
         )
@@ -174,29 +175,31 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
                 step=APPROVAL_NODE,
                 kind="suspend",
                 display_name="Wait for pull-request approval",
-                depends=("request-approval",),
+                depends=(Step.REQUEST_APPROVAL,),
             )
         )
         last = APPROVAL_NODE
-        promote_inputs["approval_id"] = UpstreamOutput(node="request-approval", output="approval_id")
+        promote_inputs[Output.APPROVAL_ID] = UpstreamOutput(
+            node=Step.REQUEST_APPROVAL, output=Output.APPROVAL_ID
+        )
     nodes.append(
         DagNode(
-            id="promote",
-            step="promote",
+            id=Step.PROMOTE,
+            step=Step.PROMOTE,
             kind="action",
             display_name="Promote canary to 100%",
             depends=(last,),
             inputs_from=promote_inputs,
-            outputs=("commit_sha",),
+            outputs=(Output.COMMIT_SHA,),
             retry=NETWORK_RETRY,
         )
     )
     exit_node = DagNode(
         id=ROLLBACK_NODE,
-        step="rollback",
+        step=Step.ROLLBACK,
         kind="action",
         display_name="Roll back the canary",
-        outputs=("commit_sha",),
+        outputs=(Output.COMMIT_SHA,),
         retry=NETWORK_RETRY,
     )
     return RolloutDag(nodes=tuple(nodes), exit_node=exit_node, gated=gated)

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from canaryflow.settings import ComponentSettings
+from canaryflow.kernel.settings import ComponentSettings
 
 
 class WorkflowSettings(ComponentSettings):

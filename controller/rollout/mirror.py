@@ -10,13 +10,12 @@ so a controller restarted at any point catches up from one read.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from canaryflow.core.types import WorkflowNodeStatus, WorkflowStatus
-from controller.rollout.machine import (
+from canaryflow.kernel.contracts.steps import Output, Step, weighted_node
+from canaryflow.kernel.rollout import (
     ApprovalRequested,
     Promoted,
     PromoteStarted,
@@ -26,10 +25,9 @@ from controller.rollout.machine import (
     StepStarted,
     WorkflowFailed,
 )
+from canaryflow.kernel.types import WorkflowNodeStatus, WorkflowStatus
 from controller.rollout.records import StepRecord
 
-_SET_WEIGHT = re.compile(r"^set-weight-(\d+)$")
-_ANALYZE = re.compile(r"^analyze-(\d+)$")
 _STARTED = frozenset({"Running", "Succeeded", "Failed", "Error"})
 _DONE_BAD = frozenset({"Failed", "Error"})
 
@@ -48,7 +46,7 @@ class Mirror(BaseModel):
 
 
 def _verdict(node: WorkflowNodeStatus) -> dict[str, Any] | None:
-    raw = node.outputs.get("verdict_json")
+    raw = node.outputs.get(Output.VERDICT_JSON)
     if not raw:
         return None
     try:
@@ -64,11 +62,11 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
     by_id = {n.id: n for n in status.nodes}
     rollback_cause = status.message or "workflow ended without promotion"
     for index, weight in enumerate(weights):
-        commit = by_id.get(f"set-weight-{weight}")
-        analyze = by_id.get(f"analyze-{weight}")
+        commit = by_id.get(weighted_node(Step.SET_WEIGHT, weight))
+        analyze = by_id.get(weighted_node(Step.ANALYZE, weight))
         if commit is None or commit.phase not in _STARTED:
             break
-        sha = commit.outputs.get("commit_sha") or None
+        sha = commit.outputs.get(Output.COMMIT_SHA) or None
         if sha:
             out.commits.append((sha, f"step {index} at {weight}%"))
             out.first_commit_done = True
@@ -76,9 +74,11 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
         verdict = _verdict(analyze) if analyze is not None else None
         step_status = "running"
         if analyze is not None and analyze.phase == "Succeeded":
-            step_status = str(analyze.outputs.get("verdict") or (verdict or {}).get("decision") or "pass")
+            step_status = str(
+                analyze.outputs.get(Output.VERDICT) or (verdict or {}).get("decision") or "pass"
+            )
         elif analyze is not None and analyze.phase in _DONE_BAD:
-            step_status = str(analyze.outputs.get("verdict") or "fail")
+            step_status = str(analyze.outputs.get(Output.VERDICT) or "fail")
             rollback_cause = f"step {index} at {weight}%: {analyze.message or 'analysis failed'}"
         elif analyze is not None and analyze.phase == "Running" and analyze.message:
             out.waiting_reason = analyze.message
@@ -95,29 +95,29 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
                 verdict=verdict,
             )
         )
-    wait = by_id.get("wait-ready")
+    wait = by_id.get(Step.WAIT_READY)
     if wait is not None and wait.phase == "Running" and wait.message:
         out.waiting_reason = wait.message
-    request = by_id.get("request-approval")
+    request = by_id.get(Step.REQUEST_APPROVAL)
     if request is not None and request.phase == "Succeeded":
-        out.approval_id = request.outputs.get("approval_id") or None
-        out.approval_url = request.outputs.get("approval_url") or None
+        out.approval_id = request.outputs.get(Output.APPROVAL_ID) or None
+        out.approval_url = request.outputs.get(Output.APPROVAL_URL) or None
         out.events.append(ApprovalRequested(url=out.approval_url or ""))
-    approval = by_id.get("approval")
+    approval = by_id.get(Step.APPROVAL)
     out.approval_suspended = approval is not None and approval.phase == "Running"
-    promote = by_id.get("promote")
+    promote = by_id.get(Step.PROMOTE)
     if promote is not None and promote.phase in _STARTED:
         out.events.append(PromoteStarted())
-        if promote.outputs.get("commit_sha"):
-            out.commits.append((promote.outputs["commit_sha"], "promote at 100%"))
+        if promote.outputs.get(Output.COMMIT_SHA):
+            out.commits.append((promote.outputs[Output.COMMIT_SHA], "promote at 100%"))
         if promote.phase == "Succeeded" and status.phase == "Succeeded":
             out.events.append(Promoted())
-    rollback = by_id.get("rollback")
+    rollback = by_id.get(Step.ROLLBACK)
     if rollback is not None and rollback.phase in _STARTED:
         out.rollback_started = True
         out.events.append(RollbackStarted(cause=rollback_cause))
-        if rollback.outputs.get("commit_sha"):
-            out.commits.append((rollback.outputs["commit_sha"], "rollback"))
+        if rollback.outputs.get(Output.COMMIT_SHA):
+            out.commits.append((rollback.outputs[Output.COMMIT_SHA], "rollback"))
         if rollback.phase == "Succeeded" and status.phase in ("Succeeded", "Failed", "Stopped", "Error"):
             out.events.append(RolledBack())
     if status.phase in ("Failed", "Error") and not (rollback is not None and rollback.phase == "Succeeded"):

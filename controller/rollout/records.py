@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from canaryflow.core.types import RolloutSpec
-from controller.rollout.machine import RolloutPhase, RolloutState
+from canaryflow.kernel.rollout import RolloutPhase, RolloutState
+from canaryflow.kernel.types import RolloutSpec
 
 
 class RolloutRecord(BaseModel):

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controller.rollout.machine import ACTIVE, Transition
+from canaryflow.kernel.rollout import ACTIVE, Transition
 from controller.rollout.records import (
     CommitRecord,
     InboxItem,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from canaryflow.core.errors import first_error
+from canaryflow.kernel.errors import first_error
 from controller.webhooks.events import WebhookRejected
 
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

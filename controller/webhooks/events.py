@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from canaryflow.core.types import K8sName, ModelVersion
+from canaryflow.kernel.types import K8sName, ModelVersion
 
 RegistryChange = Literal[
     "alias_set", "tag_set", "version_created", "stage_transitioned", "transition_requested"

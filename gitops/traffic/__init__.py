@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops.model import RenderRequest
 from gitops.resources import Doc
 from gitops.settings import RenderOptions

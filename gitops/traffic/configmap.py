@@ -6,7 +6,7 @@ mounted ConfigMap, so a traffic step changes no pod.
 
 from __future__ import annotations
 
-from canaryflow.core.routing import ROUTING_FILE_KEY, RoutingConfig
+from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
 from gitops.resources import Doc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
 from gitops.resources import Doc

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.analysis import (
+from canaryflow.kernel.analysis import (
     DEFAULT_LATENCY_BUCKETS_S,
     ArmObservations,
     Histogram,
     Observations,
     analyze,
 )
-from controller.analysis.replay import RequestLog, replay_log
+from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from policies import load_policy
 
 POLICY = load_policy("default")
@@ -116,7 +116,7 @@ def test_aa_runs_stay_within_the_false_rollback_budget() -> None:
 
 def test_shadow_distance_is_judged_when_present() -> None:
     rng = np.random.default_rng(5)
-    from controller.analysis import DEFAULT_SHADOW_BUCKETS
+    from canaryflow.kernel.analysis import DEFAULT_SHADOW_BUCKETS
 
     base = _obs()
     close = base.model_copy(

@@ -11,11 +11,11 @@ import pytest
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from controller.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
-from controller.metrics import MetricsError, MetricsSource
-from controller.metrics.factory import MetricsSettings, metrics_source_from_settings
-from controller.metrics.prometheus import PrometheusSource
-from controller.metrics.scrape import ScrapeSource
+from canaryflow.adapters.metrics import MetricsError, MetricsSource
+from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
+from canaryflow.adapters.metrics.prometheus import PrometheusSource
+from canaryflow.adapters.metrics.scrape import ScrapeSource
+from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
 from tests.support.net import free_port
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from canaryflow.cli import app
-from canaryflow.core.types import Verdict
+from canaryflow.app.cli import app
+from canaryflow.kernel.types import Verdict
 
 runner = CliRunner()
 

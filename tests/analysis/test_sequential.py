@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from controller.analysis import DEFAULT_LATENCY_BUCKETS_S, Histogram
-from controller.analysis.sequential import (
+from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, Histogram
+from canaryflow.kernel.analysis.sequential import (
     PRIOR_STRENGTH,
     binomial_cs,
     log_mixture,
@@ -100,7 +100,7 @@ def test_one_sided_evidence_is_a_valid_lower_bound_on_the_exact_one_sided_mixtur
 ) -> None:
     from scipy.special import betainc, betaincc, betaln
 
-    from controller.analysis.sequential import log_mixture_one_sided
+    from canaryflow.kernel.analysis.sequential import log_mixture_one_sided
 
     a, b = PRIOR_STRENGTH * f, PRIOR_STRENGTH * (1 - f)
     side = betaincc if above else betainc

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from canaryflow.core.ports import ApprovalGate
+from canaryflow.kernel.ports import ApprovalGate
 from controller.observability import ControllerMetrics
 from controller.reconcile import Reconciler
 from controller.rollout.records import RolloutRecord

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from canaryflow.local.process import ManagedProcess
+from canaryflow.app.local.process import ManagedProcess
 from tests.support.net import free_port
 
 from .conftest import signed_mlflow

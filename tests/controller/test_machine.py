@@ -1,6 +1,6 @@
 import pytest
 
-from controller.rollout.machine import (
+from canaryflow.kernel.rollout import (
     ApprovalRequested,
     Approved,
     IllegalTransition,

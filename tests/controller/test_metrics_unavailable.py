@@ -12,10 +12,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
-from controller.metrics.prometheus import PrometheusSource
+from canaryflow.adapters.metrics.prometheus import PrometheusSource
+from canaryflow.adapters.registry import MlflowRegistry
 from controller.observability import ControllerMetrics
 from controller.reconcile import Reconciler
-from controller.registry import MlflowRegistry
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
@@ -25,7 +25,7 @@ from policies.model import Policy, SampleRatioPolicy, TrafficStep
 from tests.support.net import free_port
 from workflows.local.runner import LocalRunner
 from workflows.steps import step_runner
-from workflows.steps.context import StepContext, repo_manifest_check
+from workflows.steps.context import StepContext
 
 POLICY = Policy(
     name="wait",
@@ -50,7 +50,7 @@ def controller_with(metrics, mlflow_server, git_remote, tmp_path):
         registry=registry,
         metrics=metrics,
         policy_for=lambda name: POLICY,
-        check_manifests=repo_manifest_check(repo),
+        check_manifests=repo.render_checked,
         traffic_mode_for=lambda spec: "configmap",
     )
     settings = ControllerSettings(db_path=tmp_path / "c.db", mlflow_webhook_secret=SecretStr("s"))

@@ -2,7 +2,7 @@
 
 import json
 
-from canaryflow.core.types import WorkflowNodeStatus, WorkflowStatus
+from canaryflow.kernel.types import WorkflowNodeStatus, WorkflowStatus
 from controller.rollout.mirror import mirror
 
 

@@ -9,7 +9,7 @@ import httpx
 from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
-from controller.registry import MlflowRegistry
+from canaryflow.adapters.registry import MlflowRegistry
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
 from controller.settings import ControllerSettings

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from canaryflow.core.types import RolloutSpec
-from controller.readiness.http import HttpReadiness
-from controller.readiness.kubernetes import KubernetesReadiness
-from controller.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.http import HttpReadiness
+from canaryflow.adapters.readiness.kubernetes import KubernetesReadiness
+from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.kernel.types import RolloutSpec
 
 SPEC = RolloutSpec(rollout_id="r1", model="minilm", baseline_version="1", canary_version="2")
 

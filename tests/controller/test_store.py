@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from controller.rollout.machine import RolloutState, Started, StepStarted, apply
+from canaryflow.kernel.rollout import RolloutState, Started, StepStarted, apply
 from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore, StaleState
 

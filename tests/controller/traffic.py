@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from canaryflow.core.buckets import LATENCY_BUCKETS_S
+from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_S
 
 
 class TrafficServer:

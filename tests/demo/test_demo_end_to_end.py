@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from canaryflow.demo.environment import DemoConfig
-from canaryflow.demo.run import run_demo
+from canaryflow.app.demo.environment import DemoConfig
+from canaryflow.app.demo.run import run_demo
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import base64
 
 import numpy as np
 
-from canaryflow.core.types import Check, RolloutSpec, Verdict
-from canaryflow.report import ReportData, StepRecord, TimePoint, render_html
-from controller.analysis.observations import DEFAULT_LATENCY_BUCKETS_S, Histogram
+from canaryflow.app.report import ReportData, StepRecord, TimePoint, render_html
+from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S, Histogram
+from canaryflow.kernel.types import Check, RolloutSpec, Verdict
 
 
 def _data() -> ReportData:

@@ -12,9 +12,9 @@ import numpy as np
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from canaryflow.local.mlflow_server import MlflowServer
-from canaryflow.model_assets import load_minilm, register_minilm
-from controller.registry import MlflowRegistry
+from canaryflow.adapters.model_assets import load_minilm, register_minilm
+from canaryflow.adapters.registry import MlflowRegistry
+from canaryflow.app.local.mlflow_server import MlflowServer
 from tests.support.net import free_port
 
 SENTENCES = ["Canary rollouts compare two versions.", "The cat sat on the mat."]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from canaryflow.local.mlflow_server import MlflowServer
-from controller.registry import MlflowRegistry, RegistryError
+from canaryflow.adapters.registry import MlflowRegistry, RegistryError
+from canaryflow.app.local.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from typing import ClassVar
 import pytest
 from pydantic import SecretStr
 
-from canaryflow.settings import ComponentSettings, SettingsError
+from canaryflow.kernel.settings import ComponentSettings, SettingsError
 
 
 class DemoSettings(ComponentSettings):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from gitops.settings import GitOpsSettings, RenderOptions
 
 SHARED_SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"

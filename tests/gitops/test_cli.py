@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from canaryflow.cli import app
+from canaryflow.app.cli import app
 from tests.gitops.conftest import GOLDEN, remote_file, remote_log
 
 runner = CliRunner()

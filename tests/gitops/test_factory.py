@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.core.ports import GitOpsRepo
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.ports import GitOpsRepo
+from canaryflow.kernel.types import RolloutSpec
 from gitops.factory import approval_from_settings, git_repo_from_settings
 from gitops.git import GitRepo, absolute_remote
 from gitops.gitcli import GitAuth, GitError

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from gitops.files import routing_from_checkout
 from gitops.git import GitRepo
 from gitops.gitcli import GitError

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.core.ports import ApprovalGate
-from canaryflow.core.types import ApprovalRequest, Check, RolloutSpec, Verdict
+from canaryflow.kernel.ports import ApprovalGate
+from canaryflow.kernel.types import ApprovalRequest, Check, RolloutSpec, Verdict
 from gitops.git import GitRepo
 from gitops.pullrequest import ApprovalError, GitHubApproval, branch_for, github_client
 from gitops.report import approval_report

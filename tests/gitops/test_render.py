@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops.files import routing_from_checkout, write_rendering
 from gitops.model import RenderRequest
 from gitops.render import render, routing_config

@@ -20,8 +20,8 @@ import pytest
 import torch
 import uvicorn
 
-from canaryflow.core.routing import RoutingConfig
-from canaryflow.model_assets import load_minilm, make_variant
+from canaryflow.adapters.model_assets import load_minilm, make_variant
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.app import create_app
 from inference.metrics import ServerMetrics
 from inference.models.sentence_transformer import SentenceTransformerModel

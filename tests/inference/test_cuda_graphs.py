@@ -30,7 +30,7 @@ pytestmark = [
 def _model_dir() -> Path:
     if os.environ.get("CANARYFLOW_TEST_MODEL_DIR"):
         return Path(os.environ["CANARYFLOW_TEST_MODEL_DIR"])
-    from canaryflow.model_assets import minilm_path
+    from canaryflow.adapters.model_assets import minilm_path
 
     return minilm_path()
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from canaryflow.cli import app
-from canaryflow.commands.serve import routing_from_uris
-from canaryflow.model_assets import register_minilm
+from canaryflow.adapters.model_assets import register_minilm
+from canaryflow.app.cli import app
+from canaryflow.app.commands.serve import routing_from_uris
 from tests.inference.conftest import SENTENCES, routing, running_server
 
 

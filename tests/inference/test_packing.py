@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canaryflow.model_assets import minilm_path
+from canaryflow.adapters.model_assets import minilm_path
 from inference.models.base import TokenizedBatch
 from inference.models.cuda_graphs import BATCH_BUCKETS, length_buckets, plan_replays
 from inference.tokenization import TextTokenizer

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from canaryflow.core.routing import RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.router import RoutingTable
 from tests.inference.conftest import SENTENCES, routing, running_server
 

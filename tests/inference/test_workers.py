@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from canaryflow.model_assets import minilm_path
+from canaryflow.adapters.model_assets import minilm_path
 from tests.inference.conftest import SENTENCES
 from tests.support.net import free_port
 
@@ -53,7 +53,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 240)
 def test_workers_serve_and_merge_metrics(mode: str, st_model) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "canaryflow.cli", "serve", "--model-uri", str(minilm_path()),
+    command = [sys.executable, "-m", "canaryflow.app.cli", "serve", "--model-uri", str(minilm_path()),
                "--model-name", "minilm", "--workers", "2", "--port", str(port), "--device", "cpu",
                mode]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CANARYFLOW_INFERENCE_MAX_WAIT_MS": "2"}

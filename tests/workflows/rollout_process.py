@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from policies.model import Policy
 from tests.workflows.rollout_support import local_runner, step_context
 

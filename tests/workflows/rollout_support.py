@@ -8,16 +8,15 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from canaryflow.core.types import RolloutSpec, WorkflowStatus
-from controller.metrics.scrape import ScrapeSource
-from controller.registry import MlflowRegistry
+from canaryflow.adapters.metrics.scrape import ScrapeSource
+from canaryflow.adapters.registry import MlflowRegistry
+from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from gitops.factory import git_repo_from_settings
 from gitops.settings import GitOpsSettings
 from policies.model import MetricPolicy, Policy, SampleRatioPolicy, TrafficStep
 from tests.workflows.metrics_exporter import Exporter
 from workflows.local.runner import LocalRunner
 from workflows.steps import StepContext, step_runner
-from workflows.steps.context import repo_manifest_check
 
 BASELINE_MS = 10.0
 EXPERIMENT = "canaryflow-workflow-tests"
@@ -76,7 +75,7 @@ def step_context(
         registry=MlflowRegistry(tracking_uri),
         metrics=ScrapeSource([metrics_url]),
         policy_for=lambda _name: policy,
-        check_manifests=repo_manifest_check(repo),
+        check_manifests=repo.render_checked,
         traffic_mode_for=lambda _spec: policy.traffic_mode,
     )
 

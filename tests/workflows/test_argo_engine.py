@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from canaryflow.core.ports import WorkflowEngine
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.ports import WorkflowEngine
+from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.argo_server import ArgoServerThread, FakeArgo
 from tests.workflows.conftest import short_policy
 from workflows.argo.engine import ArgoEngine, ArgoError

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from canaryflow.cli import app
+from canaryflow.app.cli import app
 from tests.workflows.argo_server import ArgoServerThread
 
 runner = CliRunner()

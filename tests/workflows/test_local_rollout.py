@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
-from canaryflow.core.types import ApprovalRequest, RolloutSpec
+from canaryflow.kernel.types import ApprovalRequest, RolloutSpec
 from gitops.factory import approval_from_settings
 from gitops.git import GitRepo
 from gitops.history import LOG_FORMAT, parse_log

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from canaryflow.core.ports import WorkflowEngine
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.ports import WorkflowEngine
+from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.conftest import short_policy
 from workflows.dag import DagNode
 from workflows.local.runner import LocalRunner

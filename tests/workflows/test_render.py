@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.conftest import short_policy
 from workflows.argo.install import install_manifests
 from workflows.argo.render import (

@@ -11,7 +11,7 @@ import threading
 import yaml
 from typer.testing import CliRunner
 
-from canaryflow.cli import app
+from canaryflow.app.cli import app
 from tests.workflows.metrics_exporter import Exporter
 from tests.workflows.rollout_support import BASELINE_MS, rollout_policy
 

@@ -14,7 +14,7 @@ from hera.exceptions import AlreadyExists, HeraException
 from hera.workflows import WorkflowsService
 from hera.workflows import models as argo
 
-from canaryflow.core.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
+from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
 from policies.model import Policy
 from workflows.argo.render import rollout_template, rollout_workflow, workflow_from_template
 from workflows.dag import APPROVAL_NODE, workflow_name

@@ -40,7 +40,7 @@ from hera.workflows.models import (
     WorkflowTemplateRef,
 )
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from policies.model import Policy
 from workflows.dag import DagNode, RetryPolicy, RolloutDag, build_rollout_dag, workflow_name
 from workflows.settings import WorkflowSettings

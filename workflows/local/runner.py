@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from canaryflow.core.types import RolloutSpec, WorkflowStatus
+from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from policies.model import Policy
 from workflows.dag import APPROVAL_NODE, DagNode, RolloutDag, build_rollout_dag, workflow_name
 from workflows.local.store import NodeRecord, RunRecord, RunStore

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from canaryflow.core.types import RolloutSpec, WorkflowNodeStatus
+from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus
 from policies.model import Policy
 
 NodePhase = str  # WorkflowNodeStatus.phase values

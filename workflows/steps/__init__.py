@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from canaryflow.kernel.contracts.steps import Step
 from workflows.dag import DagNode
 from workflows.steps.analysis import analyze
 from workflows.steps.base import StepInput, StepOutcome
@@ -14,13 +15,13 @@ from workflows.steps.release import promote, request_approval, rollback
 StepFunction = Callable[[StepContext, StepInput], StepOutcome]
 
 STEPS: dict[str, StepFunction] = {
-    "render": render,
-    "set-weight": set_weight,
-    "wait-ready": wait_ready,
-    "analyze": analyze,
-    "request-approval": request_approval,
-    "promote": promote,
-    "rollback": rollback,
+    Step.RENDER: render,
+    Step.SET_WEIGHT: set_weight,
+    Step.WAIT_READY: wait_ready,
+    Step.ANALYZE: analyze,
+    Step.REQUEST_APPROVAL: request_approval,
+    Step.PROMOTE: promote,
+    Step.ROLLBACK: rollback,
 }
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 
-from controller.analysis import analyze as analyze_observations
-from controller.metrics import MetricsError
+from canaryflow.adapters.metrics import MetricsError
+from canaryflow.kernel.analysis import analyze as analyze_observations
+from canaryflow.kernel.contracts.steps import Output
 from gitops.report import approval_report
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import StepContext
@@ -30,12 +31,12 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
         if time.time() - since >= policy.max_duration_s:
             return StepOutcome(
                 state="failed",
-                outputs={"verdict": "inconclusive"},
+                outputs={Output.VERDICT: "inconclusive"},
                 message=f"inconclusive: metrics unavailable until max_duration_s ({exc})",
             )
         return StepOutcome(state="running", message=f"waiting: metrics unavailable ({exc})")
     result = analyze_observations(policy, observations, step_index=index)
-    outputs = {"verdict": result.status, "verdict_json": result.verdict.model_dump_json()}
+    outputs = {Output.VERDICT: result.status, Output.VERDICT_JSON: result.verdict.model_dump_json()}
     reasons = "; ".join(
         dict.fromkeys(c.reason for c in result.verdict.checks if c.reason and c.verdict != "pass")
     )

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.types import RolloutSpec
 from policies.model import Policy
 
 # Exit codes of `canaryflow workflow step`, which Argo's retry expression reads.

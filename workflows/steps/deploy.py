@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from canaryflow.core.types import RolloutSpec
+from canaryflow.kernel.contracts.steps import Output
+from canaryflow.kernel.types import RolloutSpec
 from gitops.git import step_request
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import AuditLog, StepContext
@@ -17,7 +18,7 @@ def render(ctx: StepContext, step: StepInput) -> StepOutcome:
     rendering = ctx.check_manifests(request)
     return StepOutcome(
         state="succeeded",
-        outputs={"files": str(len(rendering.files))},
+        outputs={Output.FILES: str(len(rendering.files))},
         message=f"{len(rendering.files)} manifests valid",
     )
 
@@ -44,7 +45,7 @@ def set_weight(ctx: StepContext, step: StepInput) -> StepOutcome:
     sha = result.sha if result.changed and result.sha else committed_sha(ctx, step.spec, weight, "canary")
     note = "committed" if result.changed else "already committed"
     return StepOutcome(
-        state="succeeded", outputs={"commit_sha": sha or ""}, message=f"canary at {weight}%: {note}"
+        state="succeeded", outputs={Output.COMMIT_SHA: sha or ""}, message=f"canary at {weight}%: {note}"
     )
 
 
@@ -52,17 +53,17 @@ def wait_ready(ctx: StepContext, step: StepInput) -> StepOutcome:
     """Polled until the canary serves; fails once `timeout_s` has passed since the node started."""
     if ctx.readiness is None:
         return StepOutcome(
-            state="succeeded", outputs={"ready": "true"}, message="no readiness source configured"
+            state="succeeded", outputs={Output.READY: "true"}, message="no readiness source configured"
         )
     result = ctx.readiness.check(step.spec)
     if result.ready:
-        return StepOutcome(state="succeeded", outputs={"ready": "true"}, message=result.reason)
+        return StepOutcome(state="succeeded", outputs={Output.READY: "true"}, message=result.reason)
     timeout_s = step.int_param("timeout_s")
     waited = time.time() - (step.started_at or time.time())
     if waited > timeout_s:
         return StepOutcome(
             state="failed",
-            outputs={"ready": "false"},
+            outputs={Output.READY: "false"},
             message=f"canary not ready after {timeout_s} s: {result.reason}",
         )
-    return StepOutcome(state="running", outputs={"ready": "false"}, message=result.reason)
+    return StepOutcome(state="running", outputs={Output.READY: "false"}, message=result.reason)

@@ -6,7 +6,8 @@ moves and tags set what is already set, a merged pull request stays merged.
 
 from __future__ import annotations
 
-from canaryflow.core.types import ApprovalRequest, Verdict
+from canaryflow.kernel.contracts.steps import Output
+from canaryflow.kernel.types import ApprovalRequest, Verdict
 from gitops.history import one_line
 from gitops.report import approval_report
 from workflows.steps.base import StepInput, StepOutcome
@@ -24,12 +25,12 @@ def request_approval(ctx: StepContext, step: StepInput) -> StepOutcome:
         raise ValueError(
             "the policy asks for approval but no approval gate is configured (gitops.github_repo)"
         )
-    raw = step.upstream.get("verdict_json", "")
+    raw = step.upstream.get(Output.VERDICT_JSON, "")
     verdict = Verdict.model_validate_json(raw) if raw else Verdict(decision="promote")
     request = ctx.approval.request(step.spec, approval_report(step.spec, verdict))
     return StepOutcome(
         state="succeeded",
-        outputs={"approval_id": request.id, "approval_url": request.url},
+        outputs={Output.APPROVAL_ID: request.id, Output.APPROVAL_URL: request.url},
         message=f"approval requested: {request.url or request.id}",
     )
 
@@ -37,7 +38,7 @@ def request_approval(ctx: StepContext, step: StepInput) -> StepOutcome:
 def promote(ctx: StepContext, step: StepInput) -> StepOutcome:
     """100% to the canary in git (merging the approved pull request first), then the registry."""
     spec = step.spec
-    approval_id = step.upstream.get("approval_id", "")
+    approval_id = step.upstream.get(Output.APPROVAL_ID, "")
     if approval_id:
         if ctx.approval is None:
             raise ValueError("promote: an approval id was given but no approval gate is configured")
@@ -50,7 +51,7 @@ def promote(ctx: StepContext, step: StepInput) -> StepOutcome:
         ctx.registry.set_version_tag(spec.model, spec.baseline_version, TAG_RETIRED, spec.rollout_id)
     return StepOutcome(
         state="succeeded",
-        outputs={"commit_sha": sha or ""},
+        outputs={Output.COMMIT_SHA: sha or ""},
         message=f"v{spec.canary_version} is {ctx.aliases.champion}",
     )
 
@@ -69,6 +70,6 @@ def rollback(ctx: StepContext, step: StepInput) -> StepOutcome:
     registry.set_version_tag(spec.model, spec.canary_version, TAG_REJECTED, one_line(reason, 250))
     return StepOutcome(
         state="succeeded",
-        outputs={"commit_sha": sha or ""},
+        outputs={Output.COMMIT_SHA: sha or ""},
         message=f"rolled back v{spec.canary_version}: {one_line(reason, 200)}",
     )

@@ -1,0 +1,20 @@
+"""Picks the readiness backend: Kubernetes when a cluster is configured, else the inference server."""
+
+from __future__ import annotations
+
+from canaryflow.adapters.readiness.base import Readiness
+from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+
+
+def readiness_from_settings(
+    kubernetes: KubernetesReadinessSettings | None, inference_url: str | None
+) -> Readiness | None:
+    if kubernetes is not None:
+        from canaryflow.adapters.readiness.kubernetes import KubernetesReadiness
+
+        return KubernetesReadiness(kubernetes)
+    if inference_url:
+        from canaryflow.adapters.readiness.http import HttpReadiness
+
+        return HttpReadiness(inference_url)
+    return None

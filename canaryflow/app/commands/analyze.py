@@ -1,0 +1,159 @@
+"""`canaryflow analyze`: canary analysis offline, from request logs (design.md's replay format)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from canaryflow.kernel.analysis.replay import RequestLog, replay_log
+from policies import PolicyError, load_policy
+
+app = typer.Typer(help="Canary analysis: decide offline from request logs.", no_args_is_help=True)
+
+
+class LogError(ValueError):
+    """A request log cannot be read; the message names the file, the line and the field."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"canaryflow analyze: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def _group() -> None:
+    """Canary analysis: decide offline from request logs."""
+
+
+@app.command("replay")
+def replay(
+    policy: str = typer.Option(..., "--policy", help="policy YAML file, or a shipped policy name (default)"),
+    inputs: list[Path] = typer.Option(..., "--input", help="request log(s), JSON Lines; several may follow"),
+    more_inputs: list[Path] | None = typer.Argument(None, metavar="[LOG2.jsonl ...]", show_default=False),
+    step: int = typer.Option(0, "--step", min=0, help="policy step whose weight and guards apply"),
+    canary_weight: float | None = typer.Option(
+        None,
+        "--canary-weight",
+        min=0.0,
+        max=100.0,
+        help="canary share (percent) instead of the step's weight",
+    ),
+    start: float | None = typer.Option(
+        None,
+        "--start-s",
+        help="log time the step started (default: the look grid just before the first request)",
+    ),
+) -> None:
+    """Replay request logs through the engine as if live: one verdict (JSON) per line per input file.
+
+    Each log line is {"t": seconds, "arm": "baseline"|"canary", "latency_ms": ms, "ok": bool}; the
+    verdict's decided_at_s is the log time of the deciding look (null when the log ends undecided).
+    """
+    try:
+        rollout_policy = load_policy(policy)
+    except PolicyError as exc:
+        _fail(f"--policy: {exc}")
+        return
+    if step >= len(rollout_policy.steps):
+        _fail(f"--step: {step} is beyond the policy's {len(rollout_policy.steps)} steps")
+    paths = list(inputs) + list(more_inputs or [])
+    for path in paths:
+        if not path.is_file():
+            _fail(f"--input: {path}: no such file")
+    for path in paths:
+        try:
+            log = read_request_log(path)
+            verdict = replay_log(
+                rollout_policy, log, step_index=step, canary_weight=canary_weight, start_s=start
+            )
+        except (LogError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        sys.stdout.write(verdict.model_dump_json() + "\n")
+        sys.stdout.flush()
+
+
+def read_request_log(path: Path) -> RequestLog:
+    """Columns of a JSON Lines request log; extra keys are ignored, a bad line is named."""
+    fast = _read_with_arrow(path)
+    return fast if fast is not None else _read_line_by_line(path)
+
+
+def _read_with_arrow(path: Path) -> RequestLog | None:
+    """The fast path (pyarrow's JSON reader); None whenever it cannot vouch for the file."""
+    try:
+        import pyarrow.json as pa_json
+    except ImportError:
+        return None
+    try:
+        table = pa_json.read_json(path)
+    except Exception:
+        return None
+    needed = ("t", "arm", "latency_ms", "ok")
+    if table.num_rows == 0 or any(name not in table.column_names for name in needed):
+        return None
+    try:
+        t = table.column("t").to_numpy().astype(float)
+        arm = table.column("arm").to_numpy(zero_copy_only=False)
+        latency = table.column("latency_ms").to_numpy().astype(float)
+        ok = table.column("ok").to_numpy(zero_copy_only=False)
+    except Exception:
+        return None
+    if ok.dtype != np.bool_ or arm.dtype != object:
+        return None
+    is_canary = arm == "canary"
+    if not np.all(is_canary | (arm == "baseline")) or not np.all(np.isfinite(t)):
+        return None
+    if not np.all(np.isfinite(latency)) or np.any(latency < 0):
+        return None
+    return RequestLog(t=t, canary=is_canary, latency_s=latency / 1000.0, ok=ok.astype(bool))
+
+
+def _read_line_by_line(path: Path) -> RequestLog:
+    t: list[float] = []
+    canary: list[bool] = []
+    latency: list[float] = []
+    ok: list[bool] = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:
+                raise LogError(f"{where}: not valid JSON ({exc})") from exc
+            if not isinstance(record, dict):
+                raise LogError(f"{where}: a request must be a JSON object")
+            t.append(_number(record, "t", where))
+            arm = record.get("arm")
+            if arm not in ("baseline", "canary"):
+                raise LogError(f"{where}: arm: must be 'baseline' or 'canary', got {arm!r}")
+            canary.append(arm == "canary")
+            value = _number(record, "latency_ms", where)
+            if value < 0:
+                raise LogError(f"{where}: latency_ms: must be >= 0, got {value}")
+            latency.append(value / 1000.0)
+            flag = record.get("ok")
+            if not isinstance(flag, bool):
+                raise LogError(f"{where}: ok: must be true or false, got {flag!r}")
+            ok.append(flag)
+    if not t:
+        raise LogError(f"{path}: no requests in the log")
+    return RequestLog(
+        t=np.asarray(t, dtype=float),
+        canary=np.asarray(canary, dtype=bool),
+        latency_s=np.asarray(latency, dtype=float),
+        ok=np.asarray(ok, dtype=bool),
+    )
+
+
+def _number(record: dict[str, object], key: str, where: str) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise LogError(f"{where}: {key}: must be a finite number, got {value!r}")
+    return float(value)

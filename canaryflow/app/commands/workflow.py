@@ -1,0 +1,341 @@
+"""`canaryflow workflow`: the rollout Workflow as YAML, on an Argo Server, or run on this machine.
+
+`step` is the container entry point of every node of the rendered Workflow: it runs one step
+function and writes its outputs to files Argo reads as output parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from canaryflow.kernel.errors import first_error
+from canaryflow.kernel.settings import SettingsError
+from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
+
+if TYPE_CHECKING:
+    from policies.model import Policy
+    from workflows.argo.engine import ArgoEngine
+
+app = typer.Typer(
+    help="The rollout Workflow: render as YAML, submit to Argo, run locally.", no_args_is_help=True
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"canaryflow workflow: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _first_error(exc: ValidationError) -> str:
+    return first_error(exc)
+
+
+def _settings(**overrides: Any) -> Any:
+    from workflows.settings import WorkflowSettings
+
+    try:
+        return WorkflowSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, SettingsError) as exc:
+        _fail(_first_error(exc) if isinstance(exc, ValidationError) else str(exc))
+
+
+def _policy(name: str) -> Any:
+    from policies import PolicyError, load_policy
+
+    try:
+        return load_policy(name)
+    except (PolicyError, OSError) as exc:
+        _fail(f"--policy: {exc}")
+
+
+def _spec(
+    model: str | None, baseline: str | None, canary: str | None, rollout_id: str | None, policy: str, env: str
+) -> RolloutSpec | None:
+    given = {
+        "--model": model,
+        "--baseline-version": baseline,
+        "--canary-version": canary,
+        "--rollout-id": rollout_id,
+    }
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        _fail(f"{', '.join(missing)}: required with the other rollout options")
+    try:
+        return RolloutSpec(
+            rollout_id=rollout_id,
+            model=model,
+            baseline_version=baseline,
+            canary_version=canary,
+            policy=policy,
+            environment=env,
+        )
+    except ValidationError as exc:
+        _fail(_first_error(exc))
+
+
+_MODEL = typer.Option(None, "--model", help="registered model name")
+_BASELINE = typer.Option(None, "--baseline-version", help="registry version serving today")
+_CANARY = typer.Option(None, "--canary-version", help="registry version to roll out")
+_ROLLOUT = typer.Option(None, "--rollout-id", help="rollout id (a Kubernetes name)")
+_POLICY = typer.Option("default", "--policy", help="shipped policy name or a policy YAML file")
+_ENV = typer.Option("production", "--environment", help="target environment")
+
+
+@app.command("render")
+def render(
+    model: str | None = _MODEL,
+    baseline: str | None = _BASELINE,
+    canary: str | None = _CANARY,
+    rollout_id: str | None = _ROLLOUT,
+    policy: str = _POLICY,
+    environment: str = _ENV,
+    install: bool = typer.Option(False, "--install", help="also the service accounts and RBAC it needs"),
+    namespace: str | None = typer.Option(
+        None, "--namespace", help="Argo namespace (settings: argo_namespace)"
+    ),
+    image: str | None = typer.Option(None, "--image", help="canaryflow image the steps run"),
+) -> None:
+    """Print YAML: the WorkflowTemplate of a policy, or with rollout options a Workflow to `argo submit`."""
+    from workflows.argo.install import install_manifests, rbac_manifests
+    from workflows.argo.render import manifest, rollout_template, rollout_workflow
+
+    settings = _settings(argo_namespace=namespace, image=image)
+    rollout_policy = _policy(policy)
+    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
+    docs: list[dict[str, Any]] = []
+    if spec is not None:
+        docs = [
+            *(rbac_manifests(settings) if install else []),
+            manifest(rollout_workflow(spec, rollout_policy, settings)),
+        ]
+    elif install:
+        docs = install_manifests(rollout_policy, environment, settings, policy)
+    else:
+        docs = [manifest(rollout_template(rollout_policy, environment, settings, policy))]
+    typer.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
+
+
+def _engine(engine: str, db: Path | None) -> Any:
+    from canaryflow.app.wiring import build_engine
+
+    if engine not in ("argo", "local"):
+        _fail(f"--engine: {engine!r} is not argo or local")
+    if engine == "local" and db is None:
+        _fail("--db: the local runner needs its database file")
+    try:
+        return build_engine(_settings(engine=engine), db)
+    except (ValueError, SettingsError) as exc:
+        _fail(str(exc))
+
+
+_ENGINE = typer.Option("argo", "--engine", help="argo (Argo Server from settings) or local")
+_DB = typer.Option(None, "--db", help="local runner: SQLite file holding the workflow state")
+
+
+def _print_status(status: WorkflowStatus) -> None:
+    typer.echo(f"{status.name}  {status.phase}  {status.message}".rstrip())
+    for node in status.nodes:
+        outputs = ", ".join(f"{k}={v[:60]}" for k, v in node.outputs.items() if k != "report")
+        typer.echo(f"  {node.id:<18} {node.phase:<10} {outputs}  {node.message[:100]}".rstrip())
+
+
+def _call(what: str, fn: Any) -> Any:
+    from workflows.argo.engine import ArgoError
+
+    try:
+        return fn()
+    except ArgoError as exc:
+        _fail(str(exc), code=1)
+    except KeyError as exc:
+        _fail(f"{what}: no workflow named {exc}")
+
+
+def _argo_rollout(
+    model: str | None,
+    baseline: str | None,
+    canary: str | None,
+    rollout_id: str | None,
+    policy: str,
+    environment: str,
+) -> tuple[RolloutSpec, Policy, ArgoEngine]:
+    """The rollout named on the command line, its policy, and an engine on the configured Argo Server."""
+    from workflows.argo.engine import ArgoEngine
+
+    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
+    if spec is None:
+        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
+    rollout_policy = _policy(policy)
+    return spec, rollout_policy, ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
+
+
+@app.command("submit")
+def submit(
+    model: str | None = _MODEL,
+    baseline: str | None = _BASELINE,
+    canary: str | None = _CANARY,
+    rollout_id: str | None = _ROLLOUT,
+    policy: str = _POLICY,
+    environment: str = _ENV,
+    install_template: bool = typer.Option(
+        False, "--install-template", help="create the WorkflowTemplate first"
+    ),
+) -> None:
+    """Create the rollout Workflow on the Argo Server (from the installed WorkflowTemplate)."""
+    spec, rollout_policy, engine = _argo_rollout(model, baseline, canary, rollout_id, policy, environment)
+    if install_template:
+        _call("install", lambda: engine.install(rollout_policy, environment, policy))
+    name = _call("submit", lambda: engine.submit(spec))
+    typer.echo(f"{name}  {engine.link(name)}")
+
+
+@app.command("lint")
+def lint(
+    model: str | None = _MODEL,
+    baseline: str | None = _BASELINE,
+    canary: str | None = _CANARY,
+    rollout_id: str | None = _ROLLOUT,
+    policy: str = _POLICY,
+    environment: str = _ENV,
+) -> None:
+    """Have the Argo Server check a rollout's Workflow without creating it."""
+    from workflows.dag import workflow_name
+
+    spec, _, engine = _argo_rollout(model, baseline, canary, rollout_id, policy, environment)
+    _call("lint", lambda: engine.lint(spec))
+    typer.echo(f"{workflow_name(spec)}: valid")
+
+
+@app.command("status")
+def status(
+    name: str = typer.Argument(..., help="workflow name"), engine: str = _ENGINE, db: Path | None = _DB
+) -> None:
+    """Where a rollout workflow stands: its phase, and each node's phase and outputs."""
+    runner = _engine(engine, db)
+    _print_status(_call("status", lambda: runner.status(name)))
+
+
+@app.command("resume")
+def resume(
+    name: str = typer.Argument(..., help="workflow name"), engine: str = _ENGINE, db: Path | None = _DB
+) -> None:
+    """Let the approval gate pass (what the controller does when the pull request is approved)."""
+    runner = _engine(engine, db)
+    _call("resume", lambda: runner.resume(name))
+
+
+@app.command("stop")
+def stop(
+    name: str = typer.Argument(..., help="workflow name"),
+    reason: str = typer.Option(..., "--reason", help="why (recorded with the rollback)"),
+    engine: str = _ENGINE,
+    db: Path | None = _DB,
+) -> None:
+    """Stop a rollout; its exit handler rolls the canary back."""
+    runner = _engine(engine, db)
+    _call("stop", lambda: runner.stop(name, reason))
+
+
+@app.command("run")
+def run(
+    model: str | None = _MODEL,
+    baseline: str | None = _BASELINE,
+    canary: str | None = _CANARY,
+    rollout_id: str | None = _ROLLOUT,
+    policy: str = _POLICY,
+    environment: str = _ENV,
+    db: Path = typer.Option(Path("canaryflow-workflows.db"), "--db", help="SQLite file of the runner state"),
+    interval: float = typer.Option(2.0, "--interval", min=0.05, help="seconds between reconciles"),
+) -> None:
+    """Run a rollout on this machine with the local runner until it ends (resumable: run it again)."""
+    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
+    if spec is None:
+        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
+    _policy(policy)
+    runner = _engine("local", db)
+    name = runner.submit(spec)
+    seen: dict[str, str] = {}
+    while True:
+        current = runner.reconcile(name)
+        for node in current.nodes:
+            if seen.get(node.id) != node.phase and node.phase != "Pending":
+                typer.echo(f"{node.id:<18} {node.phase:<10} {node.message[:100]}".rstrip())
+                seen[node.id] = node.phase
+        if current.phase not in ("Pending", "Running"):
+            break
+        time.sleep(interval)
+    typer.echo(f"{name}: {current.phase} {current.message}".rstrip())
+    raise typer.Exit(code=0 if current.phase == "Succeeded" else 1)
+
+
+def _write_outputs(outputs_dir: Path, outcome: Any) -> None:
+    from workflows.argo.render import REPORT_FILE
+
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    for key, value in outcome.outputs.items():
+        (outputs_dir / key).write_text(value)
+    if outcome.report_markdown is not None:
+        (outputs_dir / Path(REPORT_FILE).name).write_text(outcome.report_markdown)
+
+
+@app.command("step")
+def step(
+    name: str = typer.Argument(..., help="step function: render, set-weight, wait-ready, analyze, ..."),
+    input_json: str = typer.Option(..., "--input", help='JSON: {"spec": {...}, "params": {...}}'),
+    upstream: list[str] = typer.Option([], "--upstream", help="KEY=VALUE output of an earlier node"),
+    reason: str = typer.Option("", "--reason", help="why the exit handler runs"),
+    outputs_dir: Path = typer.Option(Path("/tmp/outputs"), "--outputs-dir", help="one file per output"),
+    poll_interval: float | None = typer.Option(None, "--poll-interval", min=0.01, help="poll until done"),
+) -> None:
+    """Run one step of the rollout (the container entry point). Exit 1: step failed; 3: error."""
+    from canaryflow.app.wiring import build_step_context
+    from workflows.steps import STEPS, StepInput
+    from workflows.steps.base import EXIT_ERROR, EXIT_FAILED
+
+    function = STEPS.get(name)
+    if function is None:
+        _fail(f"NAME: {name!r} is not a step ({', '.join(STEPS)})")
+    try:
+        payload = json.loads(input_json)
+        extra = dict(item.split("=", 1) for item in upstream)
+    except (json.JSONDecodeError, ValueError) as exc:
+        _fail(f"--input / --upstream: not JSON / KEY=VALUE ({exc})")
+    try:
+        step_input = StepInput.model_validate(
+            {
+                **payload,
+                "upstream": {**payload.get("upstream", {}), **extra},
+                "reason": reason,
+                "started_at": time.time(),
+            }
+        )
+    except (ValidationError, AttributeError) as exc:
+        _fail(_first_error(exc) if isinstance(exc, ValidationError) else f"--input: {exc}")
+    try:
+        context = build_step_context()
+    except (ValueError, SettingsError) as exc:
+        _fail(str(exc))
+    while True:
+        try:
+            outcome = function(context, step_input)
+        except Exception as exc:  # any error of a remote is worth a retry by Argo's retryStrategy
+            print(f"canaryflow workflow step {name}: error: {exc}", file=sys.stderr)
+            raise typer.Exit(code=EXIT_ERROR) from None
+        _write_outputs(outputs_dir, outcome)
+        print(f"{name}: {outcome.state}: {outcome.message}", flush=True)
+        if outcome.state != "running":
+            break
+        if poll_interval is None:
+            _fail(f"{name}: not done after one call; polled steps need --poll-interval", code=EXIT_ERROR)
+        time.sleep(poll_interval)
+    if outcome.state == "failed":
+        raise typer.Exit(code=EXIT_FAILED)

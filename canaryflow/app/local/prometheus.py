@@ -1,0 +1,82 @@
+"""A real Prometheus server (Debian package `prometheus`) scraping canaryflow's servers on loopback."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from canaryflow.app.local.process import ManagedProcess, free_port, http_ok
+
+INSTALL_HINT = "install it with: apt-get install -y prometheus (Debian/Ubuntu, as root)"
+
+
+class PrometheusNotInstalled(RuntimeError):
+    pass
+
+
+@dataclass
+class PrometheusServer:
+    process: ManagedProcess
+    port: int
+    config_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def prometheus_binary() -> str | None:
+    """Path of the prometheus binary, or None when it is not installed."""
+    return shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
+    )
+
+
+def scrape_config(targets: Sequence[str], interval_s: float = 1.0) -> dict[str, object]:
+    """A config scraping `targets` (host:port) fast enough for a canary step of seconds."""
+    interval = f"{max(int(interval_s * 1000), 100)}ms"
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [
+            {
+                "job_name": "canaryflow",
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "static_configs": [{"targets": list(targets)}],
+            }
+        ],
+    }
+
+
+def start_prometheus(
+    workdir: Path,
+    targets: Sequence[str],
+    port: int | None = None,
+    interval_s: float = 1.0,
+    timeout: float = 60.0,
+) -> PrometheusServer:
+    binary = prometheus_binary()
+    if binary is None:
+        raise PrometheusNotInstalled(f"prometheus is not installed; {INSTALL_HINT}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(scrape_config(targets, interval_s), sort_keys=True))
+    argv = [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--storage.tsdb.retention.time=1d",
+    ]
+    proc = ManagedProcess("prometheus", argv, workdir / "prometheus.log", cwd=workdir)
+    proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), timeout, "ready")
+    return PrometheusServer(process=proc, port=port, config_path=config_path)

@@ -1,0 +1,90 @@
+"""The composition root: builds every adapter from settings, for each process canaryflow runs.
+
+The only place that reads settings from the environment and names concrete adapters: the controller
+service (`canaryflow controller serve`), the step context of a workflow step (`canaryflow workflow
+step`, the Argo container entry point) and the local runner the controller drives. Everything below
+takes its settings as arguments. The local runner shares the controller's database file (its own
+tables), so one file holds the whole state of the service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
+from canaryflow.adapters.readiness.factory import readiness_from_settings
+from canaryflow.adapters.registry import MlflowRegistry
+from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
+from controller import faults
+from controller.rollout.store import RolloutStore
+from controller.service import ControllerService
+from controller.settings import ControllerSettings
+from gitops.factory import approval_from_settings, git_repo_from_settings, traffic_mode_from_policy
+from gitops.settings import GitOpsSettings
+from policies import load_policy
+from workflows.settings import WorkflowSettings
+from workflows.steps import StepContext
+
+
+def build_step_context(
+    controller: ControllerSettings | None = None,
+    gitops_settings: GitOpsSettings | None = None,
+    metrics_settings: MetricsSettings | None = None,
+) -> StepContext:
+    """The ports a step acts through, from CANARYFLOW_* settings (gitops, metrics, controller sections),
+    as a step pod or the controller's local runner has them."""
+    controller = controller or ControllerSettings()
+    gitops_settings = gitops_settings or GitOpsSettings()
+    repo = git_repo_from_settings(gitops_settings)
+    if not controller.registry_tracking_uri:
+        raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
+    approval = approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
+    return StepContext(
+        gitops=repo,
+        registry=MlflowRegistry(controller.registry_tracking_uri),
+        metrics=metrics_source_from_settings(metrics_settings or MetricsSettings()),
+        policy_for=load_policy,
+        check_manifests=repo.render_checked,
+        traffic_mode_for=traffic_mode_from_policy(),
+        readiness=readiness_from_settings(controller.kubernetes, controller.inference_url),
+        approval=approval,
+    )
+
+
+def build_engine(
+    workflow_settings: WorkflowSettings, db_path: Path | None, controller: ControllerSettings | None = None
+) -> WorkflowEngine:
+    """The engine `workflows.engine` names: Argo, or the local runner keeping its state in `db_path`."""
+    if workflow_settings.engine == "argo":
+        from workflows.argo.engine import ArgoEngine
+
+        return ArgoEngine(workflow_settings, load_policy)
+    from workflows.local.runner import LocalRunner
+    from workflows.steps import step_runner
+
+    if db_path is None:
+        raise ValueError("db: the local runner needs its database file")
+
+    context = build_step_context(controller)
+    if faults.armed():
+        context.gitops = faults.CrashAfterPush(context.gitops)
+    return LocalRunner(db_path, step_runner(context), load_policy)
+
+
+def build_approval_gate(gitops_settings: GitOpsSettings | None = None) -> ApprovalGate | None:
+    gitops_settings = gitops_settings or GitOpsSettings()
+    return approval_from_settings(gitops_settings) if gitops_settings.github_repo else None
+
+
+def build_service(settings: ControllerSettings) -> ControllerService:
+    registry: Registry | None = None
+    if settings.registry_tracking_uri:
+        registry = MlflowRegistry(settings.registry_tracking_uri)
+    store = RolloutStore(settings.db_path)
+    return ControllerService(
+        settings,
+        store,
+        build_engine(WorkflowSettings(), settings.db_path, settings),
+        registry,
+        approval_gate=build_approval_gate(),
+    )

@@ -1,0 +1,96 @@
+"""Observations as arrays over evaluation times: the form the engine computes on.
+
+A live tick is a series of length one; a replayed log is one series of all its evaluation times, so
+a whole file is judged in a few vectorised calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from canaryflow.kernel.analysis.observations import ArmObservations, Histogram, Observations
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ArmSeries:
+    """One arm, cumulative since the step start, at each evaluation time (axis 0)."""
+
+    requests: FloatArray
+    errors: FloatArray
+    latency_counts: FloatArray | None = None  # (T, bounds) cumulative per bucket bound
+    latency_totals: FloatArray | None = None  # (T,) observations in the latency histogram
+    gpu_memory: FloatArray | None = None  # (T,), NaN where unknown
+
+
+@dataclass(frozen=True)
+class ObservationSeries:
+    elapsed_s: FloatArray
+    baseline: ArmSeries
+    canary: ArmSeries
+    latency_bounds: FloatArray | None = None
+    shadow_bounds: FloatArray | None = None
+    shadow_counts: FloatArray | None = None
+    shadow_totals: FloatArray | None = None
+
+    def __len__(self) -> int:
+        return int(self.elapsed_s.shape[0])
+
+    @classmethod
+    def from_observations(cls, observations: Sequence[Observations]) -> ObservationSeries:
+        if not observations:
+            raise ValueError("observations: at least one reading is needed")
+        latency_bounds = _common_bounds(
+            [o.baseline.latency_s for o in observations] + [o.canary.latency_s for o in observations],
+            "latency_s",
+        )
+        shadow_bounds = _common_bounds([o.shadow_distance for o in observations], "shadow_distance")
+        shadow_counts, shadow_totals = _stack_histograms([o.shadow_distance for o in observations])
+        return cls(
+            elapsed_s=np.array([o.elapsed_s for o in observations], dtype=float),
+            baseline=_arm_series([o.baseline for o in observations]),
+            canary=_arm_series([o.canary for o in observations]),
+            latency_bounds=latency_bounds,
+            shadow_bounds=shadow_bounds,
+            shadow_counts=shadow_counts if shadow_bounds is not None else None,
+            shadow_totals=shadow_totals if shadow_bounds is not None else None,
+        )
+
+
+def _common_bounds(histograms: Sequence[Histogram | None], field: str) -> FloatArray | None:
+    present = [h for h in histograms if h is not None]
+    if not present:
+        return None
+    first = present[0].bounds
+    if any(h.bounds != first for h in present[1:]):
+        raise ValueError(f"{field}: both arms and all readings must use the same bucket bounds")
+    return np.asarray(first, dtype=float)
+
+
+def _stack_histograms(histograms: Sequence[Histogram | None]) -> tuple[FloatArray | None, FloatArray | None]:
+    present = [h for h in histograms if h is not None]
+    if not present:
+        return None, None
+    width = len(present[0].bounds)
+    counts = np.array([h.counts if h is not None else [0] * width for h in histograms], dtype=float)
+    totals = np.array([h.total if h is not None else 0 for h in histograms], dtype=float)
+    return counts, totals
+
+
+def _arm_series(arms: Sequence[ArmObservations]) -> ArmSeries:
+    counts, totals = _stack_histograms([a.latency_s for a in arms])
+    memory = np.array(
+        [np.nan if a.gpu_memory_bytes is None else a.gpu_memory_bytes for a in arms], dtype=float
+    )
+    return ArmSeries(
+        requests=np.array([a.requests for a in arms], dtype=float),
+        errors=np.array([a.errors for a in arms], dtype=float),
+        latency_counts=counts,
+        latency_totals=totals,
+        gpu_memory=memory,
+    )

@@ -1,0 +1,48 @@
+"""Metric names and labels: the contract between the inference server, the controller's metrics
+backends, its own /metrics, and the dashboards and alerts rendered from them.
+
+The server exports these families; the analysis reads them back through Prometheus or a direct scrape.
+A counter family `X` is exposed as the sample `X_total` (prometheus_client's convention), histograms
+as `X_bucket` / `X_count` / `X_sum`.
+"""
+
+from __future__ import annotations
+
+# Labels every inference series carries, and the version of requests refused before one was chosen.
+MODEL_LABEL = "model"
+VERSION_LABEL = "version"
+CODE_LABEL = "code"
+DEVICE_LABEL = "device"
+BASELINE_LABEL = "baseline"
+OUTCOME_LABEL = "outcome"
+NO_VERSION = "none"
+
+# Inference server families.
+REQUEST_DURATION = "canaryflow_request_duration_seconds"  # histogram, LATENCY_BUCKETS_S
+REQUESTS = "canaryflow_requests"  # counter, by code
+GPU_MEMORY = "canaryflow_gpu_memory_bytes"  # gauge, by device
+SHADOW_DISTANCE = "canaryflow_shadow_cosine_distance"  # histogram, by baseline
+SHADOW_REQUESTS = "canaryflow_shadow_requests"  # counter, by outcome
+BATCH_SIZE = "canaryflow_batch_size"
+FORWARD_PASSES = "canaryflow_forward_passes"
+QUEUE_SECONDS = "canaryflow_queue_seconds"
+TOKENS = "canaryflow_tokens"
+PADDED_TOKENS = "canaryflow_padded_tokens"
+MODEL_LOADS = "canaryflow_model_loads"
+MODEL_EVICTIONS = "canaryflow_model_evictions"
+ROUTING_WEIGHT = "canaryflow_routing_weight"
+ROUTING_RELOADS = "canaryflow_routing_reloads"
+QUEUE_REJECTIONS = "canaryflow_queue_rejections"
+
+# Controller families.
+CONTROLLER_ROLLOUTS = "canaryflow_controller_rollouts"
+CONTROLLER_WEBHOOKS_RECEIVED = "canaryflow_controller_webhooks_received"
+CONTROLLER_WEBHOOKS_REJECTED = "canaryflow_controller_webhooks_rejected"
+CONTROLLER_WEBHOOKS_DUPLICATE = "canaryflow_controller_webhooks_duplicate"
+CONTROLLER_DECISION_LATENCY = "canaryflow_controller_decision_latency_seconds"
+CONTROLLER_RECONCILE_SECONDS = "canaryflow_controller_reconcile_seconds"
+
+
+def counter_sample(family: str) -> str:
+    """The sample name a counter family is exposed under."""
+    return f"{family}_total"

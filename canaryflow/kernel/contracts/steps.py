@@ -1,0 +1,51 @@
+"""The rollout workflow's step names, node ids and outputs: one contract for every reader.
+
+The DAG (`workflows.dag`) builds its nodes from these, the step functions write these outputs, the Argo
+renderer turns them into templates and output parameters, and the controller's mirror
+(`controller.rollout.mirror`) reads a workflow status back by them. A rename here is a rename
+everywhere; a string spelled twice could drift silently.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    """The step functions (`canaryflow workflow step NAME`) and the fixed node ids named after them."""
+
+    RENDER = "render"
+    SET_WEIGHT = "set-weight"
+    WAIT_READY = "wait-ready"
+    ANALYZE = "analyze"
+    REQUEST_APPROVAL = "request-approval"
+    APPROVAL = "approval"  # a suspend node: no step function, it waits for `resume`
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"  # the exit handler
+
+
+class Output(StrEnum):
+    """Output parameters of the nodes (Argo reads each from a file of that name)."""
+
+    FILES = "files"
+    COMMIT_SHA = "commit_sha"
+    READY = "ready"
+    VERDICT = "verdict"
+    VERDICT_JSON = "verdict_json"
+    APPROVAL_ID = "approval_id"
+    APPROVAL_URL = "approval_url"
+
+
+_WEIGHTED = re.compile(r"^(set-weight|analyze)-(\d+)$")
+
+
+def weighted_node(step: Step, weight: int) -> str:
+    """The id of the commit or analyze node of one traffic step (`set-weight-20`, `analyze-20`)."""
+    return f"{step}-{weight}"
+
+
+def parse_weighted_node(node_id: str) -> tuple[Step, int] | None:
+    """(step, weight) of a per-weight node id, None for any other node."""
+    match = _WEIGHTED.match(node_id)
+    return (Step(match.group(1)), int(match.group(2))) if match else None

@@ -1,0 +1,97 @@
+"""The small interfaces behind which every external system sits.
+
+The controller and the workflow steps are written against these; one file per backend implements
+each (MLflow, Prometheus, git, GitHub, Argo, the local runner). Tests swap a backend only where the
+real one cannot run here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from canaryflow.kernel.analysis.observations import Observations
+from canaryflow.kernel.types import (
+    ApprovalRequest,
+    ApprovalState,
+    CommitResult,
+    Decision,
+    ReadinessResult,
+    RolloutSpec,
+    WorkflowStatus,
+)
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """The model registry: reads which version holds an alias, moves aliases, tags versions."""
+
+    def version_for_alias(self, model: str, alias: str) -> str | None: ...
+
+    def set_alias(self, model: str, alias: str, version: str) -> None: ...
+
+    def delete_alias(self, model: str, alias: str) -> None: ...
+
+    def set_version_tag(self, model: str, version: str, key: str, value: str) -> None: ...
+
+
+@runtime_checkable
+class GitOpsRepo(Protocol):
+    """The GitOps repository: every traffic change is one commit carrying the audit trailers."""
+
+    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult: ...
+
+    def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult: ...
+
+
+@runtime_checkable
+class ApprovalGate(Protocol):
+    """A human approval before promotion (a pull request carrying the analysis report)."""
+
+    def request(self, spec: RolloutSpec, report_markdown: str) -> ApprovalRequest: ...
+
+    def state(self, request: ApprovalRequest) -> ApprovalState: ...
+
+    def complete(self, request: ApprovalRequest) -> None: ...
+
+
+@runtime_checkable
+class WorkflowEngine(Protocol):
+    """Runs the rollout workflow: Argo Workflows on a cluster, the local runner on one machine."""
+
+    def submit(self, spec: RolloutSpec) -> str: ...
+
+    def status(self, name: str) -> WorkflowStatus: ...
+
+    def reconcile(self, name: str) -> WorkflowStatus:
+        """Moves the workflow on as far as it goes without blocking, then reports where it stands.
+
+        The local runner runs ready nodes (one `analyze_once` per analyze node per call); Argo runs on
+        its own, so there it is a status read that also mirrors node outputs.
+        """
+        ...
+
+    def resume(self, name: str) -> None: ...
+
+    def stop(self, name: str, reason: str) -> None: ...
+
+
+@runtime_checkable
+class CanaryReadiness(Protocol):
+    """Is the canary serving? Kubernetes Deployment status on a cluster, the inference server's /ready
+    on one machine. The wait-ready step polls it so analysis never starts on a canary that is not up."""
+
+    def check(self, spec: RolloutSpec) -> ReadinessResult: ...
+
+
+class MetricsError(RuntimeError):
+    """The metrics backend could not be read (unreachable, bad answer); the message says which."""
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    """Counts per version since a moment (the unix time a traffic step started): what the analysis
+    engine compares."""
+
+    def observe(
+        self, model: str, baseline_version: str, canary_version: str, since: float
+    ) -> Observations: ...

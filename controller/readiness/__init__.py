@@ -1,6 +1,0 @@
-"""Is the canary ready to be analysed? A Kubernetes Deployment's status, or the inference server's /ready."""
-
-from controller.readiness.base import Readiness, ReadinessResult
-from controller.readiness.factory import readiness_from_settings
-
-__all__ = ["Readiness", "ReadinessResult", "readiness_from_settings"]
