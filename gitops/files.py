@@ -6,13 +6,10 @@ import difflib
 import shutil
 from pathlib import Path
 
-from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutedVersion, RoutingConfig
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops.model import Rendering
 from gitops.render import overlay_dir
-from gitops.resources import ROLE_LABEL
-from gitops.traffic.configmap import ROUTING_CONFIGMAP_FILE
-from gitops.traffic.httproute import HTTPROUTE_FILE, deployment_file
-from gitops.yamlio import load_yaml
+from gitops.traffic import ROUTERS
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -67,28 +64,13 @@ def diff_rendering(root: Path, rendering: Rendering) -> str:
 
 
 def routing_from_checkout(root: Path | str, model: str, environment: str) -> RoutingConfig:
-    """The routing state a checkout holds for (model, environment), in either traffic mode.
+    """The routing state a checkout holds for (model, environment), whichever router rendered it.
 
     The local inference server of the demo follows this the way a pod follows its mounted ConfigMap.
     """
     overlay = _inside(Path(root), overlay_dir(model, environment))
-    if (overlay / ROUTING_CONFIGMAP_FILE).exists():
-        doc = load_yaml((overlay / ROUTING_CONFIGMAP_FILE).read_text())
-        return RoutingConfig.model_validate(load_yaml(doc["data"][ROUTING_FILE_KEY]))
-    if (overlay / HTTPROUTE_FILE).exists():
-        return _routing_from_httproute(overlay, model)
-    raise FileNotFoundError(f"{overlay}: no routing ConfigMap or HTTPRoute for {model}/{environment}")
-
-
-def _routing_from_httproute(overlay: Path, model: str) -> RoutingConfig:
-    """Weights from the HTTPRoute's backends, URIs and roles from each version's Deployment."""
-    route = load_yaml((overlay / HTTPROUTE_FILE).read_text())
-    versions = []
-    for backend in route["spec"]["rules"][0]["backendRefs"]:
-        version = str(backend["name"]).removeprefix(f"{model}-v")
-        deployment = load_yaml((overlay / deployment_file(version)).read_text())
-        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        role = deployment["metadata"]["labels"][ROLE_LABEL]
-        uri = args[args.index("--model-uri") + 1]
-        versions.append(RoutedVersion(version=version, uri=uri, weight=backend["weight"], role=role))
-    return RoutingConfig(model=model, versions=versions)
+    for router in ROUTERS.values():
+        routing = router.routing_from_overlay(overlay, model)
+        if routing is not None:
+            return routing
+    raise FileNotFoundError(f"{overlay}: no routing state of any traffic router for {model}/{environment}")

@@ -12,7 +12,7 @@ from gitops import resources
 from gitops.model import Rendering, RenderRequest
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
-from gitops.traffic import traffic_renderer
+from gitops.traffic import traffic_router
 from gitops.yamlio import dump_yaml
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -64,7 +64,7 @@ def render(request: RenderRequest, options: RenderOptions) -> Rendering:
         ),
         "podmonitor.yaml": resources.pod_monitor(model, options),
     }
-    overlay_docs = traffic_renderer(request.traffic_mode).overlay_documents(
+    overlay_docs = traffic_router(request.traffic_mode).overlay_documents(
         request, routing_config(request, options), options
     )
     files: dict[str, str] = {}

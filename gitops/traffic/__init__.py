@@ -1,34 +1,37 @@
-"""Traffic modes: how the weight of a canary step reaches requests.
+"""Traffic routers, one file each behind `TrafficRouter` (base.py), found by mode in `ROUTERS`.
 
-A mode renders an environment overlay's documents from the routing state (which versions, which
-weights). `httproute`: one Deployment per version behind a Gateway API HTTPRoute that splits by weight.
+`httproute`: one Deployment per version behind a Gateway API HTTPRoute that splits by weight.
 `configmap`: one multi-version inference Deployment whose routing ConfigMap carries the weights.
+Adding a router: a file with a class implementing `TrafficRouter`, its line below, and its mode's
+name in `canaryflow.kernel.contracts.traffic` (docs/architecture.md walks through one).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
+from gitops.traffic.base import ClusterReader, TrafficRouter
+from gitops.traffic.configmap import ConfigMapTraffic
+from gitops.traffic.httproute import HTTPRouteTraffic
 
-from canaryflow.kernel.contracts.routing import RoutingConfig
-from gitops.model import RenderRequest
-from gitops.resources import Doc
-from gitops.settings import RenderOptions
+ROUTERS: dict[str, TrafficRouter] = {
+    router.mode: router
+    for router in (
+        ConfigMapTraffic(),
+        HTTPRouteTraffic(),
+    )
+}
+
+if set(ROUTERS) != set(TRAFFIC_MODES):  # a mode without a router, or a router without a mode
+    raise RuntimeError(f"traffic routers {sorted(ROUTERS)} do not match the modes {sorted(TRAFFIC_MODES)}")
 
 
-class TrafficRenderer(Protocol):
-    def overlay_documents(
-        self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions
-    ) -> dict[str, Doc]:
-        """Overlay files (name -> document) that serve `routing`; the base is shared by every mode."""
-        ...
-
-
-def traffic_renderer(mode: str) -> TrafficRenderer:
-    from gitops.traffic.configmap import ConfigMapTraffic
-    from gitops.traffic.httproute import HTTPRouteTraffic
-
-    renderers: dict[str, TrafficRenderer] = {"httproute": HTTPRouteTraffic(), "configmap": ConfigMapTraffic()}
+def traffic_router(mode: str) -> TrafficRouter:
     try:
-        return renderers[mode]
+        return ROUTERS[mode]
     except KeyError:
-        raise ValueError(f"traffic_mode: unknown mode {mode!r} (one of: configmap, httproute)") from None
+        raise ValueError(
+            f"traffic_mode: unknown mode {mode!r} (one of: {', '.join(sorted(ROUTERS))})"
+        ) from None
+
+
+__all__ = ["ROUTERS", "ClusterReader", "TrafficRouter", "traffic_router"]

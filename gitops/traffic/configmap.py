@@ -6,12 +6,16 @@ mounted ConfigMap, so a traffic step changes no pod.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
-from gitops.yamlio import dump_yaml
+from gitops.traffic.base import ClusterReader
+from gitops.yamlio import dump_yaml, load_yaml
 
 ROUTING_MOUNT = "/etc/canaryflow"
 ROUTING_CONFIGMAP_FILE = "routing-configmap.yaml"
@@ -22,6 +26,9 @@ def routing_configmap_name(model: str) -> str:
 
 
 class ConfigMapTraffic:
+    mode: ClassVar[str] = "configmap"
+    crds: ClassVar[tuple[str, ...]] = ()
+
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions
     ) -> dict[str, Doc]:
@@ -51,3 +58,16 @@ class ConfigMapTraffic:
             "data": {ROUTING_FILE_KEY: dump_yaml(routing.model_dump(mode="json"))},
         }
         return {"deployment.yaml": deployment, ROUTING_CONFIGMAP_FILE: configmap}
+
+    def routing_from_overlay(self, overlay: Path, model: str) -> RoutingConfig | None:
+        path = overlay / ROUTING_CONFIGMAP_FILE
+        if not path.exists():
+            return None
+        return RoutingConfig.model_validate(load_yaml(load_yaml(path.read_text())["data"][ROUTING_FILE_KEY]))
+
+    def live_weights(self, cluster: ClusterReader, namespace: str, model: str) -> dict[str, int]:
+        configmap = cluster.get_object("v1", "configmaps", namespace, routing_configmap_name(model))
+        if configmap is None:
+            return {}
+        routing = RoutingConfig.model_validate(load_yaml(configmap["data"][ROUTING_FILE_KEY]))
+        return {routed.version: routed.weight for routed in routing.versions}

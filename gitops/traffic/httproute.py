@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from canaryflow.kernel.contracts.routing import RoutingConfig
+from pathlib import Path
+from typing import ClassVar
+
+from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
+from gitops.traffic.base import ClusterReader
+from gitops.yamlio import load_yaml
 
 HTTPROUTE_FILE = "httproute.yaml"
+HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
 def deployment_file(version: str) -> str:
@@ -16,6 +22,9 @@ def deployment_file(version: str) -> str:
 
 
 class HTTPRouteTraffic:
+    mode: ClassVar[str] = "httproute"
+    crds: ClassVar[tuple[str, ...]] = ("httproutes.gateway.networking.k8s.io",)
+
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions
     ) -> dict[str, Doc]:
@@ -41,6 +50,29 @@ class HTTPRouteTraffic:
         docs[HTTPROUTE_FILE] = _http_route(request, routing, options)
         return docs
 
+    def routing_from_overlay(self, overlay: Path, model: str) -> RoutingConfig | None:
+        """Weights from the HTTPRoute's backends, URIs and roles from each version's Deployment."""
+        if not (overlay / HTTPROUTE_FILE).exists():
+            return None
+        versions = []
+        for version, weight in _weights(load_yaml((overlay / HTTPROUTE_FILE).read_text()), model).items():
+            deployment = load_yaml((overlay / deployment_file(version)).read_text())
+            args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            role = deployment["metadata"]["labels"][resources.ROLE_LABEL]
+            uri = args[args.index("--model-uri") + 1]
+            versions.append(RoutedVersion(version=version, uri=uri, weight=weight, role=role))
+        return RoutingConfig(model=model, versions=versions)
+
+    def live_weights(self, cluster: ClusterReader, namespace: str, model: str) -> dict[str, int]:
+        route = cluster.get_object(HTTPROUTE_API_VERSION, "httproutes", namespace, model)
+        return _weights(route, model) if route is not None else {}
+
+
+def _weights(route: Doc, model: str) -> dict[str, int]:
+    """Version -> weight of the backends of the route's first rule (the one canaryflow renders)."""
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    return {str(b["name"]).removeprefix(f"{model}-v"): int(b.get("weight", 1)) for b in backends}
+
 
 def _http_route(request: RenderRequest, routing: RoutingConfig, options: RenderOptions) -> Doc:
     backends = [
@@ -52,7 +84,7 @@ def _http_route(request: RenderRequest, routing: RoutingConfig, options: RenderO
         for routed in routing.versions
     ]
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
+        "apiVersion": HTTPROUTE_API_VERSION,
         "kind": "HTTPRoute",
         "metadata": {"name": request.model, "labels": resources.model_labels(request.model)},
         "spec": {

@@ -7,16 +7,13 @@ returns it. Embedded: the inference server's `GET /ready`.
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from canaryflow.adapters.readiness.http import HttpReadiness
 from canaryflow.adapters.readiness.kubernetes import KubernetesReadiness
 from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
 from canaryflow.kernel.types import RolloutSpec
+from tests.support.kube_api import KubeApiServer
 
 SPEC = RolloutSpec(rollout_id="r1", model="minilm", baseline_version="1", canary_version="2")
 
@@ -61,40 +58,9 @@ def deployment(generation=2, observed=2, replicas=2, updated=2, available=2):
     }
 
 
-class Server:
-    def __init__(self):
-        self.requests: list[str] = []
-        self.routes: dict[str, tuple[int, dict]] = {}
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append(self.path)
-                status, body = outer.routes.get(
-                    self.path.split("?")[0], (404, {"kind": "Status", "code": 404})
-                )
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server():
-    s = Server()
+    s = KubeApiServer()
     yield s
     s.close()
 

@@ -13,7 +13,7 @@ from gitops.files import routing_from_checkout, write_rendering
 from gitops.model import RenderRequest
 from gitops.render import render, routing_config
 from gitops.settings import RenderOptions
-from gitops.traffic import traffic_renderer
+from gitops.traffic import traffic_router
 from gitops.yamlio import load_yaml
 from tests.gitops.conftest import GOLDEN, GOLDEN_OPTIONS
 
@@ -181,7 +181,7 @@ def test_split_without_canary_and_canary_equal_to_baseline_are_refused() -> None
 
 def test_unknown_traffic_mode_in_the_renderer_factory() -> None:
     with pytest.raises(ValueError, match="traffic_mode"):
-        traffic_renderer("istio")
+        traffic_router("istio")
 
 
 def test_routing_from_checkout_refuses_paths_leaving_the_repo(tmp_path: Path) -> None:

@@ -1,0 +1,78 @@
+"""Traffic routers: the registry covers every mode, and each router reads back what it rendered, from
+a checkout and from the cluster (the kubernetes client against a local server on the real REST paths)."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
+from gitops.model import RenderRequest
+from gitops.render import render, routing_config
+from gitops.traffic import ROUTERS, traffic_router
+from gitops.traffic.cluster import KubernetesObjects
+from gitops.yamlio import load_yaml
+from tests.gitops.conftest import GOLDEN_OPTIONS
+from tests.support.kube_api import KubeApiServer
+
+
+def _request(mode: str) -> RenderRequest:
+    return RenderRequest(
+        model="minilm",
+        environment="production",
+        baseline_version="3",
+        canary_version="4",
+        weight=20,
+        traffic_mode=mode,  # type: ignore[arg-type]
+    )
+
+
+def test_every_mode_has_exactly_one_router() -> None:
+    assert sorted(ROUTERS) == sorted(TRAFFIC_MODES)
+    for mode, router in ROUTERS.items():
+        assert router.mode == mode
+        assert traffic_router(mode) is router
+
+
+@pytest.fixture
+def cluster():
+    server = KubeApiServer()
+    configuration = client.Configuration()
+    configuration.host = server.url
+    yield server, KubernetesObjects(client.ApiClient(configuration), timeout_s=5)
+    server.close()
+
+
+@pytest.mark.parametrize("mode", TRAFFIC_MODES)
+def test_live_weights_read_back_what_was_rendered(mode: str, cluster) -> None:
+    server, objects = cluster
+    request = _request(mode)
+    rendering = render(request, GOLDEN_OPTIONS)
+    # Serve every rendered overlay object at the path the API server would, as Argo CD applied it.
+    for path, text in rendering.files.items():
+        if "/overlays/" not in path or path.endswith("kustomization.yaml"):
+            continue
+        doc = load_yaml(text)
+        plural = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
+        server.serve(
+            KubernetesObjects.path(doc["apiVersion"], plural, "ml", doc["metadata"]["name"]),
+            {**doc, "metadata": {**doc["metadata"], "namespace": "ml", "resourceVersion": "7"}},
+        )
+    expected = {v.version: v.weight for v in routing_config(request, GOLDEN_OPTIONS).versions}
+    assert expected == {"3": 80, "4": 20}
+    assert traffic_router(mode).live_weights(objects, "ml", "minilm") == expected
+    assert server.requests, "the router read the cluster"
+
+
+@pytest.mark.parametrize("mode", TRAFFIC_MODES)
+def test_live_weights_of_a_missing_router_object_are_empty(mode: str, cluster) -> None:
+    _, objects = cluster
+    assert traffic_router(mode).live_weights(objects, "ml", "minilm") == {}
+
+
+def test_cluster_errors_other_than_not_found_are_raised(cluster) -> None:
+    server, objects = cluster
+    path = KubernetesObjects.path("v1", "configmaps", "ml", "minilm-routing")
+    server.serve(path, {"kind": "Status", "code": 403, "reason": "Forbidden"}, status=403)
+    with pytest.raises(client.exceptions.ApiException):
+        traffic_router("configmap").live_weights(objects, "ml", "minilm")
