@@ -85,7 +85,7 @@ def _violations() -> list[str]:
             elif (app := _within(module, APPLICATION)) in APP_FORBIDDEN:
                 for other in APP_FORBIDDEN[app]:
                     if _within(target, (other,)):
-                        bad.append(f"{module} imports {target} ({app} and {other} only meet in canaryflow.app)")
+                        bad.append(f"{module} imports {target} ({app}, {other} meet in canaryflow.app)")
             elif app is None and module != "canaryflow":
                 bad.append(f"{module} belongs to no layer")
     return bad
