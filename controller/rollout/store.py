@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from canaryflow.adapters.sqlite import Migration, connect, migrate
 from canaryflow.kernel.rollout import ACTIVE, Transition
 from controller.rollout.records import (
     CommitRecord,
@@ -28,7 +29,10 @@ from controller.rollout.records import (
 )
 from controller.webhooks.events import ApprovalEvent
 
-_SCHEMA = """
+_MIGRATIONS = (
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS cf_inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL, delivery_id TEXT NOT NULL, kind TEXT NOT NULL, event TEXT NOT NULL,
@@ -57,7 +61,9 @@ CREATE TABLE IF NOT EXISTS cf_approvals (
     id INTEGER PRIMARY KEY AUTOINCREMENT, pr_key TEXT NOT NULL, outcome TEXT NOT NULL, actor TEXT NOT NULL,
     at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS cf_approvals_key ON cf_approvals (pr_key, id);
-"""
+""",
+    ),
+)
 
 _ROLLOUT_COLUMNS = list(RolloutRecord.model_fields)
 
@@ -69,17 +75,10 @@ class StaleState(RuntimeError):
 class RolloutStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._tx() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        self._db = connect(self.path, check_same_thread=False)
+        with self._lock:
+            migrate(self._db, "controller", _MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:

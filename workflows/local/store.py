@@ -16,12 +16,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from canaryflow.adapters.sqlite import Migration, connect, migrate
 from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus
 from policies.model import Policy
 
 NodePhase = str  # WorkflowNodeStatus.phase values
 
-_SCHEMA = """
+_MIGRATIONS = (
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS workflow_runs (
     name TEXT PRIMARY KEY,
     spec_json TEXT NOT NULL,
@@ -46,7 +50,9 @@ CREATE TABLE IF NOT EXISTS workflow_nodes (
     message TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (workflow, node)
 );
-"""
+""",
+    ),
+)
 
 
 class RunRecord(BaseModel):
@@ -84,17 +90,23 @@ class NodeRecord(BaseModel):
 class RunStore:
     def __init__(self, db_path: Path | str) -> None:
         self.db_path = str(db_path)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        db = connect(self.db_path)
+        try:
+            migrate(db, "workflow", _MIGRATIONS)
+        finally:
+            db.close()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30.0)
+        db = connect(self.db_path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            with db:  # one transaction: committed on success, rolled back on error
+            db.execute("BEGIN")  # one transaction: committed on success, rolled back on error
+            try:
                 yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         finally:
             db.close()
 
