@@ -61,7 +61,7 @@ def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_migrations_must_be_numbered_in_order(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="numbered 1..n"):
+    with pytest.raises(ValueError, match=r"numbered 1\.\.n"):
         migrate(connect(tmp_path / "x.db"), "c", [V2])
 
 
