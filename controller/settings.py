@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.registry.factory import REGISTRIES
 from canaryflow.kernel.settings import ComponentSettings
 
 
@@ -57,11 +58,19 @@ class ControllerSettings(ComponentSettings):
         default_factory=dict, description="per model name; '*' applies to every model not listed"
     )
     registry_tracking_uri: str | None = None
+    registry_backend: str = Field(default="mlflow", description="a backend of canaryflow.adapters.registry")
 
     reconcile_interval_s: float = Field(default=2.0, gt=0)
 
     kubernetes: KubernetesReadinessSettings | None = None
     inference_url: str | None = Field(default=None, description="embedded readiness: GET {url}/ready")
+
+    @field_validator("registry_backend")
+    @classmethod
+    def _known_registry(cls, value: str) -> str:
+        if value not in REGISTRIES:
+            raise ValueError(f"unknown registry backend {value!r} (one of: {', '.join(sorted(REGISTRIES))})")
+        return value
 
     def rules_for(self, model: str) -> list[TriggerRule]:
         """The trigger rules of `model`, falling back to '*' and then to the built-in defaults."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.readiness.factory import readiness_from_settings
-from canaryflow.adapters.registry import MlflowRegistry
+from canaryflow.adapters.registry.factory import registry_from_settings
 from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
 from controller import faults
 from controller.rollout.store import RolloutStore
@@ -41,7 +41,7 @@ def build_step_context(
     approval = approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
     return StepContext(
         gitops=repo,
-        registry=MlflowRegistry(controller.registry_tracking_uri),
+        registry=registry_from_settings(controller.registry_backend, controller.registry_tracking_uri),
         metrics=metrics_source_from_settings(metrics_settings or MetricsSettings()),
         policy_for=load_policy,
         check_manifests=repo.render_checked,
@@ -79,7 +79,7 @@ def build_approval_gate(gitops_settings: GitOpsSettings | None = None) -> Approv
 def build_service(settings: ControllerSettings) -> ControllerService:
     registry: Registry | None = None
     if settings.registry_tracking_uri:
-        registry = MlflowRegistry(settings.registry_tracking_uri)
+        registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)
     store = RolloutStore(settings.db_path)
     return ControllerService(
         settings,

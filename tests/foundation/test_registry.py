@@ -39,3 +39,16 @@ def test_tags_and_errors(registry_with_versions: MlflowRegistry) -> None:
     with pytest.raises(RegistryError, match="registry-adapter/99"):
         reg.set_version_tag("registry-adapter", "99", "k", "v")
     assert reg.version_for_alias("no-such-model", "champion") is None
+
+
+def test_registry_backend_is_chosen_by_name_and_an_unknown_one_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from canaryflow.adapters.registry.factory import registry_from_settings
+    from controller.settings import ControllerSettings
+
+    assert type(registry_from_settings("mlflow", "http://127.0.0.1:1")).__name__ == "MlflowRegistry"
+    with pytest.raises(ValueError, match="registry_backend"):
+        registry_from_settings("sagemaker", "x")
+    with pytest.raises(ValidationError, match="unknown registry backend"):
+        ControllerSettings(registry_backend="sagemaker")
