@@ -1,8 +1,9 @@
 """Validation of a render before it may reach git: an invalid document is never committed.
 
 Core kinds are checked with `kubernetes-validate` (the official schemas of one Kubernetes version,
-strict: unknown fields are errors). CRDs (HTTPRoute, Application, PodMonitor) are checked with
-`jsonschema` against the openAPIV3Schema of the served version in the upstream CRD files, shipped in
+strict: unknown fields are errors). CRDs are checked with
+`jsonschema` against the openAPIV3Schema of the served version in the upstream CRD files (HTTPRoute,
+Application, PodMonitor, ServiceMonitor, PrometheusRule), shipped in
 `gitops/schemas/` (or a folder named by the settings, e.g. ../shared/schemas in tests). Kustomizations
 are checked for what this repo relies on: every resource they list is part of the render.
 """
@@ -31,6 +32,14 @@ CRD_FILES: dict[tuple[str, str], tuple[str, str]] = {
         "prometheus-operator",
         "monitoring.coreos.com_podmonitors.yaml",
     ),
+    ("monitoring.coreos.com", "ServiceMonitor"): (
+        "prometheus-operator",
+        "monitoring.coreos.com_servicemonitors.yaml",
+    ),
+    ("monitoring.coreos.com", "PrometheusRule"): (
+        "prometheus-operator",
+        "monitoring.coreos.com_prometheusrules.yaml",
+    ),
 }
 
 
@@ -39,9 +48,12 @@ class ManifestInvalid(ValueError):
 
 
 def _crd_path(schemas_dir: Path, folder: str, name: str) -> Path:
-    # ../shared/schemas sorts CRDs into one folder per project; the packaged copy is flat.
-    nested = schemas_dir / folder / name
-    return nested if nested.exists() else schemas_dir / name
+    # ../shared/schemas sorts CRDs into one folder per project; the packaged copy is flat and is the
+    # fallback for a CRD the given folder lacks (the shared folder has no PrometheusRule).
+    for candidate in (schemas_dir / folder / name, schemas_dir / name):
+        if candidate.exists():
+            return candidate
+    return PACKAGED_SCHEMAS / name
 
 
 @lru_cache(maxsize=16)
