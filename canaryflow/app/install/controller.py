@@ -1,0 +1,182 @@
+"""The controller's own objects: its settings ConfigMap, Deployment, state volume and Service.
+
+The controller keeps its rollouts in one SQLite file and holds an exclusive lock on it (a second loop
+would run every step twice), so the Deployment has one replica and the `Recreate` strategy: the old pod
+is gone before the new one opens the file. The root filesystem is read-only; the only writable places
+are the state volume and an emptyDir at /tmp (git and the HTTP clients write temporary files there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canaryflow.app.install.options import (
+    CONFIG_MAP,
+    CONTROLLER,
+    CONTROLLER_SECRET_KEYS,
+    PART_OF,
+    PORT,
+    SECRET,
+    SELECTOR,
+    STATE_CLAIM,
+    STATE_DIR,
+    InstallOptions,
+)
+from workflows.argo.install import CONTROLLER_ACCOUNT
+
+RUN_AS = 10001
+# What the controller's container runs: the image's entry point is `canaryflow`, these are its words.
+COMMAND = ["canaryflow"]
+ARGS = ["controller", "serve", "--log-level", "INFO"]
+HEALTH_PATH = "/healthz"
+
+
+def metadata(name: str, namespace: str, **labels: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": {**SELECTOR, **PART_OF, **labels}}
+
+
+def settings_env(options: InstallOptions) -> dict[str, str]:
+    """The non-secret settings of the controller and of the workflow pods, as CANARYFLOW_* variables.
+
+    One ConfigMap serves both: the rendered WorkflowTemplate's pods read it whole (`envFrom`), so the
+    step that commits manifests and the controller that reconciles agree on every setting.
+    """
+    env = {
+        "CANARYFLOW_CONTROLLER_HOST": "0.0.0.0",
+        "CANARYFLOW_CONTROLLER_PORT": str(PORT),
+        "CANARYFLOW_CONTROLLER_DB_PATH": f"{STATE_DIR}/controller.db",
+        "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": options.mlflow_url,
+        "CANARYFLOW_WORKFLOWS_ENGINE": "argo",
+        "CANARYFLOW_WORKFLOWS_ARGO_HOST": options.argo_server_url,
+        "CANARYFLOW_WORKFLOWS_ARGO_NAMESPACE": options.namespace,
+        "CANARYFLOW_WORKFLOWS_IMAGE": options.image,
+        "CANARYFLOW_METRICS_BACKEND": "prometheus",
+        "CANARYFLOW_METRICS_PROMETHEUS_URL": options.prometheus_url,
+        "CANARYFLOW_GITOPS_WORKDIR": "/tmp/canaryflow-gitops",
+        "CANARYFLOW_GITOPS_TRAFFIC_MODE": "httproute",
+        "CANARYFLOW_GITOPS_RENDER__TRACKING_URI": options.mlflow_url,
+        "CANARYFLOW_GITOPS_RENDER__NAMESPACE": options.inference_namespace,
+        "CANARYFLOW_GITOPS_RENDER__GATEWAY_NAME": options.gateway_name,
+        "CANARYFLOW_GITOPS_RENDER__GATEWAY_NAMESPACE": options.gateway_namespace,
+        "CANARYFLOW_GITOPS_RENDER__ARGOCD_NAMESPACE": options.argocd_namespace,
+        "HF_HUB_OFFLINE": "1",
+    }
+    if options.gitops_repo_url:
+        env["CANARYFLOW_GITOPS_REMOTE_URL"] = options.gitops_repo_url
+    if options.github_repo:
+        env["CANARYFLOW_GITOPS_GITHUB_REPO"] = options.github_repo
+    if options.with_inference:
+        # The wait-ready step reads the canary Deployment's status through the API (RBAC in access.py).
+        env["CANARYFLOW_CONTROLLER_KUBERNETES__IN_CLUSTER"] = "true"
+        env["CANARYFLOW_CONTROLLER_KUBERNETES__NAMESPACE"] = options.inference_namespace
+    return env
+
+
+def config_map(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(CONFIG_MAP, options.namespace),
+        "data": settings_env(options),
+    }
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+
+
+def _container(options: InstallOptions) -> dict[str, Any]:
+    probe = {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3}
+    env = [
+        {"name": "HOME", "value": "/tmp"},
+        *(_secret_env(key, SECRET, key) for key in CONTROLLER_SECRET_KEYS),
+        # The Argo Server checks this identity's RBAC (workflows/argo/install.py) on every call.
+        _secret_env("CANARYFLOW_WORKFLOWS_ARGO_TOKEN", f"{CONTROLLER_ACCOUNT}.service-account-token", "token"),
+    ]
+    return {
+        "name": "controller",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": COMMAND,
+        "args": ARGS,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "512Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "state", "mountPath": STATE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def deployment(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(CONTROLLER, options.namespace),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": dict(SELECTOR)},
+            "template": {
+                "metadata": {"labels": {**SELECTOR, **PART_OF}},
+                "spec": {
+                    "serviceAccountName": CONTROLLER_ACCOUNT,
+                    # The controller calls the Argo Server with its token Secret, never the Kubernetes API.
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [_container(options)],
+                    "volumes": [
+                        {"name": "state", "persistentVolumeClaim": {"claimName": STATE_CLAIM}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def state_claim(options: InstallOptions) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": options.storage}},
+    }
+    if options.storage_class:
+        spec["storageClassName"] = options.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(STATE_CLAIM, options.namespace),
+        "spec": spec,
+    }
+
+
+def service(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(CONTROLLER, options.namespace),
+        "spec": {
+            "selector": dict(SELECTOR),
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,66 @@
+"""What `canaryflow install render` is asked for, and the names every rendered object agrees on.
+
+One place for the names (service account, Secret, ConfigMap, ports, paths) so that the Deployment, its
+Service, the RBAC and the NetworkPolicy cannot drift apart; the options are what differs per cluster.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A DNS-1123 label: what Kubernetes accepts as a namespace name.
+_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+
+CONTROLLER = "canaryflow-controller"
+CONFIG_MAP = "canaryflow-config"
+SECRET = "canaryflow-secrets"
+STATE_CLAIM = "canaryflow-controller-state"
+PORT = 8088
+STATE_DIR = "/var/lib/canaryflow"
+SECRET_DIR = "/var/run/secrets/canaryflow"
+PART_OF = {"app.kubernetes.io/part-of": "canaryflow", "app.kubernetes.io/managed-by": "canaryflow-install"}
+SELECTOR = {"app.kubernetes.io/name": CONTROLLER}
+
+# Keys of the `canaryflow-secrets` Secret the controller reads (each optional: an absent key leaves the
+# setting unset). The Secret is created by the operator (docs/install.md), never rendered: a secret
+# value has no place in a manifest committed to git. The workflow pods read the same Secret whole.
+CONTROLLER_SECRET_KEYS = (
+    "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET",
+    "CANARYFLOW_CONTROLLER_DATABRICKS_WEBHOOK_SECRET",
+    "CANARYFLOW_CONTROLLER_GITHUB_WEBHOOK_SECRET",
+    "CANARYFLOW_GITOPS_GITHUB_TOKEN",
+    "CANARYFLOW_NOTIFY_URLS",
+    "CANARYFLOW_NOTIFY_CLOUDEVENTS_URL",
+)
+
+
+class InstallOptions(BaseModel):
+    """Where canaryflow runs and what it talks to; every field has a default that fits a cluster set up
+    as docs/install.md describes (Argo Workflows in `argo`, MLflow in `mlflow`, Prometheus Operator in
+    `monitoring`, a Gateway named `inference-gateway` in `gateway`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = Field(default="canaryflow", pattern=_LABEL, max_length=63)
+    with_inference: bool = False
+    inference_namespace: str = Field(default="production", pattern=_LABEL, max_length=63)
+    environment: str = Field(default="production", pattern=_LABEL, max_length=63)
+    policy: str = Field(default="default", min_length=1)
+    image: str = Field(default="ghcr.io/canaryflow/canaryflow:0.1.0", min_length=1)
+    inference_image: str = Field(default="ghcr.io/canaryflow/canaryflow-inference:0.1.0-cuda", min_length=1)
+    argo_server_url: str = "https://argo-server.argo.svc:2746"
+    mlflow_url: str = "http://mlflow.mlflow.svc:5000"
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    gitops_repo_url: str = Field(default="", description="the GitOps repo the rollouts commit to")
+    github_repo: str = Field(default="", description="owner/name: enables the pull-request approval gate")
+    gateway_name: str = "inference-gateway"
+    gateway_namespace: str = Field(default="gateway", pattern=_LABEL)
+    webhook_hostname: str | None = Field(default=None, description="HTTPRoute hostname of /webhooks")
+    monitoring_namespace: str = Field(default="monitoring", pattern=_LABEL)
+    monitor_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels the Prometheus' serviceMonitorSelector/ruleSelector wants"
+    )
+    argocd_namespace: str = Field(default="argocd", pattern=_LABEL)
+    storage: str = Field(default="1Gi", pattern=_QUANTITY)
+    storage_class: str | None = None
