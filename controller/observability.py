@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -34,8 +35,36 @@ class _RolloutsByPhase(Collector):
         yield family
 
 
+class _ActiveRollouts(Collector):
+    """Each active rollout's step and deadline, read at scrape time: what a dashboard shows per model and
+    what the "stuck past its max duration" alert compares with the clock."""
+
+    def __init__(self, store: RolloutStore, max_duration_s: Callable[[str], float | None]) -> None:
+        self.store, self.max_duration_s = store, max_duration_s
+
+    def collect(self) -> Any:
+        labels = ["rollout", "model", "state"]
+        step = GaugeMetricFamily(
+            names.CONTROLLER_ROLLOUT_STEP, "Traffic step reached (1-based)", labels=labels
+        )
+        deadline = GaugeMetricFamily(
+            names.CONTROLLER_ROLLOUT_DEADLINE, "Unix time the policy's max duration runs out", labels=labels
+        )
+        for record in self.store.rollouts(active_only=True):
+            values = [record.id, record.model, record.phase]
+            step.add_metric(values, 0 if record.step_index is None else record.step_index + 1)
+            limit = self.max_duration_s(record.policy)
+            if record.started_at is not None and limit is not None:
+                deadline.add_metric(values, record.started_at + limit)
+        yield step
+        yield deadline
+
+
 class ControllerMetrics:
-    def __init__(self, store: RolloutStore) -> None:
+    def __init__(
+        self, store: RolloutStore, max_duration_s: Callable[[str], float | None] | None = None
+    ) -> None:
+        """`max_duration_s`: a policy name's max duration (None when unknown); without it no deadlines."""
         self.registry = CollectorRegistry()
         self.webhooks_received = Counter(
             names.CONTROLLER_WEBHOOKS_RECEIVED,
@@ -69,6 +98,7 @@ class ControllerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.registry.register(_RolloutsByPhase(store))
+        self.registry.register(_ActiveRollouts(store, max_duration_s or (lambda _policy: None)))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -342,3 +342,10 @@ class Reconciler:
         if name not in self._policies:
             self._policies[name] = self.policy_loader(name)
         return self._policies[name]
+
+    def max_duration_s(self, policy_name: str) -> float | None:
+        """The policy's max duration, for the deadline metric; None when the policy cannot be loaded."""
+        try:
+            return self._policy(policy_name).max_duration_s
+        except Exception:  # a scrape must not fail on a policy file that went missing
+            return None

@@ -55,7 +55,7 @@ class ControllerService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings, self.store = settings, store
-        self.metrics = ControllerMetrics(store)
+        self.metrics = ControllerMetrics(store, lambda name: self.reconciler.max_duration_s(name))
         self.reconciler = Reconciler(
             settings,
             store,

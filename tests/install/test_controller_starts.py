@@ -24,7 +24,9 @@ SECRET_VALUES = {
 }
 
 
-def container_env(docs: list[dict[str, Any]], container: dict[str, Any], state: Path, port: int) -> dict[str, str]:
+def container_env(
+    docs: list[dict[str, Any]], container: dict[str, Any], state: Path, port: int
+) -> dict[str, str]:
     """The environment Kubernetes gives the container, with the pod's paths moved under `state`."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
@@ -36,13 +38,16 @@ def container_env(docs: list[dict[str, Any]], container: dict[str, Any], state: 
             env[item["name"]] = SECRET_VALUES[item["name"]]
         else:
             assert item["valueFrom"]["secretKeyRef"]["optional"] is True, item
-    moved = {k: v.replace(STATE_DIR, str(state)).replace("/tmp", str(state / "tmp")) for k, v in env.items()}
+    # /tmp first: the test's own folder is under /tmp too.
+    moved = {k: v.replace("/tmp", str(state / "tmp")).replace(STATE_DIR, str(state)) for k, v in env.items()}
     moved["CANARYFLOW_CONTROLLER_HOST"] = "127.0.0.1"  # 0.0.0.0 in the pod; here only loopback
     moved["CANARYFLOW_CONTROLLER_PORT"] = str(port)
     return moved
 
 
-def test_controller_starts_from_the_built_manifest(built: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+def test_controller_starts_from_the_built_manifest(
+    built: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
     docs = built["full/gpu"]
     pod = one(docs, "Deployment", CONTROLLER)["spec"]["template"]["spec"]
     (container,) = pod["containers"]

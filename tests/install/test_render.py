@@ -17,7 +17,10 @@ VARIANTS = ("plain/gpu", "plain/cpu", "full/gpu", "full/cpu")
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_object_validates(
-    variant: str, built: dict[str, list[dict[str, Any]]], validator: ManifestValidator, argo_schema: ArgoSchema
+    variant: str,
+    built: dict[str, list[dict[str, Any]]],
+    validator: ManifestValidator,
+    argo_schema: ArgoSchema,
 ) -> None:
     kinds = set()
     for doc in built[variant]:
@@ -26,7 +29,14 @@ def test_every_object_validates(
             argo_schema.validate(doc)
         else:
             validator.validate_document(doc)
-    expected = {"Deployment", "Service", "PersistentVolumeClaim", "HTTPRoute", "ServiceMonitor", "NetworkPolicy"}
+    expected = {
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
+        "HTTPRoute",
+        "ServiceMonitor",
+        "NetworkPolicy",
+    }
     assert expected | {"PrometheusRule", "WorkflowTemplate", "Role", "RoleBinding"} <= kinds
 
 
@@ -80,7 +90,9 @@ def test_secrets_are_referenced_never_inlined(variant: str, built: dict[str, lis
 
 
 def _rules(docs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    return {(d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"] for d in docs if d["kind"] == "Role"}
+    return {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"] for d in docs if d["kind"] == "Role"
+    }
 
 
 def test_rbac_is_least_privilege(built: dict[str, list[dict[str, Any]]]) -> None:
@@ -99,7 +111,9 @@ def test_rbac_is_least_privilege(built: dict[str, list[dict[str, Any]]]) -> None
     assert controller_verbs["workflows"] >= {"create", "get", "update"}
     assert "delete" not in controller_verbs["workflows"]
     binding = one(docs, "RoleBinding", "canaryflow-readiness")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "canaryflow-workflow", "namespace": "canaryflow"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "canaryflow-workflow", "namespace": "canaryflow"}
+    ]
     pod = one(docs, "Deployment", CONTROLLER)["spec"]["template"]["spec"]
     one(docs, "ServiceAccount", pod["serviceAccountName"])
     assert pod["automountServiceAccountToken"] is False
@@ -129,7 +143,7 @@ def test_objects_point_at_each_other(built: dict[str, list[dict[str, Any]]]) -> 
 
 
 def _settings_from(config: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from controller.metrics.factory import MetricsSettings
+    from canaryflow.adapters.metrics.factory import MetricsSettings
     from controller.settings import ControllerSettings
     from gitops.settings import GitOpsSettings
     from workflows.settings import WorkflowSettings

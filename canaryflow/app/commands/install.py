@@ -37,8 +37,12 @@ def _options(values: dict[str, Any]) -> Any:
 
 @app.command("render")
 def render(
-    out: Annotated[Path, typer.Option(help="folder to write the Kustomize tree to")] = Path("canaryflow-install"),
-    namespace: Annotated[str | None, typer.Option(help="where the controller and rollout workflows run")] = None,
+    out: Annotated[Path, typer.Option(help="folder to write the Kustomize tree to")] = Path(
+        "canaryflow-install"
+    ),
+    namespace: Annotated[
+        str | None, typer.Option(help="where the controller and rollout workflows run")
+    ] = None,
     with_inference: Annotated[
         bool, typer.Option(help="also the inference namespace: readiness RBAC, Argo CD app of apps")
     ] = False,

@@ -94,7 +94,10 @@ def network_policy(options: InstallOptions) -> dict[str, Any]:
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
-                    "from": [_in_namespace(options.gateway_namespace), _in_namespace(options.monitoring_namespace)],
+                    "from": [
+                        _in_namespace(options.gateway_namespace),
+                        _in_namespace(options.monitoring_namespace),
+                    ],
                     "ports": [{"protocol": "TCP", "port": PORT}],
                 }
             ],

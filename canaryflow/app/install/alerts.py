@@ -19,9 +19,7 @@ RULE_NAME = "canaryflow"
 STUCK_GRACE_S = 600
 
 
-def _rule(
-    name: str, expr: str, for_: str, severity: str, summary: str, description: str
-) -> dict[str, Any]:
+def _rule(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
     rule: dict[str, Any] = {"alert": name, "expr": expr}
     if for_ != "0m":
         rule["for"] = for_
@@ -82,10 +80,7 @@ def rollout_rules() -> list[dict[str, Any]]:
 
 
 def inference_rules() -> list[dict[str, Any]]:
-    queue_p95 = (
-        "histogram_quantile(0.95, sum by (le, model, version) "
-        f"(rate({m.QUEUE_SECONDS}_bucket[5m])))"
-    )
+    queue_p95 = f"histogram_quantile(0.95, sum by (le, model, version) (rate({m.QUEUE_SECONDS}_bucket[5m])))"
     return [
         _rule(
             "CanaryflowInferenceShedding",

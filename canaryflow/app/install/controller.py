@@ -91,7 +91,9 @@ def _container(options: InstallOptions) -> dict[str, Any]:
         {"name": "HOME", "value": "/tmp"},
         *(_secret_env(key, SECRET, key) for key in CONTROLLER_SECRET_KEYS),
         # The Argo Server checks this identity's RBAC (workflows/argo/install.py) on every call.
-        _secret_env("CANARYFLOW_WORKFLOWS_ARGO_TOKEN", f"{CONTROLLER_ACCOUNT}.service-account-token", "token"),
+        _secret_env(
+            "CANARYFLOW_WORKFLOWS_ARGO_TOKEN", f"{CONTROLLER_ACCOUNT}.service-account-token", "token"
+        ),
     ]
     return {
         "name": "controller",

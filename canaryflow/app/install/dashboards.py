@@ -41,11 +41,14 @@ def _series(title: str, unit: str, description: str, *queries: Dataquery, span: 
 
 
 def _quantile(q: float, family: str, by: str, selector: str = "") -> str:
-    return f"histogram_quantile({q}, sum by (le, {by}) (rate({family}_bucket{selector}[{RATE}])))"
+    groups = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({groups}) (rate({family}_bucket{selector}[{RATE}])))"
 
 
 def _variables(board: Dashboard, model_source: str) -> Dashboard:
-    return board.with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus")).with_variable(
+    return board.with_variable(
+        DatasourceVariable("datasource").label("Prometheus").type("prometheus")
+    ).with_variable(
         QueryVariable("model")
         .label("Model")
         .datasource(DATASOURCE)
@@ -85,15 +88,22 @@ def rollouts_dashboard() -> Dashboard:
                 "Step of each active rollout",
                 "short",
                 "The traffic step (1-based) each active rollout has reached, by model and state.",
-                _query(f"max by (rollout, model, state) ({m.CONTROLLER_ROLLOUT_STEP}{MODEL})", "{{rollout}} {{state}}"),
+                _query(
+                    f"max by (rollout, model, state) ({m.CONTROLLER_ROLLOUT_STEP}{MODEL})",
+                    "{{rollout}} {{state}}",
+                ),
             )
         )
         .with_panel(
             _series(
                 "Time left before max duration",
                 "s",
-                "Seconds until each active rollout reaches its policy's max duration (then it is rolled back).",
-                _query(f"max by (rollout, model) ({m.CONTROLLER_ROLLOUT_DEADLINE}{MODEL}) - time()", "{{rollout}}"),
+                "Seconds until each active rollout reaches its policy's max duration "
+                "(then the controller rolls it back).",
+                _query(
+                    f"max by (rollout, model) ({m.CONTROLLER_ROLLOUT_DEADLINE}{MODEL}) - time()",
+                    "{{rollout}}",
+                ),
             )
         )
         .with_row(Row("Decisions"))
@@ -101,7 +111,8 @@ def rollouts_dashboard() -> Dashboard:
             _series(
                 "Decisions by outcome",
                 "short",
-                "Rollouts that reached a final state in each interval: promoted, rolled_back, superseded, failed.",
+                "Rollouts that reached a final state in each interval: "
+                "promoted, rolled_back, superseded, failed.",
                 _query(f"sum by (state) (increase({decisions}[{RATE}]))", "{{state}}"),
             )
         )
@@ -109,7 +120,8 @@ def rollouts_dashboard() -> Dashboard:
             _series(
                 "Decision time (event to final state)",
                 "s",
-                "Median and 95th percentile of the time from the registry event to the final state, by outcome.",
+                "Median and 95th percentile of the time from the registry event to the final state, "
+                "by outcome.",
                 _query(_quantile(0.5, m.CONTROLLER_DECISION_LATENCY, "state"), "p50 {{state}}"),
                 _query(_quantile(0.95, m.CONTROLLER_DECISION_LATENCY, "state"), "p95 {{state}}", "B"),
             )
@@ -119,10 +131,15 @@ def rollouts_dashboard() -> Dashboard:
             _series(
                 "Webhook deliveries",
                 "reqps",
-                "Deliveries received per second by source, and those refused by HTTP status (401: bad signature).",
-                _query(f"sum by (source) (rate({m.counter_sample(m.CONTROLLER_WEBHOOKS_RECEIVED)}[{RATE}]))", "{{source}}"),
+                "Deliveries received per second by source, and those refused by HTTP status "
+                "(401: bad signature).",
                 _query(
-                    f"sum by (source, status) (rate({m.counter_sample(m.CONTROLLER_WEBHOOKS_REJECTED)}[{RATE}]))",
+                    f"sum by (source) (rate({m.counter_sample(m.CONTROLLER_WEBHOOKS_RECEIVED)}[{RATE}]))",
+                    "{{source}}",
+                ),
+                _query(
+                    f"sum by (source, status) "
+                    f"(rate({m.counter_sample(m.CONTROLLER_WEBHOOKS_REJECTED)}[{RATE}]))",
                     "refused {{source}} {{status}}",
                     "B",
                 ),
@@ -133,7 +150,10 @@ def rollouts_dashboard() -> Dashboard:
                 "Reconcile time",
                 "s",
                 "99th percentile of the time to reconcile one rollout once (engine calls included).",
-                _query(f"histogram_quantile(0.99, sum by (le) (rate({m.CONTROLLER_RECONCILE_SECONDS}_bucket[{RATE}])))", "p99"),
+                _query(
+                    _quantile(0.99, m.CONTROLLER_RECONCILE_SECONDS, ""),
+                    "p99",
+                ),
             )
         )
     )

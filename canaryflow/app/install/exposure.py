@@ -33,7 +33,9 @@ def webhook_route(options: InstallOptions) -> dict[str, Any]:
         "rules": [
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": WEBHOOK_PREFIX}}],
-                "backendRefs": [{"group": "", "kind": "Service", "name": CONTROLLER, "port": PORT, "weight": 1}],
+                "backendRefs": [
+                    {"group": "", "kind": "Service", "name": CONTROLLER, "port": PORT, "weight": 1}
+                ],
             }
         ],
     }
@@ -64,11 +66,18 @@ def apps_application(options: InstallOptions) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": APPS_APPLICATION, "namespace": options.argocd_namespace, "labels": dict(PART_OF)},
+        "metadata": {
+            "name": APPS_APPLICATION,
+            "namespace": options.argocd_namespace,
+            "labels": dict(PART_OF),
+        },
         "spec": {
             "project": "default",
             "source": {"repoURL": options.gitops_repo_url, "targetRevision": "main", "path": "argocd"},
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": options.argocd_namespace},
+            "destination": {
+                "server": "https://kubernetes.default.svc",
+                "namespace": options.argocd_namespace,
+            },
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
         },
     }

@@ -60,7 +60,9 @@ def overlay_settings(options: InstallOptions, variant: str) -> dict[str, str]:
             f"{prefix}IMAGE": options.inference_image,
             f"{prefix}GPU_COUNT": "1",
             f"{prefix}NODE_SELECTOR": json.dumps({"nvidia.com/gpu.present": "true"}),
-            f"{prefix}TOLERATIONS": json.dumps([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]),
+            f"{prefix}TOLERATIONS": json.dumps(
+                [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            ),
         }
     return {
         f"{prefix}IMAGE": options.image,

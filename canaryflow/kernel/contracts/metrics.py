@@ -41,6 +41,10 @@ CONTROLLER_WEBHOOKS_REJECTED = "canaryflow_controller_webhooks_rejected"
 CONTROLLER_WEBHOOKS_DUPLICATE = "canaryflow_controller_webhooks_duplicate"
 CONTROLLER_DECISION_LATENCY = "canaryflow_controller_decision_latency_seconds"
 CONTROLLER_RECONCILE_SECONDS = "canaryflow_controller_reconcile_seconds"
+# Per active rollout (labels rollout, model, state): the traffic step reached (1-based, 0 before the
+# first), and the unix time at which its policy's max duration runs out (absent before it started).
+CONTROLLER_ROLLOUT_STEP = "canaryflow_controller_rollout_step"
+CONTROLLER_ROLLOUT_DEADLINE = "canaryflow_controller_rollout_deadline_seconds"
 
 
 def counter_sample(family: str) -> str:
