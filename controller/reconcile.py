@@ -14,9 +14,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
+from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
 from canaryflow.kernel.rollout import (
     STARTED,
     TERMINAL,
@@ -28,10 +28,12 @@ from canaryflow.kernel.rollout import (
     StepStarted,
     Supersede,
     TimedOut,
+    Transition,
     apply,
 )
 from canaryflow.kernel.types import ApprovalRequest, WorkflowStatus
 from controller.faults import crash_point
+from controller.notices import build_notice, notice_event, notice_links
 from controller.observability import ControllerMetrics, event
 from controller.rollout.mirror import Mirror, mirror
 from controller.rollout.records import InboxItem, RolloutRecord
@@ -88,9 +90,12 @@ class Reconciler:
         approval_gate: ApprovalGate | None = None,
         policy_loader: PolicyLoader = default_policy_loader,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+        link_templates: Mapping[str, str] | None = None,
     ) -> None:
         self.settings, self.store, self.engine, self.registry = settings, store, engine, registry
         self.metrics, self.approval_gate = metrics, approval_gate
+        self.notifier, self.link_templates = notifier, dict(link_templates or {})
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
         self._inbox_signal = threading.Event()
@@ -292,7 +297,24 @@ class Reconciler:
         )
         if updated.phase in TERMINAL:
             self._finished(updated)
+        if self.notifier is not None:
+            self._announce(updated, change, ev)
         return updated
+
+    def _announce(self, record: RolloutRecord, change: Transition, ev: RolloutEvent) -> None:
+        """Hands the notifier what just happened; it queues and returns, and nothing here may fail a tick."""
+        kind = notice_event(change, ev)
+        if kind is None or self.notifier is None:
+            return
+        try:
+            detail = self.store.detail(record.id)
+            if detail is None:
+                return
+            link = getattr(self.engine, "link", None)
+            links = notice_links(detail, self.link_templates, link if callable(link) else None)
+            self.notifier.notify(build_notice(detail, change, ev, kind, self.clock(), links))
+        except Exception as exc:
+            event("notice not sent", logging.WARNING, rollout=record.id, error=repr(exc))
 
     def _finished(self, record: RolloutRecord) -> None:
         if record.finished_at is not None:

@@ -11,13 +11,13 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
 import uvicorn
 
-from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
+from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
 from controller.app import ControllerContext, create_app
 from controller.observability import ControllerMetrics, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
@@ -53,8 +53,10 @@ class ControllerService:
         approval_gate: ApprovalGate | None = None,
         policy_loader: PolicyLoader = default_policy_loader,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+        link_templates: Mapping[str, str] | None = None,
     ) -> None:
-        self.settings, self.store = settings, store
+        self.settings, self.store, self.notifier = settings, store, notifier
         self.metrics = ControllerMetrics(store, lambda name: self.reconciler.max_duration_s(name))
         self.reconciler = Reconciler(
             settings,
@@ -65,6 +67,8 @@ class ControllerService:
             approval_gate=approval_gate,
             policy_loader=policy_loader,
             clock=clock,
+            notifier=notifier,
+            link_templates=link_templates,
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -104,6 +108,8 @@ class ControllerService:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self.notifier is not None:  # the last transitions' notices get a few seconds to leave
+            self.notifier.close(min(timeout_s, 5.0))
 
     def serve(self) -> None:
         """Blocks serving HTTP on settings.host:port with the loop running beside it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
+from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
 from canaryflow.adapters.readiness.factory import readiness_from_settings
 from canaryflow.adapters.registry.factory import registry_from_settings
 from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
@@ -76,15 +77,20 @@ def build_approval_gate(gitops_settings: GitOpsSettings | None = None) -> Approv
     return approval_from_settings(gitops_settings) if gitops_settings.github_repo else None
 
 
-def build_service(settings: ControllerSettings) -> ControllerService:
+def build_service(
+    settings: ControllerSettings, notification_settings: NotificationSettings | None = None
+) -> ControllerService:
     registry: Registry | None = None
     if settings.registry_tracking_uri:
         registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)
     store = RolloutStore(settings.db_path)
+    notify = notification_settings or NotificationSettings()
     return ControllerService(
         settings,
         store,
         build_engine(WorkflowSettings(), settings.db_path, settings),
         registry,
         approval_gate=build_approval_gate(),
+        notifier=notifier_from_settings(notify),
+        link_templates=notify.links,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from canaryflow.kernel.analysis.observations import Observations
+from canaryflow.kernel.contracts.notifications import RolloutNotice
 from canaryflow.kernel.types import (
     ApprovalRequest,
     ApprovalState,
@@ -95,3 +96,13 @@ class MetricsSource(Protocol):
     def observe(
         self, model: str, baseline_version: str, canary_version: str, since: float
     ) -> Observations: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Tells people and machines that a rollout moved. `notify` never blocks and never raises: the
+    reconcile loop calls it between two store writes; delivery (with retries) happens elsewhere."""
+
+    def notify(self, notice: RolloutNotice) -> None: ...
+
+    def close(self, timeout_s: float = 5.0) -> None: ...

@@ -89,7 +89,16 @@ class Steps:
         return StepOutcome(state="succeeded", outputs=outputs)
 
 
-def make(tmp_path, steps: Steps, pol: Policy, clock: Clock | None = None, registry=None, approval_gate=None):
+def make(
+    tmp_path,
+    steps: Steps,
+    pol: Policy,
+    clock: Clock | None = None,
+    registry=None,
+    approval_gate=None,
+    notifier=None,
+    link_templates=None,
+):
     clock = clock or Clock()
     settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
     store = RolloutStore(settings.db_path)
@@ -103,6 +112,8 @@ def make(tmp_path, steps: Steps, pol: Policy, clock: Clock | None = None, regist
         approval_gate=approval_gate,
         policy_loader=lambda name: pol,
         clock=clock,
+        notifier=notifier,
+        link_templates=link_templates,
     )
     return reconciler, store, runner, clock
 

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from canaryflow.kernel.contracts.notifications import CheckSummary, NoticeEvent, RolloutNotice
+from tests.notify.receiver import Receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def notice(event: NoticeEvent = NoticeEvent.ROLLED_BACK) -> RolloutNotice:
+    return RolloutNotice(
+        event=event,
+        rollout_id="minilm-v3-010c7772",
+        model="minilm",
+        baseline_version="2",
+        canary_version="3",
+        environment="production",
+        phase=event.value,
+        step=1,
+        weight=20,
+        at=1_700_000_000.0,
+        reason="analysis: gpu_memory canary shown worse than the tolerance (+25%)",
+        checks=[
+            CheckSummary(metric="gpu_memory", verdict="fail", reason="canary shown worse than the tolerance"),
+            CheckSummary(metric="latency_p50", verdict="inconclusive", reason="not enough evidence yet"),
+        ],
+        links={
+            "report": "https://reports.example.com/minilm-v3-010c7772.html",
+            "pull_request": "https://github.com/org/gitops/pull/7",
+        },
+    )

@@ -1,0 +1,66 @@
+"""Delivery off the reconcile loop: retries with backoff, a bounded queue, and a notify that never waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from canaryflow.adapters.notify import BackgroundNotifier
+from canaryflow.adapters.notify.apprise_channel import AppriseChannel
+from canaryflow.kernel.contracts.notifications import RolloutNotice
+from tests.notify.conftest import notice
+from tests.notify.receiver import Receiver
+
+
+def test_refused_deliveries_are_retried_until_taken(receiver: Receiver) -> None:
+    receiver.fail_first = 2
+    channel = AppriseChannel(f"json://{receiver.url.removeprefix('http://')}/hook")
+    notifier = BackgroundNotifier([channel], max_attempts=4, backoff_s=0.05, max_backoff_s=0.1)
+    notifier.notify(notice())
+    receiver.wait_for(1)
+    notifier.close(5)
+    stats = notifier.stats()[channel.describe()]
+    assert (stats.delivered, stats.retries, stats.failed) == (1, 2, 0)
+
+
+def test_gives_up_after_max_attempts_and_goes_on(receiver: Receiver) -> None:
+    receiver.fail_first = 3
+    channel = AppriseChannel(f"json://{receiver.url.removeprefix('http://')}/hook")
+    notifier = BackgroundNotifier([channel], max_attempts=3, backoff_s=0.01, max_backoff_s=0.02)
+    notifier.notify(notice())  # refused three times: dropped after the third
+    notifier.notify(notice())  # the next one gets through
+    receiver.wait_for(1)
+    notifier.close(5)
+    stats = notifier.stats()[channel.describe()]
+    assert (stats.delivered, stats.failed, stats.retries) == (1, 1, 2)
+
+
+class Stuck:
+    """A channel whose endpoint hangs (a Slack outage): send blocks until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[RolloutNotice] = []
+
+    def describe(self) -> str:
+        return "stuck"
+
+    def send(self, notice: RolloutNotice) -> None:
+        self.release.wait(10)
+        self.sent.append(notice)
+
+
+def test_notify_never_blocks_and_a_full_queue_drops(receiver: Receiver) -> None:
+    stuck = Stuck()
+    healthy = AppriseChannel(f"json://{receiver.url.removeprefix('http://')}/hook")
+    notifier = BackgroundNotifier([stuck, healthy], queue_size=2, backoff_s=0.01)
+    started = time.perf_counter()
+    for _ in range(5):
+        notifier.notify(notice())
+    assert time.perf_counter() - started < 0.5  # the caller never waits on a channel
+    receiver.wait_for(2)  # the healthy channel is not held up by the stuck one
+    stuck.release.set()
+    notifier.close(5)
+    stats = notifier.stats()
+    assert stats["stuck"].dropped >= 2 and stats["stuck"].delivered == len(stuck.sent) <= 3
+    assert stats[healthy.describe()].delivered + stats[healthy.describe()].dropped == 5
