@@ -10,7 +10,7 @@ STAMP := $(VENV)/.canaryflow-installed
 # The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test lint typecheck pytest prometheus clean
+.PHONY: setup demo test lint typecheck pytest prometheus image clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,20 @@ pytest: setup prometheus
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest
+
+# Container images (images/*.Containerfile) with podman or docker, when one is installed and answering.
+IMAGE_TAG ?= 0.1.0
+IMAGE_REPO ?= ghcr.io/canaryflow
+CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+	  echo "make image: no container engine found (install podman or docker, or set CONTAINER_ENGINE)" >&2; exit 1; \
+	elif ! "$(CONTAINER_ENGINE)" info >/dev/null 2>&1; then \
+	  echo "make image: $(CONTAINER_ENGINE) is installed but cannot build here (no daemon or no permission)" >&2; exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build -f images/controller.Containerfile -t $(IMAGE_REPO)/canaryflow:$(IMAGE_TAG) .
+	$(CONTAINER_ENGINE) build -f images/inference.Containerfile -t $(IMAGE_REPO)/canaryflow-inference:$(IMAGE_TAG)-cuda .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
