@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -42,3 +43,12 @@ def test_demo_promotes_the_good_canary_and_rolls_back_the_bad_one(tmp_path: Path
     assert "good canary" in output and "bad canary" in output
     # The registry followed the decisions: champion moved to v2 and stayed there.
     assert "alias champion of minilm now on version 2" in output
+
+    # The controller told the local receiver about every transition, as chat messages and CloudEvents.
+    notices = [json.loads(line) for line in (workdir / "notifications.jsonl").read_text().splitlines()]
+    titles = [n["title"] for n in notices if n["channel"] == "chat"]
+    assert any("v2 promoted (was v1)" in t for t in titles), titles
+    assert any("v3 rolled back at step" in t for t in titles), titles
+    types = [n["type"] for n in notices if n["channel"] == "cloudevents"]
+    assert types.count("io.canaryflow.rollout.started") == 2 and "io.canaryflow.rollout.promoted" in types
+    assert "notification" in output and "CloudEvents received" in output

@@ -3,7 +3,8 @@
 Real parts only: an MLflow server (SQLite), a bare git remote as the GitOps repo with the local
 stand-in for Argo CD following it, the multi-version inference server, Prometheus when installed
 (else the controller scrapes the server's /metrics itself), the controller with its webhook
-registered in MLflow through MLflow's own API, and an open-loop load generator.
+registered in MLflow through MLflow's own API and its notifications sent to a local receiver (a JSON
+webhook as a chat channel would get, and CloudEvents), and an open-loop load generator.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from pathlib import Path
 import yaml
 from mlflow.entities.webhook import WebhookEvent, WebhookEventStr
 from mlflow.tracking import MlflowClient
+from rich.markup import escape
 
 from canaryflow.adapters.model_assets import Variant, register_minilm
 from canaryflow.app.local.gitops_sync import GitOpsSync
 from canaryflow.app.local.gitremote import init_bare_remote
 from canaryflow.app.local.loadgen import LoadGenerator
 from canaryflow.app.local.mlflow_server import MlflowServer, start_mlflow
+from canaryflow.app.local.notify_receiver import NotificationReceiver
 from canaryflow.app.local.process import ManagedProcess, free_port, http_ok
 from canaryflow.app.local.prometheus import (
     INSTALL_HINT,
@@ -68,6 +71,7 @@ class DemoEnvironment:
     inference_url: str = ""
     remote: Path | None = None
     metrics_env: dict[str, str] = field(default_factory=dict)
+    notifications: NotificationReceiver | None = None
 
     # --- paths a user looks at afterwards ------------------------------------------------------
 
@@ -187,6 +191,18 @@ class DemoEnvironment:
         path.write_text(yaml.safe_dump({"controller": {"triggers": {MODEL: [rule]}}}, sort_keys=False))
         return path
 
+    def _notify_env(self) -> dict[str, str]:
+        """Notifications to a local receiver; the demo prints each chat message as it arrives."""
+        self.notifications = NotificationReceiver(
+            self.config.workdir / "notifications.jsonl",
+            lambda title: self.say(f"[magenta]notification[/magenta] {escape(title)}"),
+        ).start()
+        links = {
+            "report": f"{self.reports.resolve()}/{{rollout}}.html",
+            "rollout": f"{self.controller_url}/rollouts/{{rollout}}",
+        }
+        return {**self.notifications.settings_env(), "CANARYFLOW_NOTIFY_LINKS": json.dumps(links)}
+
     def _start_controller(self) -> None:
         assert self.mlflow is not None
         port = free_port()
@@ -202,6 +218,7 @@ class DemoEnvironment:
             "CANARYFLOW_WORKFLOWS_ENGINE": "local",
             **self._gitops_env(),
             **self.metrics_env,
+            **self._notify_env(),
         }
         db = self.config.workdir / "controller.db"
         argv = [str(Path(sys.executable).with_name("canaryflow")), "controller", "serve", "--db", str(db)]
@@ -236,6 +253,8 @@ class DemoEnvironment:
             with contextlib.suppress(Exception):
                 proc.stop()
         self.processes.clear()
+        if self.notifications is not None:
+            self.notifications.stop()
 
     def wait_forever(self) -> None:
         """`--keep`: leave everything up until Ctrl-C."""

@@ -41,6 +41,11 @@ def _summary(console: Console, env: DemoEnvironment, outcomes: list[RolloutOutco
         capture_output=True, text=True, check=False,
     ).stdout  # fmt: skip
     console.print(log.rstrip())
+    if env.notifications is not None:
+        console.print(
+            f"Notifications: {len(env.notifications.chat)} chat messages, {len(env.notifications.events)} "
+            f"CloudEvents received ({env.config.workdir / 'notifications.jsonl'})"
+        )
     console.print(f"Reports: {env.reports}")
     console.print(f"Logs: {env.logs}")
     console.print(f"Controller settings: {env.config.workdir / 'canaryflow.yaml'}")
