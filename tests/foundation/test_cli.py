@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-GROUPS = ["demo", "controller", "serve", "analyze", "workflow", "gitops"]
+GROUPS = ["demo", "controller", "serve", "analyze", "workflow", "gitops", "install"]
 CLI = str(Path(sys.executable).with_name("canaryflow"))
 
 

@@ -26,6 +26,19 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
+def _labels(pairs: list[str]) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    if any("=" not in pair for pair in pairs):
+        _fail(f"--monitor-label: {next(p for p in pairs if '=' not in p)!r} is not KEY=VALUE")
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+_MONITOR_LABEL = typer.Option(
+    "--monitor-label", help="KEY=VALUE your Prometheus selects ServiceMonitors and rules by (repeat)"
+)
+
+
 def _options(values: dict[str, Any]) -> Any:
     from canaryflow.app.install import InstallOptions
 
@@ -53,6 +66,7 @@ def render(
     github_repo: Annotated[str | None, typer.Option(help="owner/name: pull-request approval gate")] = None,
     webhook_host: Annotated[str | None, typer.Option(help="hostname the Gateway serves /webhooks on")] = None,
     policy: Annotated[str | None, typer.Option(help="policy of the installed WorkflowTemplate")] = None,
+    monitor_label: Annotated[list[str] | None, _MONITOR_LABEL] = None,
 ) -> None:
     """Write base/ and overlays/{gpu,cpu}/; apply one overlay with `kubectl apply -k`."""
     from canaryflow.app.install import layout
@@ -68,6 +82,7 @@ def render(
             "github_repo": github_repo,
             "webhook_hostname": webhook_host,
             "policy": policy,
+            "monitor_labels": _labels(monitor_label or []),
         }
     )
     try:
@@ -102,9 +117,10 @@ def dashboards(
 @app.command("alerts")
 def alerts(
     namespace: Annotated[str | None, typer.Option(help="namespace of the PrometheusRule")] = None,
+    monitor_label: Annotated[list[str] | None, _MONITOR_LABEL] = None,
 ) -> None:
     """Print the PrometheusRule (also part of `install render`'s base)."""
     from canaryflow.app.install.alerts import prometheus_rule
 
-    rule = prometheus_rule(_options({"namespace": namespace}))
+    rule = prometheus_rule(_options({"namespace": namespace, "monitor_labels": _labels(monitor_label or [])}))
     typer.echo(yaml.safe_dump(rule, sort_keys=False, allow_unicode=True), nl=False)
