@@ -33,6 +33,11 @@ class _RolloutsByPhase(Collector):
         for phase in _PHASES:
             family.add_metric([phase], counts.get(phase, 0))
         yield family
+        labels = ["model", "status"]
+        steps = GaugeMetricFamily(names.CONTROLLER_STEPS, "Traffic steps by verdict", labels=labels)
+        for (model, status), count in sorted(self.store.step_counts().items()):
+            steps.add_metric([model, status], count)
+        yield steps
 
 
 class _ActiveRollouts(Collector):

@@ -305,6 +305,14 @@ class RolloutStore:
             for r in self._query("SELECT phase, COUNT(*) AS n FROM cf_rollouts GROUP BY phase")
         }
 
+    def step_counts(self) -> dict[tuple[str, str], int]:
+        """(model, step status) -> how many traffic steps ended (or run) so: the verdicts per model."""
+        sql = (
+            "SELECT r.model AS model, s.status AS status, COUNT(*) AS n FROM cf_steps s "
+            "JOIN cf_rollouts r ON r.id = s.rollout_id GROUP BY r.model, s.status"
+        )
+        return {(r["model"], r["status"]): r["n"] for r in self._query(sql)}
+
 
 def _inbox(row: sqlite3.Row) -> InboxItem:
     return InboxItem(

@@ -18,7 +18,7 @@ from canaryflow.app.install.alerts import expressions, prometheus_rule
 from canaryflow.app.install.dashboards import dashboard_models, queries
 from canaryflow.kernel.rollout import Started, StepStarted, apply
 from controller.observability import ControllerMetrics
-from controller.rollout.records import RolloutRecord
+from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore
 from inference.metrics import ServerMetrics
 
@@ -71,6 +71,7 @@ def _exported_series(tmp_path: Path) -> set[str]:
     store.transition(record.id, change, workflow="wf", started_at=2.0)
     record = store.get(record.id) or record
     store.transition(record.id, apply(record.state, StepStarted(index=0, weight=20)), weight=20)
+    store.upsert_step(record.id, StepRecord(index=0, weight=20, status="pass"))
     controller = ControllerMetrics(store, lambda _policy: 3600.0)
     controller.webhooks_received.labels("mlflow").inc()
     controller.webhooks_rejected.labels("mlflow", "401").inc()
@@ -94,6 +95,7 @@ def _exported_series(tmp_path: Path) -> set[str]:
 def test_every_series_read_is_exported(tmp_path: Path) -> None:
     exported = _exported_series(tmp_path)
     assert "canaryflow_controller_rollout_deadline_seconds" in exported
+    assert "canaryflow_controller_steps" in exported
     for expr in _all_queries():
         for series in SERIES.findall(expr):
             assert series in exported, f"{series} (in {expr!r}) is not exported"

@@ -106,6 +106,15 @@ def rollouts_dashboard() -> Dashboard:
                 ),
             )
         )
+        .with_panel(
+            _series(
+                "Step verdicts per model",
+                "short",
+                "Traffic steps recorded, by model and verdict: pass (the canary held up at that weight), "
+                "fail (the step that rolled it back), running.",
+                _query(f"sum by (model, status) ({m.CONTROLLER_STEPS}{MODEL})", "{{model}} {{status}}"),
+            )
+        )
         .with_row(Row("Decisions"))
         .with_panel(
             _series(

@@ -45,6 +45,8 @@ CONTROLLER_RECONCILE_SECONDS = "canaryflow_controller_reconcile_seconds"
 # first), and the unix time at which its policy's max duration runs out (absent before it started).
 CONTROLLER_ROLLOUT_STEP = "canaryflow_controller_rollout_step"
 CONTROLLER_ROLLOUT_DEADLINE = "canaryflow_controller_rollout_deadline_seconds"
+# Traffic steps recorded in the store, by model and status (pass, fail, running): the step verdicts.
+CONTROLLER_STEPS = "canaryflow_controller_steps"
 
 
 def counter_sample(family: str) -> str:
