@@ -45,7 +45,7 @@ class NotificationSettings(ComponentSettings):
                 template.format(rollout="r", model="m", version="1")
             except (KeyError, IndexError, ValueError) as exc:
                 allowed = "{rollout}, {model}, {version}"
-                raise ValueError(f"links.{name}: {template!r} may use only {allowed} ({exc})") from None
+                raise ValueError(f"{name}: {template!r} may use only {allowed} ({exc})") from None
         return links
 
     def apprise_urls(self) -> list[str]:

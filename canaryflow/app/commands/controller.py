@@ -73,6 +73,8 @@ def serve(
     try:
         lock = lock_database(settings.db_path)
         service = build_service(settings)
+    except ValidationError as exc:  # another section's settings, e.g. notify.links
+        _fail(first_error(exc, "settings"))
     except (ValueError, OSError, DatabaseInUse) as exc:
         _fail(str(exc))
     try:
