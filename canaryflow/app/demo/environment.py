@@ -195,7 +195,9 @@ class DemoEnvironment:
         """Notifications to a local receiver; the demo prints each chat message as it arrives."""
         self.notifications = NotificationReceiver(
             self.config.workdir / "notifications.jsonl",
-            lambda title: self.say(f"[magenta]notification[/magenta] {escape(title)}"),
+            lambda title: self.say(
+                f"[magenta]notification[/magenta] {escape(title.removeprefix('canaryflow: '))}"
+            ),
         ).start()
         links = {
             "report": f"{self.reports.resolve()}/{{rollout}}.html",
