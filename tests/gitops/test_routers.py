@@ -23,7 +23,7 @@ def _request(mode: str) -> RenderRequest:
         baseline_version="3",
         canary_version="4",
         weight=20,
-        traffic_mode=mode,  # type: ignore[arg-type]
+        traffic_mode=mode,
     )
 
 
