@@ -107,6 +107,7 @@ class GitRepo:
                 environment=spec.environment,
                 baseline_version=restored,
                 traffic_mode=self._mode_for(spec),
+                rollback_of=spec.canary_version if spec.canary_version != restored else None,
             )
             subject = (
                 f"{spec.model}/{spec.environment}: roll back v{spec.canary_version}, restore v{restored}"

@@ -27,6 +27,11 @@ class RenderRequest(BaseModel):
     canary_version: ModelVersion | None = None
     weight: int = Field(default=0, ge=0, le=100, description="percent of requests sent to the canary")
     traffic_mode: TrafficMode = "configmap"
+    rollback_of: ModelVersion | None = Field(
+        default=None,
+        description="the canary a stable state rolls back: KServe Serverless then sends traffic straight "
+        "to the last rolled-out revision instead of waiting for a new one",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RenderRequest:
@@ -36,6 +41,10 @@ class RenderRequest(BaseModel):
             raise ValueError(f"model: {self.model!r} is longer than {MAX_MODEL_NAME} characters")
         if self.canary_version == self.baseline_version:
             raise ValueError(f"canary_version: equals baseline_version {self.baseline_version}")
+        if self.rollback_of is not None and (
+            self.canary_version is not None or self.rollback_of == self.baseline_version
+        ):
+            raise ValueError(f"rollback_of: {self.rollback_of} is not a canary this stable state removes")
         if self.canary_version is None and self.weight not in (0, 100):
             raise ValueError(f"weight: {self.weight} splits traffic but there is no canary version")
         return self

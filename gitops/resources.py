@@ -47,6 +47,16 @@ def model_uri(model: str, version: str, options: RenderOptions) -> str:
     return f"models:/{registered}/{version}"
 
 
+def serve_args(uri: str, model: str, port: int) -> list[str]:
+    """`canaryflow serve` for one version: the server labels its metrics with `model` and the version."""
+    return ["serve", "--model-uri", uri, "--model-name", model, "--host", "0.0.0.0", "--port", str(port)]
+
+
+def model_uri_of(args: list[str]) -> str:
+    """The `--model-uri` of a `serve_args` command line (what a checkout's overlay pins)."""
+    return args[args.index("--model-uri") + 1]
+
+
 def _metadata(name: str, labels: dict[str, str]) -> Doc:
     return {"name": name, "labels": dict(labels)}
 

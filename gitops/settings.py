@@ -54,6 +54,15 @@ class RenderOptions(BaseModel):
     gateway_name: str = "inference-gateway"
     gateway_namespace: str = "gateway"
     shadow_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    canary_header_routing: bool = Field(
+        default=False, description="istio: requests with header `x-canary: always` go to the canary"
+    )
+    istio_gateways: list[str] = Field(
+        default_factory=list, description="istio: Gateways the VirtualService binds besides the mesh"
+    )
+    istio_hosts: list[str] = Field(
+        default_factory=list, description="istio: hosts the VirtualService serves besides the model Service"
+    )
     repo_url: str = Field(default="", description="the GitOps repo as Argo CD reads it")
     target_revision: str = "main"
     argocd_namespace: str = "argocd"

@@ -1,15 +1,17 @@
 """Validation of a render before it may reach git: an invalid document is never committed.
 
 Core kinds are checked with `kubernetes-validate` (the official schemas of one Kubernetes version,
-strict: unknown fields are errors). CRDs are checked with
-`jsonschema` against the openAPIV3Schema of the served version in the upstream CRD files (HTTPRoute,
-Application, PodMonitor, ServiceMonitor, PrometheusRule), shipped in
-`gitops/schemas/` (or a folder named by the settings, e.g. ../shared/schemas in tests). Kustomizations
-are checked for what this repo relies on: every resource they list is part of the render.
+strict: unknown fields are errors). CRDs are checked with `jsonschema` against the openAPIV3Schema of
+the served version in the upstream CRD files (HTTPRoute, Application, PodMonitor, ServiceMonitor,
+PrometheusRule, InferenceService, VirtualService, DestinationRule), shipped in `gitops/schemas/` (or a
+folder named by the settings, e.g. ../shared/schemas in tests; a CRD missing there is read from the
+packaged copy). Kustomizations are checked for what this repo relies on: every resource they list is
+part of the render.
 """
 
 from __future__ import annotations
 
+import gzip
 import posixpath
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +42,9 @@ CRD_FILES: dict[tuple[str, str], tuple[str, str]] = {
         "prometheus-operator",
         "monitoring.coreos.com_prometheusrules.yaml",
     ),
+    ("serving.kserve.io", "InferenceService"): ("kserve", "serving.kserve.io_inferenceservices.yaml.gz"),
+    ("networking.istio.io", "VirtualService"): ("istio", "networking.istio.io_virtualservices.yaml"),
+    ("networking.istio.io", "DestinationRule"): ("istio", "networking.istio.io_destinationrules.yaml"),
 }
 
 
@@ -56,13 +61,26 @@ def _crd_path(schemas_dir: Path, folder: str, name: str) -> Path:
     return PACKAGED_SCHEMAS / name
 
 
+def read_crd(path: Path) -> Any:
+    """A CRD file, gzip-compressed where upstream's is too large to ship as text (`*.gz`)."""
+    data = path.read_bytes()
+    return load_yaml((gzip.decompress(data) if path.suffix == ".gz" else data).decode())
+
+
 @lru_cache(maxsize=16)
 def _crd_validator(path: Path, version: str) -> jsonschema.protocols.Validator:
-    crd = load_yaml(path.read_text())
+    crd = read_crd(path)
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version and entry.get("served", False):
-            return jsonschema.Draft7Validator(_strict(entry["schema"]["openAPIV3Schema"]))
+            return jsonschema.Draft7Validator(_strict(_with_object_meta(entry["schema"]["openAPIV3Schema"])))
     raise ManifestInvalid(f"{path.name}: CRD serves no version {version!r}")
+
+
+def _with_object_meta(schema: dict[str, Any]) -> dict[str, Any]:
+    """The root schema with apiVersion, kind and metadata, which the API server accepts on every custom
+    resource whether its CRD names them or not (Istio's do not)."""
+    implicit = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return {**schema, "properties": {**implicit, **schema.get("properties", {})}}
 
 
 def _strict(schema: Any) -> Any:

@@ -2,6 +2,9 @@
 
 `httproute`: one Deployment per version behind a Gateway API HTTPRoute that splits by weight.
 `configmap`: one multi-version inference Deployment whose routing ConfigMap carries the weights.
+`kserve-serverless`: one KServe InferenceService, the canary its latest revision (`canaryTrafficPercent`).
+`kserve-raw`: a KServe InferenceService per version (RawDeployment) behind a weighted HTTPRoute.
+`istio`: a Deployment per version, DestinationRule subsets, a VirtualService by weight (mirror, header).
 Adding a router: a file with a class implementing `TrafficRouter`, its line below, and its mode's
 name in `canaryflow.kernel.contracts.traffic` (docs/architecture.md walks through one).
 """
@@ -12,12 +15,18 @@ from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
 from gitops.traffic.base import ClusterReader, TrafficRouter
 from gitops.traffic.configmap import ConfigMapTraffic
 from gitops.traffic.httproute import HTTPRouteTraffic
+from gitops.traffic.istio import IstioTraffic
+from gitops.traffic.kserve_raw import KServeRawTraffic
+from gitops.traffic.kserve_serverless import KServeServerlessTraffic
 
 ROUTERS: dict[str, TrafficRouter] = {
     router.mode: router
     for router in (
         ConfigMapTraffic(),
         HTTPRouteTraffic(),
+        KServeServerlessTraffic(),
+        KServeRawTraffic(),
+        IstioTraffic(),
     )
 }
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
+import gitops.traffic.versions as versions
+from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
 from gitops.resources import Doc
@@ -17,10 +18,6 @@ HTTPROUTE_FILE = "httproute.yaml"
 HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-def deployment_file(version: str) -> str:
-    return f"deployment-v{version}.yaml"
-
-
 class HTTPRouteTraffic:
     mode: ClassVar[str] = "httproute"
     crds: ClassVar[tuple[str, ...]] = ("httproutes.gateway.networking.k8s.io",)
@@ -28,65 +25,44 @@ class HTTPRouteTraffic:
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions
     ) -> dict[str, Doc]:
-        docs: dict[str, Doc] = {}
-        for routed in routing.versions:
-            name = resources.version_name(request.model, routed.version)
-            # The pod template carries no role: promoting a canary relabels its Deployment only,
-            # without restarting the pods that were just judged healthy.
-            pod_labels = {**resources.model_labels(request.model), resources.VERSION_LABEL: routed.version}
-            selector = {"app.kubernetes.io/name": request.model, resources.VERSION_LABEL: routed.version}
-            deployment = resources.inference_deployment(
-                name=name,
-                labels=pod_labels,
-                selector=selector,
-                args=["serve", "--model-uri", routed.uri, "--host", "0.0.0.0", "--port", str(options.port)],
-                options=options,
-            )
-            deployment["metadata"]["labels"] = resources.version_labels(request.model, routed)
-            docs[deployment_file(routed.version)] = deployment
-            docs[f"service-v{routed.version}.yaml"] = resources.service(
-                name=name, labels=resources.version_labels(request.model, routed), selector=selector
-            )
-        docs[HTTPROUTE_FILE] = _http_route(request, routing, options)
+        docs = versions.version_workloads(request, routing, options)
+        backends = {
+            resources.version_name(request.model, routed.version): routed.weight
+            for routed in routing.versions
+        }
+        docs[HTTPROUTE_FILE] = http_route(request.model, backends, resources.SERVICE_PORT, options)
         return docs
 
     def routing_from_overlay(self, overlay: Path, model: str) -> RoutingConfig | None:
         """Weights from the HTTPRoute's backends, URIs and roles from each version's Deployment."""
         if not (overlay / HTTPROUTE_FILE).exists():
             return None
-        versions = []
-        for version, weight in _weights(load_yaml((overlay / HTTPROUTE_FILE).read_text()), model).items():
-            deployment = load_yaml((overlay / deployment_file(version)).read_text())
-            args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-            role = deployment["metadata"]["labels"][resources.ROLE_LABEL]
-            uri = args[args.index("--model-uri") + 1]
-            versions.append(RoutedVersion(version=version, uri=uri, weight=weight, role=role))
-        return RoutingConfig(model=model, versions=versions)
+        weights = route_weights(load_yaml((overlay / HTTPROUTE_FILE).read_text()), model)
+        return RoutingConfig(model=model, versions=versions.routed_versions(overlay, weights))
 
     def live_weights(self, cluster: ClusterReader, namespace: str, model: str) -> dict[str, int]:
         route = cluster.get_object(HTTPROUTE_API_VERSION, "httproutes", namespace, model)
-        return _weights(route, model) if route is not None else {}
+        return route_weights(route, model) if route is not None else {}
 
 
-def _weights(route: Doc, model: str) -> dict[str, int]:
-    """Version -> weight of the backends of the route's first rule (the one canaryflow renders)."""
+def route_weights(route: Doc, model: str, suffix: str = "") -> dict[str, int]:
+    """Version -> weight of the backends (`<model>-v<N><suffix>`) of the route's first rule, the one
+    canaryflow renders."""
     backends = route["spec"]["rules"][0]["backendRefs"]
-    return {str(b["name"]).removeprefix(f"{model}-v"): int(b.get("weight", 1)) for b in backends}
+    return {
+        str(b["name"]).removeprefix(f"{model}-v").removesuffix(suffix): int(b.get("weight", 1))
+        for b in backends
+    }
 
 
-def _http_route(request: RenderRequest, routing: RoutingConfig, options: RenderOptions) -> Doc:
-    backends = [
-        {
-            "name": resources.version_name(request.model, routed.version),
-            "port": resources.SERVICE_PORT,
-            "weight": routed.weight,
-        }
-        for routed in routing.versions
-    ]
+def http_route(model: str, backends: dict[str, int], port: int, options: RenderOptions) -> Doc:
+    """An HTTPRoute named after the model, attached to the configured Gateway, splitting by weight
+    between Services (name -> weight)."""
+    refs = [{"name": name, "port": port, "weight": weight} for name, weight in backends.items()]
     return {
         "apiVersion": HTTPROUTE_API_VERSION,
         "kind": "HTTPRoute",
-        "metadata": {"name": request.model, "labels": resources.model_labels(request.model)},
+        "metadata": {"name": model, "labels": resources.model_labels(model)},
         "spec": {
             "parentRefs": [
                 {
@@ -96,6 +72,6 @@ def _http_route(request: RenderRequest, routing: RoutingConfig, options: RenderO
                     "namespace": options.gateway_namespace,
                 }
             ],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": refs}],
         },
     }

@@ -58,7 +58,7 @@ def test_mode_defaults_to_the_policy(tmp_path: Path) -> None:
         (["--env", "prod/../x"], "--env: 'prod/../x' is not a valid Kubernetes name"),
         (["--weight", "101"], "--weight: Input should be less than or equal to 100"),
         (["--weight", "-5"], "--weight: Input should be greater than or equal to 0"),
-        (["--mode", "istio"], "--mode: Input should be 'httproute' or 'configmap'"),
+        (["--mode", "linkerd"], "--mode: Input should be 'httproute', 'configmap'"),
         (["--version", "champion"], "--version: 'champion' is not a registry version number"),
         (["--baseline-version", "4"], "--weight: 10 splits traffic but there is no canary version"),
     ],

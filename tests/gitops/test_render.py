@@ -154,7 +154,7 @@ def test_a_new_state_removes_files_of_the_previous_one(tmp_path: Path) -> None:
         ("weight", -1, "weight"),
         ("canary_version", "champion", "canary_version"),
         ("baseline_version", "latest", "baseline_version"),
-        ("traffic_mode", "istio", "traffic_mode"),
+        ("traffic_mode", "linkerd", "traffic_mode"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(field: str, value: object, needle: str) -> None:
@@ -181,7 +181,7 @@ def test_split_without_canary_and_canary_equal_to_baseline_are_refused() -> None
 
 def test_unknown_traffic_mode_in_the_renderer_factory() -> None:
     with pytest.raises(ValueError, match="traffic_mode"):
-        traffic_router("istio")
+        traffic_router("linkerd")
 
 
 def test_routing_from_checkout_refuses_paths_leaving_the_repo(tmp_path: Path) -> None:

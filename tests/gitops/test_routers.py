@@ -1,5 +1,9 @@
 """Traffic routers: the registry covers every mode, and each router reads back what it rendered, from
-a checkout and from the cluster (the kubernetes client against a local server on the real REST paths)."""
+a checkout and from the cluster (the kubernetes client against a local server on the real REST paths).
+
+Where a controller reports the live state in `status` (KServe Serverless), the stand-in serves the
+status that controller writes once it has reconciled the object, in KServe's and Knative's wire format.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from gitops.traffic import ROUTERS, traffic_router
 from gitops.traffic.cluster import KubernetesObjects
 from gitops.yamlio import load_yaml
 from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kube_api import KubeApiServer
+from tests.support.kube_api import KubeApiServer, serverless_reconciled
 
 
 def _request(mode: str) -> RenderRequest:
@@ -54,9 +58,11 @@ def test_live_weights_read_back_what_was_rendered(mode: str, cluster) -> None:
             continue
         doc = load_yaml(text)
         plural = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
+        applied = {**doc, "metadata": {**doc["metadata"], "namespace": "ml", "resourceVersion": "7"}}
+        if doc["kind"] == "InferenceService" and mode == "kserve-serverless":
+            applied = serverless_reconciled(server, applied, previous_version=request.baseline_version)
         server.serve(
-            KubernetesObjects.path(doc["apiVersion"], plural, "ml", doc["metadata"]["name"]),
-            {**doc, "metadata": {**doc["metadata"], "namespace": "ml", "resourceVersion": "7"}},
+            KubernetesObjects.path(doc["apiVersion"], plural, "ml", doc["metadata"]["name"]), applied
         )
     expected = {v.version: v.weight for v in routing_config(request, GOLDEN_OPTIONS).versions}
     assert expected == {"3": 80, "4": 20}

@@ -11,6 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+KSERVE_VERSION_LABEL = "canaryflow.io/version"
+
 
 def not_found(path: str) -> dict[str, Any]:
     return {
@@ -55,3 +57,61 @@ class KubeApiServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def serverless_reconciled(
+    server: KubeApiServer,
+    isvc: dict[str, Any],
+    previous_version: str,
+    latest_ready: bool = True,
+) -> dict[str, Any]:
+    """`isvc` (KServe Serverless) with the status KServe writes once reconciled, its two Knative
+    revisions served beside it: `-00001`, the last rolled-out one (serving `previous_version`), and
+    `-00002`, created from the current predictor (its labels, as KServe copies them onto the revision).
+
+    The traffic split is what KServe asks of Knative: `canaryTrafficPercent` to the latest ready revision,
+    the rest to the last rolled-out one; while the latest is not ready, Knative resolves "latest" to the
+    last ready revision, so its share goes to the previous version too.
+    """
+    name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+    predictor = isvc["spec"]["predictor"]
+    previous, latest = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    for revision, labels in (
+        (previous, {KSERVE_VERSION_LABEL: previous_version}),
+        (latest, dict(predictor.get("labels", {}))),
+    ):
+        server.serve(
+            f"/apis/serving.knative.dev/v1/namespaces/{namespace}/revisions/{revision}",
+            {
+                "apiVersion": "serving.knative.dev/v1",
+                "kind": "Revision",
+                "metadata": {
+                    "name": revision,
+                    "namespace": namespace,
+                    "labels": {
+                        **labels,
+                        "serving.kserve.io/inferenceservice": name,
+                        "component": "predictor",
+                    },
+                },
+            },
+        )
+    ready = latest if latest_ready else previous
+    percent = int(predictor.get("canaryTrafficPercent", 100))
+    traffic = [{"latestRevision": True, "percent": percent, "revisionName": ready, "tag": "latest"}]
+    if percent < 100:
+        traffic.append(
+            {"latestRevision": False, "percent": 100 - percent, "revisionName": previous, "tag": "prev"}
+        )
+    status = {
+        "observedGeneration": 1,
+        "components": {
+            "predictor": {
+                "latestCreatedRevision": latest,
+                "latestReadyRevision": ready,
+                "latestRolledoutRevision": previous,
+                "traffic": traffic,
+            }
+        },
+    }
+    return {**isvc, "status": status}

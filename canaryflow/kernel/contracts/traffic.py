@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-TrafficMode = Literal["httproute", "configmap"]
+TrafficMode = Literal["httproute", "configmap", "kserve-serverless", "kserve-raw", "istio"]
 TRAFFIC_MODES: tuple[str, ...] = get_args(TrafficMode)
 DEFAULT_TRAFFIC_MODE: TrafficMode = "configmap"
