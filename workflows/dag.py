@@ -144,7 +144,7 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
                     kind="wait",
                     display_name="Wait for the canary to be ready",
                     depends=(last,),
-                    params={"timeout_s": 600},
+                    params={"timeout_s": 600, "weight": traffic.weight},
                     outputs=(Output.READY,),
                     retry=NETWORK_RETRY,
                 )

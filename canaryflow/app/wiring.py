@@ -9,13 +9,17 @@ tables), so one file holds the whole state of the service.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
 from canaryflow.adapters.readiness.factory import readiness_from_settings
+from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings
-from canaryflow.kernel.ports import ApprovalGate, Registry, WorkflowEngine
+from canaryflow.kernel.contracts.traffic import TrafficMode
+from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Registry, WorkflowEngine
+from canaryflow.kernel.types import RolloutSpec
 from controller import faults
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
@@ -40,16 +44,32 @@ def build_step_context(
     if not controller.registry_tracking_uri:
         raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
     approval = approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
+    mode_for = traffic_mode_from_policy()
     return StepContext(
         gitops=repo,
         registry=registry_from_settings(controller.registry_backend, controller.registry_tracking_uri),
         metrics=metrics_source_from_settings(metrics_settings or MetricsSettings()),
         policy_for=load_policy,
         check_manifests=repo.render_checked,
-        traffic_mode_for=traffic_mode_from_policy(),
+        traffic_mode_for=mode_for,
         readiness=readiness_from_settings(controller.kubernetes, controller.inference_url),
+        live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for),
         approval=approval,
     )
+
+
+def live_traffic_from_settings(
+    kubernetes: KubernetesReadinessSettings | None, mode_for: Callable[[RolloutSpec], TrafficMode]
+) -> LiveTraffic | None:
+    """Where a cluster is configured, wait-ready also reads the live split back through the rollout's
+    traffic router (in the readiness settings' namespace) and waits until it is the committed one."""
+    if kubernetes is None:
+        return None
+    from canaryflow.adapters.readiness.kubernetes import api_client
+    from gitops.traffic.cluster import KubernetesObjects
+    from gitops.traffic.live import RouterTraffic
+
+    return RouterTraffic(KubernetesObjects(api_client(kubernetes)), kubernetes.namespace, mode_for)
 
 
 def build_engine(

@@ -84,6 +84,19 @@ class CanaryReadiness(Protocol):
     def check(self, spec: RolloutSpec) -> ReadinessResult: ...
 
 
+class TrafficUnreadable(RuntimeError):
+    """The live traffic split could not be read (API unreachable or refusing); the message says why."""
+
+
+@runtime_checkable
+class LiveTraffic(Protocol):
+    """The traffic split the cluster serves now for a rollout's model (version -> percent), read through
+    the rollout's traffic router. The wait-ready step compares it with the weights the step committed,
+    so analysis never starts before a step took effect. Raises TrafficUnreadable."""
+
+    def weights(self, spec: RolloutSpec) -> dict[str, int]: ...
+
+
 class MetricsError(RuntimeError):
     """The metrics backend could not be read (unreachable, bad answer); the message says which."""
 

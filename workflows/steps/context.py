@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from canaryflow.adapters.metrics import MetricsSource
-from canaryflow.kernel.ports import ApprovalGate, CanaryReadiness, GitOpsRepo, Registry
+from canaryflow.kernel.ports import ApprovalGate, CanaryReadiness, GitOpsRepo, LiveTraffic, Registry
 from canaryflow.kernel.types import RolloutSpec
 from gitops.history import AuditEntry
 from gitops.model import Rendering, RenderRequest
@@ -45,5 +45,6 @@ class StepContext:
     check_manifests: ManifestCheck
     traffic_mode_for: Callable[[RolloutSpec], TrafficMode]
     readiness: CanaryReadiness | None = None
+    live_traffic: LiveTraffic | None = None
     approval: ApprovalGate | None = None
     aliases: WorkflowAliases = WorkflowAliases()

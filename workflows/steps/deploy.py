@@ -1,11 +1,13 @@
-"""Steps that put the canary in place: render and validate, commit a traffic weight, wait until ready."""
+"""Steps that put the canary in place: render and validate, commit a traffic weight, wait until ready
+(the canary serves, and the cluster routes the split the step committed)."""
 
 from __future__ import annotations
 
 import time
 
 from canaryflow.kernel.contracts.steps import Output
-from canaryflow.kernel.types import RolloutSpec
+from canaryflow.kernel.ports import TrafficUnreadable
+from canaryflow.kernel.types import ReadinessResult, RolloutSpec
 from gitops.git import step_request
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import AuditLog, StepContext
@@ -49,13 +51,47 @@ def set_weight(ctx: StepContext, step: StepInput) -> StepOutcome:
     )
 
 
+def committed_weights(spec: RolloutSpec, weight: int) -> dict[str, int]:
+    """Version -> percent a canary step at `weight` committed (versions at 0% left out)."""
+    split = {spec.baseline_version: 100 - weight, spec.canary_version: weight}
+    return {version: share for version, share in split.items() if share}
+
+
+def _split(weights: dict[str, int]) -> str:
+    return ", ".join(f"v{version} {share}%" for version, share in sorted(weights.items())) or "nothing"
+
+
+def _traffic_confirmed(ctx: StepContext, step: StepInput) -> ReadinessResult:
+    """Whether the cluster serves the split the step committed (where a cluster is configured)."""
+    if ctx.live_traffic is None or "weight" not in step.params:
+        return ReadinessResult(ready=True, reason="")
+    expected = committed_weights(step.spec, step.int_param("weight"))
+    try:
+        live = {version: share for version, share in ctx.live_traffic.weights(step.spec).items() if share}
+    except TrafficUnreadable as exc:
+        return ReadinessResult(ready=False, reason=f"traffic split unknown: {exc}")
+    if live != expected:
+        return ReadinessResult(
+            ready=False,
+            reason=f"traffic not yet as committed: live {_split(live)}, committed {_split(expected)}",
+        )
+    return ReadinessResult(ready=True, reason=f"live traffic as committed ({_split(live)})")
+
+
 def wait_ready(ctx: StepContext, step: StepInput) -> StepOutcome:
-    """Polled until the canary serves; fails once `timeout_s` has passed since the node started."""
-    if ctx.readiness is None:
+    """Polled until the canary serves and, where a cluster is configured, the cluster routes the split
+    the step committed; fails once `timeout_s` has passed since the node started."""
+    if ctx.readiness is None and ctx.live_traffic is None:
         return StepOutcome(
             state="succeeded", outputs={Output.READY: "true"}, message="no readiness source configured"
         )
-    result = ctx.readiness.check(step.spec)
+    result = ctx.readiness.check(step.spec) if ctx.readiness is not None else None
+    if result is None or result.ready:
+        traffic = _traffic_confirmed(ctx, step)
+        reasons = [r.reason for r in (result, traffic) if r is not None and r.reason]
+        result = ReadinessResult(
+            ready=traffic.ready, reason="; ".join(reasons) if traffic.ready else traffic.reason
+        )
     if result.ready:
         return StepOutcome(state="succeeded", outputs={Output.READY: "true"}, message=result.reason)
     timeout_s = step.int_param("timeout_s")

@@ -10,6 +10,10 @@ def readiness_from_settings(
     kubernetes: KubernetesReadinessSettings | None, inference_url: str | None
 ) -> Readiness | None:
     if kubernetes is not None:
+        if not kubernetes.deployment_template:
+            # No Deployment to watch (KServe Serverless names them by revision); the wait-ready step
+            # still waits for the live traffic split, which Knative only routes to ready revisions.
+            return None
         from canaryflow.adapters.readiness.kubernetes import KubernetesReadiness
 
         return KubernetesReadiness(kubernetes)

@@ -19,5 +19,7 @@ class KubernetesReadinessSettings(BaseModel):
     )
     namespace: str = "default"
     deployment_template: str = Field(
-        default="{model}-v{version}", description="name of the canary Deployment; {model}, {version}"
+        default="{model}-v{version}",
+        description="name of the canary Deployment; {model}, {version} (kserve-raw: "
+        "'{model}-v{version}-predictor'; empty: no Deployment, as on KServe Serverless)",
     )

@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
 from canaryflow.kernel.settings import SettingsError
 from canaryflow.kernel.types import CommitResult, RolloutSpec
 from gitops.files import diff_rendering, write_rendering
@@ -47,7 +48,8 @@ Baseline = Annotated[
 Weight = Annotated[int, typer.Option("--weight", help="percent of traffic to --version (0-100)")]
 Env = Annotated[str, typer.Option("--env", help="environment (overlay name, e.g. production)")]
 Mode = Annotated[
-    str | None, typer.Option("--mode", help="traffic mode: httproute or configmap (default: the policy's)")
+    str | None,
+    typer.Option("--mode", help=f"traffic mode: {', '.join(TRAFFIC_MODES)} (default: the policy's)"),
 ]
 Policy = Annotated[
     str, typer.Option("--policy", help="policy whose traffic mode applies when --mode is absent")
