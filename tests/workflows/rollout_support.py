@@ -68,7 +68,10 @@ def step_context(
     remote: Path, workdir: Path, tracking_uri: str, metrics_url: str, policy: Policy
 ) -> StepContext:
     repo = git_repo_from_settings(
-        GitOpsSettings(remote_url=str(remote), workdir=workdir, push_backoff_s=0.05), mode_from_policy=False
+        GitOpsSettings(
+            remote_url=str(remote), workdir=workdir, push_backoff_s=0.05, traffic_mode=policy.traffic_mode
+        ),
+        mode_from_policy=False,
     )
     return StepContext(
         gitops=repo,
