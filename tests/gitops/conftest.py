@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from canaryflow.kernel.types import RolloutSpec
 from gitops.settings import GitOpsSettings, RenderOptions
+from gitops.traffic.cluster import KubernetesObjects
+from tests.support.kube_api import KubeApiServer
 
 SHARED_SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
 GOLDEN = Path(__file__).parent / "golden"
@@ -60,3 +64,13 @@ def remote_log(remote: Path, *args: str) -> str:
 
 def remote_file(remote: Path, path: str, ref: str = "main") -> str:
     return git("--git-dir", str(remote), "show", f"{ref}:{path}")
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[KubeApiServer, KubernetesObjects]]:
+    """A local Kubernetes API stand-in and the routers' reader (the official client) pointed at it."""
+    server = KubeApiServer()
+    configuration = client.Configuration()
+    configuration.host = server.url
+    yield server, KubernetesObjects(client.ApiClient(configuration), timeout_s=5)
+    server.close()

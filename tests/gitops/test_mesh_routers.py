@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from typer.testing import CliRunner
 
 from canaryflow.app.cli import app
@@ -28,7 +27,7 @@ from gitops.traffic.cluster import KubernetesObjects
 from gitops.validate import PACKAGED_SCHEMAS, ManifestInvalid, ManifestValidator
 from gitops.yamlio import load_yaml
 from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kube_api import KubeApiServer, serverless_reconciled
+from tests.support.kube_api import serverless_reconciled
 
 MODES = ("kserve-serverless", "kserve-raw", "istio")
 OVERLAY = "apps/minilm/overlays/production"
@@ -268,15 +267,6 @@ def test_a_checkout_reads_back_the_state_it_was_rendered_from(mode: str, state: 
 
 
 # --- live weights ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cluster():
-    server = KubeApiServer()
-    configuration = client.Configuration()
-    configuration.host = server.url
-    yield server, KubernetesObjects(client.ApiClient(configuration), timeout_s=5)
-    server.close()
 
 
 def _applied(doc: dict[str, Any]) -> dict[str, Any]:

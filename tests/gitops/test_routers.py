@@ -17,7 +17,7 @@ from gitops.traffic import ROUTERS, traffic_router
 from gitops.traffic.cluster import KubernetesObjects
 from gitops.yamlio import load_yaml
 from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kube_api import KubeApiServer, serverless_reconciled
+from tests.support.kube_api import serverless_reconciled
 
 
 def _request(mode: str) -> RenderRequest:
@@ -36,15 +36,6 @@ def test_every_mode_has_exactly_one_router() -> None:
     for mode, router in ROUTERS.items():
         assert router.mode == mode
         assert traffic_router(mode) is router
-
-
-@pytest.fixture
-def cluster():
-    server = KubeApiServer()
-    configuration = client.Configuration()
-    configuration.host = server.url
-    yield server, KubernetesObjects(client.ApiClient(configuration), timeout_s=5)
-    server.close()
 
 
 @pytest.mark.parametrize("mode", TRAFFIC_MODES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from canaryflow.adapters.metrics.scrape import ScrapeSource
 from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from gitops.factory import git_repo_from_settings
+from gitops.history import LOG_FORMAT, parse_log
 from gitops.settings import GitOpsSettings
 from policies.model import MetricPolicy, Policy, SampleRatioPolicy, TrafficStep
 from tests.workflows.metrics_exporter import Exporter
@@ -108,3 +110,18 @@ def drive(
             exporter.serve(spec.canary_version, 300, canary_ms, rng)
         time.sleep(0.1)
     raise AssertionError(f"{name} did not finish in {timeout_s} s: {runner.status(name)}")
+
+
+def rollout_history(remote: Path) -> list[tuple[str, str, str, str]]:
+    """(sha, rollout id, weight, decision) of each rollout commit on main, oldest first."""
+    out = subprocess.run(
+        ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        (e.sha, e.trailers["Rollout-Id"], e.trailers["Traffic-Weight"], e.trailers["Decision"])
+        for e in parse_log(out)
+        if "Rollout-Id" in e.trailers
+    ]

@@ -20,7 +20,6 @@ from pydantic import SecretStr
 from canaryflow.kernel.types import ApprovalRequest, RolloutSpec
 from gitops.factory import approval_from_settings
 from gitops.git import GitRepo
-from gitops.history import LOG_FORMAT, parse_log
 from gitops.settings import GitOpsSettings
 from tests.gitops.github_double import GitHubServer
 from tests.workflows.metrics_exporter import Exporter
@@ -29,26 +28,12 @@ from tests.workflows.rollout_support import (
     drive,
     local_runner,
     register_versions,
+    rollout_history,
     rollout_policy,
     step_context,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _history(remote: Path) -> list[tuple[str, str, str, str]]:
-    """(sha, rollout id, weight, decision) of each rollout commit on main, oldest first."""
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [
-        (e.sha, e.trailers["Rollout-Id"], e.trailers["Traffic-Weight"], e.trailers["Decision"])
-        for e in parse_log(out)
-        if "Rollout-Id" in e.trailers
-    ]
 
 
 @pytest.fixture
@@ -86,7 +71,7 @@ def test_promotes_a_healthy_canary(tmp_path, git_remote, mlflow_server, exporter
     assert nodes["rollback"].phase == "Pending"
     assert nodes["analyze-50"].outputs["verdict"] == "pass"
     assert json.loads(nodes["analyze-50"].outputs["verdict_json"])["decision"] == "promote"
-    history = _history(git_remote)
+    history = rollout_history(git_remote)
     assert [(r[1], r[2], r[3]) for r in history] == [
         ("rp-1", "10", "canary"),
         ("rp-1", "50", "canary"),
@@ -118,7 +103,7 @@ def test_rolls_back_a_slower_canary(tmp_path, git_remote, mlflow_server, exporte
     assert nodes["analyze-10"].phase == "Failed" and nodes["analyze-10"].outputs["verdict"] == "fail"
     assert nodes["set-weight-50"].phase == "Omitted" and nodes["rollback"].phase == "Succeeded"
     assert status.message.startswith("analyze-10: fail at 10%")
-    history = _history(git_remote)
+    history = rollout_history(git_remote)
     assert [(r[1], r[2], r[3]) for r in history] == [("rb-1", "10", "canary"), ("rb-1", "0", "rollback")]
     assert nodes["rollback"].outputs["commit_sha"] == history[-1][0]
     assert client.get_model_version_by_alias("wf-rollback", "champion").version == v1
@@ -176,7 +161,7 @@ def test_a_new_runner_finishes_what_a_killed_one_started(tmp_path, git_remote, m
     assert status.phase == "Succeeded", status
     nodes = {n.id: n for n in status.nodes}
     assert nodes["analyze-10"].started_at == started  # the step's clock survived the restart
-    history = _history(git_remote)
+    history = rollout_history(git_remote)
     # One commit per step: nothing the first process did was done twice.
     assert [(r[2], r[3]) for r in history] == [("10", "canary"), ("50", "canary"), ("100", "promote")]
     assert nodes["set-weight-10"].outputs["commit_sha"] == history[0][0]
@@ -223,4 +208,4 @@ def test_gated_rollout_waits_for_the_pull_request_approval(tmp_path, git_remote,
         (r.method, r.path) for r in github.double.requests
     ]
     assert client.get_model_version_by_alias("wf-gated", "champion").version == v2
-    assert [(r[2], r[3]) for r in _history(git_remote)][-1] == ("100", "promote")
+    assert [(r[2], r[3]) for r in rollout_history(git_remote)][-1] == ("100", "promote")

@@ -12,7 +12,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from canaryflow.kernel.types import RolloutSpec
-from gitops.history import LOG_FORMAT, parse_log
 from gitops.yamlio import load_yaml
 from tests.workflows.metrics_exporter import Exporter
 from tests.workflows.rollout_support import (
@@ -20,6 +19,7 @@ from tests.workflows.rollout_support import (
     drive,
     local_runner,
     register_versions,
+    rollout_history,
     rollout_policy,
 )
 from tests.workflows.rollout_support import step_context as make_context
@@ -27,16 +27,8 @@ from tests.workflows.rollout_support import step_context as make_context
 
 def _commits(remote: Path, rollout_id: str) -> list[tuple[str, str, str]]:
     """(sha, weight, decision) of the rollout's commits, oldest first."""
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     return [
-        (e.sha, e.trailers["Traffic-Weight"], e.trailers["Decision"])
-        for e in parse_log(out)
-        if e.trailers.get("Rollout-Id") == rollout_id
+        (sha, weight, decision) for sha, rid, weight, decision in rollout_history(remote) if rid == rollout_id
     ]
 
 
