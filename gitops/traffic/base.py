@@ -29,6 +29,8 @@ class TrafficRouter(Protocol):
     mode: ClassVar[str]
     crds: ClassVar[tuple[str, ...]]
     """CustomResourceDefinitions (`plural.group`) the rendered overlay needs in the cluster."""
+    live_objects: ClassVar[tuple[tuple[str, str], ...]]
+    """(API group, resource) of every object `live_weights` reads: the Role the wait-ready step needs."""
 
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions

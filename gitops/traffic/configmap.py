@@ -28,6 +28,7 @@ def routing_configmap_name(model: str) -> str:
 class ConfigMapTraffic:
     mode: ClassVar[str] = "configmap"
     crds: ClassVar[tuple[str, ...]] = ()
+    live_objects: ClassVar[tuple[tuple[str, str], ...]] = (("", "configmaps"),)
 
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions

@@ -21,6 +21,7 @@ HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 class HTTPRouteTraffic:
     mode: ClassVar[str] = "httproute"
     crds: ClassVar[tuple[str, ...]] = ("httproutes.gateway.networking.k8s.io",)
+    live_objects: ClassVar[tuple[tuple[str, str], ...]] = (("gateway.networking.k8s.io", "httproutes"),)
 
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions

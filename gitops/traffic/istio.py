@@ -40,6 +40,7 @@ class IstioTraffic:
         "virtualservices.networking.istio.io",
         "destinationrules.networking.istio.io",
     )
+    live_objects: ClassVar[tuple[tuple[str, str], ...]] = (("networking.istio.io", "virtualservices"),)
 
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions

@@ -32,6 +32,7 @@ def isvc_file(version: str) -> str:
 class KServeRawTraffic:
     mode: ClassVar[str] = "kserve-raw"
     crds: ClassVar[tuple[str, ...]] = (kserve.ISVC_CRD, "httproutes.gateway.networking.k8s.io")
+    live_objects: ClassVar[tuple[tuple[str, str], ...]] = (("gateway.networking.k8s.io", "httproutes"),)
 
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions

@@ -37,6 +37,10 @@ def isvc_name(model: str) -> str:
 class KServeServerlessTraffic:
     mode: ClassVar[str] = "kserve-serverless"
     crds: ClassVar[tuple[str, ...]] = (kserve.ISVC_CRD, "revisions.serving.knative.dev")
+    live_objects: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("serving.kserve.io", "inferenceservices"),
+        ("serving.knative.dev", "revisions"),
+    )
 
     def overlay_documents(
         self, request: RenderRequest, routing: RoutingConfig, options: RenderOptions

@@ -59,6 +59,11 @@ def test_live_weights_read_back_what_was_rendered(mode: str, cluster) -> None:
     assert expected == {"3": 80, "4": 20}
     assert traffic_router(mode).live_weights(objects, "ml", "minilm") == expected
     assert server.requests, "the router read the cluster"
+    # Everything it read is declared, so the wait-ready step's Role grants it (canaryflow install).
+    for path in server.requests:
+        api, _, rest = path.split("?")[0].removeprefix("/").partition("/namespaces/ml/")
+        group = "" if api == "api/v1" else api.removeprefix("apis/").rsplit("/", 1)[0]
+        assert (group, rest.split("/")[0]) in traffic_router(mode).live_objects, path
 
 
 @pytest.mark.parametrize("mode", TRAFFIC_MODES)

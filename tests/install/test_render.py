@@ -103,7 +103,8 @@ def test_rbac_is_least_privilege(built: dict[str, list[dict[str, Any]]]) -> None
         for rule in rules:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"]
     assert roles[("production", "canaryflow-readiness")] == [
-        {"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]}
+        {"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},  # the default policy's router
     ]
     controller_verbs = {
         r: set(rule["verbs"]) for rule in roles[("canaryflow", CONTROLLER)] for r in rule["resources"]

@@ -5,7 +5,8 @@ Least privilege, derived from what a rollout really calls:
   `canaryflow-controller`; the Argo Server checks that identity's Role (workflows/argo/install.py,
   reused here, never copied);
 - the workflow pods run as `canaryflow-workflow`; besides what Argo's executor needs, the wait-ready
-  step reads the canary Deployment's status (`deployments/status`, get) in the inference namespace;
+  step reads the canary Deployment's status (`deployments/status`, get) and the objects the policy's
+  traffic router reads the live split from (`live_objects`, get) in the inference namespace;
 - nothing gets cluster-wide rights.
 """
 
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from canaryflow.app.install.controller import metadata
 from canaryflow.app.install.options import CONTROLLER, PORT, SELECTOR, InstallOptions
+from gitops.traffic import traffic_router
 from policies import load_policy
 from workflows.argo.install import install_manifests
 from workflows.settings import WorkflowSettings
@@ -40,15 +42,21 @@ def argo_pieces(options: InstallOptions) -> list[dict[str, Any]]:
 
 
 def readiness_access(options: InstallOptions) -> list[dict[str, Any]]:
-    """In the inference namespace: read the status of Deployments, for the workflow pods' wait-ready."""
+    """In the inference namespace: read the status of Deployments and the live traffic split (the objects
+    the policy's traffic router reads), for the workflow pods' wait-ready."""
     ns = options.inference_namespace
     account = workflow_settings(options).service_account
+    rules = [{"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]}]
+    router = traffic_router(load_policy(options.policy).traffic_mode)
+    for group in dict.fromkeys(g for g, _ in router.live_objects):
+        plurals = [plural for g, plural in router.live_objects if g == group]
+        rules.append({"apiGroups": [group], "resources": plurals, "verbs": ["get"]})
     return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": metadata(READINESS_ROLE, ns),
-            "rules": [{"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]}],
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
