@@ -305,3 +305,30 @@ def test_istio_live_weights_ignore_the_header_route(cluster) -> None:
     service = _applied(_overlay("istio", "canary")["virtualservice.yaml"])
     server.serve(KubernetesObjects.path("networking.istio.io/v1", "virtualservices", "ml", "minilm"), service)
     assert traffic_router("istio").live_weights(objects, "ml", "minilm") == {"3": 80, "4": 20}
+
+
+# --- the CLIs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gitops_and_workflow_render_take_the_mode_from_a_policy(
+    mode: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("CANARYFLOW_CONFIG", raising=False)
+    monkeypatch.delenv("CANARYFLOW_GITOPS_TRAFFIC_MODE", raising=False)
+    default = (Path(__file__).resolve().parents[2] / "policies" / "default.yaml").read_text()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(default.replace("traffic_mode: configmap", f"traffic_mode: {mode}"))
+    out = tmp_path / "out"
+    args = ["--model", "minilm", "--version", "4", "--baseline-version", "3", "--weight", "10"]
+    rendered = CliRunner().invoke(
+        app, ["gitops", "render", *args, "--policy", str(policy), "--out", str(out)]
+    )
+    assert rendered.exit_code == 0, rendered.output
+    overlay = {p.name for p in (out / "apps/minilm/overlays/production").iterdir()}
+    expected = {"kserve-serverless": "inferenceservice.yaml", "kserve-raw": "inferenceservice-v4.yaml"}
+    assert expected.get(mode, "virtualservice.yaml") in overlay
+    spec = ["--model", "minilm", "--baseline-version", "3", "--canary-version", "4", "--rollout-id", "r1"]
+    workflow = CliRunner().invoke(app, ["workflow", "render", *spec, "--policy", str(policy)])
+    assert workflow.exit_code == 0, workflow.output
+    assert "kind: Workflow" in workflow.stdout and "wait-ready" in workflow.stdout
