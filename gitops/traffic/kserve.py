@@ -67,7 +67,8 @@ def inference_service(name: str, labels: dict[str, str], mode: str, predictor_sp
 
 
 def pod_monitor(model: str, options: RenderOptions) -> Doc:
-    """Scrapes the predictor pods of every version by port number (Knative renames the port)."""
+    """Scrapes the predictor pods of every version by port number: Knative allows only its own port names
+    (`http1`, `h2c`), so the base PodMonitor's port name `http` cannot select them."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
