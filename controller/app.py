@@ -8,10 +8,10 @@ acknowledged delivery survives any crash after the acknowledgement, and a redeli
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,10 +22,9 @@ from controller.observability import ControllerMetrics, event
 from controller.rollout.records import RolloutDetail, RolloutRecord
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
-from controller.webhooks.databricks import parse_databricks
-from controller.webhooks.events import ApprovalEvent, RegistryEvent, WebhookRejected
-from controller.webhooks.github import parse_github
-from controller.webhooks.mlflow import parse_mlflow
+from controller.webhooks.events import ApprovalEvent, WebhookRejected
+from controller.webhooks.registry import SOURCES
+from controller.webhooks.source import Delivery, ParseContext, WebhookSource
 
 
 @dataclass
@@ -37,10 +36,6 @@ class ControllerContext:
     workflow_link: Callable[[str], str] | None = None
     clock: Callable[[], float] = time.time
     extra_links: dict[str, str] = field(default_factory=dict)
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
@@ -60,53 +55,61 @@ def create_app(ctx: ControllerContext) -> FastAPI:
     app = FastAPI(title="canaryflow controller", version="0.1.0")
     settings, store, metrics = ctx.settings, ctx.store, ctx.metrics
 
-    async def receive(
-        source: str, request: Request, parse: Callable[[dict[str, str], bytes], Any]
-    ) -> Response:
-        metrics.webhooks_received.labels(source).inc()
+    async def receive(source: WebhookSource, request: Request) -> Response:
+        name = source.name
+        metrics.webhooks_received.labels(name).inc()
         try:
             body = await _bounded_body(request, settings.max_body_bytes)
-            parsed: RegistryEvent | ApprovalEvent = parse(dict(request.headers), body)
+            context = ParseContext(
+                now_s=ctx.clock(),
+                timestamp_tolerance_s=settings.timestamp_tolerance_s,
+                max_event_age_s=settings.approval_max_age_s,
+            )
+            secret = settings.webhook_secret(source.secret_setting)
+            delivery: Delivery = source.parse(dict(request.headers), body, secret, context)
         except WebhookRejected as exc:
-            metrics.webhooks_rejected.labels(source, str(exc.status)).inc()
-            event("webhook refused", source=source, status=exc.status, reason=exc.reason)
+            metrics.webhooks_rejected.labels(name, str(exc.status)).inc()
+            event("webhook refused", source=name, status=exc.status, reason=exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        kind = "approval" if isinstance(parsed, ApprovalEvent) else "registry"
-        if isinstance(parsed, ApprovalEvent) and parsed.pr_number == 0:
+        parsed = delivery.event
+        if parsed is None:
             return JSONResponse({"status": "pong"}, status_code=200)
+        kind = "approval" if isinstance(parsed, ApprovalEvent) else "registry"
         # One small SQLite insert (tens of microseconds): done on the event loop, because a hop through
         # the thread pool costs more than the write while the reconcile thread competes for the GIL.
-        stored = store.accept_delivery(source, parsed.delivery_id, kind, parsed.model_dump(mode="json"))
+        try:
+            stored = store.accept_delivery(
+                name, delivery.delivery_id, kind, parsed.model_dump(mode="json"), keys=delivery.keys
+            )
+        except sqlite3.Error as exc:  # disk full, I/O error: not acknowledged, so the sender retries
+            event("webhook not stored", source=name, error=str(exc))
+            return JSONResponse(
+                {"error": f"delivery not stored ({exc}); retry later"},
+                status_code=503,
+                headers={"Retry-After": "30"},
+            )
         crash_point("after_event_stored")
         if not stored:
-            metrics.webhooks_duplicate.labels(source).inc()
-            return JSONResponse({"status": "duplicate", "delivery_id": parsed.delivery_id}, status_code=200)
-        event("webhook accepted", source=source, delivery_id=parsed.delivery_id, kind=kind)
+            metrics.webhooks_duplicate.labels(name).inc()
+            return JSONResponse({"status": "duplicate", "delivery_id": delivery.delivery_id}, status_code=200)
+        event("webhook accepted", source=name, delivery_id=delivery.delivery_id, kind=kind)
         ctx.wake()
-        return JSONResponse({"status": "accepted", "delivery_id": parsed.delivery_id}, status_code=202)
+        return JSONResponse({"status": "accepted", "delivery_id": delivery.delivery_id}, status_code=202)
 
-    @app.post("/webhooks/mlflow")
-    async def mlflow_webhook(request: Request) -> Response:
-        secret = _secret(settings.mlflow_webhook_secret)
-        return await receive(
-            "mlflow",
-            request,
-            lambda h, b: parse_mlflow(h, b, secret, ctx.clock(), settings.timestamp_tolerance_s),
+    def mount(source: WebhookSource) -> None:
+        async def webhook(request: Request) -> Response:
+            return await receive(source, request)
+
+        app.add_api_route(
+            f"/webhooks/{source.name}",
+            webhook,
+            methods=["POST"],
+            name=f"{source.name}_webhook",
+            summary=f"Deliveries of the {source.name} webhook source",
         )
 
-    @app.post("/webhooks/databricks")
-    async def databricks_webhook(request: Request) -> Response:
-        secret = _secret(settings.databricks_webhook_secret)
-        return await receive(
-            "databricks",
-            request,
-            lambda h, b: parse_databricks(h, b, secret, ctx.clock(), settings.timestamp_tolerance_s),
-        )
-
-    @app.post("/webhooks/github")
-    async def github_webhook(request: Request) -> Response:
-        secret = _secret(settings.github_webhook_secret)
-        return await receive("github", request, lambda h, b: parse_github(h, b, secret))
+    for source in SOURCES:
+        mount(source)
 
     @app.get("/rollouts", response_model=list[RolloutRecord])
     def list_rollouts(

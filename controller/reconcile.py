@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 
-from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
+from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, ReviewAuthority, WorkflowEngine
 from canaryflow.kernel.rollout import (
     STARTED,
     TERMINAL,
@@ -88,6 +88,7 @@ class Reconciler:
         metrics: ControllerMetrics,
         *,
         approval_gate: ApprovalGate | None = None,
+        reviewers: ReviewAuthority | None = None,
         policy_loader: PolicyLoader = default_policy_loader,
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
@@ -96,6 +97,11 @@ class Reconciler:
         self.settings, self.store, self.engine, self.registry = settings, store, engine, registry
         self.metrics, self.approval_gate = metrics, approval_gate
         self.notifier, self.link_templates = notifier, dict(link_templates or {})
+        # Who may approve, and in which repository: without it a webhook review cannot be bound to a
+        # rollout's pull request, so none counts (the gate's own reading of the PR still does).
+        if reviewers is None and isinstance(approval_gate, ReviewAuthority):
+            reviewers = approval_gate
+        self.reviewers = reviewers
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
         self._inbox_signal = threading.Event()
@@ -260,6 +266,10 @@ class Reconciler:
             fields["approval_id"] = view.approval_id
         if view.approval_url and view.approval_url != record.approval_url:
             fields["approval_url"] = view.approval_url
+        if view.approval_head_sha and view.approval_head_sha != record.approval_head_sha:
+            fields["approval_head_sha"] = view.approval_head_sha
+        if view.approval_opened_at is not None and view.approval_opened_at != record.approval_opened_at:
+            fields["approval_opened_at"] = view.approval_opened_at
         if view.waiting_reason != record.waiting_reason and record.phase != "awaiting_approval":
             fields["waiting_reason"] = view.waiting_reason
         self.store.update(record.id, **fields)
@@ -342,11 +352,15 @@ class Reconciler:
 
     def _check_approval(self, record: RolloutRecord, view: Mirror) -> None:
         assert record.workflow is not None
-        keys = {k for k in (record.approval_id, record.approval_url) if k}
-        outcome, actor = self.store.approval_for(keys)
+        outcome, actor = self._bound_decision(record)
         if outcome is None and self.approval_gate is not None and record.approval_id:
             outcome = self.approval_gate.state(
-                ApprovalRequest(id=record.approval_id, url=record.approval_url or "")
+                ApprovalRequest(
+                    id=record.approval_id,
+                    url=record.approval_url or "",
+                    head_sha=record.approval_head_sha or "",
+                    opened_at=record.approval_opened_at,
+                )
             )
         if outcome == "approved":
             self.engine.resume(record.workflow)
@@ -359,6 +373,22 @@ class Reconciler:
             self.store.update(
                 record.id, waiting_reason=f"waiting for approval {record.approval_url or ''}".strip()
             )
+
+    def _bound_decision(self, record: RolloutRecord) -> tuple[str | None, str | None]:
+        """The newest webhook decision on exactly this rollout's pull request: the configured repository,
+        its number, the promotion commit it asked about, submitted after it was opened, by a reviewer
+        with write access. Anything else (another repository, an older head, a reader) counts nothing."""
+        number = record.approval_id or ""
+        if self.reviewers is None or not number.isdigit() or not record.approval_head_sha:
+            return None, None
+        since = record.approval_opened_at or record.started_at or record.created_at
+        decisions = self.store.decisions_for(
+            self.reviewers.repository, int(number), record.approval_head_sha, since
+        )
+        for outcome, actor in decisions:
+            if actor and self.reviewers.can_approve(actor):
+                return outcome, actor
+        return None, None
 
     def _policy(self, name: str) -> Policy:
         if name not in self._policies:

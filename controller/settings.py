@@ -51,7 +51,16 @@ class ControllerSettings(ComponentSettings):
     mlflow_webhook_secret: SecretStr | None = None
     databricks_webhook_secret: SecretStr | None = None
     github_webhook_secret: SecretStr | None = None
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="secrets of further webhook sources, by their `secret_setting` (env: a JSON object)",
+    )
     timestamp_tolerance_s: float = Field(default=300.0, gt=0)
+    approval_max_age_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a GitHub review (or merge) delivered longer after it happened is refused as a replay",
+    )
     max_body_bytes: int = Field(default=1_000_000, gt=0)
 
     triggers: dict[str, list[TriggerRule]] = Field(
@@ -71,6 +80,11 @@ class ControllerSettings(ComponentSettings):
         if value not in REGISTRIES:
             raise ValueError(f"unknown registry backend {value!r} (one of: {', '.join(sorted(REGISTRIES))})")
         return value
+    def webhook_secret(self, setting: str) -> str | None:
+        """The secret a webhook source names: a field of these settings, else `webhook_secrets[setting]`."""
+        value = getattr(self, setting, None) if setting in type(self).model_fields else None
+        value = value if isinstance(value, SecretStr) else self.webhook_secrets.get(setting)
+        return value.get_secret_value() if value is not None else None
 
     def rules_for(self, model: str) -> list[TriggerRule]:
         """The trigger rules of `model`, falling back to '*' and then to the built-in defaults."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from canaryflow.kernel.types import RolloutSpec
 
 TRAILER_KEYS = ("Rollout-Id", "Model-Version", "Traffic-Weight", "Decision")
-_DECISION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_DECISION = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -34,7 +34,7 @@ class AuditEntry(BaseModel):
 
 
 def check_decision(decision: str) -> str:
-    if not _DECISION.match(decision):
+    if not _DECISION.fullmatch(decision):
         raise ValueError(f"decision: {decision!r} is not a word of lowercase letters, digits and '-'")
     return decision
 

@@ -165,7 +165,12 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
                 display_name="Open the approval pull request",
                 depends=(last,),
                 inputs_from={Output.VERDICT_JSON: UpstreamOutput(node=last, output=Output.VERDICT_JSON)},
-                outputs=(Output.APPROVAL_ID, Output.APPROVAL_URL),
+                outputs=(
+                    Output.APPROVAL_ID,
+                    Output.APPROVAL_URL,
+                    Output.APPROVAL_HEAD_SHA,
+                    Output.APPROVAL_OPENED_AT,
+                ),
                 retry=NETWORK_RETRY,
             )
         )
@@ -179,9 +184,8 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
             )
         )
         last = APPROVAL_NODE
-        promote_inputs[Output.APPROVAL_ID] = UpstreamOutput(
-            node=Step.REQUEST_APPROVAL, output=Output.APPROVAL_ID
-        )
+        for output in (Output.APPROVAL_ID, Output.APPROVAL_HEAD_SHA):
+            promote_inputs[output] = UpstreamOutput(node=Step.REQUEST_APPROVAL, output=output)
     nodes.append(
         DagNode(
             id=Step.PROMOTE,

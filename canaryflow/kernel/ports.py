@@ -56,6 +56,19 @@ class ApprovalGate(Protocol):
 
 
 @runtime_checkable
+class ReviewAuthority(Protocol):
+    """Who may decide on a promotion pull request, and where that pull request lives.
+
+    A signed webhook proves only that GitHub sent it; whether its review counts depends on the
+    repository (`repository`, owner/name) and on the reviewer holding write access there."""
+
+    @property
+    def repository(self) -> str: ...
+
+    def can_approve(self, login: str) -> bool: ...
+
+
+@runtime_checkable
 class WorkflowEngine(Protocol):
     """Runs the rollout workflow: Argo Workflows on a cluster, the local runner on one machine."""
 

@@ -15,14 +15,15 @@ Decision = Literal["promote", "rollback", "inconclusive"]
 CheckVerdict = Literal["pass", "fail", "inconclusive"]
 ApprovalState = Literal["pending", "approved", "rejected"]
 
-# RFC 1123 label: what Kubernetes accepts as a name, and what cannot escape a directory.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# RFC 1123 label: what Kubernetes accepts as a name, and what cannot escape a directory. Matched with
+# `fullmatch`: `$` in a Python regex also matches before a trailing newline ("minilm\n" would pass).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # MLflow versions are positive integers; pinning to one keeps manifests from following an alias.
-_VERSION = re.compile(r"^[1-9][0-9]{0,9}$")
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")
 
 
 def _dns_label(value: str) -> str:
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)"
         )
@@ -30,7 +31,7 @@ def _dns_label(value: str) -> str:
 
 
 def _version(value: str) -> str:
-    if not _VERSION.match(value):
+    if not _VERSION.fullmatch(value):
         raise ValueError(f"{value!r} is not a registry version number (a positive integer)")
     return value
 
@@ -79,10 +80,17 @@ class CommitResult(BaseModel):
 
 
 class ApprovalRequest(BaseModel):
-    """A handle on a pending human approval (a pull request on GitHub)."""
+    """A handle on a pending human approval (a pull request on GitHub).
+
+    `head_sha` is the commit the request asks to approve (the promotion commit, the pull request's head
+    when it was opened) and `opened_at` when the request was made: a review counts only on that commit
+    and only when newer, so an approval of something else, or from before, never releases a rollout.
+    """
 
     id: str
     url: str = ""
+    head_sha: str = ""
+    opened_at: float | None = None
 
 
 class ReadinessResult(BaseModel):

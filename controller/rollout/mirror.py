@@ -10,6 +10,7 @@ so a controller restarted at any point catches up from one read.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -38,6 +39,8 @@ class Mirror(BaseModel):
     commits: list[tuple[str, str]] = Field(default_factory=list, description="(sha, purpose)")
     approval_id: str | None = None
     approval_url: str | None = None
+    approval_head_sha: str | None = None
+    approval_opened_at: float | None = None
     waiting_reason: str | None = None
     current_node: str | None = None
     first_commit_done: bool = False
@@ -54,6 +57,14 @@ def _verdict(node: WorkflowNodeStatus) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return {"decision": "inconclusive", "checks": [], "unreadable": raw[:200]}
     return doc if isinstance(doc, dict) else None
+
+
+def _seconds(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
@@ -102,6 +113,8 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
     if request is not None and request.phase == "Succeeded":
         out.approval_id = request.outputs.get(Output.APPROVAL_ID) or None
         out.approval_url = request.outputs.get(Output.APPROVAL_URL) or None
+        out.approval_head_sha = request.outputs.get(Output.APPROVAL_HEAD_SHA) or None
+        out.approval_opened_at = _seconds(request.outputs.get(Output.APPROVAL_OPENED_AT))
         out.events.append(ApprovalRequested(url=out.approval_url or ""))
     approval = by_id.get(Step.APPROVAL)
     out.approval_suspended = approval is not None and approval.phase == "Running"

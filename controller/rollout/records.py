@@ -30,6 +30,8 @@ class RolloutRecord(BaseModel):
     waiting_reason: str | None = None
     approval_id: str | None = None
     approval_url: str | None = None
+    approval_head_sha: str | None = Field(default=None, description="the commit the approval is asked for")
+    approval_opened_at: float | None = Field(default=None, description="reviews before this never count")
     superseded_by: str | None = None
     ready_at: float | None = None
 

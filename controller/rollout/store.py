@@ -63,9 +63,28 @@ CREATE TABLE IF NOT EXISTS cf_approvals (
 CREATE INDEX IF NOT EXISTS cf_approvals_key ON cf_approvals (pr_key, id);
 """,
     ),
+    # Issue 15: replay keys of deliveries (a body digest besides the id), reviews bound to their pull
+    # request and commit, and the commit and time an approval request was made for.
+    Migration(
+        2,
+        """
+CREATE TABLE IF NOT EXISTS cf_delivery_keys (
+    source TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (source, key));
+CREATE TABLE IF NOT EXISTS cf_reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, repository TEXT NOT NULL, number INTEGER NOT NULL,
+    head_sha TEXT NOT NULL, outcome TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS cf_reviews_pr ON cf_reviews (repository, number, id);
+ALTER TABLE cf_rollouts ADD COLUMN approval_head_sha TEXT;
+ALTER TABLE cf_rollouts ADD COLUMN approval_opened_at REAL
+""",
+    ),
 )
 
 _ROLLOUT_COLUMNS = list(RolloutRecord.model_fields)
+
+
+class _Replayed(Exception):
+    """A replay key was seen before: the whole insert is rolled back."""
 
 
 class StaleState(RuntimeError):
@@ -100,15 +119,34 @@ class RolloutStore:
             return list(self._db.execute(sql, args).fetchall())
 
     # -- inbox -------------------------------------------------------------------------------------
-    def accept_delivery(self, source: str, delivery_id: str, kind: str, event: dict[str, Any]) -> bool:
-        """Stores a verified delivery; False when this delivery id was already stored (a redelivery)."""
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO cf_inbox (source, delivery_id, kind, event, received_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (source, delivery_id, kind, json.dumps(event), time.time()),
-            )
-            return cur.rowcount == 1
+    def accept_delivery(
+        self,
+        source: str,
+        delivery_id: str,
+        kind: str,
+        event: dict[str, Any],
+        keys: tuple[str, ...] = (),
+    ) -> bool:
+        """Stores a verified delivery; False when its delivery id or any of its replay `keys` (e.g. the
+        digest of its body) was stored before: a redelivery, or a capture replayed under a new id."""
+        try:
+            with self._tx() as db:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO cf_inbox (source, delivery_id, kind, event, received_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (source, delivery_id, kind, json.dumps(event), time.time()),
+                )
+                if cur.rowcount != 1:
+                    return False
+                for key in dict.fromkeys((delivery_id, *keys)):
+                    seen = db.execute(
+                        "INSERT OR IGNORE INTO cf_delivery_keys (source, key) VALUES (?, ?)", (source, key)
+                    )
+                    if seen.rowcount != 1:
+                        raise _Replayed(key)
+                return True
+        except _Replayed:
+            return False
 
     def pending_inbox(self, limit: int = 100) -> list[InboxItem]:
         rows = self._query("SELECT * FROM cf_inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?", (limit,))
@@ -278,26 +316,32 @@ class RolloutStore:
 
     # -- approvals -----------------------------------------------------------------------------------
     def record_approval(self, ev: ApprovalEvent) -> None:
-        """Remembers a PR decision under every name a rollout may know the PR by (url, repo#n, n)."""
-        keys = {k for k in (ev.pr_url, f"{ev.repository}#{ev.pr_number}", str(ev.pr_number)) if k}
-        now = time.time()
+        """Remembers a pull-request decision with what binds it: repository, number, commit, time."""
         with self._tx() as db:
-            for key in keys:
-                db.execute(
-                    "INSERT INTO cf_approvals (pr_key, outcome, actor, at) VALUES (?, ?, ?, ?)",
-                    (key, ev.outcome, ev.actor, now),
-                )
+            db.execute(
+                "INSERT INTO cf_reviews (repository, number, head_sha, outcome, actor, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    ev.repository.lower(),
+                    ev.pr_number,
+                    ev.head_sha,
+                    ev.outcome,
+                    ev.actor,
+                    ev.at or time.time(),
+                ),
+            )
 
-    def approval_for(self, keys: set[str]) -> tuple[str | None, str | None]:
-        """The latest PR decision recorded under any of `keys`: (outcome, actor), or (None, None)."""
-        if not keys:
-            return None, None
+    def decisions_for(
+        self, repository: str, number: int, head_sha: str, since: float
+    ) -> list[tuple[str, str]]:
+        """(outcome, actor) recorded for exactly this pull request and commit at or after `since`, newest
+        first: a review of another repository, another number or another commit is never among them."""
         rows = self._query(
-            f"SELECT outcome, actor FROM cf_approvals WHERE pr_key IN ({', '.join('?' for _ in keys)}) "
-            "ORDER BY id DESC LIMIT 1",
-            tuple(sorted(keys)),
+            "SELECT outcome, actor FROM cf_reviews WHERE repository = ? AND number = ? AND head_sha = ? "
+            "AND at >= ? ORDER BY at DESC, id DESC",
+            (repository.lower(), number, head_sha, since),
         )
-        return (rows[0]["outcome"], rows[0]["actor"]) if rows else (None, None)
+        return [(r["outcome"], r["actor"]) for r in rows]
 
     def counts_by_phase(self) -> dict[str, int]:
         return {

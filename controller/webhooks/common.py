@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from canaryflow.kernel.errors import first_error
 from controller.webhooks.events import WebhookRejected
 
-_DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def require_secret(secret: str | None, sender: str) -> str:
@@ -33,13 +34,16 @@ def require_header(headers: Mapping[str, str], name: str, status: int = 400) -> 
 
 def delivery_id_from(headers: Mapping[str, str], name: str) -> str:
     value = require_header(headers, name)
-    if not _DELIVERY_ID.match(value):
+    if not _DELIVERY_ID.fullmatch(value):
         raise WebhookRejected(400, f"header {name}: not a delivery id (letters, digits, '.:_-', at most 128)")
     return value
 
 
 def check_fresh(timestamp_s: float, now_s: float, tolerance_s: float) -> None:
-    """Refuses a delivery signed too long ago (or in the future): a replayed capture is stale."""
+    """Refuses a delivery signed too long ago (or in the future): a replayed capture is stale. A time
+    that is not a finite number (NaN compares false with everything) is refused, never let through."""
+    if not math.isfinite(timestamp_s):
+        raise WebhookRejected(400, f"timestamp {timestamp_s!r} is not a finite number")
     if abs(now_s - timestamp_s) > tolerance_s:
         raise WebhookRejected(
             401,
@@ -53,9 +57,30 @@ def json_object(body: bytes) -> dict[str, Any]:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WebhookRejected(400, f"body is not JSON ({exc})") from exc
+    except RecursionError as exc:  # the C decoder gives up on nesting deeper than the stack allows
+        raise WebhookRejected(400, "body is nested too deeply") from exc
     if not isinstance(doc, dict):
         raise WebhookRejected(400, "body must be a JSON object")
     return doc
+
+
+def epoch_number(value: Any, where: str, scale: float = 1.0) -> float:
+    """A JSON or header time as finite seconds (`scale`: units per second); a bool, NaN, infinity or a
+    number too large for a float (a 400-digit integer) is a 400 naming `where`, never a 500."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()):
+            raise WebhookRejected(400, f"{where}: not a unix time")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WebhookRejected(400, f"{where}: not a unix time")
+    try:
+        seconds = float(value) / scale
+    except OverflowError as exc:
+        raise WebhookRejected(400, f"{where}: not a unix time (out of range)") from exc
+    if not math.isfinite(seconds):
+        raise WebhookRejected(400, f"{where}: not a finite number")
+    return seconds
 
 
 def validation_reason(exc: ValidationError) -> str:

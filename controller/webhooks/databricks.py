@@ -3,12 +3,12 @@
 Payload fields per the Databricks documentation: `event`, `webhook_id`, `event_timestamp` (ms),
 `model_name`, `version`, `to_stage`, `from_stage`, `text`. Signature: `X-Databricks-Signature` = hex
 HMAC-SHA256 of the raw body with the webhook's secret. Databricks sends no delivery id, so the digest of
-the signed body stands in for one: a retried delivery is byte-identical and is recognised.
+the signed body stands in for one: a retried delivery is byte-identical and is recognised. A timestamp
+that is not a finite number (`NaN`, a 400-digit integer) is refused: NaN would pass any freshness test.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from controller.webhooks.common import (
     check_fresh,
+    epoch_number,
     json_object,
     require_header,
     require_secret,
@@ -23,6 +24,7 @@ from controller.webhooks.common import (
 )
 from controller.webhooks.events import RegistryChange, RegistryEvent, WebhookRejected
 from controller.webhooks.signing import verify_databricks
+from controller.webhooks.source import Delivery, ParseContext, body_key
 
 SIGNATURE_HEADER = "X-Databricks-Signature"
 
@@ -49,10 +51,23 @@ def parse_databricks(
     if change is None:
         raise WebhookRejected(400, f"event {event_name!r} is not handled")
     ts_ms = doc.get("event_timestamp")
-    if not isinstance(ts_ms, int | float) or isinstance(ts_ms, bool):
+    if isinstance(ts_ms, str):
         raise WebhookRejected(400, "event_timestamp: must be epoch milliseconds")
-    check_fresh(ts_ms / 1000.0, now_s, tolerance_s)
-    return _event("sha256:" + hashlib.sha256(body).hexdigest()[:40], change, doc)
+    check_fresh(epoch_number(ts_ms, "event_timestamp (epoch milliseconds)", 1000.0), now_s, tolerance_s)
+    return _event(body_key(body), change, doc)
+
+
+class DatabricksSource:
+    """Databricks sends no delivery id: the digest of the signed body is the id and the replay key."""
+
+    name = "databricks"
+    secret_setting = "databricks_webhook_secret"
+
+    def parse(
+        self, headers: Mapping[str, str], body: bytes, secret: str | None, ctx: ParseContext
+    ) -> Delivery:
+        event = parse_databricks(headers, body, secret, ctx.now_s, ctx.timestamp_tolerance_s)
+        return Delivery(event=event, keys=(event.delivery_id,))
 
 
 def _event(delivery_id: str, change: RegistryChange, doc: dict[str, Any]) -> RegistryEvent:

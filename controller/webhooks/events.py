@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from canaryflow.kernel.types import K8sName, ModelVersion
 
 RegistryChange = Literal[
     "alias_set", "tag_set", "version_created", "stage_transitioned", "transition_requested"
 ]
+# The name of a registered webhook source (controller.webhooks.registry): its route and inbox label.
+SOURCE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 
 
 class WebhookRejected(Exception):
@@ -31,7 +33,7 @@ class RegistryEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source: Literal["mlflow", "databricks"]
+    source: str = Field(pattern=SOURCE_NAME)
     delivery_id: str
     change: RegistryChange
     model: K8sName
@@ -44,14 +46,22 @@ class RegistryEvent(BaseModel):
 
 
 class ApprovalEvent(BaseModel):
-    """A pull-request review or merge that may release (or refuse) a rollout's approval gate."""
+    """A pull-request review or merge that may release (or refuse) a rollout's approval gate.
+
+    It counts for a rollout only when everything matches the rollout's request: `repository` is the
+    configured GitOps repository, `pr_number` its pull request, `head_sha` the promotion commit the
+    request asked to approve, `actor` holds write access and `at` (when it was submitted) is newer than
+    the request. The parser keeps what the sender said; the reconciler decides whether it counts.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    source: Literal["github"] = "github"
+    source: str = Field(default="github", pattern=SOURCE_NAME)
     delivery_id: str
     repository: str
-    pr_number: int
+    pr_number: StrictInt = Field(ge=1)
     pr_url: str
     outcome: Literal["approved", "rejected", "none"]
     actor: str = ""
+    head_sha: str = ""
+    at: float | None = Field(default=None, description="unix seconds the review was submitted / PR closed")

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from controller.webhooks.common import (
     check_fresh,
     delivery_id_from,
+    epoch_number,
     json_object,
     require_header,
     require_secret,
@@ -22,6 +23,7 @@ from controller.webhooks.common import (
 )
 from controller.webhooks.events import RegistryChange, RegistryEvent, WebhookRejected
 from controller.webhooks.signing import verify_mlflow
+from controller.webhooks.source import Delivery, ParseContext
 
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
@@ -35,6 +37,17 @@ EVENTS: dict[str, RegistryChange] = {
 }
 
 
+class MlflowSource:
+    name = "mlflow"
+    secret_setting = "mlflow_webhook_secret"
+
+    def parse(
+        self, headers: Mapping[str, str], body: bytes, secret: str | None, ctx: ParseContext
+    ) -> Delivery:
+        event = parse_mlflow(headers, body, secret, ctx.now_s, ctx.timestamp_tolerance_s)
+        return Delivery(event=event, keys=(event.delivery_id,))
+
+
 def parse_mlflow(
     headers: Mapping[str, str], body: bytes, secret: str | None, now_s: float, tolerance_s: float
 ) -> RegistryEvent:
@@ -45,11 +58,7 @@ def parse_mlflow(
     signature = require_header(headers, SIGNATURE_HEADER, status=401)
     if not verify_mlflow(secret, delivery_id, timestamp, body, signature):
         raise WebhookRejected(401, f"{SIGNATURE_HEADER} does not match the body")
-    try:
-        ts = float(int(timestamp))
-    except ValueError as exc:
-        raise WebhookRejected(400, f"{TIMESTAMP_HEADER}: not unix seconds") from exc
-    check_fresh(ts, now_s, tolerance_s)
+    check_fresh(epoch_number(timestamp, f"{TIMESTAMP_HEADER} (unix seconds)"), now_s, tolerance_s)
     doc = json_object(body)
     event_name = f"{doc.get('entity')}.{doc.get('action')}"
     change = EVENTS.get(event_name)

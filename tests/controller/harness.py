@@ -24,6 +24,8 @@ from workflows.dag import DagNode
 from workflows.local.runner import LocalRunner
 from workflows.steps.base import StepInput, StepOutcome
 
+HEAD_SHA = "f" * 40  # the promotion commit the scripted request-approval step asks reviewers about
+
 
 def policy(*weights: int, approval: bool = False, max_duration_s: float = 300.0) -> Policy:
     return Policy(
@@ -83,9 +85,19 @@ class Steps:
             outputs["commit_sha"] = f"sha-{node.id}"
         if node.id == "request-approval" and self.approval is not None:
             request = self.approval.request(step_input.spec, "analysis report")
-            outputs = {"approval_id": request.id, "approval_url": request.url}
+            outputs = {
+                "approval_id": request.id,
+                "approval_url": request.url,
+                "approval_head_sha": request.head_sha,
+                "approval_opened_at": str(request.opened_at or ""),
+            }
         elif node.id == "request-approval":
-            outputs = {"approval_id": "7", "approval_url": "https://github.com/org/gitops/pull/7"}
+            outputs = {
+                "approval_id": "7",
+                "approval_url": "https://github.com/org/gitops/pull/7",
+                "approval_head_sha": HEAD_SHA,
+                "approval_opened_at": str(time.time() - 60),
+            }
         return StepOutcome(state="succeeded", outputs=outputs)
 
 
@@ -98,6 +110,7 @@ def make(
     approval_gate=None,
     notifier=None,
     link_templates=None,
+    reviewers=None,
 ):
     clock = clock or Clock()
     settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
@@ -110,6 +123,7 @@ def make(
         registry,
         ControllerMetrics(store),
         approval_gate=approval_gate,
+        reviewers=reviewers,
         policy_loader=lambda name: pol,
         clock=clock,
         notifier=notifier,

@@ -4,6 +4,7 @@ import json
 import time
 
 from controller.webhooks.signing import sign_databricks, sign_github
+from tests.gitops.github_double import iso
 
 from .conftest import SECRET, signed_mlflow
 
@@ -89,7 +90,7 @@ def test_databricks_and_github_endpoints(client, store):
     gh = json.dumps(
         {
             "action": "submitted",
-            "review": {"state": "approved"},
+            "review": {"state": "approved", "submitted_at": iso(), "commit_id": "a" * 40},
             "repository": {"full_name": "o/r"},
             "pull_request": {"number": 3, "html_url": "https://github.com/o/r/pull/3"},
         }
@@ -101,6 +102,9 @@ def test_databricks_and_github_endpoints(client, store):
     }
     assert client.post("/webhooks/github", content=gh, headers=headers).status_code == 202
     assert client.post("/webhooks/github", content=gh, headers=headers).json()["status"] == "duplicate"
+    # GitHub does not sign the delivery id: the same signed body under a fresh id is a replay.
+    replayed = {**headers, "X-GitHub-Delivery": "g-2"}
+    assert client.post("/webhooks/github", content=gh, headers=replayed).json()["status"] == "duplicate"
     assert [i.kind for i in store.inbox()] == ["registry", "approval"]
 
 

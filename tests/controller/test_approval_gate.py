@@ -14,6 +14,7 @@ from .harness import Steps, add_rollout, make, policy
 @pytest.fixture
 def github():
     with GitHubServer("acme", "gitops") as server:
+        server.double.roles.update(bob="write", rita="read")
         yield server
 
 
@@ -37,3 +38,19 @@ def test_review_on_github_decides(tmp_path, github, review, decision):
     for _ in range(3):
         reconciler.tick()
     assert store.get(rid).phase == decision
+
+
+def test_a_review_by_a_reader_or_of_another_head_waits(tmp_path, github):
+    gate = GitHubApproval(github_client(github.url, "token"), "acme/gitops", "main")
+    reconciler, store, _, _ = make(
+        tmp_path, Steps(approval=gate), policy(5, approval=True), approval_gate=gate
+    )
+    rid = add_rollout(store)
+    for _ in range(3):
+        reconciler.tick()
+    number = int(store.get(rid).approval_id or 0)
+    github.double.add_review(number, "rita", "APPROVED")
+    github.double.add_review(number, "bob", "APPROVED", commit_id="0" * 40)
+    for _ in range(3):
+        reconciler.tick()
+    assert store.get(rid).phase == "awaiting_approval"

@@ -233,6 +233,7 @@ def test_killed_right_after_resuming_an_approved_rollout(world):
             )[0]
             number = int(waiting["approval_id"])
             assert github.double.pulls[number]["state"] == "open"
+            github.double.roles["alice"] = "write"
             github.double.add_review(number, "alice", "APPROVED")
             assert controller.died_by_sigkill(), f"never reached after_resume:\n{controller.log_tail()}"
             controller.start()

@@ -58,53 +58,6 @@ def test_no_metrics_waits_and_never_promotes(tmp_path):
     assert [c.sha for c in store.commits_of(rid)] == ["sha-set-weight-5"]
 
 
-def test_approval_gate_released_by_a_github_approval(tmp_path):
-    from controller.webhooks.events import ApprovalEvent
-
-    reconciler, store, _, _ = make(tmp_path, Steps(), policy(5, approval=True))
-    rid = add_rollout(store)
-    ticks(reconciler, 4)
-    got = store.get(rid)
-    assert got.phase == "awaiting_approval" and got.approval_url == "https://github.com/org/gitops/pull/7"
-    assert got.waiting_reason.startswith("waiting for approval")
-    store.accept_delivery(
-        "github",
-        "g1",
-        "approval",
-        ApprovalEvent(
-            delivery_id="g1",
-            repository="org/gitops",
-            pr_number=7,
-            pr_url="https://github.com/org/gitops/pull/7",
-            outcome="approved",
-            actor="alice",
-        ).model_dump(),
-    )
-    ticks(reconciler, 3)
-    assert store.get(rid).phase == "promoted"
-    assert any(t.reason == "approved by alice" for t in store.detail(rid).transitions)
-
-
-def test_rejected_approval_rolls_back(tmp_path):
-    from controller.webhooks.events import ApprovalEvent
-
-    reconciler, store, _, _ = make(tmp_path, Steps(), policy(5, approval=True))
-    rid = add_rollout(store)
-    ticks(reconciler, 4)
-    store.record_approval(
-        ApprovalEvent(
-            delivery_id="g2",
-            repository="org/gitops",
-            pr_number=7,
-            pr_url="https://github.com/org/gitops/pull/7",
-            outcome="rejected",
-        )
-    )
-    ticks(reconciler, 3)
-    detail = store.detail(rid)
-    assert detail.phase == "rolled_back" and "sha-rollback" in [c.sha for c in detail.commits]
-
-
 def test_newer_event_supersedes_and_then_starts(tmp_path):
     reconciler, store, runner, clock = make(tmp_path, Steps({"analyze-5": ["waiting"]}), policy(5, 50))
     old = add_rollout(store, "minilm-v2-a", "2", at=clock.now)

@@ -221,6 +221,44 @@ def test_github_refusals():
         parse_github(*github("push", {"ref": "main"}), SECRET)
     with pytest.raises(WebhookRejected, match=r"pull_request\.number"):
         parse_github(*github("pull_request", {"action": "closed", "repository": REPO}), SECRET)
+    for number in (True, 0, -7, 7.0, "7"):
+        with pytest.raises(WebhookRejected, match=r"pull_request\.number") as err:
+            parse_github(
+                *github(
+                    "pull_request",
+                    {"action": "closed", "pull_request": {**PR, "number": number}, "repository": REPO},
+                ),
+                SECRET,
+            )
+        assert err.value.status == 422
+
+
+def test_github_event_keeps_what_binds_it_and_refuses_old_reviews():
+    doc = {
+        "action": "submitted",
+        "review": {
+            "state": "approved",
+            "user": {"login": "alice"},
+            "commit_id": "c" * 40,
+            "submitted_at": "2026-11-23T12:00:00Z",
+        },
+        "pull_request": {**PR, "head": {"sha": "d" * 40}},
+        "repository": REPO,
+        "sender": {"login": "mallory"},
+    }
+    at = 1795435200.0  # 2026-11-23T12:00:00Z
+    ev = parse_github(*github("pull_request_review", doc), SECRET, now_s=at + 10, max_age_s=3600)
+    assert ev is not None
+    assert (ev.actor, ev.head_sha, ev.at, ev.repository) == ("alice", "c" * 40, at, "org/gitops")
+    with pytest.raises(WebhookRejected, match="stale delivery") as err:
+        parse_github(*github("pull_request_review", doc), SECRET, now_s=at + 3601, max_age_s=3600)
+    assert err.value.status == 401
+    with pytest.raises(WebhookRejected, match="stale delivery"):
+        parse_github(*github("pull_request_review", doc), SECRET, now_s=at - 600, max_age_s=3600)
+    late = {**doc, "review": {**doc["review"], "submitted_at": "yesterday"}}
+    with pytest.raises(WebhookRejected, match="submitted_at"):
+        parse_github(*github("pull_request_review", late), SECRET, now_s=at, max_age_s=3600)
+    assert parse_github(*github("ping", {"zen": "Design for failure."}), SECRET) is None
 
 
 def test_now_is_used_by_default_tolerance():

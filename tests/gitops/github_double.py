@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 STAMP = "2026-11-23T12:00:00Z"
+
+
+def iso(at: float | None = None) -> str:
+    """GitHub's timestamp format (UTC, seconds, `Z`)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
 
 
 @dataclass
@@ -35,6 +41,8 @@ class GitHubDouble:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # login -> repository role (admin, maintain, write, triage, read); absent: not a collaborator
+    roles: dict[str, str] = field(default_factory=dict)
     mergeable: bool = True
 
     @property
@@ -182,8 +190,8 @@ class GitHubDouble:
             "body_text": body,
             "labels": [],
             "milestone": None,
-            "created_at": STAMP,
-            "updated_at": STAMP,
+            "created_at": iso(),
+            "updated_at": iso(),
             "closed_at": None,
             "merged_at": None,
             "merge_commit_sha": None,
@@ -230,7 +238,29 @@ class GitHubDouble:
             "changed_files": 3,
         }
 
-    def add_review(self, number: int, login: str, state: str) -> None:
+    def push(self, number: int, sha: str) -> None:
+        """A new commit on the pull request's branch: its head moves."""
+        self.pulls[number]["head"]["sha"] = sha
+
+    def permission(self, login: str) -> tuple[int, dict[str, Any]]:
+        """GET /repos/{owner}/{repo}/collaborators/{user}/permission, as GitHub answers it: `permission`
+        is the legacy level (maintain reads "write", triage "read"), `role_name` the role itself."""
+        role = self.roles.get(login)
+        if role is None:
+            return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+        legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+        user = {**self.user(login, 50), "permissions": {"admin": role == "admin", "push": legacy != "read"}}
+        return 200, {"permission": legacy, "role_name": role, "user": user}
+
+    def add_review(
+        self,
+        number: int,
+        login: str,
+        state: str,
+        *,
+        commit_id: str | None = None,
+        submitted_at: str | None = None,
+    ) -> None:
         reviews = self.reviews.setdefault(number, [])
         review_id = 100 + len(reviews)
         html = f"{self.base}/{self.owner}/{self.repo}/pull/{number}#pullrequestreview-{review_id}"
@@ -246,8 +276,8 @@ class GitHubDouble:
                 "html_url": html,
                 "pull_request_url": f"{self.api}/repos/{self.owner}/{self.repo}/pulls/{number}",
                 "author_association": "MEMBER",
-                "submitted_at": STAMP,
-                "commit_id": "a" * 40,
+                "submitted_at": submitted_at or iso(),
+                "commit_id": commit_id or self.pulls[number]["head"]["sha"],
                 "_links": {
                     "html": {"href": html},
                     "pull_request": {"href": f"{self.api}/repos/{self.owner}/{self.repo}/pulls/{number}"},
@@ -284,6 +314,8 @@ class GitHubDouble:
                     number, body["title"], body.get("body") or "", body["head"], body["base"]
                 )
                 return 201, self.pulls[number]
+            case "GET", ["collaborators", login, "permission"]:
+                return self.permission(login)
             case "GET", ["pulls", number] if int(number) in self.pulls:
                 return 200, self.pulls[int(number)]
             case "GET", ["pulls", number, "reviews"] if int(number) in self.pulls:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def test_request_pushes_the_promotion_branch_and_opens_a_pull_request(
     )
     request = gate.request(spec, report)
 
-    assert request == ApprovalRequest(id="1", url=f"{github.url}/acme/gitops/pull/1")
+    assert (request.id, request.url, request.head_sha) == ("1", f"{github.url}/acme/gitops/pull/1", "a" * 40)
+    assert request.opened_at is not None and abs(request.opened_at - time.time()) < 5
     assert requests_made(github) == [
         ("GET", REPO, None),
         ("GET", f"{REPO}/pulls", None),
@@ -92,6 +94,7 @@ def test_request_pushes_the_promotion_branch_and_opens_a_pull_request(
 def test_review_states_map_to_approval_states(
     github: GitHubServer, gate: GitHubApproval, spec: RolloutSpec
 ) -> None:
+    github.double.roles.update(alice="write", bob="maintain")
     request = gate.request(spec, "report")
     number = int(request.id)
     assert gate.state(request) == "pending"
@@ -111,6 +114,7 @@ def test_complete_merges_at_the_reviewed_head_once(
     github: GitHubServer, gate: GitHubApproval, spec: RolloutSpec
 ) -> None:
     request = gate.request(spec, "report")
+    github.double.roles["alice"] = "admin"
     github.double.add_review(1, "alice", "APPROVED")
     gate.complete(request)
     merge = github.double.requests[-1]
@@ -124,6 +128,29 @@ def test_complete_merges_at_the_reviewed_head_once(
     before = len(github.double.requests)
     gate.complete(request)  # already merged: only reads
     assert [r.method for r in github.double.requests[before:]] == ["GET"]
+
+
+def test_only_reviews_of_the_requested_head_by_writers_after_opening_count(
+    github: GitHubServer, gate: GitHubApproval, spec: RolloutSpec
+) -> None:
+    github.double.roles.update(reader="read", triager="triage", writer="write")
+    request = gate.request(spec, "report")
+    github.double.add_review(1, "reader", "APPROVED")
+    github.double.add_review(1, "triager", "APPROVED")
+    github.double.add_review(1, "stranger", "APPROVED")  # not a collaborator: GitHub answers 404
+    assert gate.state(request) == "pending"
+    github.double.add_review(1, "writer", "APPROVED", commit_id="d" * 40)  # another commit
+    github.double.add_review(1, "writer", "APPROVED", submitted_at="2020-01-01T00:00:00Z")  # before
+    assert gate.state(request) == "pending"
+    github.double.add_review(1, "writer", "APPROVED")
+    assert gate.state(request) == "approved"
+    permission_reads = [r for r in github.double.requests if r.path.endswith("/permission")]
+    assert {r.path.split("/")[-2] for r in permission_reads} == {"reader", "triager", "stranger", "writer"}
+    assert gate.state(request) == "approved"  # cached: no second read of any permission
+    assert len([r for r in github.double.requests if r.path.endswith("/permission")]) == 4
+    github.double.push(1, "e" * 40)  # the branch moved: merging refuses a head nobody reviewed
+    with pytest.raises(ApprovalError, match="409"):
+        gate.complete(request)
 
 
 def test_comment_posts_on_the_pull_request_issue(

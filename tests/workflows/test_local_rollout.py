@@ -191,13 +191,15 @@ def test_gated_rollout_waits_for_the_pull_request_approval(tmp_path, git_remote,
 
         waiting = drive(runner, name, spec, exporter, canary_ms=BASELINE_MS, until="approval")
         nodes = {n.id: n for n in waiting.nodes}
-        approval = ApprovalRequest(id=nodes["request-approval"].outputs["approval_id"])
+        outputs = nodes["request-approval"].outputs
+        approval = ApprovalRequest(id=outputs["approval_id"], head_sha=outputs["approval_head_sha"])
         pull = github.double.pulls[int(approval.id)]
         assert pull["head"]["ref"] == "canaryflow/rg-1" and "wf-gated" in pull["body"]
         assert gate.state(approval) == "pending"
         assert runner.reconcile(name).node == "approval"  # nothing moves without the approval
         assert client.get_model_version_by_alias("wf-gated", "champion").version == v1
 
+        github.double.roles["reviewer"] = "write"
         github.double.add_review(int(approval.id), "reviewer", "APPROVED")
         assert gate.state(approval) == "approved"
         runner.resume(name)  # what the controller does on an approved pull request

@@ -130,7 +130,10 @@ def test_approval_gate_waits_for_resume(tmp_path):
     status = runner.reconcile(name)
     assert status.phase == "Succeeded"
     promote_input = script.calls[-1][1]
-    assert promote_input.upstream == {"approval_id": "request-approval-approval_id"}
+    assert promote_input.upstream == {
+        "approval_id": "request-approval-approval_id",
+        "approval_head_sha": "request-approval-approval_head_sha",
+    }
 
 
 def test_stop_ends_running_nodes_and_rolls_back(tmp_path):

@@ -102,6 +102,8 @@ def test_rendered_dag_tasks_exit_handler_and_outputs():
     promote_input = json.loads(promote_args[4])
     assert promote_args[7:] == [
         "--upstream",
+        "approval_head_sha={{tasks.request-approval.outputs.parameters.approval_head_sha}}",
+        "--upstream",
         "approval_id={{tasks.request-approval.outputs.parameters.approval_id}}",
     ]
     assert promote_input["spec"]["canary_version"] == "{{workflow.parameters.canary-version}}"

@@ -30,7 +30,12 @@ def request_approval(ctx: StepContext, step: StepInput) -> StepOutcome:
     request = ctx.approval.request(step.spec, approval_report(step.spec, verdict))
     return StepOutcome(
         state="succeeded",
-        outputs={Output.APPROVAL_ID: request.id, Output.APPROVAL_URL: request.url},
+        outputs={
+            Output.APPROVAL_ID: request.id,
+            Output.APPROVAL_URL: request.url,
+            Output.APPROVAL_HEAD_SHA: request.head_sha,
+            Output.APPROVAL_OPENED_AT: f"{request.opened_at:.3f}" if request.opened_at is not None else "",
+        },
         message=f"approval requested: {request.url or request.id}",
     )
 
@@ -42,7 +47,9 @@ def promote(ctx: StepContext, step: StepInput) -> StepOutcome:
     if approval_id:
         if ctx.approval is None:
             raise ValueError("promote: an approval id was given but no approval gate is configured")
-        ctx.approval.complete(ApprovalRequest(id=approval_id))
+        # Merged at the reviewed head only: GitHub refuses the merge if the branch moved since.
+        head = step.upstream.get(Output.APPROVAL_HEAD_SHA, "")
+        ctx.approval.complete(ApprovalRequest(id=approval_id, head_sha=head))
     result = ctx.gitops.commit_step(spec, 100, "promote")
     sha = result.sha if result.changed and result.sha else committed_sha(ctx, spec, 100, "promote")
     ctx.registry.set_alias(spec.model, ctx.aliases.champion, spec.canary_version)

@@ -62,9 +62,9 @@ def serve(
             "reconcile_interval_s": interval,
         }
     )
-    if not any(
-        (settings.mlflow_webhook_secret, settings.databricks_webhook_secret, settings.github_webhook_secret)
-    ):
+    from controller.webhooks.registry import SOURCES
+
+    if not any(settings.webhook_secret(source.secret_setting) for source in SOURCES):
         _fail(
             "mlflow_webhook_secret: no webhook secret set (CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET); "
             "every delivery would be refused"

@@ -35,9 +35,11 @@ class Output(StrEnum):
     VERDICT_JSON = "verdict_json"
     APPROVAL_ID = "approval_id"
     APPROVAL_URL = "approval_url"
+    APPROVAL_HEAD_SHA = "approval_head_sha"  # the promotion commit the pull request asks to approve
+    APPROVAL_OPENED_AT = "approval_opened_at"  # unix seconds; reviews older than this never count
 
 
-_WEIGHTED = re.compile(r"^(set-weight|analyze)-(\d+)$")
+_WEIGHTED = re.compile(r"(set-weight|analyze)-(\d+)")
 
 
 def weighted_node(step: Step, weight: int) -> str:
@@ -47,5 +49,5 @@ def weighted_node(step: Step, weight: int) -> str:
 
 def parse_weighted_node(node_id: str) -> tuple[Step, int] | None:
     """(step, weight) of a per-weight node id, None for any other node."""
-    match = _WEIGHTED.match(node_id)
+    match = _WEIGHTED.fullmatch(node_id)
     return (Step(match.group(1)), int(match.group(2))) if match else None
