@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,10 @@ def lock_database(db_path: Path) -> IO[bytes]:
         handle.close()
         raise DatabaseInUse(f"db_path: {db_path} is in use by another controller process") from exc
     return handle
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 class ControllerService:
@@ -113,6 +118,10 @@ class ControllerService:
 
     def serve(self) -> None:
         """Blocks serving HTTP on settings.host:port with the loop running beside it."""
+        # uvicorn re-raises the SIGTERM it caught once it has shut down; ending with SystemExit then (not
+        # the default action, death) lets the loop finish its tick and the store checkpoint its WAL.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start_loop()
         event("controller serving", host=self.settings.host, port=self.settings.port, db=str(self.store.path))
         try:
@@ -121,3 +130,6 @@ class ControllerService:
             )
         finally:
             self.stop_loop()
+            if self._thread is None or not self._thread.is_alive():
+                self.store.close()  # checkpoints the WAL: a clean stop leaves one complete file
+            event("controller stopped", db=str(self.store.path))

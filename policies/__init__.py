@@ -19,6 +19,8 @@ from policies.model import (
 )
 
 SHIPPED_DIR = Path(__file__).resolve().parent
+# A policy is a page of YAML; anything larger (or endless, like /dev/zero) is refused unread.
+MAX_POLICY_BYTES = 1_000_000
 
 __all__ = [
     "SHIPPED_DIR",
@@ -75,10 +77,26 @@ def load_policy(name_or_path: str | Path) -> Policy:
         if not path.is_file():
             shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
             raise PolicyError(f"policy {text_name!r}: no such shipped policy (shipped: {', '.join(shipped)})")
+    return parse_policy(_read_yaml(path), str(path))
+
+
+def _read_yaml(path: Path) -> object:
+    """The YAML document in `path`, read at most MAX_POLICY_BYTES; every way it can be unreadable (too
+    large, not UTF-8, not YAML, nested deeper than the parser's stack) is one PolicyError line."""
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes; not a policy")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    return parse_policy(data, str(path))
+    except RecursionError as exc:
+        raise PolicyError(f"{path}: YAML nested too deeply") from exc

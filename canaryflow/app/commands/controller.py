@@ -102,3 +102,24 @@ def rollouts(
     if detail is None:
         _fail(f"rollout_id: no rollout {rollout_id!r} in {settings.db_path}")
     typer.echo(detail.model_dump_json(indent=2) if detail else "")
+
+
+@app.command("backup")
+def backup(
+    db: Annotated[Path | None, typer.Option(help="the controller's SQLite file (it may be running)")] = None,
+    out: Annotated[Path, typer.Option(help="file to write the copy to (replaced atomically)")] = Path(
+        "canaryflow-controller.backup.db"
+    ),
+) -> None:
+    """Copy the controller's database consistently while it runs (SQLite online backup, WAL included).
+
+    Restore: stop the controller, move the copy to the --db path, delete any `<db>-wal` and `<db>-shm`
+    beside it, start the controller again (docs/operations.md)."""
+    from controller.rollout.backup import BackupError, backup_database
+
+    settings = _settings({"db_path": db})
+    try:
+        result = backup_database(settings.db_path, out)
+    except BackupError as exc:
+        _fail(str(exc))
+    typer.echo(result.model_dump_json())
