@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
@@ -19,7 +21,7 @@ ENV = "CANARYFLOW_TEST_CRASH_AT"
 _passes: dict[str, int] = {}
 
 
-def crash_point(name: str) -> None:
+def crash_point(name: str, before_kill: Callable[[], None] | None = None) -> None:
     wanted = os.environ.get(ENV)
     if not wanted:
         return
@@ -27,6 +29,8 @@ def crash_point(name: str) -> None:
     for target in wanted.split(","):
         point, _, nth = target.partition("@")
         if point == name and _passes[name] == int(nth or 1):
+            if before_kill is not None:
+                before_kill()
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -40,14 +44,24 @@ class CrashAfterPush:
     def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
         result: CommitResult = self._repo.commit_step(spec, weight, decision)
         if result.changed:
-            crash_point("after_push")
+            self._crash_points()
         return result
 
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
         result: CommitResult = self._repo.rollback(spec, reason)
         if result.changed:
-            crash_point("after_push")
+            self._crash_points()
         return result
+
+    def _crash_points(self) -> None:
+        crash_point("after_push")
+        # As a git killed with its parent mid-operation leaves it: the clone's index lock in place.
+        crash_point("after_push_locked", before_kill=self._leave_index_lock)
+
+    def _leave_index_lock(self) -> None:
+        workdir = getattr(self._repo, "workdir", None)
+        if workdir is not None and (Path(workdir) / ".git").is_dir():
+            (Path(workdir) / ".git" / "index.lock").write_bytes(b"")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repo, name)

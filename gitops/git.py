@@ -21,7 +21,8 @@ from pathlib import Path
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from gitops import history
 from gitops.files import write_rendering
-from gitops.gitcli import Git, GitAuth, GitError, PushRejected
+from gitops.gitcli import GIT_TIMEOUT_S, Git, GitAuth, GitError, GitLockHeld, PushRejected
+from gitops.locks import CloneBusy, clear_stale_locks
 from gitops.model import Rendering, RenderRequest
 from gitops.render import overlay_dir, render
 from gitops.settings import GitOpsSettings, TrafficMode
@@ -88,9 +89,19 @@ class GitRepo:
         with lock_path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                self._clear_crash_leftovers()
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _clear_crash_leftovers(self) -> None:
+        """Under our lock, a git lock file whose owner is gone is a crash leftover: removed."""
+        if not (self.workdir / ".git").is_dir():
+            return
+        try:
+            clear_stale_locks(self.workdir, max_age_s=GIT_TIMEOUT_S + 30)
+        except CloneBusy as exc:
+            raise GitLockHeld(f"working clone busy: {exc}") from exc
 
     # --- the GitOpsRepo port -------------------------------------------------------------------
 

@@ -24,14 +24,57 @@ _RACE = re.compile(
 
 # A remote that hangs (a dead host, a prompt nobody answers) fails the step instead of blocking it.
 GIT_TIMEOUT_S = 120.0
+# A transfer slower than 1 kB/s for 30 s is a dead connection, not a slow one (http.lowSpeed*).
+_TRANSFER_LIMITS = ("-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=30")
+
+# What git prints, mapped to the cause an operator acts on (never git's own guess about an editor).
+_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+_UNREACHABLE = re.compile(
+    r"Could not resolve host|Connection refused|Connection timed out|Operation timed out|"
+    r"Could not read from remote repository|unable to access|does not appear to be a git repository|"
+    r"Network is unreachable|Failed to connect|The remote end hung up unexpectedly|Empty reply from server"
+)
+_AUTH = re.compile(
+    r"Authentication failed|Permission denied \(publickey|could not read Username|"
+    r"The requested URL returned error: 40[13]|Host key verification failed"
+)
+_DISK = re.compile(r"No space left on device|Disk quota exceeded")
 
 
 class GitError(RuntimeError):
-    """A git command failed; the message carries its (scrubbed) output."""
+    """A git command failed; the message carries its (scrubbed) output and the cause it maps to."""
+
+    cause = "git failed"
 
 
 class PushRejected(GitError):
     """The remote branch moved since the last fetch: retry on top of the new head."""
+
+    cause = "the remote branch moved"
+
+
+class GitLockHeld(GitError):
+    """A git lock file in the working clone is held (by a live git, or left by a killed one)."""
+
+    cause = "a git lock file is held"
+
+
+class RemoteUnreachable(GitError):
+    """The git remote did not answer (DNS, connection, timeout, missing repository)."""
+
+    cause = "the git remote is unreachable"
+
+
+class RemoteAuthFailed(GitError):
+    """The git remote refused the credentials (token, SSH key, host key)."""
+
+    cause = "the git remote refused the credentials"
+
+
+class DiskFull(GitError):
+    """The working clone's disk is full."""
+
+    cause = "the disk of the working clone is full"
 
 
 @dataclass(frozen=True)
@@ -89,7 +132,7 @@ class Git:
     ) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(
-                ["git", "-c", "commit.gpgsign=false", *args],
+                ["git", "-c", "commit.gpgsign=false", *_TRANSFER_LIMITS, *args],
                 cwd=self.workdir,
                 env=self._env,
                 input=stdin,
@@ -99,7 +142,7 @@ class Git:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]}: no answer within {GIT_TIMEOUT_S:.0f}s") from None
+            raise RemoteUnreachable(f"git {args[0]}: no answer within {GIT_TIMEOUT_S:.0f}s") from None
         if check and proc.returncode != 0:
             raise self.error(args, proc)
         return proc
@@ -108,7 +151,30 @@ class Git:
         return self.run(*args).stdout.strip()
 
     def error(self, args: tuple[str, ...], proc: subprocess.CompletedProcess[str]) -> GitError:
+        """The failure as the cause it maps to, with git's own fatal/error lines (not its advice)."""
         output = f"{proc.stdout}\n{proc.stderr}"
-        detail = [line for line in output.splitlines() if line.strip() and not line.startswith("hint:")]
-        message = self.auth.scrub(f"git {args[0]}: {' | '.join(detail[-4:])}")
-        return PushRejected(message) if args[0] == "push" and _RACE.search(output) else GitError(message)
+        lock = _LOCK.search(output)
+        if lock:
+            return GitLockHeld(
+                self.auth.scrub(
+                    f"git {args[0]}: {lock.group(1)} exists: a git process is still running in the clone "
+                    "or was killed while holding it (removed once no git process works in the clone)"
+                )
+            )
+        detail = [
+            line
+            for line in output.splitlines()
+            if line.strip() and not line.startswith("hint:") and "editor" not in line
+        ]
+        text = " | ".join(detail[-4:])
+        kind: type[GitError] = GitError
+        if args[0] == "push" and _RACE.search(output):
+            kind = PushRejected
+        elif _DISK.search(output):
+            kind = DiskFull
+        elif _AUTH.search(output):
+            kind = RemoteAuthFailed
+        elif _UNREACHABLE.search(output):
+            kind = RemoteUnreachable
+        prefix = f"{kind.cause}: " if kind is not GitError else ""
+        return kind(self.auth.scrub(f"git {args[0]}: {prefix}{text}"))

@@ -39,6 +39,10 @@ class RetryPolicy(BaseModel):
 
 
 NETWORK_RETRY = RetryPolicy()
+# The rollback restores the baseline after traffic moved: it never gives up while a dependency is down
+# (a minute between attempts, for about 16 hours), so an outage ends in a rollback commit, not in a
+# live canary beside a failed rollout.
+ROLLBACK_RETRY = RetryPolicy(limit=1000, backoff_s=5.0, max_backoff_s=60.0)
 
 
 class UpstreamOutput(BaseModel):
@@ -204,6 +208,6 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
         kind="action",
         display_name="Roll back the canary",
         outputs=(Output.COMMIT_SHA,),
-        retry=NETWORK_RETRY,
+        retry=ROLLBACK_RETRY,
     )
     return RolloutDag(nodes=tuple(nodes), exit_node=exit_node, gated=gated)

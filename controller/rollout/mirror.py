@@ -126,7 +126,11 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
         if promote.phase == "Succeeded" and status.phase == "Succeeded":
             out.events.append(Promoted())
     rollback = by_id.get(Step.ROLLBACK)
-    if rollback is not None and rollback.phase in _STARTED:
+    # A rollback attempt that failed waits as Pending for its retry: it has started all the same.
+    retrying = rollback is not None and rollback.phase == "Pending" and status.node == Step.ROLLBACK
+    if rollback is not None and retrying and rollback.message:
+        out.waiting_reason = rollback.message
+    if rollback is not None and (rollback.phase in _STARTED or retrying):
         out.rollback_started = True
         out.events.append(RollbackStarted(cause=rollback_cause))
         if rollback.outputs.get(Output.COMMIT_SHA):

@@ -104,14 +104,20 @@ def test_decision_latency_observed_once(tmp_path):
     assert 'canaryflow_controller_decision_latency_seconds_count{state="promoted"} 1.0' in text
 
 
-def test_rollback_that_keeps_failing_ends_failed_and_says_why(tmp_path):
-    steps = Steps({"analyze-5": ["fail"], "rollback": ["git remote unreachable"]})
-    reconciler, store, _, clock = make(tmp_path, steps, policy(5))
+def test_a_rollback_that_fails_is_retried_until_it_lands_never_failed(tmp_path):
+    """After traffic moved, a failing rollback (the git remote down) keeps the rollout rolling back,
+    saying why, and retries until the rollback commit lands: never `failed` with the canary live."""
+    down = "git push: the git remote is unreachable: Could not resolve host"
+    steps = Steps({"analyze-5": ["fail"], "rollback": [down] * 6 + ["ok"]})
+    reconciler, store, _, clock = make(tmp_path, steps, policy(5, 50))
     rid = add_rollout(store)
-    for _ in range(8):  # the rollback node retries with backoff (5 s, 10 s, 20 s) before it errors
+    for _ in range(40):
         reconciler.tick()
-        clock.now += 60
+        clock.now += 61  # past any retry backoff
+        if store.get(rid).phase != "rolling_back":
+            break
+        assert down in (store.get(rid).waiting_reason or "")
     detail = store.detail(rid)
-    assert detail is not None and detail.phase == "failed"
-    assert "rollback failed: git remote unreachable" in detail.reason
-    assert steps.calls.count("rollback") == 4
+    assert detail.phase == "rolled_back", [t.reason for t in detail.transitions]
+    assert steps.calls.count("rollback") == 7
+    assert "sha-rollback" in [c.sha for c in detail.commits]
