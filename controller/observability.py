@@ -65,6 +65,31 @@ class _ActiveRollouts(Collector):
         yield deadline
 
 
+class _WaitingOnDependency(Collector):
+    """Active rollouts whose waiting reason names an outside dependency: an outage shows as a count
+    by dependency (0 when all is well), read from the store at scrape time."""
+
+    def __init__(self, store: RolloutStore) -> None:
+        self.store = store
+
+    def collect(self) -> Any:
+        from controller.dependencies import DEPENDENCIES, dependency_of
+
+        family = GaugeMetricFamily(
+            names.CONTROLLER_WAITING_ON_DEPENDENCY,
+            "Active rollouts waiting because an outside dependency fails",
+            labels=["dependency"],
+        )
+        counts = dict.fromkeys(DEPENDENCIES, 0)
+        for record in self.store.rollouts(active_only=True):
+            dependency = dependency_of(record.waiting_reason)
+            if dependency is not None:
+                counts[dependency] += 1
+        for dependency, count in counts.items():
+            family.add_metric([dependency], count)
+        yield family
+
+
 class ControllerMetrics:
     def __init__(
         self, store: RolloutStore, max_duration_s: Callable[[str], float | None] | None = None
@@ -102,8 +127,15 @@ class ControllerMetrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.dependency_errors = Counter(
+            names.CONTROLLER_DEPENDENCY_ERRORS,
+            "Controller calls that failed because an outside dependency did (retried next tick)",
+            ["dependency"],
+            registry=self.registry,
+        )
         self.registry.register(_RolloutsByPhase(store))
         self.registry.register(_ActiveRollouts(store, max_duration_s or (lambda _policy: None)))
+        self.registry.register(_WaitingOnDependency(store))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,12 +9,12 @@ baseline version when an event arrives.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, ReviewAuthority, WorkflowEngine
 from canaryflow.kernel.rollout import (
@@ -32,14 +32,17 @@ from canaryflow.kernel.rollout import (
     apply,
 )
 from canaryflow.kernel.types import ApprovalRequest, WorkflowStatus
+from controller.dependencies import dependency_of, waiting_reason
 from controller.faults import crash_point
 from controller.notices import build_notice, notice_event, notice_links
 from controller.observability import ControllerMetrics, event
 from controller.rollout.mirror import Mirror, mirror
 from controller.rollout.records import InboxItem, RolloutRecord
 from controller.rollout.store import RolloutStore, StaleState
-from controller.settings import ControllerSettings, TriggerRule
+from controller.settings import ControllerSettings
+from controller.triggers import matching_rule, rollout_id_for
 from controller.webhooks.events import ApprovalEvent, RegistryEvent
+from controller.workers import KeyedWorkers
 from policies.model import Policy
 
 PolicyLoader = Callable[[str], Policy]
@@ -50,32 +53,6 @@ def default_policy_loader(name: str) -> Policy:
 
     policy: Policy = load_policy(name)
     return policy
-
-
-def rollout_id_for(event: RegistryEvent) -> str:
-    """Deterministic from the delivery, so reprocessing one event can never make a second rollout."""
-    digest = hashlib.sha256(f"{event.source}:{event.delivery_id}".encode()).hexdigest()[:8]
-    return f"{event.model[:40].rstrip('-')}-v{event.version}-{digest}"
-
-
-def matching_rule(event: RegistryEvent, rules: list[TriggerRule]) -> TriggerRule | None:
-    for rule in rules:
-        if rule.kind == "alias" and event.change == "alias_set" and event.alias == rule.alias:
-            return rule
-        if (
-            rule.kind == "stage"
-            and event.change == "stage_transitioned"
-            and (event.to_stage or "").lower() == rule.stage.lower()
-        ):
-            return rule
-        if (
-            rule.kind == "tag"
-            and event.change == "tag_set"
-            and event.tag_key == rule.tag_key
-            and event.tag_value == rule.tag_value
-        ):
-            return rule
-    return None
 
 
 class Reconciler:
@@ -105,6 +82,9 @@ class Reconciler:
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
         self._inbox_signal = threading.Event()
+        self.workers = KeyedWorkers(settings.reconcile_workers)
+        self._model_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     # -- inbox ---------------------------------------------------------------------------------
     def process_inbox(self, limit: int = 500) -> int:
@@ -118,7 +98,10 @@ class Reconciler:
                     self._approval_event(item)
                 done += 1
             except Exception as exc:  # left pending; the next tick retries it
-                event("event not processed yet", logging.WARNING, inbox_id=item.id, error=str(exc))
+                dependency = dependency_of(exc)
+                if dependency is not None:
+                    self.metrics.dependency_errors.labels(dependency).inc()
+                event("event not processed yet", logging.WARNING, inbox_id=item.id, error=waiting_reason(exc))
         return done
 
     def _registry_event(self, item: InboxItem) -> None:
@@ -173,46 +156,75 @@ class Reconciler:
 
     # -- the tick ------------------------------------------------------------------------------
     def notify(self) -> None:
-        """A delivery was stored: the running tick takes it between two rollouts, not after all of them."""
+        """A delivery was stored: settle the inbox now, beside the rollouts' jobs, not after them."""
         self._inbox_signal.set()
+        self.workers.submit("inbox", self._take_inbox)
 
     def tick(self) -> int:
-        """One pass: inbox, then every active rollout; returns how many rollouts were reconciled."""
-        self._take_inbox()
+        """One pass: the inbox, and every model's active rollouts as one job each on the worker pool;
+        waits for the round at most `tick_deadline_s`. A model whose previous job still runs (stuck on
+        a dependency until its call times out) is skipped, so it never holds the others up."""
+        jobs = [f for f in [self.workers.submit("inbox", self._take_inbox)] if f is not None]
         by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
             by_model[record.model].append(record)
         count = 0
-        for records in by_model.values():
-            self._supersede_older(records)
-            for record in records:
-                if self._inbox_signal.is_set():
-                    self._take_inbox()
-                self._reconcile_timed(record.id)
-                count += 1
+        for model, records in by_model.items():
+            job = self.workers.submit(f"model:{model}", partial(self._reconcile_model, model, records))
+            if job is not None:
+                jobs.append(job)
+                count += len(records)
+        for late in self.workers.wait(jobs, self.settings.tick_deadline_s):
+            event("reconcile job still running after the tick deadline", logging.WARNING, job=repr(late))
         return count
 
+    def _reconcile_model(self, model: str, records: list[RolloutRecord]) -> None:
+        with self._model_lock(model):
+            self._supersede_older(records)
+            for record in records:
+                self._reconcile_timed(record.id)
+
+    def _model_lock(self, model: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._model_locks.setdefault(model, threading.Lock())
+
     def _take_inbox(self) -> None:
-        """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency)."""
+        """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency);
+        a model whose job is running now is left to that job's next round."""
         self._inbox_signal.clear()
         if not self.process_inbox():
             return
         fresh: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
             fresh[record.model].append(record)
-        for records in fresh.values():
-            if records[-1].phase == "pending":
+        for model, records in fresh.items():
+            if records[-1].phase != "pending":
+                continue
+            lock = self._model_lock(model)
+            if not lock.acquire(blocking=False):
+                continue
+            try:
                 self._supersede_older(records)
                 self._reconcile_timed(records[-1].id)
+            finally:
+                lock.release()
 
     def _reconcile_timed(self, rollout_id: str) -> None:
         started = time.perf_counter()
         try:
             self.reconcile_one(rollout_id)
-        except Exception as exc:
-            event("reconcile failed", logging.ERROR, rollout=rollout_id, error=repr(exc))
-            self.store.update(rollout_id, waiting_reason=f"controller error: {exc}")
+        except Exception as exc:  # retried next tick; the waiting reason names the dependency at fault
+            reason = waiting_reason(exc)
+            dependency = dependency_of(exc)
+            if dependency is not None:
+                self.metrics.dependency_errors.labels(dependency).inc()
+            event("reconcile failed", logging.ERROR, rollout=rollout_id, error=repr(exc), waiting=reason)
+            self.store.update(rollout_id, waiting_reason=reason)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Stops the worker pool; True when every running job ended within `timeout_s`."""
+        return self.workers.shutdown(timeout_s)
 
     def _supersede_older(self, records: list[RolloutRecord]) -> None:
         newest = records[-1]

@@ -70,6 +70,13 @@ class ControllerSettings(ComponentSettings):
     registry_backend: str = Field(default="mlflow", description="a backend of canaryflow.adapters.registry")
 
     reconcile_interval_s: float = Field(default=2.0, gt=0)
+    reconcile_workers: int = Field(default=8, ge=1, le=256, description="models reconciled at once")
+    tick_deadline_s: float = Field(
+        default=30.0, gt=0, description="a tick waits this long for its jobs; a slower one runs on alone"
+    )
+    dependency_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="per call to MLflow (its client retries once at most)"
+    )
 
     kubernetes: KubernetesReadinessSettings | None = None
     inference_url: str | None = Field(default=None, description="embedded readiness: GET {url}/ready")
@@ -80,6 +87,7 @@ class ControllerSettings(ComponentSettings):
         if value not in REGISTRIES:
             raise ValueError(f"unknown registry backend {value!r} (one of: {', '.join(sorted(REGISTRIES))})")
         return value
+
     def webhook_secret(self, setting: str) -> str | None:
         """The secret a webhook source names: a field of these settings, else `webhook_secrets[setting]`."""
         value = getattr(self, setting, None) if setting in type(self).model_fields else None

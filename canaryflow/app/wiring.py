@@ -9,6 +9,7 @@ tables), so one file holds the whole state of the service.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,9 +98,19 @@ def build_approval_gate(gitops_settings: GitOpsSettings | None = None) -> Approv
     return approval_from_settings(gitops_settings) if gitops_settings.github_repo else None
 
 
+def bound_mlflow_calls(timeout_s: float) -> None:
+    """MLflow's client retries a failed call 7 times with doubling backoff, 120 s each by default:
+    minutes in which a reconcile worker is stuck. One retry and `timeout_s` per call make an outage a
+    waiting reason within seconds; an operator's own MLFLOW_HTTP_* settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_s))))
+
+
 def build_service(
     settings: ControllerSettings, notification_settings: NotificationSettings | None = None
 ) -> ControllerService:
+    bound_mlflow_calls(settings.dependency_timeout_s)
     registry: Registry | None = None
     if settings.registry_tracking_uri:
         registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)

@@ -125,11 +125,13 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
             out.commits.append((promote.outputs[Output.COMMIT_SHA], "promote at 100%"))
         if promote.phase == "Succeeded" and status.phase == "Succeeded":
             out.events.append(Promoted())
+    # A node whose attempt failed waits as Pending for its retry (a dependency down): say why.
+    current = by_id.get(status.node) if status.node else None
+    if current is not None and current.phase == "Pending" and current.message:
+        out.waiting_reason = current.message
     rollback = by_id.get(Step.ROLLBACK)
-    # A rollback attempt that failed waits as Pending for its retry: it has started all the same.
+    # A rollback attempt that failed waits for its retry: it has started all the same.
     retrying = rollback is not None and rollback.phase == "Pending" and status.node == Step.ROLLBACK
-    if rollback is not None and retrying and rollback.message:
-        out.waiting_reason = rollback.message
     if rollback is not None and (rollback.phase in _STARTED or retrying):
         out.rollback_started = True
         out.events.append(RollbackStarted(cause=rollback_cause))

@@ -44,7 +44,14 @@ class LocalRunner:
         self._run_step = run_step
         self._policy_for = policy_for
         self._clock = clock
-        self._lock = threading.Lock()
+        # One lock per run: the controller reconciles models on a worker pool, and a run whose step
+        # waits on a dependency must not hold up the runs of other models.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _run_lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
 
     # --- the WorkflowEngine port ----------------------------------------------------------------
 
@@ -71,7 +78,7 @@ class LocalRunner:
         )
 
     def reconcile(self, name: str) -> WorkflowStatus:
-        with self._lock:
+        with self._run_lock(name):
             self._advance(name)
         return self.status(name)
 

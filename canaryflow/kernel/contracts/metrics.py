@@ -47,6 +47,8 @@ CONTROLLER_ROLLOUT_STEP = "canaryflow_controller_rollout_step"
 CONTROLLER_ROLLOUT_DEADLINE = "canaryflow_controller_rollout_deadline_seconds"
 # Traffic steps recorded in the store, by model and status (pass, fail, running): the step verdicts.
 CONTROLLER_STEPS = "canaryflow_controller_steps"
+CONTROLLER_WAITING_ON_DEPENDENCY = "canaryflow_controller_waiting_on_dependency"
+CONTROLLER_DEPENDENCY_ERRORS = "canaryflow_controller_dependency_errors"
 
 
 def counter_sample(family: str) -> str:

@@ -1,0 +1,58 @@
+"""A bounded pool for the reconcile loop: one job per key (a model, the inbox), never two at once.
+
+The loop used to do every rollout's work on its one thread, so a dependency that hung (MLflow retrying
+for minutes) froze every rollout. Now each model's rollouts are one job on a small pool: a job stuck on
+a dependency holds one worker and its own model only; the tick waits for the round at most
+`deadline_s`, and the next tick skips a key whose job is still running instead of queueing behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+log = logging.getLogger(__name__)
+
+
+class KeyedWorkers:
+    def __init__(self, max_workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="canaryflow-reconcile")
+        self._running: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: str, job: Callable[[], None]) -> Future[None] | None:
+        """Runs `job` unless the previous job of `key` is still running (then None: skipped)."""
+        with self._lock:
+            previous = self._running.get(key)
+            if previous is not None and not previous.done():
+                return None
+            future = self._pool.submit(_logged, key, job)
+            self._running[key] = future
+            return future
+
+    def busy(self, key: str) -> bool:
+        with self._lock:
+            future = self._running.get(key)
+            return future is not None and not future.done()
+
+    def wait(self, futures: list[Future[None]], deadline_s: float) -> list[Future[None]]:
+        """Waits for `futures` up to `deadline_s`; returns those still running."""
+        _, pending = wait(futures, timeout=deadline_s)
+        return list(pending)
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Stops taking jobs and waits up to `timeout_s` for the running ones; True when all ended."""
+        with self._lock:
+            running = [f for f in self._running.values() if not f.done()]
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        _, pending = wait(running, timeout=timeout_s)
+        return not pending
+
+
+def _logged(key: str, job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:  # a job's own error boundary records rollout errors; this is the last resort
+        log.exception("reconcile job %s failed", key)
