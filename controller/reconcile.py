@@ -32,6 +32,7 @@ from canaryflow.kernel.rollout import (
     apply,
 )
 from canaryflow.kernel.types import ApprovalRequest, WorkflowStatus
+from controller.approvals import bound_decision
 from controller.dependencies import dependency_of, waiting_reason
 from controller.faults import crash_point
 from controller.notices import build_notice, notice_event, notice_links
@@ -364,7 +365,7 @@ class Reconciler:
 
     def _check_approval(self, record: RolloutRecord, view: Mirror) -> None:
         assert record.workflow is not None
-        outcome, actor = self._bound_decision(record)
+        outcome, actor = bound_decision(self.store, self.reviewers, record)
         if outcome is None and self.approval_gate is not None and record.approval_id:
             outcome = self.approval_gate.state(
                 ApprovalRequest(
@@ -385,22 +386,6 @@ class Reconciler:
             self.store.update(
                 record.id, waiting_reason=f"waiting for approval {record.approval_url or ''}".strip()
             )
-
-    def _bound_decision(self, record: RolloutRecord) -> tuple[str | None, str | None]:
-        """The newest webhook decision on exactly this rollout's pull request: the configured repository,
-        its number, the promotion commit it asked about, submitted after it was opened, by a reviewer
-        with write access. Anything else (another repository, an older head, a reader) counts nothing."""
-        number = record.approval_id or ""
-        if self.reviewers is None or not number.isdigit() or not record.approval_head_sha:
-            return None, None
-        since = record.approval_opened_at or record.started_at or record.created_at
-        decisions = self.store.decisions_for(
-            self.reviewers.repository, int(number), record.approval_head_sha, since
-        )
-        for outcome, actor in decisions:
-            if actor and self.reviewers.can_approve(actor):
-                return outcome, actor
-        return None, None
 
     def _policy(self, name: str) -> Policy:
         if name not in self._policies:
