@@ -148,3 +148,16 @@ def add_rollout(
         )
     )
     return rid
+
+
+def awaiting_approval(tmp_path, gate: ApprovalGate, ticks: int = 3) -> tuple[Reconciler, RolloutStore, str]:
+    """A one-step gated rollout driven until it waits for the pull request `gate` opened."""
+    reconciler, store, _, _ = make(
+        tmp_path, Steps(approval=gate), policy(5, approval=True), approval_gate=gate
+    )
+    rid = add_rollout(store)
+    for _ in range(ticks):
+        reconciler.tick()
+    waiting = store.get(rid)
+    assert waiting is not None and waiting.phase == "awaiting_approval"
+    return reconciler, store, rid

@@ -8,7 +8,7 @@ import pytest
 from gitops.pullrequest import GitHubApproval, github_client
 from tests.gitops.github_double import GitHubServer
 
-from .harness import Steps, add_rollout, make, policy
+from .harness import awaiting_approval
 
 
 @pytest.fixture
@@ -23,14 +23,8 @@ def github():
 )
 def test_review_on_github_decides(tmp_path, github, review, decision):
     gate = GitHubApproval(github_client(github.url, "token"), "acme/gitops", "main")
-    reconciler, store, _, _ = make(
-        tmp_path, Steps(approval=gate), policy(5, approval=True), approval_gate=gate
-    )
-    rid = add_rollout(store)
-    for _ in range(3):
-        reconciler.tick()
+    reconciler, store, rid = awaiting_approval(tmp_path, gate)
     waiting = store.get(rid)
-    assert waiting is not None and waiting.phase == "awaiting_approval"
     assert waiting.approval_url and waiting.approval_url.startswith(github.url)
     reconciler.tick()
     assert store.get(rid).phase == "awaiting_approval"  # no review yet: still waiting
@@ -42,12 +36,7 @@ def test_review_on_github_decides(tmp_path, github, review, decision):
 
 def test_a_review_by_a_reader_or_of_another_head_waits(tmp_path, github):
     gate = GitHubApproval(github_client(github.url, "token"), "acme/gitops", "main")
-    reconciler, store, _, _ = make(
-        tmp_path, Steps(approval=gate), policy(5, approval=True), approval_gate=gate
-    )
-    rid = add_rollout(store)
-    for _ in range(3):
-        reconciler.tick()
+    reconciler, store, rid = awaiting_approval(tmp_path, gate)
     number = int(store.get(rid).approval_id or 0)
     github.double.add_review(number, "rita", "APPROVED")
     github.double.add_review(number, "bob", "APPROVED", commit_id="0" * 40)

@@ -146,6 +146,9 @@ CASES = [
     ("after_engine_reconcile@2", 10, "promoted"),
     ("after_mirror@2", 10, "promoted"),
     ("after_push@2", 40, "rolled_back"),  # the rollback commit
+    # Killed right after the first push with git's index.lock left in the clone, as a git killed with
+    # its parent leaves it: the rollback still lands (it used to end `failed` with the canary live).
+    ("after_push_locked", 40, "rolled_back"),
 ]
 
 
@@ -196,6 +199,7 @@ def test_killed_controller_finishes_the_same_way(world, crash_at, canary_ms, dec
     store_shas = {c["sha"] for c in final["commits"]}
     assert len(store_shas) == len(commits), (final["commits"], commits)
     assert os.path.exists(world["tmp"] / "controller.db")
+    assert not (world["tmp"] / "gitops-work" / ".git" / "index.lock").exists()
 
 
 @pytest.mark.slow

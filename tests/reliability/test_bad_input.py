@@ -48,27 +48,25 @@ def test_databricks_timestamp_that_is_no_time_is_refused(client, store, timestam
     assert store.inbox() == []
 
 
-def test_mlflow_timestamp_of_400_digits_is_a_400(client, store):
-    body = json.dumps({"entity": "model_version_alias", "action": "created", "data": {}}).encode()
-    did, ts = str(uuid.uuid4()), "9" * 400
+def _mlflow(client, body: bytes, timestamp: str):
+    did = str(uuid.uuid4())
     headers = {
         "X-MLflow-Delivery-Id": did,
-        "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign_mlflow(SECRET, did, ts, body),
+        "X-MLflow-Timestamp": timestamp,
+        "X-MLflow-Signature": sign_mlflow(SECRET, did, timestamp, body),
     }
-    answer = client.post("/webhooks/mlflow", content=body, headers=headers)
+    return client.post("/webhooks/mlflow", content=body, headers=headers)
+
+
+def test_mlflow_timestamp_of_400_digits_is_a_400(client, store):
+    body = json.dumps({"entity": "model_version_alias", "action": "created", "data": {}}).encode()
+    answer = _mlflow(client, body, "9" * 400)
     assert answer.status_code == 400 and "X-MLflow-Timestamp" in answer.json()["error"]
 
 
 def test_json_nested_30k_deep_is_a_400(client, store):
     body = b"[" * 30_000 + b"]" * 30_000  # under the 64 kB body limit of the fixture
-    did, ts = str(uuid.uuid4()), str(int(time.time()))
-    headers = {
-        "X-MLflow-Delivery-Id": did,
-        "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign_mlflow(SECRET, did, ts, body),
-    }
-    answer = client.post("/webhooks/mlflow", content=body, headers=headers)
+    answer = _mlflow(client, body, str(int(time.time())))
     assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
     deep = _databricks(client, "1" + "[" * 30_000)
     assert deep.status_code in (400, 401)

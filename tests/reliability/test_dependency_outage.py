@@ -20,7 +20,7 @@ from canaryflow.app.wiring import bound_mlflow_calls
 from canaryflow.kernel.contracts import metrics as names
 from controller.rollout.records import RolloutRecord
 from gitops.pullrequest import GitHubApproval, github_client
-from tests.controller.harness import Steps, add_rollout, make, policy
+from tests.controller.harness import Steps, add_rollout, awaiting_approval, make, policy
 from tests.gitops.github_double import GitHubServer
 
 from .relay import Relay
@@ -127,13 +127,7 @@ def test_github_down_then_back(tmp_path, github):
     port = int(github.url.rsplit(":", 1)[1])
     with Relay("127.0.0.1", port) as relay:
         gate = GitHubApproval(github_client(relay.url, "token"), "acme/gitops", "main")
-        reconciler, store, _, _ = make(
-            tmp_path, Steps(approval=gate), policy(5, approval=True), approval_gate=gate
-        )
-        rid = add_rollout(store)
-        for _ in range(3):
-            reconciler.tick()
-        assert store.get(rid).phase == "awaiting_approval"
+        reconciler, store, rid = awaiting_approval(tmp_path, gate)
         relay.down()
         reconciler.tick()
         waiting = store.get(rid).waiting_reason or ""
