@@ -21,6 +21,7 @@ class WorkflowSettings(ComponentSettings):
     argo_token: SecretStr | None = None
     argo_verify_tls: bool = True
     argo_ca_bundle: str | None = Field(default=None, description="CA file for a private Argo Server cert")
+    argo_timeout_s: float = Field(default=10.0, gt=0, le=600, description="per Argo Server call")
     # What the rendered templates run.
     image: str = "ghcr.io/canaryflow/canaryflow:0.1.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

@@ -146,6 +146,21 @@ def test_unreachable_server_is_an_argo_error():
         ArgoEngine(settings, policy_for=lambda name: POLICY).status("x")
 
 
+def test_a_server_that_never_answers_is_an_argo_error_within_the_timeout():
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts the connection (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings = WorkflowSettings(argo_host=host, argo_namespace="ml", argo_timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(ArgoError, match="get workflow"):
+            ArgoEngine(settings, policy_for=lambda name: POLICY).status("x")
+        assert time.monotonic() - started < 5
+
+
 def test_is_a_workflow_engine(argo):
     assert isinstance(_engine(argo), WorkflowEngine)
 

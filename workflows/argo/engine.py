@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import requests
 from hera.exceptions import AlreadyExists, HeraException
 from hera.workflows import WorkflowsService
 from hera.workflows import models as argo
@@ -30,12 +31,31 @@ class ArgoError(RuntimeError):
     """The Argo Server refused or could not be reached; the message says which call and why."""
 
 
+class _TimedSession(requests.Session):
+    """Hera's requests session with a deadline on every call: a hung Argo Server fails the call (an
+    ArgoError, retried next tick) instead of holding a reconcile worker for ever."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout_s)
+        return super().request(method, url, *args, **kwargs)
+
+
 def service_from_settings(settings: WorkflowSettings) -> WorkflowsService:
     token = settings.argo_token.get_secret_value() if settings.argo_token else None
     # requests takes a CA bundle path where Hera passes `verify_ssl` through.
     verify: Any = settings.argo_ca_bundle if settings.argo_ca_bundle else settings.argo_verify_tls
     host = settings.argo_host.rstrip("/") + "/"
-    return WorkflowsService(host=host, token=token, namespace=settings.argo_namespace, verify_ssl=verify)
+    return WorkflowsService(
+        host=host,
+        token=token,
+        namespace=settings.argo_namespace,
+        verify_ssl=verify,
+        session=_TimedSession(settings.argo_timeout_s),
+    )
 
 
 def _epoch(value: Any) -> float | None:
