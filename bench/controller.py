@@ -337,7 +337,11 @@ def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
 
     (tmp / "overhead").mkdir()
     policy = load_policy(str(tmp / "policy.yaml"))
-    settings = ControllerSettings(db_path=tmp / "overhead" / "c.db", mlflow_webhook_secret=SecretStr("x"))
+    settings = ControllerSettings(
+        db_path=tmp / "overhead" / "c.db",
+        mlflow_webhook_secret=SecretStr("x"),
+        reconcile_workers=0,  # on this thread, where the profile sees it
+    )
     store = RolloutStore(settings.db_path)
     runner = LocalRunner(settings.db_path, step, lambda name: policy)
     reconciler = Reconciler(

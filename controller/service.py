@@ -109,16 +109,20 @@ class ControllerService:
         return self._thread
 
     def stop_loop(self, timeout_s: float = 30.0) -> bool:
-        """Stops the loop and its workers; True when everything ended within `timeout_s` (a worker
-        stuck on a dependency ends when its call times out)."""
+        """Stops the loop (ticks may still be run by hand); True when it ended within `timeout_s`."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        workers_done = self.reconciler.close(timeout_s)
         if self.notifier is not None:  # the last transitions' notices get a few seconds to leave
             self.notifier.close(min(timeout_s, 5.0))
-        return workers_done and not (self._thread and self._thread.is_alive())
+        return not (self._thread and self._thread.is_alive())
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Stops the loop and the reconcile workers; True when all ended within `timeout_s` (a worker
+        stuck on a dependency ends when its call times out)."""
+        loop_done = self.stop_loop(timeout_s)
+        return self.reconciler.close(timeout_s) and loop_done
 
     def serve(self) -> None:
         """Blocks serving HTTP on settings.host:port with the loop running beside it."""
@@ -133,6 +137,6 @@ class ControllerService:
                 self.app, host=self.settings.host, port=self.settings.port, log_config=None, access_log=False
             )
         finally:
-            if self.stop_loop():
+            if self.close():
                 self.store.close()  # checkpoints the WAL: a clean stop leaves one complete file
             event("controller stopped", db=str(self.store.path))

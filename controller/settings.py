@@ -70,7 +70,9 @@ class ControllerSettings(ComponentSettings):
     registry_backend: str = Field(default="mlflow", description="a backend of canaryflow.adapters.registry")
 
     reconcile_interval_s: float = Field(default=2.0, gt=0)
-    reconcile_workers: int = Field(default=8, ge=1, le=256, description="models reconciled at once")
+    reconcile_workers: int = Field(
+        default=8, ge=0, le=256, description="models reconciled at once; 0: all on the loop's thread"
+    )
     tick_deadline_s: float = Field(
         default=30.0, gt=0, description="a tick waits this long for its jobs; a slower one runs on alone"
     )

@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class KeyedWorkers:
+    """`max_workers=0` runs every job on the calling thread (a profile sees it; nothing is isolated)."""
+
     def __init__(self, max_workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="canaryflow-reconcile")
+        self._inline = max_workers == 0
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, max_workers), thread_name_prefix="canaryflow-reconcile"
+        )
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
 
@@ -28,9 +33,14 @@ class KeyedWorkers:
             previous = self._running.get(key)
             if previous is not None and not previous.done():
                 return None
-            future = self._pool.submit(_logged, key, job)
-            self._running[key] = future
-            return future
+            if not self._inline:
+                future = self._pool.submit(_logged, key, job)
+                self._running[key] = future
+                return future
+        done: Future[None] = Future()
+        _logged(key, job)
+        done.set_result(None)
+        return done
 
     def busy(self, key: str) -> bool:
         with self._lock:
