@@ -34,7 +34,10 @@ class KeyedWorkers:
             if previous is not None and not previous.done():
                 return None
             if not self._inline:
-                future = self._pool.submit(_logged, key, job)
+                try:
+                    future = self._pool.submit(_logged, key, job)
+                except RuntimeError:  # shut down: the process is stopping, the next start takes it
+                    return None
                 self._running[key] = future
                 return future
         done: Future[None] = Future()
