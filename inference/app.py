@@ -1,10 +1,12 @@
-"""HTTP front of the inference server: `/v1/embeddings`, `/healthz`, `/ready`, `/metrics`.
+"""HTTP front of the inference server: `/v1/embeddings`, `/v1/models`, `/healthz`, `/ready`, `/metrics`.
 
-Plain Starlette (what FastAPI is built on): four fixed routes need no request-model machinery, and
-each layer less is time per request at tens of thousands of requests per second.
+Plain Starlette (what FastAPI is built on): a handful of fixed routes need no request-model
+machinery, and each layer less is time per request at tens of thousands of requests per second.
 
-Handlers do no model work: they validate, route, queue the texts on the chosen version's batcher and
-encode the answer, so the event loop stays free while tokenization and forward passes run in threads.
+Handlers do no model work: they admit (body limit, validation, routing, tokenizing, per-request
+limits: `admission.py`), queue the tokens on the chosen version's batcher and encode the answer, so
+the event loop stays free while forward passes run in threads. Every refusal, including unknown
+routes and wrong methods, is answered in OpenAI's error shape (`errors.py`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
-from inference.api import BadRequest, dumps, embeddings_body, error_body, parse_request
+from inference.admission import (
+    ClientGone,
+    TokenIdDecoder,
+    check_dimensions,
+    read_body,
+    tokenize,
+    wait_for_result,
+)
+from inference.api import Limits, dumps, embeddings_body, parse_request, shorten
 from inference.backend import EmbeddingBackend
-from inference.batching import InputTooLong, QueueFull
+from inference.batching import QueueFull
 from inference.engine import EngineClient
+from inference.errors import ApiError, error_body
 from inference.metrics import NO_VERSION, ServerMetrics
 from inference.server import ModelLoader, ModelServer, UnknownVersion
 from inference.settings import InferenceSettings
@@ -34,6 +46,7 @@ from inference.shadow import Shadow
 
 log = logging.getLogger("canaryflow.inference")
 JSON = "application/json"
+CLIENT_GONE = "499"  # status label (nginx's) of requests whose client left before the answer
 
 
 def create_app(
@@ -71,6 +84,9 @@ def create_app(
 
     m = metrics
     default_model = routing.model if routing else "unknown"
+    limits = Limits(settings.max_inputs, settings.max_input_chars)
+    decoder = TokenIdDecoder(settings.token_ids_encoding) if settings.token_ids_encoding else None
+    created = int(time.time())
 
     def model_name() -> str:
         return backend.table.model if backend.table else default_model
@@ -79,56 +95,84 @@ def create_app(
         table = backend.table
         return table is not None and all(v.version in backend.loaded for v in table.config.versions)
 
-    def refuse(status: int, message: str, version: str, *, kind: str = "invalid_request_error",
-               param: str | None = None, retry_after: int | None = None) -> Response:  # fmt: skip
-        m.requests.labels(model_name(), version, str(status)).inc()
-        headers = {"X-Model-Version": version}
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        return Response(error_body(message, kind, param), status, headers=headers, media_type=JSON)
+    def refuse(error: ApiError, version: str) -> Response:
+        m.requests.labels(model_name(), version, str(error.status)).inc()
+        headers = {"X-Model-Version": version, **error.headers()}
+        return Response(error.body(), error.status, headers=headers, media_type=JSON)
 
     async def embeddings(request: Request) -> Response:
         started = time.perf_counter()
-        body = await request.body()
+        version = NO_VERSION
         try:
-            parsed, texts = parse_request(body, settings.max_inputs, settings.max_input_chars)
-        except BadRequest as exc:
-            return refuse(400, str(exc), NO_VERSION, param=exc.param)
-        table = backend.table
-        if table is None or not is_ready():
-            return refuse(503, "models are loading", NO_VERSION, kind="server_error", retry_after=2)
-        name, _, pinned = parsed.model.partition("/")
-        if name != table.model:
-            message = f"model {parsed.model!r} is not served here (serving {table.model!r})"
-            return refuse(404, message, NO_VERSION, param="model")
-        version = pinned or table.choose(request.headers.get(table.config.sticky_header))
-        if version not in backend.loaded:
-            return refuse(
-                404, f"model {name!r}: version {version} is not served here", NO_VERSION, param="model"
-            )
-        model = table.model
-        try:
-            result = await backend.embed(version, texts)
-        except QueueFull as exc:
-            m.queue_rejections.labels(model, version).inc()
-            return refuse(429, f"overloaded: {exc}", version, kind="rate_limit_error", retry_after=1)
-        except InputTooLong as exc:
-            return refuse(400, str(exc), version, param="input")
-        except UnknownVersion as exc:  # retired between routing and queueing: the caller may retry
-            return refuse(503, str(exc), version, kind="server_error", retry_after=1)
+            body = await read_body(request.receive, request.headers, settings.max_body_bytes)
+            parsed, inputs = parse_request(body, limits)
+            table = backend.table
+            if table is None or not is_ready():
+                raise ApiError(503, "models are loading", code="model_loading", retry_after=2)
+            name, _, pinned = parsed.model.partition("/")
+            if name != table.model:
+                raise ApiError(404, f"model {parsed.model!r} is not served here (serving {table.model!r})",
+                               param="model", code="model_not_found")  # fmt: skip
+            chosen = pinned or table.choose(request.headers.get(table.config.sticky_header))
+            info = backend.info(chosen)
+            if info is None:
+                raise ApiError(404, f"model {name!r}: version {chosen} is not served here",
+                               param="model", code="model_not_found")  # fmt: skip
+            version = chosen
+            whose = f"model {name!r} version {version}"
+            dimensions = check_dimensions(parsed.dimensions, info, whose)
+            tokens, texts = await tokenize(
+                inputs, info, whose, truncate=settings.truncate,
+                max_tokens=settings.max_request_tokens, decoder=decoder,
+            )  # fmt: skip
+            try:
+                future = backend.submit(version, tokens)
+            except QueueFull as exc:
+                m.queue_rejections.labels(name, version).inc()
+                raise ApiError(429, f"overloaded: {exc}", retry_after=exc.retry_after_s) from None
+            except UnknownVersion as exc:  # retired between routing and queueing: the caller may retry
+                raise ApiError(503, str(exc), retry_after=1) from None
+            remaining = settings.request_timeout_s - (time.perf_counter() - started)
+            result = await wait_for_result(future, request.receive, max(remaining, 0.001))
+        except ApiError as exc:
+            return refuse(exc, version)
+        except ClientGone:
+            m.requests.labels(model_name(), version, CLIENT_GONE).inc()
+            return Response(b"", 400)  # never sent: the connection is gone
         except Exception as exc:
             log.exception("embedding failed on version %s", version)
-            return refuse(500, f"embedding failed: {type(exc).__name__}", version, kind="server_error")
-        shadow.maybe_copy(version, texts, result)
-        payload = embeddings_body(model, result.embeddings, result.tokens, parsed.encoding_format)
-        m.queue_seconds.labels(model, version).observe(result.queue_s)
-        m.request_duration.labels(model, version).observe(time.perf_counter() - started)
-        m.requests.labels(model, version, "200").inc()
+            return refuse(ApiError(500, f"embedding failed: {type(exc).__name__}"), version)
+        shadow.maybe_copy(version, tokens, texts, result)
+        embeddings = result.embeddings if dimensions is None else shorten(result.embeddings, dimensions)
+        payload = embeddings_body(parsed.model, embeddings, result.tokens, parsed.encoding_format)
+        m.queue_seconds.labels(name, version).observe(result.queue_s)
+        m.request_duration.labels(name, version).observe(time.perf_counter() - started)
+        m.requests.labels(name, version, "200").inc()
         return Response(payload, 200, headers={"X-Model-Version": version}, media_type=JSON)
+
+    def model_objects() -> list[dict[str, object]]:
+        """The served model, and each loaded version as `name/N` (what pins a request to it)."""
+        table = backend.table
+        if table is None:
+            return []
+        ids = [table.model] + [f"{table.model}/{v.version}" for v in table.config.versions
+                               if v.version in backend.loaded]  # fmt: skip
+        return [{"id": i, "object": "model", "created": created, "owned_by": "canaryflow"} for i in ids]
+
+    async def list_models(_: Request) -> Response:
+        return Response(dumps({"object": "list", "data": model_objects()}), 200, media_type=JSON)
+
+    async def get_model(request: Request) -> Response:
+        wanted = request.path_params["model_id"]
+        for model in model_objects():
+            if model["id"] == wanted:
+                return Response(dumps(model), 200, media_type=JSON)
+        error = ApiError(404, f"model {wanted!r} is not served here", param="model", code="model_not_found")
+        return Response(error.body(), 404, media_type=JSON)
 
     async def healthz(_: Request) -> Response:
         if backend.load_error:
-            return Response(error_body(backend.load_error, "server_error"), 503, media_type=JSON)
+            return Response(ApiError(503, backend.load_error).body(), 503, media_type=JSON)
         return Response(b'{"status":"ok"}', 200, media_type=JSON)
 
     async def ready(request: Request) -> Response:
@@ -149,10 +193,27 @@ def create_app(
 
     routes = [
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    handlers = {HTTPException: http_error, Exception: server_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.backend = backend
     return app
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in the OpenAI error shape."""
+    where = f"{request.method} {request.url.path}"
+    reasons = {404: f"no such route: {where}", 405: f"method not allowed: {where}"}
+    reason = reasons.get(exc.status_code, str(exc.detail))
+    error = ApiError(exc.status_code, reason)
+    return Response(error.body(), exc.status_code, headers=exc.headers, media_type=JSON)
+
+
+async def server_error(_: Request, exc: Exception) -> Response:
+    log.error("unhandled error: %r", exc)
+    return Response(error_body(f"internal error: {type(exc).__name__}", "server_error"), 500, media_type=JSON)

@@ -1,11 +1,14 @@
 """Dynamic batching: many clients' requests become few, well-packed forward passes.
 
-Requests queue per model version. A batch is dispatched as soon as a forward slot is free (so a lone
-request at low load waits at most `max_wait_s`), holding at most `max_batch_size` texts. Inside a
-batch, texts are tokenized together in a worker thread (the Rust tokenizer releases the GIL), sorted
-by length and cut into chunks so that short sentences are not padded to long ones: a chunk is closed
-when the padding it would add costs more than one extra forward pass. Results go back to each
-request in its own order. The queue is bounded: past `max_queue` waiting texts, `submit` refuses.
+Requests (token ids, tokenized by the front) queue per model version. A batch is dispatched as soon
+as a forward slot is free (so a lone request at low load waits at most `max_wait_s`), holding at most
+`max_batch_size` texts. Inside a batch, texts are sorted by length and cut into chunks so that short
+sentences are not padded to long ones: a chunk is closed when the padding it would add costs more
+than one extra forward pass. Results go back to each request in its own order.
+
+The queue is bounded in tokens, the unit a forward pass costs: past `max_queue_tokens` waiting,
+`submit` refuses (QueueFull, answered 429). A request whose future is cancelled while it waits (its
+deadline passed, its client went away) leaves the queue at once and is never computed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,11 +29,11 @@ from inference.models.base import EmbeddingModel, TokenizedBatch
 
 
 class QueueFull(Exception):
-    """More texts are waiting than the server accepts; the caller should retry later."""
+    """More tokens are waiting than the server accepts; the caller should retry after `retry_after_s`."""
 
-
-class InputTooLong(ValueError):
-    """A text is longer than the model takes and truncation is switched off."""
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,8 @@ class EmbedResult:
 
 @dataclass(slots=True)
 class _Pending:
-    texts: list[str] | TokenizedBatch  # raw, or tokenized already (by a front process)
+    texts: TokenizedBatch
+    tokens: int
     future: asyncio.Future[EmbedResult]
     enqueued: float
     dispatched: float = 0.0
@@ -94,16 +99,16 @@ ModelLease = Callable[[], AbstractContextManager[EmbeddingModel]]
 class BatcherConfig:
     max_batch_size: int = 256
     max_wait_s: float = 0.001
-    max_queue: int = 8192
+    max_queue_tokens: int = 65536
     max_chunk_tokens: int = 65536
     concurrent_batches: int = 2
-    truncate: bool = True
 
 
 @dataclass
 class _Outcome:
-    results: list[EmbedResult | Exception] = field(default_factory=list)
+    results: list[EmbedResult] = field(default_factory=list)
     stats: BatchStats | None = None
+    seconds: float = 0.0
 
 
 class DynamicBatcher:
@@ -122,7 +127,9 @@ class DynamicBatcher:
         self._on_batch = on_batch
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_texts = 0
+        self._queued_tokens = 0
         self._in_flight_texts = 0
+        self._tokens_per_s: float | None = None  # smoothed over batches: for Retry-After
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -147,29 +154,59 @@ class DynamicBatcher:
                 pending.future.set_exception(RuntimeError("server shutting down"))
         self._queue.clear()
 
-    def submit(self, texts: list[str] | TokenizedBatch) -> asyncio.Future[EmbedResult]:
-        if self._queued_texts + len(texts) > self._config.max_queue:
-            raise QueueFull(f"{self._queued_texts} texts queued (limit {self._config.max_queue})")
+    @property
+    def queued_tokens(self) -> int:
+        return self._queued_tokens
+
+    def submit(self, texts: TokenizedBatch) -> asyncio.Future[EmbedResult]:
+        tokens = int(texts.lengths.sum())
+        limit = self._config.max_queue_tokens
+        # An idle queue takes any request the per-request limit let through, so that a limit set
+        # below one request's size refuses nothing on its own.
+        if self._queued_tokens and self._queued_tokens + tokens > limit:
+            raise QueueFull(
+                f"{self._queued_tokens} tokens queued, room for {limit} (max_queue_tokens)",
+                self.retry_after_s(),
+            )
         loop = asyncio.get_running_loop()
-        pending = _Pending(texts, loop.create_future(), time.perf_counter())
+        pending = _Pending(texts, tokens, loop.create_future(), time.perf_counter())
         self._queue.append(pending)
         self._queued_texts += len(texts)
+        self._queued_tokens += tokens
+        pending.future.add_done_callback(functools.partial(self._on_done, pending))
         self._wake.set()
         if self._queued_texts >= self._config.max_batch_size:
             self._full.set()
         return pending.future
 
+    def retry_after_s(self) -> int:
+        """Seconds until the queue has likely drained, from the throughput seen so far."""
+        if not self._tokens_per_s:
+            return 1
+        return max(1, min(60, math.ceil(self._queued_tokens / self._tokens_per_s)))
+
+    def _on_done(self, pending: _Pending, future: asyncio.Future[EmbedResult]) -> None:
+        if future.cancelled() and not pending.dispatched:  # dropped before its batch: free its room
+            self._queued_texts -= len(pending.texts)
+            self._queued_tokens -= pending.tokens
+
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
-        count = 0
+        count = tokens = 0
         while self._queue:
-            size = len(self._queue[0].texts)
+            head = self._queue[0]
+            if head.future.done():  # cancelled while queued; its room was freed then
+                self._queue.popleft()
+                continue
+            size = len(head.texts)
             if batch and count + size > self._config.max_batch_size:
                 break
             pending = self._queue.popleft()
             batch.append(pending)
             count += size
+            tokens += pending.tokens
         self._queued_texts -= count
+        self._queued_tokens -= tokens
         self._in_flight_texts += count
         return batch
 
@@ -190,6 +227,9 @@ class DynamicBatcher:
                     with suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), delay)
             batch = self._take_batch()
+            if not batch:  # everything queued was cancelled
+                self._slots.release()
+                continue
             now = time.perf_counter()
             for pending in batch:
                 pending.dispatched = now
@@ -207,37 +247,20 @@ class DynamicBatcher:
             return
         outcome = work.result()
         for pending, result in zip(batch, outcome.results, strict=True):
-            if pending.future.done():  # the caller went away
-                continue
-            if isinstance(result, Exception):
-                pending.future.set_exception(result)
-            else:
+            if not pending.future.done():  # done: cancelled while its batch ran
                 pending.future.set_result(result)
-        if outcome.stats is not None and self._on_batch is not None:
-            self._on_batch(outcome.stats)
-
-    @staticmethod
-    def _tokenize(model: EmbeddingModel, batch: list[_Pending]) -> TokenizedBatch:
-        """One tokenizer call for every raw text of the batch; pre-tokenized parts are spliced in."""
-        raw = [t for pending in batch if not isinstance(pending.texts, TokenizedBatch) for t in pending.texts]
-        fresh = model.tokenize(raw) if raw else None
-        if fresh is not None and len(raw) == sum(len(p.texts) for p in batch):
-            return fresh
-        parts: list[TokenizedBatch] = []
-        at = 0
-        for pending in batch:
-            if isinstance(pending.texts, TokenizedBatch):
-                parts.append(pending.texts)
-            else:
-                assert fresh is not None
-                parts.append(fresh.take(np.arange(at, at + len(pending.texts))))
-                at += len(pending.texts)
-        return TokenizedBatch.concat(parts)
+        if outcome.stats is not None:
+            rate = outcome.stats.tokens / max(outcome.seconds, 1e-6)
+            old = self._tokens_per_s
+            self._tokens_per_s = rate if old is None else 0.8 * old + 0.2 * rate
+            if self._on_batch is not None:
+                self._on_batch(outcome.stats)
 
     def _process(self, batch: list[_Pending]) -> _Outcome:
         """Runs in a worker thread: tokenize, chunk, forward, and split results per request."""
+        started = time.perf_counter()
         with self._lease() as model:
-            tokenized = self._tokenize(model, batch)
+            tokenized = TokenizedBatch.concat([pending.texts for pending in batch])
             lengths = tokenized.lengths
             chunks = plan_chunks(
                 lengths.tolist(),
@@ -252,20 +275,12 @@ class DynamicBatcher:
                 padded += int(lengths[chunk[-1]]) * len(chunk)
         outcome = _Outcome(
             stats=BatchStats(len(tokenized), int(lengths.sum()), padded, len(chunks)),
+            seconds=time.perf_counter() - started,
         )
         start = 0
         for pending in batch:
             end = start + len(pending.texts)
-            if not self._config.truncate and tokenized.truncated[start:end].any():
-                over = np.flatnonzero(tokenized.truncated[start:end]).tolist()
-                outcome.results.append(
-                    InputTooLong(f"input {over}: longer than the model's {model.max_seq_length} tokens")
-                )
-            else:
-                outcome.results.append(
-                    EmbedResult(
-                        out[start:end], int(lengths[start:end].sum()), pending.dispatched - pending.enqueued
-                    )
-                )
+            queued = pending.dispatched - pending.enqueued
+            outcome.results.append(EmbedResult(out[start:end], pending.tokens, queued))
             start = end
         return outcome

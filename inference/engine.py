@@ -12,9 +12,11 @@ The engine pushes the routing table to the fronts after each change it has loade
 never routes to a version the engine does not have yet.
 
     front -> engine   ("embed", [(request_id, version, TokenizedBatch), ...])
-    engine -> front   ("config", routing_json, {loaded version: tokenizer spec}) | ("error", reason)
+                      ("cancel", [request_id, ...])   (deadline passed or client gone: drop it)
+    engine -> front   ("config", routing_json, {loaded version: VersionInfo.wire()}) | ("error", reason)
                       ("results", [(request_id, "ok", (embeddings, tokens, queue_s))
-                                   | (request_id, "queue_full"|"unknown"|"too_long"|"error", reason)])
+                                   | (request_id, "queue_full", (reason, retry_after_s))
+                                   | (request_id, "unknown"|"error", reason)])
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ import struct
 from typing import Any
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
-from inference.batching import EmbedResult, InputTooLong, QueueFull
+from inference.backend import VersionInfo
+from inference.batching import EmbedResult, QueueFull
 from inference.models.base import TokenizedBatch
 from inference.router import RoutingTable
 from inference.server import ModelServer, UnknownVersion, freeze_heap
-from inference.tokenization import TextTokenizer
 
 log = logging.getLogger("canaryflow.inference.engine")
-_INLINE_TEXTS = 64  # up to this, tokenizing costs less than a hop to a thread and back
 _HEADER = struct.Struct("!I")
 
 
@@ -54,6 +55,7 @@ class _Front:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
         self._outbox: list[tuple[int, str, Any]] = []
+        self.waiting: dict[int, asyncio.Future[EmbedResult]] = {}
 
     def send(self, message: Any) -> None:
         if not self._writer.is_closing():
@@ -69,14 +71,13 @@ class _Front:
         self.send(("results", outbox))
 
     def done(self, request_id: int, future: asyncio.Future[EmbedResult]) -> None:
+        self.waiting.pop(request_id, None)
+        if future.cancelled():  # the front cancelled it: nobody waits for an answer
+            return
         error = future.exception()
         if error is None:
             result = future.result()
             self.reply(request_id, "ok", (result.embeddings, result.tokens, result.queue_s))
-        elif isinstance(error, QueueFull):
-            self.reply(request_id, "queue_full", str(error))
-        elif isinstance(error, InputTooLong):
-            self.reply(request_id, "too_long", str(error))
         else:
             self.reply(request_id, "error", f"{type(error).__name__}: {error}")
 
@@ -87,8 +88,9 @@ class Engine:
         self.fronts: set[_Front] = set()
         server.listeners.append(self._broadcast_config)
 
-    def _config_message(self, config: RoutingConfig) -> tuple[str, str, dict[str, str]]:
-        return ("config", config.model_dump_json(), self.server.tokenizer_specs())
+    def _config_message(self, config: RoutingConfig) -> tuple[str, str, dict[str, dict[str, Any]]]:
+        infos = {version: info.wire() for version, info in self.server.version_infos().items()}
+        return ("config", config.model_dump_json(), infos)
 
     def _broadcast_config(self, config: RoutingConfig) -> None:
         for front in self.fronts:
@@ -107,16 +109,23 @@ class Engine:
             front.send(("error", self.server.load_error))
         try:
             while True:
-                _, items = await _read_frame(reader)
+                kind, items = await _read_frame(reader)
+                if kind == "cancel":
+                    for request_id in items:
+                        waiting = front.waiting.get(request_id)
+                        if waiting is not None:
+                            waiting.cancel()
+                    continue
                 for request_id, version, tokens in items:
                     try:
                         future = self.server.submit(version, tokens)
                     except QueueFull as exc:
-                        front.reply(request_id, "queue_full", str(exc))
+                        front.reply(request_id, "queue_full", (str(exc), exc.retry_after_s))
                         continue
                     except UnknownVersion as exc:
                         front.reply(request_id, "unknown", str(exc))
                         continue
+                    front.waiting[request_id] = future
                     future.add_done_callback(functools.partial(front.done, request_id))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -142,17 +151,20 @@ class EngineClient:
         self._path = socket_path
         self.table: RoutingTable | None = None
         self.load_error: str | None = None
-        self._loaded: set[str] = set()
-        self._tokenizers: dict[str, TextTokenizer] = {}
+        self._infos: dict[str, VersionInfo] = {}
         self._futures: dict[int, asyncio.Future[EmbedResult]] = {}
         self._outbox: list[tuple[int, str, Any]] = []
+        self._cancelled: list[int] = []
         self._next_id = 0
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
 
     @property
     def loaded(self) -> set[str]:
-        return self._loaded
+        return set(self._infos)
+
+    def info(self, version: str) -> VersionInfo | None:
+        return self._infos.get(version)
 
     async def start(self, timeout_s: float = 900.0) -> None:
         """Connect, waiting for the engine to listen (it starts alongside the fronts)."""
@@ -170,31 +182,37 @@ class EngineClient:
         self._reader_task = loop.create_task(self._read(reader))
         freeze_heap()
 
-    async def embed(self, version: str, texts: list[str]) -> EmbedResult:
-        """Tokenize here (inline when short, else in a thread), embed in the engine."""
-        tokenizer = self._tokenizers.get(version)
-        if tokenizer is None or self._writer is None:
+    def submit(self, version: str, tokens: TokenizedBatch) -> asyncio.Future[EmbedResult]:
+        if version not in self._infos or self._writer is None:
             raise UnknownVersion(f"version {version} is not loaded")
-        if len(texts) <= _INLINE_TEXTS:
-            tokens = tokenizer.tokenize(texts)
-        else:
-            tokens = await asyncio.get_running_loop().run_in_executor(None, tokenizer.tokenize, texts)
-        return await self._submit(version, tokens)
-
-    def _submit(self, version: str, tokens: TokenizedBatch) -> asyncio.Future[EmbedResult]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EmbedResult] = loop.create_future()
         self._next_id += 1
-        self._futures[self._next_id] = future
-        if not self._outbox:
-            loop.call_soon(self._flush)
-        self._outbox.append((self._next_id, version, tokens))
+        request_id = self._next_id
+        self._futures[request_id] = future
+        self._schedule_flush(loop)
+        self._outbox.append((request_id, version, tokens))
+        future.add_done_callback(functools.partial(self._on_done, request_id))
         return future
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._outbox and not self._cancelled:
+            loop.call_soon(self._flush)
+
+    def _on_done(self, request_id: int, future: asyncio.Future[EmbedResult]) -> None:
+        if self._futures.pop(request_id, None) is not None and future.cancelled():
+            self._schedule_flush(asyncio.get_running_loop())
+            self._cancelled.append(request_id)
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, []
-        if self._writer is not None and not self._writer.is_closing():
+        cancelled, self._cancelled = self._cancelled, []
+        if self._writer is None or self._writer.is_closing():
+            return
+        if outbox:
             self._writer.write(_frame(("embed", outbox)))
+        if cancelled:
+            self._writer.write(_frame(("cancel", cancelled)))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -203,21 +221,20 @@ class EngineClient:
                 if message[0] == "results":
                     self._resolve(message[1])
                 elif message[0] == "config":
-                    specs: dict[str, str] = message[2]
-                    self._tokenizers = {
-                        v: self._tokenizers[v] if v in self._tokenizers else TextTokenizer(spec)
-                        for v, spec in specs.items()
+                    infos: dict[str, dict[str, Any]] = message[2]
+                    self._infos = {
+                        v: self._infos[v] if v in self._infos else VersionInfo.from_wire(doc)
+                        for v, doc in infos.items()
                     }
-                    self._loaded = set(specs)
                     self.table = RoutingTable.from_config(RoutingConfig.model_validate_json(message[1]))
                 elif message[0] == "error":
                     self.load_error = message[1]
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self.load_error = f"engine connection lost ({type(exc).__name__})"
-            for future in self._futures.values():
+            futures, self._futures = self._futures, {}
+            for future in futures.values():
                 if not future.done():
                     future.set_exception(RuntimeError(self.load_error))
-            self._futures.clear()
 
     def _resolve(self, results: list[tuple[int, str, Any]]) -> None:
         for request_id, kind, payload in results:
@@ -227,9 +244,7 @@ class EngineClient:
             if kind == "ok":
                 future.set_result(EmbedResult(*payload))
             elif kind == "queue_full":
-                future.set_exception(QueueFull(payload))
-            elif kind == "too_long":
-                future.set_exception(InputTooLong(payload))
+                future.set_exception(QueueFull(*payload))
             elif kind == "unknown":
                 future.set_exception(UnknownVersion(payload))
             else:

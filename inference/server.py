@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from canaryflow.kernel.contracts.routing import RoutingConfig
 from canaryflow.kernel.errors import first_error
+from canaryflow.kernel.contracts.routing import RoutingConfig
+from inference.backend import VersionInfo
 from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedResult
 from inference.cache import ModelCache
 from inference.metrics import ServerMetrics
@@ -52,14 +53,24 @@ class VersionRuntime:
     version: str
     uri: str
     batcher: DynamicBatcher
-    tokenizer_spec: str
+    info: VersionInfo
+
+
+# A routing file lists a handful of versions; anything far larger is a mistake, refused unparsed.
+MAX_ROUTING_FILE_BYTES = 1 << 20
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 
 
 def read_routing_file(path: Path) -> RoutingConfig:
+    """Read and validate a routing file; blocking (call it in a thread from the event loop)."""
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read routing YAML ({exc})") from exc
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_ROUTING_FILE_BYTES + 1)
+        if len(raw) > MAX_ROUTING_FILE_BYTES:
+            raise ValueError(f"{path}: larger than {MAX_ROUTING_FILE_BYTES} bytes; not a routing file")
+        doc = yaml.load(raw, Loader=_YAML_LOADER)
+    except (OSError, yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"{path}: cannot read routing YAML ({type(exc).__name__}: {exc})") from exc
     try:
         return RoutingConfig.model_validate(doc)
     except ValidationError as exc:
@@ -143,9 +154,8 @@ class ModelServer:
         cfg = BatcherConfig(
             max_batch_size=self.settings.max_batch_size,
             max_wait_s=self.settings.max_wait_ms / 1000,
-            max_queue=self.settings.max_queue,
+            max_queue_tokens=self.settings.max_queue_tokens,
             concurrent_batches=self.settings.concurrent_batches,
-            truncate=self.settings.truncate,
         )
         batcher = DynamicBatcher(
             lambda: self.cache.lease(version),
@@ -154,7 +164,7 @@ class ModelServer:
             on_batch=lambda stats: self._on_batch(model_name, version, stats),
         )
         batcher.start()
-        self.runtimes[version] = VersionRuntime(version, uri, batcher, model.tokenizer_spec())
+        self.runtimes[version] = VersionRuntime(version, uri, batcher, VersionInfo.of(model))
 
     async def _retire(self, model_name: str, runtime: VersionRuntime) -> None:
         # Requests routed before the swap may still be on their way (from front processes too):
@@ -196,7 +206,9 @@ class ModelServer:
                 continue
             last = mtime
             try:
-                await self.apply(read_routing_file(path))
+                # Parsed in a thread: a large or slow file must not stall the event loop (/healthz).
+                config = await asyncio.get_running_loop().run_in_executor(None, read_routing_file, path)
+                await self.apply(config)
                 self.metrics.routing_reloads.labels("ok").inc()
             except Exception as exc:  # a bad file keeps the old routing; it must not stop serving
                 self.metrics.routing_reloads.labels("error").inc()
@@ -208,25 +220,29 @@ class ModelServer:
     def loaded(self) -> set[str]:
         return set(self.runtimes)
 
-    def submit(self, version: str, texts: list[str] | TokenizedBatch) -> asyncio.Future[EmbedResult]:
-        """Queue texts on a version's batcher; raises UnknownVersion or QueueFull at once."""
+    def submit(self, version: str, tokens: TokenizedBatch) -> asyncio.Future[EmbedResult]:
+        """Queue token ids on a version's batcher; raises UnknownVersion or QueueFull at once."""
         runtime = self.runtimes.get(version)
         if runtime is None:
             raise UnknownVersion(f"version {version} is not loaded")
-        return runtime.batcher.submit(texts)
+        return runtime.batcher.submit(tokens)
 
-    async def embed(self, version: str, texts: list[str]) -> EmbedResult:
-        return await self.submit(version, texts)
+    def info(self, version: str) -> VersionInfo | None:
+        runtime = self.runtimes.get(version)
+        return runtime.info if runtime else None
 
-    def tokenizer_specs(self) -> dict[str, str]:
-        return {version: runtime.tokenizer_spec for version, runtime in self.runtimes.items()}
+    def version_infos(self) -> dict[str, VersionInfo]:
+        return {version: runtime.info for version, runtime in self.runtimes.items()}
 
     async def start(self, routing: RoutingConfig | None) -> None:
         """Initial load (from `routing` or the routing file), then watch the file for changes."""
         path = self.settings.routing_file
         try:
-            config = routing or read_routing_file(path)  # type: ignore[arg-type]
-            await self.apply(config)
+            if routing is None:
+                assert path is not None
+                loop = asyncio.get_running_loop()
+                routing = await loop.run_in_executor(None, read_routing_file, path)
+            await self.apply(routing)
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("initial load failed")

@@ -26,10 +26,21 @@ class InferenceSettings(ComponentSettings):
     max_batch_size: int = Field(default=256, ge=1, le=4096)
     max_wait_ms: float = Field(default=1.0, ge=0, le=1000)
     concurrent_batches: int = Field(default=2, ge=1, le=16)
-    max_queue: int = Field(default=8192, ge=1, description="texts waiting per version before 429")
-    max_inputs: int = Field(default=2048, ge=1, description="texts in one request")
-    max_input_chars: int = Field(default=20000, ge=1, description="characters in one text")
+    # Admission control (docs/inference.md, "Limits"): each refusal names the setting it hit.
+    max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body; 413 beyond")
+    max_inputs: int = Field(default=2048, ge=1, description="inputs in one request; 413 beyond")
+    max_input_chars: int = Field(default=20000, ge=1, description="characters in one text; 400 beyond")
+    max_request_tokens: int = Field(default=65536, ge=1, description="tokens in one request; 413 beyond")
+    max_queue_tokens: int = Field(
+        default=65536, ge=1, description="tokens waiting per version; 429 + Retry-After beyond"
+    )
+    request_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="deadline; 504 beyond")
     truncate: bool = Field(default=True, description="cut texts to the model's length, as encode does")
+    token_ids_encoding: str | None = Field(
+        default=None,
+        description="token-id inputs: None = the model's own ids; a tiktoken encoding (cl100k_base) = "
+        "ids counted by the client with it, decoded to text and embedded as text",
+    )
     gpu_memory_budget_mb: float | None = Field(default=None, gt=0)
     retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)

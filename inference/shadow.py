@@ -15,6 +15,8 @@ import numpy as np
 from inference.backend import EmbeddingBackend
 from inference.batching import EmbedResult, QueueFull
 from inference.metrics import ServerMetrics
+from inference.models.base import TokenizedBatch
+from inference.server import UnknownVersion
 
 
 def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -30,30 +32,43 @@ class Shadow:
         self._max_in_flight = max_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def maybe_copy(self, served: str, texts: list[str], result: EmbedResult) -> None:
+    def maybe_copy(
+        self, served: str, tokens: TokenizedBatch, texts: list[str] | None, result: EmbedResult
+    ) -> None:
         table = self._backend.table
         if table is None or not table.config.shadow.enabled or table.role_of(served) != "baseline":
             return
         if random.random() >= table.config.shadow.sample_rate:
             return
         canary = table.version_with_role("canary")
-        if canary is None or canary not in self._backend.loaded:
+        canary_info, served_info = self._backend.info(canary or ""), self._backend.info(served)
+        if canary is None or canary_info is None or served_info is None:
+            return
+        same_tokenizer = canary_info.tokenizer.spec == served_info.tokenizer.spec
+        if not same_tokenizer and texts is None:  # token ids of the baseline's vocabulary only
             return
         counter = self._metrics.shadow_requests
         if len(self._tasks) >= self._max_in_flight:
             counter.labels(table.model, canary, "dropped").inc()
             return
         task = asyncio.get_running_loop().create_task(
-            self._compare(table.model, served, canary, texts, result.embeddings)
+            self._compare(table.model, served, canary, tokens if same_tokenizer else texts, result.embeddings)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _compare(
-        self, model: str, baseline: str, canary: str, texts: list[str], base: np.ndarray
-    ) -> None:
+        self, model: str, baseline: str, canary: str, inputs: TokenizedBatch | list[str] | None,
+        base: np.ndarray,
+    ) -> None:  # fmt: skip
         try:
-            other = (await self._backend.embed(canary, texts)).embeddings
+            if not isinstance(inputs, TokenizedBatch):  # the canary tokenizes differently
+                info = self._backend.info(canary)
+                if info is None or inputs is None:
+                    raise UnknownVersion(canary)
+                loop = asyncio.get_running_loop()
+                inputs = await loop.run_in_executor(None, info.tokenizer.tokenize, inputs)
+            other = (await self._backend.submit(canary, inputs)).embeddings
         except QueueFull:
             self._metrics.shadow_requests.labels(model, canary, "dropped").inc()
             return

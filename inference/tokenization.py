@@ -36,3 +36,18 @@ class TextTokenizer:
         type_ids = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), np.int32, count=total)
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=n)
         return TokenizedBatch(ids, lengths, type_ids if type_ids.any() else None, truncated)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
+
+    @staticmethod
+    def from_ids(sequences: list[list[int]], max_length: int, truncate: bool) -> TokenizedBatch:
+        """Token-id inputs packed as the tokenizer packs texts: taken as given, cut to `max_length`."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
+        truncated = lengths > max_length
+        if truncate and truncated.any():
+            sequences = [s[:max_length] for s in sequences]
+            lengths = np.minimum(lengths, max_length)
+        ids = np.fromiter(chain.from_iterable(sequences), np.int32, count=int(lengths.sum()))
+        return TokenizedBatch(ids, lengths, None, truncated)

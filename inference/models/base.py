@@ -104,6 +104,8 @@ class EmbeddingModel(Protocol):
     device: str
     # Padding tokens worth one extra forward pass: below this waste, chunks are merged.
     launch_cost_tokens: int
+    # Sizes the model was trained to be shortened to (Matryoshka); empty when it was not.
+    matryoshka_dims: tuple[int, ...]
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
         """Tokenize with truncation to max_seq_length; must release the GIL for the heavy part."""

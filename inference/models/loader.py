@@ -6,7 +6,9 @@ benchmark machine) needs no MLflow at all.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 from inference.models.base import EmbeddingModel
@@ -35,6 +37,30 @@ def _sentence_transformer_dir(root: Path) -> Path:
     raise ValueError(f"{root}: not a sentence-transformers model (no modules.json)")
 
 
+_CARD_DIMS = re.compile(r'"matryoshka_dims"\s*:\s*\[([0-9,\s]+)\]')
+
+
+def matryoshka_dims(model_dir: Path) -> tuple[int, ...]:
+    """The sizes a model was trained to be shortened to, from its own files; () when it was not.
+
+    Read from `config_sentence_transformers.json` (`"matryoshka_dims": [...]`, canaryflow's field
+    for it) or else from the model card sentence-transformers writes when a model is trained with
+    MatryoshkaLoss (its loss parameters list `"matryoshka_dims"`). A model that says neither is
+    served at its full size only: shortening a model not trained for it loses quality silently.
+    """
+    config = model_dir / "config_sentence_transformers.json"
+    if config.is_file():
+        dims = json.loads(config.read_text()).get("matryoshka_dims")
+        if isinstance(dims, list) and dims and all(type(d) is int for d in dims):
+            return tuple(dims)
+    card = model_dir / "README.md"
+    if card.is_file():
+        found = _CARD_DIMS.search(card.read_text(errors="replace"))
+        if found:
+            return tuple(int(d) for d in found.group(1).replace(" ", "").split(",") if d.strip())
+    return ()
+
+
 def load_model(
     uri: str,
     device: str = "cpu",
@@ -52,4 +78,6 @@ def load_model(
     model_dir = _sentence_transformer_dir(resolve_model_dir(uri, tracking_uri))
     # Loaded on the CPU first so that an fp16 serving copy never costs a transient fp32 GPU copy.
     st = SentenceTransformer(str(model_dir), device="cpu")
-    return SentenceTransformerModel(st, device=device, dtype=dtype, cuda_graphs=cuda_graphs)
+    return SentenceTransformerModel(
+        st, device=device, dtype=dtype, cuda_graphs=cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir)
+    )

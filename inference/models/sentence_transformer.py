@@ -40,7 +40,12 @@ class SentenceTransformerModel:
     """A loaded sentence-transformers model, placed on its serving device at its serving dtype."""
 
     def __init__(
-        self, model: SentenceTransformer, device: str = "cpu", dtype: str = "auto", cuda_graphs: bool = True
+        self,
+        model: SentenceTransformer,
+        device: str = "cpu",
+        dtype: str = "auto",
+        cuda_graphs: bool = True,
+        matryoshka_dims: tuple[int, ...] = (),
     ) -> None:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
@@ -49,6 +54,7 @@ class SentenceTransformerModel:
         self.max_seq_length = int(model.max_seq_length or 512)
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dimension = int(dimension() or 0)
+        self.matryoshka_dims = tuple(sorted(d for d in matryoshka_dims if 0 < d <= self.dimension))
         # A GPU forward pass costs about as much as a few thousand padding tokens; a CPU one far less.
         self.launch_cost_tokens = 2048 if device.startswith("cuda") else 64
         hf_tokenizer = model.tokenizer

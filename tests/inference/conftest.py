@@ -54,10 +54,12 @@ def perturbed_model(st_model: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def loader(st_model: Any, perturbed_model: Any) -> Callable[[str], SentenceTransformerModel]:
-    """URIs `mem://minilm` and `mem://minilm-perturbed` name the two in-memory models."""
+    """URIs `mem://minilm`, `mem://minilm-perturbed` (and `-matryoshka`) name the in-memory models."""
     models = {"mem://minilm": st_model, "mem://minilm-perturbed": perturbed_model}
 
     def load(uri: str) -> SentenceTransformerModel:
+        if uri == "mem://minilm-matryoshka":  # the same weights, declared shortenable down to 64
+            return SentenceTransformerModel(copy.deepcopy(st_model), "cpu", matryoshka_dims=(64, 128, 384))
         return SentenceTransformerModel(copy.deepcopy(models[uri]), device="cpu")
 
     return load
