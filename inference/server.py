@@ -89,7 +89,12 @@ class ModelServer:
         self.device = settings.resolved_device()
         self._loader = loader or (
             lambda uri: load_model(
-                uri, self.device, settings.dtype, settings.tracking_uri, settings.cuda_graphs
+                uri,
+                self.device,
+                settings.dtype,
+                settings.tracking_uri,
+                settings.cuda_graphs,
+                capture_all=settings.graph_capture == "all",
             )
         )
         budget = int(settings.gpu_memory_budget_mb * 2**20) if settings.gpu_memory_budget_mb else None

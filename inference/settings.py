@@ -20,6 +20,9 @@ class InferenceSettings(ComponentSettings):
     device: str = Field(default="auto", description="auto (cuda when present), cpu, cuda, cuda:N")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     cuda_graphs: bool = Field(default=True, description="GPU: replay captured forward passes per shape")
+    graph_capture: Literal["lazy", "all"] = Field(
+        default="lazy", description="lazy: common shapes before ready, others on first use; all: every shape"
+    )
     tracking_uri: str | None = Field(default=None, description="MLflow tracking URI for models:/ URIs")
     routing_file: Path | None = None
     routing_poll_s: float = Field(default=0.5, gt=0)

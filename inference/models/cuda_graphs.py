@@ -166,6 +166,17 @@ class GraphedForward:
             self.capture(bucket)
         log.info("captured %d CUDA graphs", len(self._graphs))
 
+    def capture_common(self) -> None:
+        """Lazy start: the largest bucket (which sizes the shared pool, so later captures fit in
+        it) and the small ones short requests hit first; every other bucket is captured on its
+        first use (tens of milliseconds, once), instead of all of them before the server is ready."""
+        buckets = self.buckets()
+        common = [b for b in buckets if b.width <= 32 and b.rows <= 32 and b.rows in (1, 2, 4, 8, 16, 32)]
+        for bucket in [buckets[0], *common]:
+            self.capture(bucket)
+        left = len(buckets) - len(self._graphs)
+        log.info("captured %d CUDA graphs; the other %d on first use", len(self._graphs), left)
+
     def run(self, batch: TokenizedBatch) -> np.ndarray:
         """Embed a chunk; a missing bucket is captured first (before this thread's staging buffer
         is filled, since a capture pads its own dummy input there)."""

@@ -67,6 +67,7 @@ def load_model(
     dtype: str = "auto",
     tracking_uri: str | None = None,
     cuda_graphs: bool = True,
+    capture_all: bool = False,
 ) -> EmbeddingModel:
     """Load a sentence-transformers model (the one kind served today) on `device`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -79,5 +80,5 @@ def load_model(
     # Loaded on the CPU first so that an fp16 serving copy never costs a transient fp32 GPU copy.
     st = SentenceTransformer(str(model_dir), device="cpu")
     return SentenceTransformerModel(
-        st, device=device, dtype=dtype, cuda_graphs=cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir)
+        st, device, dtype, cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir), capture_all=capture_all
     )

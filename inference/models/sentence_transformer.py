@@ -46,6 +46,7 @@ class SentenceTransformerModel:
         dtype: str = "auto",
         cuda_graphs: bool = True,
         matryoshka_dims: tuple[int, ...] = (),
+        capture_all: bool = False,
     ) -> None:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
@@ -66,6 +67,7 @@ class SentenceTransformerModel:
         self._pad_id = int(hf_tokenizer.pad_token_id or 0)
         self._use_type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", [])
         self._graphs: GraphedForward | None = None
+        self._capture_all = capture_all
         if cuda_graphs and device.startswith("cuda"):
             self._graphs = GraphedForward(
                 self._forward, device, self.dimension, self.max_seq_length, self._pad_id, self._use_type_ids
@@ -133,7 +135,10 @@ class SentenceTransformerModel:
         """Capture every bucket and check a graphed pass against an eager one; None when usable."""
         assert self._graphs is not None
         try:
-            self._graphs.capture_all()
+            if self._capture_all:
+                self._graphs.capture_all()
+            else:
+                self._graphs.capture_common()
         except RuntimeError as exc:  # e.g. a forward that reads a tensor on the host mid-pass
             return f"capture failed: {exc}"
         rng = np.random.default_rng(0)

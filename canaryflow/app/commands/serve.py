@@ -76,6 +76,9 @@ def serve(
         bool | None,
         typer.Option("--cuda-graphs/--no-cuda-graphs", help="GPU: replay captured forward passes"),
     ] = None,
+    graph_capture: Annotated[
+        str | None, typer.Option(help="lazy (common shapes before ready, the rest on first use) or all")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N")] = None,
     dtype: Annotated[
         str | None, typer.Option(help="auto (fp16 on GPU, fp32 on CPU), float16, bfloat16")
@@ -86,6 +89,15 @@ def serve(
         float | None, typer.Option(help="device memory for weights; LRU versions beyond it go to host")
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/ URIs")] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="request body limit (413 beyond)")] = None,
+    max_request_tokens: Annotated[int | None, typer.Option(help="tokens in one request (413 beyond)")] = None,
+    max_queue_tokens: Annotated[
+        int | None, typer.Option(help="tokens waiting per version (429 + Retry-After beyond)")
+    ] = None,
+    request_timeout_s: Annotated[float | None, typer.Option(help="request deadline (504 beyond)")] = None,
+    token_ids_encoding: Annotated[
+        str | None, typer.Option(help="token-id inputs counted with this tiktoken encoding (cl100k_base)")
+    ] = None,
 ) -> None:
     """Run the inference server until interrupted."""
     from inference.runner import run
@@ -100,6 +112,7 @@ def serve(
             "workers": workers,
             "engine": engine,
             "cuda_graphs": cuda_graphs,
+            "graph_capture": graph_capture,
             "device": device,
             "dtype": dtype,
             "max_batch_size": max_batch_size,
@@ -107,6 +120,11 @@ def serve(
             "gpu_memory_budget_mb": gpu_memory_budget_mb,
             "tracking_uri": tracking_uri,
             "routing_file": routing_file,
+            "max_body_bytes": max_body_bytes,
+            "max_request_tokens": max_request_tokens,
+            "max_queue_tokens": max_queue_tokens,
+            "request_timeout_s": request_timeout_s,
+            "token_ids_encoding": token_ids_encoding,
         }.items()
         if v is not None
     }
