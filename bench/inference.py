@@ -210,12 +210,16 @@ class _Conn(asyncio.Protocol):
         return await self.waiter
 
 
+ENCODING = os.environ.get("CANARYFLOW_BENCH_ENCODING", "float")  # set by --encoding-format
+
+
 def _requests(port: int, per_request: int, count: int, seed: int) -> list[bytes]:
     sentences = make_sentences(count * per_request, seed=seed)
     out = []
     for i in range(count):
         texts = sentences[i * per_request : (i + 1) * per_request]
-        body = json.dumps({"input": texts[0] if per_request == 1 else texts, "model": "minilm"}).encode()
+        one = texts[0] if per_request == 1 else texts
+        body = json.dumps({"input": one, "model": "minilm", "encoding_format": ENCODING}).encode()
         out.append(
             b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (port, len(body), body)
@@ -358,6 +362,14 @@ def wait_ready(port: int, server: subprocess.Popen, timeout_s: float = 180) -> N
             time.sleep(0.2)
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def check_correct(port: int, model_path: str, device: str) -> float:
     """Max abs difference between the server's embeddings and the raw model's on the same texts."""
     import numpy as np
@@ -391,7 +403,10 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
     parser.add_argument("--profile", default=None, help="dir: py-spy stacks at each kind's top load")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
+    parser.add_argument("--encoding-format", default="float", choices=["float", "base64"])
+    parser.add_argument("--ready-only", action="store_true", help="measure the start-up, then stop")
     args = parser.parse_args()
+    os.environ["CANARYFLOW_BENCH_ENCODING"] = args.encoding_format  # the spawned load generators
 
     if args.model is None:
         from canaryflow.adapters.model_assets import minilm_path
@@ -404,9 +419,11 @@ def main() -> None:
     measure_s = args.measure_s or (5.0 if args.quick else 8.0)
     warmup_s = 1.5 if args.quick else 2.0
 
-    print(f"raw model.encode on {args.device} ...", flush=True)
-    raw = raw_ceiling(args.model, args.device, 50000 if gpu else (1000 if args.quick else 4000), 200)
-    print(json.dumps(raw), flush=True)
+    raw: dict[str, Any] = {}
+    if not args.ready_only:
+        print(f"raw model.encode on {args.device} ...", flush=True)
+        raw = raw_ceiling(args.model, args.device, 50000 if gpu else (1000 if args.quick else 4000), 200)
+        print(json.dumps(raw), flush=True)
 
     port = free_port()
     try:  # the whole CLI where its other groups' dependencies are installed; else `serve` alone
@@ -439,6 +456,9 @@ def main() -> None:
         ready_s = time.monotonic() - t0
         print(f"server ready in {ready_s:.1f}s", flush=True)
         gpu_memory_mib = _gpu_memory_used_mib() if gpu else None
+        if args.ready_only:
+            print(json.dumps({"server_ready_s": ready_s, "gpu_memory_used_mib": gpu_memory_mib}))
+            return
         max_diff = check_correct(port, args.model, args.device)
         print(f"max |server - encode| = {max_diff:.2e}", flush=True)
         for per_request, levels in ((1, single), (32, batch32)):
@@ -457,11 +477,7 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
@@ -470,6 +486,7 @@ def main() -> None:
             "clients": args.clients,
             "measure_s": measure_s,
             "server_args": args.server_arg,
+            "encoding_format": args.encoding_format,
         },
         "raw": raw,
         "server_vs_encode_max_abs_diff": max_diff,

@@ -121,11 +121,12 @@ def create_app(
             version = chosen
             whose = f"model {name!r} version {version}"
             dimensions = check_dimensions(parsed.dimensions, info, whose)
-            tokens, texts = await tokenize(
-                inputs, info, whose, truncate=settings.truncate,
-                max_tokens=settings.max_request_tokens, decoder=decoder,
-            )  # fmt: skip
             try:
+                backend.check_room(version)
+                tokens, texts = await tokenize(
+                    inputs, info, whose, truncate=settings.truncate,
+                    max_tokens=settings.max_request_tokens, decoder=decoder,
+                )  # fmt: skip
                 future = backend.submit(version, tokens)
             except QueueFull as exc:
                 m.queue_rejections.labels(name, version).inc()

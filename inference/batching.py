@@ -158,6 +158,16 @@ class DynamicBatcher:
     def queued_tokens(self) -> int:
         return self._queued_tokens
 
+    def check_room(self) -> None:
+        """Refuse before any work is spent on a request (parsing done, tokenizing not) when the
+        queue is already full, so that refusals stay cheap however many arrive."""
+        if self._queued_tokens >= self._config.max_queue_tokens:
+            raise QueueFull(
+                f"{self._queued_tokens} tokens queued, room for {self._config.max_queue_tokens} "
+                "(max_queue_tokens)",
+                self.retry_after_s(),
+            )
+
     def submit(self, texts: TokenizedBatch) -> asyncio.Future[EmbedResult]:
         tokens = int(texts.lengths.sum())
         limit = self._config.max_queue_tokens

@@ -166,6 +166,9 @@ class EngineClient:
     def info(self, version: str) -> VersionInfo | None:
         return self._infos.get(version)
 
+    def check_room(self, version: str) -> None:
+        """The engine's queue is known to the engine only: it refuses when the work arrives."""
+
     async def start(self, timeout_s: float = 900.0) -> None:
         """Connect, waiting for the engine to listen (it starts alongside the fronts)."""
         loop = asyncio.get_running_loop()

@@ -160,7 +160,7 @@ class ModelServer:
             max_batch_size=self.settings.max_batch_size,
             max_wait_s=self.settings.max_wait_ms / 1000,
             max_queue_tokens=self.settings.max_queue_tokens,
-            concurrent_batches=self.settings.concurrent_batches,
+            concurrent_batches=self.settings.resolved_concurrent_batches(),
         )
         batcher = DynamicBatcher(
             lambda: self.cache.lease(version),
@@ -235,6 +235,11 @@ class ModelServer:
     def info(self, version: str) -> VersionInfo | None:
         runtime = self.runtimes.get(version)
         return runtime.info if runtime else None
+
+    def check_room(self, version: str) -> None:
+        runtime = self.runtimes.get(version)
+        if runtime is not None:
+            runtime.batcher.check_room()
 
     def version_infos(self) -> dict[str, VersionInfo]:
         return {version: runtime.info for version, runtime in self.runtimes.items()}

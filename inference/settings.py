@@ -28,7 +28,9 @@ class InferenceSettings(ComponentSettings):
     routing_poll_s: float = Field(default=0.5, gt=0)
     max_batch_size: int = Field(default=256, ge=1, le=4096)
     max_wait_ms: float = Field(default=1.0, ge=0, le=1000)
-    concurrent_batches: int = Field(default=2, ge=1, le=16)
+    concurrent_batches: int | None = Field(
+        default=None, ge=1, le=16, description="forward passes in flight per version; 1 on CPU, 2 on GPU"
+    )
     # Admission control (docs/inference.md, "Limits"): each refusal names the setting it hit.
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body; 413 beyond")
     max_inputs: int = Field(default=2048, ge=1, description="inputs in one request; 413 beyond")
@@ -48,6 +50,14 @@ class InferenceSettings(ComponentSettings):
     retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
+
+    def resolved_concurrent_batches(self) -> int:
+        """On a GPU a second batch is padded and copied while one runs; on a CPU the forward pass
+        already uses every core, and a second one only makes both slower (and the latency of each
+        admitted request longer)."""
+        if self.concurrent_batches is not None:
+            return self.concurrent_batches
+        return 2 if self.resolved_device().startswith("cuda") else 1
 
     def resolved_device(self) -> str:
         if self.device != "auto":
