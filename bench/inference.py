@@ -405,6 +405,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
     parser.add_argument("--encoding-format", default="float", choices=["float", "base64"])
     parser.add_argument("--ready-only", action="store_true", help="measure the start-up, then stop")
+    parser.add_argument("--skip-raw", action="store_true", help="no raw model.encode ceiling")
     args = parser.parse_args()
     os.environ["CANARYFLOW_BENCH_ENCODING"] = args.encoding_format  # the spawned load generators
 
@@ -420,7 +421,7 @@ def main() -> None:
     warmup_s = 1.5 if args.quick else 2.0
 
     raw: dict[str, Any] = {}
-    if not args.ready_only:
+    if not (args.ready_only or args.skip_raw):
         print(f"raw model.encode on {args.device} ...", flush=True)
         raw = raw_ceiling(args.model, args.device, 50000 if gpu else (1000 if args.quick else 4000), 200)
         print(json.dumps(raw), flush=True)
@@ -500,6 +501,9 @@ def main() -> None:
         report["machine"]["gpu"] = torch.cuda.get_device_name(0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
+    if not raw:  # --skip-raw: the per-level lines above are the result
+        print(f"JSON: {args.out}")
+        return
     ceiling = raw["encode_batch256_sentences_per_s"]
     print()
     print(

@@ -7,8 +7,9 @@ One command, one machine, side by side:
      its own connection slot, so arrivals do not slow down when the server does (as real users).
 Two servers started the same way go through it in turn: first with the queue bound lifted (every
 request admitted, as before admission control; its closed-loop phase measures the capacity), then
-with the queue bounded in tokens (429 + Retry-After beyond it), driven at the same arrival rate, so
-the table shows what the bound buys. Each server's own unloaded p99 is the reference for its ratio.
+with the queue bounded (429 + Retry-After beyond it: `--max-queue-wait-ms` at half the unloaded p50,
+and `--max-queue-tokens` at four requests' tokens as the memory cap), driven at the same arrival
+rate, so the table shows what the bound buys. Each server's own unloaded p99 is the reference for its ratio.
 Server memory (RSS of the server process) is sampled through each run.
 
     .venv/bin/python bench/overload.py                # CPU, about three minutes
@@ -148,24 +149,29 @@ def _summary(results: list[tuple[int, float]], seconds: float) -> dict[str, Any]
     }
 
 
-def _start_server(model: str, port: int, args: argparse.Namespace, queue_tokens: int) -> subprocess.Popen:
+def _start_server(
+    model: str, port: int, args: argparse.Namespace, queue_tokens: int, extra: list[str]
+) -> subprocess.Popen:
     cmd = [
         sys.executable, "-c", "import typer; from canaryflow.commands.serve import serve; typer.run(serve)",
         "--model-uri", model, "--model-name", "minilm", "--port", str(port), "--device", "cpu",
-        "--max-queue-tokens", str(queue_tokens), "--request-timeout-s", "60", *args.server_arg,
+        "--max-queue-tokens", str(queue_tokens), "--request-timeout-s", "60", *extra, *args.server_arg,
     ]  # fmt: skip
+    # One torch thread by default: on a small machine shared with other work, OpenMP threads that
+    # spin-wait for each other ran a 16-sentence pass 8x slower than one thread alone.
     env = {
         **os.environ,
+        "OMP_NUM_THREADS": str(args.torch_threads),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(cmd, cwd=ROOT, env=env)
 
 
 def run_server(
-    model: str, args: argparse.Namespace, queue_tokens: int, capacity: float | None
+    model: str, args: argparse.Namespace, queue_tokens: int, capacity: float | None, extra: list[str]
 ) -> dict[str, Any]:
     port = free_port()
-    server = _start_server(model, port, args, queue_tokens)
+    server = _start_server(model, port, args, queue_tokens, extra)
     try:
         wait_ready(port, server)
         bodies = _bodies(port, args.per_request)
@@ -173,7 +179,7 @@ def run_server(
         asyncio.run(_closed_loop(port, bodies, 2, 3.0))  # warm-up
         rss_ready = _rss_mib(server.pid)
         sampler.start()
-        run: dict[str, Any] = {"max_queue_tokens": queue_tokens}
+        run: dict[str, Any] = {"max_queue_tokens": queue_tokens, "extra_args": extra}
         unloaded = asyncio.run(_closed_loop(port, bodies, 1, args.measure_s))
         run["unloaded"] = _summary(unloaded, args.measure_s)
         if capacity is None:
@@ -207,7 +213,12 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=2.0, help="arrival rate / measured capacity")
     parser.add_argument("--measure-s", type=float, default=20.0)
     parser.add_argument("--capacity-clients", type=int, default=4)
-    parser.add_argument("--queue-requests", type=float, default=1.0, help="queue bound, in requests' tokens")
+    parser.add_argument("--torch-threads", type=int, default=1, help="the server's torch threads")
+    parser.add_argument("--queue-requests", type=float, default=4.0, help="queue bound, in requests' tokens")
+    parser.add_argument(
+        "--queue-wait-fraction", type=float, default=0.5,
+        help="max_queue_wait_ms as a fraction of the unloaded p50 (0: no time bound)",
+    )  # fmt: skip
     parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "overload.json"))
     args = parser.parse_args()
@@ -223,10 +234,13 @@ def main() -> None:
     tokens_per_request = sum(len(ids) for ids in tokenizer(sample)["input_ids"]) / 64
     queue_tokens = max(1, int(args.queue_requests * tokens_per_request))
     print("server with the queue bound lifted:", flush=True)
-    unbounded = run_server(args.model, args, UNBOUNDED, None)
+    unbounded = run_server(args.model, args, UNBOUNDED, None, [])
     print(json.dumps(unbounded), flush=True)
-    print(f"bounded: max_queue_tokens {queue_tokens} ({tokens_per_request:.0f} tokens/request)", flush=True)
-    bounded = run_server(args.model, args, queue_tokens, unbounded["capacity_req_per_s"])
+    wait_ms = args.queue_wait_fraction * unbounded["unloaded"]["p50_ms"]
+    extra = ["--max-queue-wait-ms", f"{wait_ms:.0f}"] if wait_ms > 0 else []
+    bounded_name = f"bounded: {queue_tokens} tokens" + (f", {wait_ms:.0f} ms wait" if extra else "")
+    print(f"{bounded_name} ({tokens_per_request:.0f} tokens/request)", flush=True)
+    bounded = run_server(args.model, args, queue_tokens, unbounded["capacity_req_per_s"], extra)
     print(json.dumps(bounded), flush=True)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": "cpu"},
@@ -236,6 +250,7 @@ def main() -> None:
             "measure_s": args.measure_s,
             "tokens_per_request": tokens_per_request,
             "server_args": args.server_arg,
+            "torch_threads": args.torch_threads,
         },
         "bounded": bounded,
         "unbounded": unbounded,
@@ -249,7 +264,7 @@ def main() -> None:
     print("\n| server | unloaded p50 / p99 ms | answered 200 | admitted p50 ms | admitted p99 ms "
           "| p99 / unloaded p99 | refused | refused p99 ms | RSS ready -> max -> after MiB |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for name, run in ((f"queue bound {queue_tokens} tokens", bounded), ("queue bound lifted", unbounded)):
+    for name, run in ((bounded_name, bounded), ("queue bound lifted", unbounded)):
         u, o, rss = run["unloaded"], run["overload"], run["rss_mib"]
         ratio, refused = o["p99_ms"] / u["p99_ms"], f"{o['refused']} of {o['sent']}"
         ok = o["codes"].get("200", 0)

@@ -7,8 +7,12 @@ sentences are not padded to long ones: a chunk is closed when the padding it wou
 than one extra forward pass. Results go back to each request in its own order.
 
 The queue is bounded in tokens, the unit a forward pass costs: past `max_queue_tokens` waiting,
-`submit` refuses (QueueFull, answered 429). A request whose future is cancelled while it waits (its
-deadline passed, its client went away) leaves the queue at once and is never computed.
+`submit` refuses (QueueFull, answered 429). It can also be bounded in time: with `max_queue_wait_s`
+a request is refused when the work ahead of it (queued, and what is left of the batches running)
+would take longer than that at the throughput measured so far, which bounds an admitted request's
+latency to about that wait plus its own pass however many arrive. A request whose future is
+cancelled while it waits (its deadline passed, its client went away) leaves the queue at once and
+is never computed.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class BatcherConfig:
     max_batch_size: int = 256
     max_wait_s: float = 0.001
     max_queue_tokens: int = 65536
+    max_queue_wait_s: float | None = None
     max_chunk_tokens: int = 65536
     concurrent_batches: int = 2
 
@@ -129,7 +134,8 @@ class DynamicBatcher:
         self._queued_texts = 0
         self._queued_tokens = 0
         self._in_flight_texts = 0
-        self._tokens_per_s: float | None = None  # smoothed over batches: for Retry-After
+        self._tokens_per_s: float | None = None  # one slot's rate, smoothed over batches
+        self._running: dict[int, tuple[float, int]] = {}  # batch id -> (dispatched at, tokens)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -161,15 +167,9 @@ class DynamicBatcher:
     def check_room(self) -> None:
         """Refuse before any work is spent on a request (parsing done, tokenizing not) when the
         queue is already full, so that refusals stay cheap however many arrive."""
-        if self._queued_tokens >= self._config.max_queue_tokens:
-            raise QueueFull(
-                f"{self._queued_tokens} tokens queued, room for {self._config.max_queue_tokens} "
-                "(max_queue_tokens)",
-                self.retry_after_s(),
-            )
+        self._refuse_if_full(1)
 
-    def submit(self, texts: TokenizedBatch) -> asyncio.Future[EmbedResult]:
-        tokens = int(texts.lengths.sum())
+    def _refuse_if_full(self, tokens: int) -> None:
         limit = self._config.max_queue_tokens
         # An idle queue takes any request the per-request limit let through, so that a limit set
         # below one request's size refuses nothing on its own.
@@ -178,6 +178,29 @@ class DynamicBatcher:
                 f"{self._queued_tokens} tokens queued, room for {limit} (max_queue_tokens)",
                 self.retry_after_s(),
             )
+        most = self._config.max_queue_wait_s
+        if most is not None:
+            wait = self.expected_wait_s()
+            if wait > most:
+                raise QueueFull(
+                    f"the work ahead would take {wait * 1000:.0f} ms, at most {most * 1000:.0f} ms "
+                    "(max_queue_wait_ms)",
+                    max(1, min(60, math.ceil(wait))),
+                )
+
+    def expected_wait_s(self) -> float:
+        """How long a request queued now would wait for its batch to start: the queued tokens and
+        what is left of the running batches, at the rate measured so far (0 before any batch)."""
+        rate = self._tokens_per_s
+        if not rate:
+            return 0.0
+        now = time.perf_counter()
+        left = sum(max(0.0, tokens / rate - (now - at)) for at, tokens in self._running.values())
+        return (left + self._queued_tokens / rate) / self._config.concurrent_batches
+
+    def submit(self, texts: TokenizedBatch) -> asyncio.Future[EmbedResult]:
+        tokens = int(texts.lengths.sum())
+        self._refuse_if_full(tokens)
         loop = asyncio.get_running_loop()
         pending = _Pending(texts, tokens, loop.create_future(), time.perf_counter())
         self._queue.append(pending)
@@ -243,12 +266,14 @@ class DynamicBatcher:
             now = time.perf_counter()
             for pending in batch:
                 pending.dispatched = now
+            self._running[id(batch)] = (now, sum(pending.tokens for pending in batch))
             work = loop.run_in_executor(self._executor, self._process, batch)
             work.add_done_callback(functools.partial(self._deliver, batch))
 
     def _deliver(self, batch: list[_Pending], work: asyncio.Future[_Outcome]) -> None:
         self._slots.release()
         self._in_flight_texts -= sum(len(p.texts) for p in batch)
+        self._running.pop(id(batch), None)
         error = work.exception()
         if error is not None:
             for pending in batch:

@@ -160,6 +160,7 @@ class ModelServer:
             max_batch_size=self.settings.max_batch_size,
             max_wait_s=self.settings.max_wait_ms / 1000,
             max_queue_tokens=self.settings.max_queue_tokens,
+            max_queue_wait_s=wait_ms / 1000 if (wait_ms := self.settings.max_queue_wait_ms) else None,
             concurrent_batches=self.settings.resolved_concurrent_batches(),
         )
         batcher = DynamicBatcher(

@@ -39,6 +39,11 @@ class InferenceSettings(ComponentSettings):
     max_queue_tokens: int = Field(
         default=65536, ge=1, description="tokens waiting per version; 429 + Retry-After beyond"
     )
+    max_queue_wait_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="expected wait for the work ahead; 429 + Retry-After beyond (None: off)",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="deadline; 504 beyond")
     truncate: bool = Field(default=True, description="cut texts to the model's length, as encode does")
     token_ids_encoding: str | None = Field(

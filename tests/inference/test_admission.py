@@ -138,3 +138,16 @@ def test_routing_file_is_parsed_off_the_event_loop(loader, tmp_path: Path) -> No
                 time.sleep(0.02)
             ok = client.post("/v1/embeddings", json={"input": "still served", "model": "minilm"})
             assert ok.status_code == 200 and ok.headers["X-Model-Version"] == "1"
+
+
+def test_queue_bounded_in_time_refuses_what_would_wait_too_long(loader) -> None:
+    config = routing(("1", "mem://minilm", 100, "stable"))
+    with running_server(config, loader, concurrent_batches=1, max_wait_ms=0, max_queue_wait_ms=50) as server:
+        with server.client() as client:  # one batch first: the server learns its throughput
+            assert client.post("/v1/embeddings", json={"input": LATE, "model": "minilm"}).status_code == 200
+            busy, out = _occupied(server)
+            late = client.post("/v1/embeddings", json={"input": LATE, "model": "minilm"})
+        busy.join()
+    assert out["status"] == 200
+    assert late.status_code == 429, late.text
+    assert "max_queue_wait_ms" in late.json()["error"]["message"] and int(late.headers["Retry-After"]) >= 1

@@ -94,6 +94,9 @@ def serve(
     max_queue_tokens: Annotated[
         int | None, typer.Option(help="tokens waiting per version (429 + Retry-After beyond)")
     ] = None,
+    max_queue_wait_ms: Annotated[
+        float | None, typer.Option(help="expected wait for the work ahead (429 + Retry-After beyond)")
+    ] = None,
     request_timeout_s: Annotated[float | None, typer.Option(help="request deadline (504 beyond)")] = None,
     token_ids_encoding: Annotated[
         str | None, typer.Option(help="token-id inputs counted with this tiktoken encoding (cl100k_base)")
@@ -123,6 +126,7 @@ def serve(
             "max_body_bytes": max_body_bytes,
             "max_request_tokens": max_request_tokens,
             "max_queue_tokens": max_queue_tokens,
+            "max_queue_wait_ms": max_queue_wait_ms,
             "request_timeout_s": request_timeout_s,
             "token_ids_encoding": token_ids_encoding,
         }.items()

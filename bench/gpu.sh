@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (bench/inference.md, "Run it"): the graph tests, the start-up time with
+# every CUDA graph captured before ready against the lazy default, then the full benchmark table
+# (raw ceiling, 8 replicas, float answers as in the earlier runs), and base64 answers (what the
+# openai client asks for) at a few levels. Run from the repo root with the wheels in $WHL and the fp16 model in $MODEL; results go
+# to $OUT (default bench/results).
+set -uo pipefail
+WHL=${WHL:-.whl}
+MODEL=${MODEL:-.assets/minilm-fp16}
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
+
+echo "== graphed vs eager passes"
+CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout 240 python3 -m pytest --noconftest -m gpu -q -p no:cacheprovider \
+    tests/inference/test_cuda_graphs.py 2>&1 | tail -4
+
+B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5"
+echo "== start-up, 8 replicas: every graph before ready, then lazy (the default)"
+timeout -s INT 150 $B --ready-only --server-arg=--graph-capture=all --out "$OUT/ready-all.json" 2>&1 | grep -E "ready|server_ready"
+timeout -s INT 120 $B --ready-only --out "$OUT/ready-lazy.json" 2>&1 | grep -E "ready|server_ready"
+
+echo "== benchmark, float answers"
+timeout -s INT 300 $B --single 1,64,256,512 --batch32 8,32,64,128 --out "$OUT/replicas8.json" 2>&1 \
+    | grep -v -E "^(Loading|20[0-9]{2}-)" | tail -22
+echo "== base64 answers"
+timeout -s INT 120 $B --skip-raw --single 1,512 --batch32 64 --encoding-format base64 \
+    --out "$OUT/replicas8-base64.json" 2>&1 | grep -E "^  " | tail -4
