@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.inference import _Conn, free_port, make_sentences, percentile, stop_server, wait_ready  # noqa: E402
 
 UNBOUNDED = 10**9
+SERVE = "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)"
 
 
 def _raw(port: int, texts: list[str]) -> bytes:
@@ -153,7 +154,7 @@ def _start_server(
     model: str, port: int, args: argparse.Namespace, queue_tokens: int, extra: list[str]
 ) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-c", "import typer; from canaryflow.commands.serve import serve; typer.run(serve)",
+        sys.executable, "-c", SERVE,
         "--model-uri", model, "--model-name", "minilm", "--port", str(port), "--device", "cpu",
         "--max-queue-tokens", str(queue_tokens), "--request-timeout-s", "60", *extra, *args.server_arg,
     ]  # fmt: skip
@@ -224,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.model is None:
-        from canaryflow.model_assets import minilm_path
+        from canaryflow.adapters.model_assets import minilm_path
 
         args.model = str(minilm_path())
     from transformers import AutoTokenizer

@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.contracts.routing import RoutingConfig
+from canaryflow.kernel.errors import first_error
 from inference.backend import VersionInfo
 from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedResult
 from inference.cache import ModelCache
