@@ -28,6 +28,7 @@ from inference.tokenization import TextTokenizer
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 _INLINE_TEXTS = 64  # up to this, tokenizing costs less than a hop to a thread and back
+_WATCH_AFTER_S = 0.05
 
 
 class ClientGone(Exception):
@@ -165,8 +166,14 @@ async def wait_for_result(
             pass
         cancel("disconnect")
 
+    def start_watching() -> None:
+        watchers.append(loop.create_task(watch()))
+
+    # Most answers come back within milliseconds: only a request still waiting after
+    # `_WATCH_AFTER_S` watches its connection, which spares a task per request on a busy server.
+    watchers: list[asyncio.Task[None]] = []
     timer = loop.call_later(timeout_s, cancel, "deadline")
-    watcher = loop.create_task(watch())
+    watch_timer = loop.call_later(min(_WATCH_AFTER_S, timeout_s), start_watching)
     try:
         return await future
     except asyncio.CancelledError:
@@ -180,4 +187,6 @@ async def wait_for_result(
         ) from None  # fmt: skip
     finally:
         timer.cancel()
-        watcher.cancel()
+        watch_timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()

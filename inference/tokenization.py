@@ -15,6 +15,8 @@ from tokenizers import Encoding, Tokenizer
 
 from inference.models.base import TokenizedBatch
 
+_ONE_BY_ONE = 4  # texts; up to this, encoded on the calling thread (no thread-pool hand-off)
+
 
 class TextTokenizer:
     def __init__(self, spec: str, max_length: int | None = None) -> None:
@@ -27,8 +29,24 @@ class TextTokenizer:
         self._encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
-        """Unpadded ids, packed; the Rust call releases the GIL and runs in parallel."""
-        encodings: list[Encoding] = self._encode(texts, add_special_tokens=True)
+        """Unpadded ids, packed; the Rust call releases the GIL and runs in parallel.
+
+        A few texts are encoded one by one: the batch call hands its work to the Rust thread pool
+        and waits for a pool thread to wake, which costs more than encoding one short text, and
+        requests are tokenized one by one as they arrive.
+        """
+        if len(texts) == 1:  # the commonest request: packed without the generic path's iterators
+            one = self._tokenizer.encode(texts[0])
+            ids = np.array(one.ids, dtype=np.int32)
+            type_ids = np.array(one.type_ids, dtype=np.int32)
+            lengths = np.array([len(ids)], dtype=np.int32)
+            truncated = np.array([bool(one.overflowing)])
+            return TokenizedBatch(ids, lengths, type_ids if type_ids.any() else None, truncated)
+        encodings: list[Encoding]
+        if len(texts) <= _ONE_BY_ONE:
+            encodings = [self._tokenizer.encode(text) for text in texts]
+        else:
+            encodings = self._encode(texts, add_special_tokens=True)
         n = len(encodings)
         lengths = np.fromiter((len(e) for e in encodings), dtype=np.int32, count=n)
         total = int(lengths.sum())
