@@ -126,7 +126,8 @@ def _rss_mib(pid: int) -> float:
 class _MemorySampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.pid, self.stop = pid, threading.Event()
+        self.samples: list[float] = []
 
     def run(self) -> None:
         while not self.stop.wait(0.25):

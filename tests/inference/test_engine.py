@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ def engine_front(loader, tmp_path_factory) -> Iterator[RunningServer]:
     thread.start()
     try:
         with running_server(None, None, engine_socket=socket_path) as front:
+            front.app.state.engine_server, front.app.state.engine_socket = server, socket_path
             yield front
     finally:
         loop.call_soon_threadsafe(task.cancel)
@@ -70,3 +72,44 @@ def test_front_reports_engine_state(engine_front: RunningServer) -> None:
         assert client.get("/ready", params={"version": "2"}).status_code == 200
         refused = client.post("/v1/embeddings", json={"input": "x", "model": "minilm/7"})
         assert refused.status_code == 404
+
+
+def test_a_request_past_its_deadline_is_dropped_by_the_engine(engine_front: RunningServer) -> None:
+    """The front's deadline cancels the request; the engine drops it before it is computed."""
+    engine: ModelServer = engine_front.app.state.engine_server
+    batcher = engine.runtimes["1"].batcher
+
+    def tokens() -> float:
+        value = engine.metrics.registry.get_sample_value(
+            "canaryflow_tokens_total", {"model": "minilm", "version": "1"}
+        )
+        return value or 0.0
+
+    long_texts = [("lorem ipsum dolor sit amet " * 60) + str(i) for i in range(12)]  # 256 tokens each
+    before = tokens()
+    out: dict[str, int] = {}
+
+    def busy() -> None:
+        with engine_front.client() as client:
+            body = {"input": long_texts, "model": "minilm/1"}
+            out["status"] = client.post("/v1/embeddings", json=body).status_code
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    with running_server(
+        None, None, engine_socket=engine_front.app.state.engine_socket, request_timeout_s=0.3
+    ) as front:
+        deadline = time.monotonic() + 30
+        while not batcher.pending_texts:  # the long batch holds the engine's only forward slot
+            assert time.monotonic() < deadline and "status" not in out
+            time.sleep(0.01)
+        with front.client() as client:
+            late = client.post(
+                "/v1/embeddings", json={"input": ["too late", "for this"], "model": "minilm/1"}
+            )
+    thread.join()
+    assert out["status"] == 200 and late.status_code == 504, late.text
+    while batcher.pending_texts:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert tokens() - before == 12 * 256, "the engine computed only the long batch"
