@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openai
@@ -142,7 +143,9 @@ def test_langchain_default_settings_offline(server: RunningServer, loader, st_mo
 
     config = routing(("1", "mem://minilm", 100, "stable"))
     with running_server(config, loader, token_ids_encoding="cl100k_base") as tiktoken_server:
-        embedder = OpenAIEmbeddings(model="minilm", base_url=f"{tiktoken_server.url}/v1", api_key="unused")
+        # LangChain's documented keyword names (its pydantic aliases, which mypy's plugin does not see)
+        client_options: dict[str, Any] = {"base_url": f"{tiktoken_server.url}/v1", "api_key": "unused"}
+        embedder = OpenAIEmbeddings(model="minilm", **client_options)
         documents = embedder.embed_documents(SENTENCES)
         query = embedder.embed_query(SENTENCES[0])
         sent = tiktoken_server.metric("canaryflow_tokens_total", model="minilm", version="1")
