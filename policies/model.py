@@ -19,21 +19,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from canaryflow.kernel.analysis.kinds import METRIC_KINDS, metric_kind
+from canaryflow.kernel.analysis.kinds.base import Comparison
 from canaryflow.kernel.contracts.traffic import DEFAULT_TRAFFIC_MODE, TrafficMode
 
-MetricKind = Literal["latency", "error_rate", "gpu_memory", "shadow_distance"]
-
+# Metric kinds come from the kernel's table (`canaryflow.kernel.analysis.kinds`): a kind missing there
+# is refused here, when the policy loads. The sets below are read from it, never spelled out again.
 # How each kind's tolerance reads: relative to the baseline, an absolute difference of rates, or an
 # absolute level (shadow distance compares canary to baseline per request, so there is one sample).
-COMPARISON: dict[str, Literal["relative", "difference", "level"]] = {
-    "latency": "relative",
-    "error_rate": "difference",
-    "gpu_memory": "relative",
-    "shadow_distance": "level",
-}
+COMPARISON: dict[str, Comparison] = {name: kind.comparison for name, kind in METRIC_KINDS.items()}
 # Kinds judged by a confidence sequence (they spend error budget); gpu memory is a gauge read as is.
-STATISTICAL_KINDS = frozenset({"latency", "error_rate", "shadow_distance"})
-QUANTILE_KINDS = frozenset({"latency", "shadow_distance"})
+STATISTICAL_KINDS = frozenset(name for name, kind in METRIC_KINDS.items() if kind.statistical)
+QUANTILE_KINDS = frozenset(name for name, kind in METRIC_KINDS.items() if kind.quantiles)
 
 
 class _Strict(BaseModel):
@@ -46,6 +43,9 @@ class TrafficStep(_Strict):
     weight: int = Field(ge=1, le=100, description="percent of requests sent to the canary")
     min_duration_s: float = Field(default=60.0, ge=0)
     min_samples: int = Field(default=200, ge=0, description="canary requests needed before deciding")
+    warmup_s: float = Field(
+        default=0.0, ge=0, description="left out of the analysis at the start of the step (see warmup_from)"
+    )
 
 
 class ApprovalPolicy(_Strict):
@@ -60,7 +60,7 @@ class MetricPolicy(_Strict):
     """One metric compared between canary and baseline, with its two thresholds."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_]*$")
-    kind: MetricKind
+    kind: str = Field(description="a kind of the kernel's table: latency, error_rate, gpu_memory, ...")
     direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
     quantiles: list[float] = Field(
         default_factory=list, description="latency / shadow distance: quantiles compared (0 < q < 1)"
@@ -70,6 +70,12 @@ class MetricPolicy(_Strict):
         default=None, description="at least this much worse: promoting is an error (statistical kinds)"
     )
     required: bool = Field(default=True, description="no data for it: the step cannot pass")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        metric_kind(value)  # raises, naming the kinds there are
+        return value
 
     @field_validator("quantiles")
     @classmethod
@@ -170,6 +176,17 @@ class Policy(_Strict):
     sample_ratio: SampleRatioPolicy = Field(default_factory=SampleRatioPolicy)
     evaluate_every_s: float = Field(default=5.0, gt=0, description="analysis cadence (replay, live ticks)")
     min_baseline_samples: int = Field(default=200, ge=1, description="baseline requests needed to decide")
+    warmup_from: Literal["step_start", "first_request"] = Field(
+        default="first_request",
+        description="where a step's warmup_s counts from: the step's start, or the canary's first request",
+    )
+    bake_s: float = Field(default=0.0, ge=0, description="after the last step passes: analysis goes on")
+    watch_s: float = Field(
+        default=0.0, ge=0, description="after promotion: the champion against the previous one's record"
+    )
+    change_window_s: float = Field(
+        default=300.0, gt=0, description="window of the latest-window and trend checks (change over time)"
+    )
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Policy:

@@ -13,7 +13,7 @@ Call it on every tick; it is cheap and a pure function of its inputs, so repeati
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
@@ -28,7 +28,9 @@ from canaryflow.kernel.analysis.observations import (
 )
 from canaryflow.kernel.analysis.series import ArmSeries, ObservationSeries
 from canaryflow.kernel.types import Verdict
-from policies.model import Policy
+
+if TYPE_CHECKING:
+    from policies.model import Policy  # the policy package reads the kind table: no import back
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS_MS",

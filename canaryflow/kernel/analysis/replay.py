@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +19,9 @@ from canaryflow.kernel.analysis.engine import evaluate_series
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, ObservationSeries
 from canaryflow.kernel.types import Verdict
-from policies.model import Policy
+
+if TYPE_CHECKING:
+    from policies.model import Policy  # the policy package reads the kind table: no import back
 
 _BLOCK = 48  # looks evaluated per vectorised call
 

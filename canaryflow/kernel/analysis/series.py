@@ -94,3 +94,57 @@ def _arm_series(arms: Sequence[ArmObservations]) -> ArmSeries:
         latency_totals=totals,
         gpu_memory=memory,
     )
+
+
+IntArray = NDArray[np.intp]
+
+
+def _rows(values: FloatArray | None, index: IntArray) -> FloatArray | None:
+    """values[index] with index -1 meaning "nothing yet" (zeros)."""
+    if values is None:
+        return None
+    padded = np.concatenate([np.zeros((1, *values.shape[1:])), values], axis=0)
+    return np.asarray(padded[index + 1], dtype=float)
+
+
+def _diff(values: FloatArray | None, start: IntArray, end: IntArray) -> FloatArray | None:
+    later, earlier = _rows(values, end), _rows(values, start)
+    if later is None or earlier is None:
+        return None
+    return np.asarray(later - earlier, dtype=float)
+
+
+def _arm_between(arm: ArmSeries, start: IntArray, end: IntArray) -> ArmSeries:
+    memory = None if arm.gpu_memory is None else np.asarray(arm.gpu_memory[end], dtype=float)
+    requests = _diff(arm.requests, start, end)
+    errors = _diff(arm.errors, start, end)
+    assert requests is not None and errors is not None
+    return ArmSeries(
+        requests=requests,
+        errors=errors,
+        latency_counts=_diff(arm.latency_counts, start, end),
+        latency_totals=_diff(arm.latency_totals, start, end),
+        gpu_memory=memory,
+    )
+
+
+def between(series: ObservationSeries, start: IntArray, end: IntArray) -> ObservationSeries:
+    """Row i holds what happened between look `start[i]` and look `end[i]` (-1: the series' origin).
+
+    How the engine leaves out a warm-up and cuts windows: counts are cumulative, so any interval is
+    a difference of two rows (a gauge, GPU memory, is read at the end).
+    """
+    return ObservationSeries(
+        elapsed_s=np.asarray(series.elapsed_s[end], dtype=float),
+        baseline=_arm_between(series.baseline, start, end),
+        canary=_arm_between(series.canary, start, end),
+        latency_bounds=series.latency_bounds,
+        shadow_bounds=series.shadow_bounds,
+        shadow_counts=_diff(series.shadow_counts, start, end),
+        shadow_totals=_diff(series.shadow_totals, start, end),
+    )
+
+
+def last_look_at_or_before(elapsed: FloatArray, times: FloatArray) -> IntArray:
+    """Index of the last look at or before each time (-1 where none)."""
+    return np.asarray(np.searchsorted(elapsed, times + 1e-9, side="right") - 1, dtype=np.intp)

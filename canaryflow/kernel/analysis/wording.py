@@ -1,0 +1,100 @@
+"""Checks in words and numbers with units, for a person: the CLI, the API, the report, the PR body.
+
+    latency p95 182 ms vs 177 ms baseline: +2.8% (bounds −4.1% … +12.0%), tolerance +10%: pass
+
+The raw numbers stay in the check's JSON fields; this is only how they read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries
+
+VERDICT_WORDS = {"pass": "pass", "fail": "fail", "inconclusive": "not decided yet"}
+CAUSES = {1: "cumulative", 2: "latest window", 3: "trend"}
+
+
+def check_reason(check: CheckSeries, i: int, verdict: str, warming: bool = False) -> str:
+    stats = {name: float(values[i]) for name, values in check.stats.items()}
+    if check.kind == "sample_ratio":
+        share, expected = stats["canary_share"], stats["expected_share"]
+        if not check.has_data[i]:
+            return "sample ratio: no requests yet"
+        if verdict == "fail":
+            return f"sample-ratio mismatch: the canary got {share:.1%} of requests, configured {expected:.0%}"
+        return f"sample ratio: canary got {share:.1%} of requests, consistent with {expected:.0%}"
+    if warming:
+        return f"{label(check.metric)}: warming up (data before the warm-up's end is left out)"
+    if not check.has_data[i]:
+        return f"{label(check.metric)}: no data" + ("" if check.required else " (optional metric, ignored)")
+    return describe(check.metric, check.kind, stats, check.tolerance, check.alternative, verdict)
+
+
+def label(metric: str) -> str:
+    """`latency_p95` -> `latency p95`, `latency_p99_9` -> `latency p99.9`."""
+    head, sep, tail = metric.rpartition("_p")
+    if sep and tail.replace("_", "").isdigit():
+        return f"{head} p{tail.replace('_', '.')}"
+    return metric
+
+
+def amount(kind: str, value: float | None) -> str:
+    """A difference on the scale of the kind's tolerance: relative %, rate points, or a level."""
+    if value is None or not math.isfinite(value):
+        return "∞" if value is not None and value > 0 else "−∞" if value is not None else "?"
+    spec = METRIC_KINDS.get(kind)
+    comparison = spec.comparison if spec else "level"
+    if comparison == "relative":
+        text = f"{value:+.1%}"
+    elif comparison == "difference":
+        text = f"{value * 100:+.2f} pt"
+    else:
+        text = f"{value:.3f}"
+    return text.replace("-", "−")
+
+
+def _value(kind: str, value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "?"
+    spec = METRIC_KINDS.get(kind)
+    return spec.unit(value) if spec else f"{value:g}"
+
+
+def describe(
+    metric: str,
+    kind: str,
+    stats: Mapping[str, float | None],
+    tolerance: float,
+    alternative: float | None,
+    verdict: str,
+) -> str:
+    """One check in words. `stats` are the check's fields (JSON or arrays read at one look)."""
+    spec = METRIC_KINDS.get(kind)
+    name = label(metric)
+    canary, baseline = stats.get("canary"), stats.get("baseline")
+    estimate = stats.get("worse_estimate")
+    low, high = stats.get("worse_lower"), stats.get("worse_upper")
+    if spec is not None and spec.comparison == "level":
+        head = f"{name} {_value(kind, canary)}"
+    elif baseline is not None:
+        head = f"{name} {_value(kind, canary)} vs {_value(kind, baseline)} baseline: {amount(kind, estimate)}"
+    else:
+        head = f"{name} {_value(kind, canary)}"
+    if low is not None or high is not None:
+        head += f" (bounds {amount(kind, low)} … {amount(kind, high)})"
+    limits = f"tolerance {amount(kind, tolerance)}"
+    if alternative is not None:
+        limits += f", alternative {amount(kind, alternative)}"
+    cause = int(stats.get("cause") or 0)
+    detail = ""
+    if verdict == "fail" and cause == 2:
+        detail = (
+            f"; latest window {amount(kind, stats.get('window_worse_estimate'))} shown beyond the tolerance"
+        )
+    elif verdict == "fail" and cause == 3:
+        detail = (
+            f"; trend: grown by at least {amount(kind, stats.get('trend_lower'))} since the earlier windows"
+        )
+    return f"{head}, {limits}{detail}: {VERDICT_WORDS.get(verdict, verdict)}"
