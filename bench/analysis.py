@@ -40,7 +40,6 @@ MEDIAN_MS = 20.0
 SIGMA = 0.35
 BASE_ERROR = 0.005
 CANARY_SHARE = 0.10
-DURATION_S = 1800.0
 HORIZONS_S = (15, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800)
 
 
@@ -54,6 +53,11 @@ class Scenario:
     bursts: bool = False
     canary_share: float = CANARY_SHARE
     heavy_tail: bool = False
+    cold: tuple[float, float] = (1.0, 0.0)  # canary latency x factor for its first seconds
+    leak: tuple[float, float] = (1.0, 1800.0)  # canary latency reaches x factor at that time, linearly
+    diurnal: bool = False
+    rps: float | None = None  # a fixed traffic rate (low-traffic scenarios), else the run's rates
+    steady: bool = True  # no change over time in the canary: the speed target applies
 
 
 SCENARIOS = (
@@ -66,7 +70,16 @@ SCENARIOS = (
     Scenario("load swings, A/A", "good", load_swings=True),
     Scenario("bursts, A/A", "good", bursts=True),
     Scenario("heavy tails, A/A", "good", heavy_tail=True),
+    Scenario("diurnal drift, A/A", "good", diurnal=True),
     Scenario("starved canary (3%)", "srm", canary_share=0.03),
+    Scenario("cold start 2x 30 s", "good", cold=(2.0, 30.0), steady=False),
+    Scenario("cold start 3x 90 s", "good", cold=(3.0, 90.0), steady=False),
+    Scenario("cold start 3x 120 s", "good", cold=(3.0, 120.0), steady=False),
+    Scenario("cold start 4x 180 s", "good", cold=(4.0, 180.0), steady=False),
+    Scenario("leak to +25% at 30 min", "bad", leak=(1.25, 1800.0), steady=False),
+    Scenario("leak to +100% at 30 min", "bad", leak=(2.0, 1800.0), steady=False),
+    Scenario("A/A, 0.2 canary req/s", "good", rps=2.0),
+    Scenario("latency +100%, 0.2 req/s", "bad", latency_shift=2.0, rps=2.0),
 )
 
 
@@ -82,26 +95,55 @@ def _load(t: np.ndarray, sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
         burst = (t % 120.0) < 10.0  # 10 s of trouble every 2 minutes
         mult = np.where(burst, 3.0 * mult, mult)
         err = np.where(burst, 0.08, err)
+    if sc.diurnal:  # the evening ramp: both versions 20% slower per hour, errors up by half
+        mult = mult * (1.0 + 0.2 * t / 3600.0)
+        err = err * (1.0 + 0.5 * t / 3600.0)
     return mult, err
 
 
-def simulate(sc: Scenario, rps: float, seed: int) -> RequestLog:
+def _canary_factor(t: np.ndarray, sc: Scenario) -> np.ndarray:
+    """What the canary version itself does over time: a steady shift, a cold start, a leak."""
+    factor, seconds = sc.cold
+    leak_to, leak_at = sc.leak
+    cold = np.where(t < seconds, factor, 1.0)
+    return sc.latency_shift * cold * (1.0 + (leak_to - 1.0) * t / leak_at)
+
+
+def simulate(
+    sc: Scenario, rps: float, seed: int, start: float, end: float, share: float | None = None
+) -> RequestLog:
+    """Requests in [start, end); `share` of them to the canary (the scenario's share by default)."""
     rng = np.random.default_rng(seed)
     peak = rps * (1.6 if sc.load_swings else 1.0)
-    n = rng.poisson(peak * DURATION_S)
-    t = np.sort(rng.uniform(0.0, DURATION_S, n))
+    n = rng.poisson(peak * (end - start))
+    t = np.sort(rng.uniform(start, end, n))
     if sc.load_swings:  # thinning: arrivals follow the load
         t = t[rng.random(n) < (1.0 + 0.6 * np.sin(2 * np.pi * t / 600.0)) / 1.6]
     n = t.shape[0]
-    canary = np.asarray(rng.random(n) < sc.canary_share, dtype=np.bool_)
+    canary = np.asarray(rng.random(n) < (sc.canary_share if share is None else share), dtype=np.bool_)
     mult, err = _load(t, sc)
     latency = rng.lognormal(np.log(MEDIAN_MS), SIGMA, n) * mult
     if sc.heavy_tail:
         tail = rng.random(n) < 0.05
         latency = np.where(tail, latency * (1.0 + rng.pareto(1.5, n)), latency)
-    latency = np.where(canary, latency * sc.latency_shift, latency)
+    latency = np.where(canary, latency * _canary_factor(t, sc), latency)
     ok = rng.random(n) >= np.clip(err + np.where(canary, sc.error_shift, 0.0), 0, 1)
     return RequestLog(t=t, canary=canary, latency_s=latency / 1000.0, ok=ok)
+
+
+def watch_log(step: RequestLog, sc: Scenario, rps: float, seed: int, promoted_at: float) -> RequestLog:
+    """After promotion: every request goes to the new champion; the baseline arm is the previous
+    champion's record (its requests up to the promotion, all seen at the watch's first look)."""
+    policy = _policy()
+    end = promoted_at + policy.watch_s + policy.evaluate_every_s  # the last look falls inside the log
+    after = simulate(sc, rps, seed + 1, promoted_at, end, share=1.0)
+    before = (step.t <= promoted_at) & ~step.canary
+    return RequestLog(
+        t=np.concatenate([np.zeros(int(before.sum())), after.t - promoted_at]),
+        canary=np.concatenate([np.zeros(int(before.sum()), dtype=bool), after.canary]),
+        latency_s=np.concatenate([step.latency_s[before], after.latency_s]),
+        ok=np.concatenate([step.ok[before], after.ok]),
+    )
 
 
 def fixed_horizon(log: RequestLog, horizon: float) -> str:
@@ -138,74 +180,106 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
 
 
 @functools.cache
-def _policy(guard: bool = True) -> Policy:
-    """The default policy; without its 60 s minimum step time, to show what the statistics alone need."""
-    policy = load_policy("default")
-    if guard:
-        return policy
-    steps = [step.model_copy(update={"min_duration_s": 0.0}) for step in policy.steps]
-    return policy.model_copy(update={"steps": steps})
+def _policy() -> Policy:
+    return load_policy("default")
 
 
 Decided = tuple[str, float]
 
 
-def judge_one(job: tuple[int, float, int]) -> tuple[Decided, Decided, dict[int, str], Decided]:
+def rollout(sc: Scenario, rps: float, seed: int, log: RequestLog) -> tuple[Decided, str]:
+    """canaryflow on one rollout: the step (after its warm-up), the bake, then the watch.
+
+    Returns the traffic decision and its time (promotion at the bake's end, or a rollback), and the
+    final outcome once the watch is over ("rollback" if the watch rolled the champion back).
+    """
+    policy = _policy()
+    verdict = replay_log(policy, log, start_s=0.0, bake_s=policy.bake_s)
+    decided_at = verdict.decided_at_s if verdict.decided_at_s is not None else policy.max_duration_s
+    if verdict.decision != "promote" or policy.watch_s <= 0:
+        return (verdict.decision, decided_at), verdict.decision
+    watch = replay_log(
+        policy,
+        watch_log(log, sc, rps, seed, decided_at),
+        start_s=0.0,
+        step_index=len(policy.steps) - 1,
+        canary_weight=100.0,
+        hold_until_s=policy.watch_s,
+        recorded_baseline=True,
+    )
+    return ("promote", decided_at), "rollback" if watch.decision == "rollback" else "promote"
+
+
+def judge_one(job: tuple[int, float, int]) -> tuple[Decided, str, dict[int, str], Decided]:
     """All judges on one simulated log (a worker's unit of work)."""
     index, rps, seed = job
-    log = simulate(SCENARIOS[index], rps, seed * 7919 + int(rps))
-    ours = []
-    for guard in (True, False):
-        verdict = replay_log(_policy(guard), log, start_s=0.0)
-        ours.append(
-            (verdict.decision, verdict.decided_at_s if verdict.decided_at_s is not None else DURATION_S)
-        )
-    return ours[0], ours[1], {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
+    sc = SCENARIOS[index]
+    policy = _policy()
+    seed = seed * 7919 + int(rps * 10)
+    log = simulate(sc, rps, seed, 0.0, policy.max_duration_s + policy.bake_s)
+    decided, final = rollout(sc, rps, seed, log)
+    return decided, final, {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
 
 
 def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
+    groups = [(rps, [i for i, sc in enumerate(SCENARIOS) if sc.rps is None]) for rps in rates]
+    fixed_rates = sorted({sc.rps for sc in SCENARIOS if sc.rps is not None})
+    groups += [(rps, [i for i, sc in enumerate(SCENARIOS) if sc.rps == rps]) for rps in fixed_rates]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for rps in rates:
+        for rps, indices in groups:
             raw: dict[str, dict[str, Any]] = {}
-            for index, sc in enumerate(SCENARIOS):
+            for index in indices:
+                sc = SCENARIOS[index]
                 started = time.perf_counter()
                 results = pool.map(judge_one, [(index, rps, seed) for seed in range(seeds)])
                 raw[sc.name] = {
                     "ours": [r[0] for r in results],
-                    "ours_unguarded": [r[1] for r in results],
+                    "final": [r[1] for r in results],
                     "fixed": {h: [r[2][h] for r in results] for h in HORIZONS_S},
                     "thresh": [r[3] for r in results],
                 }
                 print(f"  {rps:g} rps, {sc.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-            horizon = _calibrated_horizon(raw)
-            for sc in SCENARIOS:
+            scenarios = [SCENARIOS[i] for i in indices]
+            horizon = _calibrated_horizon(raw, scenarios)
+            for sc in scenarios:
                 r = raw[sc.name]
-                rows.append(_row(sc, rps, "canaryflow", r["ours"]))
-                rows.append(_row(sc, rps, "canaryflow, no 60 s guard", r["ours_unguarded"]))
+                rows.append(_row(sc, rps, "canaryflow", r["ours"], r["final"]))
                 fixed = [(d, float(horizon)) for d in r["fixed"][horizon]]
                 rows.append(_row(sc, rps, f"fixed-horizon MWU ({horizon:.0f}s)", fixed))
                 rows.append(_row(sc, rps, "threshold (Argo-style)", r["thresh"]))
     return rows
 
 
-def _calibrated_horizon(raw: dict[str, dict[str, list]]) -> int:
+def _calibrated_horizon(raw: dict[str, dict[str, Any]], scenarios: list[Scenario]) -> int:
+    """The shortest horizon whose false promotions stay within 5% on every bad scenario of the group."""
     for h in HORIZONS_S:
         worst = max(
-            np.mean([d == "promote" for d in raw[sc.name]["fixed"][h]])
-            for sc in SCENARIOS
-            if sc.truth == "bad"
+            (
+                np.mean([d == "promote" for d in raw[sc.name]["fixed"][h]])
+                for sc in scenarios
+                if sc.truth == "bad"
+            ),
+            default=0.0,
         )
         if worst <= 0.05:
             return h
     return HORIZONS_S[-1]
 
 
-def _row(sc: Scenario, rps: float, judge: str, results: list[tuple[str, float]]) -> dict[str, object]:
-    decisions = [d for d, _ in results]
+def _row(
+    sc: Scenario, rps: float, judge: str, results: list[tuple[str, float]], final: list[str] | None = None
+) -> dict[str, object]:
+    """Rates of the final outcome (after the watch, for canaryflow); time of the traffic decision."""
+    decisions = final if final is not None else [d for d, _ in results]
     times = [t for _, t in results]
     n = len(decisions)
+    watch_rollbacks = sum(
+        d == "promote" and f == "rollback" for (d, _), f in zip(results, decisions, strict=True)
+    )
     return {
+        "steady": sc.steady,
+        "watch_rollback": watch_rollbacks / n,
         "scenario": sc.name,
         "truth": sc.truth,
         "rps": rps,
@@ -220,8 +294,8 @@ def _row(sc: Scenario, rps: float, judge: str, results: list[tuple[str, float]])
 
 def print_table(rows: list[dict[str, object]]) -> None:
     head = (
-        f"| {'rps':>4} | {'scenario':<26} | {'truth':<5} | {'judge':<26} | {'false rb':>8} |"
-        f" {'false pr':>8} | {'inconcl':>7} | {'median s':>8} |"
+        f"| {'rps':>4} | {'scenario':<27} | {'truth':<5} | {'judge':<26} | {'false rb':>8} |"
+        f" {'false pr':>8} | {'inconcl':>7} | {'watch rb':>8} | {'median s':>8} |"
     )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
@@ -231,28 +305,78 @@ def print_table(rows: list[dict[str, object]]) -> None:
         if r["truth"] == "srm":
             false_rb = f"{r['rollback']:.1%}*"
             false_pr = f"{r['promote']:.1%}*"
+        watch = f"{r['watch_rollback']:.1%}" if r["judge"] == "canaryflow" else "-"
         print(
-            f"| {r['rps']:>4.0f} | {r['scenario']:<26} | {r['truth']:<5} | {r['judge']:<26} | {false_rb:>8} |"
-            f" {false_pr:>8} | {r['inconclusive']:>7.1%} | {r['median_time_s']:>8.0f} |"
+            f"| {r['rps']:>4g} | {r['scenario']:<27} | {r['truth']:<5} | {r['judge']:<26} | {false_rb:>8} |"
+            f" {false_pr:>8} | {r['inconclusive']:>7.1%} | {watch:>8} | {r['median_time_s']:>8.0f} |"
         )
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, each with the figure that meets or misses it."""
+    ours = {(r["rps"], r["scenario"]): r for r in rows if r["judge"] == "canaryflow"}
+    fixed = {(r["rps"], r["scenario"]): r for r in rows if r["judge"].startswith("fixed")}
+    policy = _policy()
+    lines = []
+    for (rps, name), r in ours.items():
+        sc = next(s for s in SCENARIOS if s.name == name)
+        if sc.cold[0] > 1.0 and sc.cold[0] <= 3.0 and sc.cold[1] <= 120.0:
+            ok = r["rollback"] <= 0.01
+            lines.append(
+                f"{'met ' if ok else 'MISS'} {rps:g} rps {name}: false rollback {r['rollback']:.1%} <= 1%"
+            )
+        if sc.leak[0] >= 1.25 and sc.leak[1] <= policy.max_duration_s:
+            ok = r["promote"] <= 0.05
+            lines.append(
+                f"{'met ' if ok else 'MISS'} {rps:g} rps {name}: false promotion {r['promote']:.1%} <= 5%"
+            )
+        if sc.steady and sc.truth != "srm":
+            half = 0.5 * fixed[rps, name]["median_time_s"]
+            budget = (
+                policy.error_budget.false_rollback
+                if sc.truth == "good"
+                else policy.error_budget.false_promote
+            )
+            if "tolerance" in name:
+                budget = policy.error_budget.false_rollback_at_tolerance
+            err = r["rollback"] if sc.truth == "good" else r["promote"]
+            ok = r["median_time_s"] <= half and err <= budget
+            lines.append(
+                f"{'met ' if ok else 'MISS'} {rps:g} rps {name}: median {r['median_time_s']:.0f} s <= {half:.0f} s"
+                f" (half the fixed horizon), error {err:.1%} <= {budget:.0%}"
+            )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 seeds, 20 rps only (about a minute)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per scenario and rate (default 200)")
+    parser.add_argument("--quick", action="store_true", help="5 seeds, 20 rps only (a CI-sized smoke run)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per scenario and rate (default 100)")
     parser.add_argument("--rates", type=float, nargs="+", default=None, help="requests/s (default 20 200)")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    parser.add_argument("--jobs", "--workers", type=int, default=1, help="processes (default 1)")
+    parser.add_argument("--only", default="", help="run the scenarios whose name contains this text")
+    parser.add_argument(
+        "--no-low-traffic", action="store_true", help="leave out the fixed low-rate scenarios"
+    )
     args = parser.parse_args()
-    seeds = args.seeds or (20 if args.quick else 200)
+    seeds = args.seeds or (5 if args.quick else 100)
     rates = tuple(args.rates or ((20.0,) if args.quick else (20.0, 200.0)))
+    global SCENARIOS
+    SCENARIOS = tuple(
+        sc for sc in SCENARIOS if args.only in sc.name and not (args.no_low_traffic and sc.rps is not None)
+    )
     started = time.perf_counter()
-    rows = run(seeds, rates, args.workers)
+    rows = run(seeds, rates, args.jobs)
     print_table(rows)
     print(
         f"\n{seeds} seeds per scenario and rate; {time.perf_counter() - started:.0f} s. "
-        "* starved canary: any decision is wrong (the split is not the configured one)."
+        "* starved canary: any decision is wrong (the split is not the configured one). "
+        "false rb / false pr: final outcome, after the watch; watch rb: promoted, then rolled back by "
+        "the watch; median s: time of the traffic decision (promotion after the bake, or rollback)."
     )
+    print("\nTargets:")
+    for line in targets(rows):
+        print("  " + line)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     name = "analysis-" + "-".join(f"{r:g}" for r in rates) + "rps.json"

@@ -27,6 +27,10 @@ the same confidence sequences, at its share split over the windows a phase can h
 spent per window), so a canary whose difference does not change is rolled back by them at most at
 that share. They are what rolls back a leak that the cumulative check, averaging its good start,
 still passes: over a bake before promotion and a watch after it (`bake_s`, `watch_s`).
+
+Watch. After promotion the previous champion serves nothing; its requests recorded during the last
+step are the baseline (`recorded_baseline`). That comparison is not concurrent, so it is made once,
+at the watch's end, on everything the new champion served since its warm-up.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class SeriesEvaluation:
     srm: CheckSeries | None
     warming: NDArray[np.bool_]
     warmup_end_s: float
+    failing: NDArray[np.bool_]  # a check fails and the guards allow deciding: what ends a bake or watch
 
     def first_decision(self) -> int | None:
         decided = np.flatnonzero(self.status != RUNNING)
@@ -123,22 +128,27 @@ def evaluate_series(
     *,
     warmed_up: bool = False,
     hold_until_s: float | None = None,
+    from_look: int = 0,
+    recorded_baseline: bool = False,
 ) -> SeriesEvaluation:
-    """Judge every look of `series` (cumulative counts since the step started).
+    """Judge the looks of `series` (cumulative counts since the step started) from `from_look` on.
 
-    `warmed_up`: the caller's counts already start after the warm-up (the live step queries them so).
-    `hold_until_s`: a bake or a watch: the step cannot pass before then, and passes then unless a
-    check failed; the maximum duration does not apply.
+    The looks before `from_look` are not judged but still place the warm-up's end and the windows
+    (a replay judges a long log a block at a time). `warmed_up`: the caller's counts already start
+    after the warm-up (the live step queries them so). `hold_until_s`: a bake or a watch: the step
+    cannot pass before then, and passes then unless a check failed; no maximum duration applies.
+    `recorded_baseline`: a watch, the baseline arm is the previous champion's record (never cut).
     """
     if not 0 <= step_index < len(policy.steps):
         raise ValueError(f"step_index: {step_index} outside the policy's {len(policy.steps)} steps")
     step = policy.steps[step_index]
     weight = float(step.weight if canary_weight is None else canary_weight)
-    n = len(series)
-    elapsed = series.elapsed_s
+    rows = np.arange(from_look, len(series), dtype=np.intp)
+    n = rows.size
+    elapsed = series.elapsed_s[rows]
     origin, origin_s = _warmup_origin(policy, series, 0.0 if warmed_up else step.warmup_s)
-    warming = np.arange(n) <= origin
-    post = between(series, np.full(n, origin, dtype=np.intp), np.arange(n, dtype=np.intp))
+    warming = rows <= origin
+    post = between(series, np.full(n, origin, dtype=np.intp), rows, recorded_baseline)
     share = policy.error_budget.false_rollback / phases(policy) / max(policy.statistical_checks, 1)
     tolerance_level = policy.error_budget.false_rollback_at_tolerance / phases(policy)
     levels = Levels(
@@ -147,19 +157,17 @@ def evaluate_series(
         promote=policy.error_budget.false_promote,  # intersection-union: no split (module docstring)
     )
     checks = _checks(policy, post, levels)
-    _require_persistence(policy, series, checks, origin, origin_s)
-    window_s = policy.change_window_s
+    _require_persistence(policy, series, rows, checks, origin, origin_s, recorded_baseline)
     horizon = policy.max_duration_s + policy.bake_s if hold_until_s is None else hold_until_s
-    windows = max(1, math.ceil(max(horizon, policy.watch_s) / window_s))
-    _change_checks(
-        policy, series, checks, origin, origin_s, Levels.uniform(share * CHANGE_SHARE / windows / 2)
-    )
+    windows = max(1, math.ceil(max(horizon, policy.watch_s) / policy.change_window_s))
+    change_levels = Levels.uniform(share * CHANGE_SHARE / windows / 2)  # two change checks per window
+    if not recorded_baseline:  # against a record, load changes would read as change: see below
+        _change_checks(policy, series, rows, checks, origin, origin_s, change_levels, recorded_baseline)
 
-    srm = _srm_check(policy, series, weight)
-    post_s = elapsed - origin_s
+    srm = _srm_check(policy, between(series, np.full(n, -1, dtype=np.intp), rows), weight)
     guard_ok = (
         ~warming
-        & (post_s >= step.min_duration_s)
+        & (elapsed - origin_s >= step.min_duration_s)
         & (post.canary.requests >= max(step.min_samples, 1))
         & (post.baseline.requests >= policy.min_baseline_samples)
     )
@@ -175,11 +183,21 @@ def evaluate_series(
         status[guard_ok & all_pass & ~any_fail] = PASS
     else:
         status[elapsed >= hold_until_s] = PASS
+    if recorded_baseline and hold_until_s is not None:
+        # A record is not concurrent: a busy hour would read as a regression in any one window. The
+        # watch is judged once, on all of it (load swings and bursts average out), at its end.
+        guard_ok &= elapsed >= hold_until_s
     status[guard_ok & any_fail] = FAIL
     if srm is not None:
         status[srm.fails] = INCONCLUSIVE
     return SeriesEvaluation(
-        elapsed_s=elapsed, status=status, checks=checks, srm=srm, warming=warming, warmup_end_s=origin_s
+        elapsed_s=elapsed,
+        status=status,
+        checks=checks,
+        srm=srm,
+        warming=warming,
+        warmup_end_s=origin_s,
+        failing=guard_ok & any_fail,
     )
 
 
@@ -216,7 +234,13 @@ def _two_sided(check: CheckSeries) -> bool:
 
 
 def _require_persistence(
-    policy: Policy, series: ObservationSeries, checks: list[CheckSeries], origin: int, origin_s: float
+    policy: Policy,
+    series: ObservationSeries,
+    looks: IntArray,
+    checks: list[CheckSeries],
+    origin: int,
+    origin_s: float,
+    recorded: bool,
 ) -> None:
     """A cumulative failure stands only if the second half of the data since the warm-up still puts
     the canary beyond the tolerance (point estimate): an early excess that has faded is a transient."""
@@ -227,16 +251,17 @@ def _require_persistence(
     if rows.size == 0:
         return
     elapsed = series.elapsed_s
-    middle = last_look_at_or_before(elapsed, (elapsed[rows] + origin_s) / 2)
-    recent = between(series, np.maximum(middle, origin), rows)
+    at = looks[rows]
+    middle = last_look_at_or_before(elapsed, (elapsed[at] + origin_s) / 2)
+    recent = between(series, np.maximum(middle, origin), at, recorded)
     by_name = {c.metric: c for c in _checks(policy, recent, Levels.uniform(0.5))}
     for check in checks:
         if not _two_sided(check):
             continue
         estimate = by_name[check.metric].stats["worse_estimate"]
-        persists = np.ones(len(series), dtype=bool)
+        persists = np.ones(looks.size, dtype=bool)
         persists[rows] = np.nan_to_num(estimate, nan=0.0) > check.tolerance
-        check.stats["recent_worse_estimate"] = _scatter(len(series), rows, estimate)
+        check.stats["recent_worse_estimate"] = _scatter(looks.size, rows, estimate)
         check.fails = check.fails & persists
         check.stats["cause"] = np.where(check.fails, CAUSE_CUMULATIVE, CAUSE_NONE).astype(float)
 
@@ -250,25 +275,30 @@ def _scatter(n: int, rows: IntArray, values: FloatArray) -> FloatArray:
 def _change_checks(
     policy: Policy,
     series: ObservationSeries,
+    looks: IntArray,
     checks: list[CheckSeries],
     origin: int,
     origin_s: float,
     levels: Levels,
+    recorded: bool,
 ) -> None:
     """Latest window against the baseline, and against the canary's own earlier windows."""
     elapsed = series.elapsed_s
     window_s = policy.change_window_s
-    done = np.floor(np.maximum(elapsed - origin_s, 0.0) / window_s + 1e-9).astype(np.intp)
-    done[np.arange(len(series)) <= origin] = 0
-    completed = int(done.max()) if len(series) else 0
+    done = np.floor(np.maximum(elapsed[looks] - origin_s, 0.0) / window_s + 1e-9).astype(np.intp)
+    done[looks <= origin] = 0
+    completed = int(done.max()) if looks.size else 0
     if completed < 1:
         return
     bounds = last_look_at_or_before(elapsed, origin_s + window_s * np.arange(completed + 1, dtype=float))
     bounds[0] = origin
     k = np.arange(1, completed + 1)
-    latest = {c.metric: c for c in _checks(policy, between(series, bounds[k - 1], bounds[k]), levels)}
+    latest_series = between(series, bounds[k - 1], bounds[k], recorded)
+    latest = {c.metric: c for c in _checks(policy, latest_series, levels)}
     earlier_rows = np.maximum(k - 1, 1)  # window 1 has no earlier window: compared with itself, unused
-    earlier_series = between(series, np.full(completed, origin, dtype=np.intp), bounds[earlier_rows])
+    earlier_series = between(
+        series, np.full(completed, origin, dtype=np.intp), bounds[earlier_rows], recorded
+    )
     earlier = {c.metric: c for c in _checks(policy, earlier_series, levels)}
     at = np.maximum(done - 1, 0)  # each look's latest completed window (row of `latest`)
     has_window = done >= 1

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from canaryflow.kernel.analysis.engine import evaluate_series
+from canaryflow.kernel.analysis.engine import SeriesEvaluation, evaluate_series
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, ObservationSeries
 from canaryflow.kernel.types import Verdict
@@ -93,11 +93,17 @@ def replay_log(
     canary_weight: float | None = None,
     start_s: float | None = None,
     bounds_s: Sequence[float] = DEFAULT_LATENCY_BUCKETS_S,
+    bake_s: float = 0.0,
+    hold_until_s: float | None = None,
+    recorded_baseline: bool = False,
 ) -> Verdict:
     """The verdict the engine reaches on this log; `decided_at_s` is in the log's own time.
 
-    A log that ends before a decision gives decision "inconclusive" with `decided_at_s` null and the
-    last look's checks.
+    `bake_s`: after the step passes, the analysis goes on that long on the same log; a failing look
+    in it rolls back, else the verdict promotes at its end. `hold_until_s`: a watch (the engine's
+    hold mode): fails on a failing look, passes at that time; with `recorded_baseline` its baseline
+    requests are the previous champion's record. A log that ends before a decision
+    gives decision "inconclusive" with `decided_at_s` null and the last look's checks.
     """
     log = log.sorted()
     if log.t.shape[0] == 0:
@@ -106,25 +112,59 @@ def replay_log(
     # count from 0), so looks fall on round log times.
     every = policy.evaluate_every_s
     start = float(np.floor(log.t[0] / every) * every) if start_s is None else float(start_s)
-    looks = look_times(start, float(log.t[-1]), every, policy.max_duration_s)
+    horizon = policy.max_duration_s + bake_s if hold_until_s is None else hold_until_s
+    looks = look_times(start, float(log.t[-1]), every, horizon)
     if looks.size == 0:
         looks = np.asarray([start], dtype=float)
     bounds = np.asarray(bounds_s, dtype=float)
     canary = _ArmCumulative(log, log.canary, looks, bounds)
     baseline = _ArmCumulative(log, ~log.canary, looks, bounds)
     last = None
+    passed_at: float | None = None
     for first in range(0, looks.shape[0], _BLOCK):
-        sl = slice(first, min(first + _BLOCK, looks.shape[0]))
+        sl = slice(0, min(first + _BLOCK, looks.shape[0]))  # the block, and the looks before it
         series = ObservationSeries(
             elapsed_s=looks[sl] - start,
             baseline=baseline.arm(sl),
             canary=canary.arm(sl),
             latency_bounds=bounds,
         )
-        evaluation = evaluate_series(policy, series, step_index=step_index, canary_weight=canary_weight)
-        decided = evaluation.first_decision()
-        if decided is not None:
-            return evaluation.verdict_at(decided, time_offset_s=start)
+        evaluation = evaluate_series(
+            policy,
+            series,
+            step_index=step_index,
+            canary_weight=canary_weight,
+            hold_until_s=hold_until_s,
+            from_look=first,
+            recorded_baseline=recorded_baseline,
+        )
         last = evaluation
+        if passed_at is None:
+            decided = evaluation.first_decision()
+            if decided is None:
+                continue
+            if evaluation.status_at(decided) != "pass" or bake_s <= 0:
+                return evaluation.verdict_at(decided, time_offset_s=start)
+            passed_at = float(evaluation.elapsed_s[decided])
+        ended = _bake_end(evaluation, passed_at, bake_s)
+        if ended is not None:
+            return ended.model_copy(update={"decided_at_s": (ended.decided_at_s or 0.0) + start})
     assert last is not None
     return last.verdict_at(len(last.elapsed_s) - 1, time_offset_s=start)
+
+
+def _bake_end(evaluation: SeriesEvaluation, passed_at: float, bake_s: float) -> Verdict | None:
+    """The bake's verdict if it ends within these looks: its first failing look, or its last look."""
+    elapsed = evaluation.elapsed_s
+    in_bake = (elapsed > passed_at) & (elapsed <= passed_at + bake_s + 1e-9)
+    failing = np.flatnonzero(in_bake & evaluation.failing)
+    if failing.size:
+        i = int(failing[0])
+        return evaluation.verdict_at(i).model_copy(update={"decision": "rollback"})
+    done = np.flatnonzero(elapsed >= passed_at + bake_s - 1e-9)
+    if done.size:
+        i = int(done[0])
+        return evaluation.verdict_at(i).model_copy(
+            update={"decision": "promote", "decided_at_s": float(elapsed[i])}
+        )
+    return None

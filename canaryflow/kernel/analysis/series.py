@@ -114,6 +114,10 @@ def _diff(values: FloatArray | None, start: IntArray, end: IntArray) -> FloatArr
     return np.asarray(later - earlier, dtype=float)
 
 
+def _arm_at(arm: ArmSeries, end: IntArray) -> ArmSeries:
+    return _arm_between(arm, np.full(end.shape, -1, dtype=np.intp), end)
+
+
 def _arm_between(arm: ArmSeries, start: IntArray, end: IntArray) -> ArmSeries:
     memory = None if arm.gpu_memory is None else np.asarray(arm.gpu_memory[end], dtype=float)
     requests = _diff(arm.requests, start, end)
@@ -128,15 +132,20 @@ def _arm_between(arm: ArmSeries, start: IntArray, end: IntArray) -> ArmSeries:
     )
 
 
-def between(series: ObservationSeries, start: IntArray, end: IntArray) -> ObservationSeries:
+def between(
+    series: ObservationSeries, start: IntArray, end: IntArray, recorded_baseline: bool = False
+) -> ObservationSeries:
     """Row i holds what happened between look `start[i]` and look `end[i]` (-1: the series' origin).
 
     How the engine leaves out a warm-up and cuts windows: counts are cumulative, so any interval is
-    a difference of two rows (a gauge, GPU memory, is read at the end).
+    a difference of two rows (a gauge, GPU memory, is read at the end). A `recorded_baseline` (the
+    previous champion's record, in a watch) is not cut: every row holds all of it.
     """
     return ObservationSeries(
         elapsed_s=np.asarray(series.elapsed_s[end], dtype=float),
-        baseline=_arm_between(series.baseline, start, end),
+        baseline=_arm_at(series.baseline, end)
+        if recorded_baseline
+        else _arm_between(series.baseline, start, end),
         canary=_arm_between(series.canary, start, end),
         latency_bounds=series.latency_bounds,
         shadow_bounds=series.shadow_bounds,
