@@ -341,8 +341,9 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
                 budget = policy.error_budget.false_rollback_at_tolerance
             err = r["rollback"] if sc.truth == "good" else r["promote"]
             ok = r["median_time_s"] <= half and err <= budget
+            verdict = "met " if ok else "MISS"
             lines.append(
-                f"{'met ' if ok else 'MISS'} {rps:g} rps {name}: median {r['median_time_s']:.0f} s <= {half:.0f} s"
+                f"{verdict} {rps:g} rps {name}: median {r['median_time_s']:.0f} s <= {half:.0f} s"
                 f" (half the fixed horizon), error {err:.1%} <= {budget:.0%}"
             )
     return lines

@@ -247,7 +247,7 @@ class Reconciler:
         policy = self._policy(record.policy)
         status = self.engine.reconcile(record.workflow)
         crash_point("after_engine_reconcile")
-        view = mirror(status, [s.weight for s in policy.steps])
+        view = mirror(status, [s.weight for s in policy.steps], policy.bake_s, policy.watch_s)
         record = self._record_mirror(record, view)
         crash_point("after_mirror")
         if record.phase in TERMINAL:

@@ -111,7 +111,14 @@ class GitRepo:
 
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
         def plan() -> tuple[Rendering, str]:
-            version = history.last_promoted_version(self._log(spec.model, spec.environment))
+            # This rollout's own promotion does not count: a rollback after it (the watch after
+            # promotion found a regression) restores the version before it.
+            log = [
+                e
+                for e in self._log(spec.model, spec.environment)
+                if e.trailers.get("Rollout-Id") != spec.rollout_id
+            ]
+            version = history.last_promoted_version(log)
             restored = version or spec.baseline_version
             request = RenderRequest(
                 model=spec.model,

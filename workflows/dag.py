@@ -118,13 +118,42 @@ def _analyze_node(weight: int, step_index: int, depends: tuple[str, ...]) -> Dag
         display_name=f"Analyze canary at {weight}%",
         depends=depends,
         params={"weight": weight, "step_index": step_index},
+        outputs=(Output.VERDICT, Output.VERDICT_JSON, Output.WINDOW_START),
+    )
+
+
+def _bake_node(policy: Policy, last_analyze: str) -> DagNode:
+    """The last step's analysis goes on at its weight, from where it started counting."""
+    return DagNode(
+        id=Step.BAKE,
+        step=Step.BAKE,
+        kind="analyze",
+        display_name=f"Bake at {policy.steps[-1].weight}% for {policy.bake_s:g} s",
+        depends=(last_analyze,),
+        params={"weight": policy.steps[-1].weight, "step_index": len(policy.steps) - 1},
+        inputs_from={Output.WINDOW_START: UpstreamOutput(node=last_analyze, output=Output.WINDOW_START)},
+        outputs=(Output.VERDICT, Output.VERDICT_JSON, Output.WINDOW_START),
+    )
+
+
+def _watch_node(policy: Policy, record_from: str) -> DagNode:
+    """After promotion: the champion against the previous champion's record of the last step; a
+    failure fails the workflow, so the exit handler rolls back (git and registry aliases restored)."""
+    return DagNode(
+        id=Step.WATCH,
+        step=Step.WATCH,
+        kind="analyze",
+        display_name=f"Watch the new champion for {policy.watch_s:g} s",
+        depends=(Step.PROMOTE,),
+        params={"step_index": len(policy.steps) - 1},
+        inputs_from={Output.WINDOW_START: UpstreamOutput(node=record_from, output=Output.WINDOW_START)},
         outputs=(Output.VERDICT, Output.VERDICT_JSON),
     )
 
 
 def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
     """render -> commit first weight -> wait ready -> analyze, (commit, analyze) per further weight
-    -> [request approval -> approval suspend] -> promote; exit handler: rollback."""
+    -> [bake] -> [request approval -> approval suspend] -> promote -> [watch]; exit handler: rollback."""
     nodes: list[DagNode] = [
         DagNode(
             id=Step.RENDER,
@@ -157,6 +186,10 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
         analyze = _analyze_node(traffic.weight, index, (last,))
         nodes.append(analyze)
         last = analyze.id
+    if policy.bake_s > 0:
+        nodes.append(_bake_node(policy, last))
+        last = Step.BAKE
+    record_from = last
 
     gated = approval_gated(policy, environment)
     promote_inputs: dict[str, UpstreamOutput] = {}
@@ -202,6 +235,8 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
             retry=NETWORK_RETRY,
         )
     )
+    if policy.watch_s > 0:
+        nodes.append(_watch_node(policy, record_from))
     exit_node = DagNode(
         id=ROLLBACK_NODE,
         step=Step.ROLLBACK,

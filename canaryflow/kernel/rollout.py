@@ -5,11 +5,16 @@ controller's record of where a rollout stands, so that every transition the stor
 machine allowed, with the reason it happened. An event the machine refuses is a bug or a stale status,
 never silently applied.
 
-    pending ─▶ canary(step i) ─▶ … ─▶ awaiting_approval ─▶ promoting ─▶ promoted
-       │            └──────────────┬─────────┘                │
-       │                           ▼                          ▼
-       │                      rolling_back ─▶ rolled_back   (any active) ─▶ failed
+    pending ─▶ canary(step i) ─▶ … ─▶ [baking] ─▶ awaiting_approval ─▶ promoting ─▶ [watching] ─▶ promoted
+       │            └───────────────┬──────┴────────────┘                  │            │
+       │                            ▼                                      ▼            │
+       │                       rolling_back ◀───────────────────────────────────────────┘
+       │                            └─▶ rolled_back          (any active) ─▶ failed
        └─▶ superseded ◀─ superseding ◀─ (any started state, when a newer event arrives)
+
+`baking`: the last step passed; the analysis goes on at its weight for the policy's `bake_s`.
+`watching`: promoted in git and the registry; the new champion is judged against the previous one's
+record for `watch_s`, and a regression rolls back (git and aliases restored) like a failed step.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 RolloutPhase = Literal[
     "pending",
     "canary",
+    "baking",
     "awaiting_approval",
     "promoting",
+    "watching",
     "promoted",
     "rolling_back",
     "rolled_back",
@@ -32,7 +39,16 @@ RolloutPhase = Literal[
 ]
 TERMINAL: frozenset[str] = frozenset({"promoted", "rolled_back", "superseded", "failed"})
 ACTIVE: frozenset[str] = frozenset(
-    {"pending", "canary", "awaiting_approval", "promoting", "rolling_back", "superseding"}
+    {
+        "pending",
+        "canary",
+        "baking",
+        "awaiting_approval",
+        "promoting",
+        "watching",
+        "rolling_back",
+        "superseding",
+    }
 )
 # States in which the rollout owns the model's traffic (a workflow is running for it).
 STARTED: frozenset[str] = ACTIVE - {"pending"}
@@ -58,6 +74,17 @@ class StepStarted(_Event):
     kind: Literal["step_started"] = "step_started"
     index: int = Field(ge=0)
     weight: int
+
+
+class BakeStarted(_Event):
+    kind: Literal["bake_started"] = "bake_started"
+    weight: int
+    bake_s: float
+
+
+class WatchStarted(_Event):
+    kind: Literal["watch_started"] = "watch_started"
+    watch_s: float
 
 
 class ApprovalRequested(_Event):
@@ -110,6 +137,8 @@ class WorkflowFailed(_Event):
 RolloutEvent = Annotated[
     Started
     | StepStarted
+    | BakeStarted
+    | WatchStarted
     | ApprovalRequested
     | Approved
     | Rejected
@@ -137,7 +166,7 @@ class IllegalTransition(ValueError):
     """The event cannot happen in this state (a stale status, or a bug upstream)."""
 
 
-_IN_FLIGHT = frozenset({"canary", "awaiting_approval", "promoting"})
+_IN_FLIGHT = frozenset({"canary", "baking", "awaiting_approval", "promoting", "watching"})
 
 
 def apply(state: RolloutState, event: RolloutEvent) -> Transition:
@@ -161,15 +190,21 @@ def _next(s: RolloutState, e: RolloutEvent) -> tuple[RolloutState, str]:
             if s.step_index is not None and i < s.step_index:
                 raise IllegalTransition(f"step {i} after step {s.step_index}: steps only go forward")
             return RolloutState(phase="canary", step_index=i), f"step {i}: canary at {w}%"
-        case ApprovalRequested(url=url) if p == "canary":
+        case BakeStarted(weight=w, bake_s=t) if p in ("canary", "baking"):
+            return s.model_copy(update={"phase": "baking"}), f"every step passed: baking {t:.0f} s at {w}%"
+        case WatchStarted(watch_s=t) if p in ("promoting", "watching"):
+            return s.model_copy(
+                update={"phase": "watching"}
+            ), f"promoted: watching the new champion for {t:.0f} s"
+        case ApprovalRequested(url=url) if p in ("canary", "baking"):
             return s.model_copy(update={"phase": "awaiting_approval"}), f"approval requested {url}".strip()
         case Approved(by=by) if p == "awaiting_approval":
             return s.model_copy(update={"phase": "promoting"}), f"approved{' by ' + by if by else ''}"
         case Rejected(by=by) if p == "awaiting_approval":
             return s.model_copy(update={"phase": "rolling_back"}), f"rejected{' by ' + by if by else ''}"
-        case PromoteStarted() if p in ("canary", "awaiting_approval", "promoting"):
+        case PromoteStarted() if p in ("canary", "baking", "awaiting_approval", "promoting"):
             return s.model_copy(update={"phase": "promoting"}), "every step passed: promoting"
-        case Promoted() if p == "promoting":
+        case Promoted() if p in ("promoting", "watching"):
             return s.model_copy(update={"phase": "promoted"}), "canary promoted to champion"
         case RollbackStarted(cause=cause) if p in _IN_FLIGHT | {"rolling_back"}:
             return s.model_copy(update={"phase": "rolling_back"}), f"rolling back: {cause}"

@@ -3,8 +3,9 @@
 Node ids follow `workflows.dag` (one DAG for Argo and the local runner): `set-weight-<w>` (output
 `commit_sha`), `wait-ready`, `analyze-<w>` (outputs `verdict`, `verdict_json`), `request-approval`
 (`approval_id`, `approval_url`), `approval` (suspend), `promote` and the exit handler `rollback` (both
-`commit_sha`). The mirror is level-triggered: it derives the whole picture from the status every time,
-so a controller restarted at any point catches up from one read.
+`commit_sha`), and where the policy has them `bake` (after the last step) and `watch` (after promote),
+both analyses with `verdict` / `verdict_json`. The mirror is level-triggered: it derives the whole
+picture from the status every time, so a controller restarted at any point catches up from one read.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from pydantic import BaseModel, Field
 from canaryflow.kernel.contracts.steps import Output, Step, weighted_node
 from canaryflow.kernel.rollout import (
     ApprovalRequested,
+    BakeStarted,
     Promoted,
     PromoteStarted,
     RollbackStarted,
     RolledBack,
     RolloutEvent,
     StepStarted,
+    WatchStarted,
     WorkflowFailed,
 )
 from canaryflow.kernel.types import WorkflowNodeStatus, WorkflowStatus
@@ -67,8 +70,29 @@ def _seconds(raw: str | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
-    """Everything the status says, in the order it happened. `weights` are the policy's step weights."""
+def _analysis_status(node: WorkflowNodeStatus, verdict: dict[str, Any] | None) -> str:
+    if node.phase == "Succeeded":
+        return str(node.outputs.get(Output.VERDICT) or (verdict or {}).get("decision") or "pass")
+    if node.phase in _DONE_BAD:
+        return str(node.outputs.get(Output.VERDICT) or "fail")
+    return "running"
+
+
+def _phase_record(node: WorkflowNodeStatus, index: int, weight: int, phase: str) -> StepRecord:
+    verdict = _verdict(node)
+    return StepRecord(
+        index=index,
+        weight=weight,
+        phase=phase,
+        started_at=node.started_at,
+        status=_analysis_status(node, verdict),
+        verdict=verdict,
+    )
+
+
+def mirror(status: WorkflowStatus, weights: list[int], bake_s: float = 0.0, watch_s: float = 0.0) -> Mirror:
+    """Everything the status says, in the order it happened. `weights` are the policy's step weights,
+    `bake_s` and `watch_s` its bake and watch (for the events' reasons)."""
     out = Mirror(current_node=status.node)
     by_id = {n.id: n for n in status.nodes}
     rollback_cause = status.message or "workflow ended without promotion"
@@ -106,6 +130,14 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
                 verdict=verdict,
             )
         )
+    bake = by_id.get(Step.BAKE)
+    if bake is not None and bake.phase in _STARTED and weights:
+        out.events.append(BakeStarted(weight=weights[-1], bake_s=bake_s))
+        out.steps.append(_phase_record(bake, len(weights), weights[-1], "bake"))
+        if bake.phase in _DONE_BAD:
+            rollback_cause = f"bake at {weights[-1]}%: {bake.message or 'analysis failed'}"
+        elif bake.phase == "Running" and bake.message:
+            out.waiting_reason = bake.message
     wait = by_id.get(Step.WAIT_READY)
     if wait is not None and wait.phase == "Running" and wait.message:
         out.waiting_reason = wait.message
@@ -123,6 +155,14 @@ def mirror(status: WorkflowStatus, weights: list[int]) -> Mirror:
         out.events.append(PromoteStarted())
         if promote.outputs.get(Output.COMMIT_SHA):
             out.commits.append((promote.outputs[Output.COMMIT_SHA], "promote at 100%"))
+        watch = by_id.get(Step.WATCH)
+        if watch is not None and watch.phase in _STARTED:
+            out.events.append(WatchStarted(watch_s=watch_s))
+            out.steps.append(_phase_record(watch, len(weights) + 1, 100, "watch"))
+            if watch.phase in _DONE_BAD:
+                rollback_cause = f"watch after promotion: {watch.message or 'analysis failed'}"
+            elif watch.phase == "Running" and watch.message:
+                out.waiting_reason = watch.message
         if promote.phase == "Succeeded" and status.phase == "Succeeded":
             out.events.append(Promoted())
     # A node whose attempt failed waits as Pending for its retry (a dependency down): say why.

@@ -53,6 +53,7 @@ class RolloutRecord(BaseModel):
 class StepRecord(BaseModel):
     index: int
     weight: int
+    phase: str = Field(default="step", description="step (a traffic weight), bake or watch")
     started_at: float | None = None
     commit_sha: str | None = None
     status: str = "running"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from canaryflow.kernel.contracts.steps import Step
 from workflows.dag import DagNode
-from workflows.steps.analysis import analyze
+from workflows.steps.analysis import analyze, bake, watch
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import StepContext
 from workflows.steps.deploy import render, set_weight, wait_ready
@@ -19,6 +19,8 @@ STEPS: dict[str, StepFunction] = {
     Step.SET_WEIGHT: set_weight,
     Step.WAIT_READY: wait_ready,
     Step.ANALYZE: analyze,
+    Step.BAKE: bake,
+    Step.WATCH: watch,
     Step.REQUEST_APPROVAL: request_approval,
     Step.PROMOTE: promote,
     Step.ROLLBACK: rollback,

@@ -1,8 +1,15 @@
-"""The analyze step: one look at the canary against the baseline since the traffic step started.
+"""The analysis steps: a traffic step, the bake after the last one, the watch after promotion.
 
-Tick-based: each call reads the metrics accumulated since `started_at` and asks the analysis engine
-once; `running` means look again later (the Argo container loops, the local runner calls it once per
-reconcile). pass ends the node Succeeded; fail and inconclusive end it Failed, which rolls back.
+Tick-based: each call reads the metrics accumulated since the analysis window started and asks the
+analysis engine once; `running` means look again later (the Argo container loops, the local runner
+calls it once per reconcile). pass ends the node Succeeded; fail and inconclusive end it Failed,
+which rolls back.
+
+Windows. A traffic step counts from its start plus the step's `warmup_s` (a GPU version's first
+minutes are slow; live, the warm-up counts from the step's start) and says so in its output
+`window_start`. The bake counts from the same moment (it is the last step, going on). The watch
+compares what the new champion served since its own warm-up with what the previous champion served
+in that last step's window: its record.
 """
 
 from __future__ import annotations
@@ -10,42 +17,122 @@ from __future__ import annotations
 import time
 
 from canaryflow.adapters.metrics import MetricsError
+from canaryflow.kernel.analysis import AnalysisResult, Observations
 from canaryflow.kernel.analysis import analyze as analyze_observations
 from canaryflow.kernel.contracts.steps import Output
+from canaryflow.kernel.types import RolloutSpec
 from gitops.report import approval_report
+from policies.model import Policy
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import StepContext
 
 
 def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
+    """One traffic step: after its warm-up, until the engine decides."""
+    policy = step.policy or ctx.policy_for(step.spec.policy)
+    index = step.int_param("step_index")
+    started = step.started_at if step.started_at is not None else time.time()
+    since = started + policy.steps[index].warmup_s
+    return _judge(ctx, step, policy, index, since, f"at {policy.steps[index].weight}%")
+
+
+def bake(ctx: StepContext, step: StepInput) -> StepOutcome:
+    """The last step goes on at its weight for `bake_s`: fails on a failing look, passes at the end."""
+    policy = step.policy or ctx.policy_for(step.spec.policy)
+    index = step.int_param("step_index")
+    started = step.started_at if step.started_at is not None else time.time()
+    since = _window_start(step, started)
+    hold = started - since + policy.bake_s
+    return _judge(ctx, step, policy, index, since, "baking", hold_until_s=hold)
+
+
+def watch(ctx: StepContext, step: StepInput) -> StepOutcome:
+    """The new champion, after its warm-up, against the previous champion's record, for `watch_s`."""
     spec = step.spec
     policy = step.policy or ctx.policy_for(spec.policy)
     index = step.int_param("step_index")
-    since = step.started_at if step.started_at is not None else time.time()
+    started = step.started_at if step.started_at is not None else time.time()
+    warmup = policy.steps[index].warmup_s
+    record_since = _window_start(step, started)
+    return _judge(
+        ctx,
+        step,
+        policy,
+        index,
+        started + warmup,
+        "watching the new champion",
+        hold_until_s=max(policy.watch_s - warmup, 0.0),
+        record_since=record_since,
+    )
+
+
+def _window_start(step: StepInput, default: float) -> float:
+    raw = step.upstream.get(Output.WINDOW_START, "")
     try:
-        observations = ctx.metrics.observe(
-            spec.model, spec.baseline_version, spec.canary_version, since=since
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise ValueError(f"upstream {Output.WINDOW_START}: not a unix time: {raw!r}") from exc
+
+
+def _observe(ctx: StepContext, spec: RolloutSpec, since: float, record_since: float | None) -> Observations:
+    observed = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=since)
+    if record_since is None:
+        return observed
+    record = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=record_since)
+    return observed.model_copy(update={"baseline": record.baseline, "shadow_distance": None})
+
+
+def _judge(
+    ctx: StepContext,
+    step: StepInput,
+    policy: Policy,
+    index: int,
+    since: float,
+    what: str,
+    hold_until_s: float | None = None,
+    record_since: float | None = None,
+) -> StepOutcome:
+    spec = step.spec
+    window: dict[str, str] = {Output.WINDOW_START: f"{since:.3f}"}
+    now = time.time()
+    if now < since:
+        return StepOutcome(
+            state="running", outputs=window, message=f"{what}: warming up, {since - now:.0f} s to go"
         )
+    try:
+        observations = _observe(ctx, spec, since, record_since)
     except MetricsError as exc:
         # An outage must neither promote nor roll back: wait, and say why, until the step's time is up.
-        if time.time() - since >= policy.max_duration_s:
+        limit = hold_until_s if hold_until_s is not None else policy.max_duration_s
+        if now - since >= limit:
             return StepOutcome(
                 state="failed",
-                outputs={Output.VERDICT: "inconclusive"},
-                message=f"inconclusive: metrics unavailable until max_duration_s ({exc})",
+                outputs={**window, Output.VERDICT: "inconclusive"},
+                message=f"inconclusive: metrics unavailable until the step's time was up ({exc})",
             )
-        return StepOutcome(state="running", message=f"waiting: metrics unavailable ({exc})")
-    result = analyze_observations(policy, observations, step_index=index)
-    outputs = {Output.VERDICT: result.status, Output.VERDICT_JSON: result.verdict.model_dump_json()}
+        return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
+    result = analyze_observations(
+        policy,
+        observations,
+        step_index=index,
+        canary_weight=100.0 if record_since is not None else None,
+        warmed_up=True,
+        hold_until_s=hold_until_s,
+        recorded_baseline=record_since is not None,
+    )
+    return _outcome(spec, result, window, what)
+
+
+def _outcome(spec: RolloutSpec, result: AnalysisResult, window: dict[str, str], what: str) -> StepOutcome:
+    outputs = {**window, Output.VERDICT: result.status, Output.VERDICT_JSON: result.verdict.model_dump_json()}
     reasons = "; ".join(
         dict.fromkeys(c.reason for c in result.verdict.checks if c.reason and c.verdict != "pass")
     )
-    weight = policy.steps[index].weight
     if result.status == "running":
-        return StepOutcome(state="running", outputs=outputs, message=reasons or f"analyzing at {weight}%")
+        return StepOutcome(state="running", outputs=outputs, message=reasons or what)
     return StepOutcome(
         state="succeeded" if result.status == "pass" else "failed",
         outputs=outputs,
-        message=f"{result.status} at {weight}%" + (f": {reasons}" if reasons else ""),
+        message=f"{result.status} {what}" + (f": {reasons}" if reasons else ""),
         report_markdown=approval_report(spec, result.verdict),
     )

@@ -7,7 +7,8 @@ API for the workflow steps and the controller:
     result.status    # "running" | "pass" | "fail" | "inconclusive"
     result.verdict   # canaryflow.kernel.types.Verdict (design.md's analysis record)
 
-`observations` are cumulative since the step started (`canaryflow.adapters.metrics` sources produce them).
+`observations` are cumulative since the step's warm-up ended (`canaryflow.adapters.metrics` sources
+produce them).
 Call it on every tick; it is cheap and a pure function of its inputs, so repeating it is safe.
 """
 
@@ -63,13 +64,33 @@ class AnalysisResult(BaseModel):
 
 
 def analyze(
-    policy: Policy, observations: Observations, *, step_index: int = 0, canary_weight: float | None = None
+    policy: Policy,
+    observations: Observations,
+    *,
+    step_index: int = 0,
+    canary_weight: float | None = None,
+    warmed_up: bool = True,
+    hold_until_s: float | None = None,
+    recorded_baseline: bool = False,
 ) -> AnalysisResult:
-    """Judge one step from what both arms did since it started.
+    """Judge one step from what both arms did since its warm-up ended.
+
+    One reading cannot leave a warm-up out by itself, so the caller counts from the warm-up's end
+    (the analyze step queries its metrics so); `warmed_up=False` treats the reading as counted from
+    the step start, and nothing is decided before the warm-up is over.
 
     `canary_weight` (percent) overrides the step's configured weight for the sample-ratio check,
-    e.g. when the router reports the share it actually applies.
+    e.g. when the router reports the share it actually applies. `hold_until_s` and
+    `recorded_baseline` make it a bake or a watch (`evaluate_series`).
     """
     series = ObservationSeries.from_observations([observations])
-    evaluation = evaluate_series(policy, series, step_index=step_index, canary_weight=canary_weight)
+    evaluation = evaluate_series(
+        policy,
+        series,
+        step_index=step_index,
+        canary_weight=canary_weight,
+        warmed_up=warmed_up,
+        hold_until_s=hold_until_s,
+        recorded_baseline=recorded_baseline,
+    )
     return AnalysisResult(status=evaluation.status_at(0), verdict=evaluation.verdict_at(0))

@@ -19,9 +19,11 @@ class Step(StrEnum):
     SET_WEIGHT = "set-weight"
     WAIT_READY = "wait-ready"
     ANALYZE = "analyze"
+    BAKE = "bake"  # after the last step passes: the analysis goes on at its weight (policy bake_s)
     REQUEST_APPROVAL = "request-approval"
     APPROVAL = "approval"  # a suspend node: no step function, it waits for `resume`
     PROMOTE = "promote"
+    WATCH = "watch"  # after promotion: the champion against the previous one's record (policy watch_s)
     ROLLBACK = "rollback"  # the exit handler
 
 
@@ -33,6 +35,7 @@ class Output(StrEnum):
     READY = "ready"
     VERDICT = "verdict"
     VERDICT_JSON = "verdict_json"
+    WINDOW_START = "window_start"  # unix time the analysis counts from (after the warm-up)
     APPROVAL_ID = "approval_id"
     APPROVAL_URL = "approval_url"
     APPROVAL_HEAD_SHA = "approval_head_sha"  # the promotion commit the pull request asks to approve
