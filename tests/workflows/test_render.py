@@ -94,7 +94,11 @@ def test_rendered_dag_tasks_exit_handler_and_outputs():
     assert analyze["container"]["args"][:3] == ["workflow", "step", "analyze"]
     assert "retryStrategy" not in analyze
     outputs = {p["name"]: p["valueFrom"]["path"] for p in analyze["outputs"]["parameters"]}
-    assert outputs == {"verdict": "/tmp/outputs/verdict", "verdict_json": "/tmp/outputs/verdict_json"}
+    assert outputs == {
+        "verdict": "/tmp/outputs/verdict",
+        "verdict_json": "/tmp/outputs/verdict_json",
+        "window_start": "/tmp/outputs/window_start",
+    }
     assert analyze["outputs"]["artifacts"][0]["name"] == "report"
     assert analyze["annotations"][DISPLAY_NAME] == "Analyze canary at 5%"
     assert templates["set-weight-50"]["retryStrategy"]["limit"] == "3"
