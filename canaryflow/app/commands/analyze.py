@@ -47,6 +47,12 @@ def replay(
         "--start-s",
         help="log time the step started (default: the look grid just before the first request)",
     ),
+    bake: bool = typer.Option(
+        False, "--bake", help="after a pass, go on for the policy's bake_s as the last step would"
+    ),
+    explain: bool = typer.Option(
+        False, "--explain", help="also print each check in words, with units, to stderr"
+    ),
 ) -> None:
     """Replay request logs through the engine as if live: one verdict (JSON) per line per input file.
 
@@ -68,13 +74,22 @@ def replay(
         try:
             log = read_request_log(path)
             verdict = replay_log(
-                rollout_policy, log, step_index=step, canary_weight=canary_weight, start_s=start
+                rollout_policy,
+                log,
+                step_index=step,
+                canary_weight=canary_weight,
+                start_s=start,
+                bake_s=rollout_policy.bake_s if bake else 0.0,
             )
         except (LogError, ValueError) as exc:
             _fail(str(exc))
             return
         sys.stdout.write(verdict.model_dump_json() + "\n")
         sys.stdout.flush()
+        if explain:
+            at = "undecided" if verdict.decided_at_s is None else f"at {verdict.decided_at_s:.0f} s"
+            lines = [f"{path.name}: {verdict.decision} {at}"] + [f"  {c.reason}" for c in verdict.checks]
+            typer.echo("\n".join(lines), err=True)
 
 
 def read_request_log(path: Path) -> RequestLog:

@@ -75,6 +75,9 @@ CAUSE_NONE, CAUSE_CUMULATIVE, CAUSE_WINDOW, CAUSE_TREND = 0, 1, 2, 3
 def check_at(check: CheckSeries, i: int, warming: bool = False) -> Check:
     verdict: CheckVerdict = "fail" if check.fails[i] else "pass" if check.passes[i] else "inconclusive"
     extra = {name: _json_number(values[i]) for name, values in check.stats.items()}
+    if check.kind != "sample_ratio":  # the thresholds beside the numbers: a reader needs no policy
+        extra["tolerance"] = check.tolerance
+        extra["alternative"] = check.alternative
     reason = check_reason(check, i, verdict, warming)
     return Check(metric=check.metric, verdict=verdict, reason=reason, kind=check.kind, **extra)
 
