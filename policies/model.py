@@ -19,18 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from canaryflow.kernel.analysis.kinds import METRIC_KINDS, metric_kind
-from canaryflow.kernel.analysis.kinds.base import Comparison
+from canaryflow.kernel.analysis.kinds import metric_kind
 from canaryflow.kernel.contracts.traffic import DEFAULT_TRAFFIC_MODE, TrafficMode
 
-# Metric kinds come from the kernel's table (`canaryflow.kernel.analysis.kinds`): a kind missing there
-# is refused here, when the policy loads. The sets below are read from it, never spelled out again.
-# How each kind's tolerance reads: relative to the baseline, an absolute difference of rates, or an
-# absolute level (shadow distance compares canary to baseline per request, so there is one sample).
-COMPARISON: dict[str, Comparison] = {name: kind.comparison for name, kind in METRIC_KINDS.items()}
-# Kinds judged by a confidence sequence (they spend error budget); gpu memory is a gauge read as is.
-STATISTICAL_KINDS = frozenset(name for name, kind in METRIC_KINDS.items() if kind.statistical)
-QUANTILE_KINDS = frozenset(name for name, kind in METRIC_KINDS.items() if kind.quantiles)
+# Metric kinds come from the kernel's table (`canaryflow.kernel.analysis.kinds.METRIC_KINDS`): a kind
+# missing there is refused here, when the policy loads, and what a kind is (relative, a difference or
+# a level; statistical; with quantiles) is read from its entry, never spelled out again.
 
 
 class _Strict(BaseModel):
@@ -89,11 +83,12 @@ class MetricPolicy(_Strict):
 
     @model_validator(mode="after")
     def _thresholds_fit_kind(self) -> MetricPolicy:
-        if self.kind in QUANTILE_KINDS and not self.quantiles:
+        kind = metric_kind(self.kind)
+        if kind.quantiles and not self.quantiles:
             raise ValueError(f"quantiles: a {self.kind} metric needs at least one")
-        if self.kind not in QUANTILE_KINDS and self.quantiles:
+        if not kind.quantiles and self.quantiles:
             raise ValueError(f"quantiles: not used by a {self.kind} metric")
-        if self.kind in STATISTICAL_KINDS:
+        if kind.statistical:
             if self.alternative is None:
                 raise ValueError(f"alternative: required for a {self.kind} metric")
             if self.alternative <= self.tolerance:
@@ -102,9 +97,9 @@ class MetricPolicy(_Strict):
                 )
         if self.kind == "error_rate" and (self.alternative or 0.0) >= 1.0:
             raise ValueError("alternative: a rate difference must be below 1")
-        if COMPARISON[self.kind] == "level" and self.direction != "lower_is_better":
+        if kind.comparison == "level" and self.direction != "lower_is_better":
             raise ValueError(f"direction: a {self.kind} metric is a level where lower is better")
-        relative = COMPARISON[self.kind] == "relative"
+        relative = kind.comparison == "relative"
         if relative and self.direction == "higher_is_better" and self.tolerance >= 1:
             raise ValueError("tolerance: a relative decrease must be below 1")
         return self
@@ -112,7 +107,7 @@ class MetricPolicy(_Strict):
     @property
     def checks(self) -> list[str]:
         """Names of the checks this metric produces (one per quantile for distributions)."""
-        if self.kind in QUANTILE_KINDS:
+        if metric_kind(self.kind).quantiles:
             return [f"{self.name}_p{_quantile_label(q)}" for q in self.quantiles]
         return [self.name]
 
@@ -201,11 +196,11 @@ class Policy(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"metrics: duplicate names {dupes}")
-        if not any(m.required and m.kind in STATISTICAL_KINDS for m in self.metrics):
+        if not any(m.required and metric_kind(m.kind).statistical for m in self.metrics):
             raise ValueError("metrics: at least one required latency, error_rate or shadow_distance metric")
         return self
 
     @property
     def statistical_checks(self) -> int:
         """How many checks share the error budget (Bonferroni): one per quantile, one per rate."""
-        return sum(len(m.checks) for m in self.metrics if m.kind in STATISTICAL_KINDS)
+        return sum(len(m.checks) for m in self.metrics if metric_kind(m.kind).statistical)

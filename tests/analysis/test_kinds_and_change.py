@@ -1,0 +1,120 @@
+"""The metric-kind table, the warm-up, change over time and verdicts in words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from canaryflow.kernel.analysis import (
+    DEFAULT_LATENCY_BUCKETS_S,
+    ArmObservations,
+    Histogram,
+    Observations,
+    analyze,
+)
+from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels, MetricSpec
+from canaryflow.kernel.analysis.kinds.base import MetricKind, compare
+from canaryflow.kernel.analysis.replay import RequestLog, replay_log
+from canaryflow.kernel.analysis.sequential import binomial_cs
+from canaryflow.kernel.analysis.series import ObservationSeries
+from canaryflow.kernel.analysis.wording import describe
+from policies import PolicyError, load_policy, parse_policy
+
+POLICY = load_policy("default")
+
+
+def test_an_unknown_kind_is_refused_at_load_naming_the_field() -> None:
+    doc = {"steps": [{"weight": 10}], "metrics": [{"name": "x", "kind": "p99_latency", "tolerance": 0.1}]}
+    with pytest.raises(PolicyError, match=r"metrics\[0\]\.kind: unknown metric kind 'p99_latency' \(known: "):
+        parse_policy(doc)
+
+
+SLO_S = 0.05  # the example kind's bound: share of requests slower than 50 ms
+
+
+def _slow_share(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> list[CheckSeries]:
+    """An example kind on data the series already has: the share of requests beyond an SLO."""
+    assert series.latency_bounds is not None
+    k = int(np.searchsorted(series.latency_bounds, SLO_S))
+    arms = [series.canary, series.baseline]
+    slow = [a.latency_totals - a.latency_counts[:, k] for a in arms]  # type: ignore[index,operator]
+    by_level = {}
+    for level, a in levels.per_arm().items():
+        (c_lo, c_hi), (b_lo, b_hi) = (
+            binomial_cs(s, arm.latency_totals, a) for s, arm in zip(slow, arms, strict=True)
+        )
+        by_level[level] = (c_lo, c_hi, b_lo, b_hi)
+    rates = [s / np.maximum(arm.latency_totals, 1) for s, arm in zip(slow, arms, strict=True)]  # type: ignore[operator]
+    has = (arms[0].latency_totals > 0) & (arms[1].latency_totals > 0)  # type: ignore[operator]
+    return [compare(metric, "difference", metric.name, has, by_level, rates[0], rates[1])]
+
+
+def test_a_new_kind_is_one_evaluator_and_one_table_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    kind = MetricKind("slow_share", "difference", True, False, _slow_share, lambda r: f"{r:.1%}", "example")
+    monkeypatch.setitem(METRIC_KINDS, "slow_share", kind)
+    policy = parse_policy(
+        {
+            "steps": [{"weight": 10}],
+            "metrics": [{"name": "slow", "kind": "slow_share", "tolerance": 0.02, "alternative": 0.05}],
+        }
+    )
+    rng = np.random.default_rng(4)
+
+    def arm(n: int, median_s: float) -> ArmObservations:
+        values = rng.lognormal(np.log(median_s), 0.35, n)
+        return ArmObservations(requests=n, latency_s=Histogram.from_values(values, DEFAULT_LATENCY_BUCKETS_S))
+
+    slower = analyze(policy, Observations(elapsed_s=600, baseline=arm(18000, 0.02), canary=arm(2000, 0.03)))
+    same = analyze(policy, Observations(elapsed_s=600, baseline=arm(18000, 0.02), canary=arm(2000, 0.02)))
+    assert (slower.status, same.status) == ("fail", "pass")
+    assert (
+        slower.verdict.checks[0].reason.startswith("slow ")
+        and "tolerance +2.00 pt" in slower.verdict.checks[0].reason
+    )
+
+
+def _log(seed: int, factor, duration: float = 900.0, rps: float = 40.0) -> RequestLog:
+    """10% canary; `factor(t)` multiplies the canary's latency at time t."""
+    rng = np.random.default_rng(seed)
+    n = int(rps * duration)
+    t = np.sort(rng.uniform(0, duration, n))
+    canary = rng.random(n) < 0.1
+    latency = rng.lognormal(np.log(0.02), 0.35, n) * np.where(canary, factor(t), 1.0)
+    return RequestLog(t=t, canary=canary, latency_s=latency, ok=rng.random(n) >= 0.005)
+
+
+def test_a_cold_start_within_the_warm_up_is_not_a_regression() -> None:
+    cold = _log(5, lambda t: np.where(t < 110, 3.0, 1.0))
+    assert replay_log(POLICY, cold, start_s=0.0).decision == "promote"
+    no_warmup = POLICY.model_copy(
+        update={"steps": [s.model_copy(update={"warmup_s": 0.0}) for s in POLICY.steps]}
+    )
+    assert replay_log(no_warmup, cold, start_s=0.0).decision == "rollback"
+
+
+def test_a_regression_that_starts_after_the_pass_is_caught_in_the_bake() -> None:
+    # Identical until 400 s (the step passes), then 60% slower: the bake rolls it back.
+    log = _log(6, lambda t: np.where(t < 400, 1.0, 1.6), duration=1500)
+    passed = replay_log(POLICY, log, start_s=0.0)
+    assert passed.decision == "promote" and passed.decided_at_s is not None and passed.decided_at_s < 400
+    baked = replay_log(POLICY.model_copy(update={"bake_s": 900.0}), log, start_s=0.0, bake_s=900.0)
+    assert baked.decision == "rollback" and baked.decided_at_s is not None and baked.decided_at_s > 400
+    failing = [c for c in baked.checks if c.verdict == "fail"]
+    assert failing and all((c.model_extra or {}).get("cause") in (1.0, 2.0, 3.0) for c in failing)
+
+
+def test_checks_read_in_words_with_units() -> None:
+    stats = {
+        "canary": 0.182,
+        "baseline": 0.177,
+        "worse_estimate": 0.028,
+        "worse_lower": -0.041,
+        "worse_upper": 0.12,
+    }
+    text = describe("latency_p95", "latency", stats, 0.10, 0.25, "pass")
+    assert text == (
+        "latency p95 182 ms vs 177 ms baseline: +2.8% (bounds −4.1% … +12.0%), "
+        "tolerance +10.0%, alternative +25.0%: pass"
+    )
+    trend = describe("latency_p50", "latency", {**stats, "cause": 3, "trend_lower": 0.06}, 0.10, 0.25, "fail")
+    assert trend.endswith("; trend: grown by at least +6.0% since the earlier windows: fail")
