@@ -60,7 +60,7 @@ class Scenario:
     steady: bool = True  # no change over time in the canary: the speed target applies
 
 
-SCENARIOS = (
+SCENARIOS: tuple[Scenario, ...] = (
     Scenario("A/A (same version)", "good"),
     Scenario("latency +10% (tolerance)", "good", latency_shift=1.10),
     Scenario("errors +0.5 pt (tolerance)", "good", error_shift=0.005),

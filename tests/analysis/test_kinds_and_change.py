@@ -36,16 +36,17 @@ def _slow_share(metric: MetricSpec, series: ObservationSeries, levels: Levels) -
     """An example kind on data the series already has: the share of requests beyond an SLO."""
     assert series.latency_bounds is not None
     k = int(np.searchsorted(series.latency_bounds, SLO_S))
-    arms = [series.canary, series.baseline]
-    slow = [a.latency_totals - a.latency_counts[:, k] for a in arms]  # type: ignore[index,operator]
+    totals, slow = [], []
+    for arm in (series.canary, series.baseline):
+        assert arm.latency_totals is not None and arm.latency_counts is not None
+        totals.append(arm.latency_totals)
+        slow.append(arm.latency_totals - arm.latency_counts[:, k])
     by_level = {}
     for level, a in levels.per_arm().items():
-        (c_lo, c_hi), (b_lo, b_hi) = (
-            binomial_cs(s, arm.latency_totals, a) for s, arm in zip(slow, arms, strict=True)
-        )
+        (c_lo, c_hi), (b_lo, b_hi) = (binomial_cs(s, n, a) for s, n in zip(slow, totals, strict=True))
         by_level[level] = (c_lo, c_hi, b_lo, b_hi)
-    rates = [s / np.maximum(arm.latency_totals, 1) for s, arm in zip(slow, arms, strict=True)]  # type: ignore[operator]
-    has = (arms[0].latency_totals > 0) & (arms[1].latency_totals > 0)  # type: ignore[operator]
+    rates = [s / np.maximum(n, 1) for s, n in zip(slow, totals, strict=True)]
+    has = np.asarray((totals[0] > 0) & (totals[1] > 0), dtype=bool)
     return [compare(metric, "difference", metric.name, has, by_level, rates[0], rates[1])]
 
 

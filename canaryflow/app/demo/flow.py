@@ -24,6 +24,8 @@ from canaryflow.adapters.metrics import MetricsError, MetricsSource
 from canaryflow.adapters.model_assets import Variant
 from canaryflow.app.demo.environment import MODEL, DemoEnvironment
 from canaryflow.app.report import ReportData, StepRecord, TimePoint, render_html
+from canaryflow.app.report.model import EvidencePoint, PhaseMark
+from canaryflow.kernel.analysis.kinds import METRIC_KINDS
 from canaryflow.kernel.analysis.observations import Histogram
 from canaryflow.kernel.rollout import TERMINAL
 from canaryflow.kernel.types import RolloutSpec, Verdict
@@ -60,6 +62,9 @@ class RolloutWatcher:
         self.timeline: list[TimePoint] = []
         self.latency: tuple[Histogram | None, Histogram | None] = (None, None)
         self.detail: dict[str, Any] = {}
+        self.evidence: list[EvidencePoint] = []
+        self.marks: list[PhaseMark] = []
+        self._marked: set[str] = set()
         self._http = httpx.Client(base_url=env.controller_url, timeout=10.0)
 
     def find_rollout(self, timeout_s: float = 120.0) -> str:
@@ -80,6 +85,43 @@ class RolloutWatcher:
     def poll(self) -> None:
         self.detail = self._http.get(f"/rollouts/{self.outcome.rollout_id}").json()
         self._sample()
+        self._record_evidence()
+
+    def _mark(self, key: str, t_s: float, label: str) -> None:
+        if key not in self._marked:
+            self._marked.add(key)
+            self.marks.append(PhaseMark(t_s=t_s, label=label))
+
+    def _record_evidence(self) -> None:
+        """The running analysis' checks at this poll: the report's evidence-over-time plots."""
+        now = time.time() - self.started
+        for step in self.detail.get("steps", []):
+            phase = str(step.get("phase") or "step")
+            label = f"{step['weight']}%" if phase == "step" else phase
+            key = f"{phase}-{step['index']}"
+            self._mark(key, (step.get("started_at") or self.started) - self.started, label)
+            verdict = step.get("verdict") or {}
+            if step.get("status") != "running":  # a finished analysis: its final look, once
+                if key + "-final" in self._marked:
+                    continue
+                self._marked.add(key + "-final")
+            for check in verdict.get("checks") or []:
+                if check.get("worse_estimate") is None or check.get("kind") not in METRIC_KINDS:
+                    continue
+                self._mark(key + "-warm", now, f"{label}: warm-up over")
+                self.evidence.append(
+                    EvidencePoint(
+                        t_s=now,
+                        phase=label,
+                        metric=str(check["metric"]),
+                        kind=str(check.get("kind")),
+                        estimate=check.get("worse_estimate"),
+                        lower=check.get("worse_lower"),
+                        upper=check.get("worse_upper"),
+                        tolerance=check.get("tolerance"),
+                        alternative=check.get("alternative"),
+                    )
+                )
 
     def _sample(self) -> None:
         baseline = str(self.detail.get("baseline_version", ""))
@@ -171,6 +213,8 @@ class RolloutWatcher:
             baseline_latency=self.latency[0],
             canary_latency=self.latency[1],
             commits=commits,
+            evidence=self.evidence,
+            marks=self.marks,
         )
 
 

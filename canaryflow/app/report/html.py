@@ -75,6 +75,7 @@ def render_html(data: ReportData) -> str:
         ("Errors", plots.error_rates(data.timeline)),
         ("Traffic", plots.request_rates(data.timeline)),
     ]
+    figures += [(f"Evidence: {metric}", src) for metric, src in plots.evidence(data.evidence, data.marks)]
     figure_html = "".join(f"<img alt='{_e(title)}' src='{src}'>" for title, src in figures if src)
     commits = "".join(f"{_e(line)}\n" for line in data.commits)
     return f"""<!doctype html>

@@ -26,6 +26,27 @@ class StepRecord(BaseModel):
     verdict: Verdict | None = None
 
 
+class EvidencePoint(BaseModel):
+    """One check at one look: how much worse the canary is, with its bounds and the thresholds."""
+
+    t_s: float
+    phase: str = Field(description="the step's weight (`10%`), `bake` or `watch`")
+    metric: str
+    kind: str = ""
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    tolerance: float | None = None
+    alternative: float | None = None
+
+
+class PhaseMark(BaseModel):
+    """A moment worth a vertical line: a step change, the end of a warm-up, the bake, the watch."""
+
+    t_s: float
+    label: str
+
+
 class ReportData(BaseModel):
     spec: RolloutSpec
     decision: str
@@ -36,3 +57,5 @@ class ReportData(BaseModel):
     baseline_latency: Histogram | None = None
     canary_latency: Histogram | None = None
     commits: list[str] = Field(default_factory=list, description="`sha subject` lines, oldest first")
+    evidence: list[EvidencePoint] = Field(default_factory=list)
+    marks: list[PhaseMark] = Field(default_factory=list)

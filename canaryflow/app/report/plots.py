@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from canaryflow.app.report.model import TimePoint
+from canaryflow.app.report.model import EvidencePoint, PhaseMark, TimePoint
 from canaryflow.kernel.analysis.observations import Histogram
 
 BASELINE_COLOUR = "#1f77b4"
@@ -98,3 +98,45 @@ def request_rates(timeline: list[TimePoint]) -> str | None:
     ax.legend(loc="upper left")
     ax.set_title("Traffic per version")
     return _png(fig)
+
+
+def _scale(kind: str) -> tuple[float, str]:
+    """Evidence is relative (latency) or a difference of rates (errors): both read best in %/points."""
+    return (100.0, "% worse than the baseline") if kind != "error_rate" else (100.0, " points more errors")
+
+
+def evidence(points: list[EvidencePoint], marks: list[PhaseMark]) -> list[tuple[str, str]]:
+    """Per metric: the estimate of how much worse the canary is and its bounds over time, against the
+    tolerance and alternative lines, with step changes, warm-ups, the bake and the watch marked."""
+    out: list[tuple[str, str]] = []
+    for metric in dict.fromkeys(p.metric for p in points):
+        series = [p for p in points if p.metric == metric and p.estimate is not None]
+        if not series:
+            continue
+        factor, unit = _scale(series[0].kind)
+        t = np.array([p.t_s for p in series])
+        est = np.array([p.estimate for p in series], dtype=float) * factor
+        lo = np.array([np.nan if p.lower is None else p.lower for p in series], dtype=float) * factor
+        hi = np.array([np.nan if p.upper is None else p.upper for p in series], dtype=float) * factor
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        span = np.nanmax(np.abs(est)) if np.isfinite(est).any() else 10.0
+        limit = max(3 * span, 3 * factor * (series[0].alternative or series[0].tolerance or 0.1))
+        ax.fill_between(t, np.clip(lo, -limit, limit), np.clip(hi, -limit, limit), color=CANARY_COLOUR,
+                        alpha=0.2, step="post", label="bounds")  # fmt: skip
+        ax.step(t, est, where="post", color=CANARY_COLOUR, linewidth=2, label="estimate")
+        if series[0].tolerance is not None:
+            ax.axhline(series[0].tolerance * factor, color="#c62828", linestyle="--", label="tolerance")
+        if series[0].alternative is not None:
+            ax.axhline(series[0].alternative * factor, color="#8d6e00", linestyle=":", label="alternative")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        for mark in marks:
+            ax.axvline(mark.t_s, color="grey", linewidth=0.8, linestyle="-.")
+            ax.text(mark.t_s, limit * 0.95, f" {mark.label}", fontsize=7, va="top", color="#555")
+        ax.set_ylim(-limit, limit)
+        ax.set_xlabel("seconds since the rollout started")
+        ax.set_ylabel(unit.strip())
+        ax.set_title(f"{metric}: evidence over time")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+        out.append((metric, _png(fig)))
+    return out
