@@ -14,6 +14,7 @@ from canaryflow.kernel.analysis import (
 )
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels, MetricSpec
 from canaryflow.kernel.analysis.kinds.base import MetricKind, compare
+from canaryflow.kernel.analysis.observations import observations_before
 from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from canaryflow.kernel.analysis.sequential import binomial_cs
 from canaryflow.kernel.analysis.series import ObservationSeries
@@ -119,3 +120,30 @@ def test_checks_read_in_words_with_units() -> None:
     )
     trend = describe("latency_p50", "latency", {**stats, "cause": 3, "trend_lower": 0.06}, 0.10, 0.25, "fail")
     assert trend.endswith("; trend: grown by at least +6.0% since the earlier windows: fail")
+
+
+def _reading(log: RequestLog, start: float, end: float) -> Observations:
+    """What a metrics source answers for `since=start` at time `end`."""
+
+    def arm(mask: np.ndarray) -> ArmObservations:
+        m = mask & (log.t > start) & (log.t <= end)
+        hist = Histogram.from_values(log.latency_s[m], DEFAULT_LATENCY_BUCKETS_S)
+        return ArmObservations(requests=int(m.sum()), errors=int((~log.ok[m]).sum()), latency_s=hist)
+
+    return Observations(elapsed_s=end - start, baseline=arm(~log.canary), canary=arm(log.canary))
+
+
+def test_live_readings_at_window_boundaries_give_the_change_checks_their_windows() -> None:
+    # Identical for 600 s, then 60% slower: the latest window shows it at once.
+    log = _log(8, lambda t: np.where(t < 600, 1.0, 1.6), duration=900, rps=60)
+    total = _reading(log, 0, 900)
+    history = [observations_before(total, _reading(log, b, 900), b) for b in (300.0, 600.0, 900.0)]
+    assert history[0].canary.requests == int((log.canary & (log.t <= 300)).sum())
+    policy = POLICY.model_copy(
+        update={"steps": [s.model_copy(update={"warmup_s": 0.0}) for s in POLICY.steps]}
+    )
+    result = analyze(policy, total, history=history[:-1])
+    p50 = next(c for c in result.verdict.checks if c.metric == "latency_p50")
+    extra = p50.model_extra or {}
+    assert extra["window_worse_estimate"] is not None and extra["window_worse_estimate"] > 0.4
+    assert result.status == "fail" and p50.verdict == "fail"

@@ -7,7 +7,9 @@ which rolls back.
 
 Windows. A traffic step counts from its start plus the step's `warmup_s` (a GPU version's first
 minutes are slow; live, the warm-up counts from the step's start) and says so in its output
-`window_start`. The bake counts from the same moment (it is the last step, going on). The watch
+`window_start`. The bake counts from the same moment (it is the last step, going on); both read
+the metrics also from every `change_window_s` boundary since then, so the latest-window and trend
+checks see the same windows live as in a replay. The watch
 compares what the new champion served since its own warm-up with what the previous champion served
 in that last step's window: its record.
 """
@@ -19,6 +21,7 @@ import time
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.kernel.analysis import AnalysisResult, Observations
 from canaryflow.kernel.analysis import analyze as analyze_observations
+from canaryflow.kernel.analysis.observations import observations_before
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
 from gitops.report import approval_report
@@ -101,6 +104,7 @@ def _judge(
         )
     try:
         observations = _observe(ctx, spec, since, record_since)
+        history = [] if record_since is not None else _history(ctx, spec, policy, since, observations)
     except MetricsError as exc:
         # An outage must neither promote nor roll back: wait, and say why, until the step's time is up.
         limit = hold_until_s if hold_until_s is not None else policy.max_duration_s
@@ -119,8 +123,25 @@ def _judge(
         warmed_up=True,
         hold_until_s=hold_until_s,
         recorded_baseline=record_since is not None,
+        history=history,
     )
     return _outcome(spec, result, window, what)
+
+
+def _history(
+    ctx: StepContext, spec: RolloutSpec, policy: Policy, since: float, total: Observations
+) -> list[Observations]:
+    """The readings at each `change_window_s` boundary since `since`, for the change-over-time checks:
+    counts since a boundary, taken from counts since `since`, are what came before it."""
+    boundaries = int(total.elapsed_s // policy.change_window_s)
+    out = []
+    for k in range(1, boundaries + 1):
+        at = since + k * policy.change_window_s
+        if at - since >= total.elapsed_s:
+            break
+        rest = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=at)
+        out.append(observations_before(total, rest, at - since))
+    return out
 
 
 def _outcome(spec: RolloutSpec, result: AnalysisResult, window: dict[str, str], what: str) -> StepOutcome:

@@ -14,6 +14,7 @@ Call it on every tick; it is cheap and a pure function of its inputs, so repeati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
@@ -72,8 +73,12 @@ def analyze(
     warmed_up: bool = True,
     hold_until_s: float | None = None,
     recorded_baseline: bool = False,
+    history: Sequence[Observations] = (),
 ) -> AnalysisResult:
     """Judge one step from what both arms did since its warm-up ended.
+
+    `history`: earlier readings counted from the same moment (e.g. at each `change_window_s`
+    boundary), oldest first; with them the latest-window and trend checks apply live as in a replay.
 
     One reading cannot leave a warm-up out by itself, so the caller counts from the warm-up's end
     (the analyze step queries its metrics so); `warmed_up=False` treats the reading as counted from
@@ -83,7 +88,7 @@ def analyze(
     e.g. when the router reports the share it actually applies. `hold_until_s` and
     `recorded_baseline` make it a bake or a watch (`evaluate_series`).
     """
-    series = ObservationSeries.from_observations([observations])
+    series = ObservationSeries.from_observations([*history, observations])
     evaluation = evaluate_series(
         policy,
         series,
@@ -93,4 +98,5 @@ def analyze(
         hold_until_s=hold_until_s,
         recorded_baseline=recorded_baseline,
     )
-    return AnalysisResult(status=evaluation.status_at(0), verdict=evaluation.verdict_at(0))
+    last = len(series) - 1
+    return AnalysisResult(status=evaluation.status_at(last), verdict=evaluation.verdict_at(last))
