@@ -160,12 +160,13 @@ def evaluate_series(
         promote=policy.error_budget.false_promote,  # intersection-union: no split (module docstring)
     )
     checks = _checks(policy, post, levels)
-    _require_persistence(policy, series, rows, checks, origin, origin_s, recorded_baseline)
+    frame = _Frame(series, rows, origin, origin_s, recorded_baseline)
+    _require_persistence(policy, frame, checks)
     horizon = policy.max_duration_s + policy.bake_s if hold_until_s is None else hold_until_s
     windows = max(1, math.ceil(max(horizon, policy.watch_s) / policy.change_window_s))
     change_levels = Levels.uniform(share * CHANGE_SHARE / windows / 2)  # two change checks per window
     if not recorded_baseline:  # against a record, load changes would read as change: see below
-        _change_checks(policy, series, rows, checks, origin, origin_s, change_levels, recorded_baseline)
+        _change_checks(policy, frame, checks, change_levels)
 
     srm = _srm_check(policy, between(series, np.full(n, -1, dtype=np.intp), rows), weight)
     guard_ok = (
@@ -236,17 +237,24 @@ def _two_sided(check: CheckSeries) -> bool:
     return METRIC_KINDS[check.kind].statistical and "worse_upper" in check.stats
 
 
-def _require_persistence(
-    policy: Policy,
-    series: ObservationSeries,
-    looks: IntArray,
-    checks: list[CheckSeries],
-    origin: int,
-    origin_s: float,
-    recorded: bool,
-) -> None:
+@dataclass(frozen=True)
+class _Frame:
+    """The series, the looks being judged, the warm-up's end (look and time), and whether the
+    baseline is a record (a watch)."""
+
+    series: ObservationSeries
+    looks: IntArray
+    origin: int
+    origin_s: float
+    recorded: bool
+
+
+def _require_persistence(policy: Policy, frame: _Frame, checks: list[CheckSeries]) -> None:
     """A cumulative failure stands only if the second half of the data since the warm-up still puts
     the canary beyond the tolerance (point estimate): an early excess that has faded is a transient."""
+    series, looks, origin, origin_s, recorded = (
+        frame.series, frame.looks, frame.origin, frame.origin_s, frame.recorded
+    )  # fmt: skip
     judged = [c.fails for c in checks if _two_sided(c)]
     if not judged:
         return
@@ -275,17 +283,11 @@ def _scatter(n: int, rows: IntArray, values: FloatArray) -> FloatArray:
     return out
 
 
-def _change_checks(
-    policy: Policy,
-    series: ObservationSeries,
-    looks: IntArray,
-    checks: list[CheckSeries],
-    origin: int,
-    origin_s: float,
-    levels: Levels,
-    recorded: bool,
-) -> None:
+def _change_checks(policy: Policy, frame: _Frame, checks: list[CheckSeries], levels: Levels) -> None:
     """Latest window against the baseline, and against the canary's own earlier windows."""
+    series, looks, origin, origin_s, recorded = (
+        frame.series, frame.looks, frame.origin, frame.origin_s, frame.recorded
+    )  # fmt: skip
     elapsed = series.elapsed_s
     window_s = policy.change_window_s
     done = np.floor(np.maximum(elapsed[looks] - origin_s, 0.0) / window_s + 1e-9).astype(np.intp)
