@@ -205,6 +205,11 @@ def evaluate_series(
     )
 
 
+def warmup_end_look(policy: Policy, series: ObservationSeries, step_index: int = 0) -> int:
+    """The look the step's warm-up ends at (-1: no warm-up): the looks up to it decide nothing."""
+    return _warmup_origin(policy, series, policy.steps[step_index].warmup_s)[0]
+
+
 def _warmup_origin(policy: Policy, series: ObservationSeries, warmup_s: float) -> tuple[int, float]:
     """The look the warm-up ends at (-1: none, counts from the series' start) and its time."""
     if warmup_s <= 0:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from canaryflow.kernel.analysis.engine import SeriesEvaluation, evaluate_series
+from canaryflow.kernel.analysis.engine import SeriesEvaluation, evaluate_series, warmup_end_look
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, ObservationSeries
 from canaryflow.kernel.types import Verdict
@@ -121,7 +121,12 @@ def replay_log(
     baseline = _ArmCumulative(log, ~log.canary, looks, bounds)
     last = None
     passed_at: float | None = None
-    for first in range(0, looks.shape[0], _BLOCK):
+    # The looks inside the warm-up decide nothing: start judging after it (the last look at least).
+    everything = ObservationSeries(
+        elapsed_s=looks - start, baseline=baseline.arm(slice(None)), canary=canary.arm(slice(None))
+    )
+    skip = min(warmup_end_look(policy, everything, step_index) + 1, looks.shape[0] - 1)
+    for first in range(skip, looks.shape[0], _BLOCK):
         sl = slice(0, min(first + _BLOCK, looks.shape[0]))  # the block, and the looks before it
         series = ObservationSeries(
             elapsed_s=looks[sl] - start,
