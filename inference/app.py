@@ -40,6 +40,7 @@ from inference.batching import QueueFull
 from inference.engine import EngineClient
 from inference.errors import ApiError, error_body
 from inference.metrics import NO_VERSION, ServerMetrics
+from inference.prediction_log import open_prediction_log
 from inference.server import ModelLoader, ModelServer, UnknownVersion
 from inference.settings import InferenceSettings
 from inference.shadow import Shadow
@@ -71,6 +72,7 @@ def create_app(
         server = ModelServer(settings, metrics, loader)
         backend, startup = server, functools.partial(server.start, routing)
     shadow = Shadow(backend, metrics, settings.shadow_max_in_flight)
+    predictions = open_prediction_log(settings, metrics)  # None unless --prediction-log-rate > 0
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -81,6 +83,8 @@ def create_app(
             task.cancel()
             shadow.cancel()
             await backend.close()
+            if predictions is not None:
+                predictions.close()
 
     m = metrics
     default_model = routing.model if routing else "unknown"
@@ -149,6 +153,9 @@ def create_app(
         m.queue_seconds.labels(name, version).observe(result.queue_s)
         m.request_duration.labels(name, version).observe(time.perf_counter() - started)
         m.requests.labels(name, version, "200").inc()
+        if predictions is not None:  # a random draw and a queue put; the writing is on its own thread
+            elapsed = time.perf_counter() - started
+            predictions.maybe_record(name, version, elapsed, texts, result.embeddings, tokens.lengths)
         return Response(payload, 200, headers={"X-Model-Version": version}, media_type=JSON)
 
     def model_objects() -> list[dict[str, object]]:

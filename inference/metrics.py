@@ -15,6 +15,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from canaryflow.kernel.contracts import metrics as names
 from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_S as LATENCY_BUCKETS
 from canaryflow.kernel.contracts.buckets import SHADOW_BUCKETS
+from canaryflow.kernel.contracts.drift import PREDICTION_LOG_DROPPED_METRIC, PREDICTION_LOG_WRITTEN_METRIC
 
 # Shared with the analysis engine (canaryflow.kernel.contracts.buckets): ~9% apart, 1 ms to 10 s, so that a
 # canary's +10% latency shift moves its quantile into another bucket.
@@ -103,6 +104,15 @@ class ServerMetrics:
         )
         self.queue_rejections = Counter(
             names.QUEUE_REJECTIONS, "Requests refused because the queue was full.", mv, registry=r
+        )
+        self.prediction_log_dropped = Counter(
+            PREDICTION_LOG_DROPPED_METRIC,
+            "Prediction-log samples dropped because the writer's queue was full.",
+            mv,
+            registry=r,
+        )
+        self.prediction_log_written = Counter(
+            PREDICTION_LOG_WRITTEN_METRIC, "Prediction-log records written.", mv, registry=r
         )
 
     def exposition(self) -> bytes:

@@ -55,6 +55,16 @@ class InferenceSettings(ComponentSettings):
     retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
+    prediction_log_rate: float = Field(default=0.0, ge=0, le=1, description="requests sampled; 0 = off")
+    prediction_log_dir: Path = Field(default=Path("predictions"), description="JSONL, a folder a model")
+    prediction_log_text: bool = Field(default=False, description="also keep the raw input text")
+    prediction_log_queue: int = Field(default=10_000, ge=1, description="samples waiting; more are dropped")
+    prediction_log_rotate_mb: float = Field(default=64.0, gt=0)
+    prediction_log_rotate_s: float = Field(default=3600.0, gt=0)
+    prediction_log_keep_files: int = Field(default=240, ge=1, description="per model and process")
+    prediction_log_summary_s: float = Field(
+        default=3600.0, ge=0, description="window of the MLflow summary metrics; 0 = none"
+    )
 
     def resolved_concurrent_batches(self) -> int:
         """On a GPU a second batch is padded and copied while one runs; on a CPU the forward pass

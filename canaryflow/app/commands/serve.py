@@ -101,6 +101,16 @@ def serve(
     token_ids_encoding: Annotated[
         str | None, typer.Option(help="token-id inputs counted with this tiktoken encoding (cl100k_base)")
     ] = None,
+    prediction_log_rate: Annotated[
+        float | None, typer.Option(help="fraction of requests written to the prediction log; 0 = off")
+    ] = None,
+    prediction_log_dir: Annotated[
+        Path | None, typer.Option(help="folder of the prediction log's JSONL files (one folder a model)")
+    ] = None,
+    prediction_log_text: Annotated[
+        bool | None,
+        typer.Option("--prediction-log-text/--no-prediction-log-text", help="also log the raw input text"),
+    ] = None,
 ) -> None:
     """Run the inference server until interrupted."""
     from inference.runner import run
@@ -129,6 +139,9 @@ def serve(
             "max_queue_wait_ms": max_queue_wait_ms,
             "request_timeout_s": request_timeout_s,
             "token_ids_encoding": token_ids_encoding,
+            "prediction_log_rate": prediction_log_rate,
+            "prediction_log_dir": prediction_log_dir,
+            "prediction_log_text": prediction_log_text,
         }.items()
         if v is not None
     }

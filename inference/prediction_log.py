@@ -1,0 +1,235 @@
+"""The prediction log: a sample of served requests written to rotated JSON Lines files, off the
+request path.
+
+The handler only draws a random number and, for a sampled request, puts a tuple on a bounded queue
+(no serialisation, no I/O, never a wait): when the queue is full the sample is dropped and counted in
+`canaryflow_prediction_log_dropped`, so a slow disk can never add latency. One background thread
+serialises and appends records, rotates files by size and age, removes the oldest beyond a count,
+and hands every record to the window summary (`inference.prediction_summary`).
+
+Files: `<dir>/<model>/predictions-<start unix s>-<pid>.jsonl` (one writer per process, so several
+workers never share a file); records as in `canaryflow.kernel.contracts.drift.PredictionRecord`.
+A sampled request with several inputs gives one record per input (at most `MAX_INPUTS_PER_SAMPLE`),
+each with its own token count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import orjson
+
+from inference.metrics import ServerMetrics
+from inference.settings import InferenceSettings
+
+log = logging.getLogger("canaryflow.inference.prediction_log")
+MAX_INPUTS_PER_SAMPLE = 8
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class PredictionLogConfig:
+    directory: Path
+    rate: float  # fraction of requests sampled, per version
+    keep_text: bool = False
+    queue_size: int = 10_000
+    rotate_bytes: int = 64 * 2**20
+    rotate_s: float = 3600.0
+    keep_files: int = 240  # per model and process; the oldest beyond it are removed
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    t: float
+    model: str
+    version: str
+    latency_ms: float
+    tokens: int
+    embedding: np.ndarray
+    text: str | None
+
+
+SampleSink = Callable[[Sample], None]
+
+
+class _RotatingFile:
+    """The current file of one model; a new one when it is too big or too old."""
+
+    def __init__(self, directory: Path, config: PredictionLogConfig) -> None:
+        self.directory = directory
+        self.config = config
+        self.handle: IO[bytes] | None = None
+        self.opened_at = 0.0
+        self.size = 0
+
+    def write(self, lines: bytes, now: float) -> None:
+        if (
+            self.handle is None
+            or self.size >= self.config.rotate_bytes
+            or now - self.opened_at >= (self.config.rotate_s)
+        ):
+            self._rotate(now)
+        assert self.handle is not None
+        self.handle.write(lines)
+        self.size += len(lines)
+
+    def flush(self) -> None:
+        if self.handle is not None:
+            self.handle.flush()
+
+    def _rotate(self, now: float) -> None:
+        self.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"predictions-{now:.3f}-{os.getpid()}.jsonl"
+        self.handle = open(path, "ab")  # noqa: SIM115 - held until the next rotation
+        self.opened_at, self.size = now, 0
+        mine = sorted(
+            self.directory.glob(f"predictions-*-{os.getpid()}.jsonl"),
+            key=lambda p: float(p.name.split("-")[1]),
+        )
+        for old in mine[: max(0, len(mine) - self.config.keep_files)]:
+            old.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        config: PredictionLogConfig,
+        metrics: ServerMetrics,
+        *,
+        sinks: list[SampleSink] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._metrics = metrics
+        self._sinks = sinks or []
+        self._random = (rng or random.Random()).random
+        self._clock = clock
+        self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=config.queue_size)
+        self._files: dict[str, _RotatingFile] = {}
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    # -- request path: no I/O, no waiting ------------------------------------------------------------
+
+    def maybe_record(
+        self,
+        model: str,
+        version: str,
+        latency_s: float,
+        texts: list[str] | None,
+        embeddings: np.ndarray,
+        token_counts: Sequence[int] | np.ndarray,
+    ) -> None:
+        """`texts` None: the request sent token ids (no text to keep); one token count per input."""
+        if self._random() >= self.config.rate:
+            return
+        now = self._clock()
+        count = len(token_counts)
+        picked: Sequence[int] = range(count)
+        if count > MAX_INPUTS_PER_SAMPLE:
+            picked = sorted(random.sample(range(count), MAX_INPUTS_PER_SAMPLE))
+        for i in picked:
+            text = texts[i] if self.config.keep_text and texts is not None else None
+            sample = Sample(now, model, version, latency_s * 1000.0, int(token_counts[i]), embeddings[i], text)
+            try:
+                self._queue.put_nowait(sample)
+            except queue.Full:
+                self._metrics.prediction_log_dropped.labels(model, version).inc()
+
+    # -- writer thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            try:
+                self._write([s for s in batch if s is not None])
+            except Exception:  # a full disk must not end the thread; the samples are lost, not the server
+                log.exception("prediction log: a batch of %d samples was not written", len(batch))
+            if stop:
+                for file in self._files.values():
+                    file.close()
+                for sink in self._sinks:
+                    getattr(sink, "flush", lambda: None)()
+                return
+
+    def _write(self, samples: list[Sample]) -> None:
+        by_model: dict[str, list[bytes]] = {}
+        for s in samples:
+            record: dict[str, object] = {
+                "t": round(s.t, 6), "model": s.model, "version": s.version,
+                "latency_ms": round(s.latency_ms, 4), "tokens": s.tokens,
+                "embedding": s.embedding.astype(np.float32, copy=False),
+            }  # fmt: skip
+            if s.text is not None:
+                record["text"] = s.text
+            by_model.setdefault(s.model, []).append(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
+            for sink in self._sinks:
+                sink(s)
+        now = self._clock()
+        for model, lines in by_model.items():
+            file = self._files.get(model)
+            if file is None:
+                file = self._files[model] = _RotatingFile(
+                    self.config.directory / _SAFE_NAME.sub("_", model), self.config
+                )
+            file.write(b"\n".join(lines) + b"\n", now)
+            file.flush()
+            for version in {s.version for s in samples if s.model == model}:
+                count = sum(1 for s in samples if s.model == model and s.version == version)
+                self._metrics.prediction_log_written.labels(model, version).inc(count)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued, then stop the thread (the sentinel waits for room, bounded)."""
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            log.warning("prediction log: queue still full at shutdown; queued samples are lost")
+            return
+        self._thread.join(timeout_s)
+
+
+def open_prediction_log(settings: InferenceSettings, metrics: ServerMetrics) -> PredictionLog | None:
+    """The server's prediction log as its settings describe it; None when the rate is 0 (off)."""
+    if settings.prediction_log_rate <= 0:
+        return None
+    sinks: list[SampleSink] = []
+    if settings.prediction_log_summary_s > 0 and settings.tracking_uri:
+        from inference.prediction_summary import MlflowRunMetrics, WindowSummary
+
+        publish = MlflowRunMetrics(settings.tracking_uri)
+        sinks.append(WindowSummary(settings.prediction_log_summary_s, publish))
+    config = PredictionLogConfig(
+        directory=settings.prediction_log_dir,
+        rate=settings.prediction_log_rate,
+        keep_text=settings.prediction_log_text,
+        queue_size=settings.prediction_log_queue,
+        rotate_bytes=int(settings.prediction_log_rotate_mb * 2**20),
+        rotate_s=settings.prediction_log_rotate_s,
+        keep_files=settings.prediction_log_keep_files,
+    )
+    return PredictionLog(config, metrics, sinks=sinks)
