@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from canaryflow.app.commands import analyze, controller, demo, gitops, install, serve, workflow
+from canaryflow.app.commands import analyze, controller, demo, gitops, install, monitor, serve, workflow
 
 app = typer.Typer(
     name="canaryflow",
@@ -22,6 +22,7 @@ app.command("serve", help="The inference server: multi-version embedding server 
     serve.serve
 )
 app.add_typer(analyze.app, name="analyze", help="Canary analysis: decide offline from request logs.")
+app.add_typer(monitor.app, name="monitor", help="Drift monitoring: compare prediction-log windows offline.")
 app.add_typer(workflow.app, name="workflow", help="The rollout Workflow: render as YAML, submit to Argo.")
 app.add_typer(gitops.app, name="gitops", help="GitOps manifests: render, diff, commit, roll back.")
 app.add_typer(install.app, name="install", help="Run it in a cluster: manifests, dashboards, alert rules.")

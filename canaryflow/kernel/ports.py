@@ -20,6 +20,7 @@ from canaryflow.kernel.types import (
     RolloutSpec,
     WorkflowStatus,
 )
+from canaryflow.kernel.contracts.drift import PredictionRecord
 
 
 @runtime_checkable
@@ -132,3 +133,16 @@ class Notifier(Protocol):
     def notify(self, notice: RolloutNotice) -> None: ...
 
     def close(self, timeout_s: float = 5.0) -> None: ...
+
+
+@runtime_checkable
+class PredictionLogReader(Protocol):
+    """Where the inference servers' prediction logs are read back (local JSONL files today)."""
+
+    def read(self, model: str, start: float, end: float) -> list[PredictionRecord]:
+        """Records of `model` with start <= t < end."""
+        ...
+
+    def follow(self, model: str) -> list[PredictionRecord]:
+        """Records of `model` appended since the previous call (all of them on the first)."""
+        ...

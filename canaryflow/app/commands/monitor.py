@@ -1,0 +1,56 @@
+"""`canaryflow monitor`: drift of a champion's traffic, offline, from prediction-log files.
+
+`replay` runs the same statistics as the controller's drift monitor on two files: a reference window
+and a current window, and prints one JSON verdict. Exit 0 whether or not it finds drift (the verdict
+says), 2 on bad input with a one-line message naming the file, line and field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Drift monitoring: compare prediction-log windows offline.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"canaryflow monitor: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def _group() -> None:
+    """Drift monitoring: compare prediction-log windows offline."""
+
+
+@app.command("replay")
+def replay(
+    reference: Path = typer.Option(..., "--reference", help="prediction-log JSONL of the reference window"),
+    current: Path = typer.Option(..., "--current", help="prediction-log JSONL of the window to judge"),
+    policy: str = typer.Option("default", "--policy", help="drift policy YAML, or a shipped name"),
+) -> None:
+    """Print {"drift": bool, "checks": [{"name", "statistic", "threshold", "drift", ...}]} for CURRENT
+    against REFERENCE; each record is {"t", "model", "version", "latency_ms", "tokens", "embedding"}."""
+    from canaryflow.adapters.predictions import PredictionLogError, read_jsonl
+    from canaryflow.kernel.drift import DriftInputError, Window, calibrate, evaluate
+    from policies.drift import DriftPolicyError, load_drift_policy
+
+    try:
+        drift_policy = load_drift_policy(policy)
+    except DriftPolicyError as exc:
+        _fail(f"--policy: {exc}")
+        return
+    try:
+        ref_window = Window.from_records(read_jsonl(reference))
+        cur_window = Window.from_records(read_jsonl(current))
+    except (PredictionLogError, DriftInputError) as exc:
+        _fail(str(exc))
+        return
+    try:
+        verdict = evaluate(calibrate(drift_policy, ref_window), cur_window)
+    except DriftInputError as exc:
+        _fail(f"{current if str(exc).startswith('embedding') else reference}: {exc}")
+        return
+    typer.echo(json.dumps(verdict.model_dump(mode="json")))
