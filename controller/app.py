@@ -17,6 +17,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from canaryflow.kernel.rollout import RolloutPhase
+
+
+from controller.drift import DriftMonitor
 from controller.faults import crash_point
 from controller.observability import ControllerMetrics, event
 from controller.rollout.records import RolloutDetail, RolloutRecord
@@ -36,6 +39,7 @@ class ControllerContext:
     workflow_link: Callable[[str], str] | None = None
     clock: Callable[[], float] = time.time
     extra_links: dict[str, str] = field(default_factory=dict)
+    drift: DriftMonitor | None = None
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
@@ -135,6 +139,16 @@ def create_app(ctx: ControllerContext) -> FastAPI:
         for commit in detail.commits:
             detail.links[f"commit:{commit.purpose}"] = commit.sha
         return detail
+
+    @app.get("/models/{name}/drift")
+    def get_drift(name: str) -> dict[str, Any]:
+        if ctx.drift is None:
+            raise HTTPException(status_code=404, detail="drift monitoring is off (controller.drift.enabled)")
+        status = ctx.drift.status(name)
+        if status is None:
+            watched = ", ".join(ctx.drift.models()) or "none yet"
+            raise HTTPException(status_code=404, detail=f"model {name!r} has no watched champion ({watched})")
+        return status
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

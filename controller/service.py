@@ -20,6 +20,7 @@ import uvicorn
 
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
 from controller.app import ControllerContext, create_app
+from controller.drift import DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.store import RolloutStore
@@ -60,9 +61,13 @@ class ControllerService:
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
         link_templates: Mapping[str, str] | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.settings, self.store, self.notifier = settings, store, notifier
         self.metrics = ControllerMetrics(store, lambda name: self.reconciler.max_duration_s(name))
+        self.drift = drift
+        if drift is not None:
+            self.metrics.registry.register(DriftCollector(drift))
         self.reconciler = Reconciler(
             settings,
             store,
@@ -86,8 +91,10 @@ class ControllerService:
             wake=self._on_delivery,
             workflow_link=link if callable(link) else None,
             clock=clock,
+            drift=drift,
         )
         self.app = create_app(self.context)
+        self._drift_thread: threading.Thread | None = None
 
     def _on_delivery(self) -> None:
         self.reconciler.notify()
@@ -106,14 +113,20 @@ class ControllerService:
     def start_loop(self) -> threading.Thread:
         self._thread = threading.Thread(target=self.run_loop, name="canaryflow-reconcile", daemon=True)
         self._thread.start()
+        if self.drift is not None:  # its own thread: reading logs never delays a rollout's tick
+            args = (self._stop, self.settings.drift.interval_s)
+            self._drift_thread = threading.Thread(target=self.drift.run, args=args, name="canaryflow-drift")
+            self._drift_thread.daemon = True
+            self._drift_thread.start()
         return self._thread
 
     def stop_loop(self, timeout_s: float = 30.0) -> bool:
         """Stops the loop (ticks may still be run by hand); True when it ended within `timeout_s`."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        for thread in (self._thread, self._drift_thread):
+            if thread is not None:
+                thread.join(timeout_s)
         if self.notifier is not None:  # the last transitions' notices get a few seconds to leave
             self.notifier.close(min(timeout_s, 5.0))
         return not (self._thread and self._thread.is_alive())

@@ -41,6 +41,26 @@ class TriggerRule(BaseModel):
 DEFAULT_TRIGGERS: list[TriggerRule] = [TriggerRule(kind="alias"), TriggerRule(kind="stage")]
 
 
+class DriftMonitorSettings(BaseModel):
+    """Drift monitoring of champions (docs/monitoring.md): off unless `enabled`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    policy: str = Field(default="default", description="drift policy: a shipped name or a YAML file")
+    backend: str = Field(default="jsonl", description="prediction-log reader (jsonl: a local directory)")
+    location: Path = Field(default=Path("predictions"), description="the servers' --prediction-log-dir")
+    models: list[str] = Field(
+        default_factory=list, description="also watch these models' registry champion (no rollout needed)"
+    )
+    champion_alias: str = "champion"
+    reference_files: dict[str, Path] = Field(
+        default_factory=dict, description="per model: a prediction-log file to use as the reference"
+    )
+    interval_s: float = Field(default=5.0, gt=0, description="how often new records are read")
+    tag_registry: bool = Field(default=True, description="set canaryflow.drift on the model version")
+
+
 class ControllerSettings(ComponentSettings):
     section: ClassVar[str] = "controller"
 
@@ -82,6 +102,7 @@ class ControllerSettings(ComponentSettings):
 
     kubernetes: KubernetesReadinessSettings | None = None
     inference_url: str | None = Field(default=None, description="embedded readiness: GET {url}/ready")
+    drift: DriftMonitorSettings = Field(default_factory=DriftMonitorSettings)
 
     @field_validator("registry_backend")
     @classmethod

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from canaryflow.adapters.predictions import read_jsonl, reader_for
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
 from canaryflow.adapters.readiness.factory import readiness_from_settings
@@ -22,12 +23,14 @@ from canaryflow.kernel.contracts.traffic import TrafficMode
 from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Registry, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
+from controller.drift import ChampionSource, DriftMonitor
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from gitops.factory import approval_from_settings, git_repo_from_settings, traffic_mode_from_policy
 from gitops.settings import GitOpsSettings
 from policies import load_policy
+from policies.drift import load_drift_policy
 from workflows.settings import WorkflowSettings
 from workflows.steps import StepContext
 
@@ -107,6 +110,24 @@ def bound_mlflow_calls(timeout_s: float) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_s))))
 
 
+def build_drift_monitor(
+    settings: ControllerSettings, store: RolloutStore, registry: Registry | None
+) -> DriftMonitor | None:
+    """The champion drift monitor when `controller.drift.enabled`; raises ValueError on a bad policy."""
+    drift = settings.drift
+    if not drift.enabled:
+        return None
+    champions = ChampionSource(store, registry, drift.models, drift.champion_alias)
+    return DriftMonitor(
+        load_drift_policy(drift.policy),
+        reader_for(drift.backend, drift.location),
+        champions,
+        registry=registry if drift.tag_registry else None,
+        reference_files=drift.reference_files,
+        read_reference_file=read_jsonl,
+    )
+
+
 def build_service(
     settings: ControllerSettings, notification_settings: NotificationSettings | None = None
 ) -> ControllerService:
@@ -124,4 +145,5 @@ def build_service(
         approval_gate=build_approval_gate(),
         notifier=notifier_from_settings(notify),
         link_templates=notify.links,
+        drift=build_drift_monitor(settings, store, registry),
     )

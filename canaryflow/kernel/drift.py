@@ -165,7 +165,7 @@ def calibrate(policy: DriftPolicy, window: Window) -> Reference:
         )
         phi = features(ref.embeddings)
         mean = phi.mean(axis=0)
-        eigenvalues = np.linalg.eigvalsh(np.cov(phi, rowvar=False))
+        eigenvalues = np.asarray(np.linalg.eigvalsh(np.cov(phi, rowvar=False)), dtype=float)
         noise = float(np.clip(eigenvalues, 0.0, None).sum())
         quantile = weighted_chi2_quantile(eigenvalues, alpha, emb.null_draws, emb.seed + 1)
     _, upper, estimate = _latency_quantile_bounds(ref.latency_ms, policy.latency.quantile, alpha / 2)

@@ -139,8 +139,10 @@ class Notifier(Protocol):
 class PredictionLogReader(Protocol):
     """Where the inference servers' prediction logs are read back (local JSONL files today)."""
 
-    def read(self, model: str, start: float, end: float) -> list[PredictionRecord]:
-        """Records of `model` with start <= t < end."""
+    def read(
+        self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
+    ) -> list[PredictionRecord]:
+        """Records of `model` (and `version`) with start <= t < end; beyond `limit`, a uniform sample."""
         ...
 
     def follow(self, model: str) -> list[PredictionRecord]:

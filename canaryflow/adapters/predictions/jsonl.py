@@ -8,6 +8,7 @@ parses each line once. A line still being written (no newline yet) is left for t
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -81,8 +82,12 @@ class JsonlDirectoryReader:
                 self.skipped += 1
         return records
 
-    def read(self, model: str, start: float, end: float) -> list[PredictionRecord]:
-        records = []
+    def read(
+        self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
+    ) -> list[PredictionRecord]:
+        records: list[PredictionRecord] = []
+        seen = 0
+        rng = random.Random(f"{model}/{version}/{start}")
         for path in self._files(model):
             if _start_of(path) >= end:
                 continue
@@ -93,8 +98,16 @@ class JsonlDirectoryReader:
             except OSError:
                 continue
             complete = data[: data.rfind(b"\n") + 1]
-            records += [r for r in self._parse(complete, path) if r.model == model and start <= r.t < end]
-        return records
+            for r in self._parse(complete, path):
+                wanted = version is None or r.version == version
+                if r.model != model or not start <= r.t < end or not wanted:
+                    continue
+                seen += 1
+                if limit is None or len(records) < limit:
+                    records.append(r)
+                elif (slot := rng.randrange(seen)) < limit:  # reservoir: a uniform sample of the range
+                    records[slot] = r
+        return sorted(records, key=lambda r: r.t)
 
     def follow(self, model: str) -> list[PredictionRecord]:
         records = []
