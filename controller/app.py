@@ -17,8 +17,6 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from canaryflow.kernel.rollout import RolloutPhase
-
-
 from controller.drift import DriftMonitor
 from controller.faults import crash_point
 from controller.observability import ControllerMetrics, event

@@ -24,21 +24,17 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from canaryflow.core.ports import PredictionLogReader, Registry
+from canaryflow.kernel.contracts import metrics as names
 from canaryflow.kernel.contracts.drift import (
-    DRIFT_CLEARED,
-    DRIFT_DETECTED,
-    DRIFT_DETECTED_METRIC,
-    DRIFT_EVALUATIONS_METRIC,
-    DRIFT_STATISTIC_METRIC,
     DRIFT_TAG,
-    DRIFT_THRESHOLD_METRIC,
-    DRIFT_WINDOW_SAMPLES_METRIC,
+    EVENT_DRIFT_CLEARED,
+    EVENT_DRIFT_DETECTED,
     DriftEvent,
     DriftVerdict,
     PredictionRecord,
 )
 from canaryflow.kernel.drift import DriftInputError, Reference, Window, calibrate, evaluate
+from canaryflow.kernel.ports import PredictionLogReader, Registry
 from controller.observability import event
 from controller.rollout.store import RolloutStore
 from policies.drift import DriftPolicy
@@ -231,7 +227,7 @@ class DriftMonitor:
             self._announce(watch, verdict, now)
 
     def _announce(self, watch: _Watch, verdict: DriftVerdict, now: float) -> None:
-        kind = DRIFT_DETECTED if verdict.drift else DRIFT_CLEARED
+        kind = EVENT_DRIFT_DETECTED if verdict.drift else EVENT_DRIFT_CLEARED
         fired = [c.name for c in verdict.checks if c.drift]
         event(f"drift: {kind}", logging.WARNING if verdict.drift else logging.INFO, model=watch.model,
               version=watch.version, checks=fired)  # fmt: skip
@@ -297,17 +293,19 @@ class DriftCollector(Collector):
         self.monitor = monitor
 
     def collect(self) -> Any:
-        mv = ["model", "version"]
-        detected = GaugeMetricFamily(DRIFT_DETECTED_METRIC, "1 while the champion drifts", labels=mv)
+        mv = [names.MODEL_LABEL, names.VERSION_LABEL]
+        detected = GaugeMetricFamily(names.DRIFT_DETECTED, "1 while the champion drifts", labels=mv)
         statistic = GaugeMetricFamily(
-            DRIFT_STATISTIC_METRIC, "Latest statistic of each drift check", labels=[*mv, "check"]
+            names.DRIFT_STATISTIC, "Latest statistic of each drift check", labels=[*mv, names.CHECK_LABEL]
         )
         threshold = GaugeMetricFamily(
-            DRIFT_THRESHOLD_METRIC, "Threshold of each drift check (drift above it)", labels=[*mv, "check"]
+            names.DRIFT_THRESHOLD,
+            "Threshold of each drift check (drift above it)",
+            labels=[*mv, names.CHECK_LABEL],
         )
-        samples = GaugeMetricFamily(DRIFT_WINDOW_SAMPLES_METRIC, "Records in the recent window", labels=mv)
+        samples = GaugeMetricFamily(names.DRIFT_WINDOW_SAMPLES, "Records in the recent window", labels=mv)
         looks = CounterMetricFamily(
-            DRIFT_EVALUATIONS_METRIC, "Windows judged, by outcome", labels=[*mv, "outcome"]
+            names.DRIFT_EVALUATIONS, "Windows judged, by outcome", labels=[*mv, names.OUTCOME_LABEL]
         )
         for watch in self.monitor.snapshot():
             labels = [watch.model, watch.version]

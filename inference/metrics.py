@@ -15,7 +15,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from canaryflow.kernel.contracts import metrics as names
 from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_S as LATENCY_BUCKETS
 from canaryflow.kernel.contracts.buckets import SHADOW_BUCKETS
-from canaryflow.kernel.contracts.drift import PREDICTION_LOG_DROPPED_METRIC, PREDICTION_LOG_WRITTEN_METRIC
 
 # Shared with the analysis engine (canaryflow.kernel.contracts.buckets): ~9% apart, 1 ms to 10 s, so that a
 # canary's +10% latency shift moves its quantile into another bucket.
@@ -106,13 +105,13 @@ class ServerMetrics:
             names.QUEUE_REJECTIONS, "Requests refused because the queue was full.", mv, registry=r
         )
         self.prediction_log_dropped = Counter(
-            PREDICTION_LOG_DROPPED_METRIC,
+            names.PREDICTION_LOG_DROPPED,
             "Prediction-log samples dropped because the writer's queue was full.",
             mv,
             registry=r,
         )
         self.prediction_log_written = Counter(
-            PREDICTION_LOG_WRITTEN_METRIC, "Prediction-log records written.", mv, registry=r
+            names.PREDICTION_LOG_WRITTEN, "Prediction-log records written.", mv, registry=r
         )
 
     def exposition(self) -> bytes:

@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from canaryflow.adapters.predictions import read_jsonl, reader_for
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
+from canaryflow.adapters.predictions import read_jsonl, reader_for
 from canaryflow.adapters.readiness.factory import readiness_from_settings
 from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings

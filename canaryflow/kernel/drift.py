@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from canaryflow.core.buckets import LATENCY_BUCKETS_MS
+from canaryflow.kernel.analysis.sequential import quantile_cs
+from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_MS
 from canaryflow.kernel.contracts.drift import DriftCheck, DriftVerdict, PredictionRecord
-from controller.analysis.sequential import quantile_cs
 from policies.drift import DriftPolicy
 
 FloatArray = NDArray[np.float64]

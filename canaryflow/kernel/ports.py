@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from canaryflow.kernel.analysis.observations import Observations
+from canaryflow.kernel.contracts.drift import PredictionRecord
 from canaryflow.kernel.contracts.notifications import RolloutNotice
 from canaryflow.kernel.types import (
     ApprovalRequest,
@@ -20,7 +21,6 @@ from canaryflow.kernel.types import (
     RolloutSpec,
     WorkflowStatus,
 )
-from canaryflow.kernel.contracts.drift import PredictionRecord
 
 
 @runtime_checkable

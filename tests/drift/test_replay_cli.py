@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from canaryflow.cli import app
+from canaryflow.app.cli import app
 from canaryflow.kernel.contracts.drift import DriftVerdict
 
 from .synthetic import Traffic

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from canaryflow.adapters.predictions.jsonl import JsonlDirectoryReader, PredictionLogError, read_jsonl
-from canaryflow.core.ports import PredictionLogReader
+from canaryflow.kernel.ports import PredictionLogReader
 
 BACKENDS: dict[str, Callable[[Path], PredictionLogReader]] = {"jsonl": JsonlDirectoryReader}
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from canaryflow.core.errors import first_error
 from canaryflow.kernel.contracts.drift import PREDICTION_FILE_GLOB, PredictionRecord
+from canaryflow.kernel.errors import first_error
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 

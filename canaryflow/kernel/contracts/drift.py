@@ -16,26 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 # by size or age; a file is complete once a newer one of the same process exists.
 PREDICTION_FILE_GLOB = "predictions-*.jsonl"
 
-# Metric names (controller /metrics, labels model and version; check also on the per-check series).
-DRIFT_METRIC_PREFIX = "canaryflow_drift_"
-DRIFT_DETECTED_METRIC = "canaryflow_drift_detected"
-DRIFT_STATISTIC_METRIC = "canaryflow_drift_statistic"
-DRIFT_THRESHOLD_METRIC = "canaryflow_drift_threshold"
-DRIFT_WINDOW_SAMPLES_METRIC = "canaryflow_drift_window_samples"
-DRIFT_EVALUATIONS_METRIC = "canaryflow_drift_evaluations"
-# Inference server: samples the prediction log could not keep (queue full).
-PREDICTION_LOG_DROPPED_METRIC = "canaryflow_prediction_log_dropped"
-PREDICTION_LOG_WRITTEN_METRIC = "canaryflow_prediction_log_written"
-
 # Event types for notifications and webhooks (a retraining pipeline can act on `drift.detected`).
-DRIFT_DETECTED = "drift.detected"
-DRIFT_CLEARED = "drift.cleared"
+EVENT_DRIFT_DETECTED = "drift.detected"
+EVENT_DRIFT_CLEARED = "drift.cleared"
 DriftEventType = Literal["drift.detected", "drift.cleared"]
 
 # MLflow model-version tag the monitor sets (value "true"/"false") when a registry is configured.
 DRIFT_TAG = "canaryflow.drift"
-
-CHECK_NAMES = ("embedding_mmd", "tokens_ks", "latency")
 
 
 class PredictionRecord(BaseModel):

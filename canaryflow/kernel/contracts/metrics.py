@@ -33,6 +33,8 @@ MODEL_EVICTIONS = "canaryflow_model_evictions"
 ROUTING_WEIGHT = "canaryflow_routing_weight"
 ROUTING_RELOADS = "canaryflow_routing_reloads"
 QUEUE_REJECTIONS = "canaryflow_queue_rejections"
+PREDICTION_LOG_DROPPED = "canaryflow_prediction_log_dropped"  # counter: samples lost to a full queue
+PREDICTION_LOG_WRITTEN = "canaryflow_prediction_log_written"  # counter: records written
 
 # Controller families.
 CONTROLLER_ROLLOUTS = "canaryflow_controller_rollouts"
@@ -49,6 +51,14 @@ CONTROLLER_ROLLOUT_DEADLINE = "canaryflow_controller_rollout_deadline_seconds"
 CONTROLLER_STEPS = "canaryflow_controller_steps"
 CONTROLLER_WAITING_ON_DEPENDENCY = "canaryflow_controller_waiting_on_dependency"
 CONTROLLER_DEPENDENCY_ERRORS = "canaryflow_controller_dependency_errors"
+
+# Controller drift-monitor families (model, version; statistic and threshold also by check).
+CHECK_LABEL = "check"
+DRIFT_DETECTED = "canaryflow_drift_detected"  # gauge: 1 while the champion drifts
+DRIFT_STATISTIC = "canaryflow_drift_statistic"  # gauge, by check
+DRIFT_THRESHOLD = "canaryflow_drift_threshold"  # gauge, by check
+DRIFT_WINDOW_SAMPLES = "canaryflow_drift_window_samples"  # gauge
+DRIFT_EVALUATIONS = "canaryflow_drift_evaluations"  # counter, by outcome (drift, no_drift, no_data)
 
 
 def counter_sample(family: str) -> str:
