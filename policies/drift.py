@@ -33,7 +33,6 @@ class EmbeddingCheckPolicy(_Strict):
     bandwidth: float | None = Field(
         default=None, gt=0, description="RBF bandwidth; default: median distance within the reference"
     )
-    null_draws: int = Field(default=400_000, ge=10_000, le=5_000_000, description="null simulation size")
 
 
 class TokensCheckPolicy(_Strict):
