@@ -35,6 +35,15 @@ class EmbeddingCheckPolicy(_Strict):
     )
 
 
+class CentroidCheckPolicy(_Strict):
+    """The mean cosine similarity of the window's embeddings to the reference centroid (the seed's
+    "mean confidence" statistic), as a two-sided z-test against the reference's own spread instead of
+    a fixed 0.75: sensitive to a new topic taking a growing share, blind to changes that keep it."""
+
+    enabled: bool = True
+    min_change: float = Field(default=0.01, ge=0, lt=2, description="mean cosine change that never alarms")
+
+
 class TokensCheckPolicy(_Strict):
     """Input length in tokens: two-sample Kolmogorov-Smirnov distance, with a floor on the effect."""
 
@@ -69,6 +78,7 @@ class DriftPolicy(_Strict):
     min_samples: int = Field(default=50, ge=5, description="a window with fewer records decides nothing")
     max_samples: int = Field(default=2000, ge=5, description="a larger window is subsampled")
     embedding: EmbeddingCheckPolicy = Field(default_factory=EmbeddingCheckPolicy)
+    centroid: CentroidCheckPolicy = Field(default_factory=CentroidCheckPolicy)
     tokens: TokensCheckPolicy = Field(default_factory=TokensCheckPolicy)
     latency: LatencyCheckPolicy = Field(default_factory=LatencyCheckPolicy)
 
@@ -92,7 +102,7 @@ class DriftPolicy(_Strict):
 
     @property
     def enabled_checks(self) -> int:
-        return sum((self.embedding.enabled, self.tokens.enabled, self.latency.enabled))
+        return sum((self.embedding.enabled, self.centroid.enabled, self.tokens.enabled, self.latency.enabled))
 
     @property
     def alpha_per_check(self) -> float:

@@ -1,6 +1,6 @@
 """Drift of a champion's traffic: a reference window against a recent window (pure statistics, no I/O).
 
-Three checks, each held to the policy's per-look false-alarm probability `alpha` (the monthly budget
+Four checks, each held to the policy's per-look false-alarm probability `alpha` (the monthly budget
 split over the looks of a month and the enabled checks):
 
 - `embedding_mmd`: squared maximum mean discrepancy with an RBF kernel, computed on D random Fourier
@@ -11,6 +11,10 @@ split over the looks of a month and the enabled checks):
   sum_i lambda_i Z_i^2 (lambda the eigenvalues of S). Its (1 - alpha) quantile is found once per
   reference (`calibrate`) with a saddlepoint approximation, accurate at the tiny per-look alphas a
   monthly budget asks for, and fixes the threshold for every later window whatever its size.
+- `embedding_centroid`: the mean cosine similarity of the window's embeddings to the reference's
+  centroid, a two-sided z-test against the reference's per-record spread (the seed's fixed "mean
+  confidence < 0.75" rule made a test): one direction only, so it sees a slowly growing new topic
+  much earlier than the omnibus MMD, which spreads its power over every direction.
 - `tokens_ks`: the two-sample Kolmogorov-Smirnov distance between input lengths, against its
   asymptotic critical value at `alpha` (conservative for integer lengths), with a floor on the effect
   so that a huge window does not alarm on a trivial shift.
@@ -99,6 +103,9 @@ class Reference:
     features: RandomFeatures | None
     feature_mean: FloatArray | None
     noise_scale: float  # trace of the feature covariance: the statistic's mean under no drift
+    centroid: FloatArray | None  # unit vector of the reference's mean embedding
+    centroid_mean: float  # mean cosine of the reference's records to it, and their spread
+    centroid_sd: float
     null_quantile: float  # (1 - alpha) quantile of sum lambda_i Z_i^2
     tokens_sorted: FloatArray
     latency_upper_ms: float
@@ -182,6 +189,10 @@ def calibrate(policy: DriftPolicy, window: Window) -> Reference:
         eigenvalues = np.asarray(np.linalg.eigvalsh(np.cov(phi, rowvar=False)), dtype=float)
         noise = float(np.clip(eigenvalues, 0.0, None).sum())
         quantile = weighted_chi2_quantile(eigenvalues, alpha)
+    unit = _unit_rows(ref.embeddings)
+    direction = unit.mean(axis=0)
+    direction /= max(float(np.linalg.norm(direction)), 1e-12)
+    cosines = unit @ direction
     _, upper, estimate = _latency_quantile_bounds(ref.latency_ms, policy.latency.quantile, alpha / 2)
     return Reference(
         policy=policy,
@@ -191,6 +202,9 @@ def calibrate(policy: DriftPolicy, window: Window) -> Reference:
         features=features,
         feature_mean=mean,
         noise_scale=noise,
+        centroid=direction,
+        centroid_mean=float(cosines.mean()),
+        centroid_sd=float(cosines.std(ddof=1)),
         null_quantile=quantile,
         tokens_sorted=np.sort(ref.tokens),
         latency_upper_ms=upper,
@@ -200,10 +214,6 @@ def calibrate(policy: DriftPolicy, window: Window) -> Reference:
 
 def _embedding_check(reference: Reference, window: Window) -> DriftCheck:
     assert reference.features is not None and reference.feature_mean is not None
-    if window.embeddings.shape[1] != reference.dim:
-        raise DriftInputError(
-            f"embedding: {window.embeddings.shape[1]} values per record, the reference has {reference.dim}"
-        )
     diff = reference.features(window.embeddings).mean(axis=0) - reference.feature_mean
     scaled = float(diff @ diff) / (1.0 / reference.size + 1.0 / window.size)
     noise = reference.noise_scale or 1.0
@@ -213,6 +223,22 @@ def _embedding_check(reference: Reference, window: Window) -> DriftCheck:
         name="embedding_mmd", statistic=statistic, threshold=threshold, drift=statistic > threshold,
         samples=window.size,
     )  # fmt: skip
+
+
+def _unit_rows(x: FloatArray) -> FloatArray:
+    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), dtype=float)
+
+
+def _centroid_check(reference: Reference, window: Window) -> DriftCheck:
+    assert reference.centroid is not None
+    mean = float((_unit_rows(window.embeddings) @ reference.centroid).mean())
+    se = max(reference.centroid_sd, 1e-9) * np.sqrt(1.0 / reference.size + 1.0 / window.size)
+    z = abs(mean - reference.centroid_mean) / se
+    critical = float(special.ndtri(1.0 - reference.alpha / 2.0))
+    threshold = max(critical, reference.policy.centroid.min_change / se)
+    note = f"mean cosine to the reference centroid {mean:.3f} (reference {reference.centroid_mean:.3f})"
+    return DriftCheck(name="embedding_centroid", statistic=z, threshold=threshold, drift=z > threshold,
+                      samples=window.size, note=note)  # fmt: skip
 
 
 def ks_distance(a_sorted: FloatArray, b: FloatArray) -> float:
@@ -255,6 +281,8 @@ def evaluate(reference: Reference, window: Window) -> DriftVerdict:
     names = []
     if policy.embedding.enabled:
         names.append("embedding_mmd")
+    if policy.centroid.enabled:
+        names.append("embedding_centroid")
     if policy.tokens.enabled:
         names.append("tokens_ks")
     if policy.latency.enabled:
@@ -266,9 +294,15 @@ def evaluate(reference: Reference, window: Window) -> DriftVerdict:
             for n in names
         ]
         return DriftVerdict(drift=False, checks=checks)
+    if window.embeddings.shape[1] != reference.dim:
+        raise DriftInputError(
+            f"embedding: {window.embeddings.shape[1]} values per record, the reference has {reference.dim}"
+        )
     checks = []
     if policy.embedding.enabled:
         checks.append(_embedding_check(reference, window))
+    if policy.centroid.enabled:
+        checks.append(_centroid_check(reference, window))
     if policy.tokens.enabled:
         checks.append(_tokens_check(reference, window))
     if policy.latency.enabled:

@@ -97,7 +97,7 @@ def test_monitor_detects_a_topic_shift_and_reports_it(tmp_path, settings, store)
         monitor.tick()
         body = client.get("/models/minilm/drift").json()
         assert body["version"] == "2" and body["drift"] is True and body["window_samples"] == 150
-        assert body["policy"]["alpha_per_check"] == pytest.approx(0.5 / (30 * 86400 / 60) / 3)
+        assert body["policy"]["alpha_per_check"] == pytest.approx(0.5 / (30 * 86400 / 60) / 4)
         assert body["evaluations"] == {"drift": 2, "no_drift": 2, "no_data": 0}
         exposition = client.get("/metrics").text
         assert 'canaryflow_drift_detected{model="minilm",version="2"} 1.0' in exposition

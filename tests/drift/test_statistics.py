@@ -26,10 +26,10 @@ def policy(**fields) -> DriftPolicy:
 def test_monthly_budget_is_split_over_looks_and_checks():
     hourly = DriftPolicy(false_alarms_per_month=0.5)
     assert hourly.looks_per_month == pytest.approx(720)
-    assert hourly.alpha_per_check == pytest.approx(0.5 / 720 / 3)
+    assert hourly.alpha_per_check == pytest.approx(0.5 / 720 / 4)
     every_minute = DriftPolicy(window_s=3600, every_s=60, false_alarms_per_month=0.5,
                                latency={"enabled": False})  # fmt: skip
-    assert every_minute.alpha_per_check == pytest.approx(0.5 / 43_200 / 2)
+    assert every_minute.alpha_per_check == pytest.approx(0.5 / 43_200 / 3)
 
 
 @pytest.mark.parametrize("alpha", [1e-2, 1e-4, 1e-7])
@@ -46,7 +46,12 @@ def test_null_quantile_matches_simulation_for_unequal_weights():
 
 def test_embedding_null_is_calibrated():
     """At a per-look alpha of 5%, the embedding check alarms on about 5% of same-distribution windows."""
-    p = policy(false_alarms_per_month=0.05 * 720, tokens={"enabled": False}, latency={"enabled": False})
+    p = policy(
+        false_alarms_per_month=0.05 * 720,
+        centroid={"enabled": False},
+        tokens={"enabled": False},
+        latency={"enabled": False},
+    )
     assert p.alpha_per_check == pytest.approx(0.05)
     traffic = Traffic(seed=1)
     reference = calibrate(p, traffic.window(3000))

@@ -42,6 +42,8 @@ MODEL = "minilm"
 ENVIRONMENT = "production"
 # Only alias changes start rollouts in the demo's trigger rules.
 WEBHOOK_EVENTS: list[WebhookEventStr | WebhookEvent] = ["model_version_alias.created"]
+# Share of requests the inference server writes to its prediction log (the drift monitor's input).
+PREDICTION_LOG_RATE = 0.5
 
 Say = Callable[[str], None]
 
@@ -69,6 +71,7 @@ class DemoEnvironment:
     load: LoadGenerator | None = None
     controller_url: str = ""
     inference_url: str = ""
+    controller_port: int = 0
     remote: Path | None = None
     metrics_env: dict[str, str] = field(default_factory=dict)
     notifications: NotificationReceiver | None = None
@@ -157,15 +160,23 @@ class DemoEnvironment:
             "--routing-file", str(self.config.workdir / "routing.yaml"),
             "--tracking-uri", self.mlflow.tracking_uri,
             "--port", str(port),
+            "--prediction-log-rate", str(PREDICTION_LOG_RATE),
+            "--prediction-log-dir", str(self.predictions),
         ]  # fmt: skip
         proc = ManagedProcess("inference", argv, self.logs / "inference.log", env={"HF_HUB_OFFLINE": "1"})
         self.processes.append(proc)
         proc.wait_until(lambda: http_ok(f"{self.inference_url}/ready"), 300, "ready")
 
+    @property
+    def predictions(self) -> Path:
+        return self.config.workdir / "predictions"
+
     def _start_metrics(self) -> None:
-        target = self.inference_url.removeprefix("http://")
+        # The controller's port is chosen now so that Prometheus scrapes its /metrics (drift) too.
+        self.controller_port = free_port()
+        targets = [self.inference_url.removeprefix("http://"), f"127.0.0.1:{self.controller_port}"]
         try:
-            self.prometheus = start_prometheus(self.config.workdir / "prometheus", [target], interval_s=1.0)
+            self.prometheus = start_prometheus(self.config.workdir / "prometheus", targets, interval_s=1.0)
         except PrometheusNotInstalled:
             self.say(
                 f"Prometheus not found ({INSTALL_HINT}); falling back to reading the inference server's "
@@ -177,7 +188,7 @@ class DemoEnvironment:
             }
             return
         self.processes.append(self.prometheus.process)
-        self.say(f"Prometheus on {self.prometheus.url}, scraping the inference server every second")
+        self.say(f"Prometheus on {self.prometheus.url}, scraping the inference server and the controller")
         self.metrics_env = {
             "CANARYFLOW_METRICS_BACKEND": "prometheus",
             "CANARYFLOW_METRICS_PROMETHEUS_URL": self.prometheus.url,
@@ -188,7 +199,10 @@ class DemoEnvironment:
         path = self.config.workdir / "canaryflow.yaml"
         rule = {"kind": "alias", "alias": "challenger", "baseline_alias": "champion",
                 "policy": self.config.policy, "environment": ENVIRONMENT}  # fmt: skip
-        path.write_text(yaml.safe_dump({"controller": {"triggers": {MODEL: [rule]}}}, sort_keys=False))
+        drift = {"enabled": True, "policy": "demo", "location": str(self.predictions), "models": [MODEL],
+                 "interval_s": 1.0}  # fmt: skip
+        controller = {"triggers": {MODEL: [rule]}, "drift": drift}
+        path.write_text(yaml.safe_dump({"controller": controller}, sort_keys=False))
         return path
 
     def _notify_env(self) -> dict[str, str]:
@@ -207,7 +221,7 @@ class DemoEnvironment:
 
     def _start_controller(self) -> None:
         assert self.mlflow is not None
-        port = free_port()
+        port = self.controller_port or free_port()
         self.controller_url = f"http://127.0.0.1:{port}"
         self.webhook_secret = secrets.token_urlsafe(24)
         env = {

@@ -13,6 +13,7 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
+from canaryflow.app.demo.drift import DriftOutcome, run_drift
 from canaryflow.app.demo.environment import MODEL, DemoConfig, DemoEnvironment
 from canaryflow.app.demo.flow import RolloutOutcome, run_rollout
 from policies import load_policy
@@ -58,6 +59,7 @@ def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> 
     signal.signal(signal.SIGTERM, _interrupt)
     env = DemoEnvironment(config, say=lambda m: console.print(f"[dim]·[/dim] {m}"))
     outcomes: list[RolloutOutcome] = []
+    drift = DriftOutcome()
     started = time.monotonic()
     # Past the policy's max duration the controller decides (rolls back) on its own: waiting that
     # long means a slow but valid analysis is never cut short by the demo giving up first.
@@ -76,6 +78,9 @@ def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> 
         outcomes.append(run_rollout(env, metrics, console, "bad canary", "slower", "rollback", timeout_s))
         client_champion = _champion(env)
         console.print(f"alias champion of {MODEL} now on version {client_champion}")
+        drift = run_drift(env, console)
+        if not drift.detected:
+            console.print(f"[red]drift not shown[/red]: {drift.reason}")
         _summary(console, env, outcomes)
         console.print(f"demo finished in {time.monotonic() - started:.0f}s")
         if keep:
@@ -91,7 +96,7 @@ def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> 
         return 130
     finally:
         env.close()
-    return 0 if outcomes and all(o.as_expected for o in outcomes) else 1
+    return 0 if outcomes and all(o.as_expected for o in outcomes) and drift.detected else 1
 
 
 def _quiet_libraries() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -46,6 +47,8 @@ class LoadGenerator:
         self.duration_s = duration_s
         self.max_in_flight = max_in_flight
         self.stats = LoadStats()
+        # What each input says; swapped while running to change the traffic's topics (the demo's drift).
+        self.sentence: Callable[[random.Random], str] = sentence
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,7 +64,7 @@ class LoadGenerator:
             self._thread.join(timeout=15)
 
     async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore) -> None:
-        batch = [sentence(self._rng) for _ in range(self._rng.randint(1, self.max_batch))]
+        batch = [self.sentence(self._rng) for _ in range(self._rng.randint(1, self.max_batch))]
         key = f"user-{self._rng.randrange(1_000_000)}"
         try:
             resp = await client.post(
