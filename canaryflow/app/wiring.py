@@ -19,6 +19,7 @@ from canaryflow.adapters.predictions import read_jsonl, reader_for
 from canaryflow.adapters.readiness.factory import readiness_from_settings
 from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings
+from canaryflow.kernel.contracts.drift import drift_notice
 from canaryflow.kernel.contracts.traffic import TrafficMode
 from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Registry, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
@@ -137,13 +138,18 @@ def build_service(
         registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)
     store = RolloutStore(settings.db_path)
     notify = notification_settings or NotificationSettings()
+    notifier = notifier_from_settings(notify)
+    drift = build_drift_monitor(settings, store, registry)
+    if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
+        send = notifier.notify
+        drift.listeners.append(lambda event: send(drift_notice(event)))
     return ControllerService(
         settings,
         store,
         build_engine(WorkflowSettings(), settings.db_path, settings),
         registry,
         approval_gate=build_approval_gate(),
-        notifier=notifier_from_settings(notify),
+        notifier=notifier,
         link_templates=notify.links,
-        drift=build_drift_monitor(settings, store, registry),
+        drift=drift,
     )

@@ -155,3 +155,27 @@ def test_registry_champion_is_watched_and_tagged_on_drift(tmp_path, store, mlflo
     monitor.tick()
     assert monitor.status(name)["drift"] is True
     assert mlflow.get_model_version(name, "2").tags.get(DRIFT_TAG) == "true"
+
+
+def test_drift_events_become_notices_for_the_channels():
+    from canaryflow.kernel.contracts.drift import DriftCheck, DriftVerdict, drift_notice
+
+    verdict = DriftVerdict(
+        drift=True,
+        checks=[
+            DriftCheck(name="embedding_mmd", statistic=8.4, threshold=3.9, drift=True, samples=150),
+            DriftCheck(name="tokens_ks", statistic=0.05, threshold=0.16, drift=False, samples=150),
+        ],
+    )
+    notice = drift_notice(
+        DriftEvent(type="drift.detected", model="minilm", version="2", at=T0, verdict=verdict)
+    )
+    assert notice.headline() == "minilm (champion): champion v2 drifts from its reference"
+    assert notice.cloudevent_type == "io.canaryflow.drift.detected"
+    assert "- embedding_mmd: fail (8.4 > 3.9)" in notice.summary()
+    assert "- tokens_ks: pass (0.05 <= 0.16)" in notice.summary()
+    cleared = drift_notice(DriftEvent(type="drift.cleared", model="minilm", version="2", at=T0 + 60,
+                                      verdict=verdict.model_copy(update={"drift": False})))  # fmt: skip
+    assert (
+        cleared.cloudevent_type == "io.canaryflow.drift.cleared" and cleared.rollout_id != notice.rollout_id
+    )

@@ -16,6 +16,7 @@ _TYPES = {
     NoticeEvent.PROMOTED: apprise.NotifyType.SUCCESS,
     NoticeEvent.ROLLED_BACK: apprise.NotifyType.WARNING,
     NoticeEvent.FAILED: apprise.NotifyType.FAILURE,
+    NoticeEvent.DRIFT_DETECTED: apprise.NotifyType.WARNING,
 }
 
 

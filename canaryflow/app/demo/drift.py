@@ -3,8 +3,9 @@
 Like the rollouts, the demo only does what the world would: the load generator starts asking about
 finance, medicine and programming instead of orders, travel, cooking and sport. The inference server's
 prediction log, the controller's monitor (reference captured when v2 became champion, windows of the
-demo's drift policy), its `canaryflow_drift_*` metrics and Prometheus do the rest; the demo reads the
-verdict from `GET /models/{model}/drift` and the gauge from Prometheus.
+demo's drift policy), its `canaryflow_drift_*` metrics, Prometheus and the notifier do the rest; the
+demo reads the verdict from `GET /models/{model}/drift`, the gauge from Prometheus, and the alert from
+its notification receiver.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class DriftOutcome:
     seconds: float = 0.0
     prometheus_value: float | None = None
     verdict: dict[str, Any] = field(default_factory=dict)
+    notified: str = ""
     reason: str = ""
 
 
@@ -66,6 +68,19 @@ def _prometheus_value(env: DemoEnvironment, version: str, timeout_s: float = 15.
             pass
         time.sleep(1.0)
     return 0.0
+
+
+def _notification(env: DemoEnvironment, version: str, timeout_s: float = 15.0) -> str:
+    """The drift notice's title as the demo's notification receiver got it ("" if it did not)."""
+    if env.notifications is None:
+        return ""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for message in list(env.notifications.chat):
+            if f"champion v{version} drifts" in str(message["title"]):
+                return str(message["title"])
+        time.sleep(0.5)
+    return ""
 
 
 def run_drift(env: DemoEnvironment, console: Console, timeout_s: float = 60.0) -> DriftOutcome:
@@ -119,6 +134,8 @@ def run_drift(env: DemoEnvironment, console: Console, timeout_s: float = 60.0) -
     if outcome.prometheus_value is not None:
         series = f'canaryflow_drift_detected{{model="{MODEL}",version="{version}"}}'
         console.print(f"  Prometheus: {series} = {outcome.prometheus_value:g}")
-    console.print(f"  alert: GET {env.controller_url}/models/{MODEL}/drift (event drift.detected, MLflow tag")
-    console.print(f"  canaryflow.drift=true on v{version}); no notification receiver in this build yet")
+    outcome.notified = _notification(env, version)
+    console.print(f"  alert: the receiver got {outcome.notified or 'no drift notification'}; the verdict is"
+                  f" also at GET {env.controller_url}/models/{MODEL}/drift and in MLflow's version tag"
+                  f" canaryflow.drift")  # fmt: skip
     return outcome

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canaryflow.kernel.contracts.notifications import CheckSummary, NoticeEvent, RolloutNotice
+
 # Files of the local JSONL backend: `<dir>/<model>/predictions-<start unix s>-<pid>.jsonl`, rotated
 # by size or age; a file is complete once a newer one of the same process exists.
 PREDICTION_FILE_GLOB = "predictions-*.jsonl"
@@ -63,3 +65,32 @@ class DriftEvent(BaseModel):
     version: str
     at: float
     verdict: DriftVerdict
+
+
+def drift_notice(event: DriftEvent) -> RolloutNotice:
+    """The notice the notification channels send for a drift event (`drift_detected` / `drift_cleared`);
+    the subject carries the time so that a second detection of one version is not taken for a retry."""
+    kind = NoticeEvent.DRIFT_DETECTED if event.type == EVENT_DRIFT_DETECTED else NoticeEvent.DRIFT_CLEARED
+    checks = [
+        CheckSummary(
+            metric=c.name,
+            verdict="fail" if c.drift else "pass",
+            reason=f"{c.statistic:.3g} {'>' if c.drift else '<='} {c.threshold:.3g}"
+            if c.statistic is not None and c.threshold is not None
+            else c.note,
+        )
+        for c in event.verdict.checks
+    ]
+    fired = [c.name for c in event.verdict.checks if c.drift]
+    return RolloutNotice(
+        event=kind,
+        rollout_id=f"drift-{event.model}-v{event.version}-{int(event.at)}",
+        model=event.model,
+        baseline_version=event.version,
+        canary_version=event.version,
+        environment="champion",
+        phase="drifting" if kind is NoticeEvent.DRIFT_DETECTED else "stable",
+        at=event.at,
+        reason=f"drift in {', '.join(fired)}" if fired else "every check within its threshold",
+        checks=checks,
+    )

@@ -23,6 +23,13 @@ class NoticeEvent(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    # A champion's traffic drifted from (or came back to) its reference: the drift monitor's events.
+    DRIFT_DETECTED = "drift_detected"
+    DRIFT_CLEARED = "drift_cleared"
+
+
+DRIFT_EVENTS = frozenset({NoticeEvent.DRIFT_DETECTED, NoticeEvent.DRIFT_CLEARED})
+DRIFT_CLOUDEVENT_TYPE_PREFIX = "io.canaryflow.drift."
 
 
 class CheckSummary(BaseModel):
@@ -56,6 +63,8 @@ class RolloutNotice(BaseModel):
 
     @property
     def cloudevent_type(self) -> str:
+        if self.event in DRIFT_EVENTS:  # io.canaryflow.drift.detected / .cleared
+            return f"{DRIFT_CLOUDEVENT_TYPE_PREFIX}{self.event.value.removeprefix('drift_')}"
         return f"{CLOUDEVENT_TYPE_PREFIX}{self.event.value}"
 
     def headline(self) -> str:
@@ -68,6 +77,8 @@ class RolloutNotice(BaseModel):
             NoticeEvent.PROMOTED: f"v{self.canary_version} promoted (was v{self.baseline_version})",
             NoticeEvent.ROLLED_BACK: f"{canary} rolled back{where}, {baseline} serves",
             NoticeEvent.FAILED: f"rollout of v{self.canary_version} failed{where}",
+            NoticeEvent.DRIFT_DETECTED: f"champion v{self.canary_version} drifts from its reference",
+            NoticeEvent.DRIFT_CLEARED: f"champion v{self.canary_version} is back within its reference",
         }[self.event]
         return f"{self.model} ({self.environment}): {what}"
 
