@@ -34,6 +34,8 @@ __all__ = [
     "default_metrics",
     "load_policy",
     "parse_policy",
+    "read_policy_document",
+    "validation_message",
 ]
 
 
@@ -48,6 +50,21 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
+def validation_message(exc: ValidationError) -> str:
+    """`<field path>: <why>` for a policy document's first error, e.g. `steps[1].weight: ...`."""
+    first = exc.errors()[0]
+    where = _field_path(tuple(first["loc"]))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    # Cross-field checks say which field they fault ("alternative: ..."); attach it to the path.
+    named = _NAMED_FIELD.match(message)
+    if named:
+        where = f"{where}.{named['field']}" if where else named["field"]
+        message = named["message"]
+    where = where or "policy"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
+
+
 def parse_policy(data: object, source: str = "<policy>") -> Policy:
     """Validate a policy document; errors name the field (e.g. `steps[1].weight`) and why."""
     if not isinstance(data, dict):
@@ -55,41 +72,39 @@ def parse_policy(data: object, source: str = "<policy>") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = _field_path(tuple(first["loc"]))
-        message = str(first["msg"]).removeprefix("Value error, ")
-        # Cross-field checks say which field they fault ("alternative: ..."); attach it to the path.
-        named = _NAMED_FIELD.match(message)
-        if named:
-            where = f"{where}.{named['field']}" if where else named["field"]
-            message = named["message"]
-        where = where or "policy"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise PolicyError(f"{source}: {where}: {message}{more}") from exc
+        raise PolicyError(f"{source}: {validation_message(exc)}") from exc
+
+
+def read_policy_document(
+    name_or_path: str | Path, shipped_dir: Path = SHIPPED_DIR, kind: str = "policy"
+) -> tuple[object, str]:
+    """The YAML document of a shipped policy (a bare name, looked up in `shipped_dir`) or of a file,
+    and the path it came from; PolicyError naming the file otherwise."""
+    text_name = str(name_or_path)
+    path = Path(text_name)
+    if not path.suffix and "/" not in text_name:
+        path = shipped_dir / f"{text_name}.yaml"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in shipped_dir.glob("*.yaml"))
+            raise PolicyError(f"policy {text_name!r}: no such shipped {kind} (shipped: {', '.join(shipped)})")
+    return _read_yaml(path, kind), str(path)
 
 
 def load_policy(name_or_path: str | Path) -> Policy:
     """A shipped policy by name ("default" = policies/default.yaml), or a YAML file by path."""
-    text_name = str(name_or_path)
-    path = Path(text_name)
-    if not path.suffix and "/" not in text_name:
-        path = SHIPPED_DIR / f"{text_name}.yaml"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
-            raise PolicyError(f"policy {text_name!r}: no such shipped policy (shipped: {', '.join(shipped)})")
-    return parse_policy(_read_yaml(path), str(path))
+    return parse_policy(*read_policy_document(name_or_path))
 
 
-def _read_yaml(path: Path) -> object:
+def _read_yaml(path: Path, kind: str = "policy") -> object:
     """The YAML document in `path`, read at most MAX_POLICY_BYTES; every way it can be unreadable (too
     large, not UTF-8, not YAML, nested deeper than the parser's stack) is one PolicyError line."""
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy ({exc.strerror or exc})") from exc
+        raise PolicyError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from exc
     if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes; not a policy")
+        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes; not a {kind}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policies import PolicyError, read_policy_document, validation_message
 
 MONTH_S = 30 * 86400.0
 SHIPPED_MONITOR_DIR = Path(__file__).resolve().parent / "monitor"
@@ -110,7 +111,7 @@ class DriftPolicy(_Strict):
         return min(0.5, self.false_alarms_per_month / self.looks_per_month / self.enabled_checks)
 
 
-class DriftPolicyError(ValueError):
+class DriftPolicyError(PolicyError):
     """A drift policy cannot be used; the message names the file and the field, on one line."""
 
 
@@ -122,27 +123,15 @@ def parse_drift_policy(data: object, source: str = "<drift policy>") -> DriftPol
     try:
         return DriftPolicy.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "policy"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        if ": " in message and where == "policy":
-            where, message = message.split(": ", 1)
-        raise DriftPolicyError(f"{source}: {where}: {message}") from exc
+        raise DriftPolicyError(f"{source}: {validation_message(exc)}") from exc
 
 
 def load_drift_policy(name_or_path: str | Path) -> DriftPolicy:
     """A shipped drift policy by name ("default" = policies/monitor/default.yaml) or a YAML file."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not path.suffix and "/" not in text:
-        path = SHIPPED_MONITOR_DIR / f"{text}.yaml"
-        if not path.is_file():
-            shipped = ", ".join(sorted(p.stem for p in SHIPPED_MONITOR_DIR.glob("*.yaml")))
-            raise DriftPolicyError(f"policy {text!r}: no such shipped drift policy (shipped: {shipped})")
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise DriftPolicyError(f"{path}: cannot read drift policy ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise DriftPolicyError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    return parse_drift_policy(data, str(path))
+        data, source = read_policy_document(name_or_path, SHIPPED_MONITOR_DIR, "drift policy")
+    except DriftPolicyError:
+        raise
+    except PolicyError as exc:
+        raise DriftPolicyError(str(exc)) from exc
+    return parse_drift_policy(data, source)
