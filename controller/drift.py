@@ -154,7 +154,8 @@ class DriftMonitor:
                 with self._lock:
                     self._watches[model] = watch
                 event("drift: watching champion", model=model, version=version, since=since)
-            new = [_Row.of(r) for r in self.reader.follow(model) if r.version == version and r.t >= since]
+            fresh = self.reader.follow(model, max(since, now - self.policy.window_s))
+            new = [_Row.of(r) for r in fresh if r.version == version and r.t >= since]
             if watch.reference is None:  # the reference is read back as a range once it is complete
                 self._try_reference(watch, now)
             if watch.reference is None:

@@ -145,6 +145,7 @@ class PredictionLogReader(Protocol):
         """Records of `model` (and `version`) with start <= t < end; beyond `limit`, a uniform sample."""
         ...
 
-    def follow(self, model: str) -> list[PredictionRecord]:
-        """Records of `model` appended since the previous call (all of them on the first)."""
+    def follow(self, model: str, since: float | None = None) -> list[PredictionRecord]:
+        """Records of `model` appended since the previous call (on the first, those of files written
+        since `since`, or all)."""
         ...

@@ -109,10 +109,18 @@ class JsonlDirectoryReader:
                     records[slot] = r
         return sorted(records, key=lambda r: r.t)
 
-    def follow(self, model: str) -> list[PredictionRecord]:
+    def follow(self, model: str, since: float | None = None) -> list[PredictionRecord]:
         records = []
         files = self._files(model)
         for path in files:
+            if path not in self._offsets and since is not None:
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if stat.st_mtime < since:  # a file last written before `since` is skipped unread
+                    self._offsets[path] = stat.st_size
+                    continue
             offset = self._offsets.get(path, 0)
             try:
                 with path.open("rb") as handle:
