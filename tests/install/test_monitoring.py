@@ -13,14 +13,18 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 
+from canaryflow.adapters.predictions import JsonlDirectoryReader
 from canaryflow.app.install import InstallOptions
 from canaryflow.app.install.alerts import expressions, prometheus_rule
 from canaryflow.app.install.dashboards import dashboard_models, queries
 from canaryflow.kernel.rollout import Started, StepStarted, apply
+from controller.drift import DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore
 from inference.metrics import ServerMetrics
+from policies.drift import DriftPolicy
+from tests.drift.synthetic import Traffic
 
 # Grafana's variables, as Grafana would substitute them before Prometheus sees the query.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$model": ".*"}
@@ -49,6 +53,20 @@ def test_dashboards_round_trip_through_the_sdk_model() -> None:
         for panel in model["panels"]:
             if panel["type"] != "row":
                 assert panel.get("description") and panel["targets"], panel["title"]
+
+
+def _judged_drift_monitor(tmp_path: Path) -> DriftMonitor:
+    """A drift monitor that has judged one window of champion v2 (reference, then a look)."""
+    t0, now = 1_700_000_000.0, [0.0]
+    champions = lambda: {"minilm": ("2", t0)}  # noqa: E731
+    policy = DriftPolicy(window_s=60, reference_window_s=120)
+    monitor = DriftMonitor(policy, JsonlDirectoryReader(tmp_path), champions, clock=lambda: now[0])
+    log, traffic = tmp_path / "minilm" / f"predictions-{t0:.3f}-1.jsonl", Traffic(seed=1)
+    for start, end in ((t0, t0 + 120), (t0 + 121, t0 + 180)):
+        traffic.write(log, 300, t0=start, t1=end, version="2")
+        now[0] = end + 1
+        monitor.tick()
+    return monitor
 
 
 def _exported_series(tmp_path: Path) -> set[str]:
@@ -86,6 +104,8 @@ def _exported_series(tmp_path: Path) -> set[str]:
     server.requests.labels(*labels, "200").inc()
     server.gpu_memory.labels(*labels, "cpu").set(1.0)
     server.routing_weight.labels(*labels).set(20)
+    server.prediction_log_dropped.labels(*labels).inc()
+    controller.registry.register(DriftCollector(_judged_drift_monitor(tmp_path)))
     text = (controller.exposition() + server.exposition()).decode()
     return {
         line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")

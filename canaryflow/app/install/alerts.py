@@ -102,6 +102,31 @@ def inference_rules() -> list[dict[str, Any]]:
     ]
 
 
+def drift_rules() -> list[dict[str, Any]]:
+    dropped = m.counter_sample(m.PREDICTION_LOG_DROPPED)
+    return [
+        _rule(
+            "CanaryflowChampionDrifting",
+            f"max by (model, version) ({m.DRIFT_DETECTED}) == 1",
+            "0m",
+            "warning",
+            "{{ $labels.model }} v{{ $labels.version }}: its traffic drifted from its reference",
+            "The drift monitor's checks (held to their monthly false-alarm budget) found the inputs "
+            "changed since the version became champion; `GET /models/{{ $labels.model }}/drift` names "
+            "the checks. The embeddings may no longer match what the downstream index expects.",
+        ),
+        _rule(
+            "CanaryflowPredictionLogDropping",
+            f"sum by (model, version) (rate({dropped}[15m])) > 0",
+            "15m",
+            "warning",
+            "{{ $labels.model }} v{{ $labels.version }}: the prediction log drops samples",
+            "Its writer cannot keep up (slow disk, rate too high): the drift monitor sees fewer records. "
+            "Lower --prediction-log-rate or give the log a faster volume.",
+        ),
+    ]
+
+
 def prometheus_rule(options: InstallOptions) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -115,6 +140,7 @@ def prometheus_rule(options: InstallOptions) -> dict[str, Any]:
             "groups": [
                 {"name": "canaryflow.rollouts", "rules": rollout_rules()},
                 {"name": "canaryflow.inference", "rules": inference_rules()},
+                {"name": "canaryflow.drift", "rules": drift_rules()},
             ]
         },
     }
