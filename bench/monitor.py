@@ -242,7 +242,7 @@ def main() -> None:
     took = time.perf_counter() - started
     print(f"policy: {policy.name}, alpha per check and look {policy.alpha_per_check:.2e}; {took:.0f} s")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("monitor-split.json" if args.split else "monitor.json")
+    out = RESULTS / f"monitor{'-quick' if args.quick else ''}{'-split' if args.split else ''}.json"
     doc = {"policy": policy.model_dump(), "window": WINDOW, "onset_h": ONSET_H, "split": args.split,
            "summary": summary, "runs": runs}  # fmt: skip
     out.write_text(json.dumps(doc, indent=1))
