@@ -148,7 +148,8 @@ class PredictionLog:
             picked = sorted(random.sample(range(count), MAX_INPUTS_PER_SAMPLE))
         for i in picked:
             text = texts[i] if self.config.keep_text and texts is not None else None
-            sample = Sample(now, model, version, latency_s * 1000.0, int(token_counts[i]), embeddings[i], text)
+            tokens = int(token_counts[i])
+            sample = Sample(now, model, version, latency_s * 1000.0, tokens, embeddings[i], text)
             try:
                 self._queue.put_nowait(sample)
             except queue.Full:

@@ -35,7 +35,7 @@ def test_sampling_rate_and_records(tmp_path: Path) -> None:
     metrics = ServerMetrics()
     log = PredictionLog(PredictionLogConfig(tmp_path, rate=0.25), metrics, rng=random.Random(3))
     for _ in range(2000):
-        log.maybe_record("m", "1", 0.012, ["a b c"], EMB[:1], 5)
+        log.maybe_record("m", "1", 0.012, ["a b c"], EMB[:1], [5])
     log.close()
     records = [r for p in sorted((tmp_path / "m").glob("*.jsonl")) for r in read_jsonl(p)]
     assert 400 <= len(records) <= 600  # 25% of 2000, a few standard deviations either side
@@ -53,11 +53,11 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
         release.wait(10)
 
     log = PredictionLog(PredictionLogConfig(tmp_path, rate=1.0, queue_size=5), metrics, sinks=[slow_disk])
-    log.maybe_record("m", "1", 0.01, ["x"], EMB[:1], 1)
+    log.maybe_record("m", "1", 0.01, ["x"], EMB[:1], [1])
     time.sleep(0.2)  # the writer takes the first and blocks in the sink
     started = time.perf_counter()
     for _ in range(100):
-        log.maybe_record("m", "1", 0.01, ["x"], EMB[:1], 1)
+        log.maybe_record("m", "1", 0.01, ["x"], EMB[:1], [1])
     assert time.perf_counter() - started < 0.5
     assert _count(metrics, "canaryflow_prediction_log_dropped_total") == 95
     release.set()
@@ -72,7 +72,7 @@ def test_rotation_by_size_and_retention(tmp_path: Path) -> None:
     log = PredictionLog(config, metrics, clock=lambda: now[0])
     for i in range(12):
         now[0] += 1.0
-        log.maybe_record("m", "1", 0.01, ["x"], EMB[:1], i)
+        log.maybe_record("m", "1", 0.01, ["x"], EMB[:1], [i])
         _wait_written(metrics, i + 1)
     log.close()
     files = sorted((tmp_path / "m").glob("predictions-*.jsonl"))
@@ -84,10 +84,11 @@ def test_rotation_by_size_and_retention(tmp_path: Path) -> None:
 def test_multi_input_requests_give_one_record_per_input_with_text_when_asked(tmp_path: Path) -> None:
     metrics = ServerMetrics()
     log = PredictionLog(PredictionLogConfig(tmp_path, rate=1.0, keep_text=True), metrics)
-    log.maybe_record("m", "1", 0.02, ["one two", "three"], EMB, 6)
+    log.maybe_record("m", "1", 0.02, ["one two", "three"], EMB, [4, 3])
+    log.maybe_record("m", "1", 0.02, None, EMB[:1], [7])  # token-id input: no text to keep
     log.close()
     records = JsonlDirectoryReader(tmp_path).read("m", 0, time.time() + 1)
-    assert [(r.text, r.tokens) for r in records] == [("one two", 3), ("three", 3)]
+    assert [(r.text, r.tokens) for r in records] == [("one two", 4), ("three", 3), (None, 7)]
 
 
 def test_a_real_server_logs_what_it_served(tmp_path, loader) -> None:
