@@ -43,7 +43,7 @@ ENVIRONMENT = "production"
 # Only alias changes start rollouts in the demo's trigger rules.
 WEBHOOK_EVENTS: list[WebhookEventStr | WebhookEvent] = ["model_version_alias.created"]
 # Share of requests the inference server writes to its prediction log (the drift monitor's input).
-PREDICTION_LOG_RATE = 0.5
+PREDICTION_LOG_RATE = 0.25
 
 Say = Callable[[str], None]
 
