@@ -69,9 +69,10 @@ def embed_pools(per_topic: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         f"embedded {sum(len(v) for v in texts.values())} sentences in {time.perf_counter() - started:.0f} s"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        cache, **{f"{t}_{k}": v for t, (e, tok) in out.items() for k, v in (("emb", e), ("tok", tok))}
-    )
+    arrays: dict[str, Any] = {
+        f"{t}_{k}": v for t, (e, tok) in out.items() for k, v in (("emb", e), ("tok", tok))
+    }
+    np.savez_compressed(cache, **arrays)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -58,22 +59,28 @@ def _monitor(store, tmp_path: Path, clock: Clock, registry=None, models=()) -> D
     return DriftMonitor(POLICY, JsonlDirectoryReader(tmp_path), champions, registry=registry, clock=clock)
 
 
+def _status(monitor: DriftMonitor) -> dict[str, Any]:
+    status = monitor.status("minilm")
+    assert status is not None
+    return status
+
+
 def _drive(monitor: DriftMonitor, traffic: Traffic, log: Path, clock: Clock, version: str = "2") -> list[str]:
     """Reference, then a quiet window, a topic shift, and a return to normal; the verdict after each."""
     traffic.write(log, 400, t0=T0, t1=T0 + 120, version=version)
     traffic.write(log, 60, t0=T0, t1=T0 + 120, version="1", new_topic=1.0)  # another version: ignored
     clock.now = T0 + 60
     monitor.tick()
-    assert monitor.status("minilm")["reference"]["state"] == "collecting"
+    assert _status(monitor)["reference"]["state"] == "collecting"
     clock.now = T0 + 121
     monitor.tick()
-    assert monitor.status("minilm")["reference"]["samples"] == 400
+    assert _status(monitor)["reference"]["samples"] == 400
     seen = []
     for start, shift in ((T0 + 121, 0.0), (T0 + 182, 0.6), (T0 + 243, 0.0)):
         traffic.write(log, 150, t0=start, t1=start + 60, version=version, new_topic=shift)
         clock.now = start + 61
         monitor.tick()
-        seen.append("drift" if monitor.status("minilm")["verdict"]["drift"] else "no drift")
+        seen.append("drift" if _status(monitor)["verdict"]["drift"] else "no drift")
     return seen
 
 
@@ -118,7 +125,7 @@ def test_a_new_champion_starts_a_new_reference(tmp_path, store):
     Traffic(seed=23).write(log, 300, t0=T0, t1=T0 + 120, version="2")
     clock.now = T0 + 121
     monitor.tick()
-    assert monitor.status("minilm")["reference"]["state"] == "ready"
+    assert _status(monitor)["reference"]["state"] == "ready"
     _promote(store, "minilm", "3", T0 + 130)
     clock.now = T0 + 131
     monitor.tick()

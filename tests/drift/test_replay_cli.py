@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ def _replay(*args: str):
     return runner.invoke(app, ["monitor", "replay", *args])
 
 
-def _files(tmp_path: Path, **shift: float) -> tuple[Path, Path]:
+def _files(tmp_path: Path, **shift: Any) -> tuple[Path, Path]:
     traffic = Traffic(seed=11)
     ref = traffic.write(tmp_path / "ref.jsonl", 600, t0=0, t1=3600)
     cur = traffic.write(tmp_path / "cur.jsonl", 150, t0=7200, t1=10800, **shift)
