@@ -121,6 +121,7 @@ class ManifestValidator:
             errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
             if errors:
                 raise ManifestInvalid(f"{doc['kind']} {_where(errors[0])}: {errors[0].message}")
+            _check_application_source(doc)
             return
         try:
             kubernetes_validate.validate(doc, self.kubernetes_version, strict=True)
@@ -146,6 +147,15 @@ class ManifestValidator:
                     self.validate_document(doc)
             except ManifestInvalid as exc:
                 raise ManifestInvalid(f"{path}: {exc}") from None
+
+
+def _check_application_source(doc: dict[str, Any]) -> None:
+    """The CRD schema accepts `repoURL: ''`; Argo CD refuses to sync such an Application."""
+    if doc["kind"] != "Application":
+        return
+    source = doc.get("spec", {}).get("source", {})
+    if not str(source.get("repoURL", "")).strip():
+        raise ManifestInvalid("Application spec.source.repoURL: empty; Argo CD has no repo to sync from")
 
 
 def _check_kustomization(path: str, doc: dict[str, Any], rendering: Rendering) -> None:

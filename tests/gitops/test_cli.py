@@ -45,8 +45,28 @@ def test_render_writes_the_golden_layout(tmp_path: Path) -> None:
     assert "out/apps/minilm/overlays/staging/routing-configmap.yaml" in result.stdout
 
 
-def test_mode_defaults_to_the_policy(tmp_path: Path) -> None:
+def test_render_without_a_repo_url_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    """Argo CD refuses an Application with `repoURL: ''`; the render refuses it first."""
     result = runner.invoke(app, ["gitops", "render", *CANARY, "--out", "out"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("canaryflow gitops: --repo-url: required")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_takes_the_repo_url_from_the_remote_as_commit_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CANARYFLOW_GITOPS_REMOTE_URL", "https://git.example.com/org/gitops.git")
+    result = runner.invoke(app, ["gitops", "render", *CANARY, "--out", "out"])
+    assert result.exit_code == 0, result.output
+    app_doc = (tmp_path / "out/argocd/minilm-staging.yaml").read_text()
+    assert "repoURL: https://git.example.com/org/gitops.git" in app_doc
+
+
+def test_mode_defaults_to_the_policy(tmp_path: Path) -> None:
+    args = ["gitops", "render", *CANARY, "--out", "out", "--repo-url", "https://x/r.git"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out/apps/minilm/overlays/staging/routing-configmap.yaml").exists()  # default policy
 
@@ -79,12 +99,13 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 
 
 def test_diff_against_a_directory(tmp_path: Path) -> None:
-    runner.invoke(app, ["gitops", "render", *CANARY, "--out", "checkout"])
-    unchanged = runner.invoke(app, ["gitops", "diff", *CANARY, "--against", "checkout"])
+    runner.invoke(app, ["gitops", "render", *CANARY, "--out", "checkout", "--repo-url", "https://x/r.git"])
+    against = ["--against", "checkout", "--repo-url", "https://x/r.git"]
+    unchanged = runner.invoke(app, ["gitops", "diff", *CANARY, *against])
     assert unchanged.exit_code == 0 and unchanged.stdout == ""
     args = [*CANARY]
     args[args.index("--weight") + 1] = "50"
-    changed = runner.invoke(app, ["gitops", "diff", *args, "--against", "checkout"])
+    changed = runner.invoke(app, ["gitops", "diff", *args, *against])
     assert changed.exit_code == 0
     assert "-      weight: 90\n+      weight: 50\n" in changed.stdout
 

@@ -69,6 +69,12 @@ BROKEN = {
         lambda d: d["spec"].pop("destination"),
         "destination",
     ),
+    "application with an empty repoURL": (
+        "httproute-canary",
+        "argocd/minilm-production.yaml",
+        lambda d: d["spec"]["source"].update(repoURL=""),
+        "repoURL",
+    ),
     "podmonitor endpoint as a string": (
         "configmap-canary",
         "podmonitor.yaml",

@@ -104,11 +104,21 @@ def test_rendered_dag_tasks_exit_handler_and_outputs():
     assert templates["set-weight-50"]["retryStrategy"]["limit"] == "3"
     promote_args = templates["promote"]["container"]["args"]
     promote_input = json.loads(promote_args[4])
+    # The leaf reads its own inputs; the DAG task, where `tasks.*` is in scope, passes the values on.
     assert promote_args[7:] == [
         "--upstream",
-        "approval_head_sha={{tasks.request-approval.outputs.parameters.approval_head_sha}}",
+        "approval_head_sha={{inputs.parameters.approval_head_sha}}",
         "--upstream",
-        "approval_id={{tasks.request-approval.outputs.parameters.approval_id}}",
+        "approval_id={{inputs.parameters.approval_id}}",
+    ]
+    assert templates["promote"]["inputs"]["parameters"] == [
+        {"name": "approval_head_sha"},
+        {"name": "approval_id"},
+    ]
+    request = "{{tasks.request-approval.outputs.parameters.%s}}"
+    assert tasks["promote"]["arguments"]["parameters"] == [
+        {"name": "approval_head_sha", "value": request % "approval_head_sha"},
+        {"name": "approval_id", "value": request % "approval_id"},
     ]
     assert promote_input["spec"]["canary_version"] == "{{workflow.parameters.canary-version}}"
     assert "--reason" in templates["rollback"]["container"]["args"]

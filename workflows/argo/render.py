@@ -82,12 +82,14 @@ def _step_args(node: DagNode, reason: str = "") -> list[str]:
 
     Workflow parameters are validated names and numbers, safe inside the JSON of `--input`; upstream
     outputs (a verdict is JSON itself) and the reason travel as arguments of their own, unquoted.
+    An upstream output reaches the container as the template's own input parameter: Argo resolves
+    `tasks.*` only in the DAG task's fields, which pass it on as `arguments` (see `_task`).
     """
     spec = {field: f"{{{{workflow.parameters.{param}}}}}" for param, field in PARAMETERS.items()}
     payload = json.dumps({"spec": spec, "params": dict(node.params)}, sort_keys=True)
     args = ["workflow", "step", node.step, "--input", payload, "--outputs-dir", OUTPUTS_DIR]
-    for key, ref in sorted(node.inputs_from.items()):
-        args += ["--upstream", f"{key}={{{{tasks.{ref.node}.outputs.parameters.{ref.output}}}}}"]
+    for key in sorted(node.inputs_from):
+        args += ["--upstream", f"{key}={{{{inputs.parameters.{key}}}}}"]
     if reason:
         args += ["--reason", reason]
     return args
@@ -129,6 +131,7 @@ def _container(node: DagNode, settings: WorkflowSettings, reason: str = "") -> C
     )
     return Container(
         name=node.id,
+        inputs=[Parameter(name=key) for key in sorted(node.inputs_from)] or None,
         image=settings.image,
         image_pull_policy=settings.image_pull_policy,
         command=["canaryflow"],
@@ -143,6 +146,20 @@ def _container(node: DagNode, settings: WorkflowSettings, reason: str = "") -> C
     )
 
 
+def _task(node: DagNode) -> Task:
+    """The DAG task of a node: where `tasks.<node>.outputs` are in scope, handed on as arguments."""
+    arguments = [
+        Parameter(name=key, value=f"{{{{tasks.{ref.node}.outputs.parameters.{ref.output}}}}}")
+        for key, ref in sorted(node.inputs_from.items())
+    ]
+    return Task(
+        name=node.id,
+        template=node.id,
+        depends=" && ".join(node.depends) or None,
+        arguments=arguments or None,
+    )
+
+
 def _templates(dag: RolloutDag, settings: WorkflowSettings) -> list[Any]:
     templates: list[Any] = []
     tasks: list[Task | models.DAGTask] = []
@@ -151,7 +168,7 @@ def _templates(dag: RolloutDag, settings: WorkflowSettings) -> list[Any]:
             templates.append(Suspend(name=node.id))
         else:
             templates.append(_container(node, settings))
-        tasks.append(Task(name=node.id, template=node.id, depends=" && ".join(node.depends) or None))
+        tasks.append(_task(node))
     templates.append(_container(dag.exit_node, settings, reason="workflow {{workflow.status}}"))
     rollback = Step(name=dag.exit_node.id, template=dag.exit_node.id, when="{{workflow.status}} != Succeeded")
     return [DAG(name=ENTRYPOINT, tasks=tasks), Steps(name=EXIT_HANDLER, sub_steps=[rollback]), *templates]

@@ -21,7 +21,7 @@ from gitops.gitcli import GitError
 from gitops.history import check_decision
 from gitops.model import RenderRequest
 from gitops.render import render
-from gitops.settings import GitOpsSettings, TrafficMode
+from gitops.settings import GitOpsSettings, RenderOptions, TrafficMode
 from gitops.validate import ManifestInvalid, ManifestValidator
 from policies import PolicyError, load_policy
 
@@ -57,6 +57,10 @@ Policy = Annotated[
 Remote = Annotated[
     str | None,
     typer.Option("--remote", help="GitOps remote (path or URL); default CANARYFLOW_GITOPS_REMOTE_URL"),
+]
+RepoUrl = Annotated[
+    str | None,
+    typer.Option("--repo-url", help="repo URL Argo CD syncs from (default: the GitOps remote)"),
 ]
 Workdir = Annotated[Path | None, typer.Option("--workdir", help="working clone (default from settings)")]
 RolloutId = Annotated[
@@ -138,6 +142,17 @@ def _spec(rollout_id: str, model: str, version: str, baseline: str, env: str, po
         _fail(_reason(exc))
 
 
+def _render_options(settings: GitOpsSettings, repo_url: str | None) -> RenderOptions:
+    """Render options with the repo Argo CD syncs from: --repo-url, else as `commit` fills it."""
+    options = settings.render_options()
+    if repo_url:
+        options = options.model_copy(update={"repo_url": repo_url})
+    if not options.repo_url.strip():
+        # Argo CD refuses an Application without a source repository.
+        _fail("--repo-url: required: the repo Argo CD syncs from (or CANARYFLOW_GITOPS_REMOTE_URL)")
+    return options
+
+
 def _repo(settings: GitOpsSettings, mode: TrafficMode) -> GitRepo:
 
     if not settings.remote_url:
@@ -163,15 +178,13 @@ def render_command(
     env: Env = "production",
     mode: Mode = None,
     policy: Policy = "default",
-    repo_url: Annotated[str | None, typer.Option("--repo-url", help="repo URL Argo CD syncs from")] = None,
+    repo_url: RepoUrl = None,
 ) -> None:
     """Write the manifests of a traffic state (validated) under --out, in the GitOps repo layout."""
 
     request = _request(model, version, baseline_version, weight, env, _mode(mode, policy))
     settings = _settings()
-    options = settings.render_options()
-    if repo_url:
-        options = options.model_copy(update={"repo_url": repo_url})
+    options = _render_options(settings, repo_url)
     rendering = render(request, options)
     try:
         ManifestValidator(settings.kubernetes_version, settings.schemas_dir).validate_rendering(rendering)
@@ -198,6 +211,7 @@ def diff_command(
     ] = None,
     remote: Remote = None,
     workdir: Workdir = None,
+    repo_url: RepoUrl = None,
 ) -> None:
     """Show what committing a traffic state would change (nothing printed: nothing would change)."""
 
@@ -207,7 +221,7 @@ def diff_command(
     if against is not None:
         if not against.is_dir():
             _fail(f"--against: {against} is not a directory")
-        typer.echo(diff_rendering(against, render(request, settings.render_options())), nl=False)
+        typer.echo(diff_rendering(against, render(request, _render_options(settings, repo_url))), nl=False)
         return
     try:
         typer.echo(_repo(settings, request.traffic_mode).diff(request), nl=False)
