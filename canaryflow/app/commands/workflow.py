@@ -122,6 +122,11 @@ def render(
         docs = install_manifests(rollout_policy, environment, settings, policy)
     else:
         docs = [manifest(rollout_template(rollout_policy, environment, settings, policy))]
+    from workflows.argo.scope import check_all
+
+    problems = check_all(docs)
+    if problems:  # Argo would refuse it ("failed to resolve"): never print it as if it were usable
+        _fail(f"rendered Workflow is out of Argo's variable scope: {problems[0]}", code=1)
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
 
 
