@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from canaryflow.app.commands import analyze, controller, demo, gitops, install, monitor, serve, workflow
+from canaryflow.app.commands import (
+    analyze,
+    controller,
+    demo,
+    doctor,
+    gitops,
+    install,
+    monitor,
+    serve,
+    workflow,
+)
 
 app = typer.Typer(
     name="canaryflow",
@@ -26,6 +36,7 @@ app.add_typer(monitor.app, name="monitor", help="Drift monitoring: compare predi
 app.add_typer(workflow.app, name="workflow", help="The rollout Workflow: render as YAML, submit to Argo.")
 app.add_typer(gitops.app, name="gitops", help="GitOps manifests: render, diff, commit, roll back.")
 app.add_typer(install.app, name="install", help="Run it in a cluster: manifests, dashboards, alert rules.")
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """A local stand-in for the Kubernetes API server: answers GET on the real REST paths with the JSON
-bodies a test registers (404 with a `Status` object otherwise), and records every request path.
+bodies a test registers (404 with a `Status` object otherwise), and records every request path; POST
+and PATCH are answered by handlers a test registers (what the API server would compute).
 
 For what cannot run here (no cluster): the official `kubernetes` client talks to it unchanged.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +32,9 @@ class KubeApiServer:
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.routes: dict[str, tuple[int, dict[str, Any]]] = {}
+        # (method, path or "*") -> handler(path, query, body) -> (status, body), for POST and PATCH.
+        self.handlers: dict[tuple[str, str], Callable[[str, str, Any], tuple[int, dict[str, Any]]]] = {}
+        self.writes: list[tuple[str, str, str, Any]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +42,23 @@ class KubeApiServer:
                 outer.requests.append(self.path)
                 path = self.path.split("?")[0]
                 status, body = outer.routes.get(path, (404, not_found(path)))
+                self._reply(status, body)
+
+            def _write(self) -> None:
+                """POST/PATCH: a registered handler answers from the decoded body and the query."""
+                outer.requests.append(self.path)
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                outer.writes.append((self.command, self.path, self.headers.get("Content-Type", ""), body))
+                handler = outer.handlers.get((self.command, path)) or outer.handlers.get((self.command, "*"))
+                status, reply = handler(path, query, body) if handler else (404, not_found(path))
+                self._reply(status, reply)
+
+            do_POST = _write
+            do_PATCH = _write
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
