@@ -114,7 +114,9 @@ def test_failed_analysis_runs_the_rollback_exit_handler(tmp_path):
     assert phases["analyze-5"] == "Failed" and phases["rollback"] == "Succeeded"
     assert phases["set-weight-50"] == "Omitted" and phases["promote"] == "Omitted"
     rollback_input = script.calls[-1][1]
-    assert script.calls[-1][0] == "rollback" and "p99 latency" in rollback_input.reason
+    # The rendered `--reason "workflow {{workflow.status}}" --failures "{{workflow.failures}}"`, resolved.
+    assert script.calls[-1][0] == "rollback"
+    assert rollback_input.reason == "workflow Failed: analyze-5 Failed: p99 latency +40%"
 
 
 def test_approval_gate_waits_for_resume(tmp_path):
@@ -146,7 +148,8 @@ def test_stop_ends_running_nodes_and_rolls_back(tmp_path):
     assert status.phase == "Stopped"
     phases = _phases(status)
     assert phases["analyze-5"] == "Failed" and phases["rollback"] == "Succeeded"
-    assert script.calls[-1][1].reason == "stopped: superseded by rollout r-2"
+    reason = script.calls[-1][1].reason
+    assert reason == "workflow Failed: analyze-5 Failed: stopped: superseded by rollout r-2"
 
 
 def test_network_steps_retry_with_backoff_then_fail(tmp_path):

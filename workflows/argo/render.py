@@ -91,7 +91,8 @@ def _step_args(node: DagNode, reason: str = "") -> list[str]:
     for key in sorted(node.inputs_from):
         args += ["--upstream", f"{key}={{{{inputs.parameters.{key}}}}}"]
     if reason:
-        args += ["--reason", reason]
+        # Argo's failed nodes (name, phase, message) as JSON: the rollback records which step failed.
+        args += ["--reason", reason, "--failures", "{{workflow.failures}}"]
     return args
 
 

@@ -1,4 +1,10 @@
-"""`WorkflowEngine` on one machine: the rollout DAG of `workflows.dag`, run in-process.
+"""`WorkflowEngine` on one machine: the rendered Argo Workflow itself, run in-process.
+
+The runner renders the rollout's Workflow exactly as `workflow render` / `submit` do and executes that
+document (workflows.local.artifact): the DAG tasks in order with their `depends`, each task's
+`arguments` resolved into its template's `inputs`, the container args resolved and parsed by
+`canaryflow workflow step`'s own parser, the step function called in-process as the container would
+call it, retries from the template's retryStrategy, and the onExit steps with their `when`.
 
 `reconcile(name)` moves the DAG on as far as it goes without blocking: it runs ready action nodes,
 gives a polled node (wait-ready, analyze) one call, and leaves a suspend node waiting for `resume`.
@@ -12,6 +18,7 @@ One runner per database: the controller's reconcile loop owns it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,8 +28,11 @@ from typing import Literal
 
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from policies.model import Policy
-from workflows.dag import APPROVAL_NODE, DagNode, RolloutDag, build_rollout_dag, workflow_name
+from workflows.argo.render import manifest, rollout_workflow
+from workflows.dag import APPROVAL_NODE, DagNode, workflow_name
+from workflows.local.artifact import ArtifactError, Task, WorkflowArtifact
 from workflows.local.store import NodeRecord, RunRecord, RunStore
+from workflows.settings import WorkflowSettings
 from workflows.steps.base import StepInput, StepOutcome
 
 log = logging.getLogger(__name__)
@@ -30,6 +40,7 @@ log = logging.getLogger(__name__)
 StepRunner = Callable[[DagNode, StepInput], StepOutcome]
 _DONE = frozenset({"Succeeded", "Failed", "Error", "Omitted", "Skipped"})
 _BAD = frozenset({"Failed", "Error"})
+_FAILED = "Failed"  # workflow.status in the exit handler after a failure or a stop
 
 
 class LocalRunner:
@@ -39,8 +50,12 @@ class LocalRunner:
         run_step: StepRunner,
         policy_for: Callable[[str], Policy],
         clock: Callable[[], float] = time.time,
+        settings: WorkflowSettings | None = None,
     ) -> None:
         self._store = RunStore(db_path)
+        # Only what shapes the document matters here (poll interval, names); defaults read no environment.
+        self._settings = settings or WorkflowSettings.model_construct()
+        self._artifacts: dict[str, WorkflowArtifact] = {}
         self._run_step = run_step
         self._policy_for = policy_for
         self._clock = clock
@@ -58,16 +73,25 @@ class LocalRunner:
     def submit(self, spec: RolloutSpec) -> str:
         """Stores the run with the policy as it is now, so a restart runs the same DAG."""
         policy = self._policy_for(spec.policy)
-        dag = build_rollout_dag(policy, spec.environment)
+        artifact = self._render(spec, policy)
         name = workflow_name(spec)
-        self._store.create(name, spec, policy, [n.id for n in (*dag.nodes, dag.exit_node)])
+        self._store.create(name, spec, policy, [t.name for t in (*artifact.tasks, *artifact.exit_tasks)])
         return name
+
+    def _render(self, spec: RolloutSpec, policy: Policy) -> WorkflowArtifact:
+        """The Workflow a cluster would get for this rollout (a pure function of spec and policy)."""
+        return WorkflowArtifact(manifest(rollout_workflow(spec, policy, self._settings)))
+
+    def _artifact(self, run: RunRecord) -> WorkflowArtifact:
+        if run.name not in self._artifacts:
+            self._artifacts[run.name] = self._render(run.spec, run.policy)
+        return self._artifacts[run.name]
 
     def status(self, name: str) -> WorkflowStatus:
         run = self._store.run(name)
-        dag = build_rollout_dag(run.policy, run.spec.environment)
+        artifact = self._artifact(run)
         nodes = self._store.nodes(name)
-        ordered = [nodes[n.id] for n in (*dag.nodes, dag.exit_node)]
+        ordered = [nodes[t.name] for t in (*artifact.tasks, *artifact.exit_tasks)]
         current = next((n.node for n in ordered if n.phase == "Running" or n.retry_at is not None), None)
         return WorkflowStatus(
             name=name,
@@ -102,7 +126,7 @@ class LocalRunner:
         run = self._store.run(name)
         if run.phase != "Running":
             return
-        dag = build_rollout_dag(run.policy, run.spec.environment)
+        dag = self._artifact(run)
         nodes = self._store.nodes(name)
         if run.exit_cause is None:
             if run.stop_reason is not None:
@@ -119,26 +143,28 @@ class LocalRunner:
         self._advance_exit(run, dag, nodes)
 
     def _advance_main(
-        self, run: RunRecord, dag: RolloutDag, nodes: dict[str, NodeRecord]
+        self, run: RunRecord, dag: WorkflowArtifact, nodes: dict[str, NodeRecord]
     ) -> tuple[Literal["waiting", "succeeded", "failed"], str]:
-        """Runs nodes in order until one waits (runs, is suspended, retries later) or fails."""
-        for node in dag.nodes:
-            record = nodes[node.id]
+        """Runs tasks in order until one waits (runs, is suspended, retries later) or fails."""
+        for task in dag.tasks:
+            record = nodes[task.name]
             if record.phase not in _DONE:
-                if any(nodes[dep].phase != "Succeeded" for dep in node.depends):
+                if any(nodes[dep].phase != "Succeeded" for dep in task.parents):
                     return "waiting", ""
-                self._execute(run, node, record, nodes)
+                self._execute(run, dag, task, record, nodes)
             if record.phase in _BAD:
-                return "failed", f"{node.id}: {record.message or record.phase}"
+                return "failed", f"{task.name}: {record.message or record.phase}"
             if record.phase != "Succeeded":
                 return "waiting", ""
         return "succeeded", ""
 
-    def _end_main(self, run: RunRecord, dag: RolloutDag, nodes: dict[str, NodeRecord], cause: str) -> None:
+    def _end_main(
+        self, run: RunRecord, dag: WorkflowArtifact, nodes: dict[str, NodeRecord], cause: str
+    ) -> None:
         """Nodes still running end as Failed (Argo's stop does the same), pending ones never run."""
         now = self._clock()
-        for node in dag.nodes:
-            record = nodes[node.id]
+        for task in dag.tasks:
+            record = nodes[task.name]
             if record.phase == "Running":
                 record.phase, record.finished_at, record.message = "Failed", now, cause
             elif record.phase == "Pending":
@@ -148,28 +174,43 @@ class LocalRunner:
             self._store.save_node(run.name, record)
         self._store.update_run(run.name, exit_cause=cause, message=cause)
 
-    def _advance_exit(self, run: RunRecord, dag: RolloutDag, nodes: dict[str, NodeRecord]) -> None:
-        record = nodes[dag.exit_node.id]
-        if record.phase not in _DONE:
-            self._execute(run, dag.exit_node, record, nodes, reason=run.exit_cause or "")
+    def _advance_exit(self, run: RunRecord, dag: WorkflowArtifact, nodes: dict[str, NodeRecord]) -> None:
+        """The onExit steps with `workflow.status` = Failed (a stopped workflow fails too, as in Argo)."""
         cause = run.exit_cause or ""
-        if record.phase == "Succeeded":
-            self._store.update_run(run.name, phase="Stopped" if run.stop_reason else "Failed", message=cause)
-        elif record.phase in _BAD:
+        for task in dag.exit_tasks:
+            record = nodes[task.name]
+            if record.phase not in _DONE:
+                try:
+                    due = dag.runs(task, _FAILED)
+                except ArtifactError as exc:
+                    record.phase, record.message = "Error", str(exc)
+                    self._store.save_node(run.name, record)
+                    due = False
+                if due:
+                    self._execute(run, dag, task, record, nodes, status=_FAILED)
+                elif record.phase == "Pending":
+                    record.phase = "Skipped"
+                    self._store.save_node(run.name, record)
+        records = [nodes[t.name] for t in dag.exit_tasks]
+        if any(r.phase in _BAD for r in records):
+            failed = next(r for r in records if r.phase in _BAD)
             self._store.update_run(
-                run.name, phase="Error", message=f"{cause}; rollback failed: {record.message}"
+                run.name, phase="Error", message=f"{cause}; rollback failed: {failed.message}"
             )
+        elif all(r.phase in _DONE for r in records):
+            self._store.update_run(run.name, phase="Stopped" if run.stop_reason else "Failed", message=cause)
 
     def _execute(
         self,
         run: RunRecord,
-        node: DagNode,
+        dag: WorkflowArtifact,
+        task: Task,
         record: NodeRecord,
         nodes: dict[str, NodeRecord],
-        reason: str = "",
+        status: str | None = None,
     ) -> None:
         now = self._clock()
-        if node.kind == "suspend":
+        if task.kind == "suspend":
             if record.resumed:
                 record.phase, record.finished_at, record.message = "Succeeded", now, "resumed"
             elif record.phase != "Running":
@@ -179,22 +220,26 @@ class LocalRunner:
         if record.retry_at is not None and now < record.retry_at:
             return
         # A new attempt: from Pending, or an action found Running (its process died mid-step).
-        if record.phase == "Pending" or node.kind == "action":
+        if record.phase == "Pending" or task.kind == "action":
             record.attempt += 1
         record.phase, record.retry_at = "Running", None
         record.started_at = record.started_at if record.started_at is not None else now
         self._store.save_node(run.name, record)
-
-        step_input = StepInput(
-            spec=run.spec,
-            params=dict(node.params),
-            upstream={
-                key: nodes[ref.node].outputs.get(ref.output, "") for key, ref in node.inputs_from.items()
-            },
-            reason=reason,
-            started_at=record.started_at,
-            policy=run.policy,
-        )
+        try:
+            # The policy as submitted (a restart runs the same one); everything else from the artifact.
+            call = dag.invocation(
+                task,
+                {name: n.outputs for name, n in nodes.items()},
+                status,
+                _failures(dag, nodes) if status is not None else "null",
+                started_at=record.started_at,
+                policy=run.policy,
+            )
+        except (ArtifactError, ValueError) as exc:  # Argo would refuse it: no retry can help
+            record.phase, record.finished_at, record.message = "Error", now, str(exc)
+            self._store.save_node(run.name, record)
+            return
+        node, step_input = call.node, call.step_input
         try:
             outcome = self._run_step(node, step_input)
         except Exception as exc:  # the step's error boundary: any error is retried or ends the node
@@ -216,3 +261,20 @@ class LocalRunner:
         elif outcome.state == "failed":
             record.phase, record.finished_at = "Failed", self._clock()
         self._store.save_node(run.name, record)
+
+
+def _failures(dag: WorkflowArtifact, nodes: dict[str, NodeRecord]) -> str:
+    """`workflow.failures` as Argo builds it: the failed and errored nodes, as a JSON list."""
+    failed = [
+        {
+            "displayName": task.name,
+            "message": nodes[task.name].message,
+            "templateName": task.template["name"],
+            "phase": nodes[task.name].phase,
+            "podName": "",
+            "finishedAt": nodes[task.name].finished_at,
+        }
+        for task in dag.tasks
+        if nodes[task.name].phase in _BAD
+    ]
+    return json.dumps(failed)

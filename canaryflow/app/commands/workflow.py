@@ -6,7 +6,7 @@ function and writes its outputs to files Argo reads as output parameters.
 
 from __future__ import annotations
 
-import json
+import functools
 import sys
 import time
 from pathlib import Path
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.settings import SettingsError
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
+from workflows.steps.command import step_options
 
 if TYPE_CHECKING:
     from policies.model import Policy
@@ -293,36 +294,22 @@ def _write_outputs(outputs_dir: Path, outcome: Any) -> None:
 
 
 @app.command("step")
-def step(
-    name: str = typer.Argument(..., help="step function: render, set-weight, wait-ready, analyze, ..."),
-    input_json: str = typer.Option(..., "--input", help='JSON: {"spec": {...}, "params": {...}}'),
-    upstream: list[str] = typer.Option([], "--upstream", help="KEY=VALUE output of an earlier node"),
-    reason: str = typer.Option("", "--reason", help="why the exit handler runs"),
-    outputs_dir: Path = typer.Option(Path("/tmp/outputs"), "--outputs-dir", help="one file per output"),
-    poll_interval: float | None = typer.Option(None, "--poll-interval", min=0.01, help="poll until done"),
-) -> None:
-    """Run one step of the rollout (the container entry point). Exit 1: step failed; 3: error."""
+@functools.wraps(step_options)  # one signature: the local runner parses container args with it too
+def step(**options: Any) -> None:
     from canaryflow.app.wiring import build_step_context
-    from workflows.steps import STEPS, StepInput
+    from workflows.steps import STEPS
     from workflows.steps.base import EXIT_ERROR, EXIT_FAILED
+    from workflows.steps.command import StepArgsError, step_input
 
+    call = step_options(**options)
+    name, outputs_dir, poll_interval = call.name, call.outputs_dir, call.poll_interval
     function = STEPS.get(name)
     if function is None:
         _fail(f"NAME: {name!r} is not a step ({', '.join(STEPS)})")
     try:
-        payload = json.loads(input_json)
-        extra = dict(item.split("=", 1) for item in upstream)
-    except (json.JSONDecodeError, ValueError) as exc:
-        _fail(f"--input / --upstream: not JSON / KEY=VALUE ({exc})")
-    try:
-        step_input = StepInput.model_validate(
-            {
-                **payload,
-                "upstream": {**payload.get("upstream", {}), **extra},
-                "reason": reason,
-                "started_at": time.time(),
-            }
-        )
+        step_input_ = step_input(call)
+    except StepArgsError as exc:
+        _fail(str(exc))
     except (ValidationError, AttributeError) as exc:
         _fail(_first_error(exc) if isinstance(exc, ValidationError) else f"--input: {exc}")
     try:
@@ -331,7 +318,7 @@ def step(
         _fail(str(exc))
     while True:
         try:
-            outcome = function(context, step_input)
+            outcome = function(context, step_input_)
         except Exception as exc:  # any error of a remote is worth a retry by Argo's retryStrategy
             print(f"canaryflow workflow step {name}: error: {exc}", file=sys.stderr)
             raise typer.Exit(code=EXIT_ERROR) from None
