@@ -15,7 +15,7 @@ from canaryflow.app.cli import app
 from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.conftest import short_policy
 from workflows.argo.render import manifest, rollout_workflow
-from workflows.local.artifact import ArtifactError, WorkflowArtifact, resolve
+from workflows.local.artifact import ArtifactError, Task, WorkflowArtifact, resolve
 from workflows.settings import WorkflowSettings
 from workflows.steps import STEPS
 from workflows.steps.base import StepOutcome
@@ -49,7 +49,7 @@ def test_every_task_gets_what_the_container_cli_would_build(monkeypatch: pytest.
     monkeypatch.setattr("canaryflow.app.wiring.build_step_context", lambda: object())
     for name in list(STEPS):
         monkeypatch.setitem(STEPS, name, capture)
-    tasks = [(t, None) for t in artifact.tasks if t.kind != "suspend"]
+    tasks: list[tuple[Task, str | None]] = [(t, None) for t in artifact.tasks if t.kind != "suspend"]
     tasks += [(t, "Failed") for t in artifact.exit_tasks]
     for task, status in tasks:
         local = artifact.invocation(task, outputs, status, FAILURES if status else "null", started_at=1.0)
