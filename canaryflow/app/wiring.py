@@ -94,7 +94,7 @@ def build_engine(
     context = build_step_context(controller)
     if faults.armed():
         context.gitops = faults.CrashAfterPush(context.gitops)
-    return LocalRunner(db_path, step_runner(context), load_policy)
+    return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
 
 
 def build_approval_gate(gitops_settings: GitOpsSettings | None = None) -> ApprovalGate | None:
