@@ -105,6 +105,10 @@ class Cluster:
         assert params["dryRun"] == ["All"] and params["fieldManager"] == ["canaryflow-doctor"]
         namespace = body["metadata"]["namespace"]
         assert f"/namespaces/{namespace}/" in path and path.endswith("/" + body["metadata"]["name"])
+        group = body["apiVersion"].rpartition("/")[0]
+        plural = path.split("/")[-2]
+        if group not in ("", "apps", "rbac.authorization.k8s.io") and f"{plural}.{group}" not in self.crds:
+            return 404, {**not_found(path), "message": "the server could not find the requested resource"}
         if namespace not in self.namespaces:
             return 404, {**not_found(path), "message": f'namespaces "{namespace}" not found'}
         try:
@@ -199,6 +203,7 @@ def test_each_missing_piece_is_one_fail_line_with_its_fix(cluster: Cluster) -> N
         "\n".join(fails)
     )
     assert any(f.startswith("FAIL  crd workflows.argoproj.io: not Established") for f in fails)
+    assert any(f.startswith("FAIL  dry-run apply PodMonitor production/minilm: HTTP 404") for f in fails)
     assert any(
         f.startswith(
             "FAIL  can create workflows.argoproj.io in argo: RBAC: no rule allows it — fix: grant create"
