@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 StepRunner = Callable[[DagNode, StepInput], StepOutcome]
 _DONE = frozenset({"Succeeded", "Failed", "Error", "Omitted", "Skipped"})
 _BAD = frozenset({"Failed", "Error"})
+_ARTIFACTS_KEPT = 256
 _FAILED = "Failed"  # workflow.status in the exit handler after a failure or a stop
 
 
@@ -83,9 +84,12 @@ class LocalRunner:
         return WorkflowArtifact(manifest(rollout_workflow(spec, policy, self._settings)))
 
     def _artifact(self, run: RunRecord) -> WorkflowArtifact:
-        if run.name not in self._artifacts:
-            self._artifacts[run.name] = self._render(run.spec, run.policy)
-        return self._artifacts[run.name]
+        """Rendered once per run and process (a restart renders it again from the stored spec and policy)."""
+        artifact = self._artifacts.pop(run.name, None) or self._render(run.spec, run.policy)
+        self._artifacts[run.name] = artifact  # most recent last
+        while len(self._artifacts) > _ARTIFACTS_KEPT:
+            self._artifacts.pop(next(iter(self._artifacts)))
+        return artifact
 
     def status(self, name: str) -> WorkflowStatus:
         run = self._store.run(name)
