@@ -8,7 +8,7 @@ Argo install passes the API server's admission and schema checks without changin
 
 What is needed comes from the parts that need it, not from a list kept here: CRDs per traffic mode
 from the router registry (`gitops.traffic.ROUTERS[mode].crds`), the objects a router reads live from
-the router itself (its `live_weights` run against a recording reader), the Argo verbs from the
+the same registry (`live_objects`), the Argo verbs from the
 controller's Role in `workflows.argo.install`, the manifests from `gitops.render`.
 """
 
@@ -253,26 +253,13 @@ def check_render(target: Target) -> CheckResult:
     return CheckResult("render", True, f"{target.model} v{target.version} in {target.environment}")
 
 
-class _RecordingReader:
-    """A `ClusterReader` that records what a router reads live and answers 'not there'."""
-
-    def __init__(self) -> None:
-        self.reads: list[tuple[str, str]] = []
-
-    def get_object(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads.append((api_version, plural))
-        return None
-
-
 def accesses(target: Target) -> list[Access]:
     """Every verb the rollout's own identity uses (Argo CD applies the manifests with its own)."""
     mode = target.policy.traffic_mode
     namespace = target.gitops.render.namespace or target.environment
-    reader = _RecordingReader()
-    traffic_router(mode).live_weights(reader, namespace, target.model)
     found = [
-        Access("get", api_version.rpartition("/")[0], plural, namespace, f"{mode} router reads live weights")
-        for api_version, plural in dict.fromkeys(reader.reads)
+        Access("get", group, resource, namespace, f"the {mode} router reads the live split")
+        for group, resource in traffic_router(mode).live_objects
     ]
     found.append(Access("get", "apps", "deployments", namespace, "readiness of the canary Deployment"))
     rbac = rbac_manifests(target.workflows)
