@@ -11,7 +11,13 @@ provide, and nothing else is changed:
 - a `configMap` volume is written out (the built ConfigMap's `data`, one file per key) to a temp
   folder, and an argument under its `mountPath` points into that folder instead;
 - `--host 0.0.0.0` (every interface of the pod's own network namespace) becomes 127.0.0.1, because
-  servers started by tests listen on loopback only.
+  servers started by tests listen on loopback only;
+- with `port_map`, each containerPort P is forwarded to a local port (as `kubectl port-forward`
+  would): `--port P` and the probes on P use the local port, since every pod has its own network
+  and here they share one (KServe's predictor listens on a fixed 8080).
+
+Pod specs are read where their kinds keep them: a Deployment's `spec.template.spec`, a KServe
+InferenceService's `spec.predictor`; a router that renders another workload kind must add it here.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +66,7 @@ class Container:
     env: dict[str, str]
     ports: dict[str, int]
     readiness: Probe
-    liveness: Probe
+    liveness: Probe | None
     files: dict[Path, str] = field(default_factory=dict)
 
     @property
@@ -68,7 +74,7 @@ class Container:
         return f"{self.deployment}/{self.name}"
 
 
-def _probe(container: dict[str, Any], key: str, ports: dict[str, int]) -> Probe:
+def _probe(container: dict[str, Any], key: str, ports: dict[str, int], local: Callable[[int], int]) -> Probe:
     probe = container.get(key)
     if not probe or "httpGet" not in probe:
         raise AssertionError(f"container {container['name']}: no {key}.httpGet")
@@ -77,7 +83,15 @@ def _probe(container: dict[str, Any], key: str, ports: dict[str, int]) -> Probe:
         if port not in ports:
             raise AssertionError(f"{key}: port {port!r} is not a named containerPort ({sorted(ports)})")
         port = ports[port]
-    return Probe(path=probe["httpGet"]["path"], port=int(port))
+    return Probe(path=probe["httpGet"]["path"], port=local(int(port)))
+
+
+def _pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "InferenceService":
+            yield obj["metadata"]["name"], obj["spec"]["predictor"]
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
@@ -89,13 +103,20 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def containers(objects: list[dict[str, Any]], scratch: Path) -> list[Container]:
-    """Every container of every Deployment in a built overlay, with its volumes written under `scratch`."""
+def containers(
+    objects: list[dict[str, Any]], scratch: Path, port_map: Callable[[int], int] | None = None
+) -> list[Container]:
+    """Every container of every pod spec in a built overlay, its volumes written under `scratch`."""
     configmaps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
     found = []
-    for deployment in (o for o in objects if o["kind"] == "Deployment"):
-        name = deployment["metadata"]["name"]
-        pod = deployment["spec"]["template"]["spec"]
+    for name, pod in _pod_specs(objects):
+        forwarded: dict[int, int] = {}
+
+        def local(port: int, forwarded: dict[int, int] = forwarded) -> int:
+            if port_map is None:
+                return port
+            return forwarded.setdefault(port, port_map(port))
+
         volumes: dict[str, Path] = {}
         files: dict[Path, str] = {}
         for volume in pod.get("volumes", []):
@@ -113,18 +134,21 @@ def containers(objects: list[dict[str, Any]], scratch: Path) -> list[Container]:
             if command[:1] == ["canaryflow"]:
                 command[0] = str(CANARYFLOW)
             args = [_local_arg(arg, mounts) for arg in container.get("args", [])]
-            ports = {
+            declared = {
                 p.get("name", str(p["containerPort"])): int(p["containerPort"]) for p in container["ports"]
             }
+            liveness = (
+                _probe(container, "livenessProbe", declared, local) if "livenessProbe" in container else None
+            )
             found.append(
                 Container(
                     deployment=name,
                     name=container["name"],
-                    argv=[*command, *_loopback(args)],
+                    argv=[*command, *_forward(_loopback(args), set(declared.values()), local)],
                     env=_env(container),
-                    ports=ports,
-                    readiness=_probe(container, "readinessProbe", ports),
-                    liveness=_probe(container, "livenessProbe", ports),
+                    ports={key: local(port) for key, port in declared.items()},
+                    readiness=_probe(container, "readinessProbe", declared, local),
+                    liveness=liveness,
                     files=files,
                 )
             )
@@ -136,6 +160,14 @@ def _local_arg(arg: str, mounts: dict[str, Path]) -> str:
         if arg == mount_path or arg.startswith(mount_path.rstrip("/") + "/"):
             return str(folder) + arg[len(mount_path.rstrip("/")) :]
     return arg
+
+
+def _forward(args: list[str], ports: set[int], local: Callable[[int], int]) -> list[str]:
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--port" and out[i + 1].isdigit() and int(out[i + 1]) in ports:
+            out[i + 1] = str(local(int(out[i + 1])))
+    return out
 
 
 def _loopback(args: list[str]) -> list[str]:
@@ -208,9 +240,10 @@ def wait_until_ready(pods: list[Running], timeout_s: float) -> None:
                 except httpx.HTTPError:
                     ready = False
                 if ready:
-                    live = client.get(pod.url(pod.container.liveness))
-                    if live.status_code != 200:
-                        raise AssertionError(f"{pod.container.label}: liveness {live.status_code}")
+                    if pod.container.liveness is not None:
+                        live = client.get(pod.url(pod.container.liveness))
+                        if live.status_code != 200:
+                            raise AssertionError(f"{pod.container.label}: liveness {live.status_code}")
                     pending.remove(pod)
             if pending and time.monotonic() > deadline:
                 names = ", ".join(p.container.label for p in pending)
