@@ -322,7 +322,18 @@ def test_gitops_and_workflow_render_take_the_mode_from_a_policy(
     out = tmp_path / "out"
     args = ["--model", "minilm", "--version", "4", "--baseline-version", "3", "--weight", "10"]
     rendered = CliRunner().invoke(
-        app, ["gitops", "render", *args, "--policy", str(policy), "--out", str(out)]
+        app,
+        [
+            "gitops",
+            "render",
+            *args,
+            "--policy",
+            str(policy),
+            "--out",
+            str(out),
+            "--repo-url",
+            "https://x/r.git",
+        ],
     )
     assert rendered.exit_code == 0, rendered.output
     overlay = {p.name for p in (out / "apps/minilm/overlays/production").iterdir()}
