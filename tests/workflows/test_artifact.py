@@ -61,7 +61,10 @@ def test_every_task_gets_what_the_container_cli_would_build(monkeypatch: pytest.
         assert local.node.step == args[2]
     promote = next(t for t in artifact.tasks if t.name == "promote")
     upstream = artifact.invocation(promote, outputs).step_input.upstream
-    assert upstream == {"approval_id": "request-approval:approval_id"}  # through arguments -> inputs
+    assert upstream == {  # through the task's arguments into the template's inputs
+        "approval_head_sha": "request-approval:approval_head_sha",
+        "approval_id": "request-approval:approval_id",
+    }
     rollback = artifact.invocation(artifact.exit_tasks[0], outputs, "Failed", FAILURES).step_input
     assert rollback.reason == "workflow Failed: analyze-5 Failed: p99 +40%"
     assert rollback.spec == SPEC
@@ -103,7 +106,7 @@ def test_what_argo_would_refuse_the_runner_refuses() -> None:
     dag = next(t for t in not_passed["spec"]["templates"] if t["name"] == "rollout")
     next(t for t in dag["dag"]["tasks"] if t["name"] == "promote").pop("arguments")
     artifact = WorkflowArtifact(not_passed)
-    with pytest.raises(ArtifactError, match="approval_id is not passed"):
+    with pytest.raises(ArtifactError, match=r"approval_(head_sha|id) is not passed"):
         artifact.invocation(next(t for t in artifact.tasks if t.name == "promote"), _outputs(artifact))
 
 

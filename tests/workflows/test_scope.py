@@ -116,8 +116,8 @@ def test_inputs_must_be_declared_passed_and_only_declared_ones_passed():
     not_passed = _gated_template()
     _task(not_passed, "promote").pop("arguments")
     assert _reasons(not_passed) == [
-        "templates.rollout.dag.tasks.promote: "
-        "inputs.parameters.approval_id of template 'promote' is not passed"
+        f"templates.rollout.dag.tasks.promote: inputs.parameters.{name} of template 'promote' is not passed"
+        for name in ("approval_head_sha", "approval_id")
     ]
 
 
