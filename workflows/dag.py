@@ -152,7 +152,7 @@ def _watch_node(policy: Policy, record_from: str) -> DagNode:
 
 
 def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
-    """render -> commit first weight -> wait ready -> analyze, (commit, analyze) per further weight
+    """render -> commit first weight -> wait ready -> analyze, (commit, wait, analyze) per further weight
     -> [bake] -> [request approval -> approval suspend] -> promote -> [watch]; exit handler: rollback."""
     nodes: list[DagNode] = [
         DagNode(
@@ -169,20 +169,23 @@ def build_rollout_dag(policy: Policy, environment: str) -> RolloutDag:
         commit = _commit_node(traffic.weight, index, (last,))
         nodes.append(commit)
         last = commit.id
-        if index == 0:
-            nodes.append(
-                DagNode(
-                    id=Step.WAIT_READY,
-                    step=Step.WAIT_READY,
-                    kind="wait",
-                    display_name="Wait for the canary to be ready",
-                    depends=(last,),
-                    params={"timeout_s": 600, "weight": traffic.weight},
-                    outputs=(Output.READY,),
-                    retry=NETWORK_RETRY,
-                )
-            )
-            last = Step.WAIT_READY
+        # Every step waits until its split is live (and the canary ready) before it is analysed: on a
+        # cluster, Argo CD syncs each commit in its own time, and an analysis of a step not yet in
+        # effect would judge the previous split.
+        wait = DagNode(
+            id=Step.WAIT_READY if index == 0 else weighted_node(Step.WAIT_READY, traffic.weight),
+            step=Step.WAIT_READY,
+            kind="wait",
+            display_name="Wait for the canary to be ready"
+            if index == 0
+            else f"Wait for the split at {traffic.weight}%",
+            depends=(last,),
+            params={"timeout_s": 600, "weight": traffic.weight},
+            outputs=(Output.READY,),
+            retry=NETWORK_RETRY,
+        )
+        nodes.append(wait)
+        last = wait.id
         analyze = _analyze_node(traffic.weight, index, (last,))
         nodes.append(analyze)
         last = analyze.id

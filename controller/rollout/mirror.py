@@ -1,11 +1,13 @@
 """Reads a workflow's node statuses into rollout events, step records and commits. Pure.
 
-Node ids follow `workflows.dag` (one DAG for Argo and the local runner): `set-weight-<w>` (output
-`commit_sha`), `wait-ready`, `analyze-<w>` (outputs `verdict`, `verdict_json`), `request-approval`
-(`approval_id`, `approval_url`), `approval` (suspend), `promote` and the exit handler `rollback` (both
-`commit_sha`), and where the policy has them `bake` (after the last step) and `watch` (after promote),
-both analyses with `verdict` / `verdict_json`. The mirror is level-triggered: it derives the whole
-picture from the status every time, so a controller restarted at any point catches up from one read.
+Node ids follow `workflows.dag` (one DAG for Argo and the local runner), named in
+`canaryflow.kernel.contracts.steps`: `set-weight-<w>` (output `commit_sha`), `wait-ready` (first
+step) and `wait-ready-<w>` (later steps), `analyze-<w>` (outputs `verdict`, `verdict_json`),
+`request-approval` (`approval_id`, `approval_url`), `approval` (suspend), `promote` and the exit
+handler `rollback` (both `commit_sha`), and where the policy has them `bake` (after the last step) and
+`watch` (after promote), both analyses with `verdict` / `verdict_json`. The mirror is level-triggered:
+it derives the whole picture from the status every time, so a controller restarted at any point
+catches up from one read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from canaryflow.kernel.contracts.steps import Output, Step, weighted_node
+from canaryflow.kernel.contracts.steps import Output, Step, is_wait_node, weighted_node
 from canaryflow.kernel.rollout import (
     ApprovalRequested,
     BakeStarted,
@@ -138,9 +140,9 @@ def mirror(status: WorkflowStatus, weights: list[int], bake_s: float = 0.0, watc
             rollback_cause = f"bake at {weights[-1]}%: {bake.message or 'analysis failed'}"
         elif bake.phase == "Running" and bake.message:
             out.waiting_reason = bake.message
-    wait = by_id.get(Step.WAIT_READY)
-    if wait is not None and wait.phase == "Running" and wait.message:
-        out.waiting_reason = wait.message
+    for wait in (n for n in status.nodes if is_wait_node(n.id)):
+        if wait.phase == "Running" and wait.message:
+            out.waiting_reason = wait.message
     request = by_id.get(Step.REQUEST_APPROVAL)
     if request is not None and request.phase == "Succeeded":
         out.approval_id = request.outputs.get(Output.APPROVAL_ID) or None

@@ -66,7 +66,8 @@ def test_promotes_a_healthy_canary(tmp_path, git_remote, mlflow_server, exporter
     assert status.phase == "Succeeded", status
     nodes = {n.id: n for n in status.nodes}
     assert [n.id for n in status.nodes if n.phase == "Succeeded"] == [
-        "render", "set-weight-10", "wait-ready", "analyze-10", "set-weight-50", "analyze-50", "promote",
+        "render", "set-weight-10", "wait-ready", "analyze-10", "set-weight-50", "wait-ready-50", "analyze-50",
+        "promote",
     ]  # fmt: skip
     assert nodes["rollback"].phase == "Pending"
     assert nodes["analyze-50"].outputs["verdict"] == "pass"

@@ -87,6 +87,7 @@ def test_runs_the_dag_in_order_polling_analysis_once_per_reconcile(tmp_path):
         "wait-ready",
         "analyze-5",
         "set-weight-50",
+        "wait-ready-50",
         "analyze-50",
         "promote",
     ]
@@ -100,7 +101,7 @@ def test_runs_the_dag_in_order_polling_analysis_once_per_reconcile(tmp_path):
     assert len({i.started_at for i in analyze_inputs}) == 1
     assert analyze_inputs[0].params == {"weight": 5, "step_index": 0}
     assert runner.reconcile(name).phase == "Succeeded"  # a finished workflow stays as it is
-    assert len(script.calls) == 9
+    assert len(script.calls) == 10
 
 
 def test_failed_analysis_runs_the_rollback_exit_handler(tmp_path):
@@ -195,7 +196,7 @@ def test_restart_continues_where_the_process_died(tmp_path):
     clock.now += 5
     assert restarted.reconcile(name).phase == "Succeeded"
     # Done nodes are not run again; the analysis goes on with its original start time.
-    assert script.order() == ["analyze-5", "set-weight-50", "analyze-50", "promote"]
+    assert script.order() == ["analyze-5", "set-weight-50", "wait-ready-50", "analyze-50", "promote"]
     assert script.calls[0][1].started_at == 1000.0
 
 

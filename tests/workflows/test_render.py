@@ -58,6 +58,7 @@ def test_dag_shape_without_gate():
         "wait-ready",
         "analyze-5",
         "set-weight-50",
+        "wait-ready-50",
         "analyze-50",
         "promote",
     ]
@@ -83,7 +84,8 @@ def test_rendered_dag_tasks_exit_handler_and_outputs():
     doc = manifest(rollout_template(policy, "production", WorkflowSettings(image="reg/canaryflow:1")))
     templates = _templates(doc)
     tasks = {t["name"]: t for t in templates["rollout"]["dag"]["tasks"]}
-    assert tasks["analyze-50"]["depends"] == "set-weight-50"
+    assert tasks["wait-ready-50"]["depends"] == "set-weight-50"  # each split confirmed before analysis
+    assert tasks["analyze-50"]["depends"] == "wait-ready-50"
     assert tasks["promote"]["depends"] == "approval"
     assert "suspend" in templates["approval"]
     assert doc["spec"]["onExit"] == "exit-handler"
@@ -167,3 +169,17 @@ def test_a_policy_file_is_referenced_the_same_way_by_template_and_workflow(argo_
     assert args["policy"] == ref
     assert workflow["spec"]["workflowTemplateRef"]["name"] == template["metadata"]["name"]
     argo_schema.validate(template)
+
+
+def test_every_step_is_analysed_only_after_its_split_is_confirmed():
+    """Argo CD syncs each commit in its own time: each analysis waits for its own weight to be live."""
+    dag = build_rollout_dag(short_policy(5, 20, 50), "production")
+    analyses = [n for n in dag.nodes if n.step == "analyze"]
+    assert len(analyses) == 3
+    for analyze in analyses:
+        (wait_id,) = analyze.depends
+        wait = dag.node(wait_id)
+        assert wait.step == "wait-ready" and wait.kind == "wait"
+        assert wait.params["weight"] == analyze.params["weight"]
+        (commit_id,) = wait.depends
+        assert dag.node(commit_id).params["weight"] == analyze.params["weight"]

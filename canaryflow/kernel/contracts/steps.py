@@ -42,11 +42,14 @@ class Output(StrEnum):
     APPROVAL_OPENED_AT = "approval_opened_at"  # unix seconds; reviews older than this never count
 
 
-_WEIGHTED = re.compile(r"(set-weight|analyze)-(\d+)")
+_WEIGHTED = re.compile(r"(set-weight|wait-ready|analyze)-(\d+)")
 
 
 def weighted_node(step: Step, weight: int) -> str:
-    """The id of the commit or analyze node of one traffic step (`set-weight-20`, `analyze-20`)."""
+    """The id of a node of one traffic step (`set-weight-20`, `wait-ready-20`, `analyze-20`).
+
+    The first step's wait is the plain `wait-ready` (the canary coming up); later steps wait for their
+    split as `wait-ready-<weight>`."""
     return f"{step}-{weight}"
 
 
@@ -54,3 +57,9 @@ def parse_weighted_node(node_id: str) -> tuple[Step, int] | None:
     """(step, weight) of a per-weight node id, None for any other node."""
     match = _WEIGHTED.fullmatch(node_id)
     return (Step(match.group(1)), int(match.group(2))) if match else None
+
+
+def is_wait_node(node_id: str) -> bool:
+    """A node that waits for the canary and its traffic split before an analysis starts."""
+    parsed = parse_weighted_node(node_id)
+    return node_id == Step.WAIT_READY or (parsed is not None and parsed[0] == Step.WAIT_READY)
