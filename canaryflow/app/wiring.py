@@ -29,6 +29,7 @@ from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from gitops.factory import approval_from_settings, git_repo_from_settings, traffic_mode_from_policy
+from gitops.git import GitRepo
 from gitops.settings import GitOpsSettings
 from policies import load_policy
 from policies.drift import load_drift_policy
@@ -48,7 +49,6 @@ def build_step_context(
     repo = git_repo_from_settings(gitops_settings)
     if not controller.registry_tracking_uri:
         raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
-    approval = approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
     mode_for = traffic_mode_from_policy()
     return StepContext(
         gitops=repo,
@@ -59,7 +59,7 @@ def build_step_context(
         traffic_mode_for=mode_for,
         readiness=readiness_from_settings(controller.kubernetes, controller.inference_url),
         live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for),
-        approval=approval,
+        approval=build_approval_gate(gitops_settings, repo),
     )
 
 
@@ -97,9 +97,13 @@ def build_engine(
     return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
 
 
-def build_approval_gate(gitops_settings: GitOpsSettings | None = None) -> ApprovalGate | None:
+def build_approval_gate(
+    gitops_settings: GitOpsSettings | None = None, repo: GitRepo | None = None
+) -> ApprovalGate | None:
+    """The pull-request gate where a GitHub repository is configured; with `repo`, a request pushes
+    the promotion commit to its branch first (the steps' gate), without it the controller's reader."""
     gitops_settings = gitops_settings or GitOpsSettings()
-    return approval_from_settings(gitops_settings) if gitops_settings.github_repo else None
+    return approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
 
 
 def bound_mlflow_calls(timeout_s: float) -> None:
