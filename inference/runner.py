@@ -68,6 +68,8 @@ def _has(module: str) -> bool:
 def _uvicorn_options() -> dict[str, Any]:
     return {
         "access_log": False,
+        "proxy_headers": False,  # no X-Forwarded-* rewriting: nothing here reads the client address
+        "server_header": False,
         "log_level": "warning",
         "lifespan": "on",
         "loop": "uvloop" if _has("uvloop") else "asyncio",
