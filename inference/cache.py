@@ -1,9 +1,9 @@
 """Memory-bounded residency of model versions on the serving device (Seldon calls it overcommit).
 
-Every configured version stays loaded, but only as many as fit `budget_bytes` keep their weights on
-the device; the least recently used idle ones are moved to host memory and brought back when a
-request needs them. A version in use is never moved: if nothing idle can make room, the budget is
-exceeded for that moment rather than a request failed.
+Every configured version stays loaded, but only as many as fit `budget_bytes` keep their weights (and
+CUDA-graph pools) on the device; the least recently used idle ones are moved to host memory and
+brought back when a request needs them. A version in use is never moved: if nothing idle can make
+room, the budget is exceeded for that moment rather than a request failed.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ModelCache:
             self._listener(version, event)
 
     def resident_bytes(self) -> int:
-        return sum(e.model.weight_bytes() for e in self._entries.values() if e.model.is_resident())
+        return sum(e.model.device_bytes() for e in self._entries.values() if e.model.is_resident())
 
     def add(self, version: str, model: EmbeddingModel) -> None:
         """Take a freshly loaded (resident) model; may evict idle others to respect the budget."""
@@ -64,7 +64,7 @@ class ModelCache:
     def residency(self) -> dict[str, int]:
         """Device bytes held by each version now (0 when its weights are in host memory)."""
         entries = list(self._entries.items())
-        return {v: e.model.weight_bytes() if e.model.is_resident() else 0 for v, e in entries}
+        return {v: e.model.device_bytes() if e.model.is_resident() else 0 for v, e in entries}
 
     def _make_room(self, keep: str, needed: int) -> None:
         if self._budget is None:
@@ -92,7 +92,7 @@ class ModelCache:
             entry.last_used = self._clock
             entry.users += 1
             if not entry.model.is_resident():
-                self._make_room(version, needed=entry.model.weight_bytes())
+                self._make_room(version, needed=entry.model.device_bytes())
                 entry.model.to_serving_device()
                 loaded = True
         if loaded:

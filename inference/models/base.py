@@ -119,8 +119,9 @@ class EmbeddingModel(Protocol):
         """Forward over one chunk of similar-length texts; float32 [len(batch), dimension] on the host."""
         ...
 
-    def weight_bytes(self) -> int:
-        """Bytes of weights at the serving dtype (what residency on the device costs)."""
+    def device_bytes(self) -> int:
+        """What residency on the serving device costs: the weights at the serving dtype and, where
+        forward passes are replayed from CUDA graphs, the memory pool those graphs hold."""
         ...
 
     def is_resident(self) -> bool: ...

@@ -98,6 +98,8 @@ class GraphedForward:
         self.max_tokens = max(max_tokens, max_length)
         self._graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._pool: _POOL_HANDLE | None = None
+        # Device memory the captured graphs' private pool took (counted in the cache's budget).
+        self.pool_bytes = 0
         # The device buffer every graph reads, and host staging: pinned (the copy is asynchronous)
         # and per thread, so one batch is padded while another holds the device. A bucket's planes
         # lie contiguous at the start of each buffer, so one copy moves them.
@@ -142,8 +144,12 @@ class GraphedForward:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
+        # Captures are serialised under the device lock, so what the allocator reserved meanwhile
+        # is this graph's share of the pool.
+        reserved = torch.cuda.memory_reserved(self._device)
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             output = self._forward(self._features(bucket)).float()
+        self.pool_bytes += max(0, torch.cuda.memory_reserved(self._device) - reserved)
         return graph, output
 
     def capture(self, bucket: Bucket) -> None:
@@ -202,3 +208,4 @@ class GraphedForward:
         with self._lock:
             self._graphs.clear()
             self._pool = None
+            self.pool_bytes = 0

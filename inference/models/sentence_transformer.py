@@ -98,9 +98,10 @@ class SentenceTransformerModel:
             return self._graphs.run(batch)
         return self._eager(batch)
 
-    def weight_bytes(self) -> int:
+    def device_bytes(self) -> int:
         tensors = [*self._model.parameters(), *self._model.buffers()]
-        return int(sum(t.numel() * t.element_size() for t in tensors))
+        weights = int(sum(t.numel() * t.element_size() for t in tensors))
+        return weights + (self._graphs.pool_bytes if self._graphs is not None else 0)
 
     def is_resident(self) -> bool:
         return self._resident

@@ -108,3 +108,17 @@ def test_graphs_survive_eviction_and_reload(
     assert not graphed.is_resident()
     graphed.to_serving_device()
     np.testing.assert_allclose(graphed.embed(batch), want, atol=2e-3)
+
+
+def test_the_graph_pool_counts_in_what_residency_costs() -> None:
+    """The cache's budget sees the graphs' pool: it grows with captures and goes with the graphs."""
+    model = _load(cuda_graphs=True)
+    graphs = model._graphs
+    assert graphs is not None
+    weights = sum(p.numel() * p.element_size() for p in model._model.parameters())
+    assert graphs.pool_bytes > 0
+    assert model.device_bytes() >= weights + graphs.pool_bytes
+    model.to_host()
+    assert graphs.pool_bytes == 0
+    model.to_serving_device()
+    assert model.device_bytes() < weights + (1 << 20)

@@ -86,7 +86,7 @@ def serve(
     max_batch_size: Annotated[int | None, typer.Option(help="texts per dispatched batch")] = None,
     max_wait_ms: Annotated[float | None, typer.Option(help="longest wait to fill a batch")] = None,
     gpu_memory_budget_mb: Annotated[
-        float | None, typer.Option(help="device memory for weights; LRU versions beyond it go to host")
+        float | None, typer.Option(help="device memory for weights + CUDA-graph pools; LRU beyond it to host")
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/ URIs")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help="request body limit (413 beyond)")] = None,
