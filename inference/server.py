@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,8 +151,12 @@ class ModelServer:
             log.info("routing applied: %s", {v.version: v.weight for v in config.versions})
 
     def _load_warm(self, uri: str) -> EmbeddingModel:
+        started = time.perf_counter()
         model = self._loader(uri)
+        loaded = time.perf_counter()
         model.warm_up()
+        warm_s = time.perf_counter() - loaded
+        log.info("%s: loaded in %.1f s, warmed up in %.1f s", uri, loaded - started, warm_s)
         return model
 
     def _add_runtime(self, model_name: str, version: str, uri: str, model: EmbeddingModel) -> None:

@@ -10,7 +10,13 @@ interpreter does not), and chunks larger than the largest bucket run as several 
 All graphs of a model read one device input buffer and share one memory pool; replays are
 serialised by a per-device lock, which is also what makes sharing those safe. Moving the weights
 off the device (the LRU cache) invalidates the graphs, which hold their addresses: `release` drops
-them and they are captured again, bucket by bucket, on first use.
+them and they are captured again.
+
+Capturing every bucket takes seconds per process, so a server captures only the buckets that size
+the pool and that short requests hit before it is ready (`capture_common`), then the rest on a
+background thread, the buckets traffic asked for first. A chunk whose bucket has no graph yet runs
+the same padded pass eagerly: correct, a few milliseconds slower, and never a capture (tens of
+milliseconds of GPU time with the device held) on a request's path.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ log = logging.getLogger("canaryflow.inference.graphs")
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
-BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 _device_locks: dict[str, threading.Lock] = {}
@@ -109,6 +115,13 @@ class GraphedForward:
         rows = max(BATCH_BUCKETS)
         self._out = torch.empty((rows, dimension), dtype=torch.float32, pin_memory=True)
         self._done = torch.cuda.Event(blocking=True)  # wait without spinning a core
+        # Background capture: buckets asked for by traffic first, then every other one. A release
+        # bumps the generation, which stops a capturer working for the old weights.
+        self._wanted: list[Bucket] = []
+        self._capturer: threading.Thread | None = None
+        self._generation = 0
+        self._capture_guard = threading.Lock()
+        self._failed: set[Bucket] = set()
 
     def _features(self, bucket: Bucket) -> dict[str, torch.Tensor]:
         size = self._planes * bucket.rows * bucket.width
@@ -173,39 +186,75 @@ class GraphedForward:
         log.info("captured %d CUDA graphs", len(self._graphs))
 
     def capture_common(self) -> None:
-        """Lazy start: the largest bucket (which sizes the shared pool, so later captures fit in
-        it) and the small ones short requests hit first; every other bucket is captured on its
-        first use (tens of milliseconds, once), instead of all of them before the server is ready."""
+        """Before ready: the largest bucket (which sizes the shared pool, so later captures fit in
+        it) and the small ones short requests hit first; every other bucket on a background thread."""
         buckets = self.buckets()
         common = [b for b in buckets if b.width <= 32 and b.rows <= 32 and b.rows in (1, 2, 4, 8, 16, 32)]
         for bucket in [buckets[0], *common]:
             self.capture(bucket)
-        left = len(buckets) - len(self._graphs)
-        log.info("captured %d CUDA graphs; the other %d on first use", len(self._graphs), left)
+        log.info("captured %d CUDA graphs; the other %d in the background", len(self._graphs),
+                 len(buckets) - len(self._graphs))  # fmt: skip
+        self._capture_later(None)
+
+    def _capture_later(self, bucket: Bucket | None) -> None:
+        """Ask the background capturer for `bucket` (first) and then every missing bucket."""
+        with self._capture_guard:
+            if bucket is not None and bucket not in self._wanted:
+                self._wanted.append(bucket)
+            if self._capturer is None or not self._capturer.is_alive():
+                generation = self._generation
+                self._capturer = threading.Thread(
+                    target=self._capture_missing, args=(generation,), name="graph-capture", daemon=True
+                )
+                self._capturer.start()
+
+    def _capture_missing(self, generation: int) -> None:
+        rest = sorted(self.buckets(), key=lambda b: b.rows * b.width)
+        while generation == self._generation:
+            with self._capture_guard:
+                wanted = [b for b in self._wanted if b not in self._graphs]
+                self._wanted = wanted
+            pending = [b for b in wanted or rest if b not in self._graphs and b not in self._failed]
+            if not pending:
+                log.info("captured %d CUDA graphs", len(self._graphs))
+                return
+            with self._lock, torch.inference_mode():
+                if generation != self._generation:
+                    return
+                try:
+                    self._graphs[pending[0]] = self._capture(pending[0])
+                except RuntimeError as exc:  # served eagerly from now on, not retried on every request
+                    self._failed.add(pending[0])
+                    log.warning("CUDA graph for %s not captured (%s): served eagerly", pending[0], exc)
 
     def run(self, batch: TokenizedBatch) -> np.ndarray:
-        """Embed a chunk; a missing bucket is captured first (before this thread's staging buffer
-        is filled, since a capture pads its own dummy input there)."""
+        """Embed a chunk: replayed where its bucket's graph exists, else the same pass run eagerly
+        while the background capturer is asked for that bucket."""
         out = np.empty((len(batch), self._out.shape[1]), dtype=np.float32)
         for bucket, rows in plan_replays(batch.lengths, self.widths, self.max_tokens):
-            if bucket not in self._graphs:
-                self.capture(bucket)
             whole = rows.start == 0 and rows.stop == len(batch)
             part = batch if whole else batch.take(np.arange(rows.start, rows.stop))
             n = len(part)
             padded = self._pad(part, bucket)
             with self._lock, torch.inference_mode():
-                graph, output = self._graphs[bucket]
+                captured = self._graphs.get(bucket)
                 self._load(padded)
-                graph.replay()
+                if captured is not None:
+                    captured[0].replay()
+                    output = captured[1]
+                else:
+                    output = self._forward(self._features(bucket)).float()
                 self._out[:n].copy_(output[:n], non_blocking=True)
                 self._done.record()
                 self._done.synchronize()
                 out[rows] = self._out[:n].numpy()
+            if captured is None and bucket not in self._failed:
+                self._capture_later(bucket)
         return out
 
     def release(self) -> None:
         with self._lock:
+            self._generation += 1
             self._graphs.clear()
             self._pool = None
             self.pool_bytes = 0

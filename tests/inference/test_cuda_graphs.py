@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from inference.models.base import TokenizedBatch
+from inference.models.cuda_graphs import plan_replays
 from inference.models.sentence_transformer import SentenceTransformerModel
 
 pytestmark = [
@@ -49,6 +51,7 @@ def _load(cuda_graphs: bool) -> SentenceTransformerModel:
 def graphed() -> SentenceTransformerModel:
     model = _load(cuda_graphs=True)
     assert model._graphs is not None, "graphs were dropped at warm-up: they disagreed with eager passes"
+    model._graphs.capture_all()  # every bucket replayed from a graph (not the eager stand-in)
     return model
 
 
@@ -122,3 +125,19 @@ def test_the_graph_pool_counts_in_what_residency_costs() -> None:
     assert graphs.pool_bytes == 0
     model.to_serving_device()
     assert model.device_bytes() < weights + (1 << 20)
+
+
+def test_a_bucket_without_a_graph_is_served_eagerly_and_captured_in_the_background() -> None:
+    model = _load(cuda_graphs=True)
+    graphs = model._graphs
+    assert graphs is not None
+    rng = np.random.default_rng(3)
+    batch = _random_batch(rng, 150, 100, 120)  # rows 192 x width 128: not captured before ready
+    bucket = next(b for b, _ in plan_replays(batch.lengths, graphs.widths, graphs.max_tokens))
+    first = model.embed(batch)
+    deadline = time.monotonic() + 60
+    while bucket not in graphs._graphs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert bucket in graphs._graphs, "the background capturer never captured the bucket traffic asked for"
+    np.testing.assert_allclose(model.embed(batch), first, atol=1e-2)
+    np.testing.assert_allclose(first, model._eager(batch), atol=1e-2)
