@@ -2,24 +2,25 @@
 
 One command measures, on the same machine and in the same run:
   1. the in-process ceiling: `model.encode(batch_size=256)` throughput and single-call latency;
-  2. the server (`canaryflow serve`, started as a subprocess) driven over loopback by load-generator
-     processes (raw HTTP/1.1 keep-alive clients on asyncio), closed loop at several concurrencies,
-     single-sentence requests and 32-sentence requests.
+  2. the server (`canaryflow serve`, started as a subprocess) driven over loopback by a load
+     generator (bench/loadgen.py: Python clients in separate processes, or wrk with
+     `--load-generator wrk`), closed loop at several concurrencies, single-sentence requests and
+     32-sentence requests;
+  3. with `--peer infinity`, then infinity-emb on the same model, at the same points, by the same
+     generator (bench/peers/infinity_server.py), in the same table.
 It prints a table and writes JSON (default bench/results/inference.json).
 
-    .venv/bin/python bench/inference.py --quick            # CPU, about two minutes
-    python3 bench/inference.py --device cuda --workers 8   # GPU machine (see bench/inference.md)
+    .venv/bin/python bench/inference.py --quick                  # CPU, about two minutes
+    .venv/bin/python bench/inference.py --quick --peer infinity  # and infinity-emb beside it
+    python3 bench/inference.py --device cuda --workers 8         # GPU machine (bench/inference.md)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
 import platform
-import random
 import socket
 import statistics
 import subprocess
@@ -32,35 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-_WORD_TEXT = """
-the of and to in is was for on that with as by at from his her they this have had are not but one
-all were we when there can an which their said if do will each about how up out them then she many
-some so these would other into has more two time could no way people my than first water been call
-who oil its now find long down day did get come made may part over new sound take only little work
-know place year live me back give most very after thing our just name good sentence man think say
-great where help through much before line right too mean old any same tell boy follow came want show
-also around form three small set put end does another well large must big even such because turn
-here why ask went men read need land different home us move try kind hand picture again change off
-play spell air away animal house point page letter mother answer found study still learn should
-america world high every near add food between own below country plant last school father keep tree
-never start city earth eye light thought head under story saw left few while along might close
-something seem next hard open example begin life always those
-"""
-WORDS = _WORD_TEXT.split()
-
-
-def make_sentences(n: int, seed: int = 0) -> list[str]:
-    """Deterministic English-like sentences of 19-23 words: about 25 tokens with [CLS]/[SEP]."""
-    rng = random.Random(seed)
-    return [" ".join(rng.choices(WORDS, k=rng.randint(19, 23))).capitalize() + "." for _ in range(n)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
+from bench.inference_table import print_table  # noqa: E402
+from bench.loadgen import Target, load_test, make_sentences, percentile  # noqa: E402
+from bench.loadgen_wrk import find_wrk, wrk_load_test  # noqa: E402
 
 # -- 1. raw model.encode ceiling -----------------------------------------------------------------
 
@@ -169,139 +144,6 @@ def _served_forward(model_path: str, device: str, sentences: list[str], graphs: 
 # -- 2. the server under load --------------------------------------------------------------------
 
 
-class _Conn(asyncio.Protocol):
-    """A keep-alive HTTP/1.1 connection: one request at a time, response framed by content-length."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buf[:end]).lower()
-        at = head.find(b"content-length:")
-        length = (
-            int(head[at + 15 : head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None])
-            if at >= 0
-            else 0
-        )
-        if len(self.buf) < end + 4 + length:
-            return
-        status = int(head[9:12])
-        del self.buf[: end + 4 + length]
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(-1)
-
-    async def request(self, raw: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(raw)
-        return await self.waiter
-
-
-ENCODING = os.environ.get("CANARYFLOW_BENCH_ENCODING", "float")  # set by --encoding-format
-
-
-def _requests(port: int, per_request: int, count: int, seed: int) -> list[bytes]:
-    sentences = make_sentences(count * per_request, seed=seed)
-    out = []
-    for i in range(count):
-        texts = sentences[i * per_request : (i + 1) * per_request]
-        one = texts[0] if per_request == 1 else texts
-        body = json.dumps({"input": one, "model": "minilm", "encoding_format": ENCODING}).encode()
-        out.append(
-            b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (port, len(body), body)
-        )
-    return out
-
-
-async def _drive(
-    port: int, conns: int, per_request: int, warmup_s: float, measure_s: float, seed: int
-) -> dict:
-    loop = asyncio.get_running_loop()
-    raws = _requests(port, per_request, 512, seed)
-    latencies: list[float] = []
-    codes: dict[str, int] = {}
-    t_start = time.perf_counter()
-    t_measure, t_end = t_start + warmup_s, t_start + warmup_s + measure_s
-
-    async def one(i: int) -> None:
-        _, conn = await loop.create_connection(_Conn, "127.0.0.1", port)
-        k = i
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= t_end:
-                break
-            status = await conn.request(raws[k % len(raws)])
-            t1 = time.perf_counter()
-            k += conns
-            if t0 >= t_measure and t1 <= t_end:
-                latencies.append((t1 - t0) * 1000)
-                codes[str(status)] = codes.get(str(status), 0) + 1
-            if status == -1:
-                _, conn = await loop.create_connection(_Conn, "127.0.0.1", port)
-        if conn.transport is not None:
-            conn.transport.close()
-
-    await asyncio.gather(*(one(i) for i in range(conns)))
-    return {"latencies": latencies, "codes": codes}
-
-
-def _client_main(args: tuple[int, int, int, float, float, int], out: Any) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    out.put(asyncio.run(_drive(*args)))
-
-
-def load_test(
-    port: int, concurrency: int, per_request: int, clients: int, warmup_s: float, measure_s: float
-) -> dict[str, Any]:
-    clients = max(1, min(clients, concurrency))
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    shares = [concurrency // clients + (1 if i < concurrency % clients else 0) for i in range(clients)]
-    procs = [
-        ctx.Process(target=_client_main, args=((port, c, per_request, warmup_s, measure_s, 100 + i), queue))
-        for i, c in enumerate(shares)
-    ]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=warmup_s + measure_s + 120) for _ in procs]
-    for p in procs:
-        p.join()
-    latencies = [x for r in results for x in r["latencies"]]
-    codes: dict[str, int] = {}
-    for r in results:
-        for code, n in r["codes"].items():
-            codes[code] = codes.get(code, 0) + n
-    ok = codes.get("200", 0)
-    return {
-        "concurrency": concurrency,
-        "texts_per_request": per_request,
-        "requests_per_s": ok / measure_s,
-        "sentences_per_s": ok * per_request / measure_s,
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-        "codes": codes,
-    }
-
-
 def start_profilers(server_pid: int, seconds: float, out_dir: str, tag: str) -> list[subprocess.Popen]:
     """py-spy (sampling, non-blocking) on every server process during one load point; the
     collapsed stacks say where each process spends its time under that load."""
@@ -345,17 +187,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(port: int, server: subprocess.Popen, timeout_s: float = 180) -> None:
+def wait_ready(
+    port: int, server: subprocess.Popen, timeout_s: float = 180, path: str = "/ready", streak_needed: int = 40
+) -> None:
     """Every worker must be ready: ask on many fresh connections (the kernel spreads them)."""
     deadline = time.monotonic() + timeout_s
     streak = 0
-    while streak < 40:
+    while streak < streak_needed:
         if time.monotonic() > deadline:
             raise TimeoutError("server not ready")
         if server.poll() is not None:
             raise RuntimeError(f"server exited with {server.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
                 streak = streak + 1 if r.status == 200 else 0
         except OSError:
             streak = 0
@@ -370,15 +214,15 @@ def stop_server(server: subprocess.Popen) -> None:
         server.kill()
 
 
-def check_correct(port: int, model_path: str, device: str) -> float:
+def check_correct(target: Target, model_path: str, device: str) -> float:
     """Max abs difference between the server's embeddings and the raw model's on the same texts."""
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
     texts = make_sentences(16, seed=5)
-    body = json.dumps({"input": texts, "model": "minilm"}).encode()
+    body = json.dumps({"input": texts, "model": target.model}).encode()
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/embeddings", body, {"Content-Type": "application/json"}
+        f"http://127.0.0.1:{target.port}{target.path}", body, {"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         got = np.array([d["embedding"] for d in json.loads(r.read())["data"]])
@@ -388,45 +232,37 @@ def check_correct(port: int, model_path: str, device: str) -> float:
     return float(np.abs(got - ref).max())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default=None, help="model dir (default: packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
-    parser.add_argument("--clients", type=int, default=1, help="load-generator processes")
-    parser.add_argument("--quick", action="store_true", help="small counts for a CPU run")
-    parser.add_argument("--single", default=None, help="concurrencies for 1-sentence requests, e.g. 1,64,256")
-    parser.add_argument("--batch32", default=None, help="concurrencies for 32-sentence requests")
-    parser.add_argument("--measure-s", type=float, default=None)
-    parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
-    parser.add_argument("--profile", default=None, help="dir: py-spy stacks at each kind's top load")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
-    parser.add_argument("--encoding-format", default="float", choices=["float", "base64"])
-    parser.add_argument("--ready-only", action="store_true", help="measure the start-up, then stop")
-    parser.add_argument("--skip-raw", action="store_true", help="no raw model.encode ceiling")
-    args = parser.parse_args()
-    os.environ["CANARYFLOW_BENCH_ENCODING"] = args.encoding_format  # the spawned load generators
+def measure_points(
+    server_name: str, target: Target, points: list[tuple[int, list[int]]], args: argparse.Namespace,
+    profile_pid: int | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every (texts per request, concurrency) point, each by its generator: wrk from
+    `--wrk-from` connections on when `--load-generator wrk`, else the Python clients."""
+    runs = []
+    for per_request, levels in points:
+        for c in levels:
+            generator = "wrk" if args.load_generator == "wrk" and c >= args.wrk_from else "python"
+            spies = []
+            if profile_pid is not None and args.profile and c == levels[-1]:
+                spies = start_profilers(profile_pid, args.measure_s, args.profile, f"r{per_request}-c{c}")
+            run = wrk_load_test if generator == "wrk" else load_test
+            result = {
+                "server": server_name,
+                **run(target, c, per_request, args.clients, args.warmup_s, args.measure_s),
+            }
+            for spy in spies:
+                spy.wait(timeout=60)
+            runs.append(result)
+            print(
+                f"  {server_name:<12} {generator:<6} {per_request:>2} texts/req  c={c:<4} "
+                f"{result['sentences_per_s']:>9.0f} sent/s {result['requests_per_s']:>8.0f} req/s  "
+                f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  {result['codes']}",
+                flush=True,
+            )
+    return runs
 
-    if args.model is None:
-        from canaryflow.adapters.model_assets import minilm_path
 
-        args.model = str(minilm_path())
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    gpu = args.device.startswith("cuda")
-    single = [int(c) for c in (args.single or ("1,8,32" if args.quick else "1,64,256,512")).split(",")]
-    batch32 = [int(c) for c in (args.batch32 or ("1,4,8" if args.quick else "8,32,64,128")).split(",")]
-    measure_s = args.measure_s or (5.0 if args.quick else 8.0)
-    warmup_s = 1.5 if args.quick else 2.0
-
-    raw: dict[str, Any] = {}
-    if not (args.ready_only or args.skip_raw):
-        print(f"raw model.encode on {args.device} ...", flush=True)
-        raw = raw_ceiling(args.model, args.device, 50000 if gpu else (1000 if args.quick else 4000), 200)
-        print(json.dumps(raw), flush=True)
-
-    port = free_port()
+def serve_command(args: argparse.Namespace, port: int) -> list[str]:
     try:  # the whole CLI where its other groups' dependencies are installed; else `serve` alone
         import canaryflow.app.cli  # noqa: F401
 
@@ -437,20 +273,107 @@ def main() -> None:
             "-c",
             "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)",
         ]
-    cmd = [
+    return [
         *launcher, "--model-uri", args.model, "--model-name", "minilm",
         "--port", str(port), "--workers", str(args.workers), "--device", args.device, *args.server_arg,
     ]  # fmt: skip
-    print("server:", " ".join(cmd), flush=True)
-    server = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        },
+
+
+def _server_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def run_peer(args: argparse.Namespace, points: list[tuple[int, list[int]]]) -> dict[str, Any]:
+    """infinity-emb on the same model and device, after `canaryflow serve` has stopped."""
+    from bench.peers import infinity_server as peer
+
+    port = free_port()
+    cmd = peer.command(args.model, port, args.device, args.peer_batch_size)
+    print("peer:", " ".join(cmd), flush=True)
+    server = subprocess.Popen(cmd, cwd=ROOT, env=_server_env())
+    try:
+        t0 = time.monotonic()
+        wait_ready(port, server, timeout_s=300, path=peer.READY, streak_needed=3)
+        ready_s = time.monotonic() - t0
+        target = Target(port, peer.ROUTE, peer.model_id(port), args.encoding_format)
+        gpu_memory_mib = _gpu_memory_used_mib() if args.device.startswith("cuda") else None
+        print(f"peer ready in {ready_s:.1f}s; model id {target.model!r}", flush=True)
+        max_diff = check_correct(target, args.model, args.device)
+        print(f"max |peer - encode| = {max_diff:.2e}", flush=True)
+        runs = measure_points("infinity", target, points, args)
+    finally:
+        stop_server(server)
+    return {
+        "label": peer.label(args.device, args.peer_batch_size),
+        "shim": peer.SHIM if peer.shim_needed() else None,
+        "server_ready_s": ready_s,
+        "gpu_memory_used_mib_when_ready": gpu_memory_mib,
+        "server_vs_encode_max_abs_diff": max_diff,
+        "runs": runs,
+    }
+
+
+def _levels(text: str | None, default: str) -> list[int]:
+    return [int(c) for c in (text or default).split(",") if c]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    runs: list[dict[str, Any]] = []
+    parser.add_argument("--model", default=None, help="model dir (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--clients", type=int, default=1, help="load-generator processes (wrk: threads)")
+    parser.add_argument("--quick", action="store_true", help="small counts for a CPU run")
+    parser.add_argument("--single", default=None, help="concurrencies for 1-sentence requests, e.g. 1,64,256")
+    parser.add_argument("--batch32", default=None, help="concurrencies for 32-sentence requests")
+    parser.add_argument("--measure-s", type=float, default=None)
+    parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
+    parser.add_argument("--profile", default=None, help="dir: py-spy stacks at each kind's top load")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
+    parser.add_argument("--encoding-format", default="float", choices=["float", "base64"])
+    parser.add_argument("--ready-only", action="store_true", help="measure the start-up, then stop")
+    parser.add_argument("--skip-raw", action="store_true", help="no raw model.encode ceiling")
+    parser.add_argument("--load-generator", default="python", choices=["python", "wrk"])
+    parser.add_argument("--wrk-from", type=int, default=2, help="wrk: concurrencies below stay on Python")
+    parser.add_argument("--peer", default=None, choices=["infinity"], help="also measure this server")
+    parser.add_argument("--peer-single", default=None, help="peer's 1-sentence levels (default: --single)")
+    parser.add_argument("--peer-batch32", default=None, help="peer's 32-sentence levels (default: --batch32)")
+    parser.add_argument("--peer-batch-size", type=int, default=128, help="infinity's --batch-size")
+    args = parser.parse_args()
+
+    if args.model is None:
+        from canaryflow.adapters.model_assets import minilm_path
+
+        args.model = str(minilm_path())
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.load_generator == "wrk" and find_wrk() is None:
+        parser.error("--load-generator wrk: wrk not found (bash bench/tools.sh unpacks it into .tools/)")
+    if args.peer and not _importable("infinity_emb"):
+        parser.error(f"--peer {args.peer}: infinity_emb is not importable ({PEER_INSTALL})")
+    gpu = args.device.startswith("cuda")
+    single = _levels(args.single, "1,8,32" if args.quick else "1,64,256,512")
+    batch32 = _levels(args.batch32, "1,4,8" if args.quick else "8,32,64,128")
+    points = [(1, single), (32, batch32)]
+    peer_points = [(1, _levels(args.peer_single, ",".join(map(str, single)))),
+                   (32, _levels(args.peer_batch32, ",".join(map(str, batch32))))]  # fmt: skip
+    args.measure_s = args.measure_s or (5.0 if args.quick else 8.0)
+    args.warmup_s = 1.5 if args.quick else 2.0
+
+    raw: dict[str, Any] = {}
+    if not (args.ready_only or args.skip_raw):
+        print(f"raw model.encode on {args.device} ...", flush=True)
+        raw = raw_ceiling(args.model, args.device, 50000 if gpu else (1000 if args.quick else 4000), 200)
+        print(json.dumps(raw), flush=True)
+
+    port = free_port()
+    cmd = serve_command(args, port)
+    print("server:", " ".join(cmd), flush=True)
+    server = subprocess.Popen(cmd, cwd=ROOT, env=_server_env())
     try:
         t0 = time.monotonic()
         wait_ready(port, server)
@@ -460,40 +383,31 @@ def main() -> None:
         if args.ready_only:
             print(json.dumps({"server_ready_s": ready_s, "gpu_memory_used_mib": gpu_memory_mib}))
             return
-        max_diff = check_correct(port, args.model, args.device)
+        target = Target(port, "/v1/embeddings", "minilm", args.encoding_format)
+        max_diff = check_correct(target, args.model, args.device)
         print(f"max |server - encode| = {max_diff:.2e}", flush=True)
-        for per_request, levels in ((1, single), (32, batch32)):
-            for c in levels:
-                spies = []
-                if args.profile and c == levels[-1]:
-                    spies = start_profilers(server.pid, measure_s, args.profile, f"r{per_request}-c{c}")
-                result = load_test(port, c, per_request, args.clients, warmup_s, measure_s)
-                for spy in spies:
-                    spy.wait(timeout=60)
-                runs.append(result)
-                print(
-                    f"  {per_request:>2} texts/req  c={c:<4} {result['sentences_per_s']:>9.0f} sent/s "
-                    f"{result['requests_per_s']:>8.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
-                    f"p99 {result['p99_ms']:7.2f} ms  {result['codes']}",
-                    flush=True,
-                )
+        runs = measure_points("canaryflow", target, points, args, profile_pid=server.pid)
     finally:
         stop_server(server)
+    peer = run_peer(args, peer_points) if args.peer else None
 
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
         "settings": {
             "workers": args.workers,
             "clients": args.clients,
-            "measure_s": measure_s,
+            "measure_s": args.measure_s,
             "server_args": args.server_arg,
             "encoding_format": args.encoding_format,
+            "load_generator": args.load_generator,
+            "wrk_from": args.wrk_from,
         },
         "raw": raw,
         "server_vs_encode_max_abs_diff": max_diff,
         "server_ready_s": ready_s,
         "gpu_memory_used_mib_when_ready": gpu_memory_mib,
         "runs": runs,
+        "peer": peer,
     }
     if gpu:
         import torch
@@ -501,30 +415,21 @@ def main() -> None:
         report["machine"]["gpu"] = torch.cuda.get_device_name(0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
-    if not raw:  # --skip-raw: the per-level lines above are the result
-        print(f"JSON: {args.out}")
-        return
-    ceiling = raw["encode_batch256_sentences_per_s"]
     print()
-    print(
-        "| requests | concurrency | sentences/s | requests/s | p50 ms | p99 ms | vs encode(256) | non-200 |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| raw encode(batch 256) | - | {ceiling:,.0f} | - | - | - | 1.00 | - |")
-    print(
-        f"| raw encode(1 sentence) | 1 | - | - | {raw['encode_single_p50_ms']:.2f} | "
-        f"{raw['encode_single_p99_ms']:.2f} | - | - |"
-    )
-    for r in runs:
-        bad = {k: v for k, v in r["codes"].items() if k != "200"}
-        print(
-            f"| {r['texts_per_request']} sentence(s) | {r['concurrency']} | {r['sentences_per_s']:,.0f} | "
-            f"{r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['sentences_per_s'] / ceiling:.2f} | {bad or '-'} |"
-        )
-    print(f"\nmean tokens/sentence {raw['mean_tokens']:.1f}; server ready in {ready_s:.0f} s", end="")
-    print(f"; GPU memory in use {gpu_memory_mib} MiB" if gpu_memory_mib else "", end="")
-    print(f"; JSON: {args.out}")
+    print_table(report)
+    print(f"JSON: {args.out}")
+
+
+PEER_INSTALL = (
+    "pip install --no-deps infinity-emb==0.0.78 prometheus-fastapi-instrumentator==8.1.0 "
+    "(and fastapi, which .venv has; bench/inference.md)"
+)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Peer servers the inference benchmark measures beside `canaryflow serve` (--peer NAME)."""
