@@ -237,29 +237,39 @@ def measure_points(
     profile_pid: int | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every (texts per request, concurrency) point, each by its generator: wrk from
-    `--wrk-from` connections on when `--load-generator wrk`, else the Python clients."""
+    `--wrk-from` connections on when `--load-generator wrk`, else the Python clients; with `both`,
+    the Python clients and then wrk at each of those points, to compare the two."""
     runs = []
     for per_request, levels in points:
         for c in levels:
-            generator = "wrk" if args.load_generator == "wrk" and c >= args.wrk_from else "python"
-            spies = []
-            if profile_pid is not None and args.profile and c == levels[-1]:
-                spies = start_profilers(profile_pid, args.measure_s, args.profile, f"r{per_request}-c{c}")
-            run = wrk_load_test if generator == "wrk" else load_test
-            result = {
-                "server": server_name,
-                **run(target, c, per_request, args.clients, args.warmup_s, args.measure_s),
-            }
-            for spy in spies:
-                spy.wait(timeout=60)
-            runs.append(result)
-            print(
-                f"  {server_name:<12} {generator:<6} {per_request:>2} texts/req  c={c:<4} "
-                f"{result['sentences_per_s']:>9.0f} sent/s {result['requests_per_s']:>8.0f} req/s  "
-                f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  {result['codes']}",
-                flush=True,
-            )
+            generators = ["python"]
+            if args.load_generator != "python" and c >= args.wrk_from:
+                generators = ["wrk"] if args.load_generator == "wrk" else ["python", "wrk"]
+            for generator in generators:
+                spies = []
+                if profile_pid is not None and args.profile and c == levels[-1]:
+                    tag = f"r{per_request}-c{c}" + (f"-{generator}" if len(generators) > 1 else "")
+                    spies = start_profilers(profile_pid, args.measure_s, args.profile, tag)
+                run = wrk_load_test if generator == "wrk" else load_test
+                result = {
+                    "server": server_name,
+                    **run(target, c, per_request, args.clients, args.warmup_s, args.measure_s),
+                }
+                for spy in spies:
+                    spy.wait(timeout=60)
+                runs.append(result)
+                _print_run(result)
     return runs
+
+
+def _print_run(result: dict[str, Any]) -> None:
+    print(
+        f"  {result['server']:<12} {result['generator']:<6} {result['texts_per_request']:>2} texts/req  "
+        f"c={result['concurrency']:<4} {result['sentences_per_s']:>9.0f} sent/s "
+        f"{result['requests_per_s']:>8.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
+        f"p99 {result['p99_ms']:7.2f} ms  {result['codes']}",
+        flush=True,
+    )
 
 
 def serve_command(args: argparse.Namespace, port: int) -> list[str]:
@@ -317,7 +327,8 @@ def run_peer(args: argparse.Namespace, points: list[tuple[int, list[int]]]) -> d
 
 
 def _levels(text: str | None, default: str) -> list[int]:
-    return [int(c) for c in (text or default).split(",") if c]
+    """ "1,64,256" -> [1, 64, 256]; an empty string measures no point of that kind."""
+    return [int(c) for c in (default if text is None else text).split(",") if c]
 
 
 def main() -> None:
@@ -338,7 +349,7 @@ def main() -> None:
     parser.add_argument("--encoding-format", default="float", choices=["float", "base64"])
     parser.add_argument("--ready-only", action="store_true", help="measure the start-up, then stop")
     parser.add_argument("--skip-raw", action="store_true", help="no raw model.encode ceiling")
-    parser.add_argument("--load-generator", default="python", choices=["python", "wrk"])
+    parser.add_argument("--load-generator", default="python", choices=["python", "wrk", "both"])
     parser.add_argument("--wrk-from", type=int, default=2, help="wrk: concurrencies below stay on Python")
     parser.add_argument("--peer", default=None, choices=["infinity"], help="also measure this server")
     parser.add_argument("--peer-single", default=None, help="peer's 1-sentence levels (default: --single)")
@@ -351,7 +362,7 @@ def main() -> None:
 
         args.model = str(minilm_path())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.load_generator == "wrk" and find_wrk() is None:
+    if args.load_generator != "python" and find_wrk() is None:
         parser.error("--load-generator wrk: wrk not found (bash bench/tools.sh unpacks it into .tools/)")
     if args.peer and not _importable("infinity_emb"):
         parser.error(f"--peer {args.peer}: infinity_emb is not importable ({PEER_INSTALL})")

@@ -13,6 +13,11 @@ HEADER = (
 )
 
 
+def _point(run: dict[str, Any]) -> tuple[int, int, str]:
+    """Rows compare only at the same point measured by the same generator."""
+    return run["texts_per_request"], run["concurrency"], run["generator"]
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a is not None and b else "-"
 
@@ -21,9 +26,7 @@ def table_lines(report: dict[str, Any]) -> list[str]:
     raw = report.get("raw") or {}
     ceiling = raw.get("encode_batch256_sentences_per_s")
     peer = report.get("peer") or {}
-    peer_rate = {
-        (r["texts_per_request"], r["concurrency"]): r["sentences_per_s"] for r in peer.get("runs", [])
-    }
+    peer_rate = {_point(r): float(r["sentences_per_s"]) for r in peer.get("runs", [])}
     lines = [HEADER, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     if raw:
         lines.append(f"| raw encode(batch 256) | - | - | - | {ceiling:,.0f} | - | - | - | 1.00 | - | - |")
@@ -33,8 +36,9 @@ def table_lines(report: dict[str, Any]) -> list[str]:
         )
     for r in [*report["runs"], *peer.get("runs", [])]:
         bad = {k: v for k, v in r["codes"].items() if k != "200"}
-        point = (r["texts_per_request"], r["concurrency"])
-        vs_peer = _ratio(r["sentences_per_s"], peer_rate.get(point)) if r["server"] == "canaryflow" else "-"
+        vs_peer = (
+            _ratio(r["sentences_per_s"], peer_rate.get(_point(r))) if r["server"] == "canaryflow" else "-"
+        )
         lines.append(
             f"| {r['server']} | {r['generator']} | {r['texts_per_request']} sentence(s) | {r['concurrency']} "
             f"| {r['sentences_per_s']:,.0f} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} "

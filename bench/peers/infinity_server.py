@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import urllib.request
@@ -93,6 +94,8 @@ def main() -> None:
     from infinity_emb.args import EngineArgs
     from infinity_emb.infinity_server import create_server
     from infinity_emb.primitives import Device, Dtype, InferenceEngine
+
+    logging.getLogger("infinity_emb").setLevel(logging.WARNING)  # its start-up banner, per-step info
 
     gpu = args.device.startswith("cuda")
     engine = EngineArgs(
