@@ -251,9 +251,11 @@ def measure_points(
                     tag = f"r{per_request}-c{c}" + (f"-{generator}" if len(generators) > 1 else "")
                     spies = start_profilers(profile_pid, args.measure_s, args.profile, tag)
                 run = wrk_load_test if generator == "wrk" else load_test
+                cpu0 = _children_cpu_s()
                 result = {
                     "server": server_name,
                     **run(target, c, per_request, args.clients, args.warmup_s, args.measure_s),
+                    "generator_cpu_s": _children_cpu_s() - cpu0,  # warm-up and start-up included
                 }
                 for spy in spies:
                     spy.wait(timeout=60)
@@ -262,12 +264,22 @@ def measure_points(
     return runs
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds of every finished child so far: the load generator's cost on the host, since the
+    server (the other child) is still running while a point is measured."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _print_run(result: dict[str, Any]) -> None:
     print(
         f"  {result['server']:<12} {result['generator']:<6} {result['texts_per_request']:>2} texts/req  "
         f"c={result['concurrency']:<4} {result['sentences_per_s']:>9.0f} sent/s "
         f"{result['requests_per_s']:>8.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
-        f"p99 {result['p99_ms']:7.2f} ms  {result['codes']}",
+        f"p99 {result['p99_ms']:7.2f} ms  generator CPU {result['generator_cpu_s']:5.1f} s  "
+        f"{result['codes']}",
         flush=True,
     )
 
