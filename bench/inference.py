@@ -339,7 +339,7 @@ def run_peer(args: argparse.Namespace, points: list[tuple[int, list[int]]]) -> d
 
 
 def _levels(text: str | None, default: str) -> list[int]:
-    """ "1,64,256" -> [1, 64, 256]; an empty string measures no point of that kind."""
+    """Concurrencies from "1,64,256"; an empty string measures no point of that kind."""
     return [int(c) for c in (default if text is None else text).split(",") if c]
 
 
@@ -412,7 +412,13 @@ def main() -> None:
         runs = measure_points("canaryflow", target, points, args, profile_pid=server.pid)
     finally:
         stop_server(server)
-    peer = run_peer(args, peer_points) if args.peer else None
+    peer: dict[str, Any] | None = None
+    if args.peer:
+        try:  # canaryflow's figures are written whatever happens to the peer
+            peer = run_peer(args, peer_points)
+        except Exception as exc:
+            print(f"peer {args.peer} failed: {exc!r}", flush=True)
+            peer = {"label": args.peer, "error": repr(exc), "runs": []}
 
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},

@@ -51,7 +51,9 @@ def table_lines(report: dict[str, Any]) -> list[str]:
     if raw:
         notes.insert(0, f"mean tokens/sentence {raw['mean_tokens']:.1f}")
     lines += ["", "; ".join(notes)]
-    if peer:
+    if peer.get("error"):
+        lines.append(f"peer {peer['label']} failed: {peer['error']}")
+    elif peer:
         peer_notes = [f"peer: {peer['label']}", f"ready in {peer['server_ready_s']:.0f} s"]
         if peer.get("gpu_memory_used_mib_when_ready"):
             peer_notes.append(f"GPU memory in use {peer['gpu_memory_used_mib_when_ready']} MiB")
