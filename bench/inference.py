@@ -412,14 +412,6 @@ def main() -> None:
         runs = measure_points("canaryflow", target, points, args, profile_pid=server.pid)
     finally:
         stop_server(server)
-    peer: dict[str, Any] | None = None
-    if args.peer:
-        try:  # canaryflow's figures are written whatever happens to the peer
-            peer = run_peer(args, peer_points)
-        except Exception as exc:
-            print(f"peer {args.peer} failed: {exc!r}", flush=True)
-            peer = {"label": args.peer, "error": repr(exc), "runs": []}
-
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
         "settings": {
@@ -436,14 +428,21 @@ def main() -> None:
         "server_ready_s": ready_s,
         "gpu_memory_used_mib_when_ready": gpu_memory_mib,
         "runs": runs,
-        "peer": peer,
+        "peer": None,
     }
     if gpu:
         import torch
 
         report["machine"]["gpu"] = torch.cuda.get_device_name(0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report, indent=2))  # canaryflow's, whatever the peer does
+    if args.peer:
+        try:
+            report["peer"] = run_peer(args, peer_points)
+        except (Exception, KeyboardInterrupt) as exc:  # a timeout's SIGINT too: the table still prints
+            print(f"peer {args.peer} failed: {exc!r}", flush=True)
+            report["peer"] = {"label": args.peer, "error": repr(exc), "runs": []}
+        Path(args.out).write_text(json.dumps(report, indent=2))
     print()
     print_table(report)
     print(f"JSON: {args.out}")
