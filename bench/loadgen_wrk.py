@@ -1,6 +1,6 @@
 """The wrk load generator (`bench/inference.py --load-generator wrk`): the same bodies as the Python
-generator, sent by wrk 4.1 (C) so that the load costs the host cores a few microseconds per request
-instead of a Python event loop's worth.
+generator, sent by wrk 4.1 (C), so that the load takes less of the host cores the server needs
+(about a fifth less CPU per request than the Python client: bench/loadgen_cost.py).
 
 wrk comes from Debian (`bash bench/tools.sh` unpacks it with its libluajit into `.tools/`, which
 is gitignored and travels to the GPU machine with the checkout; `.tools/wrk` is a wrapper that sets
