@@ -4,8 +4,9 @@
 # (raw ceiling, 8 replicas, float answers as in the earlier runs) with infinity-emb as the peer at
 # three of its points (one client, the top single-sentence level, 32 sentences at 64) in the same
 # run, and base64 answers (what the openai client asks for) at a few levels. With .tools/wrk
-# (bash bench/tools.sh) wrk drives every point of 2 or more connections, so that the load costs
-# the 16 host cores little; the one-client points stay on the Python client. About 6-7 minutes.
+# (bash bench/tools.sh) wrk drives every point of 2 or more connections (a fifth less generator
+# CPU per request than the Python clients: bench/loadgen_cost.py); the one-client points stay on
+# the Python client. Every row says its generator and that generator's CPU. About 6-7 minutes.
 # Run from the repo root with the wheels in $WHL and the fp16 model in $MODEL; results go to $OUT
 # (default bench/results).
 set -uo pipefail
