@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.inference_table import print_table  # noqa: E402
 from bench.loadgen import Target, load_test, make_sentences, percentile  # noqa: E402
 from bench.loadgen_wrk import find_wrk, wrk_load_test  # noqa: E402
+from bench.serving import free_port, gpu_memory_used_mib, start_profilers, stop_server, wait_ready  # noqa: E402
 
 # -- 1. raw model.encode ceiling -----------------------------------------------------------------
 
@@ -142,76 +142,6 @@ def _served_forward(model_path: str, device: str, sentences: list[str], graphs: 
 
 
 # -- 2. the server under load --------------------------------------------------------------------
-
-
-def start_profilers(server_pid: int, seconds: float, out_dir: str, tag: str) -> list[subprocess.Popen]:
-    """py-spy (sampling, non-blocking) on every server process during one load point; the
-    collapsed stacks say where each process spends its time under that load."""
-    import shutil
-
-    import psutil
-
-    spy = shutil.which("py-spy")
-    if spy is None:
-        print("--profile: py-spy not found on PATH; no profile taken", flush=True)
-        return []
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    children = sorted(psutil.Process(server_pid).children(recursive=True), key=lambda p: p.create_time())
-    options = ["--duration", str(max(1, int(seconds))), "--rate", "100", "--format", "raw"]
-    options += ["--nonblocking", "--threads"]
-    return [
-        subprocess.Popen(
-            [spy, "record", "--pid", str(child.pid), *options, "-o", f"{out_dir}/{tag}-{i:02d}.txt"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i, child in enumerate(children)
-    ]
-
-
-def _gpu_memory_used_mib() -> int | None:
-    """Device memory in use by every process (the server's contexts, weights, graph pools)."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout  # fmt: skip
-        return int(out.split()[0])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(
-    port: int, server: subprocess.Popen, timeout_s: float = 180, path: str = "/ready", streak_needed: int = 40
-) -> None:
-    """Every worker must be ready: ask on many fresh connections (the kernel spreads them)."""
-    deadline = time.monotonic() + timeout_s
-    streak = 0
-    while streak < streak_needed:
-        if time.monotonic() > deadline:
-            raise TimeoutError("server not ready")
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                streak = streak + 1 if r.status == 200 else 0
-        except OSError:
-            streak = 0
-            time.sleep(0.2)
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
 
 
 def check_correct(target: Target, model_path: str, device: str) -> float:
@@ -321,7 +251,7 @@ def run_peer(args: argparse.Namespace, points: list[tuple[int, list[int]]]) -> d
         wait_ready(port, server, timeout_s=300, path=peer.READY, streak_needed=3)
         ready_s = time.monotonic() - t0
         target = Target(port, peer.ROUTE, peer.model_id(port), args.encoding_format)
-        gpu_memory_mib = _gpu_memory_used_mib() if args.device.startswith("cuda") else None
+        gpu_memory_mib = gpu_memory_used_mib() if args.device.startswith("cuda") else None
         print(f"peer ready in {ready_s:.1f}s; model id {target.model!r}", flush=True)
         max_diff = check_correct(target, args.model, args.device)
         print(f"max |peer - encode| = {max_diff:.2e}", flush=True)
@@ -402,7 +332,7 @@ def main() -> None:
         wait_ready(port, server)
         ready_s = time.monotonic() - t0
         print(f"server ready in {ready_s:.1f}s", flush=True)
-        gpu_memory_mib = _gpu_memory_used_mib() if gpu else None
+        gpu_memory_mib = gpu_memory_used_mib() if gpu else None
         if args.ready_only:
             print(json.dumps({"server_ready_s": ready_s, "gpu_memory_used_mib": gpu_memory_mib}))
             return

@@ -17,15 +17,17 @@ import asyncio
 import json
 import multiprocessing
 import resource
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.inference import free_port
 from bench.loadgen import Target, load_test
 from bench.loadgen_wrk import wrk_load_test
+from bench.serving import free_port
 
 ANSWER = json.dumps({"object": "list", "data": [{"embedding": [0.0123456789] * 384}]}).encode()
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -71,6 +73,16 @@ def _serve(port: int) -> None:
     asyncio.run(main())
 
 
+def _wait_listening(port: int, server: Any, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.is_alive():
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("the fixed-answer server did not start listening")
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -90,7 +102,7 @@ def main() -> None:
     target = Target(port)
     rows: list[dict[str, Any]] = []
     try:
-        load_test(target, 1, 1, 1, 0, 0.5)  # the server is up and answering
+        _wait_listening(port, server)
         for c in [int(x) for x in args.concurrency.split(",")]:
             for name, run in (("python", load_test), ("wrk", wrk_load_test)):
                 cpu0 = _cpu_s()

@@ -36,8 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inference import free_port, stop_server, wait_ready  # noqa: E402
 from bench.loadgen import _Conn, make_sentences, percentile  # noqa: E402
+from bench.serving import free_port, stop_server, wait_ready  # noqa: E402
 
 UNBOUNDED = 10**9
 SERVE = "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)"
