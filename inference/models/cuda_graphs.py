@@ -214,7 +214,7 @@ class GraphedForward:
             with self._capture_guard:
                 wanted = [b for b in self._wanted if b not in self._graphs]
                 self._wanted = wanted
-            pending = [b for b in wanted or rest if b not in self._graphs and b not in self._failed]
+            pending = [b for b in (*wanted, *rest) if b not in self._graphs and b not in self._failed]
             if not pending:
                 log.info("captured %d CUDA graphs", len(self._graphs))
                 return
