@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels
+from canaryflow.kernel.analysis.paired import pair_by_time
 from canaryflow.kernel.analysis.sequential import srm_log_evidence
 from canaryflow.kernel.analysis.series import (
     FloatArray,
@@ -145,6 +146,8 @@ def evaluate_series(
     if not 0 <= step_index < len(policy.steps):
         raise ValueError(f"step_index: {step_index} outside the policy's {len(policy.steps)} steps")
     step = policy.steps[step_index]
+    if not recorded_baseline:  # concurrent arms: latencies compared at the same moments (paired.py)
+        series = pair_by_time(series)
     weight = float(step.weight if canary_weight is None else canary_weight)
     rows = np.arange(from_look, len(series), dtype=np.intp)
     n = rows.size

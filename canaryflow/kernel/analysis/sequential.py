@@ -186,14 +186,20 @@ def quantile_cs(
     )
     lower = quantile_from_cdf(bounds, cdf_high, q)
     upper = quantile_from_cdf(bounds, cdf_low, q)
-    empirical = np.divide(counts_arr, totals_arr, out=np.zeros_like(counts_arr), where=totals_arr > 0)
-    estimate = quantile_from_cdf(bounds, empirical, q)
     no_data = totals_arr[..., 0] <= 0
     return (
         np.where(no_data, 0.0, lower),
         np.where(no_data, np.inf, upper),
-        np.where(no_data, np.nan, estimate),
+        quantile_estimate(bounds, counts_arr, totals_arr[..., 0], q),
     )
+
+
+def quantile_estimate(bounds: ArrayLike, counts: ArrayLike, totals: ArrayLike, q: float) -> FloatArray:
+    """The q-quantile of the empirical CDF (`histogram_quantile`'s reading); NaN with no data."""
+    counts_arr = np.asarray(counts, dtype=float)
+    totals_arr = np.asarray(totals, dtype=float)[..., None]
+    empirical = np.divide(counts_arr, totals_arr, out=np.zeros_like(counts_arr), where=totals_arr > 0)
+    return np.where(totals_arr[..., 0] <= 0, np.nan, quantile_from_cdf(bounds, empirical, q))
 
 
 def srm_log_evidence(canary: ArrayLike, total: ArrayLike, share: float) -> FloatArray:

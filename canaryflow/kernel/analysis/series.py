@@ -26,6 +26,9 @@ class ArmSeries:
     latency_counts: FloatArray | None = None  # (T, bounds) cumulative per bucket bound
     latency_totals: FloatArray | None = None  # (T,) observations in the latency histogram
     gpu_memory: FloatArray | None = None  # (T,), NaN where unknown
+    # (T, bounds) like latency_counts, each interval's buckets shifted by the common slowdown of the
+    # moment (`paired.pair_by_time`); None where the arms are not compared at the same moments.
+    paired_counts: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def _arm_between(arm: ArmSeries, start: IntArray, end: IntArray) -> ArmSeries:
         latency_counts=_diff(arm.latency_counts, start, end),
         latency_totals=_diff(arm.latency_totals, start, end),
         gpu_memory=memory,
+        paired_counts=_diff(arm.paired_counts, start, end),
     )
 
 

@@ -80,6 +80,8 @@ def describe(
         head = f"{name} {_value(kind, canary)}"
     elif baseline is not None:
         head = f"{name} {_value(kind, canary)} vs {_value(kind, baseline)} baseline: {amount(kind, estimate)}"
+        if stats.get("paired"):  # the relative figure compares the arms at the same moments (paired.py)
+            head += " at the same moments"
     else:
         head = f"{name} {_value(kind, canary)}"
     if low is not None or high is not None:
