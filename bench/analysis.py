@@ -51,13 +51,14 @@ class Scenario:
     error_shift: float = 0.0
     load_swings: bool = False
     bursts: bool = False
-    canary_share: float = CANARY_SHARE
+    canary_share: float | None = None  # None: the policy's first step weight (10% by default)
     heavy_tail: bool = False
     cold: tuple[float, float] = (1.0, 0.0)  # canary latency x factor for its first seconds
     leak: tuple[float, float] = (1.0, 1800.0)  # canary latency reaches x factor at that time, linearly
     diurnal: bool = False
     rps: float | None = None  # a fixed traffic rate (low-traffic scenarios), else the run's rates
     steady: bool = True  # no change over time in the canary: the speed target applies
+    policy: str = "default"  # the shipped policy canaryflow judges it with
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -78,8 +79,20 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cold start 4x 180 s", "good", cold=(4.0, 180.0), steady=False),
     Scenario("leak to +25% at 30 min", "bad", leak=(1.25, 1800.0), steady=False),
     Scenario("leak to +100% at 30 min", "bad", leak=(2.0, 1800.0), steady=False),
-    Scenario("A/A, 0.2 canary req/s", "good", rps=2.0),
-    Scenario("latency +100%, 0.2 req/s", "bad", latency_shift=2.0, rps=2.0),
+    # Very low traffic, 2 requests/s in all: the default policy (0.2 canary req/s), then
+    # policies/low-traffic.yaml (one step at 50%: 1 canary req/s). Same kinds of bad scenarios as above.
+    *(
+        Scenario(f"{name}, {suffix}", truth, rps=2.0, policy=policy, steady=steady, **shift)
+        for policy, suffix in (("default", "0.2 canary req/s"), ("low-traffic", "1 canary req/s"))
+        for name, truth, steady, shift in (
+            ("A/A", "good", True, {}),
+            ("latency +25%", "bad", True, {"latency_shift": 1.25}),
+            ("latency +100%", "bad", True, {"latency_shift": 2.0}),
+            ("errors +2 points", "bad", True, {"error_shift": 0.02}),
+            ("cold start 3x 120 s", "good", False, {"cold": (3.0, 120.0)}),
+            ("leak +25% at 30 min", "bad", False, {"leak": (1.25, 1800.0)}),
+        )
+    ),
 )
 
 
@@ -120,7 +133,9 @@ def simulate(
     if sc.load_swings:  # thinning: arrivals follow the load
         t = t[rng.random(n) < (1.0 + 0.6 * np.sin(2 * np.pi * t / 600.0)) / 1.6]
     n = t.shape[0]
-    canary = np.asarray(rng.random(n) < (sc.canary_share if share is None else share), dtype=np.bool_)
+    share = share if share is not None else sc.canary_share
+    share = share if share is not None else _policy(sc.policy).steps[0].weight / 100.0
+    canary = np.asarray(rng.random(n) < share, dtype=np.bool_)
     mult, err = _load(t, sc)
     latency = rng.lognormal(np.log(MEDIAN_MS), SIGMA, n) * mult
     if sc.heavy_tail:
@@ -134,7 +149,7 @@ def simulate(
 def watch_log(step: RequestLog, sc: Scenario, rps: float, seed: int, promoted_at: float) -> RequestLog:
     """After promotion: every request goes to the new champion; the baseline arm is the previous
     champion's record (its requests up to the promotion, all seen at the watch's first look)."""
-    policy = _policy()
+    policy = _policy(sc.policy)
     end = promoted_at + policy.watch_s + policy.evaluate_every_s  # the last look falls inside the log
     after = simulate(sc, rps, seed + 1, promoted_at, end, share=1.0)
     before = (step.t <= promoted_at) & ~step.canary
@@ -180,8 +195,8 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
 
 
 @functools.cache
-def _policy() -> Policy:
-    return load_policy("default")
+def _policy(name: str = "default") -> Policy:
+    return load_policy(name)
 
 
 Decided = tuple[str, float]
@@ -193,7 +208,7 @@ def rollout(sc: Scenario, rps: float, seed: int, log: RequestLog) -> tuple[Decid
     Returns the traffic decision and its time (promotion at the bake's end, or a rollback), and the
     final outcome once the watch is over ("rollback" if the watch rolled the champion back).
     """
-    policy = _policy()
+    policy = _policy(sc.policy)
     verdict = replay_log(policy, log, start_s=0.0, bake_s=policy.bake_s)
     decided_at = verdict.decided_at_s if verdict.decided_at_s is not None else policy.max_duration_s
     if verdict.decision != "promote" or policy.watch_s <= 0:
@@ -214,7 +229,7 @@ def judge_one(job: tuple[int, float, int]) -> tuple[Decided, str, dict[int, str]
     """All judges on one simulated log (a worker's unit of work)."""
     index, rps, seed = job
     sc = SCENARIOS[index]
-    policy = _policy()
+    policy = _policy(sc.policy)
     seed = seed * 7919 + int(rps * 10)
     log = simulate(sc, rps, seed, 0.0, policy.max_duration_s + policy.bake_s)
     decided, final = rollout(sc, rps, seed, log)
@@ -224,8 +239,12 @@ def judge_one(job: tuple[int, float, int]) -> tuple[Decided, str, dict[int, str]
 def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     groups = [(rps, [i for i, sc in enumerate(SCENARIOS) if sc.rps is None]) for rps in rates]
-    fixed_rates = sorted({sc.rps for sc in SCENARIOS if sc.rps is not None})
-    groups += [(rps, [i for i, sc in enumerate(SCENARIOS) if sc.rps == rps]) for rps in fixed_rates]
+    # A fixed-rate group per rate and policy: the fixed horizon is calibrated on each group's bad scenarios.
+    fixed_groups = sorted({(sc.rps, sc.policy) for sc in SCENARIOS if sc.rps is not None})
+    groups += [
+        (rps, [i for i, sc in enumerate(SCENARIOS) if (sc.rps, sc.policy) == (rps, name)])
+        for rps, name in fixed_groups
+    ]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         for rps, indices in groups:
             raw: dict[str, dict[str, Any]] = {}
@@ -281,6 +300,7 @@ def _row(
         "steady": sc.steady,
         "watch_rollback": watch_rollbacks / n,
         "scenario": sc.name,
+        "policy": sc.policy,
         "truth": sc.truth,
         "rps": rps,
         "judge": judge,
@@ -294,7 +314,7 @@ def _row(
 
 def print_table(rows: list[dict[str, object]]) -> None:
     head = (
-        f"| {'rps':>4} | {'scenario':<27} | {'truth':<5} | {'judge':<26} | {'false rb':>8} |"
+        f"| {'rps':>4} | {'scenario':<38} | {'truth':<5} | {'judge':<26} | {'false rb':>8} |"
         f" {'false pr':>8} | {'inconcl':>7} | {'watch rb':>8} | {'median s':>8} |"
     )
     print(head)
@@ -307,7 +327,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
             false_pr = f"{r['promote']:.1%}*"
         watch = f"{r['watch_rollback']:.1%}" if r["judge"] == "canaryflow" else "-"
         print(
-            f"| {r['rps']:>4g} | {r['scenario']:<27} | {r['truth']:<5} | {r['judge']:<26} | {false_rb:>8} |"
+            f"| {r['rps']:>4g} | {r['scenario']:<38} | {r['truth']:<5} | {r['judge']:<26} | {false_rb:>8} |"
             f" {false_pr:>8} | {r['inconclusive']:>7.1%} | {watch:>8} | {r['median_time_s']:>8.0f} |"
         )
 
@@ -316,10 +336,10 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's targets, each with the figure that meets or misses it."""
     ours = {(r["rps"], r["scenario"]): r for r in rows if r["judge"] == "canaryflow"}
     fixed = {(r["rps"], r["scenario"]): r for r in rows if r["judge"].startswith("fixed")}
-    policy = _policy()
     lines = []
     for (rps, name), r in ours.items():
         sc = next(s for s in SCENARIOS if s.name == name)
+        policy = _policy(sc.policy)
         if sc.cold[0] > 1.0 and sc.cold[0] <= 3.0 and sc.cold[1] <= 120.0:
             ok = r["rollback"] <= 0.01
             lines.append(
