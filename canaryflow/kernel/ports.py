@@ -35,6 +35,10 @@ class Registry(Protocol):
 
     def set_version_tag(self, model: str, version: str, key: str, value: str) -> None: ...
 
+    def delete_version_tag(self, model: str, version: str, key: str) -> None: ...
+
+    def version_tags(self, model: str, version: str) -> dict[str, str]: ...
+
 
 @runtime_checkable
 class GitOpsRepo(Protocol):

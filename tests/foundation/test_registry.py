@@ -35,6 +35,9 @@ def test_tags_and_errors(registry_with_versions: MlflowRegistry) -> None:
     reg = registry_with_versions
     reg.set_version_tag("registry-adapter", "1", "canaryflow.rejected", "true")
     assert reg.version_tags("registry-adapter", "1")["canaryflow.rejected"] == "true"
+    reg.delete_version_tag("registry-adapter", "1", "canaryflow.rejected")
+    assert "canaryflow.rejected" not in reg.version_tags("registry-adapter", "1")
+    reg.delete_version_tag("registry-adapter", "1", "canaryflow.rejected")  # idempotent, like delete_alias
     assert reg.model_uri("registry-adapter", "2") == "models:/registry-adapter/2"
     with pytest.raises(RegistryError, match="registry-adapter/99"):
         reg.set_version_tag("registry-adapter", "99", "k", "v")

@@ -3,7 +3,7 @@
 Real git remote, real MLflow registry, real metrics exporter on the local runner: the canary is as
 fast as its baseline through both steps and the bake, is promoted, then serves twice as slowly as
 the previous champion's record; the watch fails, and the exit handler restores the previous
-version in git and the `champion` alias in the registry.
+version in git, the `champion` alias in the registry and the versions' tags.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tests.workflows.rollout_support import (
     step_context,
 )
 from workflows.local.runner import LocalRunner
+from workflows.steps.release import TAG_PROMOTED, TAG_REJECTED, TAG_RETIRED
 
 
 def _tree(remote: Path, model: str) -> str:
@@ -74,6 +75,7 @@ def test_watch_after_promotion_rolls_back_to_the_previous_champion(tmp_path, git
         # v1 is the champion in git too: promoted by an earlier rollout.
         earlier = RolloutSpec(rollout_id="w-0", model="wf-watch", baseline_version=v1, canary_version=v1)
         context.gitops.commit_step(earlier, 100, "promote")
+        context.registry.set_version_tag("wf-watch", v1, TAG_PROMOTED, "w-0")
         tree_before = _tree(git_remote, "wf-watch")
         spec = RolloutSpec(
             rollout_id="w-1", model="wf-watch", baseline_version=v1, canary_version=v2, policy="fast"
@@ -95,3 +97,8 @@ def test_watch_after_promotion_rolls_back_to_the_previous_champion(tmp_path, git
     assert _tree(git_remote, "wf-watch") == tree_before
     client = context.registry
     assert client.version_for_alias("wf-watch", "champion") == v1
+    # Registry tags: the rolled-back champion is rejected and no longer promoted; v1 is promoted again
+    # (its own rollout's tag) and not retired.
+    v1_tags, v2_tags = client.version_tags("wf-watch", v1), client.version_tags("wf-watch", v2)
+    assert TAG_PROMOTED not in v2_tags and "watch" in v2_tags[TAG_REJECTED], v2_tags
+    assert v1_tags.get(TAG_PROMOTED) == "w-0" and TAG_RETIRED not in v1_tags, v1_tags

@@ -64,7 +64,11 @@ def promote(ctx: StepContext, step: StepInput) -> StepOutcome:
 
 
 def rollback(ctx: StepContext, step: StepInput) -> StepOutcome:
-    """Restores the last promoted state in git, takes the canary's aliases back, tags it rejected."""
+    """Restores the last promoted state in git, takes the canary's aliases back, tags it rejected.
+
+    After a promotion (the watch failed) the registry goes back too: the canary loses the promoted
+    tag this rollout gave it and the previous champion the retired one, so the tags say again which
+    version is the champion."""
     spec = step.spec
     reason = step.reason or "rollout did not succeed"
     result = ctx.gitops.rollback(spec, reason)
@@ -75,8 +79,17 @@ def rollback(ctx: StepContext, step: StepInput) -> StepOutcome:
     if registry.version_for_alias(spec.model, aliases.champion) == spec.canary_version:
         registry.set_alias(spec.model, aliases.champion, spec.baseline_version)
     registry.set_version_tag(spec.model, spec.canary_version, TAG_REJECTED, one_line(reason, 250))
+    if spec.baseline_version != spec.canary_version:
+        _untag_if_this_rollout(ctx, spec.model, spec.canary_version, TAG_PROMOTED, spec.rollout_id)
+        _untag_if_this_rollout(ctx, spec.model, spec.baseline_version, TAG_RETIRED, spec.rollout_id)
     return StepOutcome(
         state="succeeded",
         outputs={Output.COMMIT_SHA: sha or ""},
         message=f"rolled back v{spec.canary_version}: {one_line(reason, 200)}",
     )
+
+
+def _untag_if_this_rollout(ctx: StepContext, model: str, version: str, key: str, rollout_id: str) -> None:
+    """Remove a tag that this rollout set (its value is the rollout id); one another rollout set stays."""
+    if ctx.registry.version_tags(model, version).get(key) == rollout_id:
+        ctx.registry.delete_version_tag(model, version, key)

@@ -46,6 +46,15 @@ class MlflowRegistry:
         except MlflowException as exc:
             raise RegistryError(f"tagging {model}/{version} {key}={value}: {exc.message}") from exc
 
+    def delete_version_tag(self, model: str, version: str, key: str) -> None:
+        """Remove a version's tag; a tag already gone is not an error (the step may be re-run)."""
+        if key not in self.version_tags(model, version):
+            return
+        try:
+            self._client.delete_model_version_tag(model, version, key)
+        except MlflowException as exc:
+            raise RegistryError(f"untagging {model}/{version} {key}: {exc.message}") from exc
+
     def version_tags(self, model: str, version: str) -> dict[str, str]:
         try:
             return dict(self._client.get_model_version(model, version).tags)
