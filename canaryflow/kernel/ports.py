@@ -128,6 +128,12 @@ class MetricsSource(Protocol):
         self, model: str, baseline_version: str, canary_version: str, since: float
     ) -> Observations: ...
 
+    def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
+        """The first look (every `every_s` from `since`, unix time) at which `version` had served a
+        request since `since`; None while it has served none. Where a warm-up counts from the canary's
+        first request; a source with history (Prometheus) finds the same moment again after a restart."""
+        ...
+
 
 @runtime_checkable
 class Notifier(Protocol):

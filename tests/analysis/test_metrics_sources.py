@@ -99,6 +99,20 @@ def test_scrape_source_counts_only_what_came_after_the_step_start(exporter: Expo
     assert isinstance(source, MetricsSource)
 
 
+def test_scrape_source_finds_the_first_look_after_the_canarys_first_request(exporter: Exporter) -> None:
+    exporter.serve("2", [0.01], ["200"])  # served before the step (an earlier attempt): not a first request
+    source = ScrapeSource([exporter.url])
+    since = time.time()
+    assert source.first_request_at("minilm", "2", since, 0.5) is None
+    exporter.serve("1", [0.01] * 3, ["200"] * 3)  # the baseline's requests are not the canary's
+    assert source.first_request_at("minilm", "2", since, 0.5) is None
+    exporter.serve("2", [0.01], ["503"])
+    first = source.first_request_at("minilm", "2", since, 0.5)
+    assert first is not None and since <= first <= time.time()
+    exporter.serve("2", [0.01], ["200"])
+    assert source.first_request_at("minilm", "2", since, 0.5) == first  # the first look, kept
+
+
 def test_scrape_source_names_an_unreachable_target() -> None:
     url = f"http://127.0.0.1:{free_port()}/metrics"
     with pytest.raises(MetricsError, match=r"scrape http://127\.0\.0\.1"):

@@ -5,11 +5,11 @@ analysis engine once; `running` means look again later (the Argo container loops
 calls it once per reconcile). pass ends the node Succeeded; fail and inconclusive end it Failed,
 which rolls back.
 
-Windows. A traffic step counts from its start plus the step's `warmup_s` (a GPU version's first
-minutes are slow; live, the warm-up counts from the step's start) and says so in its output
-`window_start`. The bake counts from the same moment (it is the last step, going on); both read
-the metrics also from every `change_window_s` boundary since then, so the latest-window and trend
-checks see the same windows live as in a replay. The watch
+Windows. A traffic step counts from the end of the step's `warmup_s` (a GPU version's first minutes
+are slow), counted from the canary's first served request (`warmup_from: first_request`) or from the
+step's start, and says so in its output `window_start`. The bake counts from the same moment (it is
+the last step, going on); both read the metrics also from every `change_window_s` boundary since
+then, so the latest-window and trend checks see the same windows live as in a replay. The watch
 compares what the new champion served since its own warm-up with what the previous champion served
 in that last step's window: its record.
 """
@@ -31,12 +31,39 @@ from workflows.steps.context import StepContext
 
 
 def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
-    """One traffic step: after its warm-up, until the engine decides."""
+    """One traffic step: after its warm-up, until the engine decides.
+
+    With `warmup_from: first_request` the warm-up counts from the first look at which the canary had
+    served a request (the replay's rule): a version that is ready but not yet routed to, or whose
+    first requests come late, is not judged on its cold start. The metrics source finds that look
+    (Prometheus from its history, so a restarted step finds the same one)."""
     policy = step.policy or ctx.policy_for(step.spec.policy)
     index = step.int_param("step_index")
     started = step.started_at if step.started_at is not None else time.time()
-    since = started + policy.steps[index].warmup_s
-    return _judge(ctx, step, policy, index, since, f"at {policy.steps[index].weight}%")
+    warmup, what = policy.steps[index].warmup_s, f"at {policy.steps[index].weight}%"
+    if policy.warmup_from == "step_start" or warmup <= 0:
+        return _judge(ctx, step, policy, index, started + warmup, what)
+    spec = step.spec
+    try:
+        first = ctx.metrics.first_request_at(
+            spec.model, spec.canary_version, started, policy.evaluate_every_s
+        )
+    except MetricsError as exc:
+        return _waiting(policy, started, f"metrics unavailable ({exc})")
+    if first is None:
+        return _waiting(policy, started, "no request served by the canary yet")
+    return _judge(ctx, step, policy, index, first + warmup, what)
+
+
+def _waiting(policy: Policy, started: float, why: str) -> StepOutcome:
+    """Before the warm-up can start: wait, and say why, until the step's time is up (then inconclusive)."""
+    if time.time() - started >= policy.max_duration_s:
+        return StepOutcome(
+            state="failed",
+            outputs={Output.VERDICT: "inconclusive"},
+            message=f"inconclusive: {why} when the step's time was up",
+        )
+    return StepOutcome(state="running", message=f"waiting for the canary's first request: {why}")
 
 
 def bake(ctx: StepContext, step: StepInput) -> StepOutcome:

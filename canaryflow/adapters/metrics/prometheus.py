@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from prometheus_api_client import PrometheusConnect
 
@@ -43,6 +44,33 @@ class PrometheusSource:
             self.read(model, canary_version, now, shadow_of=baseline_version),
         )
         return observations_between(now - since, baseline, canary)
+
+    def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
+        """From Prometheus' history: the version's request counter read at every look since `since`
+        (one range query), the first look above its value at `since`. Nothing is kept here, so a
+        restarted step asks again and gets the same moment."""
+        now = self._clock()
+        looks = int((now - since) // every_s)
+        if looks < 1:
+            return None
+        promql = f'sum({REQUESTS_METRIC}{{model="{_label(model)}",version="{_label(version)}"}})'
+        before = self._scalar(promql, since) or 0.0
+        # At most 10,000 looks per query (Prometheus refuses more than 11,000 points): later ones next time.
+        end = since + every_s * min(looks, 10_000)
+        try:
+            result = self._client.custom_query_range(
+                promql,
+                start_time=datetime.fromtimestamp(since + every_s, tz=UTC),
+                end_time=datetime.fromtimestamp(end, tz=UTC),
+                step=f"{every_s:g}",  # seconds as a number: durations like 0.25s are refused
+            )
+        except Exception as exc:  # requests / client errors: name the server and the query
+            raise MetricsError(f"prometheus {self.url}: range query {promql!r} failed: {exc}") from exc
+        for series in result or []:
+            for at, value in series.get("values") or []:
+                if float(value) > before:
+                    return float(at)
+        return None
 
     def read(self, model: str, version: str, at: float, shadow_of: str | None = None) -> VersionReading:
         """The version's counters as Prometheus knew them at unix time `at`."""

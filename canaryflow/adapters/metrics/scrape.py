@@ -2,7 +2,8 @@
 a Prometheus: each look scrapes every target and subtracts the reading taken at the step start.
 
 The start reading is the first scrape made for a given `since`; what was served between the step
-start and that first look is not counted (observe once right when the step starts).
+start and that first look is not counted (observe once right when the step starts). Likewise the
+canary's first request is the first look at which its counter had grown, remembered in this process.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ScrapeSource:
         self._timeout = timeout_s
         self._clock = clock
         self._start: dict[Key, tuple[VersionReading, VersionReading]] = {}
+        self._first: dict[Key, tuple[float, float | None]] = {}  # requests at the first look, first seen
 
     def observe(self, model: str, baseline_version: str, canary_version: str, since: float) -> Observations:
         now = self._clock()
@@ -51,6 +53,20 @@ class ScrapeSource:
         while len(self._start) > _KEEP_STEPS:  # steps long finished: forget their start readings
             del self._start[next(iter(self._start))]
         return observations_between(now - since, (start[0], baseline), (start[1], canary))
+
+    def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
+        """The first look (a call of this) at which the version's request counter had grown since the
+        first call for this `since`. Kept in this process only: the servers' counters have no history."""
+        now = self._clock()
+        key = (model, version, "", since)
+        served = parse_reading(self._scrape_all(), model, version).requests
+        start, seen = self._first.setdefault(key, (served, None))
+        if seen is None and served > start:
+            seen = now
+            self._first[key] = (start, seen)
+        while len(self._first) > _KEEP_STEPS:
+            del self._first[next(iter(self._first))]
+        return seen
 
     def _scrape_all(self) -> list[str]:
         pages = []
