@@ -1,6 +1,6 @@
 """Checks in words and numbers with units, for a person: the CLI, the API, the report, the PR body.
 
-    latency p95 182 ms vs 177 ms baseline: +2.8% (bounds −4.1% … +12.0%), tolerance +10%: pass
+    latency p95 182 ms vs 177 ms baseline: +2.8% at the same moments (bounds −4.1% … +12.0%), ...: pass
 
 The raw numbers stay in the check's JSON fields; this is only how they read.
 """
