@@ -1,7 +1,7 @@
 """Rollout notifications: chat and mail through apprise, CloudEvents for machines, delivered off the
 reconcile loop with retries (`delivery.BackgroundNotifier`, the `Notifier` port)."""
 
-from canaryflow.adapters.notify.base import Channel, DeliveryFailed
+from canaryflow.adapters.notify.base import Channel, DeliveryFailed, Outbox
 from canaryflow.adapters.notify.delivery import BackgroundNotifier, ChannelStats
 from canaryflow.adapters.notify.factory import notifier_from_settings
 from canaryflow.adapters.notify.settings import NotificationSettings
@@ -12,5 +12,6 @@ __all__ = [
     "ChannelStats",
     "DeliveryFailed",
     "NotificationSettings",
+    "Outbox",
     "notifier_from_settings",
 ]

@@ -1,4 +1,5 @@
-"""The one thing a notification backend does: send one notice, or raise `DeliveryFailed`.
+"""The one thing a notification backend does: send one notice, or raise `DeliveryFailed`; and the outbox
+that keeps what the channels still owe across a restart.
 
 Backends are small and synchronous; retries, backoff, queueing and threads live in `delivery.py`, once
 for all of them. A backend names itself without its secret (`describe`), for logs.
@@ -19,3 +20,27 @@ class Channel(Protocol):
     def describe(self) -> str: ...
 
     def send(self, notice: RolloutNotice) -> None: ...
+
+
+class Outbox(Protocol):
+    """Durable rows of (channel, notice), written before a notice is queued (implemented with the
+    controller's SQLite state, `controller/notice_outbox.py`). Any method may raise: the notifier then
+    goes on in memory."""
+
+    def describe(self) -> str: ...
+
+    def add(self, channel: str, notice: RolloutNotice, limit: int) -> int | None:
+        """The new row's id (>= 1), or None when the channel already holds `limit` notices."""
+        ...
+
+    def remove(self, row_id: int) -> None: ...
+
+    def pending(self, channel: str) -> list[tuple[int, RolloutNotice]]:
+        """The channel's rows, oldest first."""
+        ...
+
+    def channels(self) -> dict[str, int]:
+        """Every channel with rows waiting, and how many."""
+        ...
+
+    def close(self) -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from canaryflow.adapters.notify.base import Channel
+from canaryflow.adapters.notify.base import Channel, Outbox
 from canaryflow.adapters.notify.delivery import BackgroundNotifier
 from canaryflow.adapters.notify.settings import NotificationSettings
 
@@ -30,8 +30,12 @@ CHANNELS: dict[str, Callable[[NotificationSettings], list[Channel]]] = {
 }
 
 
-def notifier_from_settings(settings: NotificationSettings) -> BackgroundNotifier | None:
-    """The notifier over every configured channel; None when the settings name none."""
+def notifier_from_settings(
+    settings: NotificationSettings, outbox: Callable[[], Outbox] | None = None
+) -> BackgroundNotifier | None:
+    """The notifier over every configured channel; None when the settings name none. With `outbox` (it
+    opens the file beside the controller's store) queued notices survive a restart; without, they live
+    in memory only."""
     channels = [channel for build in CHANNELS.values() for channel in build(settings)]
     if not channels:
         return None
@@ -42,4 +46,5 @@ def notifier_from_settings(settings: NotificationSettings) -> BackgroundNotifier
         max_attempts=settings.max_attempts,
         backoff_s=settings.backoff_s,
         max_backoff_s=settings.max_backoff_s,
+        outbox=outbox,
     )

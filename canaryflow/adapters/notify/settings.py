@@ -31,7 +31,9 @@ class NotificationSettings(ComponentSettings):
         default_factory=dict,
         description="link name -> URL template with {rollout}, {model}, {version} (e.g. report, rollout)",
     )
-    queue_size: int = Field(default=100, ge=1, le=100_000)
+    queue_size: int = Field(
+        default=100, ge=1, le=100_000, description="notices waiting per channel, in memory and in the outbox"
+    )
     max_attempts: int = Field(default=5, ge=1, le=20)
     backoff_s: float = Field(default=1.0, gt=0, le=60)
     max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
