@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
@@ -25,6 +26,7 @@ from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Registry, Workflo
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
 from controller.drift import ChampionSource, DriftMonitor
+from controller.notice_outbox import NoticeOutbox
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
@@ -133,6 +135,12 @@ def build_drift_monitor(
     )
 
 
+def notify_outbox_path(db_path: Path) -> Path:
+    """The notifier's outbox, beside the store (`canaryflow-controller.db` ->
+    `canaryflow-controller-outbox.db`): its own file, so its writes never wait on the reconcile loop's."""
+    return db_path.with_name(f"{db_path.stem}-outbox{db_path.suffix or '.db'}")
+
+
 def build_service(
     settings: ControllerSettings, notification_settings: NotificationSettings | None = None
 ) -> ControllerService:
@@ -142,7 +150,7 @@ def build_service(
         registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)
     store = RolloutStore(settings.db_path)
     notify = notification_settings or NotificationSettings()
-    notifier = notifier_from_settings(notify)
+    notifier = notifier_from_settings(notify, partial(NoticeOutbox, notify_outbox_path(settings.db_path)))
     drift = build_drift_monitor(settings, store, registry)
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
