@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -39,3 +40,18 @@ def notice(event: NoticeEvent = NoticeEvent.ROLLED_BACK) -> RolloutNotice:
             "pull_request": "https://github.com/org/gitops/pull/7",
         },
     )
+
+
+class Stuck:
+    """A channel whose endpoint hangs (a Slack outage): send blocks until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[RolloutNotice] = []
+
+    def describe(self) -> str:
+        return "stuck"
+
+    def send(self, notice: RolloutNotice) -> None:
+        self.release.wait(10)
+        self.sent.append(notice)

@@ -16,7 +16,8 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, fail_first: int = 0, status: int = 200, reply: bytes = b"{}") -> None:
+    def __init__(self, fail_first: int = 0, status: int = 200, reply: bytes = b"{}", port: int = 0) -> None:
+        """`port`: 0 for any free one; a given one brings a stopped receiver back at its old address."""
         self.requests: list[Received] = []
         self.fail_first, self.status, self.reply = fail_first, status, reply
         self._lock = threading.Lock()
@@ -39,7 +40,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from canaryflow.adapters.notify import BackgroundNotifier
 from canaryflow.adapters.notify.apprise_channel import AppriseChannel
-from canaryflow.kernel.contracts.notifications import RolloutNotice
-from tests.notify.conftest import notice
+from tests.notify.conftest import Stuck, notice
 from tests.notify.receiver import Receiver
 
 
@@ -33,21 +31,6 @@ def test_gives_up_after_max_attempts_and_goes_on(receiver: Receiver) -> None:
     notifier.close(5)
     stats = notifier.stats()[channel.describe()]
     assert (stats.delivered, stats.failed, stats.retries) == (1, 1, 2)
-
-
-class Stuck:
-    """A channel whose endpoint hangs (a Slack outage): send blocks until released."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.sent: list[RolloutNotice] = []
-
-    def describe(self) -> str:
-        return "stuck"
-
-    def send(self, notice: RolloutNotice) -> None:
-        self.release.wait(10)
-        self.sent.append(notice)
 
 
 def test_notify_never_blocks_and_a_full_queue_drops(receiver: Receiver) -> None:
