@@ -59,7 +59,9 @@ def test_a_hung_dependency_holds_up_only_its_own_model(tmp_path):
             reconciler.tick()
             time.sleep(0.05)
         assert store.get(fine).phase == "promoted"
-        assert store.get(hung).phase == "canary" and store.get(hung).step_index is None  # still in its call
+        held = store.get(hung)
+        # still in its call; the record (waiting reason included) says why if not
+        assert held.phase == "canary" and held.step_index is None, held
     finally:
         release.set()
     deadline = time.time() + 20
