@@ -72,3 +72,32 @@ def test_controller_and_runner_keep_their_versions_in_one_file(tmp_path: Path) -
     db = connect(path)
     assert schema_version(db, "controller") >= 1
     assert schema_version(db, "workflow") >= 1
+
+
+def test_runs_created_while_other_jobs_write_never_meet_a_locked_database(tmp_path: Path) -> None:
+    """Models' jobs create runs (read, then write) while others save nodes, on one file at once."""
+    import threading
+
+    from canaryflow.kernel.types import RolloutSpec
+    from policies import load_policy
+
+    path = tmp_path / "controller.db"
+    store, policy = RunStore(path), load_policy("demo")
+    errors: list[BaseException] = []
+
+    def job(model: str) -> None:
+        try:
+            for i in range(25):
+                spec = RolloutSpec(rollout_id=f"{model}-{i}", model=model, baseline_version="1",
+                                   canary_version="2", policy="demo")  # fmt: skip
+                assert store.create(spec.rollout_id, spec, policy, ["a", "b"])
+                store.update_run(spec.rollout_id, message="running")
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(f"m{j}",)) for j in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []

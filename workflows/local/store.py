@@ -100,7 +100,11 @@ class RunStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = connect(self.db_path)
         try:
-            db.execute("BEGIN")  # one transaction: committed on success, rolled back on error
+            # One transaction, committed on success, rolled back on error; IMMEDIATE takes the write lock
+            # at the start: a deferred one that reads and then writes (`create`) fails at once with
+            # "database is locked" when another connection (the controller's store, another model's
+            # job) committed in between, whatever the busy timeout.
+            db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
             except BaseException:
