@@ -56,13 +56,16 @@ class PrometheusSource:
         promql = f'sum({REQUESTS_METRIC}{{model="{_label(model)}",version="{_label(version)}"}})'
         before = self._scalar(promql, since) or 0.0
         # At most 10,000 looks per query (Prometheus refuses more than 11,000 points): later ones next time.
-        end = since + every_s * min(looks, 10_000)
+        start, end = since + every_s, since + every_s * min(looks, 10_000)
         try:
             result = self._client.custom_query_range(
                 promql,
-                start_time=datetime.fromtimestamp(since + every_s, tz=UTC),
+                start_time=datetime.fromtimestamp(start, tz=UTC),
                 end_time=datetime.fromtimestamp(end, tz=UTC),
                 step=f"{every_s:g}",  # seconds as a number: durations like 0.25s are refused
+                # The client rounds start and end to whole seconds, which moves the grid off the looks
+                # and can drop the latest one; its `params` win over its own, so the exact times go.
+                params={"start": f"{start:.3f}", "end": f"{end:.3f}"},
             )
         except Exception as exc:  # requests / client errors: name the server and the query
             raise MetricsError(f"prometheus {self.url}: range query {promql!r} failed: {exc}") from exc
