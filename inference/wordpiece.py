@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 
 # Printable ASCII plus the whitespace BertNormalizer turns into spaces; anything else (control
 # characters it deletes, accents it strips, CJK it splits) goes to the Rust tokenizer.
-_OUTSIDE = re.compile(r"[^\x20-\x7e\t\n\r]")
+_OUTSIDE = r"[^\x20-\x7e\t\n\r]"
 # BertPreTokenizer on lower-cased ASCII: runs of letters and digits; every other printable ASCII
 # character is punctuation (Rust's `is_ascii_punctuation`) and a token of its own.
 _WORDS = re.compile(r"[a-z0-9]+|[^a-z0-9 \t\n\r]")
@@ -41,7 +41,10 @@ class AsciiWordPiece:
         self._room = None if max_length is None else max(0, max_length - len(prefix) - len(suffix))
         self._max_word_chars = max_word_chars
         self._unk = [unk_id]
-        self._added = re.compile("[" + re.escape(added_starts) + "]") if added_starts else None
+        # One pass over the text: a character outside the path's alphabet, or one that may start an
+        # added token, sends it to the Rust tokenizer.
+        added = f"|[{re.escape(added_starts)}]" if added_starts else ""
+        self._refused = re.compile(_OUTSIDE + added)
         self._pieces: dict[str, list[int]] = {}
 
     @classmethod
@@ -79,7 +82,7 @@ class AsciiWordPiece:
 
     def encode(self, text: str) -> tuple[list[int], bool] | None:
         """Token ids with the special tokens, and whether they were cut; None: not this path's text."""
-        if _OUTSIDE.search(text) is not None or (self._added is not None and self._added.search(text)):
+        if self._refused.search(text) is not None:
             return None
         pieces = self._pieces
         ids = list(self._prefix)
