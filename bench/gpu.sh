@@ -23,13 +23,22 @@ CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout 240 python3 -m pytest --noconftest -m g
     tests/inference/test_cuda_graphs.py 2>&1 | tail -4
 
 B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5"
-if [ -x .tools/wrk ]; then B="$B --load-generator wrk"; echo "load generator: wrk from 2 connections"; fi
+if [ -x .tools/wrk ] && ! LD_LIBRARY_PATH=.tools/lib ldd .tools/bin/wrk | grep -q "not found"; then
+  B="$B --load-generator wrk"; echo "load generator: wrk from 2 connections"
+else
+  echo "load generator: python (.tools/wrk missing or unlinkable)"
+fi
 echo "== start-up, 8 replicas: every graph before ready, then lazy (the default)"
-timeout -s INT 150 $B --ready-only --server-arg=--graph-capture=all --out "$OUT/ready-all.json" 2>&1 | grep -E "ready|server_ready"
-timeout -s INT 120 $B --ready-only --out "$OUT/ready-lazy.json" 2>&1 | grep -E "ready|server_ready"
+# Each server log line carries its wall time: with the "start" mark they are the start-up timeline
+# (fork server preload, fork, CUDA context and weights, captures before ready, ready).
+T="ready|loaded in|warmed up|forked|captured|starting"
+date +"start %T.%3N"; timeout -s INT 150 $B --ready-only --server-arg=--graph-capture=all --out "$OUT/ready-all.json" 2>&1 | grep -E "$T"
+date +"start %T.%3N"; timeout -s INT 120 $B --ready-only --out "$OUT/ready-lazy.json" 2>&1 | grep -E "$T"
+echo "== start-up, one process (--workers 1)"
+date +"start %T.%3N"; timeout -s INT 120 ${B/--workers 8/--workers 1} --ready-only 2>&1 | grep -E "$T"
 
 echo "== benchmark, float answers; then infinity-emb (the peer) at three points"
-timeout -s INT 420 $B --single 1,64,256,512 --batch32 8,32,64,128 --out "$OUT/replicas8.json" \
+timeout -s INT 420 $B --single 1,64,256,512,1024 --batch32 8,32,64,128 --out "$OUT/replicas8.json" \
     --peer infinity --peer-single 1,512 --peer-batch32 64 2>&1 \
     | grep -v -E "^(Loading|20[0-9]{2}-)" | tail -45
 echo "== base64 answers"

@@ -102,6 +102,7 @@ def _front(settings_json: str, engine: str, index: int) -> None:
 def _replica(settings_json: str, routing_json: str | None, index: int, threads: int) -> None:
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(message)s")
+    logging.getLogger(__name__).info("forked")  # the start-up timeline's first mark after the fork server
     import torch
 
     torch.set_num_threads(threads)
@@ -167,6 +168,7 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
             ctx.Process(target=_replica, args=(settings_json, routing_json, i, threads))
             for i in range(settings.workers)
         ]
+    logging.getLogger(__name__).info("starting %d processes from a fork server", len(procs))
     for proc in procs:
         proc.start()
 
