@@ -141,3 +141,21 @@ def test_a_bucket_without_a_graph_is_served_eagerly_and_captured_in_the_backgrou
     assert bucket in graphs._graphs, "the background capturer never captured the bucket traffic asked for"
     np.testing.assert_allclose(model.embed(batch), first, atol=1e-2)
     np.testing.assert_allclose(first, model._eager(batch), atol=1e-2)
+
+
+def test_requests_go_before_background_captures() -> None:
+    model = _load(cuda_graphs=True)  # the common buckets now, every other one in the background
+    graphs = model._graphs
+    assert graphs is not None
+    batch = _random_batch(np.random.default_rng(4), 1, 10, 20)  # a bucket captured before ready
+    took = []
+    for _ in range(50):
+        started = time.perf_counter()
+        model.embed(batch)
+        took.append(time.perf_counter() - started)
+    assert len(graphs._graphs) < len(graphs.buckets()), "captures ended before the requests: no contest"
+    assert float(np.median(took)) < 0.01, f"one-sentence passes waited behind captures: {sorted(took)}"
+    deadline = time.monotonic() + 60  # idle again: the rest is captured
+    while len(graphs._graphs) < len(graphs.buckets()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(graphs._graphs) == len(graphs.buckets())
