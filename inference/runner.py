@@ -131,10 +131,21 @@ def _engine(settings_json: str, routing_json: str | None, engine: str, threads: 
 
 
 # Imported once, in the fork server, and inherited by every worker forked from it: N processes each
-# importing torch, transformers and sentence-transformers at once, on the same cores, took most of
-# a multi-process GPU server's start-up (8 replicas: 25 s to ready on 16 cores, bench/inference.md).
+# importing torch and transformers at once, on the same cores, took most of a multi-process GPU
+# server's start-up (8 replicas: 25 s to ready on 16 cores, bench/inference.md). sentence-transformers
+# is not among them: the plain module chain needs only transformers (`inference.models.plain_chain`).
 # Nothing here touches CUDA at import, so every worker still creates its own context after the fork.
-_PRELOAD = ("torch", "sentence_transformers", "uvicorn", "inference.app", "inference.models.loader")
+_PRELOAD = (
+    "torch",
+    "transformers.modeling_utils",
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.bert.modeling_bert",  # the architecture of most embedding models served
+    "tokenizers",
+    "uvicorn",
+    "inference.app",
+    "inference.models.loader",
+    "inference.models.plain_chain",
+)
 
 
 def _worker_context() -> Any:

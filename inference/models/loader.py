@@ -10,8 +10,14 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.models.base import EmbeddingModel
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from inference.models.plain_chain import PlainChain
 
 _REMOTE_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "dbfs:/")
 
@@ -72,13 +78,18 @@ def load_model(
     """Load a sentence-transformers model (the one kind served today) on `device`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
+    from inference.models.plain_chain import load_plain_chain
     from inference.models.sentence_transformer import SentenceTransformerModel
 
     model_dir = _sentence_transformer_dir(resolve_model_dir(uri, tracking_uri))
     # Loaded on the CPU first so that an fp16 serving copy never costs a transient fp32 GPU copy.
-    st = SentenceTransformer(str(model_dir), device="cpu")
+    # The plain chain spares the sentence-transformers import (most of a start-up); other chains
+    # load through it.
+    model: SentenceTransformer | PlainChain | None = load_plain_chain(model_dir)
+    if model is None:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(model_dir), device="cpu")
     return SentenceTransformerModel(
-        st, device, dtype, cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir), capture_all=capture_all
+        model, device, dtype, cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir), capture_all=capture_all
     )

@@ -23,6 +23,8 @@ from inference.tokenization import TextTokenizer
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from inference.models.plain_chain import PlainChain
+
 log = logging.getLogger("canaryflow.inference")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -41,7 +43,7 @@ class SentenceTransformerModel:
 
     def __init__(
         self,
-        model: SentenceTransformer,
+        model: SentenceTransformer | PlainChain,
         device: str = "cpu",
         dtype: str = "auto",
         cuda_graphs: bool = True,
