@@ -7,11 +7,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, get_args
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, get_args, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from canaryflow.kernel.contracts import metrics as names
@@ -88,6 +88,45 @@ class _WaitingOnDependency(Collector):
         for dependency, count in counts.items():
             family.add_metric([dependency], count)
         yield family
+
+
+class _HeldInMemory(Protocol):
+    memory_only: int
+
+
+@runtime_checkable
+class NotifierHealth(Protocol):
+    """What the notifier says about its outbox (the notify adapter's `BackgroundNotifier`): whether
+    notices are still written to it, and per channel how many were queued in memory only."""
+
+    @property
+    def durable(self) -> bool: ...
+
+    def stats(self) -> Mapping[str, _HeldInMemory]: ...
+
+
+class NoticeOutboxCollector(Collector):
+    """An unusable outbox is logged once and otherwise silent (delivery goes on from memory), so a
+    restart would lose what is queued without anyone knowing; this makes it a number to alert on."""
+
+    def __init__(self, notifier: NotifierHealth) -> None:
+        self.notifier = notifier
+
+    def collect(self) -> Any:
+        durable = GaugeMetricFamily(
+            names.CONTROLLER_NOTICE_OUTBOX_DURABLE,
+            "1 while queued notices are written to the outbox, 0 when they are held in memory only",
+        )
+        durable.add_metric([], 1.0 if self.notifier.durable else 0.0)
+        held = CounterMetricFamily(
+            names.CONTROLLER_NOTICES_MEMORY_ONLY,
+            "Notices queued without an outbox row (lost if the controller is killed before sending)",
+            labels=[names.CHANNEL_LABEL],
+        )
+        for channel, stats in sorted(self.notifier.stats().items()):
+            held.add_metric([channel], stats.memory_only)
+        yield durable
+        yield held
 
 
 class ControllerMetrics:

@@ -21,7 +21,7 @@ import uvicorn
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
 from controller.app import ControllerContext, create_app
 from controller.drift import DriftCollector, DriftMonitor
-from controller.observability import ControllerMetrics, event
+from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
@@ -68,6 +68,8 @@ class ControllerService:
         self.drift = drift
         if drift is not None:
             self.metrics.registry.register(DriftCollector(drift))
+        if isinstance(notifier, NotifierHealth):
+            self.metrics.registry.register(NoticeOutboxCollector(notifier))
         self.reconciler = Reconciler(
             settings,
             store,

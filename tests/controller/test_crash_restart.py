@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -21,11 +20,9 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from canaryflow.app.local.process import ManagedProcess
-from tests.support.net import free_port
-
 from .conftest import signed_mlflow
 from .live import wait_for
+from .process import Controller, deliver
 from .traffic import TrafficServer
 
 SECRET = "crash-test-secret"
@@ -39,62 +36,6 @@ evaluate_every_s: 0.5
 min_baseline_samples: 50
 sample_ratio: {enabled: false}
 """
-EXE = str(Path(sys.executable).with_name("canaryflow"))
-
-
-class Controller:
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp, self.env, self.port = tmp, env, free_port()
-        self.proc: ManagedProcess | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self, crash_at: str | None = None) -> None:
-        env = dict(self.env)
-        if crash_at:
-            env["CANARYFLOW_TEST_CRASH_AT"] = crash_at
-        else:
-            env.pop("CANARYFLOW_TEST_CRASH_AT", None)
-        argv = [
-            EXE,
-            "controller",
-            "serve",
-            "--port",
-            str(self.port),
-            "--db",
-            str(self.tmp / "controller.db"),
-            "--interval",
-            "0.2",
-        ]
-        self.proc = ManagedProcess("controller", argv, self.tmp / "controller.log", env=env, cwd=self.tmp)
-        self.proc.wait_until(lambda: _ok(self.url + "/healthz"), 60, "answering /healthz")
-
-    def died_by_sigkill(self, timeout_s: float = 60) -> bool:
-        assert self.proc is not None
-        try:
-            return self.proc.proc.wait(timeout_s) == -9
-        except subprocess.TimeoutExpired:
-            return False
-
-    def log_tail(self) -> str:
-        return self.proc.log_tail() if self.proc is not None else ""
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def deliver(url: str, headers: dict[str, str], body: bytes) -> int | None:
-    try:
-        return httpx.post(url + "/webhooks/mlflow", content=body, headers=headers, timeout=10).status_code
-    except httpx.HTTPError:
-        return None  # the process died before answering: the sender retries
 
 
 def git_trailers(remote: Path) -> list[dict[str, str]]:

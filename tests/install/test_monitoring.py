@@ -13,13 +13,15 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 
+from canaryflow.adapters.notify import BackgroundNotifier
+from canaryflow.adapters.notify.cloudevents_channel import CloudEventsChannel
 from canaryflow.adapters.predictions import JsonlDirectoryReader
 from canaryflow.app.install import InstallOptions
 from canaryflow.app.install.alerts import expressions, prometheus_rule
 from canaryflow.app.install.dashboards import dashboard_models, queries
 from canaryflow.kernel.rollout import Started, StepStarted, apply
 from controller.drift import DriftCollector, DriftMonitor
-from controller.observability import ControllerMetrics
+from controller.observability import ControllerMetrics, NoticeOutboxCollector
 from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore
 from inference.metrics import ServerMetrics
@@ -106,7 +108,10 @@ def _exported_series(tmp_path: Path) -> set[str]:
     server.routing_weight.labels(*labels).set(20)
     server.prediction_log_dropped.labels(*labels).inc()
     controller.registry.register(DriftCollector(_judged_drift_monitor(tmp_path)))
+    notifier = BackgroundNotifier([CloudEventsChannel("http://127.0.0.1:9")])  # sends nothing here
+    controller.registry.register(NoticeOutboxCollector(notifier))
     text = (controller.exposition() + server.exposition()).decode()
+    notifier.close(1)
     return {
         line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")
     }

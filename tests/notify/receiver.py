@@ -1,4 +1,5 @@
-"""A local HTTP endpoint that records what it is sent (headers, body) and can refuse the first N."""
+"""A local HTTP endpoint that records what it is sent (headers, body) and can refuse the first N (503),
+keeping those refused attempts apart."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Receiver:
     def __init__(self, fail_first: int = 0, status: int = 200, reply: bytes = b"{}", port: int = 0) -> None:
         """`port`: 0 for any free one; a given one brings a stopped receiver back at its old address."""
         self.requests: list[Received] = []
+        self.refused: list[Received] = []
         self.fail_first, self.status, self.reply = fail_first, status, reply
         self._lock = threading.Lock()
         owner = self
@@ -30,8 +32,8 @@ class Receiver:
                 with owner._lock:
                     refuse = owner.fail_first > 0
                     owner.fail_first -= 1 if refuse else 0
-                    if not refuse:
-                        owner.requests.append(Received(self.path, headers, body))
+                    got = owner.refused if refuse else owner.requests
+                    got.append(Received(self.path, headers, body))
                 self.send_response(503 if refuse else owner.status)
                 self.send_header("content-length", str(len(owner.reply)))
                 self.end_headers()
@@ -56,6 +58,11 @@ class Receiver:
                     return list(self.requests)
             time.sleep(0.02)
         raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+
+    def refuse(self, count: int) -> None:
+        """Answers the next `count` requests with 503 (0: accepts from now on)."""
+        with self._lock:
+            self.fail_first = count
 
     def stop(self) -> None:
         self._server.shutdown()

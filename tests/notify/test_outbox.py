@@ -176,6 +176,7 @@ def test_a_broken_outbox_file_falls_back_to_memory(tmp_path, receiver, caplog, b
     receiver.wait_for(2)
     notifier.close(5)
     assert len(_unusable_logs(caplog)) == 1
+    assert notifier.stats()[CloudEventsChannel(receiver.url).describe()].memory_only == 2
     if before is not None:
         assert path.read_bytes() == before  # an operator can still look at what was there
 
@@ -198,6 +199,8 @@ def test_a_full_disk_mid_run_falls_back_without_raising(tmp_path, receiver, capl
     receiver.wait_for(20)
     notifier.close(5)
     assert len(_unusable_logs(caplog)) == 1
+    # The notices from the failing write on were held in memory only (and counted: the metric).
+    assert notifier.stats()[CloudEventsChannel(receiver.url).describe()].memory_only >= 1
 
 
 def test_without_an_outbox_nothing_is_written(tmp_path, receiver):
@@ -206,6 +209,7 @@ def test_without_an_outbox_nothing_is_written(tmp_path, receiver):
     receiver.wait_for(1)
     notifier.close(5)
     assert not notifier.durable and list(tmp_path.iterdir()) == []
+    assert notifier.stats()[CloudEventsChannel(receiver.url).describe()].memory_only == 1
 
 
 def test_the_controller_keeps_its_outbox_beside_its_store(tmp_path, receiver):

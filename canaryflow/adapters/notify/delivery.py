@@ -10,7 +10,8 @@ there before it is queued and removed when it is delivered or given up on; a new
 file queues again what a killed one left. The outbox's bound is the queue's (`queue_size` per channel,
 the notice being sent included). The first outbox error (a full disk, a broken file) is logged once and
 delivery goes on from memory, as without one: the reconcile loop must never wait on or fail because of
-the notifier's bookkeeping.
+the notifier's bookkeeping. Since that is otherwise silent, `durable` and each channel's `memory_only`
+count say so (the controller exports them on /metrics).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ChannelStats:
     retries: int = 0
     resumed: int = 0  # taken over from the outbox at start
     kept: int = 0  # left in the outbox at close, for the next start
+    memory_only: int = 0  # queued without an outbox row (none configured, or it failed): lost on a kill
 
 
 class _Durable:
@@ -158,6 +160,9 @@ class _Worker:
         except queue.Full:  # in memory only (no outbox, or it failed): the queue is the bound
             self.durable.remove(row)
             self._dropped(notice, "queue full")
+            return
+        if row is None:
+            self.stats.memory_only += 1
 
     def _run(self) -> None:
         while True:

@@ -69,6 +69,16 @@ def rollout_rules() -> list[dict[str, Any]]:
             "controller's differ (a rotated secret?) or someone is sending forged events.",
         ),
         _rule(
+            "CanaryflowNotificationOutboxOff",
+            f"min by (namespace) ({m.CONTROLLER_NOTICE_OUTBOX_DURABLE}) == 0",
+            "0m",
+            "warning",
+            "Rollout notices are held in memory only: the controller's outbox is unusable",
+            "A controller restart now loses the notices still queued (a receiver being down). The log "
+            "line `notification outbox unusable` names the file and the error (disk full, corrupt, from "
+            "a newer canaryflow, a directory in its place); fix it and restart the controller.",
+        ),
+        _rule(
             "CanaryflowControllerDown",
             f'up{{job="{CONTROLLER}"}} == 0',
             "5m",

@@ -51,6 +51,12 @@ CONTROLLER_ROLLOUT_DEADLINE = "canaryflow_controller_rollout_deadline_seconds"
 CONTROLLER_STEPS = "canaryflow_controller_steps"
 CONTROLLER_WAITING_ON_DEPENDENCY = "canaryflow_controller_waiting_on_dependency"
 CONTROLLER_DEPENDENCY_ERRORS = "canaryflow_controller_dependency_errors"
+# The notifier's outbox (present only when a notification channel is configured): 1 while every queued
+# notice is written to it first, 0 once it is unusable (corrupt, newer, not a file, disk full) and
+# notices live in memory only until a restart; and the notices queued so far held in memory only.
+CHANNEL_LABEL = "channel"
+CONTROLLER_NOTICE_OUTBOX_DURABLE = "canaryflow_controller_notice_outbox_durable"  # gauge
+CONTROLLER_NOTICES_MEMORY_ONLY = "canaryflow_controller_notices_memory_only"  # counter, by channel
 
 # Controller drift-monitor families (model, version; statistic and threshold also by check).
 CHECK_LABEL = "check"
