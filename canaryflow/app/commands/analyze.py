@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 
-from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from policies import PolicyError, load_policy
+
+if TYPE_CHECKING:
+    from canaryflow.kernel.analysis.replay import RequestLog
+
+
+def _request_log(t: np.ndarray, canary: np.ndarray, latency_s: np.ndarray, ok: np.ndarray) -> RequestLog:
+    # The statistics import SciPy: loaded when an analysis runs, not by every CLI command (the
+    # inference server's start-up goes through this CLI too).
+    from canaryflow.kernel.analysis.replay import RequestLog
+
+    return RequestLog(t=t, canary=canary, latency_s=latency_s, ok=ok)
+
 
 app = typer.Typer(help="Canary analysis: decide offline from request logs.", no_args_is_help=True)
 
@@ -66,6 +78,8 @@ def replay(
         return
     if step >= len(rollout_policy.steps):
         _fail(f"--step: {step} is beyond the policy's {len(rollout_policy.steps)} steps")
+    from canaryflow.kernel.analysis.replay import replay_log
+
     paths = list(inputs) + list(more_inputs or [])
     for path in paths:
         if not path.is_file():
@@ -125,7 +139,7 @@ def _read_with_arrow(path: Path) -> RequestLog | None:
         return None
     if not np.all(np.isfinite(latency)) or np.any(latency < 0):
         return None
-    return RequestLog(t=t, canary=is_canary, latency_s=latency / 1000.0, ok=ok.astype(bool))
+    return _request_log(t, is_canary, latency / 1000.0, ok.astype(bool))
 
 
 def _read_line_by_line(path: Path) -> RequestLog:
@@ -159,11 +173,11 @@ def _read_line_by_line(path: Path) -> RequestLog:
             ok.append(flag)
     if not t:
         raise LogError(f"{path}: no requests in the log")
-    return RequestLog(
-        t=np.asarray(t, dtype=float),
-        canary=np.asarray(canary, dtype=bool),
-        latency_s=np.asarray(latency, dtype=float),
-        ok=np.asarray(ok, dtype=bool),
+    return _request_log(
+        np.asarray(t, dtype=float),
+        np.asarray(canary, dtype=bool),
+        np.asarray(latency, dtype=float),
+        np.asarray(ok, dtype=bool),
     )
 
 
