@@ -276,19 +276,16 @@ class GraphedForward:
         rest = sorted(self.buckets(), key=lambda b: b.rows * b.width)
         while generation == self._generation:
             with self._capture_guard:
-                wanted = [b for b in self._wanted if b not in self._graphs]
+                wanted = [b for b in self._wanted if b not in self._graphs and b not in self._failed]
                 self._wanted = wanted
             pending = [b for b in (*wanted, *rest) if b not in self._graphs and b not in self._failed]
             if not pending:
                 log.info("captured %d CUDA graphs", len(self._graphs))
                 return
-            asked = pending[0] in wanted
-
-            def stale() -> bool:
-                return generation != self._generation
-
-            if not self._turns.wait_for_gap(0.0 if asked else IDLE_S, stale, STARVED_S if asked else None):
-                return
+            if not self._wait_turn(generation, asked=pending[0] in wanted):
+                if generation != self._generation:
+                    return
+                continue
             with self._lock, torch.inference_mode():
                 if generation != self._generation:
                     return
@@ -297,6 +294,17 @@ class GraphedForward:
                 except RuntimeError as exc:  # served eagerly from now on, not retried on every request
                     self._failed.add(pending[0])
                     log.warning("CUDA graph for %s not captured (%s): served eagerly", pending[0], exc)
+
+    def _wait_turn(self, generation: int, asked: bool) -> bool:
+        """The capturer's turn on the device; False when its generation ended or, while it waited
+        for an idle spell, traffic asked for a bucket (which goes first)."""
+
+        def stop_waiting() -> bool:
+            return generation != self._generation or (not asked and bool(self._wanted))
+
+        if asked:
+            return self._turns.wait_for_gap(0.0, stop_waiting, STARVED_S)
+        return self._turns.wait_for_gap(IDLE_S, stop_waiting, None)
 
     def run(self, batch: TokenizedBatch) -> np.ndarray:
         """Embed a chunk: replayed where its bucket's graph exists, else the same pass run eagerly
