@@ -134,13 +134,14 @@ def create_app(
                     max_tokens=settings.max_request_tokens, decoder=decoder,
                 )  # fmt: skip
                 future = backend.submit(version, tokens)
+                remaining = settings.request_timeout_s - (time.perf_counter() - started)
+                # In engine mode the engine's queue refuses after the hop: through the future.
+                result = await wait_for_result(future, request.receive, max(remaining, 0.001))
             except QueueFull as exc:
                 m.queue_rejections.labels(name, version).inc()
                 raise ApiError(429, f"overloaded: {exc}", retry_after=exc.retry_after_s) from None
             except UnknownVersion as exc:  # retired between routing and queueing: the caller may retry
                 raise ApiError(503, str(exc), retry_after=1) from None
-            remaining = settings.request_timeout_s - (time.perf_counter() - started)
-            result = await wait_for_result(future, request.receive, max(remaining, 0.001))
         except ApiError as exc:
             return refuse(exc, version)
         except ClientGone:

@@ -121,6 +121,9 @@ def _engine(settings_json: str, routing_json: str | None, engine: str, threads: 
 
     torch.set_num_threads(min(threads, 4))
     settings = InferenceSettings.model_validate_json(settings_json)
+    # The engine's one queue holds what each front's replica would have queued: the bound is per
+    # serving process, and here one process serves all the fronts.
+    settings = settings.model_copy(update={"max_queue_tokens": settings.max_queue_tokens * settings.workers})
     routing = RoutingConfig.model_validate_json(routing_json) if routing_json else None
     _tune_gil(settings)
     if _has("uvloop"):
@@ -139,6 +142,7 @@ _PRELOAD = (
     "torch",
     "transformers.modeling_utils",
     "transformers.models.auto.modeling_auto",
+    "transformers.models.auto.tokenization_auto",
     "transformers.models.bert.modeling_bert",  # the architecture of most embedding models served
     "tokenizers",
     "uvicorn",

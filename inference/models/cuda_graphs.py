@@ -52,8 +52,9 @@ Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
-# A bucket traffic asked for is captured after at most this long waiting for a gap in the passes.
-STARVED_S = 1.0
+# A bucket traffic asked for is captured after at most this long waiting for a gap in the passes: a
+# saturated replica asks for a few dozen buckets in its first seconds, each served eagerly until then.
+STARVED_S = 0.2
 # Every other bucket is captured only when the device had no pass for this long.
 IDLE_S = 0.25
 

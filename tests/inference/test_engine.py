@@ -113,3 +113,30 @@ def test_a_request_past_its_deadline_is_dropped_by_the_engine(engine_front: Runn
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert tokens() - before == 12 * 256, "the engine computed only the long batch"
+
+
+def test_the_engine_refusing_after_the_hop_is_a_429(loader, tmp_path: Path) -> None:
+    """The engine's queue is full only once a request got there: the front answers 429, not 500."""
+    socket_path = str(tmp_path / "engine.sock")
+    loop = asyncio.new_event_loop()
+    settings = InferenceSettings(device="cpu", max_wait_ms=2, max_queue_tokens=300, concurrent_batches=1)
+    server = ModelServer(settings, ServerMetrics(), loader)
+    task = loop.create_task(run_engine(server, routing(("1", "mem://minilm", 100, "stable")), socket_path))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    long_texts = [("lorem ipsum dolor sit amet " * 60) + str(i) for i in range(12)]  # 256 tokens each
+    try:
+        with running_server(None, None, engine_socket=socket_path) as front:
+
+            def post(i: int) -> int:
+                with front.client() as client:
+                    body = {"input": [*long_texts, str(i)], "model": "minilm"}
+                    return client.post("/v1/embeddings", json=body).status_code
+
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                statuses = Counter(pool.map(post, range(6)))
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+    assert set(statuses) <= {200, 429} and statuses[429] >= 1, statuses
