@@ -33,6 +33,7 @@ POLICY = Policy(
     sample_ratio=SampleRatioPolicy(enabled=False),
     min_baseline_samples=50,
     max_duration_s=600,
+    evaluate_every_s=0.25,  # the step reads the metrics at its first look, within the few ticks driven
 )
 
 

@@ -142,7 +142,8 @@ def _judge(
             )
         return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
     if not looks:
-        return StepOutcome(state="running", outputs=window, message=f"{what}: before the first look")
+        wait = since + policy.evaluate_every_s - now
+        return StepOutcome(state="running", outputs=window, message=f"{what}: first look in {wait:.0f} s")
     if record_since is None:
         result = analyze_looks(policy, looks, step_index=index, hold_until_s=hold_until_s)
     else:  # a watch: against a record, judged once on all of it (the engine's module docstring)

@@ -101,4 +101,3 @@ class Observations(BaseModel):
     shadow_distance: Histogram | None = Field(
         default=None, description="cosine distance canary vs baseline on the same (shadowed) inputs"
     )
-
