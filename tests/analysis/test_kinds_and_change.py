@@ -163,3 +163,6 @@ def test_live_readings_at_every_look_decide_as_the_replay_of_the_same_log() -> N
     assert decided is not None and 600 < decided < 900
     # Looks after the decision change nothing: a step restarted later decides the same.
     assert analyze_looks(policy, looks[: round(decided / every)], hold_until_s=900.0) == held
+    # Judged only from a later look on (a bake after its step), the first failing look from there.
+    later = analyze_looks(policy, looks, hold_until_s=900.0, from_look=round(decided / every) + 5)
+    assert later.status == "fail" and (later.verdict.decided_at_s or 0) >= decided + 6 * every

@@ -18,6 +18,7 @@ in that last step's window: its record, judged once (no pairing, no windows).
 
 from __future__ import annotations
 
+import math
 import time
 
 from canaryflow.adapters.metrics import MetricsError
@@ -74,7 +75,7 @@ def bake(ctx: StepContext, step: StepInput) -> StepOutcome:
     started = step.started_at if step.started_at is not None else time.time()
     since = _window_start(step, started)
     hold = started - since + policy.bake_s
-    return _judge(ctx, step, policy, index, since, "baking", hold_until_s=hold)
+    return _judge(ctx, step, policy, index, since, "baking", hold_until_s=hold, judge_after_s=started - since)
 
 
 def watch(ctx: StepContext, step: StepInput) -> StepOutcome:
@@ -114,7 +115,10 @@ def _judge(
     what: str,
     hold_until_s: float | None = None,
     record_since: float | None = None,
+    judge_after_s: float = 0.0,
 ) -> StepOutcome:
+    """Reads the metrics and asks the engine. `judge_after_s` (a bake): the looks up to then, counted
+    from `since`, were the last step's (it passed on them): they place the windows but decide nothing."""
     spec = step.spec
     window: dict[str, str] = {Output.WINDOW_START: f"{since:.3f}"}
     now = time.time()
@@ -141,11 +145,15 @@ def _judge(
                 message=f"inconclusive: metrics unavailable until the step's time was up ({exc})",
             )
         return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
-    if not looks:
-        wait = since + policy.evaluate_every_s - now
+    judged = [i for i, look in enumerate(looks) if look.elapsed_s > judge_after_s]
+    if not judged:
+        every = policy.evaluate_every_s
+        wait = since + (math.floor(judge_after_s / every + 1e-9) + 1) * every - now
         return StepOutcome(state="running", outputs=window, message=f"{what}: first look in {wait:.0f} s")
     if record_since is None:
-        result = analyze_looks(policy, looks, step_index=index, hold_until_s=hold_until_s)
+        result = analyze_looks(
+            policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
+        )
     else:  # a watch: against a record, judged once on all of it (the engine's module docstring)
         result = analyze_observations(
             policy,

@@ -111,17 +111,20 @@ def analyze_looks(
     step_index: int = 0,
     canary_weight: float | None = None,
     hold_until_s: float | None = None,
+    from_look: int = 0,
 ) -> AnalysisResult:
     """Judge a step on its readings at every look since the warm-up ended (oldest first, each counted
     from the warm-up's end), as a replay of the same counts does: the first decisive look decides.
+    Only the looks from `from_look` on are judged (a bake: those after the step passed); the ones
+    before still place the windows and pair the latencies.
 
     What the live step calls with the metrics source's readings per look: latencies are paired by
     time between consecutive looks (`paired.py`), not only between windows, and the answer depends
     on the readings alone, not on when the step happened to look, so a restarted step reading the
     same history decides the same way at the same look. Without a decisive look: the last one,
     `running`. Not for a watch: its baseline is a record, judged once (`analyze`)."""
-    if not looks:
-        raise ValueError("looks: at least one reading is needed")
+    if not 0 <= from_look < len(looks):
+        raise ValueError(f"from_look: {from_look} outside the {len(looks)} looks (at least one is judged)")
     series = ObservationSeries.from_observations(looks)
     evaluation = evaluate_series(
         policy,
@@ -130,7 +133,8 @@ def analyze_looks(
         canary_weight=canary_weight,
         warmed_up=True,
         hold_until_s=hold_until_s,
+        from_look=from_look,
     )
     decided = evaluation.first_decision()
-    at = len(series) - 1 if decided is None else decided
+    at = len(evaluation.elapsed_s) - 1 if decided is None else decided
     return AnalysisResult(status=evaluation.status_at(at), verdict=evaluation.verdict_at(at))
