@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from canaryflow.adapters.metrics import MetricsError, MetricsSource
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
-from canaryflow.adapters.metrics.prometheus import PrometheusSource
+from canaryflow.adapters.metrics.prometheus import SETTLE_S, PrometheusSource
 from canaryflow.adapters.metrics.scrape import ScrapeSource
 from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
 from tests.support.net import free_port
@@ -163,7 +163,7 @@ def test_prometheus_source_reads_the_step_from_real_prometheus(exporter: Exporte
     _check_step(obs)
     assert obs.elapsed_s > 0
     # At every look since the step start (range queries): the last look sees the whole step.
-    time.sleep(0.3)  # a look after the scrape that showed it
+    time.sleep(0.3 + SETTLE_S)  # a look after the scrape that showed it, settled
     looks = source.observe_looks("minilm", "1", "2", since, 0.25)
     assert [o.elapsed_s for o in looks] == pytest.approx([0.25 * k for k in range(1, len(looks) + 1)])
     _check_step(looks[-1])

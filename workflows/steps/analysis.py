@@ -18,7 +18,6 @@ in that last step's window: its record, judged once (no pairing, no windows).
 
 from __future__ import annotations
 
-import math
 import time
 
 from canaryflow.adapters.metrics import MetricsError
@@ -146,10 +145,8 @@ def _judge(
             )
         return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
     judged = [i for i, look in enumerate(looks) if look.elapsed_s > judge_after_s]
-    if not judged:
-        every = policy.evaluate_every_s
-        wait = since + (math.floor(judge_after_s / every + 1e-9) + 1) * every - now
-        return StepOutcome(state="running", outputs=window, message=f"{what}: first look in {wait:.0f} s")
+    if not judged:  # the source reads a look once it is due (Prometheus: and settled)
+        return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
     if record_since is None:
         result = analyze_looks(
             policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]

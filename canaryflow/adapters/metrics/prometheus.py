@@ -26,6 +26,9 @@ from canaryflow.adapters.metrics.readings import (
 )
 from canaryflow.kernel.analysis.observations import Observations
 
+# A look is read once it is this old: a scrape is stamped with its start time but stored when it
+# ends, so a look read sooner might miss a scrape stamped before it, which a restarted step would see.
+SETTLE_S = 1.0
 # Points per range query: Prometheus refuses more than 11,000; longer grids take several queries.
 MAX_POINTS = 10_000
 
@@ -82,8 +85,16 @@ def _queries(model: str, version: str, shadow_of: str | None) -> list[tuple[str,
 class PrometheusSource:
     """`MetricsSource` backed by Prometheus; queries are templated from the contract's metric names."""
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        settle_s: float = SETTLE_S,
+    ) -> None:
         self.url = url
+        self.settle_s = settle_s
         self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(timeout_s, 1)))
         self._clock = clock
 
@@ -99,9 +110,9 @@ class PrometheusSource:
     def observe_looks(
         self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
     ) -> list[Observations]:
-        """Both arms at every look `since + k * every_s` up to now, from Prometheus' history: one range
-        query per series kind and arm (points on the looks, the first at `since`). Nothing is kept
-        here, so a restarted step asks again and reads the same counts."""
+        """Both arms at every look `since + k * every_s` up to `settle_s` ago, from Prometheus' history:
+        one range query per series kind and arm (points on the looks, the first at `since`). Nothing is
+        kept here, so a restarted step asks again and reads the same counts."""
         looks = self._looks(since, every_s)
         if looks < 1:
             return []
@@ -147,8 +158,8 @@ class PrometheusSource:
         return readings
 
     def _looks(self, since: float, every_s: float) -> int:
-        """Looks since `since` up to now (a look exactly now included)."""
-        return int((self._clock() - since) / every_s + 1e-9)
+        """Looks since `since` at least `settle_s` old (one exactly that old included)."""
+        return int((self._clock() - self.settle_s - since) / every_s + 1e-9)
 
     def _instant(self, promql: str, label: str | None, at: float) -> dict[str, float]:
         """Each series' value at `at`, by its `label` value ("" when summed to one series)."""
