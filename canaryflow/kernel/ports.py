@@ -121,12 +121,22 @@ class MetricsError(RuntimeError):
 
 @runtime_checkable
 class MetricsSource(Protocol):
-    """Counts per version since a moment (the unix time a traffic step started): what the analysis
-    engine compares."""
+    """Counts per version since a moment (the unix time a traffic step started), now or at every look
+    since: what the analysis engine compares."""
 
     def observe(
         self, model: str, baseline_version: str, canary_version: str, since: float
     ) -> Observations: ...
+
+    def observe_looks(
+        self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
+    ) -> list[Observations]:
+        """Both arms at every look since `since`, oldest first, each counted from `since` (as `observe`):
+        what the live step pairs latencies by time on, look by look (`paired.py`). A source with
+        history (Prometheus) reads the looks every `every_s` from `since` up to now, so a restarted
+        step gets the same readings; one without (the servers' own /metrics) returns the readings it
+        took at its own earlier calls in this process, and now. Empty before the first look."""
+        ...
 
     def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
         """The first look (every `every_s` from `since`, unix time) at which `version` had served a

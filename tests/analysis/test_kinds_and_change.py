@@ -11,14 +11,15 @@ from canaryflow.kernel.analysis import (
     Histogram,
     Observations,
     analyze,
+    analyze_looks,
 )
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels, MetricSpec
 from canaryflow.kernel.analysis.kinds.base import MetricKind, compare
-from canaryflow.kernel.analysis.observations import observations_before
 from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from canaryflow.kernel.analysis.sequential import binomial_cs
 from canaryflow.kernel.analysis.series import ObservationSeries
 from canaryflow.kernel.analysis.wording import describe
+from canaryflow.kernel.types import Verdict
 from policies import PolicyError, load_policy, parse_policy
 
 POLICY = load_policy("default")
@@ -133,17 +134,35 @@ def _reading(log: RequestLog, start: float, end: float) -> Observations:
     return Observations(elapsed_s=end - start, baseline=arm(~log.canary), canary=arm(log.canary))
 
 
-def test_live_readings_at_window_boundaries_give_the_change_checks_their_windows() -> None:
-    # Identical for 600 s, then 60% slower: the latest window shows it at once.
+def _numbers(verdict: Verdict) -> dict[str, object]:
+    """A verdict without its null figures: which ones are null depends on how many looks after the
+    decisive one were judged with it (the replay judges them in blocks)."""
+    data = verdict.model_dump()
+    data["checks"] = [{k: v for k, v in c.items() if v is not None} for c in data["checks"]]
+    return data
+
+
+def test_live_readings_at_every_look_decide_as_the_replay_of_the_same_log() -> None:
+    # Identical for 600 s, then 60% slower: the step passes early; held on (a bake), it fails once
+    # the slowdown shows.
     log = _log(8, lambda t: np.where(t < 600, 1.0, 1.6), duration=900, rps=60)
-    total = _reading(log, 0, 900)
-    history = [observations_before(total, _reading(log, b, 900), b) for b in (300.0, 600.0, 900.0)]
-    assert history[0].canary.requests == int((log.canary & (log.t <= 300)).sum())
     policy = POLICY.model_copy(
         update={"steps": [s.model_copy(update={"warmup_s": 0.0}) for s in POLICY.steps]}
     )
-    result = analyze(policy, total, history=history[:-1])
-    p50 = next(c for c in result.verdict.checks if c.metric == "latency_p50")
-    extra = p50.model_extra or {}
-    assert extra["window_worse_estimate"] is not None and extra["window_worse_estimate"] > 0.4
-    assert result.status == "fail" and p50.verdict == "fail"
+    every = policy.evaluate_every_s
+    looks = [_reading(log, 0.0, every * k) for k in range(1, int(900 / every) + 1)]
+    step = analyze_looks(policy, looks)
+    assert step.status == "pass"
+    assert _numbers(step.verdict) == _numbers(replay_log(policy, log, start_s=0.0))
+    held = analyze_looks(policy, looks, hold_until_s=900.0)
+    replayed = replay_log(policy, log, start_s=0.0, hold_until_s=900.0)
+    assert _numbers(held.verdict) == _numbers(replayed)  # the same look, every number
+    assert held.status == "fail"
+    assert any(c.verdict == "fail" and c.metric.startswith("latency") for c in held.verdict.checks)
+    decided = held.verdict.decided_at_s
+    assert decided is not None and 600 < decided < 900
+    # Looks after the decision change nothing: a step restarted later decides the same.
+    assert analyze_looks(policy, looks[: round(decided / every)], hold_until_s=900.0) == held
+    # Judged only from a later look on (a bake after its step), the first failing look from there.
+    later = analyze_looks(policy, looks, hold_until_s=900.0, from_look=round(decided / every) + 5)
+    assert later.status == "fail" and (later.verdict.decided_at_s or 0) >= decided + 6 * every

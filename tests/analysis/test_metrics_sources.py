@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from canaryflow.adapters.metrics import MetricsError, MetricsSource
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
-from canaryflow.adapters.metrics.prometheus import PrometheusSource
+from canaryflow.adapters.metrics.prometheus import SETTLE_S, PrometheusSource
 from canaryflow.adapters.metrics.scrape import ScrapeSource
 from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
 from tests.support.net import free_port
@@ -113,6 +113,21 @@ def test_scrape_source_finds_the_first_look_after_the_canarys_first_request(expo
     assert source.first_request_at("minilm", "2", since, 0.5) == first  # the first look, kept
 
 
+def test_scrape_source_keeps_its_calls_as_the_looks(exporter: Exporter) -> None:
+    source = ScrapeSource([exporter.url])
+    since = time.time()
+    assert [o.baseline.requests for o in source.observe_looks("minilm", "1", "2", since, 0.0)] == [0]
+    _step_traffic(exporter)
+    looks = source.observe_looks("minilm", "1", "2", since, 0.0)
+    assert len(looks) == 2 and looks[0].canary.requests == 0 and looks[0].elapsed_s < looks[1].elapsed_s
+    _check_step(looks[1])
+    # At most one kept per `every_s`: a call sooner than that is a look this time only.
+    assert len(source.observe_looks("minilm", "1", "2", since, 3600.0)) == 3
+    assert len(source.observe_looks("minilm", "1", "2", since, 3600.0)) == 3
+    # No history behind the servers' counters: a new process starts from its own first call.
+    assert len(ScrapeSource([exporter.url]).observe_looks("minilm", "1", "2", since, 0.0)) == 1
+
+
 def test_scrape_source_names_an_unreachable_target() -> None:
     url = f"http://127.0.0.1:{free_port()}/metrics"
     with pytest.raises(MetricsError, match=r"scrape http://127\.0\.0\.1"):
@@ -147,6 +162,12 @@ def test_prometheus_source_reads_the_step_from_real_prometheus(exporter: Exporte
     obs = source.observe("minilm", "1", "2", since)
     _check_step(obs)
     assert obs.elapsed_s > 0
+    # At every look since the step start (range queries): the last look sees the whole step.
+    time.sleep(0.3 + SETTLE_S)  # a look after the scrape that showed it, settled
+    looks = source.observe_looks("minilm", "1", "2", since, 0.25)
+    assert [o.elapsed_s for o in looks] == pytest.approx([0.25 * k for k in range(1, len(looks) + 1)])
+    _check_step(looks[-1])
+    assert looks[-1].model_dump(exclude={"elapsed_s"}) == obs.model_dump(exclude={"elapsed_s"})
     # Both sources give the engine the same observations of the same step.
     scraped = scrape.observe("minilm", "1", "2", since)
     assert scraped.model_dump(exclude={"elapsed_s"}) == obs.model_dump(exclude={"elapsed_s"})

@@ -33,6 +33,7 @@ POLICY = Policy(
     sample_ratio=SampleRatioPolicy(enabled=False),
     min_baseline_samples=50,
     max_duration_s=600,
+    evaluate_every_s=0.25,  # the step reads the metrics from its first look on
 )
 
 
@@ -75,6 +76,10 @@ def controller_with(metrics, mlflow_server, git_remote, tmp_path):
 
 def drive(reconciler, store, rid, n=8):
     for _ in range(n):
+        reconciler.tick()
+        time.sleep(0.1)
+    deadline = time.time() + 15  # then until the analysis has read its first look (settled: 1.25 s)
+    while "first look" in (store.get(rid).waiting_reason or "") and time.time() < deadline:
         reconciler.tick()
         time.sleep(0.1)
     return store.get(rid)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from canaryflow.adapters.metrics.prometheus import PrometheusSource
+from canaryflow.adapters.metrics.prometheus import SETTLE_S, PrometheusSource
 from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
@@ -80,7 +80,7 @@ def test_the_warm_up_starts_at_the_canarys_first_request_and_survives_a_restart(
         first_served = time.time()
         exporter.serve("2", 5, 10.0, rng)
         _wait_for(prom, 'sum(canaryflow_requests_total{model="warm",version="2"})', 5)
-        time.sleep(2.5 * POLICY.evaluate_every_s)  # a look after Prometheus' scrape has passed
+        time.sleep(2.5 * POLICY.evaluate_every_s + SETTLE_S)  # a look after the scrape, settled
         warming = analyze(_context(tmp_path, server.url), step)
         window_start = float(warming.outputs[Output.WINDOW_START])
         assert first_served + WARMUP_S <= window_start < first_served + WARMUP_S + 2.0, warming

@@ -8,10 +8,12 @@ which rolls back.
 Windows. A traffic step counts from the end of the step's `warmup_s` (a GPU version's first minutes
 are slow), counted from the canary's first served request (`warmup_from: first_request`) or from the
 step's start, and says so in its output `window_start`. The bake counts from the same moment (it is
-the last step, going on); both read the metrics also from every `change_window_s` boundary since
-then, so the latest-window and trend checks see the same windows live as in a replay. The watch
+the last step, going on); both read the metrics at every look since then (every
+`evaluate_every_s`, from Prometheus' history), so latencies are paired by time look by look and the
+latest-window and trend checks see the same windows, and the first decisive look decides, as in a
+replay of the same counts; a restarted step reads the same looks and decides the same. The watch
 compares what the new champion served since its own warm-up with what the previous champion served
-in that last step's window: its record.
+in that last step's window: its record, judged once (no pairing, no windows).
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from __future__ import annotations
 import time
 
 from canaryflow.adapters.metrics import MetricsError
-from canaryflow.kernel.analysis import AnalysisResult, Observations
+from canaryflow.kernel.analysis import AnalysisResult, analyze_looks
 from canaryflow.kernel.analysis import analyze as analyze_observations
-from canaryflow.kernel.analysis.observations import observations_before
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
 from gitops.report import approval_report
@@ -73,7 +74,7 @@ def bake(ctx: StepContext, step: StepInput) -> StepOutcome:
     started = step.started_at if step.started_at is not None else time.time()
     since = _window_start(step, started)
     hold = started - since + policy.bake_s
-    return _judge(ctx, step, policy, index, since, "baking", hold_until_s=hold)
+    return _judge(ctx, step, policy, index, since, "baking", hold_until_s=hold, judge_after_s=started - since)
 
 
 def watch(ctx: StepContext, step: StepInput) -> StepOutcome:
@@ -104,14 +105,6 @@ def _window_start(step: StepInput, default: float) -> float:
         raise ValueError(f"upstream {Output.WINDOW_START}: not a unix time: {raw!r}") from exc
 
 
-def _observe(ctx: StepContext, spec: RolloutSpec, since: float, record_since: float | None) -> Observations:
-    observed = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=since)
-    if record_since is None:
-        return observed
-    record = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=record_since)
-    return observed.model_copy(update={"baseline": record.baseline, "shadow_distance": None})
-
-
 def _judge(
     ctx: StepContext,
     step: StepInput,
@@ -121,7 +114,10 @@ def _judge(
     what: str,
     hold_until_s: float | None = None,
     record_since: float | None = None,
+    judge_after_s: float = 0.0,
 ) -> StepOutcome:
+    """Reads the metrics and asks the engine. `judge_after_s` (a bake): the looks up to then, counted
+    from `since`, were the last step's (it passed on them): they place the windows but decide nothing."""
     spec = step.spec
     window: dict[str, str] = {Output.WINDOW_START: f"{since:.3f}"}
     now = time.time()
@@ -130,8 +126,14 @@ def _judge(
             state="running", outputs=window, message=f"{what}: warming up, {since - now:.0f} s to go"
         )
     try:
-        observations = _observe(ctx, spec, since, record_since)
-        history = [] if record_since is not None else _history(ctx, spec, policy, since, observations)
+        if record_since is None:
+            looks = ctx.metrics.observe_looks(
+                spec.model, spec.baseline_version, spec.canary_version, since, policy.evaluate_every_s
+            )
+        else:
+            observed = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since)
+            record = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, record_since)
+            looks = [observed.model_copy(update={"baseline": record.baseline, "shadow_distance": None})]
     except MetricsError as exc:
         # An outage must neither promote nor roll back: wait, and say why, until the step's time is up.
         limit = hold_until_s if hold_until_s is not None else policy.max_duration_s
@@ -142,33 +144,24 @@ def _judge(
                 message=f"inconclusive: metrics unavailable until the step's time was up ({exc})",
             )
         return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
-    result = analyze_observations(
-        policy,
-        observations,
-        step_index=index,
-        canary_weight=100.0 if record_since is not None else None,
-        warmed_up=True,
-        hold_until_s=hold_until_s,
-        recorded_baseline=record_since is not None,
-        history=history,
-    )
+    judged = [i for i, look in enumerate(looks) if look.elapsed_s > judge_after_s]
+    if not judged:  # the source reads a look once it is due (Prometheus: and settled)
+        return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
+    if record_since is None:
+        result = analyze_looks(
+            policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
+        )
+    else:  # a watch: against a record, judged once on all of it (the engine's module docstring)
+        result = analyze_observations(
+            policy,
+            looks[0],
+            step_index=index,
+            canary_weight=100.0,
+            warmed_up=True,
+            hold_until_s=hold_until_s,
+            recorded_baseline=True,
+        )
     return _outcome(spec, result, window, what)
-
-
-def _history(
-    ctx: StepContext, spec: RolloutSpec, policy: Policy, since: float, total: Observations
-) -> list[Observations]:
-    """The readings at each `change_window_s` boundary since `since`, for the change-over-time checks:
-    counts since a boundary, taken from counts since `since`, are what came before it."""
-    boundaries = int(total.elapsed_s // policy.change_window_s)
-    out = []
-    for k in range(1, boundaries + 1):
-        at = since + k * policy.change_window_s
-        if at - since >= total.elapsed_s:
-            break
-        rest = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since=at)
-        out.append(observations_before(total, rest, at - since))
-    return out
 
 
 def _outcome(spec: RolloutSpec, result: AnalysisResult, window: dict[str, str], what: str) -> StepOutcome:

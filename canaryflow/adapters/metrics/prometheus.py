@@ -1,7 +1,10 @@
 """Observations from a Prometheus server (PromQL through prometheus-api-client).
 
-Counters are read at the step start and now (instant queries with `time=`), by `model`/`version`
-label, and subtracted: exact integer counts per bucket, unlike `increase()`, which extrapolates.
+Counters are read at the step start and now (instant queries with `time=`), or at every look since
+the step start (range queries whose points fall on the looks), by `model`/`version` label, and
+subtracted: exact integer counts per bucket, unlike `increase()`, which extrapolates. A range query
+evaluates the same expression at each point as an instant query at that time would, so both ways
+read the same counts.
 """
 
 from __future__ import annotations
@@ -23,16 +26,75 @@ from canaryflow.adapters.metrics.readings import (
 )
 from canaryflow.kernel.analysis.observations import Observations
 
+# A look is read once it is this old: a scrape is stamped with its start time but stored when it
+# ends, so a look read sooner might miss a scrape stamped before it, which a restarted step would see.
+SETTLE_S = 1.0
+# Points per range query: Prometheus refuses more than 11,000; longer grids take several queries.
+MAX_POINTS = 10_000
+
+# Where one query's sample goes in a reading: (reading, the query's label value or "", value).
+Setter = Callable[[VersionReading, str, float], None]
+
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _latency_bucket(reading: VersionReading, le: str, value: float) -> None:
+    if le:  # "+Inf" included, as float("inf"): the histogram keeps the finite bounds
+        reading.latency_buckets[float(le)] = value
+
+
+def _latency_count(reading: VersionReading, _: str, value: float) -> None:
+    reading.latency_count = value
+
+
+def _requests(reading: VersionReading, code: str, value: float) -> None:
+    reading.requests_by_code[code] = value
+
+
+def _gpu_memory(reading: VersionReading, _: str, value: float) -> None:
+    reading.gpu_memory_bytes = value
+
+
+def _shadow_bucket(reading: VersionReading, le: str, value: float) -> None:
+    if le:
+        reading.shadow_buckets[float(le)] = value
+
+
+def _shadow_count(reading: VersionReading, _: str, value: float) -> None:
+    reading.shadow_count = value
+
+
+def _queries(model: str, version: str, shadow_of: str | None) -> list[tuple[str, str | None, Setter]]:
+    """Every query behind one `VersionReading`: its PromQL, the label it is summed by, and its setter."""
+    sel = f'model="{_label(model)}",version="{_label(version)}"'
+    out: list[tuple[str, str | None, Setter]] = [
+        (f"sum by (le) ({LATENCY_METRIC}_bucket{{{sel}}})", "le", _latency_bucket),
+        (f"sum({LATENCY_METRIC}_count{{{sel}}})", None, _latency_count),
+        (f"sum by (code) ({REQUESTS_METRIC}{{{sel}}})", "code", _requests),
+        (f"max({GPU_MEMORY_METRIC}{{{sel}}})", None, _gpu_memory),
+    ]
+    if shadow_of is not None:
+        shadow_sel = f'{sel},baseline="{_label(shadow_of)}"'
+        out.append((f"sum by (le) ({SHADOW_METRIC}_bucket{{{shadow_sel}}})", "le", _shadow_bucket))
+        out.append((f"sum({SHADOW_METRIC}_count{{{shadow_sel}}})", None, _shadow_count))
+    return out
+
+
 class PrometheusSource:
     """`MetricsSource` backed by Prometheus; queries are templated from the contract's metric names."""
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        settle_s: float = SETTLE_S,
+    ) -> None:
         self.url = url
+        self.settle_s = settle_s
         self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(timeout_s, 1)))
         self._clock = clock
 
@@ -45,74 +107,95 @@ class PrometheusSource:
         )
         return observations_between(now - since, baseline, canary)
 
+    def observe_looks(
+        self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
+    ) -> list[Observations]:
+        """Both arms at every look `since + k * every_s` up to `settle_s` ago, from Prometheus' history:
+        one range query per series kind and arm (points on the looks, the first at `since`). Nothing is
+        kept here, so a restarted step asks again and reads the same counts."""
+        looks = self._looks(since, every_s)
+        if looks < 1:
+            return []
+        baseline = self.read_looks(model, baseline_version, since, every_s, looks)
+        canary = self.read_looks(model, canary_version, since, every_s, looks, shadow_of=baseline_version)
+        return [
+            observations_between(k * every_s, (baseline[0], baseline[k]), (canary[0], canary[k]))
+            for k in range(1, looks + 1)
+        ]
+
     def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
         """From Prometheus' history: the version's request counter read at every look since `since`
         (one range query), the first look above its value at `since`. Nothing is kept here, so a
         restarted step asks again and gets the same moment."""
-        now = self._clock()
-        looks = int((now - since) // every_s)
+        looks = self._looks(since, every_s)
         if looks < 1:
             return None
         promql = f'sum({REQUESTS_METRIC}{{model="{_label(model)}",version="{_label(version)}"}})'
-        before = self._scalar(promql, since) or 0.0
-        # At most 10,000 looks per query (Prometheus refuses more than 11,000 points): later ones next time.
-        start, end = since + every_s, since + every_s * min(looks, 10_000)
-        try:
-            result = self._client.custom_query_range(
-                promql,
-                start_time=datetime.fromtimestamp(start, tz=UTC),
-                end_time=datetime.fromtimestamp(end, tz=UTC),
-                step=f"{every_s:g}",  # seconds as a number: durations like 0.25s are refused
-                # The client rounds start and end to whole seconds, which moves the grid off the looks
-                # and can drop the latest one; its `params` win over its own, so the exact times go.
-                params={"start": f"{start:.3f}", "end": f"{end:.3f}"},
-            )
-        except Exception as exc:  # requests / client errors: name the server and the query
-            raise MetricsError(f"prometheus {self.url}: range query {promql!r} failed: {exc}") from exc
-        for series in result or []:
-            for at, value in series.get("values") or []:
-                if float(value) > before:
-                    return float(at)
+        served = self._range(promql, None, since, every_s, looks).get("", {})
+        before = served.get(0, 0.0)
+        for k in sorted(served):
+            if k > 0 and served[k] > before:
+                return since + k * every_s
         return None
 
     def read(self, model: str, version: str, at: float, shadow_of: str | None = None) -> VersionReading:
         """The version's counters as Prometheus knew them at unix time `at`."""
-        sel = f'model="{_label(model)}",version="{_label(version)}"'
-        reading = VersionReading(
-            latency_buckets=self._by_le(f"sum by (le) ({LATENCY_METRIC}_bucket{{{sel}}})", at),
-            latency_count=self._scalar(f"sum({LATENCY_METRIC}_count{{{sel}}})", at) or 0.0,
-            requests_by_code=self._by_label(f"sum by (code) ({REQUESTS_METRIC}{{{sel}}})", "code", at),
-            gpu_memory_bytes=self._scalar(f"max({GPU_MEMORY_METRIC}{{{sel}}})", at),
-        )
-        if shadow_of is not None:
-            shadow_sel = f'{sel},baseline="{_label(shadow_of)}"'
-            reading.shadow_buckets = self._by_le(f"sum by (le) ({SHADOW_METRIC}_bucket{{{shadow_sel}}})", at)
-            reading.shadow_count = self._scalar(f"sum({SHADOW_METRIC}_count{{{shadow_sel}}})", at) or 0.0
+        reading = VersionReading()
+        for promql, label, put in _queries(model, version, shadow_of):
+            for key, value in self._instant(promql, label, at).items():
+                put(reading, key, value)
         return reading
 
-    def _query(self, promql: str, at: float) -> list[dict[str, object]]:
+    def read_looks(
+        self, model: str, version: str, since: float, every_s: float, looks: int, shadow_of: str | None = None
+    ) -> list[VersionReading]:
+        """The version's counters at `since + k * every_s` for k = 0 … `looks` (as `read` at each)."""
+        readings = [VersionReading() for _ in range(looks + 1)]
+        for promql, label, put in _queries(model, version, shadow_of):
+            for key, points in self._range(promql, label, since, every_s, looks).items():
+                for k, value in points.items():
+                    put(readings[k], key, value)
+        return readings
+
+    def _looks(self, since: float, every_s: float) -> int:
+        """Looks since `since` at least `settle_s` old (one exactly that old included)."""
+        return int((self._clock() - self.settle_s - since) / every_s + 1e-9)
+
+    def _instant(self, promql: str, label: str | None, at: float) -> dict[str, float]:
+        """Each series' value at `at`, by its `label` value ("" when summed to one series)."""
         try:
             result = self._client.custom_query(promql, params={"time": f"{at:.3f}"})
         except Exception as exc:  # requests / client errors: name the server and the query
             raise MetricsError(f"prometheus {self.url}: query {promql!r} failed: {exc}") from exc
-        return list(result or [])
-
-    def _by_label(self, promql: str, label: str, at: float) -> dict[str, float]:
         out: dict[str, float] = {}
-        for sample in self._query(promql, at):
-            metric = sample.get("metric") or {}
-            value = sample.get("value") or [0, "0"]
-            assert isinstance(metric, dict) and isinstance(value, list)
-            out[str(metric.get(label, ""))] = float(value[1])
+        for sample in result or []:
+            metric, value = sample.get("metric") or {}, sample.get("value") or [0, "nan"]
+            out[str(metric.get(label, "")) if label else ""] = float(value[1])
         return out
 
-    def _by_le(self, promql: str, at: float) -> dict[float, float]:
-        return {float(le): v for le, v in self._by_label(promql, "le", at).items() if le}
-
-    def _scalar(self, promql: str, at: float) -> float | None:
-        samples = self._query(promql, at)
-        if not samples:
-            return None
-        value = samples[0].get("value") or [0, "nan"]
-        assert isinstance(value, list)
-        return float(value[1])
+    def _range(
+        self, promql: str, label: str | None, since: float, every_s: float, looks: int
+    ) -> dict[str, dict[int, float]]:
+        """Each series' values at looks 0 … `looks` (look k at `since + k * every_s`), by label value."""
+        out: dict[str, dict[int, float]] = {}
+        for first in range(0, looks + 1, MAX_POINTS):
+            start, end = since + every_s * first, since + every_s * min(first + MAX_POINTS - 1, looks)
+            try:
+                result = self._client.custom_query_range(
+                    promql,
+                    start_time=datetime.fromtimestamp(start, tz=UTC),
+                    end_time=datetime.fromtimestamp(end, tz=UTC),
+                    step=f"{every_s:g}",  # seconds as a number: durations like 0.25s are refused
+                    # The client rounds start and end to whole seconds, which moves the grid off the
+                    # looks and can drop the latest one; its `params` win over its own, so the exact
+                    # times go.
+                    params={"start": f"{start:.3f}", "end": f"{end:.3f}"},
+                )
+            except Exception as exc:  # requests / client errors: name the server and the query
+                raise MetricsError(f"prometheus {self.url}: range query {promql!r} failed: {exc}") from exc
+            for series in result or []:
+                metric = series.get("metric") or {}
+                points = out.setdefault(str(metric.get(label, "")) if label else "", {})
+                for at, value in series.get("values") or []:
+                    points[round((float(at) - since) / every_s)] = float(value)
+        return out

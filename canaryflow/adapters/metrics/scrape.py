@@ -3,7 +3,8 @@ a Prometheus: each look scrapes every target and subtracts the reading taken at 
 
 The start reading is the first scrape made for a given `since`; what was served between the step
 start and that first look is not counted (observe once right when the step starts). Likewise the
-canary's first request is the first look at which its counter had grown, remembered in this process.
+canary's first request is the first look at which its counter had grown, and the looks latencies are
+paired on are the calls made, remembered in this process.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ScrapeSource:
         self._clock = clock
         self._start: dict[Key, tuple[VersionReading, VersionReading]] = {}
         self._first: dict[Key, tuple[float, float | None]] = {}  # requests at the first look, first seen
+        self._looks: dict[Key, list[Observations]] = {}  # readings kept as looks, per step
 
     def observe(self, model: str, baseline_version: str, canary_version: str, since: float) -> Observations:
         now = self._clock()
@@ -53,6 +55,22 @@ class ScrapeSource:
         while len(self._start) > _KEEP_STEPS:  # steps long finished: forget their start readings
             del self._start[next(iter(self._start))]
         return observations_between(now - since, (start[0], baseline), (start[1], canary))
+
+    def observe_looks(
+        self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
+    ) -> list[Observations]:
+        """The readings this process took at its earlier calls for this `since` (at most one per
+        `every_s`), then now: the servers' counters have no history, so a look is a call, and a
+        restarted process starts again from its first call."""
+        now = self.observe(model, baseline_version, canary_version, since)
+        key = (model, baseline_version, canary_version, since)
+        taken = self._looks.setdefault(key, [])
+        while len(self._looks) > _KEEP_STEPS:
+            del self._looks[next(iter(self._looks))]
+        if taken and now.elapsed_s - taken[-1].elapsed_s < every_s - 1e-9:
+            return [*taken, now]
+        taken.append(now)
+        return list(taken)
 
     def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
         """The first look (a call of this) at which the version's request counter had grown since the

@@ -4,6 +4,7 @@ API for the workflow steps and the controller:
 
     from canaryflow.kernel.analysis import analyze, Observations, ArmObservations, Histogram
     result = analyze(policy, observations, step_index=i)   # -> AnalysisResult
+    result = analyze_looks(policy, readings, step_index=i)  # every look since the warm-up: the live step
     result.status    # "running" | "pass" | "fail" | "inconclusive"
     result.verdict   # canaryflow.kernel.types.Verdict (design.md's analysis record)
 
@@ -47,6 +48,7 @@ __all__ = [
     "SeriesEvaluation",
     "StepStatus",
     "analyze",
+    "analyze_looks",
     "evaluate_series",
 ]
 
@@ -100,3 +102,39 @@ def analyze(
     )
     last = len(series) - 1
     return AnalysisResult(status=evaluation.status_at(last), verdict=evaluation.verdict_at(last))
+
+
+def analyze_looks(
+    policy: Policy,
+    looks: Sequence[Observations],
+    *,
+    step_index: int = 0,
+    canary_weight: float | None = None,
+    hold_until_s: float | None = None,
+    from_look: int = 0,
+) -> AnalysisResult:
+    """Judge a step on its readings at every look since the warm-up ended (oldest first, each counted
+    from the warm-up's end), as a replay of the same counts does: the first decisive look decides.
+    Only the looks from `from_look` on are judged (a bake: those after the step passed); the ones
+    before still place the windows and pair the latencies.
+
+    What the live step calls with the metrics source's readings per look: latencies are paired by
+    time between consecutive looks (`paired.py`), not only between windows, and the answer depends
+    on the readings alone, not on when the step happened to look, so a restarted step reading the
+    same history decides the same way at the same look. Without a decisive look: the last one,
+    `running`. Not for a watch: its baseline is a record, judged once (`analyze`)."""
+    if not 0 <= from_look < len(looks):
+        raise ValueError(f"from_look: {from_look} outside the {len(looks)} looks (at least one is judged)")
+    series = ObservationSeries.from_observations(looks)
+    evaluation = evaluate_series(
+        policy,
+        series,
+        step_index=step_index,
+        canary_weight=canary_weight,
+        warmed_up=True,
+        hold_until_s=hold_until_s,
+        from_look=from_look,
+    )
+    decided = evaluation.first_decision()
+    at = len(evaluation.elapsed_s) - 1 if decided is None else decided
+    return AnalysisResult(status=evaluation.status_at(at), verdict=evaluation.verdict_at(at))

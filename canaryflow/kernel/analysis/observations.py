@@ -101,30 +101,3 @@ class Observations(BaseModel):
     shadow_distance: Histogram | None = Field(
         default=None, description="cosine distance canary vs baseline on the same (shadowed) inputs"
     )
-
-
-def _arm_before(total: ArmObservations, rest: ArmObservations) -> ArmObservations:
-    latency = None
-    if total.latency_s is not None:
-        latency = total.latency_s.since(rest.latency_s) if rest.latency_s is not None else total.latency_s
-    requests = max(total.requests - rest.requests, 0)
-    return ArmObservations(
-        requests=requests,
-        errors=min(max(total.errors - rest.errors, 0), requests),
-        latency_s=latency,
-        gpu_memory_bytes=total.gpu_memory_bytes,
-    )
-
-
-def observations_before(total: Observations, rest: Observations, elapsed_s: float) -> Observations:
-    """What happened from the start of `total` until the start of `rest` (both counted up to now):
-    the reading `elapsed_s` after `total` started, rebuilt from two readings of now."""
-    shadow = total.shadow_distance
-    if shadow is not None and rest.shadow_distance is not None:
-        shadow = shadow.since(rest.shadow_distance)
-    return Observations(
-        elapsed_s=elapsed_s,
-        baseline=_arm_before(total.baseline, rest.baseline),
-        canary=_arm_before(total.canary, rest.canary),
-        shadow_distance=shadow,
-    )
