@@ -115,9 +115,10 @@ def evidence(points: list[EvidencePoint], marks: list[PhaseMark]) -> list[tuple[
             continue
         factor, unit = _scale(series[0].kind)
         t = np.array([p.t_s for p in series])
-        est = np.array([p.estimate for p in series], dtype=float) * factor
-        lo = np.array([np.nan if p.lower is None else p.lower for p in series], dtype=float) * factor
-        hi = np.array([np.nan if p.upper is None else p.upper for p in series], dtype=float) * factor
+        with np.errstate(over="ignore"):  # a bound still open (float max) scales to inf: clipped below
+            est = np.array([p.estimate for p in series], dtype=float) * factor
+            lo = np.array([np.nan if p.lower is None else p.lower for p in series], dtype=float) * factor
+            hi = np.array([np.nan if p.upper is None else p.upper for p in series], dtype=float) * factor
         fig, ax = plt.subplots(figsize=(7, 3.2))
         span = np.nanmax(np.abs(est)) if np.isfinite(est).any() else 10.0
         limit = max(3 * span, 3 * factor * (series[0].alternative or series[0].tolerance or 0.1))
