@@ -6,7 +6,9 @@ champion's records of the last `window_s`, and every `cadence_s` judges that win
 statistics (`canaryflow.kernel.drift`), whose thresholds hold the policy's monthly false-alarm budget.
 A change of state (drift found, drift gone) is an event for the listeners (notifications, webhooks)
 and, with a registry, a model-version tag; the latest verdict is in `GET /models/{name}/drift` and on
-`/metrics` as `canaryflow_drift_*`. It never rolls back: acting on drift is left to whoever listens.
+`/metrics` as `canaryflow_drift_*`. It rolls back only where the policy opts in (`on_drift: rollback`):
+then a detection goes to the responder (`controller.drift_action`) before the listeners hear of it, and
+the event says what it did or why it could not.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from canaryflow.kernel.contracts.drift import (
 )
 from canaryflow.kernel.drift import DriftInputError, Reference, Window, calibrate, evaluate
 from canaryflow.kernel.ports import PredictionLogReader, Registry
+from controller.drift_action import DriftResponder
 from controller.observability import event
 from controller.rollout.store import RolloutStore
 from policies.drift import DriftPolicy
@@ -99,17 +102,23 @@ class ChampionSource:
         models: list[str],
         alias: str,
         clock: Callable[[], float] = time.time,
+        rolled_back: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.store, self.registry, self.models, self.alias, self.clock = store, registry, models, alias, clock
+        self.rolled_back = rolled_back  # promoting rollout id -> when drift rolled it back
         self._first_seen: dict[tuple[str, str], float] = {}
 
     def __call__(self) -> dict[str, tuple[str, float]]:
         found: dict[str, tuple[str, float]] = {}
+        undone = self.rolled_back() if self.rolled_back is not None else {}
         for record in self.store.rollouts():
             if record.phase == "promoted":
-                since = record.finished_at or record.updated_at
+                # A promotion drift rolled back made its baseline champion again, from that moment.
+                champion, since = record.canary_version, record.finished_at or record.updated_at
+                if record.id in undone:
+                    champion, since = record.baseline_version, undone[record.id]
                 if record.model not in found or since >= found[record.model][1]:
-                    found[record.model] = (record.canary_version, since)
+                    found[record.model] = (champion, since)
         if self.registry is not None:
             for model in self.models:
                 try:
@@ -134,8 +143,11 @@ class DriftMonitor:
         reference_files: dict[str, Path] | None = None,
         read_reference_file: Callable[[Path], list[PredictionRecord]] | None = None,
         clock: Callable[[], float] = time.time,
+        responder: DriftResponder | None = None,
     ) -> None:
         self.policy, self.reader, self.champions, self.registry = policy, reader, champions, registry
+        # Consulted only under `on_drift: rollback`; without one such a policy only reports.
+        self.responder = responder if policy.on_drift == "rollback" else None
         self.reference_files = reference_files or {}
         self._read_file = read_reference_file
         self.clock = clock
@@ -146,6 +158,8 @@ class DriftMonitor:
     # -- the loop ------------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self.responder is not None:
+            self.responder.resume()  # a rollback decided before (a failure, a restart) lands first
         now = self.clock()
         for model, (version, since) in self.champions().items():
             watch = self._watches.get(model)
@@ -232,7 +246,16 @@ class DriftMonitor:
         fired = [c.name for c in verdict.checks if c.drift]
         event(f"drift: {kind}", logging.WARNING if verdict.drift else logging.INFO, model=watch.model,
               version=watch.version, checks=fired)  # fmt: skip
-        message = DriftEvent(type=kind, model=watch.model, version=watch.version, at=now, verdict=verdict)
+        action = ""
+        if verdict.drift and self.responder is not None:
+            try:
+                action = self.responder.respond(watch.model, watch.version, verdict)
+            except Exception as exc:  # the store away: said in the event; monitoring goes on
+                action = f"not rolled back: {exc!r}"
+                event("drift: response failed", logging.ERROR, model=watch.model, error=repr(exc))
+        message = DriftEvent(
+            type=kind, model=watch.model, version=watch.version, at=now, verdict=verdict, action=action
+        )
         for listener in list(self.listeners):
             try:
                 listener(message)
@@ -269,6 +292,7 @@ class DriftMonitor:
                     "cadence_s": policy.cadence_s,
                     "false_alarms_per_month": policy.false_alarms_per_month,
                     "alpha_per_check": policy.alpha_per_check,
+                    "on_drift": policy.on_drift,
                 },
                 "reference": {
                     "state": "ready" if watch.reference is not None else "collecting",
@@ -280,7 +304,15 @@ class DriftMonitor:
                 "evaluated_at": watch.evaluated_at,
                 "evaluations": dict(watch.evaluations),
                 "verdict": watch.verdict.model_dump(mode="json") if watch.verdict else None,
+                "action": self._last_action(model),
             }
+
+    def _last_action(self, model: str) -> dict[str, Any] | None:
+        """The latest response to a detection of this model (any version), as the API shows it."""
+        if self.responder is None:
+            return None
+        action = self.responder.actions.latest(model)
+        return action.model_dump(mode="json") if action else None
 
     def snapshot(self) -> list[_Watch]:
         with self._lock:

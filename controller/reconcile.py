@@ -180,12 +180,13 @@ class Reconciler:
         return count
 
     def _reconcile_model(self, model: str, records: list[RolloutRecord]) -> None:
-        with self._model_lock(model):
+        with self.model_lock(model):
             self._supersede_older(records)
             for record in records:
                 self._reconcile_timed(record.id)
 
-    def _model_lock(self, model: str) -> threading.Lock:
+    def model_lock(self, model: str) -> threading.Lock:
+        """Held while a model's rollouts are reconciled (and by a drift rollback of that model)."""
         with self._locks_guard:
             return self._model_locks.setdefault(model, threading.Lock())
 
@@ -201,7 +202,7 @@ class Reconciler:
         for model, records in fresh.items():
             if records[-1].phase != "pending":
                 continue
-            lock = self._model_lock(model)
+            lock = self.model_lock(model)
             if not lock.acquire(blocking=False):
                 continue
             try:

@@ -82,6 +82,8 @@ class ControllerService:
             notifier=notifier,
             link_templates=link_templates,
         )
+        if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
+            drift.responder.guard(self.reconciler.model_lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -11,12 +11,17 @@ number of false alarms in a month and the chance of any at all stay at or below
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from policies import PolicyError, read_policy_document, validation_message
 
 MONTH_S = 30 * 86400.0
+# What the controller does when a champion drifts: only report it (metrics, API, notices, tag), or also
+# roll the model back to the champion before it. Reporting is the default because a drifted input
+# distribution is not always the model's fault (docs/monitoring.md, "Acting on drift").
+DriftResponse = Literal["report", "rollback"]
 SHIPPED_MONITOR_DIR = Path(__file__).resolve().parent / "monitor"
 
 
@@ -82,6 +87,10 @@ class DriftPolicy(_Strict):
     centroid: CentroidCheckPolicy = Field(default_factory=CentroidCheckPolicy)
     tokens: TokensCheckPolicy = Field(default_factory=TokensCheckPolicy)
     latency: LatencyCheckPolicy = Field(default_factory=LatencyCheckPolicy)
+    on_drift: DriftResponse = Field(
+        default="report",
+        description="report: metrics, API, notices only; rollback: also restore the previous champion",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DriftPolicy:

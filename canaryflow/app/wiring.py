@@ -22,10 +22,11 @@ from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings
 from canaryflow.kernel.contracts.drift import drift_notice
 from canaryflow.kernel.contracts.traffic import TrafficMode
-from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Registry, WorkflowEngine
+from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Notifier, Registry, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
 from controller.drift import ChampionSource, DriftMonitor
+from controller.drift_action import DriftActions, DriftResponder
 from controller.notice_outbox import NoticeOutbox
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
@@ -37,6 +38,7 @@ from policies import load_policy
 from policies.drift import load_drift_policy
 from workflows.settings import WorkflowSettings
 from workflows.steps import StepContext
+from workflows.steps.release import StepRollback
 
 
 def build_step_context(
@@ -118,20 +120,39 @@ def bound_mlflow_calls(timeout_s: float) -> None:
 
 
 def build_drift_monitor(
-    settings: ControllerSettings, store: RolloutStore, registry: Registry | None
+    settings: ControllerSettings,
+    store: RolloutStore,
+    registry: Registry | None,
+    notifier: Notifier | None = None,
 ) -> DriftMonitor | None:
-    """The champion drift monitor when `controller.drift.enabled`; raises ValueError on a bad policy."""
+    """The champion drift monitor when `controller.drift.enabled`; raises ValueError on a bad policy.
+
+    Under `on_drift: rollback` it gets a responder that rolls back through the rollback step, with the
+    ports the workflow steps use (the gitops and registry settings): a policy that opts in without
+    them is refused at start, not at the first drift."""
     drift = settings.drift
     if not drift.enabled:
         return None
-    champions = ChampionSource(store, registry, drift.models, drift.champion_alias)
+    policy = load_drift_policy(drift.policy)
+    responder = None
+    if policy.on_drift == "rollback":
+        try:
+            rollback = StepRollback(build_step_context(settings))
+        except ValueError as exc:
+            raise ValueError(
+                f"on_drift: rollback needs the steps' gitops and registry settings: {exc}"
+            ) from exc
+        responder = DriftResponder(DriftActions(settings.db_path), store, rollback, notifier=notifier)
+    undone = responder.actions.rolled_back if responder is not None else None
+    champions = ChampionSource(store, registry, drift.models, drift.champion_alias, rolled_back=undone)
     return DriftMonitor(
-        load_drift_policy(drift.policy),
+        policy,
         reader_for(drift.backend, drift.location),
         champions,
         registry=registry if drift.tag_registry else None,
         reference_files=drift.reference_files,
         read_reference_file=read_jsonl,
+        responder=responder,
     )
 
 
@@ -151,7 +172,7 @@ def build_service(
     store = RolloutStore(settings.db_path)
     notify = notification_settings or NotificationSettings()
     notifier = notifier_from_settings(notify, partial(NoticeOutbox, notify_outbox_path(settings.db_path)))
-    drift = build_drift_monitor(settings, store, registry)
+    drift = build_drift_monitor(settings, store, registry, notifier)
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
         drift.listeners.append(lambda event: send(drift_notice(event)))

@@ -95,6 +95,16 @@ class WorkflowEngine(Protocol):
 
 
 @runtime_checkable
+class PromotionRollback(Protocol):
+    """Undoes a promotion after its rollout ended: the rollout's own rollback step (what its exit
+    handler runs when the watch after promotion fails), run again for `spec` with `reason`: git back
+    to the champion before it, the registry's aliases and tags restored. Idempotent, as the step is;
+    returns the rollback commit's sha. The drift monitor's opt-in response (`on_drift: rollback`)."""
+
+    def rollback(self, spec: RolloutSpec, reason: str) -> str: ...
+
+
+@runtime_checkable
 class CanaryReadiness(Protocol):
     """Is the canary serving? Kubernetes Deployment status on a cluster, the inference server's /ready
     on one machine. The wait-ready step polls it so analysis never starts on a canary that is not up."""

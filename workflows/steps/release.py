@@ -7,7 +7,7 @@ moves and tags set what is already set, a merged pull request stays merged.
 from __future__ import annotations
 
 from canaryflow.kernel.contracts.steps import Output
-from canaryflow.kernel.types import ApprovalRequest, Verdict
+from canaryflow.kernel.types import ApprovalRequest, RolloutSpec, Verdict
 from gitops.history import one_line
 from gitops.report import approval_report
 from workflows.steps.base import StepInput, StepOutcome
@@ -87,6 +87,19 @@ def rollback(ctx: StepContext, step: StepInput) -> StepOutcome:
         outputs={Output.COMMIT_SHA: sha or ""},
         message=f"rolled back v{spec.canary_version}: {one_line(reason, 200)}",
     )
+
+
+class StepRollback:
+    """`PromotionRollback` through the rollback step itself, for a rollout that ended promoted (the
+    drift monitor's `on_drift: rollback`): the same git revert, alias moves and tags as the exit
+    handler after a failed watch, so both ways back leave the same audit trail."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+
+    def rollback(self, spec: RolloutSpec, reason: str) -> str:
+        outcome = rollback(self.ctx, StepInput(spec=spec, reason=reason))
+        return outcome.outputs.get(Output.COMMIT_SHA, "")
 
 
 def _untag_if_this_rollout(ctx: StepContext, model: str, version: str, key: str, rollout_id: str) -> None:

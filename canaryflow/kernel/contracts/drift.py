@@ -65,6 +65,11 @@ class DriftEvent(BaseModel):
     version: str
     at: float
     verdict: DriftVerdict
+    action: str = Field(
+        default="",
+        description="what the controller did about a detection under `on_drift: rollback` (rolled back "
+        "to vN, or why it could not act); empty when the policy only reports",
+    )
 
 
 def drift_notice(event: DriftEvent) -> RolloutNotice:
@@ -91,6 +96,13 @@ def drift_notice(event: DriftEvent) -> RolloutNotice:
         environment="champion",
         phase="drifting" if kind is NoticeEvent.DRIFT_DETECTED else "stable",
         at=event.at,
-        reason=f"drift in {', '.join(fired)}" if fired else "every check within its threshold",
+        reason="; ".join(
+            p
+            for p in (
+                f"drift in {', '.join(fired)}" if fired else "every check within its threshold",
+                event.action,
+            )
+            if p
+        ),
         checks=checks,
     )
