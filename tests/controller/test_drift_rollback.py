@@ -237,3 +237,17 @@ def test_a_rollback_that_failed_lands_on_a_later_tick(tmp_path, git_remote, mlfl
 def test_a_bad_on_drift_value_is_refused_naming_the_field():
     with pytest.raises(DriftPolicyError, match=r"^p\.yaml: on_drift: Input should be 'report' or 'rollback'"):
         parse_drift_policy({"on_drift": "revert"}, "p.yaml")
+
+
+def test_opting_in_without_the_steps_settings_is_refused_at_start(tmp_path, monkeypatch):
+    from canaryflow.app.wiring import build_drift_monitor
+    from controller.settings import ControllerSettings
+
+    monkeypatch.delenv("CANARYFLOW_GITOPS_REMOTE_URL", raising=False)
+    policy = tmp_path / "drift.yaml"
+    policy.write_text("on_drift: rollback\n")
+    settings = ControllerSettings(db_path=tmp_path / "c.db", drift={"enabled": True, "policy": str(policy)})
+    with pytest.raises(
+        ValueError, match=r"^on_drift: rollback needs the steps' gitops and registry settings"
+    ):
+        build_drift_monitor(settings, RolloutStore(settings.db_path), None)
