@@ -12,13 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from canaryflow.adapters.predictions import JsonlDirectoryReader
-from canaryflow.kernel.contracts.drift import DriftEvent
+from canaryflow.kernel.contracts.drift import DriftEvent, drift_notice
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
 from canaryflow.kernel.types import RolloutSpec
+from controller.app import ControllerContext, create_app
 from controller.drift import ChampionSource, DriftMonitor
 from controller.drift_action import COMMIT_PURPOSE, DriftActions, DriftResponder
+from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
 from policies.drift import DriftPolicy, DriftPolicyError, parse_drift_policy
@@ -124,7 +127,9 @@ class World:
         return self.registry.version_for_alias(self.model, "champion")
 
 
-def test_opted_in_drift_rolls_back_to_the_previous_champion_once(tmp_path, git_remote, mlflow_server, store):
+def test_opted_in_drift_rolls_back_to_the_previous_champion_once(
+    tmp_path, git_remote, mlflow_server, store, settings
+):
     world = World(tmp_path, git_remote, mlflow_server.tracking_uri, store)
     monitor = world.monitor(ROLLBACK)
     world.drift(monitor)
@@ -151,8 +156,15 @@ def test_opted_in_drift_rolls_back_to_the_previous_champion_once(tmp_path, git_r
     assert notice.reason.startswith("drift:") and notice.headline().endswith(
         f"v{v2} rolled back, v{v1} serves"
     )
-    action = monitor.status(model)["action"]
+    context = ControllerContext(
+        settings=settings, store=store, metrics=ControllerMetrics(store), drift=monitor
+    )
+    with TestClient(create_app(context)) as client:
+        body = client.get(f"/models/{model}/drift").json()
+    action = body["action"]
     assert action["state"] == "rolled_back" and action["commit_sha"] == head and action["rollout_id"] == "r-1"
+    assert body["policy"]["on_drift"] == "rollback" and action["restored_version"] == v1
+    assert f"rolled back to v{v1}" in drift_notice(detected).reason  # the drift_detected notice says so
 
     # Still drifting traffic of v2 (e.g. a server not yet restarted): v1 is now the champion watched,
     # with a reference of its own; nothing is rolled back again.
