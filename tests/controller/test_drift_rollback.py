@@ -24,10 +24,12 @@ from controller.drift_action import COMMIT_PURPOSE, DriftActions, DriftResponder
 from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
+from controller.service import ControllerService
 from policies.drift import DriftPolicy, DriftPolicyError, parse_drift_policy
 from tests.drift.synthetic import Traffic
 from tests.workflows.rollout_support import register_versions, rollout_policy, step_context
-from workflows.steps import StepContext, StepInput
+from workflows.local.runner import LocalRunner
+from workflows.steps import StepContext, StepInput, step_runner
 from workflows.steps.release import TAG_PROMOTED, TAG_REJECTED, TAG_RETIRED, StepRollback, promote
 
 T0 = 1_700_000_000.0
@@ -214,12 +216,17 @@ def test_no_previous_champion_is_reported_and_nothing_changes(tmp_path, git_remo
     assert world.notices.sent == []
 
 
-def test_a_rollout_in_progress_is_left_alone(tmp_path, git_remote, mlflow_server, store):
+def test_a_rollout_in_progress_is_left_alone(tmp_path, git_remote, mlflow_server, store, settings):
     world = World(tmp_path, git_remote, mlflow_server.tracking_uri, store)
     store.create_rollout(RolloutRecord(id="r-2", model=world.model, baseline_version=world.v2,
                                        canary_version=world.v1, phase="canary", created_at=T0 + 100,
                                        updated_at=T0 + 100))  # fmt: skip
     monitor = world.monitor(ROLLBACK)
+    # In the controller the decision is taken under the reconcile loop's lock of the model.
+    engine = LocalRunner(settings.db_path, step_runner(world.ctx), lambda _name: rollout_policy())
+    service = ControllerService(settings, store, engine, None, drift=monitor)
+    assert monitor.responder is not None and monitor.responder.lock_for == service.reconciler.model_lock
+    service.close(5.0)
     world.drift(monitor)
     [detected] = world.events
     assert detected.action == f"not rolled back: rollout r-2 of {world.model} is in progress"
