@@ -2,9 +2,10 @@
 
 Level-triggered on purpose: each tick reads what the store and the engine say now and does what is
 still missing (start, stop, resume, record), so that a controller killed anywhere resumes by simply
-running the next tick. The controller never writes to git or the registry itself: the workflow's steps
-do, through the gitops layer and the `Registry` port; the controller reads the registry only to find the
-baseline version when an event arrives.
+running the next tick. The reconcile loop never writes to git or the registry itself: the workflow's
+steps do, through the gitops layer and the `Registry` port; it reads the registry only to find the
+baseline version when an event arrives. (The one write outside a workflow is the drift monitor's opt-in
+rollback of a champion, `controller/drift_action.py`, which runs the rollback step under `model_lock`.)
 """
 
 from __future__ import annotations
