@@ -15,9 +15,10 @@ When it does not act, it says why (the monitor puts it in the drift event, notic
 Once per promotion: the row for a promoting rollout is written (unique) before the rollback runs, so a
 second detection, a second thread or a restarted controller finds it and does not act again. A rollback
 that failed or was cut short by a crash stays `acting` and is run again (it is idempotent) until it
-lands. The rows live in the controller's database (component `drift_actions`), so they survive a restart,
-and the champion source reads them: after a rollback the restored version is the champion that the
-monitor watches, with a reference of its own.
+lands, or is given up once another rollout of the model started. The rows live in the controller's
+database (component `drift_actions`), so they survive a restart, and the champion source reads them:
+after a rollback the restored version is the champion that the monitor watches, with a reference of
+its own.
 """
 
 from __future__ import annotations
@@ -129,6 +130,15 @@ class DriftActions:
                 (error, at, retry_at, action_id),
             )
 
+    def abandon(self, action_id: int, reason: str, at: float) -> None:
+        """A decided rollback given up (the model moved on before it landed): no longer counts as done."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE cf_drift_actions SET state = 'not_acted', reason = ?, updated_at = ?, "
+                "retry_at = NULL WHERE id = ?",
+                (reason, at, action_id),
+            )
+
     def of_rollout(self, rollout_id: str) -> DriftAction | None:
         rows = self._rows(
             "SELECT * FROM cf_drift_actions WHERE rollout_id = ? AND state != 'not_acted'", (rollout_id,)
@@ -206,12 +216,23 @@ class DriftResponder:
             return self._run(action_id, promoted, reason)
 
     def resume(self) -> None:
-        """Runs again the rollbacks that were decided but did not land (an error, a stop mid-way)."""
+        """Runs again the rollbacks that were decided but did not land (an error, a stop mid-way); one
+        whose model saw a rollout since the decision is given up: going back now would undo that one."""
         for action in self.actions.due(self.clock()):
             record = self.store.get(action.rollout_id or "")
             if record is None:
                 continue
             with self.lock_for(action.model):
+                later = [
+                    r
+                    for r in self.store.rollouts(model=action.model)
+                    if r.id != record.id and r.created_at >= action.detected_at
+                ]
+                if later:
+                    why = f"abandoned: rollout {later[-1].id} started before the rollback landed"
+                    self.actions.abandon(action.id, why, self.clock())
+                    event("drift: rollback abandoned", logging.WARNING, model=action.model, why=why)
+                    continue
                 self._run(action.id, record, action.reason)
 
     def _promoting_rollout(self, model: str, version: str) -> RolloutRecord | None:

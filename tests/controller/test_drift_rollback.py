@@ -258,6 +258,28 @@ def test_a_bad_on_drift_value_is_refused_naming_the_field():
         parse_drift_policy({"on_drift": "revert"}, "p.yaml")
 
 
+def test_a_failed_rollback_is_given_up_once_another_rollout_started(
+    tmp_path, git_remote, mlflow_server, store
+):
+    world = World(tmp_path, git_remote, mlflow_server.tracking_uri, store)
+    monitor = world.monitor(ROLLBACK)
+    away = git_remote.with_name("away.git")
+    git_remote.rename(away)
+    try:
+        world.drift(monitor)
+    finally:
+        away.rename(git_remote)
+    record = RolloutRecord(id="r-3", model=world.model, baseline_version=world.v2, canary_version=world.v1,
+                           phase="canary", created_at=T0 + 200, updated_at=T0 + 200)  # fmt: skip
+    store.create_rollout(record)
+    world.clock.now = T0 + 182 + 61
+    monitor.tick()
+    action = monitor.status(world.model)["action"]
+    assert action["state"] == "not_acted" and action["reason"].startswith("abandoned: rollout r-3 started")
+    assert _git(git_remote, "rev-parse", "main") == world.head and world.champion() == world.v2
+    assert world.notices.sent == []
+
+
 def test_opting_in_without_the_steps_settings_is_refused_at_start(tmp_path, monkeypatch):
     from canaryflow.app.wiring import build_drift_monitor
     from controller.settings import ControllerSettings
