@@ -48,14 +48,16 @@ class DriftMonitorSettings(BaseModel):
 
     enabled: bool = False
     policy: str = Field(default="default", description="drift policy: a shipped name or a YAML file")
-    backend: str = Field(default="jsonl", description="prediction-log reader (jsonl: a local directory)")
+    backend: str = Field(
+        default="local", description="prediction-log reader (local: JSONL and/or Parquet files)"
+    )
     location: Path = Field(default=Path("predictions"), description="the servers' --prediction-log-dir")
     models: list[str] = Field(
         default_factory=list, description="also watch these models' registry champion (no rollout needed)"
     )
     champion_alias: str = "champion"
     reference_files: dict[str, Path] = Field(
-        default_factory=dict, description="per model: a prediction-log file to use as the reference"
+        default_factory=dict, description="per model: a prediction-log file (.jsonl or .parquet) as reference"
     )
     interval_s: float = Field(default=5.0, gt=0, description="how often new records are read")
     tag_registry: bool = Field(default=True, description="set canaryflow.drift on the model version")

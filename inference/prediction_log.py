@@ -1,5 +1,5 @@
-"""The prediction log: a sample of served requests written to rotated JSON Lines files, off the
-request path.
+"""The prediction log: a sample of served requests written to rotated JSON Lines or Parquet files,
+off the request path.
 
 The handler only draws a random number and, for a sampled request, puts a tuple on a bounded queue
 (no serialisation, no I/O, never a wait): when the queue is full the sample is dropped and counted in
@@ -9,6 +9,9 @@ and hands every record to the window summary (`inference.prediction_summary`).
 
 Files: `<dir>/<model>/predictions-<start unix s>-<pid>.jsonl` (one writer per process, so several
 workers never share a file); records as in `canaryflow.kernel.contracts.drift.PredictionRecord`.
+With `format="parquet"` the files end in `.parquet` and appear whole when closed
+(`inference.prediction_parquet`); the writer thread wakes every second to close a file whose time
+is up, so an idle model's last records still become readable.
 A sampled request with several inputs gives one record per input (at most `MAX_INPUTS_PER_SAMPLE`),
 each with its own token count.
 """
@@ -25,11 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import numpy as np
 import orjson
 
+from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PredictionLogFormat
 from inference.metrics import ServerMetrics
 from inference.settings import InferenceSettings
 
@@ -47,6 +51,8 @@ class PredictionLogConfig:
     rotate_bytes: int = 64 * 2**20
     rotate_s: float = 3600.0
     keep_files: int = 240  # per model and process; the oldest beyond it are removed
+    format: PredictionLogFormat = "jsonl"
+    row_group_rows: int = 8192  # parquet: rows buffered per row group (8192 x 384 float32 = 12 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +69,28 @@ class Sample:
 SampleSink = Callable[[Sample], None]
 
 
-class _RotatingFile:
-    """The current file of one model; a new one when it is too big or too old."""
+class LogFile(Protocol):
+    """The current file of one model, in one format."""
+
+    def write(self, samples: list[Sample], now: float) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _json_line(s: Sample) -> bytes:
+    record: dict[str, object] = {
+        "t": round(s.t, 6), "model": s.model, "version": s.version,
+        "latency_ms": round(s.latency_ms, 4), "tokens": s.tokens,
+        "embedding": s.embedding.astype(np.float32, copy=False),
+    }  # fmt: skip
+    if s.text is not None:
+        record["text"] = s.text
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class JsonlFile:
+    """The current JSONL file of one model; a new one when it is too big or too old."""
 
     def __init__(self, directory: Path, config: PredictionLogConfig) -> None:
         self.directory = directory
@@ -73,7 +99,8 @@ class _RotatingFile:
         self.opened_at = 0.0
         self.size = 0
 
-    def write(self, lines: bytes, now: float) -> None:
+    def write(self, samples: list[Sample], now: float) -> None:
+        lines = b"\n".join(_json_line(s) for s in samples) + b"\n"
         if (
             self.handle is None
             or self.size >= self.config.rotate_bytes
@@ -84,6 +111,9 @@ class _RotatingFile:
         self.handle.write(lines)
         self.size += len(lines)
 
+    def tick(self, now: float) -> None:
+        """Nothing to do: every line is readable once flushed; the next write rotates when due."""
+
     def flush(self) -> None:
         if self.handle is not None:
             self.handle.flush()
@@ -91,11 +121,11 @@ class _RotatingFile:
     def _rotate(self, now: float) -> None:
         self.close()
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"predictions-{now:.3f}-{os.getpid()}.jsonl"
+        path = self.directory / f"predictions-{now:.3f}-{os.getpid()}{JSONL_SUFFIX}"
         self.handle = open(path, "ab")  # noqa: SIM115 - held until the next rotation
         self.opened_at, self.size = now, 0
         mine = sorted(
-            self.directory.glob(f"predictions-*-{os.getpid()}.jsonl"),
+            self.directory.glob(f"predictions-*-{os.getpid()}{JSONL_SUFFIX}"),
             key=lambda p: float(p.name.split("-")[1]),
         )
         for old in mine[: max(0, len(mine) - self.config.keep_files)]:
@@ -123,7 +153,7 @@ class PredictionLog:
         self._random = (rng or random.Random()).random
         self._clock = clock
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=config.queue_size)
-        self._files: dict[str, _RotatingFile] = {}
+        self._files: dict[str, LogFile] = {}
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -159,7 +189,11 @@ class PredictionLog:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:  # idle: close the files whose time is up (Parquet: they become visible)
+                self._tick()
+                continue
             batch = [first]
             while len(batch) < 1000:
                 try:
@@ -171,34 +205,48 @@ class PredictionLog:
                 self._write([s for s in batch if s is not None])
             except Exception:  # a full disk must not end the thread; the samples are lost, not the server
                 log.exception("prediction log: a batch of %d samples was not written", len(batch))
+            self._tick()  # a busy model must not keep an idle one's file open
             if stop:
                 for file in self._files.values():
-                    file.close()
+                    try:
+                        file.close()
+                    except Exception:
+                        log.exception("prediction log: a file was not closed at shutdown")
                 for sink in self._sinks:
                     getattr(sink, "flush", lambda: None)()
                 return
 
+    def _tick(self) -> None:
+        now = self._clock()
+        for file in self._files.values():
+            try:
+                file.tick(now)
+            except Exception:
+                log.exception("prediction log: a file was not closed")
+
+    def _file(self, model: str) -> LogFile:
+        file = self._files.get(model)
+        if file is None:
+            directory = self.config.directory / _SAFE_NAME.sub("_", model)
+            if self.config.format == "parquet":
+                from inference.prediction_parquet import ParquetFile
+
+                file = ParquetFile(directory, self.config)
+            else:
+                file = JsonlFile(directory, self.config)
+            self._files[model] = file
+        return file
+
     def _write(self, samples: list[Sample]) -> None:
-        by_model: dict[str, list[bytes]] = {}
+        by_model: dict[str, list[Sample]] = {}
         for s in samples:
-            record: dict[str, object] = {
-                "t": round(s.t, 6), "model": s.model, "version": s.version,
-                "latency_ms": round(s.latency_ms, 4), "tokens": s.tokens,
-                "embedding": s.embedding.astype(np.float32, copy=False),
-            }  # fmt: skip
-            if s.text is not None:
-                record["text"] = s.text
-            by_model.setdefault(s.model, []).append(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
+            by_model.setdefault(s.model, []).append(s)
             for sink in self._sinks:
                 sink(s)
         now = self._clock()
-        for model, lines in by_model.items():
-            file = self._files.get(model)
-            if file is None:
-                file = self._files[model] = _RotatingFile(
-                    self.config.directory / _SAFE_NAME.sub("_", model), self.config
-                )
-            file.write(b"\n".join(lines) + b"\n", now)
+        for model, mine in by_model.items():
+            file = self._file(model)
+            file.write(mine, now)
             file.flush()
             for version in {s.version for s in samples if s.model == model}:
                 count = sum(1 for s in samples if s.model == model and s.version == version)
@@ -232,5 +280,6 @@ def open_prediction_log(settings: InferenceSettings, metrics: ServerMetrics) -> 
         rotate_bytes=int(settings.prediction_log_rotate_mb * 2**20),
         rotate_s=settings.prediction_log_rotate_s,
         keep_files=settings.prediction_log_keep_files,
+        format=settings.prediction_log_format,
     )
     return PredictionLog(config, metrics, sinks=sinks)

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from canaryflow.kernel.contracts.drift import PredictionLogFormat
 from canaryflow.kernel.settings import ComponentSettings
 
 
@@ -56,7 +57,10 @@ class InferenceSettings(ComponentSettings):
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
     prediction_log_rate: float = Field(default=0.0, ge=0, le=1, description="requests sampled; 0 = off")
-    prediction_log_dir: Path = Field(default=Path("predictions"), description="JSONL, a folder a model")
+    prediction_log_dir: Path = Field(default=Path("predictions"), description="a folder a model")
+    prediction_log_format: PredictionLogFormat = Field(
+        default="jsonl", description="jsonl: readable line by line at once; parquet: smaller, whole files"
+    )
     prediction_log_text: bool = Field(default=False, description="also keep the raw input text")
     prediction_log_queue: int = Field(default=10_000, ge=1, description="samples waiting; more are dropped")
     prediction_log_rotate_mb: float = Field(default=64.0, gt=0)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
-from canaryflow.adapters.predictions import read_jsonl, reader_for
+from canaryflow.adapters.predictions import read_records, reader_for
 from canaryflow.adapters.readiness.factory import readiness_from_settings
 from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings
@@ -151,7 +151,7 @@ def build_drift_monitor(
         champions,
         registry=registry if drift.tag_registry else None,
         reference_files=drift.reference_files,
-        read_reference_file=read_jsonl,
+        read_reference_file=read_records,
         responder=responder,
     )
 

@@ -8,21 +8,15 @@ parses each line once. A line still being written (no newline yet) is left for t
 
 from __future__ import annotations
 
-import random
-import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 from pydantic import ValidationError
 
+from canaryflow.adapters.predictions.common import PredictionLogError, files_of, sample_range, start_of
 from canaryflow.kernel.contracts.drift import PREDICTION_FILE_GLOB, PredictionRecord
 from canaryflow.kernel.errors import first_error
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class PredictionLogError(ValueError):
-    """A prediction-log line that is not a record; the message names the file, line and field."""
 
 
 def parse_line(line: bytes, where: str) -> PredictionRecord:
@@ -51,13 +45,6 @@ def read_jsonl(path: Path) -> list[PredictionRecord]:
     return records
 
 
-def _start_of(path: Path) -> float:
-    try:
-        return float(path.name.split("-")[1])
-    except (IndexError, ValueError):
-        return 0.0
-
-
 class JsonlDirectoryReader:
     """Reads the files of one prediction-log directory; lines that are not records are skipped and
     counted (`skipped`), since one bad line must not blind the monitor."""
@@ -68,8 +55,7 @@ class JsonlDirectoryReader:
         self._offsets: dict[Path, int] = {}
 
     def _files(self, model: str) -> list[Path]:
-        folder = self.directory / _SAFE_NAME.sub("_", model)
-        return sorted(folder.glob(PREDICTION_FILE_GLOB), key=_start_of) if folder.is_dir() else []
+        return files_of(self.directory, model, PREDICTION_FILE_GLOB)
 
     def _parse(self, chunk: bytes, path: Path) -> list[PredictionRecord]:
         records = []
@@ -85,11 +71,14 @@ class JsonlDirectoryReader:
     def read(
         self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
     ) -> list[PredictionRecord]:
-        records: list[PredictionRecord] = []
-        seen = 0
-        rng = random.Random(f"{model}/{version}/{start}")
+        return sample_range(self.records(model, start, end, version), limit, f"{model}/{version}/{start}")
+
+    def records(
+        self, model: str, start: float, end: float, version: str | None
+    ) -> Iterator[PredictionRecord]:
+        """The records of a range, file by file (`read` caps them; the local reader merges formats)."""
         for path in self._files(model):
-            if _start_of(path) >= end:
+            if start_of(path) >= end:
                 continue
             try:
                 if path.stat().st_mtime < start:
@@ -100,14 +89,8 @@ class JsonlDirectoryReader:
             complete = data[: data.rfind(b"\n") + 1]
             for r in self._parse(complete, path):
                 wanted = version is None or r.version == version
-                if r.model != model or not start <= r.t < end or not wanted:
-                    continue
-                seen += 1
-                if limit is None or len(records) < limit:
-                    records.append(r)
-                elif (slot := rng.randrange(seen)) < limit:  # reservoir: a uniform sample of the range
-                    records[slot] = r
-        return sorted(records, key=lambda r: r.t)
+                if r.model == model and start <= r.t < end and wanted:
+                    yield r
 
     def follow(self, model: str, since: float | None = None) -> list[PredictionRecord]:
         records = []

@@ -1,8 +1,9 @@
 """`canaryflow monitor`: drift of a champion's traffic, offline, from prediction-log files.
 
-`replay` runs the same statistics as the controller's drift monitor on two files: a reference window
-and a current window, and prints one JSON verdict. Exit 0 whether or not it finds drift (the verdict
-says), 2 on bad input with a one-line message naming the file, line and field.
+`replay` runs the same statistics as the controller's drift monitor on two files (JSONL or Parquet,
+by extension): a reference window and a current window, and prints one JSON verdict. Exit 0 whether
+or not it finds drift (the verdict says), 2 on bad input with a one-line message naming the file,
+line and field.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ def _group() -> None:
 
 @app.command("replay")
 def replay(
-    reference: Path = typer.Option(..., "--reference", help="prediction-log JSONL of the reference window"),
-    current: Path = typer.Option(..., "--current", help="prediction-log JSONL of the window to judge"),
+    reference: Path = typer.Option(..., "--reference", help="prediction-log file of the reference window"),
+    current: Path = typer.Option(..., "--current", help="prediction-log file (.jsonl/.parquet) to judge"),
     policy: str = typer.Option("default", "--policy", help="drift policy YAML, or a shipped name"),
 ) -> None:
     """Print {"drift": bool, "checks": [{"name", "statistic", "threshold", "drift", ...}]} for CURRENT
     against REFERENCE; each record is {"t", "model", "version", "latency_ms", "tokens", "embedding"}."""
-    from canaryflow.adapters.predictions import PredictionLogError, read_jsonl
+    from canaryflow.adapters.predictions import PredictionLogError, read_records
     from canaryflow.kernel.drift import DriftInputError, Window, calibrate, evaluate
     from policies.drift import DriftPolicyError, load_drift_policy
 
@@ -43,8 +44,8 @@ def replay(
         _fail(f"--policy: {exc}")
         return
     try:
-        ref_window = Window.from_records(read_jsonl(reference))
-        cur_window = Window.from_records(read_jsonl(current))
+        ref_window = Window.from_records(read_records(reference))
+        cur_window = Window.from_records(read_records(current))
     except (PredictionLogError, DriftInputError) as exc:
         _fail(str(exc))
         return

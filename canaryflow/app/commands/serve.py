@@ -105,7 +105,10 @@ def serve(
         float | None, typer.Option(help="fraction of requests written to the prediction log; 0 = off")
     ] = None,
     prediction_log_dir: Annotated[
-        Path | None, typer.Option(help="folder of the prediction log's JSONL files (one folder a model)")
+        Path | None, typer.Option(help="folder of the prediction log's files (one folder a model)")
+    ] = None,
+    prediction_log_format: Annotated[
+        str | None, typer.Option(help="prediction-log files: jsonl (default) or parquet (whole files)")
     ] = None,
     prediction_log_text: Annotated[
         bool | None,
@@ -142,6 +145,7 @@ def serve(
             "prediction_log_rate": prediction_log_rate,
             "prediction_log_dir": prediction_log_dir,
             "prediction_log_text": prediction_log_text,
+            "prediction_log_format": prediction_log_format,
         }.items()
         if v is not None
     }

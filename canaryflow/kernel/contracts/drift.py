@@ -14,9 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canaryflow.kernel.contracts.notifications import CheckSummary, NoticeEvent, RolloutNotice
 
-# Files of the local JSONL backend: `<dir>/<model>/predictions-<start unix s>-<pid>.jsonl`, rotated
-# by size or age; a file is complete once a newer one of the same process exists.
-PREDICTION_FILE_GLOB = "predictions-*.jsonl"
+# Files of the local prediction log: `<dir>/<model>/predictions-<start unix s>-<pid>.<format>`, rotated
+# by size or age. JSONL: appended line by line, complete once a newer file of the same process exists.
+# Parquet: written as `<name>.parquet.tmp` and renamed when closed, so a `.parquet` file is always whole.
+JSONL_SUFFIX = ".jsonl"
+PARQUET_SUFFIX = ".parquet"
+TEMP_SUFFIX = ".tmp"
+PREDICTION_FILE_GLOB = f"predictions-*{JSONL_SUFFIX}"
+PARQUET_FILE_GLOB = f"predictions-*{PARQUET_SUFFIX}"
+PredictionLogFormat = Literal["jsonl", "parquet"]
+# Parquet columns, in order (the embedding a fixed-size list of float32, `text` null unless kept).
+PARQUET_COLUMNS = ("t", "model", "version", "latency_ms", "tokens", "embedding", "text")
 
 # Event types for notifications and webhooks (a retraining pipeline can act on `drift.detected`).
 EVENT_DRIFT_DETECTED = "drift.detected"

@@ -1,0 +1,46 @@
+"""What every prediction-log backend shares: the error type, a model's folder and file order, and the
+uniform cap of a time range."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from canaryflow.kernel.contracts.drift import PredictionRecord
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class PredictionLogError(ValueError):
+    """A prediction-log file or line that is not records; the message names the file, line and field."""
+
+
+def model_folder(directory: Path, model: str) -> Path:
+    return directory / _SAFE_NAME.sub("_", model)
+
+
+def start_of(path: Path) -> float:
+    """The start time in `predictions-<start>-<pid>.<ext>` (0 when the name has none)."""
+    try:
+        return float(path.name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+def files_of(directory: Path, model: str, pattern: str) -> list[Path]:
+    folder = model_folder(directory, model)
+    return sorted(folder.glob(pattern), key=start_of) if folder.is_dir() else []
+
+
+def sample_range(records: Iterable[PredictionRecord], limit: int | None, seed: str) -> list[PredictionRecord]:
+    """Every record, or beyond `limit` a uniform sample (reservoir: one pass, `limit` kept), by time."""
+    kept: list[PredictionRecord] = []
+    rng = random.Random(seed)
+    for seen, record in enumerate(records, start=1):
+        if limit is None or len(kept) < limit:
+            kept.append(record)
+        elif (slot := rng.randrange(seen)) < limit:
+            kept[slot] = record
+    return sorted(kept, key=lambda r: r.t)
