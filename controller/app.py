@@ -1,5 +1,9 @@
 """The controller's HTTP surface: webhook receivers, the rollout API, health and metrics.
 
+The API's one changing endpoint, `PUT /models/{name}/drift/reference`, takes a bearer token
+(`controller.api_token`, compared in constant time): webhooks prove themselves by their signatures,
+a person or a script by the token; with no token configured the endpoint is off (403).
+
 A webhook handler does as little as it can: bound the body, verify the sender's signature and
 freshness, parse, then store the delivery in the inbox in one transaction (idempotent on its delivery
 id) and answer. The reconcile loop, woken at once, turns the stored event into a rollout. So an
@@ -8,6 +12,8 @@ acknowledged delivery survives any crash after the acknowledgement, and a redeli
 
 from __future__ import annotations
 
+import hmac
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -16,9 +22,13 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
+from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.rollout import RolloutPhase
 from controller.drift import DriftMonitor
+from controller.drift_reference import ReferenceRequest
 from controller.faults import crash_point
 from controller.observability import ControllerMetrics, event
 from controller.rollout.records import RolloutDetail, RolloutRecord
@@ -147,6 +157,43 @@ def create_app(ctx: ControllerContext) -> FastAPI:
         if status is None:
             watched = ", ".join(ctx.drift.models()) or "none yet"
             raise HTTPException(status_code=404, detail=f"model {name!r} has no watched champion ({watched})")
+        return status
+
+    def authorize(request: Request) -> None:
+        token = settings.api_token
+        if token is None:
+            raise HTTPException(403, "changes through the API are off: set CANARYFLOW_CONTROLLER_API_TOKEN")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise HTTPException(
+                401, "Authorization: a Bearer token equal to controller.api_token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+
+    @app.put("/models/{name}/drift/reference")
+    async def put_drift_reference(name: str, request: Request) -> dict[str, Any]:
+        """Replace the champion's reference by a span of its prediction log (docs/monitoring.md)."""
+        authorize(request)
+        if ctx.drift is None:
+            raise HTTPException(status_code=404, detail="drift monitoring is off (controller.drift.enabled)")
+        try:
+            body = await _bounded_body(request, settings.max_body_bytes)
+        except WebhookRejected as exc:
+            raise HTTPException(exc.status, exc.reason) from exc
+        try:
+            wanted = ReferenceRequest.model_validate(json.loads(body or b"null"))
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, f"body: not JSON ({exc.msg})") from exc
+        except ValidationError as exc:
+            raise HTTPException(422, first_error(exc, "body")) from exc
+        try:  # reads and calibrates up to the policy's reference_max_samples: off the event loop
+            status = await run_in_threadpool(ctx.drift.set_reference, name, wanted)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        event("drift: reference set through the API", model=name, since=wanted.since, until=wanted.until)
         return status
 
     @app.get("/healthz")

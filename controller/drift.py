@@ -1,5 +1,7 @@
 """The drift monitor: watches every champion's traffic, as the prediction log records it, against a
-reference window captured when the version became champion (or a reference file the user names).
+reference window captured when the version became champion, or one the user chose: a span of the log
+set through `PUT /models/{name}/drift/reference` (kept across restarts, `controller.drift_reference`),
+else a reference file named in the settings.
 
 Each tick reads what the servers appended since the last one (`PredictionLogReader.follow`), keeps the
 champion's records of the last `window_s`, and every `cadence_s` judges that window with the kernel's
@@ -38,6 +40,7 @@ from canaryflow.kernel.contracts.drift import (
 from canaryflow.kernel.drift import DriftInputError, Reference, Window, calibrate, evaluate
 from canaryflow.kernel.ports import PredictionLogReader, Registry
 from controller.drift_action import DriftResponder
+from controller.drift_reference import ReferenceRequest, ReferenceShelf, SavedReference, saved_reference
 from controller.observability import event
 from controller.rollout.store import RolloutStore
 from policies.drift import DriftPolicy
@@ -82,6 +85,7 @@ class _Watch:
     reference: Reference | None = None
     reference_note: str = "collecting"
     reference_span: tuple[float, float] | None = None
+    reference_source: str = ""
     recent: deque[_Row] = field(default_factory=deque)
     verdict: DriftVerdict | None = None
     evaluated_at: float | None = None
@@ -132,6 +136,10 @@ class ChampionSource:
         return found
 
 
+def _api_source(saved: SavedReference) -> str:
+    return f"span of version {saved.version} set through the API"
+
+
 class DriftMonitor:
     def __init__(
         self,
@@ -142,6 +150,7 @@ class DriftMonitor:
         registry: Registry | None = None,
         reference_files: dict[str, Path] | None = None,
         read_reference_file: Callable[[Path], list[PredictionRecord]] | None = None,
+        shelf: ReferenceShelf | None = None,
         clock: Callable[[], float] = time.time,
         responder: DriftResponder | None = None,
     ) -> None:
@@ -150,10 +159,12 @@ class DriftMonitor:
         self.responder = responder if policy.on_drift == "rollback" else None
         self.reference_files = reference_files or {}
         self._read_file = read_reference_file
+        self.shelf = shelf
         self.clock = clock
         self.listeners: list[DriftListener] = []
         self._watches: dict[str, _Watch] = {}
         self._lock = threading.Lock()
+        self._referencing = threading.Lock()  # the loop's capture against a reference set by the API
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -171,7 +182,9 @@ class DriftMonitor:
             fresh = self.reader.follow(model, max(since, now - self.policy.window_s))
             new = [_Row.of(r) for r in fresh if r.version == version and r.t >= since]
             if watch.reference is None:  # the reference is read back as a range once it is complete
-                self._try_reference(watch, now)
+                with self._referencing:
+                    if watch.reference is None:  # not set through the API meanwhile
+                        self._try_reference(watch, now)
             if watch.reference is None:
                 continue
             watch.recent.extend(sorted(new, key=lambda r: r.t))
@@ -192,6 +205,10 @@ class DriftMonitor:
     def _try_reference(self, watch: _Watch, now: float) -> None:
         policy = self.policy
         path = self.reference_files.get(watch.model)
+        saved = self.shelf.load(watch.model, watch.version) if self.shelf is not None else None
+        if saved is not None:  # set through the API for this champion: it wins over the settings' file
+            self._adopt(watch, saved, now)
+            return
         if path is not None and self._read_file is not None:
             try:
                 records, source = self._read_file(path), str(path)
@@ -214,12 +231,58 @@ class DriftMonitor:
         except DriftInputError as exc:
             watch.reference_note = str(exc)
             return
+        self._install(watch, reference, (watch.since, end), source, now)
+
+    def _install(
+        self, watch: _Watch, reference: Reference, span: tuple[float, float], source: str, now: float
+    ) -> None:
         with self._lock:
             watch.reference = reference
-            watch.reference_span = (watch.since, end)
+            watch.reference_span = span
+            watch.reference_source = source
             watch.reference_note = f"ready ({reference.size} records from the {source})"
-            watch.next_look = now + policy.cadence_s
-        event("drift: reference ready", model=watch.model, version=watch.version, samples=reference.size)
+            watch.next_look = now + self.policy.cadence_s
+        event("drift: reference ready", model=watch.model, version=watch.version, samples=reference.size,
+              source=source)  # fmt: skip
+
+    def _adopt(self, watch: _Watch, saved: SavedReference, now: float) -> None:
+        """A reference set through the API (saved for this champion): recalibrated from its records."""
+        try:
+            reference = calibrate(self.policy, Window.from_records(saved.records))
+        except DriftInputError as exc:
+            watch.reference_note = f"saved reference not usable: {exc}"
+            return
+        self._install(watch, reference, (saved.since, saved.until), _api_source(saved), now)
+
+    def set_reference(self, model: str, request: ReferenceRequest) -> dict[str, Any]:
+        """Replace the champion's reference by a span of the prediction log; the new status.
+
+        Raises LookupError (no watched champion) or ValueError naming the field (a span in the
+        future, too few records for the policy); nothing changes then."""
+        now = self.clock()
+        with self._lock:
+            watch = self._watches.get(model)
+        if watch is None:
+            watched = ", ".join(self.models()) or "none yet"
+            raise LookupError(f"model {model!r} has no watched champion ({watched})")
+        if request.until > now:
+            raise ValueError(f"until: {request.until:.0f} is in the future (now {now:.0f})")
+        version = request.version or watch.version
+        records = self.reader.read(
+            model, request.since, request.until, version=version, limit=self.policy.reference_max_samples
+        )
+        try:
+            reference = calibrate(self.policy, Window.from_records(records))
+        except DriftInputError as exc:
+            raise ValueError(f"since/until: version {version} in this span: {exc}") from exc
+        saved = saved_reference(model, watch.version, request, records, now)
+        with self._referencing:  # not interleaved with the loop capturing or loading one
+            if self.shelf is not None:  # saved first: an answered request survives a restart
+                self.shelf.save(saved)
+            self._install(watch, reference, (saved.since, saved.until), _api_source(saved), now)
+        status = self.status(model)
+        assert status is not None
+        return status
 
     def _look(self, watch: _Watch, now: float) -> None:
         assert watch.reference is not None
@@ -299,6 +362,7 @@ class DriftMonitor:
                     "note": watch.reference_note,
                     "samples": watch.reference.size if watch.reference is not None else 0,
                     "span": list(watch.reference_span) if watch.reference_span else None,
+                    "source": watch.reference_source or None,
                 },
                 "window_samples": len(watch.recent),
                 "evaluated_at": watch.evaluated_at,

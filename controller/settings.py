@@ -77,6 +77,11 @@ class ControllerSettings(ComponentSettings):
         default_factory=dict,
         description="secrets of further webhook sources, by their `secret_setting` (env: a JSON object)",
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of the API's changing endpoints (PUT /models/{name}/drift/reference); "
+        "unset: they answer 403. A secret: env CANARYFLOW_CONTROLLER_API_TOKEN, never the YAML file",
+    )
     timestamp_tolerance_s: float = Field(default=300.0, gt=0)
     approval_max_age_s: float = Field(
         default=3600.0,

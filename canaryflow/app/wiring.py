@@ -27,6 +27,7 @@ from canaryflow.kernel.types import RolloutSpec
 from controller import faults
 from controller.drift import ChampionSource, DriftMonitor
 from controller.drift_action import DriftActions, DriftResponder
+from controller.drift_reference import ReferenceShelf
 from controller.notice_outbox import NoticeOutbox
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
@@ -153,6 +154,7 @@ def build_drift_monitor(
         reference_files=drift.reference_files,
         read_reference_file=read_records,
         responder=responder,
+        shelf=ReferenceShelf.beside(settings.db_path),
     )
 
 

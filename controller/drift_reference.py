@@ -1,0 +1,104 @@
+"""A champion's drift reference set by the user (`PUT /models/{name}/drift/reference`), and where it is
+kept so that it survives a controller restart.
+
+The request names a span of the model's own prediction log (`since`, `until`, optionally another
+`version` than the champion's); the monitor reads the span, recalibrates exactly as for a captured
+reference, and the records it used are saved, not the span: the servers' retention may delete the
+span's files long before the champion changes. A reference belongs to the champion version it was
+set for; once another version is champion it is ignored (and the monitor captures a new one).
+
+Storage: one JSON document a model in `<db stem>-drift-references/` beside the controller's database,
+written to a temporary name and renamed, so a crash leaves the previous reference or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from canaryflow.kernel.contracts.drift import PredictionRecord
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ReferenceRequest(BaseModel):
+    """The body of `PUT /models/{name}/drift/reference`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: Annotated[float, Field(ge=0, description="unix seconds, start of the span (inclusive)")]
+    until: Annotated[float, Field(gt=0, description="unix seconds, end of the span (exclusive)")]
+    version: Annotated[
+        str | None, Field(default=None, min_length=1, description="whose records; default the champion")
+    ] = None
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, until: float, info: ValidationInfo) -> float:
+        since = info.data.get("since")
+        if since is not None and until <= since:
+            raise ValueError("must be after since")
+        return until
+
+
+class SavedReference(BaseModel):
+    """A user-set reference as kept on disk: the request, the champion it was set for, the records."""
+
+    model: str
+    champion_version: str
+    version: str
+    since: float
+    until: float
+    set_at: float
+    records: list[PredictionRecord]
+
+
+class ReferenceShelf:
+    """User-set references, one file a model."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def beside(cls, db_path: Path) -> ReferenceShelf:
+        return cls(db_path.with_name(f"{db_path.stem}-drift-references"))
+
+    def _path(self, model: str) -> Path:
+        return self.directory / f"{_SAFE_NAME.sub('_', model)}.json"
+
+    def save(self, saved: SavedReference) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(saved.model)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_bytes(orjson.dumps(saved.model_dump(mode="json")))
+        os.replace(temp, path)
+
+    def load(self, model: str, champion_version: str) -> SavedReference | None:
+        """The reference set for this champion version, or None (none set, another version's, or a
+        file that cannot be read: the monitor then captures one as if none had been set)."""
+        path = self._path(model)
+        try:
+            saved = SavedReference.model_validate(orjson.loads(path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError, ValidationError):
+            return None
+        return saved if saved.champion_version == champion_version and saved.model == model else None
+
+
+def saved_reference(
+    model: str, champion: str, request: ReferenceRequest, records: list[PredictionRecord], at: float
+) -> SavedReference:
+    return SavedReference(
+        model=model,
+        champion_version=champion,
+        version=request.version or champion,
+        since=request.since,
+        until=request.until,
+        set_at=at,
+        records=records,
+    )

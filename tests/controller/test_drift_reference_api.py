@@ -1,0 +1,125 @@
+"""`PUT /models/{name}/drift/reference` on the real controller app: a span of the champion's own
+prediction log replaces the captured reference (recalibrated), refusals name the field, the bearer
+token guards it, and the reference survives a restart even after the log's files are gone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from canaryflow.adapters.predictions import LocalDirectoryReader
+from canaryflow.kernel.contracts.drift import DriftEvent
+from controller.app import ControllerContext, create_app
+from controller.drift import ChampionSource, DriftMonitor
+from controller.drift_reference import ReferenceShelf
+from controller.observability import ControllerMetrics
+from controller.settings import ControllerSettings
+from tests.drift.synthetic import Traffic
+
+from .test_drift_monitor import POLICY, T0, Clock, _promote
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _app(settings: ControllerSettings, store, logs: Path, clock: Clock) -> tuple[DriftMonitor, TestClient]:
+    champions = ChampionSource(store, None, [], "champion", clock)
+    shelf = ReferenceShelf.beside(settings.db_path)
+    monitor = DriftMonitor(POLICY, LocalDirectoryReader(logs), champions, shelf=shelf, clock=clock)
+    metrics = ControllerMetrics(store)
+    context = ControllerContext(settings=settings, store=store, metrics=metrics, drift=monitor)
+    return monitor, TestClient(create_app(context))
+
+
+def test_a_span_set_by_the_user_replaces_the_reference_and_survives_a_restart(tmp_path, settings, store):
+    settings = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+    logs, clock, traffic = tmp_path / "logs", Clock(), Traffic(seed=41)
+    log = logs / "minilm" / f"predictions-{T0:.3f}-1.jsonl"
+    _promote(store, "minilm", "2", T0)
+    monitor, client = _app(settings, store, logs, clock)
+    events: list[DriftEvent] = []
+    monitor.listeners.append(events.append)
+    traffic.write(log, 400, t0=T0, t1=T0 + 120, version="2")
+    clock.now = T0 + 121
+    monitor.tick()  # the captured reference
+    traffic.write(log, 150, t0=T0 + 121, t1=T0 + 181, version="2", new_topic=0.6)  # the new normal
+    clock.now = T0 + 182
+    monitor.tick()
+    assert client.get("/models/minilm/drift").json()["drift"] is True
+
+    span = {"since": T0 + 121, "until": T0 + 182}
+    assert client.put("/models/minilm/drift/reference", json=span).status_code == 401
+    wrong = client.put("/models/minilm/drift/reference", json=span, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    too_few = client.put("/models/minilm/drift/reference", json=span, headers=AUTH)
+    assert too_few.status_code == 422
+    assert too_few.json()["detail"].startswith("since/until: version 2 in this span: reference: 150 records")
+
+    traffic.write(log, 300, t0=T0 + 182, t1=T0 + 300, version="2", new_topic=0.6)
+    clock.now = T0 + 301
+    done = client.put("/models/minilm/drift/reference", json={"since": T0 + 121, "until": T0 + 301},
+                      headers=AUTH)  # fmt: skip
+    assert done.status_code == 200, done.text
+    reference = done.json()["reference"]
+    assert reference["state"] == "ready" and reference["samples"] == 450
+    assert reference["span"] == [T0 + 121, T0 + 301] and "set through the API" in reference["source"]
+    assert client.get("/models/minilm/drift").json()["reference"] == reference
+
+    traffic.write(log, 150, t0=T0 + 301, t1=T0 + 361, version="2", new_topic=0.6)
+    clock.now = T0 + 362
+    monitor.tick()  # judged against the new reference: the shifted traffic is normal now
+    assert client.get("/models/minilm/drift").json()["drift"] is False
+    assert [e.type for e in events] == ["drift.detected", "drift.cleared"]
+
+    shutil.rmtree(logs)  # the servers' retention removed the span: the saved records still serve
+    restarted, again = _app(settings, store, logs, clock)
+    clock.now = T0 + 400
+    restarted.tick()
+    after = again.get("/models/minilm/drift").json()["reference"]
+    assert after["state"] == "ready" and after["samples"] == 450 and after["span"] == [T0 + 121, T0 + 301]
+
+    _promote(store, "minilm", "3", T0 + 410)  # a new champion: the saved reference was for version 2
+    clock.now = T0 + 420
+    restarted.tick()
+    assert again.get("/models/minilm/drift").json()["reference"]["state"] == "collecting"
+
+
+def test_bad_requests_are_refused_naming_the_field(tmp_path, settings, store):
+    settings = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+    clock = Clock()
+    _promote(store, "minilm", "2", T0)
+    monitor, client = _app(settings, store, tmp_path, clock)
+    Traffic(seed=42).write(tmp_path / "minilm" / f"predictions-{T0:.3f}-1.jsonl", 300, t0=T0, t1=T0 + 100)
+    clock.now = T0 + 200
+    monitor.tick()
+
+    def put(body: object, model: str = "minilm") -> tuple[int, str]:
+        r = client.put(f"/models/{model}/drift/reference", json=body, headers=AUTH)
+        return r.status_code, r.json()["detail"]
+
+    assert put({"since": T0, "until": T0 - 1}) == (422, "until: must be after since")
+    assert put({"since": T0}) == (422, "until: Field required")
+    assert put({"since": -1, "until": T0})[1].startswith("since: ")
+    assert put({"since": T0, "until": T0 + 100, "path": "/etc/passwd"}) == (
+        422, "path: Extra inputs are not permitted"
+    )  # fmt: skip
+    assert put(["since"])[0] == 422
+    status, reason = put({"since": T0, "until": T0 + 1000})
+    assert status == 422 and reason.startswith(f"until: {T0 + 1000:.0f} is in the future")
+    status, reason = put({"since": T0, "until": T0 + 100, "version": "9"})  # version 1's records only
+    assert status == 422 and "version 9 in this span: reference: 0 records" in reason
+    status, reason = put({"since": T0, "until": T0 + 100}, model="other")
+    assert status == 404 and "no watched champion" in reason
+    raw = client.put("/models/minilm/drift/reference", content=b"{", headers=AUTH)
+    assert raw.status_code == 400 and raw.json()["detail"].startswith("body: not JSON")
+    assert monitor.status("minilm")["reference"]["state"] == "collecting"  # nothing was changed
+
+
+def test_without_a_configured_token_the_endpoint_is_off(tmp_path, settings, store):
+    _promote(store, "minilm", "2", T0)
+    _, client = _app(settings, store, tmp_path, Clock())
+    response = client.put("/models/minilm/drift/reference", json={"since": 1, "until": 2}, headers=AUTH)
+    assert response.status_code == 403 and "CANARYFLOW_CONTROLLER_API_TOKEN" in response.json()["detail"]
