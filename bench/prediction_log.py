@@ -11,7 +11,9 @@ Measured, in one run:
   is the CPU the server spends);
 - read: seconds to read the N records back as `PredictionRecord`s, through `read_records(file)` and
   through the directory reader's time-range `read` (what the monitor does for a reference); the
-  fastest of --repeats reads, since the machine is shared.
+  fastest of --repeats reads, since the machine is shared;
+- to array: the embeddings alone decoded into one float32 array, no record objects: a lower bound of
+  what a columnar read path would cost (not one the project has; the readers return records).
 
 Run: .venv/bin/python bench/prediction_log.py [--records N] [--dims D] [--repeats R]
 Writes bench/results/prediction_log.json.
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,6 +65,17 @@ def write(
     return time.perf_counter() - started
 
 
+def embeddings_only(path: Path) -> np.ndarray:
+    """A lower bound, not a project code path: the file's embeddings decoded straight into one float32
+    array (what the drift statistics use), with no record objects in between."""
+    if path.suffix == ".parquet":
+        column = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return values.reshape(len(column), column.type.list_size)
+    lines = path.read_bytes().splitlines()
+    return np.asarray([orjson.loads(line)["embedding"] for line in lines], dtype=np.float32)
+
+
 def best_of(repeats: int, read: Callable[[], list[Any]], expected: int) -> float:
     """The fastest of `repeats` reads: the machine is shared, the minimum is the format's own cost."""
     times = []
@@ -82,6 +97,7 @@ def measure(
         size = path.stat().st_size
         read_file_s = best_of(repeats, lambda: read_records(path), len(embeddings))
         reader = LocalDirectoryReader(directory)
+        decode_s = best_of(repeats, lambda: embeddings_only(path), len(embeddings))
         read_range_s = best_of(
             repeats, lambda: reader.read("minilm", 0, time.time() + 1, version="1"), len(embeddings)
         )
@@ -93,6 +109,7 @@ def measure(
         "write_s": write_s,
         "read_file_s": read_file_s,
         "read_range_s": read_range_s,
+        "embeddings_array_s": decode_s,
     }
 
 
@@ -119,6 +136,7 @@ def main() -> None:
         ("write_s", "write s", "{:12.2f}"),
         ("read_file_s", "read file s", "{:12.2f}"),
         ("read_range_s", "read range s", "{:12.2f}"),
+        ("embeddings_array_s", "to array s", "{:12.2f}"),
     ):
         ratio = jsonl[key] / parquet[key] if parquet[key] else float("nan")
         print(f"{label:14}{unit.format(jsonl[key])}{unit.format(parquet[key])}{ratio:14.1f}x")

@@ -7,11 +7,11 @@ same for one file (reference files, `canaryflow monitor replay`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 from pathlib import Path
 
-from canaryflow.adapters.predictions.common import PredictionLogError, sample_range
+from canaryflow.adapters.predictions.common import PredictionLogError, RangeReader
 from canaryflow.adapters.predictions.jsonl import JsonlDirectoryReader, read_jsonl
 from canaryflow.adapters.predictions.parquet import ParquetDirectoryReader, read_parquet
 from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PARQUET_SUFFIX, PredictionRecord
@@ -44,7 +44,7 @@ def read_records(path: Path) -> list[PredictionRecord]:
     return reader(Path(path))
 
 
-class LocalDirectoryReader:
+class LocalDirectoryReader(RangeReader):
     """A prediction-log directory holding JSONL files, Parquet files or both."""
 
     def __init__(self, directory: Path) -> None:
@@ -55,13 +55,12 @@ class LocalDirectoryReader:
     def skipped(self) -> int:
         return self.jsonl.skipped + self.parquet.skipped
 
-    def read(
-        self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
-    ) -> list[PredictionRecord]:
-        both = chain(
+    def records(
+        self, model: str, start: float, end: float, version: str | None
+    ) -> Iterator[PredictionRecord]:
+        return chain(
             self.jsonl.records(model, start, end, version), self.parquet.records(model, start, end, version)
         )
-        return sample_range(both, limit, f"{model}/{version}/{start}")
 
     def follow(self, model: str, since: float | None = None) -> list[PredictionRecord]:
         return self.jsonl.follow(model, since) + self.parquet.follow(model, since)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from canaryflow.kernel.contracts.drift import PredictionRecord
@@ -32,6 +32,20 @@ def start_of(path: Path) -> float:
 def files_of(directory: Path, model: str, pattern: str) -> list[Path]:
     folder = model_folder(directory, model)
     return sorted(folder.glob(pattern), key=start_of) if folder.is_dir() else []
+
+
+class RangeReader:
+    """`read` for a backend that yields a range's records (`records`): capped to a uniform sample."""
+
+    def records(
+        self, model: str, start: float, end: float, version: str | None
+    ) -> Iterator[PredictionRecord]:
+        raise NotImplementedError
+
+    def read(
+        self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
+    ) -> list[PredictionRecord]:
+        return sample_range(self.records(model, start, end, version), limit, f"{model}/{version}/{start}")
 
 
 def sample_range(records: Iterable[PredictionRecord], limit: int | None, seed: str) -> list[PredictionRecord]:

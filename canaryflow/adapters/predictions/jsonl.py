@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from canaryflow.adapters.predictions.common import PredictionLogError, files_of, sample_range, start_of
+from canaryflow.adapters.predictions.common import PredictionLogError, RangeReader, files_of, start_of
 from canaryflow.kernel.contracts.drift import PREDICTION_FILE_GLOB, PredictionRecord
 from canaryflow.kernel.errors import first_error
 
@@ -45,7 +45,7 @@ def read_jsonl(path: Path) -> list[PredictionRecord]:
     return records
 
 
-class JsonlDirectoryReader:
+class JsonlDirectoryReader(RangeReader):
     """Reads the files of one prediction-log directory; lines that are not records are skipped and
     counted (`skipped`), since one bad line must not blind the monitor."""
 
@@ -67,11 +67,6 @@ class JsonlDirectoryReader:
             except PredictionLogError:
                 self.skipped += 1
         return records
-
-    def read(
-        self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
-    ) -> list[PredictionRecord]:
-        return sample_range(self.records(model, start, end, version), limit, f"{model}/{version}/{start}")
 
     def records(
         self, model: str, start: float, end: float, version: str | None

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from canaryflow.adapters.predictions.common import PredictionLogError, files_of, sample_range
+from canaryflow.adapters.predictions.common import PredictionLogError, RangeReader, files_of
 from canaryflow.kernel.contracts.drift import PARQUET_FILE_GLOB, PredictionRecord
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -94,7 +94,7 @@ def read_parquet(path: Path) -> list[PredictionRecord]:
     return records
 
 
-class ParquetDirectoryReader:
+class ParquetDirectoryReader(RangeReader):
     """Reads the Parquet files of one prediction-log directory; a file or row that is not records is
     skipped and counted (`skipped`), since one bad file must not blind the monitor."""
 
@@ -111,11 +111,6 @@ class ParquetDirectoryReader:
             return []
         self.skipped += dropped
         return records
-
-    def read(
-        self, model: str, start: float, end: float, *, version: str | None = None, limit: int | None = None
-    ) -> list[PredictionRecord]:
-        return sample_range(self.records(model, start, end, version), limit, f"{model}/{version}/{start}")
 
     def records(
         self, model: str, start: float, end: float, version: str | None
