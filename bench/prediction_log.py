@@ -27,7 +27,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def embeddings_only(path: Path) -> np.ndarray:
     return np.asarray([orjson.loads(line)["embedding"] for line in lines], dtype=np.float32)
 
 
-def best_of(repeats: int, read: Callable[[], list[Any]], expected: int) -> float:
+def best_of(repeats: int, read: Callable[[], Sized], expected: int) -> float:
     """The fastest of `repeats` reads: the machine is shared, the minimum is the format's own cost."""
     times = []
     for _ in range(repeats):

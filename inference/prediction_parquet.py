@@ -110,8 +110,10 @@ class ParquetFile:
     def _write_group(self) -> None:
         if not self.pending or self.writer is None or self.final is None:
             return
-        self.writer.write_table(samples_table(self.pending, self.dims), row_group_size=len(self.pending))
-        self.pending = []
+        try:
+            self.writer.write_table(samples_table(self.pending, self.dims), row_group_size=len(self.pending))
+        finally:  # a failed row group is lost (as a failed JSONL batch is), not retried without end
+            self.pending = []
         self.size = self._temp(self.final).stat().st_size
 
     def close(self) -> None:

@@ -14,7 +14,13 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from canaryflow.adapters.predictions.common import PredictionLogError, RangeReader, files_of, start_of
+from canaryflow.adapters.predictions.common import (
+    PredictionLogError,
+    RangeReader,
+    files_of,
+    start_of,
+    without_cycle_collection,
+)
 from canaryflow.kernel.contracts.drift import PREDICTION_FILE_GLOB, PredictionRecord
 from canaryflow.kernel.errors import first_error
 
@@ -32,6 +38,7 @@ def parse_line(line: bytes, where: str) -> PredictionRecord:
         raise PredictionLogError(f"{where}: {first_error(exc, 'record')}") from exc
 
 
+@without_cycle_collection
 def read_jsonl(path: Path) -> list[PredictionRecord]:
     """Every record of one file, strictly: the first bad line raises, naming its number and field."""
     try:
@@ -57,6 +64,7 @@ class JsonlDirectoryReader(RangeReader):
     def _files(self, model: str) -> list[Path]:
         return files_of(self.directory, model, PREDICTION_FILE_GLOB)
 
+    @without_cycle_collection
     def _parse(self, chunk: bytes, path: Path) -> list[PredictionRecord]:
         records = []
         for line in chunk.splitlines():

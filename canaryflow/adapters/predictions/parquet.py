@@ -23,7 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from canaryflow.adapters.predictions.common import PredictionLogError, RangeReader, files_of
+from canaryflow.adapters.predictions.common import (
+    PredictionLogError,
+    RangeReader,
+    files_of,
+    without_cycle_collection,
+)
 from canaryflow.kernel.contracts.drift import PARQUET_FILE_GLOB, PredictionRecord
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -42,6 +47,7 @@ def _load(path: Path, filters: list[tuple[str, str, Any]] | None = None) -> pa.T
         raise PredictionLogError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
+@without_cycle_collection
 def _records(table: pa.Table, where: str) -> tuple[list[PredictionRecord], int]:
     """The table's rows as records, and how many rows broke a bound (dropped)."""
     columns: dict[str, Any] = {}
