@@ -123,3 +123,29 @@ def test_without_a_configured_token_the_endpoint_is_off(tmp_path, settings, stor
     _, client = _app(settings, store, tmp_path, Clock())
     response = client.put("/models/minilm/drift/reference", json={"since": 1, "until": 2}, headers=AUTH)
     assert response.status_code == 403 and "CANARYFLOW_CONTROLLER_API_TOKEN" in response.json()["detail"]
+
+
+def test_a_parquet_reference_file_from_the_settings_is_used_as_wired(tmp_path, settings, store):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from canaryflow.app.wiring import build_drift_monitor
+    from controller.settings import DriftMonitorSettings
+    from inference.prediction_log import Sample
+    from inference.prediction_parquet import samples_table
+
+    x, tok, lat = Traffic(seed=43).arrays(300)
+    samples = [
+        Sample(T0 + i, "minilm", "1", lat[i], int(tok[i]), x[i].astype(np.float32), None) for i in range(300)
+    ]
+    reference = tmp_path / "validated.parquet"
+    pq.write_table(samples_table(samples, x.shape[1]), reference)
+    drift = DriftMonitorSettings(enabled=True, location=tmp_path, reference_files={"minilm": reference})
+    monitor = build_drift_monitor(settings.model_copy(update={"drift": drift}), store, None)
+    assert monitor is not None and isinstance(monitor.reader, LocalDirectoryReader)
+    monitor.policy, monitor.clock = POLICY, Clock()
+    _promote(store, "minilm", "2", T0)
+    monitor.tick()
+    status = monitor.status("minilm")
+    assert status is not None and status["reference"]["state"] == "ready", status["reference"]
+    assert status["reference"]["samples"] == 300 and status["reference"]["source"] == str(reference)

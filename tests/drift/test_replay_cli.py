@@ -80,3 +80,35 @@ def test_too_small_a_reference_or_other_vector_size_exits_2(tmp_path: Path) -> N
     short.write_text("".join(json.dumps({**r, "embedding": r["embedding"][:8]}) + "\n" for r in rows))
     result = _replay("--reference", str(ref), "--current", str(short))
     assert result.exit_code == 2 and "embedding: 8 values per record, the reference has 32" in result.stderr
+
+
+def test_parquet_and_jsonl_files_are_read_by_their_extension(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from canaryflow.adapters.predictions import read_records
+    from inference.prediction_log import Sample
+    from inference.prediction_parquet import samples_table
+
+    ref, cur = _files(tmp_path, new_topic=0.5)
+    records = read_records(ref)
+    samples = [
+        Sample(r.t, r.model, r.version, r.latency_ms, r.tokens, np.asarray(r.embedding, np.float32), None)
+        for r in records
+    ]
+    as_parquet = tmp_path / "ref.parquet"
+    pq.write_table(samples_table(samples, len(records[0].embedding)), as_parquet)
+    from_jsonl = _replay("--reference", str(ref), "--current", str(cur))
+    from_parquet = _replay("--reference", str(as_parquet), "--current", str(cur))
+    assert from_parquet.exit_code == 0, from_parquet.output
+    assert json.loads(from_parquet.stdout)["drift"] is True
+    jsonl_stats = [c["statistic"] for c in json.loads(from_jsonl.stdout)["checks"]]
+    parquet_stats = [c["statistic"] for c in json.loads(from_parquet.stdout)["checks"]]
+    assert np.allclose(jsonl_stats, parquet_stats, rtol=1e-4)  # float32 embeddings: the same verdict
+
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(as_parquet.read_bytes()[:-30])
+    result = _replay("--reference", str(cut), "--current", str(cur))
+    assert result.exit_code == 2 and "cut.parquet: not a readable Parquet file" in result.stderr
+    result = _replay("--reference", str(tmp_path / "ref.csv"), "--current", str(cur))
+    assert result.exit_code == 2 and "must end in .jsonl or .parquet" in result.stderr
