@@ -47,7 +47,7 @@ def serve(
     """Serve the webhook endpoints and the rollout API, and reconcile rollouts until interrupted.
 
     Secrets come from the environment: CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET (or _FILE),
-    ..._DATABRICKS_WEBHOOK_SECRET, ..._GITHUB_WEBHOOK_SECRET.
+    ..._DATABRICKS_WEBHOOK_SECRET, ..._GITHUB_WEBHOOK_SECRET; ..._API_TOKEN for the API's PUT endpoint.
     """
     from canaryflow.app.wiring import build_service
     from controller.observability import configure_json_logging
