@@ -7,9 +7,10 @@ reference, and the records it used are saved, not the span: the servers' retenti
 span's files long before the champion changes. A reference belongs to the champion version it was
 set for; once another version is champion it is ignored (and the monitor captures a new one).
 
-Storage: one JSON document a model in `<db stem>-drift-references/` beside the controller's database,
-written to a temporary name and renamed, so a crash leaves the previous reference or the new one,
-never half of one.
+Storage: `<db stem>-drift-references/<model>/<champion version>.json` beside the controller's
+database, one JSON document written to a temporary name and renamed, so a crash leaves the previous
+reference or the new one, never half of one; the version in the name lets the monitor, polling while
+a new champion collects its own reference, see that none was set for it without parsing anything.
 """
 
 from __future__ import annotations
@@ -69,20 +70,25 @@ class ReferenceShelf:
     def beside(cls, db_path: Path) -> ReferenceShelf:
         return cls(db_path.with_name(f"{db_path.stem}-drift-references"))
 
-    def _path(self, model: str) -> Path:
-        return self.directory / f"{_SAFE_NAME.sub('_', model)}.json"
+    def _path(self, model: str, champion_version: str) -> Path:
+        return self.directory / _SAFE_NAME.sub("_", model) / f"{_SAFE_NAME.sub('_', champion_version)}.json"
 
     def save(self, saved: SavedReference) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(saved.model)
+        path = self._path(saved.model, saved.champion_version)
+        path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temp.write_bytes(orjson.dumps(saved.model_dump(mode="json")))
         os.replace(temp, path)
+        for older in path.parent.glob("*.json"):  # earlier champions' references serve no one now
+            if older != path:
+                older.unlink(missing_ok=True)
 
     def load(self, model: str, champion_version: str) -> SavedReference | None:
-        """The reference set for this champion version, or None (none set, another version's, or a
-        file that cannot be read: the monitor then captures one as if none had been set)."""
-        path = self._path(model)
+        """The reference set for this champion version, or None (none set, or a file that cannot be
+        read: the monitor then captures one as if none had been set)."""
+        path = self._path(model, champion_version)
+        if not path.is_file():
+            return None
         try:
             saved = SavedReference.model_validate(orjson.loads(path.read_bytes()))
         except (OSError, orjson.JSONDecodeError, ValidationError):
