@@ -40,7 +40,13 @@ from canaryflow.kernel.contracts.drift import (
 from canaryflow.kernel.drift import DriftInputError, Reference, Window, calibrate, evaluate
 from canaryflow.kernel.ports import PredictionLogReader, Registry
 from controller.drift_action import DriftResponder
-from controller.drift_reference import ReferenceRequest, ReferenceShelf, SavedReference, saved_reference
+from controller.drift_reference import (
+    ReferenceRequest,
+    ReferenceShelf,
+    SavedReference,
+    api_source,
+    read_span,
+)
 from controller.observability import event
 from controller.rollout.store import RolloutStore
 from policies.drift import DriftPolicy
@@ -134,10 +140,6 @@ class ChampionSource:
                     since = self._first_seen.setdefault((model, version), self.clock())
                     found[model] = (version, since)
         return found
-
-
-def _api_source(saved: SavedReference) -> str:
-    return f"span of version {saved.version} set through the API"
 
 
 class DriftMonitor:
@@ -252,7 +254,7 @@ class DriftMonitor:
         except DriftInputError as exc:
             watch.reference_note = f"saved reference not usable: {exc}"
             return
-        self._install(watch, reference, (saved.since, saved.until), _api_source(saved), now)
+        self._install(watch, reference, (saved.since, saved.until), api_source(saved), now)
 
     def set_reference(self, model: str, request: ReferenceRequest) -> dict[str, Any]:
         """Replace the champion's reference by a span of the prediction log; the new status.
@@ -265,21 +267,15 @@ class DriftMonitor:
         if watch is None:
             watched = ", ".join(self.models()) or "none yet"
             raise LookupError(f"model {model!r} has no watched champion ({watched})")
-        if request.until > now:
-            raise ValueError(f"until: {request.until:.0f} is in the future (now {now:.0f})")
-        version = request.version or watch.version
-        records = self.reader.read(
-            model, request.since, request.until, version=version, limit=self.policy.reference_max_samples
-        )
+        saved = read_span(self.reader, self.policy.reference_max_samples, watch.version, model, request, now)
         try:
-            reference = calibrate(self.policy, Window.from_records(records))
+            reference = calibrate(self.policy, Window.from_records(saved.records))
         except DriftInputError as exc:
-            raise ValueError(f"since/until: version {version} in this span: {exc}") from exc
-        saved = saved_reference(model, watch.version, request, records, now)
+            raise ValueError(f"since/until: version {saved.version} in this span: {exc}") from exc
         with self._referencing:  # not interleaved with the loop capturing or loading one
             if self.shelf is not None:  # saved first: an answered request survives a restart
                 self.shelf.save(saved)
-            self._install(watch, reference, (saved.since, saved.until), _api_source(saved), now)
+            self._install(watch, reference, (saved.since, saved.until), api_source(saved), now)
         status = self.status(model)
         assert status is not None
         return status

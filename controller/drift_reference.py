@@ -24,6 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from canaryflow.kernel.contracts.drift import PredictionRecord
+from canaryflow.kernel.ports import PredictionLogReader
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -96,15 +97,26 @@ class ReferenceShelf:
         return saved if saved.champion_version == champion_version and saved.model == model else None
 
 
-def saved_reference(
-    model: str, champion: str, request: ReferenceRequest, records: list[PredictionRecord], at: float
+def read_span(
+    reader: PredictionLogReader, limit: int, champion: str, model: str, request: ReferenceRequest, now: float
 ) -> SavedReference:
+    """The records of the requested span (a uniform sample above `limit`), ready to be kept; a span
+    reaching into the future is refused naming `until`, since its records cannot exist yet."""
+    if request.until > now:
+        raise ValueError(f"until: {request.until:.0f} is in the future (now {now:.0f})")
+    version = request.version or champion
+    records = reader.read(model, request.since, request.until, version=version, limit=limit)
     return SavedReference(
         model=model,
         champion_version=champion,
-        version=request.version or champion,
+        version=version,
         since=request.since,
         until=request.until,
-        set_at=at,
+        set_at=now,
         records=records,
     )
+
+
+def api_source(saved: SavedReference) -> str:
+    """How `GET /models/{name}/drift` names a reference set through the API."""
+    return f"span of version {saved.version} set through the API"
