@@ -9,25 +9,14 @@
 # the Python client. Every row says its generator and that generator's CPU. About 6-7 minutes.
 # Run from the repo root with the wheels in $WHL and the fp16 model in $MODEL; results go to $OUT
 # (default bench/results).
-set -uo pipefail
-WHL=${WHL:-.whl}
-MODEL=${MODEL:-.assets/minilm-fp16}
-OUT=${OUT:-bench/results}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+. bench/gpu_setup.sh
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
 
 echo "== graphed vs eager passes"
 CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout 240 python3 -m pytest --noconftest -m gpu -q -p no:cacheprovider \
     tests/inference/test_cuda_graphs.py 2>&1 | tail -4
 
-B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5"
-if [ -x .tools/wrk ] && ! LD_LIBRARY_PATH=.tools/lib ldd .tools/bin/wrk | grep -q "not found"; then
-  B="$B --load-generator wrk"; echo "load generator: wrk from 2 connections"
-else
-  echo "load generator: python (.tools/wrk missing or unlinkable)"
-fi
+B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5 $WRK"
 echo "== start-up, 8 replicas: every graph before ready, then lazy (the default)"
 # Each server log line carries its wall time: with the "start" mark they are the start-up timeline
 # (fork server preload, fork, CUDA context and weights, captures before ready, ready).

@@ -5,13 +5,7 @@
 # of the weights behind 8 fronts) at the same loads with its GPU memory; with PROFILE=1 a py-spy
 # profile of the replicas at the top single-sentence load. About 5 minutes.
 # Same environment as bench/gpu.sh: WHL (wheels), MODEL (fp16 model dir), OUT (results).
-set -uo pipefail
-WHL=${WHL:-.whl}
-MODEL=${MODEL:-.assets/minilm-fp16}
-OUT=${OUT:-bench/results}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+. bench/gpu_setup.sh
 
 echo "== imports a server pays for: the plain chain's preload against sentence-transformers"
 PLAIN="import torch, transformers.modeling_utils, transformers.models.auto.modeling_auto, transformers.models.bert.modeling_bert"
@@ -24,10 +18,7 @@ echo "== requests before background captures (GPU tests)"
 CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout 240 python3 -m pytest --noconftest -m gpu -q -p no:cacheprovider \
     tests/inference/test_cuda_graphs.py -k background 2>&1 | tail -4
 
-B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5 --skip-raw"
-if [ -x .tools/wrk ] && ! LD_LIBRARY_PATH=.tools/lib ldd .tools/bin/wrk | grep -q "not found"; then
-  B="$B --load-generator wrk"
-fi
+B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5 --skip-raw $WRK"
 T="ready|loaded in|warmed up|forked|captured|starting|sentence-transformers"
 echo "== start-up timeline: 8 replicas, then one process"
 date +"start %T.%3N"; timeout -s INT 120 $B --ready-only 2>&1 | grep -E "$T"

@@ -3,6 +3,7 @@ this venv) on a store in a test's directory, started, killed with SIGKILL and re
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,22 @@ from canaryflow.app.local.process import ManagedProcess
 from tests.support.net import free_port
 
 EXE = str(Path(sys.executable).with_name("canaryflow"))
+
+
+def controller_env(
+    secret: str, tracking_uri: str, git_remote: Path, tmp: Path, policy: Path
+) -> dict[str, str]:
+    """The settings a controller under test shares: signed MLflow webhooks, every alias change
+    triggering `policy`, the test's git remote, the local runner; tests add their own to it."""
+    return {
+        "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": secret,
+        "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": tracking_uri,
+        "CANARYFLOW_CONTROLLER_TRIGGERS": json.dumps({"*": [{"kind": "alias", "policy": str(policy)}]}),
+        "CANARYFLOW_GITOPS_REMOTE_URL": str(git_remote),
+        "CANARYFLOW_GITOPS_WORKDIR": str(tmp / "gitops-work"),
+        "CANARYFLOW_WORKFLOWS_ENGINE": "local",
+        "CANARYFLOW_METRICS_BACKEND": "scrape",
+    }
 
 
 class Controller:

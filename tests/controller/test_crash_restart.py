@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from .conftest import signed_mlflow
 from .live import wait_for
-from .process import Controller, deliver
+from .process import Controller, controller_env, deliver
 from .traffic import TrafficServer
 
 SECRET = "crash-test-secret"
@@ -64,13 +64,7 @@ def world(mlflow_server, git_remote, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     env = {
-        "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": SECRET,
-        "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": mlflow_server.tracking_uri,
-        "CANARYFLOW_CONTROLLER_TRIGGERS": json.dumps({"*": [{"kind": "alias", "policy": str(policy)}]}),
-        "CANARYFLOW_GITOPS_REMOTE_URL": str(git_remote),
-        "CANARYFLOW_GITOPS_WORKDIR": str(tmp_path / "gitops-work"),
-        "CANARYFLOW_WORKFLOWS_ENGINE": "local",
-        "CANARYFLOW_METRICS_BACKEND": "scrape",
+        **controller_env(SECRET, mlflow_server.tracking_uri, git_remote, tmp_path, policy),
         "HF_HUB_OFFLINE": "1",
     }
     return {"model": model, "client": client, "remote": git_remote, "env": env, "tmp": tmp_path}

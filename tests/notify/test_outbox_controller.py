@@ -21,7 +21,7 @@ from canaryflow.kernel.contracts import metrics as names
 from controller.notice_outbox import NoticeOutbox
 from tests.controller.conftest import signed_mlflow
 from tests.controller.live import wait_for
-from tests.controller.process import Controller, deliver
+from tests.controller.process import Controller, controller_env, deliver
 from tests.notify.receiver import Receiver
 from tests.support.net import free_port
 
@@ -64,14 +64,8 @@ def controller(mlflow_server, git_remote, tmp_path, receiver, model):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     env = {
-        "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": SECRET,
-        "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": mlflow_server.tracking_uri,
-        "CANARYFLOW_CONTROLLER_TRIGGERS": json.dumps({"*": [{"kind": "alias", "policy": str(policy)}]}),
-        "CANARYFLOW_GITOPS_REMOTE_URL": str(git_remote),
-        "CANARYFLOW_GITOPS_WORKDIR": str(tmp_path / "gitops-work"),
-        "CANARYFLOW_WORKFLOWS_ENGINE": "local",
+        **controller_env(SECRET, mlflow_server.tracking_uri, git_remote, tmp_path, policy),
         # No inference server: the first step's analysis waits, and the rollout sends nothing more.
-        "CANARYFLOW_METRICS_BACKEND": "scrape",
         "CANARYFLOW_METRICS_SCRAPE_TARGETS": json.dumps([f"http://127.0.0.1:{free_port()}/metrics"]),
         "CANARYFLOW_NOTIFY_CLOUDEVENTS_URL": receiver.url,
         "CANARYFLOW_NOTIFY_EVENTS": json.dumps(["started"]),

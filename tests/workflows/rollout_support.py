@@ -9,10 +9,12 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from canaryflow.adapters.metrics.prometheus import PrometheusSource
 from canaryflow.adapters.metrics.scrape import ScrapeSource
 from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from gitops.factory import git_repo_from_settings
+from gitops.git import GitRepo
 from gitops.history import LOG_FORMAT, parse_log
 from gitops.settings import GitOpsSettings
 from policies.model import MetricPolicy, Policy, SampleRatioPolicy, TrafficStep
@@ -125,3 +127,16 @@ def rollout_history(remote: Path) -> list[tuple[str, str, str, str]]:
         for e in parse_log(out)
         if "Rollout-Id" in e.trailers
     ]
+
+
+def prometheus_step_context(tmp_path: Path, prometheus_url: str, policy: Policy) -> StepContext:
+    """For the analyze step alone, which reads metrics only: the other ports point at nothing."""
+    repo = GitRepo(GitOpsSettings(remote_url=str(tmp_path / "unused.git"), workdir=tmp_path / "clone"))
+    return StepContext(
+        gitops=repo,
+        registry=MlflowRegistry("http://127.0.0.1:9"),
+        metrics=PrometheusSource(prometheus_url),
+        policy_for=lambda _name: policy,
+        check_manifests=repo.render_checked,
+        traffic_mode_for=lambda _spec: "configmap",
+    )

@@ -22,16 +22,14 @@ import pytest
 
 from canaryflow.adapters.metrics.prometheus import PrometheusSource
 from canaryflow.adapters.metrics.readings import LATENCY_METRIC, REQUESTS_METRIC
-from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.app.local.prometheus import start_prometheus
 from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, analyze
 from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec, Verdict
-from gitops.git import GitRepo
-from gitops.settings import GitOpsSettings
 from policies import load_policy
-from workflows.steps import StepContext, StepInput
+from tests.workflows.rollout_support import prometheus_step_context
+from workflows.steps import StepInput
 from workflows.steps.analysis import analyze as analyze_step
 
 DEFAULT = load_policy("default")
@@ -79,19 +77,6 @@ def _openmetrics(log: RequestLog, times: np.ndarray) -> str:
     return "\n".join([*latency, *requests, "# EOF", ""])
 
 
-def _context(tmp_path: Path, prometheus_url: str) -> StepContext:
-    """The analyze step reads metrics only; the other ports point at nothing."""
-    repo = GitRepo(GitOpsSettings(remote_url=str(tmp_path / "unused.git"), workdir=tmp_path / "clone"))
-    return StepContext(
-        gitops=repo,
-        registry=MlflowRegistry("http://127.0.0.1:9"),
-        metrics=PrometheusSource(prometheus_url),
-        policy_for=lambda _name: POLICY,
-        check_manifests=repo.render_checked,
-        traffic_mode_for=lambda _spec: "configmap",
-    )
-
-
 def _numbers(verdict: Verdict) -> dict[str, object]:
     """A verdict without its null figures (which are null depends on the looks judged after it)."""
     data = verdict.model_dump()
@@ -121,7 +106,7 @@ def test_a_burst_shorter_than_a_window_is_paired_away_live_as_in_the_replay(
     server = start_prometheus(tmp_path / "prometheus", ["127.0.0.1:9"], interval_s=60.0)
     try:
         step = StepInput(spec=SPEC, params={"step_index": 0}, started_at=start, policy=POLICY)
-        live = analyze_step(_context(tmp_path, server.url), step)
+        live = analyze_step(prometheus_step_context(tmp_path, server.url, POLICY), step)
         assert live.state == "succeeded" and live.outputs[Output.VERDICT] == "pass", live.message
         verdict = Verdict.model_validate_json(live.outputs[Output.VERDICT_JSON])
         replayed = replay_log(POLICY, log, start_s=start)
@@ -133,7 +118,8 @@ def test_a_burst_shorter_than_a_window_is_paired_away_live_as_in_the_replay(
         assert p95.verdict == "pass" and (p95.model_extra or {}).get("paired") == 1.0
 
         # A restarted step (a new process, a new metrics source) reads the same looks, decides the same.
-        assert analyze_step(_context(tmp_path, server.url), step).outputs == live.outputs
+        restarted = analyze_step(prometheus_step_context(tmp_path, server.url, POLICY), step)
+        assert restarted.outputs == live.outputs
 
         # The range query's looks are what an instant query at each look reads.
         source = PrometheusSource(server.url)

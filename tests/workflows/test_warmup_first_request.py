@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from canaryflow.adapters.metrics.prometheus import SETTLE_S, PrometheusSource
-from canaryflow.adapters.registry import MlflowRegistry
+from canaryflow.adapters.metrics.prometheus import SETTLE_S
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
-from gitops.git import GitRepo
-from gitops.settings import GitOpsSettings
 from policies.model import Policy, SampleRatioPolicy, TrafficStep
 from tests.workflows.metrics_exporter import Exporter
-from workflows.steps import StepContext, StepInput
+from tests.workflows.rollout_support import prometheus_step_context
+from workflows.steps import StepInput
 from workflows.steps.analysis import analyze
 
 WARMUP_S = 1.0
@@ -34,19 +32,6 @@ POLICY = Policy(
     max_duration_s=120,
 )
 SPEC = RolloutSpec(rollout_id="w-1", model="warm", baseline_version="1", canary_version="2", policy="warm")
-
-
-def _context(tmp_path: Path, prometheus_url: str) -> StepContext:
-    """The analyze step reads metrics only; the other ports point at nothing."""
-    repo = GitRepo(GitOpsSettings(remote_url=str(tmp_path / "unused.git"), workdir=tmp_path / "clone"))
-    return StepContext(
-        gitops=repo,
-        registry=MlflowRegistry("http://127.0.0.1:9"),
-        metrics=PrometheusSource(prometheus_url),
-        policy_for=lambda _name: POLICY,
-        check_manifests=repo.render_checked,
-        traffic_mode_for=lambda _spec: "configmap",
-    )
 
 
 def _wait_for(prom: PrometheusConnect, promql: str, expected: float) -> None:
@@ -72,7 +57,7 @@ def test_the_warm_up_starts_at_the_canarys_first_request_and_survives_a_restart(
         step = StepInput(spec=SPEC, params={"step_index": 0}, started_at=started, policy=POLICY)
         exporter.serve("1", 50, 10.0, rng)  # the baseline serves; the canary is ready but gets nothing
         _wait_for(prom, 'sum(canaryflow_requests_total{model="warm",version="1"})', 50)
-        waiting = analyze(_context(tmp_path, server.url), step)
+        waiting = analyze(prometheus_step_context(tmp_path, server.url, POLICY), step)
         assert waiting.state == "running" and Output.WINDOW_START not in waiting.outputs
         assert "first request" in waiting.message and "no request" in waiting.message
 
@@ -81,13 +66,13 @@ def test_the_warm_up_starts_at_the_canarys_first_request_and_survives_a_restart(
         exporter.serve("2", 5, 10.0, rng)
         _wait_for(prom, 'sum(canaryflow_requests_total{model="warm",version="2"})', 5)
         time.sleep(2.5 * POLICY.evaluate_every_s + SETTLE_S)  # a look after the scrape, settled
-        warming = analyze(_context(tmp_path, server.url), step)
+        warming = analyze(prometheus_step_context(tmp_path, server.url, POLICY), step)
         window_start = float(warming.outputs[Output.WINDOW_START])
         assert first_served + WARMUP_S <= window_start < first_served + WARMUP_S + 2.0, warming
         assert window_start > started + WARMUP_S + 1.0
 
         # A restarted step: a new process, a new metrics source, the same node start time.
-        restarted = analyze(_context(tmp_path, server.url), step)
+        restarted = analyze(prometheus_step_context(tmp_path, server.url, POLICY), step)
         assert float(restarted.outputs[Output.WINDOW_START]) == window_start
     finally:
         exporter.close()
