@@ -41,7 +41,7 @@ def serve(port: int, fast_path: bool) -> None:
     from inference.app import create_app
     from inference.models.base import TokenizedBatch
     from inference.models.loader import load_model
-    from inference.settings import InferenceSettings
+    from inference.server_settings import InferenceSettings
     from inference.wordpiece import AsciiWordPiece
 
     if not fast_path:  # every tokenizer this process builds then finds no fast path: all Rust

@@ -5,6 +5,6 @@
 """
 
 from inference.app import create_app
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 
 __all__ = ["InferenceSettings", "create_app"]

@@ -22,7 +22,7 @@ import numpy as np
 from inference.api import Inputs
 from inference.backend import VersionInfo
 from inference.batching import EmbedResult
-from inference.errors import ApiError, bad_request
+from inference.openai_errors import ApiError, bad_request
 from inference.models.base import TokenizedBatch
 from inference.tokenization import TextTokenizer
 

@@ -6,7 +6,7 @@ machinery, and each layer less is time per request at tens of thousands of reque
 Handlers do no model work: they admit (body limit, validation, routing, tokenizing, per-request
 limits: `admission.py`), queue the tokens on the chosen version's batcher and encode the answer, so
 the event loop stays free while forward passes run in threads. Every refusal, including unknown
-routes and wrong methods, is answered in OpenAI's error shape (`errors.py`).
+routes and wrong methods, is answered in OpenAI's error shape (`openai_errors.py`).
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from inference.admission import (
 from inference.api import Limits, dumps, embeddings_body, parse_request, shorten
 from inference.backend import EmbeddingBackend
 from inference.batching import QueueFull
-from inference.engine import EngineClient
-from inference.errors import ApiError, error_body
+from inference.engine_process import EngineClient
+from inference.openai_errors import ApiError, error_body
 from inference.metrics import NO_VERSION, ServerMetrics
 from inference.prediction_log import open_prediction_log
 from inference.server import ModelLoader, ModelServer, UnknownVersion
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 from inference.shadow import Shadow
 
 log = logging.getLogger("canaryflow.inference")

@@ -35,7 +35,7 @@ import orjson
 
 from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PredictionLogFormat
 from inference.metrics import ServerMetrics
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 
 log = logging.getLogger("canaryflow.inference.prediction_log")
 MAX_INPUTS_PER_SAMPLE = 8

@@ -26,8 +26,8 @@ from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedR
 from inference.cache import ModelCache
 from inference.metrics import ServerMetrics
 from inference.models import EmbeddingModel, TokenizedBatch, load_model
-from inference.router import RoutingTable
-from inference.settings import InferenceSettings
+from inference.routing_table import RoutingTable
+from inference.server_settings import InferenceSettings
 
 log = logging.getLogger("canaryflow.inference")
 

@@ -25,7 +25,7 @@ from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.app import create_app
 from inference.metrics import ServerMetrics
 from inference.models.sentence_transformer import SentenceTransformerModel
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 from tests.support.net import free_port
 
 torch.set_num_threads(2)

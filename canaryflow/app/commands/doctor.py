@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from canaryflow.kernel.errors import first_error
-from canaryflow.kernel.settings import SettingsError
+from canaryflow.kernel.component_settings import SettingsError
 
 
 def _fail(message: str) -> NoReturn:
