@@ -5,7 +5,8 @@ else a reference file named in the settings.
 
 Each tick reads what the servers appended since the last one (`PredictionLogReader.follow`), keeps the
 champion's records of the last `window_s`, and every `cadence_s` judges that window with the kernel's
-statistics (`canaryflow.kernel.drift_statistics`), whose thresholds hold the policy's monthly false-alarm budget.
+statistics (`canaryflow.kernel.drift_statistics`), whose thresholds hold the policy's monthly
+false-alarm budget.
 A change of state (drift found, drift gone) is an event for the listeners (notifications, webhooks)
 and, with a registry, a model-version tag; the latest verdict is in `GET /models/{name}/drift` and on
 `/metrics` as `canaryflow_drift_*`. It rolls back only where the policy opts in (`on_drift: rollback`):

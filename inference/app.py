@@ -39,8 +39,8 @@ from inference.api import Limits, dumps, embeddings_body, parse_request, shorten
 from inference.backend import EmbeddingBackend
 from inference.batching import QueueFull
 from inference.engine_process import EngineClient
-from inference.openai_errors import ApiError, error_body
 from inference.metrics import NO_VERSION, ServerMetrics
+from inference.openai_errors import ApiError, error_body
 from inference.prediction_log import open_prediction_log
 from inference.server import ModelLoader, ModelServer, UnknownVersion
 from inference.server_settings import InferenceSettings

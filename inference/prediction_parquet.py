@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from canaryflow.kernel.contracts.drift import PARQUET_SUFFIX, TEMP_SUFFIX
-
-if TYPE_CHECKING:
-    from inference.prediction_log import PredictionLogConfig, Sample
+from inference.prediction_records import PredictionLogConfig, Sample
 
 COMPRESSION = "zstd"
 
