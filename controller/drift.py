@@ -38,6 +38,7 @@ from canaryflow.kernel.contracts.drift import (
     DriftVerdict,
     PredictionRecord,
 )
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.drift_statistics import DriftInputError, Reference, Window, calibrate, evaluate
 from canaryflow.kernel.ports import PredictionLogReader, Registry
 from controller.drift_action import DriftResponder
@@ -123,7 +124,7 @@ class ChampionSource:
         found: dict[str, tuple[str, float]] = {}
         undone = self.rolled_back() if self.rolled_back is not None else {}
         for record in self.store.rollouts():
-            if record.phase == "promoted":
+            if record.phase == RolloutPhase.PROMOTED:
                 # A promotion drift rolled back made its baseline champion again, from that moment.
                 champion, since = record.canary_version, record.finished_at or record.updated_at
                 if record.id in undone:

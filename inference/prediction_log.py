@@ -32,7 +32,7 @@ from typing import IO
 import numpy as np
 import orjson
 
-from canaryflow.kernel.contracts.drift import JSONL_SUFFIX
+from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PredictionColumn
 from inference.metrics import ServerMetrics
 from inference.prediction_records import LogFile, PredictionLogConfig, Sample, SampleSink
 from inference.server_settings import InferenceSettings
@@ -42,14 +42,18 @@ MAX_INPUTS_PER_SAMPLE = 8
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
+# The record's keys (`PredictionColumn`), as plain strings: orjson takes no enum for a key.
+_T, _MODEL, _VERSION, _LATENCY_MS, _TOKENS, _EMBEDDING, _TEXT = (c.value for c in PredictionColumn)
+
+
 def _json_line(s: Sample) -> bytes:
     record: dict[str, object] = {
-        "t": round(s.t, 6), "model": s.model, "version": s.version,
-        "latency_ms": round(s.latency_ms, 4), "tokens": s.tokens,
-        "embedding": s.embedding.astype(np.float32, copy=False),
+        _T: round(s.t, 6), _MODEL: s.model, _VERSION: s.version,
+        _LATENCY_MS: round(s.latency_ms, 4), _TOKENS: s.tokens,
+        _EMBEDDING: s.embedding.astype(np.float32, copy=False),
     }  # fmt: skip
     if s.text is not None:
-        record["text"] = s.text
+        record[_TEXT] = s.text
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
