@@ -4,7 +4,7 @@
 `canaryflow serve` is the command line.
 """
 
-from inference.app import create_app
+from inference.http_front.assembly import create_app
 from inference.server_settings import InferenceSettings
 
 __all__ = ["InferenceSettings", "create_app"]

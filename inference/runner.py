@@ -83,7 +83,7 @@ def _serve_http(
 ) -> None:
     import uvicorn
 
-    from inference.app import create_app
+    from inference.http_front.assembly import create_app
 
     _tune_gil(settings)
     app = create_app(settings, routing, engine_socket=engine)
@@ -146,7 +146,7 @@ _PRELOAD = (
     "transformers.models.bert.modeling_bert",  # the architecture of most embedding models served
     "tokenizers",
     "uvicorn",
-    "inference.app",
+    "inference.http_front.assembly",
     "inference.models.loader",
     "inference.models.plain_chain",
 )
