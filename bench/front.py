@@ -1,7 +1,7 @@
 """The serving front's host cost per request, with a forward pass that costs nothing.
 
 On a GPU the host cores, not the device, cap the server (bench/inference.md): parsing HTTP,
-tokenizing, batching, encoding JSON. This runs the real `inference.app` (one process, uvicorn with
+tokenizing, batching, encoding JSON. This runs the real `inference.http_front` (one process, uvicorn with
 httptools and uvloop, the real tokenizer) over a model whose forward pass returns zeros at once,
 so what is measured is everything but the GPU. Two servers, one after the other in the same run:
 the ASCII WordPiece fast path on (the default) and off (the Rust tokenizer for every text). Each
@@ -38,10 +38,10 @@ def serve(port: int, fast_path: bool) -> None:
 
     from canaryflow.adapters.model_assets import minilm_path
     from canaryflow.kernel.contracts.routing import RoutingConfig
-    from inference.app import create_app
+    from inference.http_front.assembly import create_app
     from inference.models.base import TokenizedBatch
     from inference.models.loader import load_model
-    from inference.settings import InferenceSettings
+    from inference.server_settings import InferenceSettings
     from inference.wordpiece import AsciiWordPiece
 
     if not fast_path:  # every tokenizer this process builds then finds no fast path: all Rust

@@ -40,8 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from canaryflow.app.local.topics import BASE_TOPICS, NEW_TOPICS, pools
-from canaryflow.kernel.drift import Window, calibrate, evaluate
-from policies.drift import DriftPolicy, load_drift_policy
+from canaryflow.kernel.drift_statistics import Window, calibrate, evaluate
+from policies.drift_policy import DriftPolicy, load_drift_policy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WINDOW = 150

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from canaryflow.adapters.predictions import LocalDirectoryReader, read_records
 from canaryflow.kernel.contracts.drift import PredictionLogFormat
 from inference.metrics import ServerMetrics
-from inference.prediction_log import PredictionLog, PredictionLogConfig
+from inference.prediction_log import PredictionLog
+from inference.prediction_records import PredictionLogConfig
 
 FORMATS: tuple[PredictionLogFormat, ...] = ("jsonl", "parquet")
 RESULTS = Path(__file__).resolve().parent / "results"

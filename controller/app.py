@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.errors import first_error
-from canaryflow.kernel.rollout import RolloutPhase
 from controller.drift import DriftMonitor
 from controller.drift_reference import ReferenceRequest
 from controller.faults import crash_point

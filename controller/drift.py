@@ -5,7 +5,8 @@ else a reference file named in the settings.
 
 Each tick reads what the servers appended since the last one (`PredictionLogReader.follow`), keeps the
 champion's records of the last `window_s`, and every `cadence_s` judges that window with the kernel's
-statistics (`canaryflow.kernel.drift`), whose thresholds hold the policy's monthly false-alarm budget.
+statistics (`canaryflow.kernel.drift_statistics`), whose thresholds hold the policy's monthly
+false-alarm budget.
 A change of state (drift found, drift gone) is an event for the listeners (notifications, webhooks)
 and, with a registry, a model-version tag; the latest verdict is in `GET /models/{name}/drift` and on
 `/metrics` as `canaryflow_drift_*`. It rolls back only where the policy opts in (`on_drift: rollback`):
@@ -37,7 +38,8 @@ from canaryflow.kernel.contracts.drift import (
     DriftVerdict,
     PredictionRecord,
 )
-from canaryflow.kernel.drift import DriftInputError, Reference, Window, calibrate, evaluate
+from canaryflow.kernel.contracts.phases import RolloutPhase
+from canaryflow.kernel.drift_statistics import DriftInputError, Reference, Window, calibrate, evaluate
 from canaryflow.kernel.ports import PredictionLogReader, Registry
 from controller.drift_action import DriftResponder
 from controller.drift_reference import (
@@ -49,7 +51,7 @@ from controller.drift_reference import (
 )
 from controller.observability import event
 from controller.rollout.store import RolloutStore
-from policies.drift import DriftPolicy
+from policies.drift_policy import DriftPolicy
 
 Champions = Callable[[], dict[str, tuple[str, float]]]  # model -> (champion version, champion since)
 DriftListener = Callable[[DriftEvent], None]
@@ -122,7 +124,7 @@ class ChampionSource:
         found: dict[str, tuple[str, float]] = {}
         undone = self.rolled_back() if self.rolled_back is not None else {}
         for record in self.store.rollouts():
-            if record.phase == "promoted":
+            if record.phase == RolloutPhase.PROMOTED:
                 # A promotion drift rolled back made its baseline champion again, from that moment.
                 champion, since = record.canary_version, record.finished_at or record.updated_at
                 if record.id in undone:

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from canaryflow.adapters.sqlite import Migration, connect, migrate
 from canaryflow.kernel.contracts.drift import DriftVerdict
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.ports import Notifier, PromotionRollback
 from controller.observability import event
 from controller.rollout.records import RolloutRecord
@@ -240,7 +241,9 @@ class DriftResponder:
         promoted = [
             r
             for r in self.store.rollouts(model=model)
-            if r.phase == "promoted" and r.canary_version == version and r.baseline_version != version
+            if r.phase == RolloutPhase.PROMOTED
+            and r.canary_version == version
+            and r.baseline_version != version
         ]
         return max(promoted, key=lambda r: r.finished_at or r.updated_at, default=None)
 
@@ -273,7 +276,7 @@ class DriftResponder:
                     baseline_version=restored,
                     canary_version=rollout.canary_version,
                     environment=rollout.environment,
-                    phase="rolled_back",
+                    phase=RolloutPhase.ROLLED_BACK,
                     at=now,
                     reason=reason,
                 )

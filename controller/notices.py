@@ -10,21 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from canaryflow.kernel.contracts.notifications import CheckSummary, NoticeEvent, RolloutNotice
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.rollout import RolloutEvent, StepStarted, Transition
 from controller.rollout.records import RolloutDetail, StepRecord
 
 _BY_PHASE = {
-    "awaiting_approval": NoticeEvent.AWAITING_APPROVAL,
-    "promoted": NoticeEvent.PROMOTED,
-    "rolled_back": NoticeEvent.ROLLED_BACK,
-    "failed": NoticeEvent.FAILED,
+    RolloutPhase.AWAITING_APPROVAL: NoticeEvent.AWAITING_APPROVAL,
+    RolloutPhase.PROMOTED: NoticeEvent.PROMOTED,
+    RolloutPhase.ROLLED_BACK: NoticeEvent.ROLLED_BACK,
+    RolloutPhase.FAILED: NoticeEvent.FAILED,
 }
 
 
 def notice_event(change: Transition, event: RolloutEvent) -> NoticeEvent | None:
     """started, step_passed (a later step began: the one before passed), or the phase reached."""
     before, after = change.before.phase, change.after.phase
-    if before == "pending" and after == "canary":
+    if before == RolloutPhase.PENDING and after == RolloutPhase.CANARY:
         return NoticeEvent.STARTED
     if isinstance(event, StepStarted) and event.index > 0:
         return NoticeEvent.STEP_PASSED
@@ -56,7 +57,11 @@ def _step_about(detail: RolloutDetail, kind: NoticeEvent, event: RolloutEvent) -
 
 def _reason(detail: RolloutDetail, change: Transition, kind: NoticeEvent) -> str:
     if kind in (NoticeEvent.ROLLED_BACK, NoticeEvent.FAILED):
-        causes = [t.reason for t in detail.transitions if t.to_phase in ("rolling_back", "failed")]
+        causes = [
+            t.reason
+            for t in detail.transitions
+            if t.to_phase in (RolloutPhase.ROLLING_BACK, RolloutPhase.FAILED)
+        ]
         if causes:
             return causes[-1]
     return change.reason

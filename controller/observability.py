@@ -8,17 +8,17 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, get_args, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from canaryflow.kernel.contracts import metrics as names
-from canaryflow.kernel.rollout import RolloutPhase
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from controller.rollout.store import RolloutStore
 
-_PHASES: tuple[RolloutPhase, ...] = get_args(RolloutPhase)
+_PHASES: tuple[RolloutPhase, ...] = tuple(RolloutPhase)
 
 
 class _RolloutsByPhase(Collector):

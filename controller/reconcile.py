@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
 
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, ReviewAuthority, WorkflowEngine
 from canaryflow.kernel.rollout import (
     STARTED,
@@ -201,7 +202,7 @@ class Reconciler:
         for record in self.store.rollouts(active_only=True):
             fresh[record.model].append(record)
         for model, records in fresh.items():
-            if records[-1].phase != "pending":
+            if records[-1].phase != RolloutPhase.PENDING:
                 continue
             lock = self.model_lock(model)
             if not lock.acquire(blocking=False):
@@ -232,7 +233,7 @@ class Reconciler:
     def _supersede_older(self, records: list[RolloutRecord]) -> None:
         newest = records[-1]
         for old in records[:-1]:
-            if old.phase in ("superseding", "rolling_back"):
+            if old.phase in (RolloutPhase.SUPERSEDING, RolloutPhase.ROLLING_BACK):
                 continue
             self._transition(old, Supersede(by_rollout=newest.id), superseded_by=newest.id)
 
@@ -241,7 +242,7 @@ class Reconciler:
         record = self.store.get(rollout_id)
         if record is None or record.phase in TERMINAL:
             return
-        if record.phase == "pending":
+        if record.phase == RolloutPhase.PENDING:
             if not self._maybe_start(record):
                 return
             record = self.store.get(rollout_id) or record
@@ -285,7 +286,7 @@ class Reconciler:
             fields["approval_head_sha"] = view.approval_head_sha
         if view.approval_opened_at is not None and view.approval_opened_at != record.approval_opened_at:
             fields["approval_opened_at"] = view.approval_opened_at
-        if view.waiting_reason != record.waiting_reason and record.phase != "awaiting_approval":
+        if view.waiting_reason != record.waiting_reason and record.phase != RolloutPhase.AWAITING_APPROVAL:
             fields["waiting_reason"] = view.waiting_reason
         self.store.update(record.id, **fields)
         record = self.store.get(record.id) or record
@@ -351,18 +352,25 @@ class Reconciler:
         """What the controller still owes the workflow: stop, resume, time out, release the gate."""
         assert record.workflow is not None
         running = status.phase in ("Pending", "Running")
-        if record.phase in ("rolling_back", "superseding") and running and not view.rollback_started:
+        if (
+            record.phase in (RolloutPhase.ROLLING_BACK, RolloutPhase.SUPERSEDING)
+            and running
+            and not view.rollback_started
+        ):
             self.engine.stop(record.workflow, record.reason)
             return
-        if record.phase == "promoting" and view.approval_suspended:
+        if record.phase == RolloutPhase.PROMOTING and view.approval_suspended:
             self.engine.resume(record.workflow)
             return
         age = self.clock() - (record.started_at or record.created_at)
-        if record.phase in ("canary", "awaiting_approval") and age > policy.max_duration_s:
+        if (
+            record.phase in (RolloutPhase.CANARY, RolloutPhase.AWAITING_APPROVAL)
+            and age > policy.max_duration_s
+        ):
             if self._transition(record, TimedOut(after_s=age)) is not None:
                 self.engine.stop(record.workflow, f"max duration {policy.max_duration_s:.0f} s exceeded")
             return
-        if record.phase == "awaiting_approval":
+        if record.phase == RolloutPhase.AWAITING_APPROVAL:
             self._check_approval(record, view)
 
     def _check_approval(self, record: RolloutRecord, view: Mirror) -> None:

@@ -11,9 +11,9 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import REGISTRIES
-from canaryflow.kernel.settings import ComponentSettings
+from canaryflow.kernel.component_settings import ComponentSettings
 
 
 class TriggerRule(BaseModel):

@@ -1,4 +1,6 @@
-"""GitOps: render a model's traffic state as Kustomize manifests, validate them, commit them to git.
+"""Adapter layer: GitOps, the rollout's traffic state as manifests committed to git.
+
+Renders a model's traffic state as Kustomize manifests, validates them, commits them to git:
 
 - `render` (pure) turns a `RenderRequest` into the files of `apps/<model>/base`,
   `apps/<model>/overlays/<env>` and `argocd/`; `traffic/` holds one file per traffic mode.

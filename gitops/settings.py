@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from canaryflow.kernel.component_settings import ComponentSettings
 from canaryflow.kernel.contracts.traffic import TrafficMode
-from canaryflow.kernel.settings import ComponentSettings
 
 # A Kubernetes resource quantity ("500m", "8Gi"); the API schemas leave it a free string.
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"

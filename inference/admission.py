@@ -22,8 +22,8 @@ import numpy as np
 from inference.api import Inputs
 from inference.backend import VersionInfo
 from inference.batching import EmbedResult
-from inference.errors import ApiError, bad_request
 from inference.models.base import TokenizedBatch
+from inference.openai_errors import ApiError, bad_request
 from inference.tokenization import TextTokenizer
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from inference.errors import ApiError, bad_request, dumps
+from inference.openai_errors import ApiError, bad_request, dumps
 
 __all__ = ["EmbeddingRequest", "Inputs", "dumps", "embeddings_body", "parse_request", "shorten"]
 

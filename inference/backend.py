@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from inference.batching import EmbedResult
 from inference.models.base import EmbeddingModel, TokenizedBatch
-from inference.router import RoutingTable
+from inference.routing_table import RoutingTable
 from inference.tokenization import TextTokenizer
 
 

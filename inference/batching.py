@@ -292,7 +292,7 @@ class DynamicBatcher:
                 self._on_batch(outcome.stats)
 
     def _process(self, batch: list[_Pending]) -> _Outcome:
-        """Runs in a worker thread: tokenize, chunk, forward, and split results per request."""
+        """Runs in a worker thread: pack the token ids, chunk, forward, and split results per request."""
         started = time.perf_counter()
         with self._lease() as model:
             tokenized = TokenizedBatch.concat([pending.texts for pending in batch])

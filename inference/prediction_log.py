@@ -26,66 +26,34 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 import numpy as np
 import orjson
 
-from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PredictionLogFormat
+from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PredictionColumn
 from inference.metrics import ServerMetrics
-from inference.settings import InferenceSettings
+from inference.prediction_records import LogFile, PredictionLogConfig, Sample, SampleSink
+from inference.server_settings import InferenceSettings
 
 log = logging.getLogger("canaryflow.inference.prediction_log")
 MAX_INPUTS_PER_SAMPLE = 8
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-@dataclass(frozen=True)
-class PredictionLogConfig:
-    directory: Path
-    rate: float  # fraction of requests sampled, per version
-    keep_text: bool = False
-    queue_size: int = 10_000
-    rotate_bytes: int = 64 * 2**20
-    rotate_s: float = 3600.0
-    keep_files: int = 240  # per model and process; the oldest beyond it are removed
-    format: PredictionLogFormat = "jsonl"
-    row_group_rows: int = 8192  # parquet: rows buffered per row group (8192 x 384 float32 = 12 MiB)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    t: float
-    model: str
-    version: str
-    latency_ms: float
-    tokens: int
-    embedding: np.ndarray
-    text: str | None
-
-
-SampleSink = Callable[[Sample], None]
-
-
-class LogFile(Protocol):
-    """The current file of one model, in one format."""
-
-    def write(self, samples: list[Sample], now: float) -> None: ...
-    def tick(self, now: float) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
+# The record's keys (`PredictionColumn`), as plain strings: orjson takes no enum for a key.
+_T, _MODEL, _VERSION, _LATENCY_MS, _TOKENS, _EMBEDDING, _TEXT = (c.value for c in PredictionColumn)
 
 
 def _json_line(s: Sample) -> bytes:
     record: dict[str, object] = {
-        "t": round(s.t, 6), "model": s.model, "version": s.version,
-        "latency_ms": round(s.latency_ms, 4), "tokens": s.tokens,
-        "embedding": s.embedding.astype(np.float32, copy=False),
+        _T: round(s.t, 6), _MODEL: s.model, _VERSION: s.version,
+        _LATENCY_MS: round(s.latency_ms, 4), _TOKENS: s.tokens,
+        _EMBEDDING: s.embedding.astype(np.float32, copy=False),
     }  # fmt: skip
     if s.text is not None:
-        record["text"] = s.text
+        record[_TEXT] = s.text
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -229,7 +197,7 @@ class PredictionLog:
         if file is None:
             directory = self.config.directory / _SAFE_NAME.sub("_", model)
             if self.config.format == "parquet":
-                from inference.prediction_parquet import ParquetFile
+                from inference.prediction_parquet import ParquetFile  # pyarrow only when asked for
 
                 file = ParquetFile(directory, self.config)
             else:
@@ -268,7 +236,7 @@ def open_prediction_log(settings: InferenceSettings, metrics: ServerMetrics) -> 
         return None
     sinks: list[SampleSink] = []
     if settings.prediction_log_summary_s > 0 and settings.tracking_uri:
-        from inference.prediction_summary import MlflowRunMetrics, WindowSummary
+        from inference.prediction_summary import MlflowRunMetrics, WindowSummary  # mlflow only when asked
 
         publish = MlflowRunMetrics(settings.tracking_uri)
         sinks.append(WindowSummary(settings.prediction_log_summary_s, publish))

@@ -9,58 +9,48 @@ request comes), when an embedding of another size arrives, and at shutdown. Read
 they ignore. The price of that is freshness: a record is readable once its file closes, so
 `rotate_s` bounds how late the drift monitor sees it (docs/monitoring.md).
 
-Columns (`canaryflow.kernel.contracts.drift.PARQUET_COLUMNS`): `t` float64, `model` string, `version`
-string, `latency_ms` float64, `tokens` int32, `embedding` fixed_size_list<float32>[dims], `text`
-string (null unless raw text is kept).
+Columns and their types: `canaryflow.kernel.contracts.drift.PARQUET_TYPES` (the reader,
+`canaryflow.adapters.predictions.parquet`, casts to the same), the embedding a fixed-size list of
+`dims` values.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from canaryflow.kernel.contracts.drift import PARQUET_SUFFIX, TEMP_SUFFIX
-
-if TYPE_CHECKING:
-    from inference.prediction_log import PredictionLogConfig, Sample
+from canaryflow.kernel.contracts.drift import PARQUET_SUFFIX, PARQUET_TYPES, TEMP_SUFFIX, PredictionColumn
+from inference.prediction_records import PredictionLogConfig, Sample
 
 COMPRESSION = "zstd"
 
 
 def parquet_schema(dims: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("t", pa.float64()),
-            ("model", pa.string()),
-            ("version", pa.string()),
-            ("latency_ms", pa.float64()),
-            ("tokens", pa.int32()),
-            ("embedding", pa.list_(pa.float32(), dims)),
-            ("text", pa.string()),
-        ]
-    )
+    return pa.schema([(column.value, _arrow_type(column, dims)) for column in PARQUET_TYPES])
+
+
+def _arrow_type(column: PredictionColumn, dims: int) -> pa.DataType:
+    kind = pa.type_for_alias(PARQUET_TYPES[column])
+    return pa.list_(kind, dims) if column is PredictionColumn.EMBEDDING else kind
 
 
 def samples_table(samples: list[Sample], dims: int) -> pa.Table:
-    """One row group's columns; the embeddings are copied once into one float32 buffer."""
-    flat = np.stack([s.embedding for s in samples]).astype(np.float32, copy=False).ravel()
-    return pa.Table.from_arrays(
-        [
-            pa.array([s.t for s in samples], pa.float64()),
-            pa.array([s.model for s in samples], pa.string()),
-            pa.array([s.version for s in samples], pa.string()),
-            pa.array([s.latency_ms for s in samples], pa.float64()),
-            pa.array([s.tokens for s in samples], pa.int32()),
-            pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dims),
-            pa.array([s.text for s in samples], pa.string()),
-        ],
-        schema=parquet_schema(dims),
-    )
+    """One row group's columns; the embeddings are copied once into one buffer of the contract's type."""
+    schema = parquet_schema(dims)
+    arrays = []
+    for column in PARQUET_TYPES:
+        kind = schema.field(column.value).type
+        if column is PredictionColumn.EMBEDDING:
+            values = kind.value_type
+            flat = np.stack([s.embedding for s in samples]).astype(values.to_pandas_dtype(), copy=False)
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel(), values), dims))
+        else:
+            arrays.append(pa.array([getattr(s, column.value) for s in samples], kind))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class ParquetFile:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.prediction_log import Sample
+from inference.prediction_records import Sample
 
 log = logging.getLogger("canaryflow.inference.prediction_log")
 

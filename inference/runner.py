@@ -8,7 +8,7 @@ process cannot parse tens of thousands of HTTP requests per second, so `workers=
   cycles per request (no hop between processes) and were the fastest mode in every H100 run
   (bench/inference.md), at N times the device memory (8 replicas of MiniLM: 22 GB).
 - engine (`engine=True`): N HTTP fronts that parse, route and tokenize, and one engine process
-  that alone holds the models and the GPU (`inference.engine`): one copy of the weights, one CUDA
+  that alone holds the models and the GPU (`inference.engine_process`): one copy of the weights, one CUDA
   context (5 GB instead of 22 GB), one memory budget for the LRU cache, every front's texts merged
   into the same batches, at the cost of a pickled hop each way (40-95% of the replicas'
   throughput within the latency bounds across four H100 runs).
@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 
 # The event loop and the batcher's worker threads share one GIL. A thread back from the GPU waits
 # for the GIL until its holder is asked to drop it: by default up to 5 ms, a wait that lands on
@@ -83,7 +83,7 @@ def _serve_http(
 ) -> None:
     import uvicorn
 
-    from inference.app import create_app
+    from inference.http_front.assembly import create_app
 
     _tune_gil(settings)
     app = create_app(settings, routing, engine_socket=engine)
@@ -116,7 +116,7 @@ def _engine(settings_json: str, routing_json: str | None, engine: str, threads: 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")
     import torch
 
-    from inference.engine import run_engine
+    from inference.engine_process import run_engine
     from inference.server import ModelServer
 
     torch.set_num_threads(min(threads, 4))
@@ -146,7 +146,7 @@ _PRELOAD = (
     "transformers.models.bert.modeling_bert",  # the architecture of most embedding models served
     "tokenizers",
     "uvicorn",
-    "inference.app",
+    "inference.http_front.assembly",
     "inference.models.loader",
     "inference.models.plain_chain",
 )

@@ -26,8 +26,8 @@ from inference.batching import BatcherConfig, BatchStats, DynamicBatcher, EmbedR
 from inference.cache import ModelCache
 from inference.metrics import ServerMetrics
 from inference.models import EmbeddingModel, TokenizedBatch, load_model
-from inference.router import RoutingTable
-from inference.settings import InferenceSettings
+from inference.routing_table import RoutingTable
+from inference.server_settings import InferenceSettings
 
 log = logging.getLogger("canaryflow.inference")
 
@@ -104,7 +104,6 @@ class ModelServer:
         self.table: RoutingTable | None = None
         self.runtimes: dict[str, VersionRuntime] = {}
         self._apply_lock = asyncio.Lock()
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._watch_task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._model_hint = "unknown"  # model name for metrics raised while a config is applied
@@ -196,7 +195,7 @@ class ModelServer:
             self._watch_task.cancel()
         for runtime in self.runtimes.values():
             await runtime.batcher.stop()
-        for task in list(self._shadow_tasks) + list(self._retiring):
+        for task in list(self._retiring):
             task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 

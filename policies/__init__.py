@@ -1,4 +1,8 @@
-"""Rollout policies: the pydantic schema (`policies.model`) and the YAML files shipped beside it."""
+"""Kernel layer: rollout and drift policies, their schemas (pure pydantic) and the YAML shipped beside.
+
+The rollout policy's schema is `policies.model`, the drift monitor's `policies.drift_policy`; this
+module loads a policy file by path or shipped name.
+"""
 
 from __future__ import annotations
 

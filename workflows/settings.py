@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from canaryflow.kernel.settings import ComponentSettings
+from canaryflow.kernel.component_settings import ComponentSettings
 
 
 class WorkflowSettings(ComponentSettings):

@@ -18,7 +18,7 @@ from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
 from canaryflow.adapters.predictions import read_records, reader_for
 from canaryflow.adapters.readiness.factory import readiness_from_settings
-from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings
 from canaryflow.kernel.contracts.drift import drift_notice
 from canaryflow.kernel.contracts.traffic import TrafficMode
@@ -36,7 +36,7 @@ from gitops.factory import approval_from_settings, git_repo_from_settings, traff
 from gitops.git import GitRepo
 from gitops.settings import GitOpsSettings
 from policies import load_policy
-from policies.drift import load_drift_policy
+from policies.drift_policy import load_drift_policy
 from workflows.settings import WorkflowSettings
 from workflows.steps import StepContext
 from workflows.steps.release import StepRollback

@@ -23,41 +23,30 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RolloutPhase = Literal[
-    "pending",
-    "canary",
-    "baking",
-    "awaiting_approval",
-    "promoting",
-    "watching",
-    "promoted",
-    "rolling_back",
-    "rolled_back",
-    "superseding",
-    "superseded",
-    "failed",
-]
-TERMINAL: frozenset[str] = frozenset({"promoted", "rolled_back", "superseded", "failed"})
-ACTIVE: frozenset[str] = frozenset(
+from canaryflow.kernel.contracts.phases import RolloutPhase
+
+P = RolloutPhase
+TERMINAL: frozenset[RolloutPhase] = frozenset({P.PROMOTED, P.ROLLED_BACK, P.SUPERSEDED, P.FAILED})
+ACTIVE: frozenset[RolloutPhase] = frozenset(
     {
-        "pending",
-        "canary",
-        "baking",
-        "awaiting_approval",
-        "promoting",
-        "watching",
-        "rolling_back",
-        "superseding",
+        P.PENDING,
+        P.CANARY,
+        P.BAKING,
+        P.AWAITING_APPROVAL,
+        P.PROMOTING,
+        P.WATCHING,
+        P.ROLLING_BACK,
+        P.SUPERSEDING,
     }
 )
 # States in which the rollout owns the model's traffic (a workflow is running for it).
-STARTED: frozenset[str] = ACTIVE - {"pending"}
+STARTED: frozenset[RolloutPhase] = ACTIVE - {P.PENDING}
 
 
 class RolloutState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    phase: RolloutPhase = "pending"
+    phase: RolloutPhase = P.PENDING
     step_index: int | None = None
 
 
@@ -166,7 +155,7 @@ class IllegalTransition(ValueError):
     """The event cannot happen in this state (a stale status, or a bug upstream)."""
 
 
-_IN_FLIGHT = frozenset({"canary", "baking", "awaiting_approval", "promoting", "watching"})
+_IN_FLIGHT = frozenset({P.CANARY, P.BAKING, P.AWAITING_APPROVAL, P.PROMOTING, P.WATCHING})
 
 
 def apply(state: RolloutState, event: RolloutEvent) -> Transition:
@@ -176,7 +165,7 @@ def apply(state: RolloutState, event: RolloutEvent) -> Transition:
 
 
 def _refuse(state: RolloutState, event: RolloutEvent) -> IllegalTransition:
-    return IllegalTransition(f"event {event.kind!r} is not allowed in state {state.phase!r}")
+    return IllegalTransition(f"event {event.kind!r} is not allowed in state '{state.phase}'")
 
 
 def _next(s: RolloutState, e: RolloutEvent) -> tuple[RolloutState, str]:
@@ -184,44 +173,44 @@ def _next(s: RolloutState, e: RolloutEvent) -> tuple[RolloutState, str]:
     if p in TERMINAL:
         raise _refuse(s, e)
     match e:
-        case Started(workflow=wf) if p == "pending":
-            return RolloutState(phase="canary", step_index=None), f"workflow {wf} submitted"
-        case StepStarted(index=i, weight=w) if p == "canary":
+        case Started(workflow=wf) if p == P.PENDING:
+            return RolloutState(phase=P.CANARY, step_index=None), f"workflow {wf} submitted"
+        case StepStarted(index=i, weight=w) if p == P.CANARY:
             if s.step_index is not None and i < s.step_index:
                 raise IllegalTransition(f"step {i} after step {s.step_index}: steps only go forward")
-            return RolloutState(phase="canary", step_index=i), f"step {i}: canary at {w}%"
-        case BakeStarted(weight=w, bake_s=t) if p in ("canary", "baking"):
-            return s.model_copy(update={"phase": "baking"}), f"every step passed: baking {t:.0f} s at {w}%"
-        case WatchStarted(watch_s=t) if p in ("promoting", "watching"):
+            return RolloutState(phase=P.CANARY, step_index=i), f"step {i}: canary at {w}%"
+        case BakeStarted(weight=w, bake_s=t) if p in (P.CANARY, P.BAKING):
+            return s.model_copy(update={"phase": P.BAKING}), f"every step passed: baking {t:.0f} s at {w}%"
+        case WatchStarted(watch_s=t) if p in (P.PROMOTING, P.WATCHING):
             return s.model_copy(
-                update={"phase": "watching"}
+                update={"phase": P.WATCHING}
             ), f"promoted: watching the new champion for {t:.0f} s"
-        case ApprovalRequested(url=url) if p in ("canary", "baking"):
-            return s.model_copy(update={"phase": "awaiting_approval"}), f"approval requested {url}".strip()
-        case Approved(by=by) if p == "awaiting_approval":
-            return s.model_copy(update={"phase": "promoting"}), f"approved{' by ' + by if by else ''}"
-        case Rejected(by=by) if p == "awaiting_approval":
-            return s.model_copy(update={"phase": "rolling_back"}), f"rejected{' by ' + by if by else ''}"
-        case PromoteStarted() if p in ("canary", "baking", "awaiting_approval", "promoting"):
-            return s.model_copy(update={"phase": "promoting"}), "every step passed: promoting"
-        case Promoted() if p in ("promoting", "watching"):
-            return s.model_copy(update={"phase": "promoted"}), "canary promoted to champion"
-        case RollbackStarted(cause=cause) if p in _IN_FLIGHT | {"rolling_back"}:
-            return s.model_copy(update={"phase": "rolling_back"}), f"rolling back: {cause}"
-        case RollbackStarted(cause=cause) if p == "superseding":
+        case ApprovalRequested(url=url) if p in (P.CANARY, P.BAKING):
+            return s.model_copy(update={"phase": P.AWAITING_APPROVAL}), f"approval requested {url}".strip()
+        case Approved(by=by) if p == P.AWAITING_APPROVAL:
+            return s.model_copy(update={"phase": P.PROMOTING}), f"approved{' by ' + by if by else ''}"
+        case Rejected(by=by) if p == P.AWAITING_APPROVAL:
+            return s.model_copy(update={"phase": P.ROLLING_BACK}), f"rejected{' by ' + by if by else ''}"
+        case PromoteStarted() if p in (P.CANARY, P.BAKING, P.AWAITING_APPROVAL, P.PROMOTING):
+            return s.model_copy(update={"phase": P.PROMOTING}), "every step passed: promoting"
+        case Promoted() if p in (P.PROMOTING, P.WATCHING):
+            return s.model_copy(update={"phase": P.PROMOTED}), "canary promoted to champion"
+        case RollbackStarted(cause=cause) if p in _IN_FLIGHT | {P.ROLLING_BACK}:
+            return s.model_copy(update={"phase": P.ROLLING_BACK}), f"rolling back: {cause}"
+        case RollbackStarted(cause=cause) if p == P.SUPERSEDING:
             return s, f"rolling back (superseded): {cause}"
-        case RolledBack() if p == "rolling_back":
-            return s.model_copy(update={"phase": "rolled_back"}), "traffic returned to the baseline"
-        case RolledBack() if p == "superseding":
+        case RolledBack() if p == P.ROLLING_BACK:
+            return s.model_copy(update={"phase": P.ROLLED_BACK}), "traffic returned to the baseline"
+        case RolledBack() if p == P.SUPERSEDING:
             return s.model_copy(
-                update={"phase": "superseded"}
+                update={"phase": P.SUPERSEDED}
             ), "superseded; traffic returned to the baseline"
-        case Supersede(by_rollout=by) if p == "pending":
-            return s.model_copy(update={"phase": "superseded"}), f"superseded by {by} before it started"
-        case Supersede(by_rollout=by) if p in _IN_FLIGHT | {"rolling_back"}:
-            return s.model_copy(update={"phase": "superseding"}), f"superseded by {by}: rolling back"
+        case Supersede(by_rollout=by) if p == P.PENDING:
+            return s.model_copy(update={"phase": P.SUPERSEDED}), f"superseded by {by} before it started"
+        case Supersede(by_rollout=by) if p in _IN_FLIGHT | {P.ROLLING_BACK}:
+            return s.model_copy(update={"phase": P.SUPERSEDING}), f"superseded by {by}: rolling back"
         case TimedOut(after_s=t) if p in _IN_FLIGHT:
-            return s.model_copy(update={"phase": "rolling_back"}), f"max duration exceeded after {t:.0f} s"
+            return s.model_copy(update={"phase": P.ROLLING_BACK}), f"max duration exceeded after {t:.0f} s"
         case WorkflowFailed(message=m) if p in ACTIVE:
-            return s.model_copy(update={"phase": "failed"}), f"workflow failed: {m}"
+            return s.model_copy(update={"phase": P.FAILED}), f"workflow failed: {m}"
     raise _refuse(s, e)

@@ -135,7 +135,7 @@ def mirror(status: WorkflowStatus, weights: list[int], bake_s: float = 0.0, watc
     bake = by_id.get(Step.BAKE)
     if bake is not None and bake.phase in _STARTED and weights:
         out.events.append(BakeStarted(weight=weights[-1], bake_s=bake_s))
-        out.steps.append(_phase_record(bake, len(weights), weights[-1], "bake"))
+        out.steps.append(_phase_record(bake, len(weights), weights[-1], Step.BAKE))
         if bake.phase in _DONE_BAD:
             rollback_cause = f"bake at {weights[-1]}%: {bake.message or 'analysis failed'}"
         elif bake.phase == "Running" and bake.message:
@@ -160,7 +160,7 @@ def mirror(status: WorkflowStatus, weights: list[int], bake_s: float = 0.0, watc
         watch = by_id.get(Step.WATCH)
         if watch is not None and watch.phase in _STARTED:
             out.events.append(WatchStarted(watch_s=watch_s))
-            out.steps.append(_phase_record(watch, len(weights) + 1, 100, "watch"))
+            out.steps.append(_phase_record(watch, len(weights) + 1, 100, Step.WATCH))
             if watch.phase in _DONE_BAD:
                 rollback_cause = f"watch after promotion: {watch.message or 'analysis failed'}"
             elif watch.phase == "Running" and watch.message:

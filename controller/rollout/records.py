@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from canaryflow.kernel.rollout import RolloutPhase, RolloutState
+from canaryflow.kernel.contracts.phases import RolloutPhase
+from canaryflow.kernel.rollout import RolloutState
 from canaryflow.kernel.types import RolloutSpec
 
 
@@ -17,7 +18,7 @@ class RolloutRecord(BaseModel):
     canary_version: str
     policy: str = "default"
     environment: str = "production"
-    phase: RolloutPhase = "pending"
+    phase: RolloutPhase = RolloutPhase.PENDING
     step_index: int | None = None
     weight: int = 0
     workflow: str | None = None

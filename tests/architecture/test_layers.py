@@ -145,7 +145,7 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path, monkeypatch) -> None:
 
 def test_the_checker_sees_a_cycle(monkeypatch) -> None:
     graph = _imports()
-    graph["canaryflow.kernel.contracts.buckets"] = {"canaryflow.kernel.analysis.engine"}
+    graph["canaryflow.kernel.contracts.buckets"] = {"canaryflow.kernel.analysis.judge"}
     monkeypatch.setattr(__import__(__name__, fromlist=["_imports"]), "_imports", lambda: graph)
     cycles = _package_cycles()
     assert any({"canaryflow.kernel.contracts", "canaryflow.kernel.analysis"} <= set(c) for c in cycles)

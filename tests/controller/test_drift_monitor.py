@@ -17,7 +17,7 @@ from controller.app import ControllerContext, create_app
 from controller.drift import ChampionSource, DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
-from policies.drift import DriftPolicy
+from policies.drift_policy import DriftPolicy
 from tests.drift.synthetic import Traffic
 
 T0 = 1_700_000_000.0

@@ -131,8 +131,8 @@ def test_a_parquet_reference_file_from_the_settings_is_used_as_wired(tmp_path, s
 
     from canaryflow.app.wiring import build_drift_monitor
     from controller.settings import DriftMonitorSettings
-    from inference.prediction_log import Sample
     from inference.prediction_parquet import samples_table
+    from inference.prediction_records import Sample
 
     x, tok, lat = Traffic(seed=43).arrays(300)
     samples = [

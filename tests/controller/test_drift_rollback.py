@@ -25,7 +25,7 @@ from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
-from policies.drift import DriftPolicy, DriftPolicyError, parse_drift_policy
+from policies.drift_policy import DriftPolicy, DriftPolicyError, parse_drift_policy
 from tests.drift.synthetic import Traffic
 from tests.workflows.rollout_support import register_versions, rollout_policy, step_context
 from workflows.local.runner import LocalRunner

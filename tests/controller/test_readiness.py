@@ -11,7 +11,7 @@ import pytest
 
 from canaryflow.adapters.readiness.http import HttpReadiness
 from canaryflow.adapters.readiness.kubernetes import KubernetesReadiness
-from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.kernel.types import RolloutSpec
 from tests.support.kube_api import KubeApiServer
 

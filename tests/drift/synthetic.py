@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from canaryflow.kernel.drift import Window
+from canaryflow.kernel.drift_statistics import Window
 
 DIM = 32
 

@@ -87,8 +87,8 @@ def test_parquet_and_jsonl_files_are_read_by_their_extension(tmp_path: Path) -> 
     import pyarrow.parquet as pq
 
     from canaryflow.adapters.predictions import read_records
-    from inference.prediction_log import Sample
     from inference.prediction_parquet import samples_table
+    from inference.prediction_records import Sample
 
     ref, cur = _files(tmp_path, new_topic=0.5)
     records = read_records(ref)

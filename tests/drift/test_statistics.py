@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from canaryflow.kernel.drift import (
+from canaryflow.kernel.drift_statistics import (
     DriftInputError,
     Window,
     calibrate,
@@ -14,7 +14,7 @@ from canaryflow.kernel.drift import (
     ks_distance,
     weighted_chi2_quantile,
 )
-from policies.drift import DriftPolicy, parse_drift_policy
+from policies.drift_policy import DriftPolicy, parse_drift_policy
 
 from .synthetic import Traffic
 

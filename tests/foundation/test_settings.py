@@ -8,7 +8,7 @@ from typing import ClassVar
 import pytest
 from pydantic import SecretStr
 
-from canaryflow.kernel.settings import ComponentSettings, SettingsError
+from canaryflow.kernel.component_settings import ComponentSettings, SettingsError
 
 
 class DemoSettings(ComponentSettings):

@@ -22,10 +22,10 @@ import uvicorn
 
 from canaryflow.adapters.model_assets import load_minilm, make_variant
 from canaryflow.kernel.contracts.routing import RoutingConfig
-from inference.app import create_app
+from inference.http_front.assembly import create_app
 from inference.metrics import ServerMetrics
 from inference.models.sentence_transformer import SentenceTransformerModel
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 from tests.support.net import free_port
 
 torch.set_num_threads(2)

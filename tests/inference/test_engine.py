@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.engine import run_engine
+from inference.engine_process import run_engine
 from inference.metrics import ServerMetrics
 from inference.server import ModelServer
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 from tests.inference.conftest import SENTENCES, RunningServer, routing, running_server
 
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from canaryflow.adapters.predictions import JsonlDirectoryReader, read_jsonl
 from inference.metrics import ServerMetrics
-from inference.prediction_log import PredictionLog, PredictionLogConfig, Sample
+from inference.prediction_log import PredictionLog
+from inference.prediction_records import PredictionLogConfig, Sample
 from inference.prediction_summary import MlflowRunMetrics, WindowSummary
 
 from .conftest import SENTENCES, routing, running_server

@@ -17,7 +17,8 @@ from canaryflow.adapters.predictions import (
     reader_for,
 )
 from inference.metrics import ServerMetrics
-from inference.prediction_log import PredictionLog, PredictionLogConfig
+from inference.prediction_log import PredictionLog
+from inference.prediction_records import PredictionLogConfig
 
 from .conftest import SENTENCES, routing, running_server
 

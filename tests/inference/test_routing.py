@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
-from inference.router import RoutingTable
+from inference.routing_table import RoutingTable
 from tests.inference.conftest import SENTENCES, routing, running_server
 
 

@@ -25,7 +25,7 @@ from controller.observability import ControllerMetrics, NoticeOutboxCollector
 from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore
 from inference.metrics import ServerMetrics
-from policies.drift import DriftPolicy
+from policies.drift_policy import DriftPolicy
 from tests.drift.synthetic import Traffic
 
 # Grafana's variables, as Grafana would substitute them before Prometheus sees the query.

@@ -11,7 +11,7 @@ import pytest
 
 from canaryflow.adapters.metrics.scrape import ScrapeSource
 from canaryflow.adapters.readiness.factory import readiness_from_settings
-from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.app.wiring import live_traffic_from_settings
 from canaryflow.kernel.types import RolloutSpec

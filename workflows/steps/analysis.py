@@ -23,6 +23,7 @@ import time
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.kernel.analysis import AnalysisResult, analyze_looks
 from canaryflow.kernel.analysis import analyze as analyze_observations
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
 from gitops.report import approval_report
@@ -74,7 +75,8 @@ def bake(ctx: StepContext, step: StepInput) -> StepOutcome:
     started = step.started_at if step.started_at is not None else time.time()
     since = _window_start(step, started)
     hold = started - since + policy.bake_s
-    return _judge(ctx, step, policy, index, since, "baking", hold_until_s=hold, judge_after_s=started - since)
+    baking = RolloutPhase.BAKING
+    return _judge(ctx, step, policy, index, since, baking, hold_until_s=hold, judge_after_s=started - since)
 
 
 def watch(ctx: StepContext, step: StepInput) -> StepOutcome:

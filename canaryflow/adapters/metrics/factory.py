@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from canaryflow.adapters.metrics import MetricsSource
-from canaryflow.kernel.settings import ComponentSettings
+from canaryflow.kernel.component_settings import ComponentSettings
 
 
 class MetricsSettings(ComponentSettings):

@@ -4,7 +4,7 @@ reconcile loop with retries (`delivery.BackgroundNotifier`, the `Notifier` port)
 from canaryflow.adapters.notify.base import Channel, DeliveryFailed, Outbox
 from canaryflow.adapters.notify.delivery import BackgroundNotifier, ChannelStats
 from canaryflow.adapters.notify.factory import notifier_from_settings
-from canaryflow.adapters.notify.settings import NotificationSettings
+from canaryflow.adapters.notify.notify_settings import NotificationSettings
 
 __all__ = [
     "BackgroundNotifier",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from canaryflow.adapters.notify.base import Channel, Outbox
 from canaryflow.adapters.notify.delivery import BackgroundNotifier
-from canaryflow.adapters.notify.settings import NotificationSettings
+from canaryflow.adapters.notify.notify_settings import NotificationSettings
 
 
 def _apprise(settings: NotificationSettings) -> list[Channel]:

@@ -8,8 +8,9 @@ directory reader, and named in the error of `read_parquet`. A time range is push
 groups' statistics, so reading a reference window does not decode the rest of the day.
 
 Records are built without a per-value validation: the columns are cast to the contract's types once
-(`embedding` a fixed-size list of float32) and the rows breaking a bound of `PredictionRecord`
-(negative time, latency or tokens; empty model or version) are dropped as a vector.
+(`PARQUET_TYPES`, the writer's: `inference.prediction_parquet`; any integer `tokens` column reads, as
+does an embedding of any float type) and the rows breaking a bound of `PredictionRecord` (negative
+time, latency or tokens; empty model or version) are dropped as a vector.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -29,15 +29,21 @@ from canaryflow.adapters.predictions.common import (
     files_of,
     without_cycle_collection,
 )
-from canaryflow.kernel.contracts.drift import PARQUET_FILE_GLOB, PredictionRecord
+from canaryflow.kernel.contracts.drift import (
+    PARQUET_FILE_GLOB,
+    PARQUET_TYPES,
+    PredictionColumn,
+    PredictionRecord,
+)
 
+C = PredictionColumn
 _SCALARS: dict[str, pa.DataType] = {
-    "t": pa.float64(),
-    "model": pa.string(),
-    "version": pa.string(),
-    "latency_ms": pa.float64(),
-    "tokens": pa.int64(),
+    column.value: pa.type_for_alias(alias)
+    for column, alias in PARQUET_TYPES.items()
+    if column not in (C.EMBEDDING, C.TEXT)
 }
+_TEXT = pa.type_for_alias(PARQUET_TYPES[C.TEXT])
+_EMBEDDING_VALUES = pa.type_for_alias(PARQUET_TYPES[C.EMBEDDING]).to_pandas_dtype()
 
 
 def _load(path: Path, filters: list[tuple[str, str, Any]] | None = None) -> pa.Table:
@@ -58,16 +64,16 @@ def _records(table: pa.Table, where: str) -> tuple[list[PredictionRecord], int]:
             columns[name] = table.column(name).cast(kind)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise PredictionLogError(f"{where}: {name}: not {kind} ({exc})") from exc
-    if "embedding" not in table.column_names:
+    if C.EMBEDDING not in table.column_names:
         raise PredictionLogError(f"{where}: embedding: column missing")
-    embedding = table.column("embedding").combine_chunks()
+    embedding = table.column(C.EMBEDDING).combine_chunks()
     if not pa.types.is_fixed_size_list(embedding.type) or not pa.types.is_floating(embedding.type.value_type):
         raise PredictionLogError(f"{where}: embedding: not a fixed-size list of floats ({embedding.type})")
     dims = embedding.type.list_size
     good = embedding.is_valid()
-    for name in ("t", "latency_ms", "tokens"):
+    for name in (C.T, C.LATENCY_MS, C.TOKENS):
         good = pc.and_(good, pc.greater_equal(columns[name], 0))
-    for name in ("model", "version"):
+    for name in (C.MODEL, C.VERSION):
         good = pc.and_(good, pc.greater(pc.utf8_length(columns[name]), 0))
     good = pc.fill_null(good, False)
     if isinstance(good, pa.ChunkedArray):  # the scalar columns are chunked; the embedding is one array
@@ -75,9 +81,10 @@ def _records(table: pa.Table, where: str) -> tuple[list[PredictionRecord], int]:
     kept = int(pc.sum(good).as_py() or 0)
     if kept == 0 or dims == 0:
         return [], table.num_rows
-    values = embedding.filter(good).flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    values = embedding.filter(good).flatten().to_numpy(zero_copy_only=False)
+    values = values.astype(_EMBEDDING_VALUES, copy=False)
     vectors = values.reshape(kept, dims).tolist()
-    text = table.column("text").cast(pa.string()) if "text" in table.column_names else None
+    text = table.column(C.TEXT).cast(_TEXT) if C.TEXT in table.column_names else None
     picked = {name: column.filter(good).to_pylist() for name, column in columns.items()}
     texts = text.filter(good).to_pylist() if text is not None else [None] * kept
     records = [
@@ -85,7 +92,7 @@ def _records(table: pa.Table, where: str) -> tuple[list[PredictionRecord], int]:
             t=t, model=m, version=v, latency_ms=lat, tokens=tok, embedding=vec, text=txt
         )
         for t, m, v, lat, tok, vec, txt in zip(
-            picked["t"], picked["model"], picked["version"], picked["latency_ms"], picked["tokens"],
+            picked[C.T], picked[C.MODEL], picked[C.VERSION], picked[C.LATENCY_MS], picked[C.TOKENS],
             vectors, texts, strict=True,
         )
     ]  # fmt: skip
@@ -121,9 +128,9 @@ class ParquetDirectoryReader(RangeReader):
     def records(
         self, model: str, start: float, end: float, version: str | None
     ) -> Iterator[PredictionRecord]:
-        filters: list[tuple[str, str, Any]] = [("t", ">=", start), ("t", "<", end), ("model", "=", model)]
+        filters: list[tuple[str, str, Any]] = [(C.T, ">=", start), (C.T, "<", end), (C.MODEL, "=", model)]
         if version is not None:
-            filters.append(("version", "=", version))
+            filters.append((C.VERSION, "=", version))
         for path in files_of(self.directory, model, PARQUET_FILE_GLOB):
             try:
                 if path.stat().st_mtime < start:  # closed before the range began

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from canaryflow.adapters.readiness.base import Readiness
-from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 
 
 def readiness_from_settings(

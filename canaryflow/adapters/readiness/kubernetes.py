@@ -13,7 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from canaryflow.adapters.readiness.settings import KubernetesReadinessSettings
+from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.kernel.types import ReadinessResult, RolloutSpec
 
 

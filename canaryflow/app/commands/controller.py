@@ -22,7 +22,7 @@ def _fail(message: str) -> None:
 
 
 def _settings(overrides: dict[str, Any]) -> Any:
-    from canaryflow.kernel.settings import SettingsError
+    from canaryflow.kernel.component_settings import SettingsError
     from controller.settings import ControllerSettings
 
     try:

@@ -13,8 +13,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.errors import first_error
-from canaryflow.kernel.settings import SettingsError
 
 
 def _fail(message: str) -> NoReturn:

@@ -12,8 +12,8 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
-from canaryflow.kernel.settings import SettingsError
 from canaryflow.kernel.types import CommitResult, RolloutSpec
 from gitops.files import diff_rendering, write_rendering
 from gitops.git import GitRepo

@@ -35,8 +35,8 @@ def replay(
     """Print {"drift": bool, "checks": [{"name", "statistic", "threshold", "drift", ...}]} for CURRENT
     against REFERENCE; each record is {"t", "model", "version", "latency_ms", "tokens", "embedding"}."""
     from canaryflow.adapters.predictions import PredictionLogError, read_records
-    from canaryflow.kernel.drift import DriftInputError, Window, calibrate, evaluate
-    from policies.drift import DriftPolicyError, load_drift_policy
+    from canaryflow.kernel.drift_statistics import DriftInputError, Window, calibrate, evaluate
+    from policies.drift_policy import DriftPolicyError, load_drift_policy
 
     try:
         drift_policy = load_drift_policy(policy)

@@ -118,7 +118,7 @@ def serve(
     """Run the inference server until interrupted."""
     from inference.runner import run
     from inference.server import read_routing_file
-    from inference.settings import InferenceSettings
+    from inference.server_settings import InferenceSettings
 
     overrides: dict[str, Any] = {
         k: v

@@ -16,8 +16,8 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.errors import first_error
-from canaryflow.kernel.settings import SettingsError
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from workflows.steps.command import step_options
 

@@ -27,10 +27,11 @@ from canaryflow.app.report import ReportData, StepRecord, TimePoint, render_html
 from canaryflow.app.report.model import EvidencePoint, PhaseMark
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS
 from canaryflow.kernel.analysis.observations import Histogram
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.rollout import TERMINAL
 from canaryflow.kernel.types import RolloutSpec, Verdict
 
-DECISION_OF_PHASE = {"promoted": "promote", "rolled_back": "rollback"}
+DECISION_OF_PHASE = {RolloutPhase.PROMOTED: "promote", RolloutPhase.ROLLED_BACK: "rollback"}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from canaryflow.app.install.options import CONTROLLER, PART_OF, InstallOptions
 from canaryflow.kernel.contracts import metrics as m
+from canaryflow.kernel.contracts.phases import RolloutPhase
 
 RULE_NAME = "canaryflow"
 # How long past its deadline an active rollout may stay before someone is paged: the controller times a
@@ -42,7 +43,7 @@ def rollout_rules() -> list[dict[str, Any]]:
         ),
         _rule(
             "CanaryflowRolloutRolledBack",
-            f'sum by (namespace) (increase({decisions}{{state="rolled_back"}}[15m])) > 0',
+            f'sum by (namespace) (increase({decisions}{{state="{RolloutPhase.ROLLED_BACK}"}}[15m])) > 0',
             "0m",
             "warning",
             "A canary was rolled back",
@@ -51,7 +52,7 @@ def rollout_rules() -> list[dict[str, Any]]:
         ),
         _rule(
             "CanaryflowRolloutFailed",
-            f'sum by (namespace) (increase({decisions}{{state="failed"}}[15m])) > 0',
+            f'sum by (namespace) (increase({decisions}{{state="{RolloutPhase.FAILED}"}}[15m])) > 0',
             "0m",
             "critical",
             "A rollout failed: neither promoted nor cleanly rolled back",

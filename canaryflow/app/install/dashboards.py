@@ -21,11 +21,12 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 from canaryflow.app.install.options import PART_OF, InstallOptions
 from canaryflow.kernel.contracts import metrics as m
+from canaryflow.kernel.rollout import ACTIVE
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"
 MODEL = '{model=~"$model"}'
-ACTIVE = "pending|canary|awaiting_approval|promoting|rolling_back|superseding"
+ACTIVE_PHASES = "|".join(sorted(ACTIVE))
 
 
 def _query(expr: str, legend: str, ref: str = "A") -> Dataquery:
@@ -72,7 +73,7 @@ def rollouts_dashboard() -> Dashboard:
             .datasource(DATASOURCE)
             .span(6)
             .height(6)
-            .with_target(_query(f'sum({m.CONTROLLER_ROLLOUTS}{{state=~"{ACTIVE}"}})', "active"))
+            .with_target(_query(f'sum({m.CONTROLLER_ROLLOUTS}{{state=~"{ACTIVE_PHASES}"}})', "active"))
         )
         .with_panel(
             _series(

@@ -18,7 +18,6 @@ SECRET = "canaryflow-secrets"
 STATE_CLAIM = "canaryflow-controller-state"
 PORT = 8088
 STATE_DIR = "/var/lib/canaryflow"
-SECRET_DIR = "/var/run/secrets/canaryflow"
 PART_OF = {"app.kubernetes.io/part-of": "canaryflow", "app.kubernetes.io/managed-by": "canaryflow-install"}
 SELECTOR = {"app.kubernetes.io/name": CONTROLLER}
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
-from canaryflow.kernel.analysis.engine import SeriesEvaluation, StepStatus, evaluate_series
+from canaryflow.kernel.analysis.judge import SeriesEvaluation, StepStatus, evaluate_series
 from canaryflow.kernel.analysis.observations import (
     DEFAULT_LATENCY_BUCKETS_MS,
     DEFAULT_LATENCY_BUCKETS_S,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from canaryflow.kernel.analysis.engine import SeriesEvaluation, evaluate_series, warmup_end_look
+from canaryflow.kernel.analysis.judge import SeriesEvaluation, evaluate_series, warmup_end_look
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, ObservationSeries
 from canaryflow.kernel.types import Verdict

@@ -11,9 +11,9 @@ import math
 from collections.abc import Mapping
 
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries
+from canaryflow.kernel.contracts.causes import FailureCause
 
 VERDICT_WORDS = {"pass": "pass", "fail": "fail", "inconclusive": "not decided yet"}
-CAUSES = {1: "cumulative", 2: "latest window", 3: "trend"}
 
 
 def check_reason(check: CheckSeries, i: int, verdict: str, warming: bool = False) -> str:
@@ -89,13 +89,13 @@ def describe(
     limits = f"tolerance {amount(kind, tolerance)}"
     if alternative is not None:
         limits += f", alternative {amount(kind, alternative)}"
-    cause = int(stats.get("cause") or 0)
+    cause = FailureCause(int(stats.get("cause") or 0))
     detail = ""
-    if verdict == "fail" and cause == 2:
+    if verdict == "fail" and cause is FailureCause.LATEST_WINDOW:
         detail = (
             f"; latest window {amount(kind, stats.get('window_worse_estimate'))} shown beyond the tolerance"
         )
-    elif verdict == "fail" and cause == 3:
+    elif verdict == "fail" and cause is FailureCause.TREND:
         detail = (
             f"; trend: grown by at least {amount(kind, stats.get('trend_lower'))} since the earlier windows"
         )

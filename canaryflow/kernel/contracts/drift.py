@@ -8,6 +8,7 @@ Prediction-log record, one JSON object per line:
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,8 +24,35 @@ TEMP_SUFFIX = ".tmp"
 PREDICTION_FILE_GLOB = f"predictions-*{JSONL_SUFFIX}"
 PARQUET_FILE_GLOB = f"predictions-*{PARQUET_SUFFIX}"
 PredictionLogFormat = Literal["jsonl", "parquet"]
-# Parquet columns, in order (the embedding a fixed-size list of float32, `text` null unless kept).
-PARQUET_COLUMNS = ("t", "model", "version", "latency_ms", "tokens", "embedding", "text")
+
+
+class PredictionColumn(StrEnum):
+    """A prediction record's fields, in order: the JSONL keys and the Parquet columns
+    (`PredictionRecord` declares the same names; tests/architecture holds them together)."""
+
+    T = "t"
+    MODEL = "model"
+    VERSION = "version"
+    LATENCY_MS = "latency_ms"
+    TOKENS = "tokens"
+    EMBEDDING = "embedding"
+    TEXT = "text"
+
+
+PARQUET_COLUMNS: tuple[str, ...] = tuple(c.value for c in PredictionColumn)
+# The Parquet type of each column, as a pyarrow type alias (`pyarrow.type_for_alias`): the writer
+# writes these and the reader casts to them. The embedding is a fixed-size list of float32 (its size
+# the model's dimensions); `text` is null unless raw text is kept. `tokens` has been int32 since the
+# first writer; the reader casts any integer column to it, so a file from another writer still reads.
+PARQUET_TYPES: dict[PredictionColumn, str] = {
+    PredictionColumn.T: "float64",
+    PredictionColumn.MODEL: "string",
+    PredictionColumn.VERSION: "string",
+    PredictionColumn.LATENCY_MS: "float64",
+    PredictionColumn.TOKENS: "int32",
+    PredictionColumn.EMBEDDING: "float32",
+    PredictionColumn.TEXT: "string",
+}
 
 # Event types for notifications and webhooks (a retraining pipeline can act on `drift.detected`).
 EVENT_DRIFT_DETECTED = "drift.detected"

@@ -42,7 +42,9 @@ class Output(StrEnum):
     APPROVAL_OPENED_AT = "approval_opened_at"  # unix seconds; reviews older than this never count
 
 
-_WEIGHTED = re.compile(r"(set-weight|wait-ready|analyze)-(\d+)")
+# The steps that run once per traffic step, their node ids carrying the weight.
+WEIGHTED_STEPS = (Step.SET_WEIGHT, Step.WAIT_READY, Step.ANALYZE)
+_WEIGHTED = re.compile(f"({'|'.join(re.escape(step) for step in WEIGHTED_STEPS)})-(\\d+)")
 
 
 def weighted_node(step: Step, weight: int) -> str:

@@ -37,7 +37,7 @@ from scipy import optimize, special
 from canaryflow.kernel.analysis.sequential import quantile_cs
 from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_MS
 from canaryflow.kernel.contracts.drift import DriftCheck, DriftVerdict, PredictionRecord
-from policies.drift import DriftPolicy
+from policies.drift_policy import DriftPolicy
 
 FloatArray = NDArray[np.float64]
 _BOUNDS_MS = np.asarray(LATENCY_BUCKETS_MS, dtype=float)

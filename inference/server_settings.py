@@ -7,8 +7,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from canaryflow.kernel.component_settings import ComponentSettings
 from canaryflow.kernel.contracts.drift import PredictionLogFormat
-from canaryflow.kernel.settings import ComponentSettings
 
 
 class InferenceSettings(ComponentSettings):

@@ -12,8 +12,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from canaryflow.kernel.component_settings import ComponentSettings
 from canaryflow.kernel.contracts.notifications import NoticeEvent
-from canaryflow.kernel.settings import ComponentSettings
 
 
 class NotificationSettings(ComponentSettings):

@@ -53,6 +53,7 @@ from canaryflow.kernel.analysis.series import (
     last_look_at_or_before,
 )
 from canaryflow.kernel.analysis.wording import check_reason
+from canaryflow.kernel.contracts.causes import FailureCause as Cause
 from canaryflow.kernel.types import Check, CheckVerdict, Verdict
 
 if TYPE_CHECKING:
@@ -69,8 +70,6 @@ STATUS_NAMES: dict[int, StepStatus] = {
 DECISIONS = {PASS: "promote", FAIL: "rollback", INCONCLUSIVE: "inconclusive", RUNNING: "inconclusive"}
 CHANGE_SHARE = 0.5  # of each check's false-rollback share, for the latest-window and trend checks
 TREND_FRACTION = 0.5  # growth beyond this fraction of the tolerance is a trend
-# Why a check failed, per look: the cumulative bound, the latest window, the trend.
-CAUSE_NONE, CAUSE_CUMULATIVE, CAUSE_WINDOW, CAUSE_TREND = 0, 1, 2, 3
 
 
 def check_at(check: CheckSeries, i: int, warming: bool = False) -> Check:
@@ -236,8 +235,13 @@ def _checks(policy: Policy, series: ObservationSeries, levels: Levels) -> list[C
     for metric in policy.metrics:
         out.extend(METRIC_KINDS[metric.kind].evaluate(metric, series, levels))
     for check in out:
-        check.stats.setdefault("cause", np.where(check.fails, CAUSE_CUMULATIVE, CAUSE_NONE).astype(float))
+        check.stats.setdefault("cause", _cumulative_cause(check.fails))
     return out
+
+
+def _cumulative_cause(fails: NDArray[np.bool_]) -> FloatArray:
+    """The `cause` field of a check judged on everything since the warm-up (a float: verdict JSON)."""
+    return np.where(fails, Cause.CUMULATIVE, Cause.NONE).astype(float)
 
 
 def _two_sided(check: CheckSeries) -> bool:
@@ -282,7 +286,7 @@ def _require_persistence(policy: Policy, frame: _Frame, checks: list[CheckSeries
         persists[rows] = np.nan_to_num(estimate, nan=0.0) > check.tolerance
         check.stats["recent_worse_estimate"] = _scatter(looks.size, rows, estimate)
         check.fails = check.fails & persists
-        check.stats["cause"] = np.where(check.fails, CAUSE_CUMULATIVE, CAUSE_NONE).astype(float)
+        check.stats["cause"] = _cumulative_cause(check.fails)
 
 
 def _scatter(n: int, rows: IntArray, values: FloatArray) -> FloatArray:
@@ -329,7 +333,9 @@ def _change_checks(policy: Policy, frame: _Frame, checks: list[CheckSeries], lev
         check.stats["trend_lower"] = np.where(has_window & (k[at] >= 2), growth[at], np.nan)
         cause = check.stats["cause"]
         cause = np.where(
-            cause == CAUSE_NONE, np.where(window_at, CAUSE_WINDOW, np.where(trend_at, CAUSE_TREND, 0)), cause
+            cause == Cause.NONE,
+            np.where(window_at, Cause.LATEST_WINDOW, np.where(trend_at, Cause.TREND, Cause.NONE)),
+            cause,
         )
         check.stats["cause"] = cause.astype(float)
         check.fails = check.fails | window_at | trend_at

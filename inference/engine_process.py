@@ -32,7 +32,7 @@ from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.backend import VersionInfo
 from inference.batching import EmbedResult, QueueFull
 from inference.models.base import TokenizedBatch
-from inference.router import RoutingTable
+from inference.routing_table import RoutingTable
 from inference.server import ModelServer, UnknownVersion, freeze_heap
 
 log = logging.getLogger("canaryflow.inference.engine")
