@@ -27,13 +27,13 @@ from starlette.concurrency import run_in_threadpool
 
 from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.rollout import RolloutPhase
-from controller.drift import DriftMonitor
+from controller.controller_settings import ControllerSettings
+from controller.drift_monitor import DriftMonitor
 from controller.drift_reference import ReferenceRequest
 from controller.faults import crash_point
 from controller.observability import ControllerMetrics, event
 from controller.rollout.records import RolloutDetail, RolloutRecord
 from controller.rollout.store import RolloutStore
-from controller.settings import ControllerSettings
 from controller.webhooks.events import ApprovalEvent, WebhookRejected
 from controller.webhooks.registry import SOURCES
 from controller.webhooks.source import Delivery, ParseContext, WebhookSource

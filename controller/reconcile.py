@@ -34,14 +34,14 @@ from canaryflow.kernel.rollout import (
 )
 from canaryflow.kernel.types import ApprovalRequest, WorkflowStatus
 from controller.approvals import bound_decision
+from controller.controller_settings import ControllerSettings
 from controller.dependencies import dependency_of, waiting_reason
 from controller.faults import crash_point
 from controller.notices import build_notice, notice_event, notice_links
 from controller.observability import ControllerMetrics, event
-from controller.rollout.mirror import Mirror, mirror
 from controller.rollout.records import InboxItem, RolloutRecord
 from controller.rollout.store import RolloutStore, StaleState
-from controller.settings import ControllerSettings
+from controller.rollout.workflow_mirror import Mirror, mirror
 from controller.triggers import matching_rule, rollout_id_for
 from controller.webhooks.events import ApprovalEvent, RegistryEvent
 from controller.workers import KeyedWorkers

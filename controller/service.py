@@ -20,11 +20,11 @@ import uvicorn
 
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
 from controller.app import ControllerContext, create_app
-from controller.drift import DriftCollector, DriftMonitor
+from controller.controller_settings import ControllerSettings
+from controller.drift_monitor import DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.store import RolloutStore
-from controller.settings import ControllerSettings
 
 
 class DatabaseInUse(RuntimeError):

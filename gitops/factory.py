@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
+from gitops.gitops_settings import GitOpsSettings, TrafficMode
 from gitops.pullrequest import GitHubApproval, github_client
-from gitops.settings import GitOpsSettings, TrafficMode
 
 
 def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:

@@ -25,21 +25,21 @@ from canaryflow.kernel.contracts.traffic import TrafficMode
 from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Notifier, Registry, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
-from controller.drift import ChampionSource, DriftMonitor
+from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
+from controller.drift_monitor import ChampionSource, DriftMonitor
 from controller.drift_reference import ReferenceShelf
 from controller.notice_outbox import NoticeOutbox
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
-from controller.settings import ControllerSettings
 from gitops.factory import approval_from_settings, git_repo_from_settings, traffic_mode_from_policy
 from gitops.git import GitRepo
-from gitops.settings import GitOpsSettings
+from gitops.gitops_settings import GitOpsSettings
 from policies import load_policy
 from policies.drift import load_drift_policy
-from workflows.settings import WorkflowSettings
 from workflows.steps import StepContext
 from workflows.steps.release import StepRollback
+from workflows.workflow_settings import WorkflowSettings
 
 
 def build_step_context(
@@ -87,7 +87,7 @@ def build_engine(
 ) -> WorkflowEngine:
     """The engine `workflows.engine` names: Argo, or the local runner keeping its state in `db_path`."""
     if workflow_settings.engine == "argo":
-        from workflows.argo.engine import ArgoEngine
+        from workflows.argo.argo_client import ArgoEngine
 
         return ArgoEngine(workflow_settings, load_policy)
     from workflows.local.runner import LocalRunner

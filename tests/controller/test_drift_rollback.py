@@ -19,8 +19,8 @@ from canaryflow.kernel.contracts.drift import DriftEvent, drift_notice
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
 from canaryflow.kernel.types import RolloutSpec
 from controller.app import ControllerContext, create_app
-from controller.drift import ChampionSource, DriftMonitor
 from controller.drift_action import COMMIT_PURPOSE, DriftActions, DriftResponder
+from controller.drift_monitor import ChampionSource, DriftMonitor
 from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
@@ -282,7 +282,7 @@ def test_a_failed_rollback_is_given_up_once_another_rollout_started(
 
 def test_opting_in_without_the_steps_settings_is_refused_at_start(tmp_path, monkeypatch):
     from canaryflow.app.wiring import build_drift_monitor
-    from controller.settings import ControllerSettings
+    from controller.controller_settings import ControllerSettings
 
     monkeypatch.delenv("CANARYFLOW_GITOPS_REMOTE_URL", raising=False)
     policy = tmp_path / "drift.yaml"

@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
 from canaryflow.adapters.registry import MlflowRegistry
+from controller.controller_settings import ControllerSettings
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService
-from controller.settings import ControllerSettings
 from workflows.local.runner import LocalRunner
 
 from .harness import Steps, policy

@@ -11,7 +11,7 @@ from canaryflow.kernel.types import RolloutSpec
 from gitops.factory import approval_from_settings, git_repo_from_settings
 from gitops.git import GitRepo, absolute_remote
 from gitops.gitcli import GitAuth, GitError
-from gitops.settings import GitOpsSettings
+from gitops.gitops_settings import GitOpsSettings
 from tests.gitops.conftest import git, remote_file
 from tests.gitops.github_double import GitHubServer
 

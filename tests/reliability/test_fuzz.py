@@ -126,9 +126,9 @@ def http(tmp_path_factory):
     from pydantic import SecretStr
 
     from controller.app import ControllerContext, create_app
+    from controller.controller_settings import ControllerSettings
     from controller.observability import ControllerMetrics
     from controller.rollout.store import RolloutStore
-    from controller.settings import ControllerSettings
 
     db = tmp_path_factory.mktemp("fuzz") / "controller.db"
     config = ControllerSettings(

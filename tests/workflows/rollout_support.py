@@ -15,8 +15,8 @@ from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from gitops.factory import git_repo_from_settings
 from gitops.git import GitRepo
+from gitops.gitops_settings import GitOpsSettings
 from gitops.history import LOG_FORMAT, parse_log
-from gitops.settings import GitOpsSettings
 from policies.model import MetricPolicy, Policy, SampleRatioPolicy, TrafficStep
 from tests.workflows.metrics_exporter import Exporter
 from workflows.local.runner import LocalRunner

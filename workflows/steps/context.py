@@ -14,9 +14,9 @@ from typing import Protocol, runtime_checkable
 from canaryflow.adapters.metrics import MetricsSource
 from canaryflow.kernel.ports import ApprovalGate, CanaryReadiness, GitOpsRepo, LiveTraffic, Registry
 from canaryflow.kernel.types import RolloutSpec
+from gitops.gitops_settings import TrafficMode
 from gitops.history import AuditEntry
 from gitops.model import Rendering, RenderRequest
-from gitops.settings import TrafficMode
 from policies.model import Policy
 
 ManifestCheck = Callable[[RenderRequest], Rendering]

@@ -23,7 +23,7 @@ def _fail(message: str) -> None:
 
 def _settings(overrides: dict[str, Any]) -> Any:
     from canaryflow.kernel.settings import SettingsError
-    from controller.settings import ControllerSettings
+    from controller.controller_settings import ControllerSettings
 
     try:
         return ControllerSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -71,10 +71,10 @@ def doctor(
     """Check a cluster before the first rollout: CRDs installed, access allowed (SelfSubjectAccessReview),
     GPU nodes, and a server-side dry-run apply of the rendered manifests. Exit 0 only when all pass."""
     from canaryflow.app.doctor import Kube, Target, run_checks
+    from gitops.gitops_settings import GitOpsSettings
     from gitops.model import RenderRequest
-    from gitops.settings import GitOpsSettings
     from policies import PolicyError, load_policy
-    from workflows.settings import WorkflowSettings
+    from workflows.workflow_settings import WorkflowSettings
 
     try:
         rollout_policy = load_policy(policy)

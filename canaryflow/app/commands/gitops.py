@@ -18,10 +18,10 @@ from canaryflow.kernel.types import CommitResult, RolloutSpec
 from gitops.files import diff_rendering, write_rendering
 from gitops.git import GitRepo
 from gitops.gitcli import GitError
+from gitops.gitops_settings import GitOpsSettings, RenderOptions, TrafficMode
 from gitops.history import check_decision
 from gitops.model import RenderRequest
 from gitops.render import render
-from gitops.settings import GitOpsSettings, RenderOptions, TrafficMode
 from gitops.validate import ManifestInvalid, ManifestValidator
 from policies import PolicyError, load_policy
 

@@ -23,7 +23,7 @@ from workflows.steps.command import step_options
 
 if TYPE_CHECKING:
     from policies.model import Policy
-    from workflows.argo.engine import ArgoEngine
+    from workflows.argo.argo_client import ArgoEngine
 
 app = typer.Typer(
     help="The rollout Workflow: render as YAML, submit to Argo, run locally.", no_args_is_help=True
@@ -40,7 +40,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _settings(**overrides: Any) -> Any:
-    from workflows.settings import WorkflowSettings
+    from workflows.workflow_settings import WorkflowSettings
 
     try:
         return WorkflowSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -156,7 +156,7 @@ def _print_status(status: WorkflowStatus) -> None:
 
 
 def _call(what: str, fn: Any) -> Any:
-    from workflows.argo.engine import ArgoError
+    from workflows.argo.argo_client import ArgoError
 
     try:
         return fn()
@@ -175,7 +175,7 @@ def _argo_rollout(
     environment: str,
 ) -> tuple[RolloutSpec, Policy, ArgoEngine]:
     """The rollout named on the command line, its policy, and an engine on the configured Argo Server."""
-    from workflows.argo.engine import ArgoEngine
+    from workflows.argo.argo_client import ArgoEngine
 
     spec = _spec(model, baseline, canary, rollout_id, policy, environment)
     if spec is None:
