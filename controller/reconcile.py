@@ -72,14 +72,14 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
         link_templates: Mapping[str, str] | None = None,
+        workflow_link: Callable[[str], str] | None = None,
     ) -> None:
         self.settings, self.store, self.engine, self.registry = settings, store, engine, registry
         self.metrics, self.approval_gate = metrics, approval_gate
         self.notifier, self.link_templates = notifier, dict(link_templates or {})
+        self.workflow_link = workflow_link  # the engine's UI link of a workflow, where it has one
         # Who may approve, and in which repository: without it a webhook review cannot be bound to a
         # rollout's pull request, so none counts (the gate's own reading of the PR still does).
-        if reviewers is None and isinstance(approval_gate, ReviewAuthority):
-            reviewers = approval_gate
         self.reviewers = reviewers
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
@@ -335,8 +335,7 @@ class Reconciler:
             detail = self.store.detail(record.id)
             if detail is None:
                 return
-            link = getattr(self.engine, "link", None)
-            links = notice_links(detail, self.link_templates, link if callable(link) else None)
+            links = notice_links(detail, self.link_templates, self.workflow_link)
             self.notifier.notify(build_notice(detail, change, ev, kind, self.clock(), links))
         except Exception as exc:
             event("notice not sent", logging.WARNING, rollout=record.id, error=repr(exc))

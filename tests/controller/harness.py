@@ -128,6 +128,7 @@ def make(
         clock=clock,
         notifier=notifier,
         link_templates=link_templates,
+        workflow_link=runner.link,
     )
     return reconciler, store, runner, clock
 

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from canaryflow.adapters.predictions import LocalDirectoryReader
 from canaryflow.kernel.contracts.drift import DriftEvent
-from controller.app import ControllerContext, create_app
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
 from controller.controller_settings import ControllerSettings
 from controller.drift_monitor import ChampionSource, DriftMonitor
 from controller.drift_reference import ReferenceShelf

@@ -75,7 +75,6 @@ def step_context(
         GitOpsSettings(
             remote_url=str(remote), workdir=workdir, push_backoff_s=0.05, traffic_mode=policy.traffic_mode
         ),
-        mode_from_policy=False,
     )
     return StepContext(
         gitops=repo,
@@ -84,6 +83,7 @@ def step_context(
         policy_for=lambda _name: policy,
         check_manifests=repo.render_checked,
         traffic_mode_for=lambda _spec: policy.traffic_mode,
+        history=repo,
     )
 
 
