@@ -13,13 +13,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import exit_with_error
 from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.settings import SettingsError
 
 
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"canaryflow doctor: {message}", err=True)
-    raise typer.Exit(code=2)
+    exit_with_error("doctor", message)
 
 
 def _api_client(server: str | None, kubeconfig: Path | None, context: str | None, in_cluster: bool) -> Any:
