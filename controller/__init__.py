@@ -1,0 +1,1 @@
+"""Application layer: the controller service, turning registry events into rollouts driven to a decision."""

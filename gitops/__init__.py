@@ -1,4 +1,4 @@
-"""GitOps: render a model's traffic state as Kustomize manifests, validate them, commit them to git.
+"""Adapter layer: a model's traffic state as validated Kustomize manifests, committed to the GitOps repo.
 
 - `render` (pure) turns a `RenderRequest` into the files of `apps/<model>/base`,
   `apps/<model>/overlays/<env>` and `argocd/`; `traffic/` holds one file per traffic mode.

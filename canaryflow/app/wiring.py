@@ -5,6 +5,12 @@ service (`canaryflow controller serve`), the step context of a workflow step (`c
 step`, the Argo container entry point) and the local runner the controller drives. Everything below
 takes its settings as arguments. The local runner shares the controller's database file (its own
 tables), so one file holds the whole state of the service.
+
+Each part is built once, here: the controller's metrics, reconciler, HTTP app and drift lock
+(`assemble_controller`); the services below only start and stop what they are given. A capability
+only some adapters have (the engine's workflow link, the GitHub gate's say on who may approve, the
+notifier's outbox health, the git repo's history) is handed over by name where the concrete adapter
+is known, never looked for at run time.
 """
 
 from __future__ import annotations
