@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from controller.controller_settings import ControllerSettings
 from controller.drift_monitor import DriftMonitor
@@ -20,5 +20,4 @@ class ControllerContext:
     wake: Callable[[], None] = lambda: None
     workflow_link: Callable[[str], str] | None = None
     clock: Callable[[], float] = time.time
-    extra_links: dict[str, str] = field(default_factory=dict)
     drift: DriftMonitor | None = None
