@@ -321,11 +321,11 @@ def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
 
     from pydantic import SecretStr
 
+    from controller.controller_settings import ControllerSettings
     from controller.observability import ControllerMetrics
     from controller.reconcile import Reconciler
     from controller.rollout.records import RolloutRecord
     from controller.rollout.store import RolloutStore
-    from controller.settings import ControllerSettings
     from policies import load_policy
     from workflows.local.runner import LocalRunner
     from workflows.steps.base import StepOutcome
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         from pydantic import SecretStr
 
         from canaryflow.app.wiring import build_service
-        from controller.settings import ControllerSettings, TriggerRule
+        from controller.controller_settings import ControllerSettings, TriggerRule
 
         settings = ControllerSettings(
             db_path=tmp / "controller.db",

@@ -11,8 +11,8 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from canaryflow.kernel.ports import GitOpsRepo
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 
 ENV = "CANARYFLOW_TEST_CRASH_AT"
@@ -38,17 +38,17 @@ class CrashAfterPush:
     """Wraps the GitOps repo so `after_push` can kill the process between a pushed commit and the
     workflow store recording it: the window where a careless restart would commit the step twice."""
 
-    def __init__(self, repo: Any) -> None:
-        self._repo = repo
+    def __init__(self, repo: GitOpsRepo, workdir: Path) -> None:
+        self._repo, self._workdir = repo, workdir
 
     def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
-        result: CommitResult = self._repo.commit_step(spec, weight, decision)
+        result = self._repo.commit_step(spec, weight, decision)
         if result.changed:
             self._crash_points()
         return result
 
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
-        result: CommitResult = self._repo.rollback(spec, reason)
+        result = self._repo.rollback(spec, reason)
         if result.changed:
             self._crash_points()
         return result
@@ -59,12 +59,8 @@ class CrashAfterPush:
         crash_point("after_push_locked", before_kill=self._leave_index_lock)
 
     def _leave_index_lock(self) -> None:
-        workdir = getattr(self._repo, "workdir", None)
-        if workdir is not None and (Path(workdir) / ".git").is_dir():
-            (Path(workdir) / ".git" / "index.lock").write_bytes(b"")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._repo, name)
+        if (self._workdir / ".git").is_dir():
+            (self._workdir / ".git" / "index.lock").write_bytes(b"")
 
 
 def armed() -> bool:

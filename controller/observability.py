@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -94,7 +94,6 @@ class _HeldInMemory(Protocol):
     memory_only: int
 
 
-@runtime_checkable
 class NotifierHealth(Protocol):
     """What the notifier says about its outbox (the notify adapter's `BackgroundNotifier`): whether
     notices are still written to it, and per channel how many were queued in memory only."""

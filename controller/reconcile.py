@@ -35,14 +35,14 @@ from canaryflow.kernel.rollout import (
 )
 from canaryflow.kernel.types import ApprovalRequest, WorkflowStatus
 from controller.approvals import bound_decision
+from controller.controller_settings import ControllerSettings
 from controller.dependencies import dependency_of, waiting_reason
 from controller.faults import crash_point
 from controller.notices import build_notice, notice_event, notice_links
 from controller.observability import ControllerMetrics, event
-from controller.rollout.mirror import Mirror, mirror
 from controller.rollout.records import InboxItem, RolloutRecord
 from controller.rollout.store import RolloutStore, StaleState
-from controller.settings import ControllerSettings
+from controller.rollout.workflow_mirror import Mirror, mirror
 from controller.triggers import matching_rule, rollout_id_for
 from controller.webhooks.events import ApprovalEvent, RegistryEvent
 from controller.workers import KeyedWorkers
@@ -73,14 +73,14 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
         link_templates: Mapping[str, str] | None = None,
+        workflow_link: Callable[[str], str] | None = None,
     ) -> None:
         self.settings, self.store, self.engine, self.registry = settings, store, engine, registry
         self.metrics, self.approval_gate = metrics, approval_gate
         self.notifier, self.link_templates = notifier, dict(link_templates or {})
+        self.workflow_link = workflow_link  # the engine's UI link of a workflow, where it has one
         # Who may approve, and in which repository: without it a webhook review cannot be bound to a
         # rollout's pull request, so none counts (the gate's own reading of the PR still does).
-        if reviewers is None and isinstance(approval_gate, ReviewAuthority):
-            reviewers = approval_gate
         self.reviewers = reviewers
         self.policy_loader, self.clock = policy_loader, clock
         self._policies: dict[str, Policy] = {}
@@ -336,8 +336,7 @@ class Reconciler:
             detail = self.store.detail(record.id)
             if detail is None:
                 return
-            link = getattr(self.engine, "link", None)
-            links = notice_links(detail, self.link_templates, link if callable(link) else None)
+            links = notice_links(detail, self.link_templates, self.workflow_link)
             self.notifier.notify(build_notice(detail, change, ev, kind, self.clock(), links))
         except Exception as exc:
             event("notice not sent", logging.WARNING, rollout=record.id, error=repr(exc))

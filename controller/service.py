@@ -11,20 +11,18 @@ import fcntl
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
 import uvicorn
+from fastapi import FastAPI
 
-from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
-from controller.app import ControllerContext, create_app
-from controller.drift import DriftCollector, DriftMonitor
-from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth, event
-from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
+from canaryflow.kernel.ports import Notifier
+from controller.controller_settings import ControllerSettings
+from controller.drift_monitor import DriftMonitor
+from controller.observability import event
+from controller.reconcile import Reconciler
 from controller.rollout.store import RolloutStore
-from controller.settings import ControllerSettings
 
 
 class DatabaseInUse(RuntimeError):
@@ -48,64 +46,43 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+class LoopWake:
+    """How an accepted delivery wakes the reconcile loop at once: the HTTP app calls it, the loop waits
+    on `event` between ticks (so an event does not wait a whole interval)."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.reconciler.notify()
+        self.event.set()
+
+
 class ControllerService:
+    """The controller's running parts and their lifecycle: start, serve, stop. It builds nothing: the
+    composition root (`canaryflow.app.wiring.assemble_controller`) hands it the built parts."""
+
     def __init__(
         self,
         settings: ControllerSettings,
         store: RolloutStore,
-        engine: WorkflowEngine,
-        registry: Registry | None,
+        reconciler: Reconciler,
+        app: FastAPI,
+        wake: LoopWake,
         *,
-        approval_gate: ApprovalGate | None = None,
-        policy_loader: PolicyLoader = default_policy_loader,
-        clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
-        link_templates: Mapping[str, str] | None = None,
         drift: DriftMonitor | None = None,
     ) -> None:
-        self.settings, self.store, self.notifier = settings, store, notifier
-        self.metrics = ControllerMetrics(store, lambda name: self.reconciler.max_duration_s(name))
-        self.drift = drift
-        if drift is not None:
-            self.metrics.registry.register(DriftCollector(drift))
-        if isinstance(notifier, NotifierHealth):
-            self.metrics.registry.register(NoticeOutboxCollector(notifier))
-        self.reconciler = Reconciler(
-            settings,
-            store,
-            engine,
-            registry,
-            self.metrics,
-            approval_gate=approval_gate,
-            policy_loader=policy_loader,
-            clock=clock,
-            notifier=notifier,
-            link_templates=link_templates,
-        )
-        if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
-            drift.responder.guard(self.reconciler.model_lock)
-        self._wake = threading.Event()
+        self.settings, self.store, self.reconciler, self.app = settings, store, reconciler, app
+        self.notifier, self.drift = notifier, drift
+        self._wake = wake.event
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        link = getattr(engine, "link", None)
-        self.context = ControllerContext(
-            settings=settings,
-            store=store,
-            metrics=self.metrics,
-            wake=self._on_delivery,
-            workflow_link=link if callable(link) else None,
-            clock=clock,
-            drift=drift,
-        )
-        self.app = create_app(self.context)
         self._drift_thread: threading.Thread | None = None
 
-    def _on_delivery(self) -> None:
-        self.reconciler.notify()
-        self._wake.set()
-
     def run_loop(self) -> None:
-        """Ticks until stopped; a webhook wakes it early so an event does not wait a whole interval."""
+        """Ticks until stopped; a webhook wakes it early (`LoopWake`)."""
         while not self._stop.is_set():
             self._wake.clear()
             try:

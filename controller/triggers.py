@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from controller.settings import TriggerRule
+from controller.controller_settings import TriggerRule
 from controller.webhooks.events import RegistryEvent
 
 

@@ -11,9 +11,9 @@ Renders a model's traffic state as Kustomize manifests, validates them, commits 
 """
 
 from gitops.files import routing_from_checkout, write_rendering
+from gitops.gitops_settings import GitOpsSettings, RenderOptions
 from gitops.model import Rendering, RenderRequest
 from gitops.render import render, routing_config
-from gitops.settings import GitOpsSettings, RenderOptions
 
 __all__ = [
     "GitOpsSettings",

@@ -1,30 +1,24 @@
-"""Builds the GitOps adapters from settings: the `GitOpsRepo` and the `ApprovalGate`."""
+"""Builds the GitOps adapters from settings: the `GitOpsRepo` and the `ApprovalGate`.
+
+It reads nothing itself: what a rollout's policy says (its traffic mode) comes in as a function from
+the composition root (`canaryflow.app.wiring`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
+from gitops.gitops_settings import GitOpsSettings, TrafficMode
 from gitops.pullrequest import GitHubApproval, github_client
-from gitops.settings import GitOpsSettings, TrafficMode
 
 
-def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
-    """The traffic mode a rollout's policy names (a policy that cannot be loaded is an error)."""
-    from policies import load_policy
-
-    @lru_cache(maxsize=32)
-    def mode_of(policy: str) -> TrafficMode:
-        return load_policy(policy).traffic_mode
-
-    return lambda spec: mode_of(spec.policy)
-
-
-def git_repo_from_settings(settings: GitOpsSettings, *, mode_from_policy: bool = True) -> GitRepo:
-    """The GitOps repo; traffic modes come from each rollout's policy, else from `settings.traffic_mode`."""
-    return GitRepo(settings, traffic_mode_for=traffic_mode_from_policy() if mode_from_policy else None)
+def git_repo_from_settings(
+    settings: GitOpsSettings, traffic_mode_for: Callable[[RolloutSpec], TrafficMode] | None = None
+) -> GitRepo:
+    """The GitOps repo; each rollout's traffic mode from `traffic_mode_for` (the application reads it
+    from the rollout's policy), else `settings.traffic_mode`."""
+    return GitRepo(settings, traffic_mode_for=traffic_mode_for)
 
 
 def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None) -> GitHubApproval:

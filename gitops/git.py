@@ -22,10 +22,10 @@ from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from gitops import history
 from gitops.files import write_rendering
 from gitops.gitcli import GIT_TIMEOUT_S, Git, GitAuth, GitError, GitLockHeld, PushRejected
+from gitops.gitops_settings import GitOpsSettings, TrafficMode
 from gitops.locks import CloneBusy, clear_stale_locks
 from gitops.model import Rendering, RenderRequest
 from gitops.render import overlay_dir, render
-from gitops.settings import GitOpsSettings, TrafficMode
 from gitops.validate import ManifestValidator
 
 log = logging.getLogger(__name__)

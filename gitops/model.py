@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from canaryflow.kernel.types import K8sName, ModelVersion
-from gitops.settings import TrafficMode
+from gitops.gitops_settings import TrafficMode
 
 # A version's Deployment and Service are named `<model>-v<N>`; Services must be DNS-1035 labels
 # (at most 63 characters, starting with a letter), so the model name leaves room for the suffix.

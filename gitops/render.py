@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig, ShadowConfig
 from gitops import resources
+from gitops.gitops_settings import RenderOptions
 from gitops.model import Rendering, RenderRequest
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 from gitops.traffic import traffic_router
 from gitops.yamlio import dump_yaml
 

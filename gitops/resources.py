@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from canaryflow.kernel.contracts.routing import RoutedVersion
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
-from gitops.settings import RenderOptions
 
 Doc = dict[str, Any]
 

@@ -21,14 +21,14 @@ from typing import Any
 
 from kubernetes import client
 
+from gitops.gitops_settings import GitOpsSettings
 from gitops.render import render
 from gitops.resources import namespace as target_namespace
-from gitops.settings import GitOpsSettings
 from gitops.traffic import traffic_router
 from gitops.yamlio import load_yaml
 from policies.model import Policy
 from workflows.argo.install import CONTROLLER_ACCOUNT, install_manifests, rbac_manifests
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 # CRDs every mode needs, and who needs them (the router adds its own).
 BASE_CRDS: dict[str, str] = {

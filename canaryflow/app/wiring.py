@@ -5,14 +5,22 @@ service (`canaryflow controller serve`), the step context of a workflow step (`c
 step`, the Argo container entry point) and the local runner the controller drives. Everything below
 takes its settings as arguments. The local runner shares the controller's database file (its own
 tables), so one file holds the whole state of the service.
+
+Each part is built once, here: the controller's metrics, reconciler, HTTP app and drift lock
+(`assemble_controller`); the services below only start and stop what they are given. A capability
+only some adapters have (the engine's workflow link, the GitHub gate's say on who may approve, the
+notifier's outbox health, the git repo's history) is handed over by name where the concrete adapter
+is known, never looked for at run time.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from functools import partial
+import time
+from collections.abc import Callable, Mapping
+from functools import lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
@@ -22,41 +30,60 @@ from canaryflow.adapters.readiness.readiness_settings import KubernetesReadiness
 from canaryflow.adapters.registry.factory import registry_from_settings
 from canaryflow.kernel.contracts.drift import drift_notice
 from canaryflow.kernel.contracts.traffic import TrafficMode
-from canaryflow.kernel.ports import ApprovalGate, LiveTraffic, Notifier, Registry, WorkflowEngine
+from canaryflow.kernel.ports import (
+    ApprovalGate,
+    LiveTraffic,
+    Notifier,
+    Registry,
+    ReviewAuthority,
+    WorkflowEngine,
+)
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
-from controller.drift import ChampionSource, DriftMonitor
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
+from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
+from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
 from controller.drift_reference import ReferenceShelf
 from controller.notice_outbox import NoticeOutbox
+from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
+from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.store import RolloutStore
-from controller.service import ControllerService
-from controller.settings import ControllerSettings
-from gitops.factory import approval_from_settings, git_repo_from_settings, traffic_mode_from_policy
+from controller.service import ControllerService, LoopWake
+from gitops.factory import approval_from_settings, git_repo_from_settings
 from gitops.git import GitRepo
-from gitops.settings import GitOpsSettings
+from gitops.gitops_settings import GitOpsSettings
+from gitops.pullrequest import GitHubApproval
 from policies import load_policy
 from policies.drift_policy import load_drift_policy
-from workflows.settings import WorkflowSettings
 from workflows.steps import StepContext
 from workflows.steps.release import StepRollback
+from workflows.workflow_settings import WorkflowSettings
+
+if TYPE_CHECKING:
+    from workflows.argo.argo_client import ArgoEngine
+    from workflows.local.runner import LocalRunner
 
 
 def build_step_context(
     controller: ControllerSettings | None = None,
     gitops_settings: GitOpsSettings | None = None,
     metrics_settings: MetricsSettings | None = None,
+    *,
+    crash_after_push: bool = False,
 ) -> StepContext:
     """The ports a step acts through, from CANARYFLOW_* settings (gitops, metrics, controller sections),
-    as a step pod or the controller's local runner has them."""
+    as a step pod or the controller's local runner has them. `crash_after_push`: the crash-and-restart
+    tests' fault point between a pushed commit and its record (controller/faults.py)."""
     controller = controller or ControllerSettings()
     gitops_settings = gitops_settings or GitOpsSettings()
-    repo = git_repo_from_settings(gitops_settings)
+    mode_for = traffic_mode_from_policy()
+    repo = git_repo_from_settings(gitops_settings, mode_for)
     if not controller.registry_tracking_uri:
         raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
-    mode_for = traffic_mode_from_policy()
     return StepContext(
-        gitops=repo,
+        gitops=faults.CrashAfterPush(repo, repo.workdir) if crash_after_push else repo,
         registry=registry_from_settings(controller.registry_backend, controller.registry_tracking_uri),
         metrics=metrics_source_from_settings(metrics_settings or MetricsSettings()),
         policy_for=load_policy,
@@ -65,7 +92,19 @@ def build_step_context(
         readiness=readiness_from_settings(controller.kubernetes, controller.inference_url),
         live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for),
         approval=build_approval_gate(gitops_settings, repo),
+        history=repo,
     )
+
+
+def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
+    """The traffic mode a rollout's policy names (a policy that cannot be loaded is an error): read
+    here, on the application side, and handed to the GitOps repo as a function."""
+
+    @lru_cache(maxsize=32)
+    def mode_of(policy: str) -> TrafficMode:
+        return load_policy(policy).traffic_mode
+
+    return lambda spec: mode_of(spec.policy)
 
 
 def live_traffic_from_settings(
@@ -84,10 +123,11 @@ def live_traffic_from_settings(
 
 def build_engine(
     workflow_settings: WorkflowSettings, db_path: Path | None, controller: ControllerSettings | None = None
-) -> WorkflowEngine:
-    """The engine `workflows.engine` names: Argo, or the local runner keeping its state in `db_path`."""
+) -> ArgoEngine | LocalRunner:
+    """The engine `workflows.engine` names: Argo, or the local runner keeping its state in `db_path`.
+    Both link a workflow to where an operator watches it (`link`), which the controller wires."""
     if workflow_settings.engine == "argo":
-        from workflows.argo.engine import ArgoEngine
+        from workflows.argo.argo_client import ArgoEngine
 
         return ArgoEngine(workflow_settings, load_policy)
     from workflows.local.runner import LocalRunner
@@ -96,17 +136,16 @@ def build_engine(
     if db_path is None:
         raise ValueError("db: the local runner needs its database file")
 
-    context = build_step_context(controller)
-    if faults.armed():
-        context.gitops = faults.CrashAfterPush(context.gitops)
+    context = build_step_context(controller, crash_after_push=faults.armed())
     return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
 
 
 def build_approval_gate(
     gitops_settings: GitOpsSettings | None = None, repo: GitRepo | None = None
-) -> ApprovalGate | None:
+) -> GitHubApproval | None:
     """The pull-request gate where a GitHub repository is configured; with `repo`, a request pushes
-    the promotion commit to its branch first (the steps' gate), without it the controller's reader."""
+    the promotion commit to its branch first (the steps' gate), without it the controller's reader.
+    The same object says who may approve (`ReviewAuthority`), for webhook reviews."""
     gitops_settings = gitops_settings or GitOpsSettings()
     return approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
 
@@ -167,6 +206,7 @@ def notify_outbox_path(db_path: Path) -> Path:
 def build_service(
     settings: ControllerSettings, notification_settings: NotificationSettings | None = None
 ) -> ControllerService:
+    """`canaryflow controller serve`: every adapter from settings, then `assemble_controller`."""
     bound_mlflow_calls(settings.dependency_timeout_s)
     registry: Registry | None = None
     if settings.registry_tracking_uri:
@@ -178,13 +218,76 @@ def build_service(
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
         drift.listeners.append(lambda event: send(drift_notice(event)))
-    return ControllerService(
+    engine = build_engine(WorkflowSettings(), settings.db_path, settings)
+    gate = build_approval_gate()
+    return assemble_controller(
         settings,
         store,
-        build_engine(WorkflowSettings(), settings.db_path, settings),
+        engine,
         registry,
-        approval_gate=build_approval_gate(),
+        workflow_link=engine.link,
+        approval_gate=gate,
+        reviewers=gate,
         notifier=notifier,
+        outbox_health=notifier,
         link_templates=notify.links,
         drift=drift,
     )
+
+
+def assemble_controller(
+    settings: ControllerSettings,
+    store: RolloutStore,
+    engine: WorkflowEngine,
+    registry: Registry | None,
+    *,
+    workflow_link: Callable[[str], str] | None = None,
+    approval_gate: ApprovalGate | None = None,
+    reviewers: ReviewAuthority | None = None,
+    policy_loader: PolicyLoader = default_policy_loader,
+    clock: Callable[[], float] = time.time,
+    notifier: Notifier | None = None,
+    outbox_health: NotifierHealth | None = None,
+    link_templates: Mapping[str, str] | None = None,
+    drift: DriftMonitor | None = None,
+) -> ControllerService:
+    """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
+    the loop's wake-up, the drift monitor's collector and its lock against rollouts.
+
+    The optional capabilities are passed, never sniffed: `workflow_link` (the engine's UI link),
+    `reviewers` (who may approve a webhook review: the GitHub gate), `outbox_health` (the notifier's
+    outbox, as metrics)."""
+    reconciler: Reconciler | None = None
+    metrics = ControllerMetrics(store, lambda name: reconciler.max_duration_s(name) if reconciler else None)
+    if drift is not None:
+        metrics.registry.register(DriftCollector(drift))
+    if outbox_health is not None:
+        metrics.registry.register(NoticeOutboxCollector(outbox_health))
+    reconciler = Reconciler(
+        settings,
+        store,
+        engine,
+        registry,
+        metrics,
+        approval_gate=approval_gate,
+        reviewers=reviewers,
+        policy_loader=policy_loader,
+        clock=clock,
+        notifier=notifier,
+        link_templates=link_templates,
+        workflow_link=workflow_link,
+    )
+    if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
+        drift.responder.guard(reconciler.model_lock)
+    wake = LoopWake(reconciler)
+    context = ControllerContext(
+        settings=settings,
+        store=store,
+        metrics=metrics,
+        wake=wake,
+        workflow_link=workflow_link,
+        clock=clock,
+        drift=drift,
+    )
+    app = create_app(context)
+    return ControllerService(settings, store, reconciler, app, wake, notifier=notifier, drift=drift)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 
 
 class ClusterReader(Protocol):

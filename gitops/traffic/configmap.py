@@ -11,9 +11,9 @@ from typing import ClassVar
 
 from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutingConfig
 from gitops import resources
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 from gitops.traffic.base import ClusterReader
 from gitops.yamlio import dump_yaml, load_yaml
 

@@ -8,9 +8,9 @@ from typing import ClassVar
 import gitops.traffic.versions as versions
 from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops import resources
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 from gitops.traffic.base import ClusterReader
 from gitops.yamlio import load_yaml
 

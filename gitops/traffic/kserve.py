@@ -16,8 +16,8 @@ from pathlib import Path
 
 from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutedVersion, RoutingConfig
 from gitops import resources
+from gitops.gitops_settings import RenderOptions
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 from gitops.yamlio import dump_yaml, load_yaml
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"

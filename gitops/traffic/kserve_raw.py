@@ -14,9 +14,9 @@ from typing import ClassVar
 import gitops.traffic.kserve as kserve
 from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops import resources
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 from gitops.traffic.base import ClusterReader
 from gitops.traffic.httproute import HTTPROUTE_API_VERSION, http_route, route_weights
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
 from gitops import resources
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.resources import Doc
-from gitops.settings import RenderOptions
 from gitops.yamlio import load_yaml
 
 

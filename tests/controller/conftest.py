@@ -10,10 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from controller.app import ControllerContext, create_app
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
+from controller.controller_settings import ControllerSettings
 from controller.observability import ControllerMetrics
 from controller.rollout.store import RolloutStore
-from controller.settings import ControllerSettings
 from controller.webhooks.signing import sign_mlflow
 
 SECRET = "controller-test-secret"

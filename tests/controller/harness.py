@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from canaryflow.kernel.ports import ApprovalGate
+from controller.controller_settings import ControllerSettings
 from controller.observability import ControllerMetrics
 from controller.reconcile import Reconciler
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
-from controller.settings import ControllerSettings
 from policies.model import ApprovalPolicy, Policy, TrafficStep
 from workflows.dag import DagNode
 from workflows.local.runner import LocalRunner
@@ -128,6 +128,7 @@ def make(
         clock=clock,
         notifier=notifier,
         link_templates=link_templates,
+        workflow_link=runner.link,
     )
     return reconciler, store, runner, clock
 

@@ -16,7 +16,8 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.app import ControllerContext, create_app
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
 from controller.observability import ControllerMetrics
 from controller.webhooks.signing import sign_github
 from gitops.pullrequest import GitHubApproval, github_client

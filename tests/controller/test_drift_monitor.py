@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from canaryflow.adapters.predictions import JsonlDirectoryReader
 from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.kernel.contracts.drift import DRIFT_TAG, DriftEvent
-from controller.app import ControllerContext, create_app
-from controller.drift import ChampionSource, DriftCollector, DriftMonitor
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
+from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
 from policies.drift_policy import DriftPolicy

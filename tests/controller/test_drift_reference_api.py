@@ -12,11 +12,12 @@ from pydantic import SecretStr
 
 from canaryflow.adapters.predictions import LocalDirectoryReader
 from canaryflow.kernel.contracts.drift import DriftEvent
-from controller.app import ControllerContext, create_app
-from controller.drift import ChampionSource, DriftMonitor
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
+from controller.controller_settings import ControllerSettings
+from controller.drift_monitor import ChampionSource, DriftMonitor
 from controller.drift_reference import ReferenceShelf
 from controller.observability import ControllerMetrics
-from controller.settings import ControllerSettings
 from tests.drift.synthetic import Traffic
 
 from .test_drift_monitor import POLICY, T0, Clock, _promote
@@ -130,7 +131,7 @@ def test_a_parquet_reference_file_from_the_settings_is_used_as_wired(tmp_path, s
     import pyarrow.parquet as pq
 
     from canaryflow.app.wiring import build_drift_monitor
-    from controller.settings import DriftMonitorSettings
+    from controller.controller_settings import DriftMonitorSettings
     from inference.prediction_parquet import samples_table
     from inference.prediction_records import Sample
 

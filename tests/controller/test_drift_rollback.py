@@ -15,16 +15,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from canaryflow.adapters.predictions import JsonlDirectoryReader
+from canaryflow.app.wiring import assemble_controller
 from canaryflow.kernel.contracts.drift import DriftEvent, drift_notice
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
 from canaryflow.kernel.types import RolloutSpec
-from controller.app import ControllerContext, create_app
-from controller.drift import ChampionSource, DriftMonitor
+from controller.api.api_context import ControllerContext
+from controller.api.controller_app import create_app
 from controller.drift_action import COMMIT_PURPOSE, DriftActions, DriftResponder
+from controller.drift_monitor import ChampionSource, DriftMonitor
 from controller.observability import ControllerMetrics
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
-from controller.service import ControllerService
 from policies.drift_policy import DriftPolicy, DriftPolicyError, parse_drift_policy
 from tests.drift.synthetic import Traffic
 from tests.workflows.rollout_support import register_versions, rollout_policy, step_context
@@ -224,7 +225,7 @@ def test_a_rollout_in_progress_is_left_alone(tmp_path, git_remote, mlflow_server
     monitor = world.monitor(ROLLBACK)
     # In the controller the decision is taken under the reconcile loop's lock of the model.
     engine = LocalRunner(settings.db_path, step_runner(world.ctx), lambda _name: rollout_policy())
-    service = ControllerService(settings, store, engine, None, drift=monitor)
+    service = assemble_controller(settings, store, engine, None, drift=monitor)
     assert monitor.responder is not None and monitor.responder.lock_for == service.reconciler.model_lock
     service.close(5.0)
     world.drift(monitor)
@@ -282,7 +283,7 @@ def test_a_failed_rollback_is_given_up_once_another_rollout_started(
 
 def test_opting_in_without_the_steps_settings_is_refused_at_start(tmp_path, monkeypatch):
     from canaryflow.app.wiring import build_drift_monitor
-    from controller.settings import ControllerSettings
+    from controller.controller_settings import ControllerSettings
 
     monkeypatch.delenv("CANARYFLOW_GITOPS_REMOTE_URL", raising=False)
     policy = tmp_path / "drift.yaml"

@@ -14,13 +14,13 @@ from pydantic import SecretStr
 
 from canaryflow.adapters.metrics.prometheus import PrometheusSource
 from canaryflow.adapters.registry import MlflowRegistry
+from controller.controller_settings import ControllerSettings
 from controller.observability import ControllerMetrics
 from controller.reconcile import Reconciler
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
-from controller.settings import ControllerSettings
 from gitops.git import GitRepo
-from gitops.settings import GitOpsSettings
+from gitops.gitops_settings import GitOpsSettings
 from policies.model import Policy, SampleRatioPolicy, TrafficStep
 from tests.support.net import free_port
 from workflows.local.runner import LocalRunner

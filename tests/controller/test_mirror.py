@@ -3,7 +3,7 @@
 import json
 
 from canaryflow.kernel.types import WorkflowNodeStatus, WorkflowStatus
-from controller.rollout.mirror import mirror
+from controller.rollout.workflow_mirror import mirror
 
 
 def node(node_id, phase, **outputs):

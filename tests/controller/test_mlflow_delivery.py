@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 from pydantic import SecretStr
 
 from canaryflow.adapters.registry import MlflowRegistry
+from canaryflow.app.wiring import assemble_controller
+from controller.controller_settings import ControllerSettings
 from controller.rollout.store import RolloutStore
-from controller.service import ControllerService
-from controller.settings import ControllerSettings
 from workflows.local.runner import LocalRunner
 
 from .harness import Steps, policy
@@ -34,8 +34,13 @@ def test_alias_set_in_mlflow_starts_a_rollout(mlflow_server, tmp_path):
     pol = policy(5, 50)
     steps = Steps({"analyze-5": ["waiting for samples"]})
     engine = LocalRunner(settings.db_path, steps, lambda name: pol)
-    service = ControllerService(
-        settings, store, engine, MlflowRegistry(mlflow_server.tracking_uri), policy_loader=lambda name: pol
+    service = assemble_controller(
+        settings,
+        store,
+        engine,
+        MlflowRegistry(mlflow_server.tracking_uri),
+        workflow_link=engine.link,
+        policy_loader=lambda name: pol,
     )
     with LiveController(service) as live:
         url = f"{live.url}/webhooks/mlflow"
@@ -91,7 +96,7 @@ def test_databricks_stage_transition_starts_a_rollout_against_the_champion(mlflo
     settings = ControllerSettings(db_path=tmp_path / "c.db", databricks_webhook_secret=SecretStr(SECRET))
     store = RolloutStore(settings.db_path)
     pol = policy(5)
-    service = ControllerService(
+    service = assemble_controller(
         settings,
         store,
         LocalRunner(settings.db_path, Steps(), lambda n: pol),

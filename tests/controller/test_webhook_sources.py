@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from controller.app import create_app
+from controller.api.controller_app import create_app
 from controller.webhooks import registry
 from controller.webhooks.common import delivery_id_from, json_object, require_header, require_secret
 from controller.webhooks.events import RegistryEvent, WebhookRejected
@@ -50,7 +50,7 @@ def test_every_registered_source_is_a_webhook_source_with_a_route(client):
 
 def test_a_source_added_to_the_registry_is_served(monkeypatch, context, store):
     monkeypatch.setattr(registry, "SOURCES", [*registry.SOURCES, GitLabSource()])
-    monkeypatch.setattr("controller.app.SOURCES", registry.SOURCES)
+    monkeypatch.setattr("controller.api.webhook_routes.SOURCES", registry.SOURCES)
     context.settings = context.settings.model_copy(update={"webhook_secrets": {"gitlab": SecretStr("tok")}})
     body = json.dumps({"model": "minilm", "version": 3, "alias": "challenger"}).encode()
     headers = {"X-Gitlab-Token": "tok", "X-Gitlab-Event-UUID": "e-1"}

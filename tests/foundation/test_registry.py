@@ -48,7 +48,7 @@ def test_registry_backend_is_chosen_by_name_and_an_unknown_one_is_refused() -> N
     from pydantic import ValidationError
 
     from canaryflow.adapters.registry.factory import registry_from_settings
-    from controller.settings import ControllerSettings
+    from controller.controller_settings import ControllerSettings
 
     assert type(registry_from_settings("mlflow", "http://127.0.0.1:1")).__name__ == "MlflowRegistry"
     with pytest.raises(ValueError, match="registry_backend"):

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from canaryflow.kernel.types import RolloutSpec
-from gitops.settings import GitOpsSettings, RenderOptions
+from gitops.gitops_settings import GitOpsSettings, RenderOptions
 from gitops.traffic.cluster import KubernetesObjects
 from tests.support.kube_api import KubeApiServer
 

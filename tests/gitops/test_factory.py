@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from canaryflow.app.wiring import traffic_mode_from_policy
 from canaryflow.kernel.ports import GitOpsRepo
 from canaryflow.kernel.types import RolloutSpec
 from gitops.factory import approval_from_settings, git_repo_from_settings
 from gitops.git import GitRepo, absolute_remote
 from gitops.gitcli import GitAuth, GitError
-from gitops.settings import GitOpsSettings
+from gitops.gitops_settings import GitOpsSettings
 from tests.gitops.conftest import git, remote_file
 from tests.gitops.github_double import GitHubServer
 
@@ -41,16 +42,16 @@ def test_secrets_are_refused_in_the_config_file(monkeypatch: pytest.MonkeyPatch,
 def test_repo_takes_the_traffic_mode_from_the_policy(
     git_remote: Path, make_settings, spec: RolloutSpec
 ) -> None:
-    repo = git_repo_from_settings(make_settings(git_remote, traffic_mode="httproute"))
+    repo = git_repo_from_settings(
+        make_settings(git_remote, traffic_mode="httproute"), traffic_mode_from_policy()
+    )
     assert isinstance(repo, GitOpsRepo)
     repo.commit_step(spec, 10, "inconclusive")
-    # the default policy says configmap, whatever the settings' fallback is
+    # the default policy says configmap (read by the application side), whatever the settings' fallback is
     assert "minilm-routing" in remote_file(
         git_remote, "apps/minilm/overlays/production/routing-configmap.yaml"
     )
-    fallback = git_repo_from_settings(
-        make_settings(git_remote, name="other", traffic_mode="httproute"), mode_from_policy=False
-    )
+    fallback = git_repo_from_settings(make_settings(git_remote, name="other", traffic_mode="httproute"))
     fallback.commit_step(spec.model_copy(update={"environment": "staging"}), 10, "inconclusive")
     assert "HTTPRoute" in remote_file(git_remote, "apps/minilm/overlays/staging/httproute.yaml")
 

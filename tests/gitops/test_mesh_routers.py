@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from canaryflow.app.cli import app
 from gitops.files import routing_from_checkout, write_rendering
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.render import render, routing_config
-from gitops.settings import RenderOptions
 from gitops.traffic import traffic_router
 from gitops.traffic.cluster import KubernetesObjects
 from gitops.validate import PACKAGED_SCHEMAS, ManifestInvalid, ManifestValidator

@@ -21,9 +21,9 @@ from canaryflow.adapters.model_assets import register_minilm
 from canaryflow.app.cli import app
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
 from gitops.files import write_rendering
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.render import overlay_dir, render
-from gitops.settings import RenderOptions
 from tests.gitops.conftest import GOLDEN_OPTIONS
 from tests.support.kubelet import (
     Container,

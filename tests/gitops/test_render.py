@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops.files import routing_from_checkout, write_rendering
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.render import render, routing_config
-from gitops.settings import RenderOptions
 from gitops.traffic import traffic_router
 from gitops.yamlio import load_yaml
 from tests.gitops.conftest import GOLDEN, GOLDEN_OPTIONS

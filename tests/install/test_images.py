@@ -18,9 +18,9 @@ from dockerfile_parse import DockerfileParser
 
 from canaryflow.app.install.controller import RUN_AS
 from canaryflow.app.install.options import CONTROLLER, PORT
+from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
 from gitops.render import render as render_gitops
-from gitops.settings import RenderOptions
 from tests.install.conftest import one
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from canaryflow.app.install import InstallOptions
 from canaryflow.app.install.alerts import expressions, prometheus_rule
 from canaryflow.app.install.dashboards import dashboard_models, queries
 from canaryflow.kernel.rollout import Started, StepStarted, apply
-from controller.drift import DriftCollector, DriftMonitor
+from controller.drift_monitor import DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics, NoticeOutboxCollector
 from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore

@@ -145,9 +145,9 @@ def test_objects_point_at_each_other(built: dict[str, list[dict[str, Any]]]) -> 
 
 def _settings_from(config: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from canaryflow.adapters.metrics.factory import MetricsSettings
-    from controller.settings import ControllerSettings
-    from gitops.settings import GitOpsSettings
-    from workflows.settings import WorkflowSettings
+    from controller.controller_settings import ControllerSettings
+    from gitops.gitops_settings import GitOpsSettings
+    from workflows.workflow_settings import WorkflowSettings
 
     for key, value in config.items():
         monkeypatch.setenv(key, value)

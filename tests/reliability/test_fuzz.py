@@ -125,10 +125,11 @@ def test_a_signed_delivery_parses_or_is_refused_with_a_4xx(source, body, deliver
 def http(tmp_path_factory):
     from pydantic import SecretStr
 
-    from controller.app import ControllerContext, create_app
+    from controller.api.api_context import ControllerContext
+    from controller.api.controller_app import create_app
+    from controller.controller_settings import ControllerSettings
     from controller.observability import ControllerMetrics
     from controller.rollout.store import RolloutStore
-    from controller.settings import ControllerSettings
 
     db = tmp_path_factory.mktemp("fuzz") / "controller.db"
     config = ControllerSettings(

@@ -15,8 +15,8 @@ from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from gitops.factory import git_repo_from_settings
 from gitops.git import GitRepo
+from gitops.gitops_settings import GitOpsSettings
 from gitops.history import LOG_FORMAT, parse_log
-from gitops.settings import GitOpsSettings
 from policies.model import MetricPolicy, Policy, SampleRatioPolicy, TrafficStep
 from tests.workflows.metrics_exporter import Exporter
 from workflows.local.runner import LocalRunner
@@ -75,7 +75,6 @@ def step_context(
         GitOpsSettings(
             remote_url=str(remote), workdir=workdir, push_backoff_s=0.05, traffic_mode=policy.traffic_mode
         ),
-        mode_from_policy=False,
     )
     return StepContext(
         gitops=repo,
@@ -84,6 +83,7 @@ def step_context(
         policy_for=lambda _name: policy,
         check_manifests=repo.render_checked,
         traffic_mode_for=lambda _spec: policy.traffic_mode,
+        history=repo,
     )
 
 

@@ -9,8 +9,8 @@ from canaryflow.kernel.ports import WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.argo_server import ArgoServerThread, FakeArgo
 from tests.workflows.conftest import short_policy
-from workflows.argo.engine import ArgoEngine, ArgoError
-from workflows.settings import WorkflowSettings
+from workflows.argo.argo_client import ArgoEngine, ArgoError
+from workflows.workflow_settings import WorkflowSettings
 
 TOKEN = "s3cr3t-token"
 SPEC = RolloutSpec(rollout_id="r-7", model="minilm", baseline_version="3", canary_version="4", policy="fast")

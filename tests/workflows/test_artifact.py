@@ -16,10 +16,10 @@ from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.conftest import short_policy
 from workflows.argo.render import manifest, rollout_workflow
 from workflows.local.artifact import ArtifactError, Task, WorkflowArtifact, resolve
-from workflows.settings import WorkflowSettings
 from workflows.steps import STEPS
 from workflows.steps.base import StepOutcome
 from workflows.steps.command import describe_failures
+from workflows.workflow_settings import WorkflowSettings
 
 SPEC = RolloutSpec(rollout_id="r-9", model="minilm", baseline_version="3", canary_version="4", policy="fast")
 FAILURES = '[{"displayName": "analyze-5", "phase": "Failed", "message": "p99 +40%"}]'

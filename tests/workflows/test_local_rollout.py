@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from canaryflow.kernel.types import ApprovalRequest, RolloutSpec
 from gitops.factory import approval_from_settings
 from gitops.git import GitRepo
-from gitops.settings import GitOpsSettings
+from gitops.gitops_settings import GitOpsSettings
 from tests.gitops.github_double import GitHubServer
 from tests.workflows.metrics_exporter import Exporter
 from tests.workflows.rollout_support import (

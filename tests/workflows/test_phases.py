@@ -6,11 +6,11 @@ import json
 
 from canaryflow.kernel.rollout import RolloutState, Started, apply
 from canaryflow.kernel.types import WorkflowNodeStatus, WorkflowStatus
-from controller.rollout.mirror import mirror
+from controller.rollout.workflow_mirror import mirror
 from tests.workflows.conftest import short_policy
 from workflows.argo.render import manifest, rollout_template
 from workflows.dag import build_rollout_dag
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 VERDICT = json.dumps({"decision": "promote", "checks": []})
 

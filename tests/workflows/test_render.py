@@ -22,7 +22,7 @@ from workflows.argo.render import (
     workflow_from_template,
 )
 from workflows.dag import build_rollout_dag
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 SPEC = RolloutSpec(rollout_id="r-42", model="minilm", baseline_version="1", canary_version="2", policy="fast")
 

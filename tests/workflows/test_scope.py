@@ -17,7 +17,7 @@ from policies import SHIPPED_DIR
 from tests.workflows.conftest import short_policy
 from workflows.argo.render import manifest, rollout_template
 from workflows.argo.scope import check_all, check_scope, depends_names
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 SHIPPED = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
 ROLLOUT = ["--model", "minilm", "--baseline-version", "1", "--canary-version", "2", "--rollout-id", "r-7"]

@@ -16,9 +16,9 @@ from canaryflow.adapters.registry import MlflowRegistry
 from canaryflow.app.wiring import live_traffic_from_settings
 from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
+from gitops.gitops_settings import GitOpsSettings
 from gitops.model import RenderRequest
 from gitops.render import render
-from gitops.settings import GitOpsSettings
 from gitops.traffic.cluster import KubernetesObjects
 from gitops.yamlio import load_yaml
 from tests.controller.test_readiness import deployment

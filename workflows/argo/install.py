@@ -13,7 +13,7 @@ from typing import Any
 
 from policies.model import Policy
 from workflows.argo.render import manifest, rollout_template
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 CONTROLLER_ACCOUNT = "canaryflow-controller"
 

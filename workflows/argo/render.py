@@ -43,8 +43,8 @@ from hera.workflows.models import (
 from canaryflow.kernel.types import RolloutSpec
 from policies.model import Policy
 from workflows.dag import DagNode, RetryPolicy, RolloutDag, build_rollout_dag, workflow_name
-from workflows.settings import WorkflowSettings
 from workflows.steps.base import EXIT_ERROR
+from workflows.workflow_settings import WorkflowSettings
 
 OUTPUTS_DIR = "/tmp/outputs"
 REPORT_FILE = f"{OUTPUTS_DIR}/report.md"

@@ -32,8 +32,8 @@ from workflows.argo.render import manifest, rollout_workflow
 from workflows.dag import APPROVAL_NODE, DagNode, workflow_name
 from workflows.local.artifact import ArtifactError, Task, WorkflowArtifact
 from workflows.local.store import NodeRecord, RunRecord, RunStore
-from workflows.settings import WorkflowSettings
 from workflows.steps.base import StepInput, StepOutcome
+from workflows.workflow_settings import WorkflowSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from canaryflow.adapters.metrics import MetricsSource
 from canaryflow.kernel.ports import ApprovalGate, CanaryReadiness, GitOpsRepo, LiveTraffic, Registry
 from canaryflow.kernel.types import RolloutSpec
+from gitops.gitops_settings import TrafficMode
 from gitops.history import AuditEntry
 from gitops.model import Rendering, RenderRequest
-from gitops.settings import TrafficMode
 from policies.model import Policy
 
 ManifestCheck = Callable[[RenderRequest], Rendering]
 """Renders and validates a traffic state's manifests (raises on an invalid document)."""
 
 
-@runtime_checkable
 class AuditLog(Protocol):
-    """The GitOps history, where a repo offers it: finds a step's commit when it was already made."""
+    """The GitOps history: finds a step's commit when it was already made (a step run again after a
+    crash commits nothing, and reports the sha of the commit it made before)."""
 
     def audit_log(self, model: str, environment: str) -> list[AuditEntry]: ...
 
@@ -47,4 +47,5 @@ class StepContext:
     readiness: CanaryReadiness | None = None
     live_traffic: LiveTraffic | None = None
     approval: ApprovalGate | None = None
+    history: AuditLog | None = None
     aliases: WorkflowAliases = WorkflowAliases()

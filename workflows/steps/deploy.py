@@ -10,7 +10,7 @@ from canaryflow.kernel.ports import TrafficUnreadable
 from canaryflow.kernel.types import ReadinessResult, RolloutSpec
 from gitops.git import step_request
 from workflows.steps.base import StepInput, StepOutcome
-from workflows.steps.context import AuditLog, StepContext
+from workflows.steps.context import StepContext
 
 
 def render(ctx: StepContext, step: StepInput) -> StepOutcome:
@@ -27,9 +27,9 @@ def render(ctx: StepContext, step: StepInput) -> StepOutcome:
 
 def committed_sha(ctx: StepContext, spec: RolloutSpec, weight: int, decision: str) -> str:
     """The sha of a step this rollout committed earlier (a step run again after a crash commits nothing)."""
-    if not isinstance(ctx.gitops, AuditLog):
+    if ctx.history is None:
         return ""
-    for entry in reversed(ctx.gitops.audit_log(spec.model, spec.environment)):
+    for entry in reversed(ctx.history.audit_log(spec.model, spec.environment)):
         trailers = entry.trailers
         if (
             trailers.get("Rollout-Id") == spec.rollout_id

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import typer
 
+from canaryflow.app.commands.cli_shared import exit_with_error
 from policies import PolicyError, load_policy
 
 if TYPE_CHECKING:
@@ -31,9 +32,8 @@ class LogError(ValueError):
     """A request log cannot be read; the message names the file, the line and the field."""
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"canaryflow analyze: {message}", err=True)
-    raise typer.Exit(code=2)
+def _fail(message: str) -> NoReturn:
+    exit_with_error("analyze", message)
 
 
 @app.callback()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import ListenHost, ListenPort, exit_with_error
 from canaryflow.kernel.errors import first_error
 
 app = typer.Typer(
@@ -16,14 +17,13 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"canaryflow controller: {message}", err=True)
-    raise typer.Exit(code=2)
+def _fail(message: str) -> NoReturn:
+    exit_with_error("controller", message)
 
 
 def _settings(overrides: dict[str, Any]) -> Any:
     from canaryflow.kernel.component_settings import SettingsError
-    from controller.settings import ControllerSettings
+    from controller.controller_settings import ControllerSettings
 
     try:
         return ControllerSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -35,8 +35,8 @@ def _settings(overrides: dict[str, Any]) -> Any:
 
 @app.command("serve")
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    host: ListenHost = None,
+    port: ListenPort = None,
     db: Annotated[
         Path | None, typer.Option(help="SQLite file holding rollouts (and the local runner's state)")
     ] = None,

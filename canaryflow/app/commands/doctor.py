@@ -13,13 +13,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import exit_with_error
 from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.errors import first_error
 
 
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"canaryflow doctor: {message}", err=True)
-    raise typer.Exit(code=2)
+    exit_with_error("doctor", message)
 
 
 def _api_client(server: str | None, kubeconfig: Path | None, context: str | None, in_cluster: bool) -> Any:
@@ -71,10 +71,10 @@ def doctor(
     """Check a cluster before the first rollout: CRDs installed, access allowed (SelfSubjectAccessReview),
     GPU nodes, and a server-side dry-run apply of the rendered manifests. Exit 0 only when all pass."""
     from canaryflow.app.doctor import Kube, Target, run_checks
+    from gitops.gitops_settings import GitOpsSettings
     from gitops.model import RenderRequest
-    from gitops.settings import GitOpsSettings
     from policies import PolicyError, load_policy
-    from workflows.settings import WorkflowSettings
+    from workflows.workflow_settings import WorkflowSettings
 
     try:
         rollout_policy = load_policy(policy)

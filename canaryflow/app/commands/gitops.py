@@ -6,22 +6,24 @@ with one line naming the option, before anything is written; a git or GitHub fai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import exit_with_error, rollout_spec, takes_options
 from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
 from canaryflow.kernel.types import CommitResult, RolloutSpec
 from gitops.files import diff_rendering, write_rendering
 from gitops.git import GitRepo
 from gitops.gitcli import GitError
+from gitops.gitops_settings import GitOpsSettings, RenderOptions, TrafficMode
 from gitops.history import check_decision
 from gitops.model import RenderRequest
 from gitops.render import render
-from gitops.settings import GitOpsSettings, RenderOptions, TrafficMode
 from gitops.validate import ManifestInvalid, ManifestValidator
 from policies import PolicyError, load_policy
 
@@ -68,9 +70,38 @@ RolloutId = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a traffic state goes: the environment, and the traffic mode (given, or the policy's)."""
+
+    env: str
+    mode: str | None
+    policy: str
+
+
+def target_options(env: Env = "production", mode: Mode = None, policy: Policy = "default") -> Target:
+    return Target(env, mode, policy)
+
+
+@dataclass(frozen=True)
+class Clone:
+    """The GitOps remote and the working clone, where given on the command line (else from settings)."""
+
+    remote: str | None
+    workdir: Path | None
+
+
+def clone_options(remote: Remote = None, workdir: Workdir = None) -> Clone:
+    return Clone(remote, workdir)
+
+
+DEFAULT_TARGET, DEFAULT_CLONE = target_options(), clone_options()  # what a command gets with no option
+takes_target = takes_options("target", target_options)
+takes_clone = takes_options("clone", clone_options)
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"canaryflow gitops: {message}", err=True)
-    raise typer.Exit(code=code)
+    exit_with_error("gitops", message, code)
 
 
 def _reason(exc: ValidationError, baseline_given: bool = True) -> str:
@@ -84,26 +115,25 @@ def _reason(exc: ValidationError, baseline_given: bool = True) -> str:
     return f"{option}: {message}"
 
 
-def _settings(remote: str | None = None, workdir: Path | None = None) -> GitOpsSettings:
+def _settings(clone: Clone | None = None) -> GitOpsSettings:
 
     try:
         settings = GitOpsSettings()
     except (SettingsError, ValidationError) as exc:
         _fail(f"settings: {str(exc).splitlines()[0]}")
     updates: dict[str, object] = {}
-    if remote:
-        updates["remote_url"] = remote
-    if workdir:
-        updates["workdir"] = workdir
+    if clone is not None and clone.remote:
+        updates["remote_url"] = clone.remote
+    if clone is not None and clone.workdir:
+        updates["workdir"] = clone.workdir
     return settings.model_copy(update=updates)
 
 
-def _mode(mode: str | None, policy: str) -> str:
-    if mode is not None:
-        return mode
-
+def _mode(target: Target) -> str:
+    if target.mode is not None:
+        return target.mode
     try:
-        return load_policy(policy).traffic_mode
+        return load_policy(target.policy).traffic_mode
     except PolicyError as exc:
         _fail(f"--policy: {exc}")
 
@@ -127,19 +157,17 @@ def _request(
         _fail(_reason(exc, baseline_given=not stable))
 
 
-def _spec(rollout_id: str, model: str, version: str, baseline: str, env: str, policy: str) -> RolloutSpec:
-
-    try:
-        return RolloutSpec(
-            rollout_id=rollout_id,
-            model=model,
-            canary_version=version,
-            baseline_version=baseline,
-            environment=env,
-            policy=policy,
-        )
-    except ValidationError as exc:
-        _fail(_reason(exc))
+def _spec(rollout_id: str, model: str, version: str, baseline: str, target: Target) -> RolloutSpec:
+    return rollout_spec(
+        _fail,
+        _reason,
+        rollout_id=rollout_id,
+        model=model,
+        canary_version=version,
+        baseline_version=baseline,
+        environment=target.env,
+        policy=target.policy,
+    )
 
 
 def _render_options(settings: GitOpsSettings, repo_url: str | None) -> RenderOptions:
@@ -169,20 +197,19 @@ def _echo_result(result: CommitResult, unchanged: str) -> None:
 
 
 @app.command("render")
+@takes_target
 def render_command(
     model: Model,
     version: Version,
     out: Annotated[Path, typer.Option("--out", help="directory to write the repo layout into")],
     baseline_version: Baseline = None,
     weight: Weight = 0,
-    env: Env = "production",
-    mode: Mode = None,
-    policy: Policy = "default",
+    target: Target = DEFAULT_TARGET,
     repo_url: RepoUrl = None,
 ) -> None:
     """Write the manifests of a traffic state (validated) under --out, in the GitOps repo layout."""
 
-    request = _request(model, version, baseline_version, weight, env, _mode(mode, policy))
+    request = _request(model, version, baseline_version, weight, target.env, _mode(target))
     settings = _settings()
     options = _render_options(settings, repo_url)
     rendering = render(request, options)
@@ -198,26 +225,24 @@ def render_command(
 
 
 @app.command("diff")
+@takes_target
+@takes_clone
 def diff_command(
     model: Model,
     version: Version,
     baseline_version: Baseline = None,
     weight: Weight = 0,
-    env: Env = "production",
-    mode: Mode = None,
-    policy: Policy = "default",
+    target: Target = DEFAULT_TARGET,
     against: Annotated[
         Path | None, typer.Option("--against", help="a checkout to compare with, instead of the remote")
     ] = None,
-    remote: Remote = None,
-    workdir: Workdir = None,
+    clone: Clone = DEFAULT_CLONE,
     repo_url: RepoUrl = None,
 ) -> None:
     """Show what committing a traffic state would change (nothing printed: nothing would change)."""
 
-    chosen = _mode(mode, policy)
-    request = _request(model, version, baseline_version, weight, env, chosen)
-    settings = _settings(remote, workdir)
+    request = _request(model, version, baseline_version, weight, target.env, _mode(target))
+    settings = _settings(clone)
     if against is not None:
         if not against.is_dir():
             _fail(f"--against: {against} is not a directory")
@@ -230,6 +255,8 @@ def diff_command(
 
 
 @app.command("commit")
+@takes_target
+@takes_clone
 def commit_command(
     model: Model,
     version: Version,
@@ -239,24 +266,20 @@ def commit_command(
     decision: Annotated[
         str, typer.Option("--decision", help="Decision trailer; 'promote' at --weight 100 promotes")
     ] = "canary",
-    env: Env = "production",
-    mode: Mode = None,
-    policy: Policy = "default",
-    remote: Remote = None,
-    workdir: Workdir = None,
+    target: Target = DEFAULT_TARGET,
+    clone: Clone = DEFAULT_CLONE,
 ) -> None:
     """Commit one rollout step (render, validate, commit with trailers, push; retried if raced)."""
 
-    chosen = _mode(mode, policy)
-    canary = _request(model, version, baseline_version, weight, env, chosen)
+    canary = _request(model, version, baseline_version, weight, target.env, _mode(target))
     if canary.is_stable:
         _fail("--baseline-version: must differ from --version for a rollout step")
     try:
         check_decision(decision)
     except ValueError as exc:
         _fail(f"--{exc}")
-    spec = _spec(rollout_id, model, version, baseline_version, env, policy)
-    repo = _repo(_settings(remote, workdir), canary.traffic_mode)
+    spec = _spec(rollout_id, model, version, baseline_version, target)
+    repo = _repo(_settings(clone), canary.traffic_mode)
     try:
         result = repo.commit_step(spec, weight, decision)
     except GitError as exc:
@@ -265,6 +288,8 @@ def commit_command(
 
 
 @app.command("rollback")
+@takes_target
+@takes_clone
 def rollback_command(
     model: Model,
     version: Annotated[str, typer.Option("--version", help="the canary version being rolled back")],
@@ -273,35 +298,32 @@ def rollback_command(
     ],
     rollout_id: RolloutId,
     reason: Annotated[str, typer.Option("--reason", help="why; recorded in the commit message")] = "",
-    env: Env = "production",
-    mode: Mode = None,
-    policy: Policy = "default",
-    remote: Remote = None,
-    workdir: Workdir = None,
+    target: Target = DEFAULT_TARGET,
+    clone: Clone = DEFAULT_CLONE,
 ) -> None:
     """Commit the last promoted state of the model again (a new commit; history is kept)."""
 
-    request = _request(model, version, baseline_version, 0, env, _mode(mode, policy))
-    spec = _spec(rollout_id, model, version, baseline_version, env, policy)
+    request = _request(model, version, baseline_version, 0, target.env, _mode(target))
+    spec = _spec(rollout_id, model, version, baseline_version, target)
     try:
-        result = _repo(_settings(remote, workdir), request.traffic_mode).rollback(spec, reason)
+        result = _repo(_settings(clone), request.traffic_mode).rollback(spec, reason)
     except GitError as exc:
         _fail(str(exc), code=1)
     _echo_result(result, "nothing to commit: the remote already serves the promoted state")
 
 
 @app.command("log")
+@takes_clone
 def log_command(
     model: Model,
     env: Env = "production",
-    remote: Remote = None,
-    workdir: Workdir = None,
+    clone: Clone = DEFAULT_CLONE,
 ) -> None:
     """The audit log of a model in an environment: one line per commit, from its trailers."""
 
     _request(model, "1", None, 0, env, "configmap")  # refuses bad --model / --env before any git work
     try:
-        entries = _repo(_settings(remote, workdir), "configmap").audit_log(model, env)
+        entries = _repo(_settings(clone), "configmap").audit_log(model, env)
     except GitError as exc:
         _fail(str(exc), code=1)
     for entry in entries:

@@ -14,6 +14,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import exit_with_error
 from canaryflow.kernel.errors import first_error
 
 app = typer.Typer(
@@ -22,8 +23,7 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"canaryflow install: {message}", err=True)
-    raise typer.Exit(code=2)
+    exit_with_error("install", message)
 
 
 def _labels(pairs: list[str]) -> dict[str, str] | None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
+
+from canaryflow.app.commands.cli_shared import exit_with_error
 
 app = typer.Typer(help="Drift monitoring: compare prediction-log windows offline.", no_args_is_help=True)
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"canaryflow monitor: {message}", err=True)
-    raise typer.Exit(code=2)
+def _fail(message: str) -> NoReturn:
+    exit_with_error("monitor", message)
 
 
 @app.callback()

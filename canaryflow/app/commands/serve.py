@@ -6,22 +6,27 @@ line; with URIs the first version gets all traffic unless `--weights` splits it.
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import ListenHost, ListenPort, exit_with_error
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
 from canaryflow.kernel.errors import first_error
+
+if TYPE_CHECKING:
+    from inference.server_settings import InferenceSettings
 
 _REGISTRY_VERSION = re.compile(r"^models:/[^/@]+/([1-9][0-9]*)$")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"canaryflow serve: {message}", err=True)
-    raise typer.Exit(code=2)
+def _fail(message: str) -> NoReturn:
+    exit_with_error("serve", message)
 
 
 def routing_from_uris(name: str, uris: list[str], versions: list[str], weights: list[int]) -> RoutingConfig:
@@ -47,7 +52,11 @@ def _reason(exc: ValidationError) -> str:
     return first_error(exc, None)
 
 
-def serve(
+# `canaryflow serve`, read top-down: `serve_options` declares the options (names, types, defaults, help;
+# `serve` takes its signature), `RoutingOptions` are the four that name model URIs, every other option
+# is the `InferenceSettings` field of the same name (`_inference_settings`), and `_routing` picks the
+# URIs or the routing file.
+def serve_options(
     model_uri: Annotated[
         list[str] | None,
         typer.Option("--model-uri", help="models:/name/N, runs:/..., or a local path; repeat for versions"),
@@ -62,8 +71,8 @@ def serve(
     routing_file: Annotated[
         Path | None, typer.Option(help="routing YAML (RoutingConfig); reloaded when it changes")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    host: ListenHost = None,
+    port: ListenPort = None,
     workers: Annotated[int | None, typer.Option(help="server processes sharing the port")] = None,
     engine: Annotated[
         bool | None,
@@ -116,61 +125,61 @@ def serve(
     ] = None,
 ) -> None:
     """Run the inference server until interrupted."""
+
+
+@dataclass(frozen=True)
+class RoutingOptions:
+    """Where the served versions come from when no routing file does: model URIs on the command line."""
+
+    model_uri: list[str] | None
+    model_name: str | None
+    version: list[str] | None
+    weights: list[int] | None
+
+
+_ROUTING = [field.name for field in fields(RoutingOptions)]
+
+
+@functools.wraps(serve_options)
+def serve(**options: Any) -> None:
     from inference.runner import run
-    from inference.server import read_routing_file
+
+    uris = RoutingOptions(**{name: options.pop(name) for name in _ROUTING})
+    settings = _inference_settings(options)
+    run(settings, _routing(uris, settings))
+
+
+def _inference_settings(options: dict[str, Any]) -> InferenceSettings:
+    """The inference settings, each option given on the command line overriding the environment's."""
     from inference.server_settings import InferenceSettings
 
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "host": host,
-            "port": port,
-            "workers": workers,
-            "engine": engine,
-            "cuda_graphs": cuda_graphs,
-            "graph_capture": graph_capture,
-            "device": device,
-            "dtype": dtype,
-            "max_batch_size": max_batch_size,
-            "max_wait_ms": max_wait_ms,
-            "gpu_memory_budget_mb": gpu_memory_budget_mb,
-            "tracking_uri": tracking_uri,
-            "routing_file": routing_file,
-            "max_body_bytes": max_body_bytes,
-            "max_request_tokens": max_request_tokens,
-            "max_queue_tokens": max_queue_tokens,
-            "max_queue_wait_ms": max_queue_wait_ms,
-            "request_timeout_s": request_timeout_s,
-            "token_ids_encoding": token_ids_encoding,
-            "prediction_log_rate": prediction_log_rate,
-            "prediction_log_dir": prediction_log_dir,
-            "prediction_log_text": prediction_log_text,
-            "prediction_log_format": prediction_log_format,
-        }.items()
-        if v is not None
-    }
     try:
-        settings = InferenceSettings(**overrides)
+        return InferenceSettings(**{k: v for k, v in options.items() if v is not None})
     except ValidationError as exc:
         _fail(_reason(exc))
-    routing: RoutingConfig | None = None
-    if model_uri and settings.routing_file:
+
+
+def _routing(uris: RoutingOptions, settings: InferenceSettings) -> RoutingConfig | None:
+    """The routing from model URIs, or None when a routing file (checked here) gives it."""
+    from inference.server import read_routing_file
+
+    if uris.model_uri and settings.routing_file:
         _fail("--model-uri: give either model URIs or --routing-file, not both")
-    if model_uri:
-        if not model_name:
+    if uris.model_uri:
+        if not uris.model_name:
             _fail("--model-name: required with --model-uri")
-            return
         try:
-            routing = routing_from_uris(model_name, list(model_uri), list(version or []), list(weights or []))
+            return routing_from_uris(
+                uris.model_name, list(uris.model_uri), list(uris.version or []), list(uris.weights or [])
+            )
         except ValidationError as exc:
             _fail(_reason(exc))
         except ValueError as exc:
             _fail(str(exc))
-    elif settings.routing_file:
-        try:
-            read_routing_file(settings.routing_file)
-        except ValueError as exc:
-            _fail(str(exc))
-    else:
+    if not settings.routing_file:
         _fail("--model-uri: give at least one model URI, or --routing-file")
-    run(settings, routing)
+    try:
+        read_routing_file(settings.routing_file)
+    except ValueError as exc:
+        _fail(str(exc))
+    return None

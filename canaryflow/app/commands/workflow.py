@@ -16,6 +16,12 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from canaryflow.app.commands.cli_shared import (
+    RolloutArgs,
+    exit_with_error,
+    rollout_spec,
+    takes_rollout_options,
+)
 from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
@@ -23,7 +29,7 @@ from workflows.steps.command import step_options
 
 if TYPE_CHECKING:
     from policies.model import Policy
-    from workflows.argo.engine import ArgoEngine
+    from workflows.argo.argo_client import ArgoEngine
 
 app = typer.Typer(
     help="The rollout Workflow: render as YAML, submit to Argo, run locally.", no_args_is_help=True
@@ -31,8 +37,7 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"canaryflow workflow: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=code)
+    exit_with_error("workflow", " ".join(message.split()), code)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -40,7 +45,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _settings(**overrides: Any) -> Any:
-    from workflows.settings import WorkflowSettings
+    from workflows.workflow_settings import WorkflowSettings
 
     try:
         return WorkflowSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -57,49 +62,37 @@ def _policy(name: str) -> Any:
         _fail(f"--policy: {exc}")
 
 
-def _spec(
-    model: str | None, baseline: str | None, canary: str | None, rollout_id: str | None, policy: str, env: str
-) -> RolloutSpec | None:
-    given = {
-        "--model": model,
-        "--baseline-version": baseline,
-        "--canary-version": canary,
-        "--rollout-id": rollout_id,
-    }
+def _spec(rollout: RolloutArgs) -> RolloutSpec | None:
+    """The rollout the options name; None when they name none."""
+    given = rollout.named()
     if not any(given.values()):
         return None
     missing = [flag for flag, value in given.items() if not value]
     if missing:
         _fail(f"{', '.join(missing)}: required with the other rollout options")
-    try:
-        return RolloutSpec(
-            rollout_id=rollout_id,
-            model=model,
-            baseline_version=baseline,
-            canary_version=canary,
-            policy=policy,
-            environment=env,
-        )
-    except ValidationError as exc:
-        _fail(_first_error(exc))
+    return rollout_spec(
+        _fail,
+        _first_error,
+        rollout_id=rollout.rollout_id,
+        model=rollout.model,
+        baseline_version=rollout.baseline,
+        canary_version=rollout.canary,
+        policy=rollout.policy,
+        environment=rollout.environment,
+    )
 
 
-_MODEL = typer.Option(None, "--model", help="registered model name")
-_BASELINE = typer.Option(None, "--baseline-version", help="registry version serving today")
-_CANARY = typer.Option(None, "--canary-version", help="registry version to roll out")
-_ROLLOUT = typer.Option(None, "--rollout-id", help="rollout id (a Kubernetes name)")
-_POLICY = typer.Option("default", "--policy", help="shipped policy name or a policy YAML file")
-_ENV = typer.Option("production", "--environment", help="target environment")
+def _required_spec(rollout: RolloutArgs) -> RolloutSpec:
+    spec = _spec(rollout)
+    if spec is None:
+        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
+    return spec
 
 
 @app.command("render")
+@takes_rollout_options
 def render(
-    model: str | None = _MODEL,
-    baseline: str | None = _BASELINE,
-    canary: str | None = _CANARY,
-    rollout_id: str | None = _ROLLOUT,
-    policy: str = _POLICY,
-    environment: str = _ENV,
+    rollout: RolloutArgs,
     install: bool = typer.Option(False, "--install", help="also the service accounts and RBAC it needs"),
     namespace: str | None = typer.Option(
         None, "--namespace", help="Argo namespace (settings: argo_namespace)"
@@ -110,9 +103,10 @@ def render(
     from workflows.argo.install import install_manifests, rbac_manifests
     from workflows.argo.render import manifest, rollout_template, rollout_workflow
 
+    policy, environment = rollout.policy, rollout.environment
     settings = _settings(argo_namespace=namespace, image=image)
     rollout_policy = _policy(policy)
-    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
+    spec = _spec(rollout)
     docs: list[dict[str, Any]] = []
     if spec is not None:
         docs = [
@@ -144,6 +138,7 @@ def _engine(engine: str, db: Path | None) -> Any:
         _fail(str(exc))
 
 
+_NAME = typer.Argument(..., help="workflow name")
 _ENGINE = typer.Option("argo", "--engine", help="argo (Argo Server from settings) or local")
 _DB = typer.Option(None, "--db", help="local runner: SQLite file holding the workflow state")
 
@@ -156,7 +151,7 @@ def _print_status(status: WorkflowStatus) -> None:
 
 
 def _call(what: str, fn: Any) -> Any:
-    from workflows.argo.engine import ArgoError
+    from workflows.argo.argo_client import ArgoError
 
     try:
         return fn()
@@ -166,74 +161,51 @@ def _call(what: str, fn: Any) -> Any:
         _fail(f"{what}: no workflow named {exc}")
 
 
-def _argo_rollout(
-    model: str | None,
-    baseline: str | None,
-    canary: str | None,
-    rollout_id: str | None,
-    policy: str,
-    environment: str,
-) -> tuple[RolloutSpec, Policy, ArgoEngine]:
+def _argo_rollout(rollout: RolloutArgs) -> tuple[RolloutSpec, Policy, ArgoEngine]:
     """The rollout named on the command line, its policy, and an engine on the configured Argo Server."""
-    from workflows.argo.engine import ArgoEngine
+    from workflows.argo.argo_client import ArgoEngine
 
-    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
-    if spec is None:
-        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
-    rollout_policy = _policy(policy)
+    spec = _required_spec(rollout)
+    rollout_policy = _policy(rollout.policy)
     return spec, rollout_policy, ArgoEngine(_settings(), policy_for=lambda _name: rollout_policy)
 
 
 @app.command("submit")
+@takes_rollout_options
 def submit(
-    model: str | None = _MODEL,
-    baseline: str | None = _BASELINE,
-    canary: str | None = _CANARY,
-    rollout_id: str | None = _ROLLOUT,
-    policy: str = _POLICY,
-    environment: str = _ENV,
+    rollout: RolloutArgs,
     install_template: bool = typer.Option(
         False, "--install-template", help="create the WorkflowTemplate first"
     ),
 ) -> None:
     """Create the rollout Workflow on the Argo Server (from the installed WorkflowTemplate)."""
-    spec, rollout_policy, engine = _argo_rollout(model, baseline, canary, rollout_id, policy, environment)
+    spec, rollout_policy, engine = _argo_rollout(rollout)
     if install_template:
-        _call("install", lambda: engine.install(rollout_policy, environment, policy))
+        _call("install", lambda: engine.install(rollout_policy, rollout.environment, rollout.policy))
     name = _call("submit", lambda: engine.submit(spec))
     typer.echo(f"{name}  {engine.link(name)}")
 
 
 @app.command("lint")
-def lint(
-    model: str | None = _MODEL,
-    baseline: str | None = _BASELINE,
-    canary: str | None = _CANARY,
-    rollout_id: str | None = _ROLLOUT,
-    policy: str = _POLICY,
-    environment: str = _ENV,
-) -> None:
+@takes_rollout_options
+def lint(rollout: RolloutArgs) -> None:
     """Have the Argo Server check a rollout's Workflow without creating it."""
     from workflows.dag import workflow_name
 
-    spec, _, engine = _argo_rollout(model, baseline, canary, rollout_id, policy, environment)
+    spec, _, engine = _argo_rollout(rollout)
     _call("lint", lambda: engine.lint(spec))
     typer.echo(f"{workflow_name(spec)}: valid")
 
 
 @app.command("status")
-def status(
-    name: str = typer.Argument(..., help="workflow name"), engine: str = _ENGINE, db: Path | None = _DB
-) -> None:
+def status(name: str = _NAME, engine: str = _ENGINE, db: Path | None = _DB) -> None:
     """Where a rollout workflow stands: its phase, and each node's phase and outputs."""
     runner = _engine(engine, db)
     _print_status(_call("status", lambda: runner.status(name)))
 
 
 @app.command("resume")
-def resume(
-    name: str = typer.Argument(..., help="workflow name"), engine: str = _ENGINE, db: Path | None = _DB
-) -> None:
+def resume(name: str = _NAME, engine: str = _ENGINE, db: Path | None = _DB) -> None:
     """Let the approval gate pass (what the controller does when the pull request is approved)."""
     runner = _engine(engine, db)
     _call("resume", lambda: runner.resume(name))
@@ -241,7 +213,7 @@ def resume(
 
 @app.command("stop")
 def stop(
-    name: str = typer.Argument(..., help="workflow name"),
+    name: str = _NAME,
     reason: str = typer.Option(..., "--reason", help="why (recorded with the rollback)"),
     engine: str = _ENGINE,
     db: Path | None = _DB,
@@ -252,21 +224,15 @@ def stop(
 
 
 @app.command("run")
+@takes_rollout_options
 def run(
-    model: str | None = _MODEL,
-    baseline: str | None = _BASELINE,
-    canary: str | None = _CANARY,
-    rollout_id: str | None = _ROLLOUT,
-    policy: str = _POLICY,
-    environment: str = _ENV,
+    rollout: RolloutArgs,
     db: Path = typer.Option(Path("canaryflow-workflows.db"), "--db", help="SQLite file of the runner state"),
     interval: float = typer.Option(2.0, "--interval", min=0.05, help="seconds between reconciles"),
 ) -> None:
     """Run a rollout on this machine with the local runner until it ends (resumable: run it again)."""
-    spec = _spec(model, baseline, canary, rollout_id, policy, environment)
-    if spec is None:
-        _fail("--model, --baseline-version, --canary-version, --rollout-id: required")
-    _policy(policy)
+    spec = _required_spec(rollout)
+    _policy(rollout.policy)
     runner = _engine("local", db)
     name = runner.submit(spec)
     seen: dict[str, str] = {}

@@ -131,7 +131,7 @@ class DemoEnvironment:
 
     def _start_gitops(self) -> None:
         from gitops.factory import git_repo_from_settings
-        from gitops.settings import GitOpsSettings
+        from gitops.gitops_settings import GitOpsSettings
 
         self.remote = init_bare_remote(self.config.workdir / "gitops.git")
         self.say(f"GitOps remote {self.remote}: committing the stable state (v1 at 100%)")

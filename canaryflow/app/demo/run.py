@@ -13,7 +13,7 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from canaryflow.app.demo.drift import DriftOutcome, run_drift
+from canaryflow.app.demo.drift_demo import DriftOutcome, run_drift
 from canaryflow.app.demo.environment import MODEL, DemoConfig, DemoEnvironment
 from canaryflow.app.demo.flow import RolloutOutcome, run_rollout
 from policies import load_policy

@@ -20,7 +20,7 @@ from canaryflow.app.install.options import CONTROLLER, PORT, SELECTOR, InstallOp
 from gitops.traffic import traffic_router
 from policies import load_policy
 from workflows.argo.install import install_manifests
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 READINESS_ROLE = "canaryflow-readiness"
 

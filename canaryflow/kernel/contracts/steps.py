@@ -2,7 +2,7 @@
 
 The DAG (`workflows.dag`) builds its nodes from these, the step functions write these outputs, the Argo
 renderer turns them into templates and output parameters, and the controller's mirror
-(`controller.rollout.mirror`) reads a workflow status back by them. A rename here is a rename
+(`controller.rollout.workflow_mirror`) reads a workflow status back by them. A rename here is a rename
 everywhere; a string spelled twice could drift silently.
 """
 

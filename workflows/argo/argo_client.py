@@ -19,7 +19,7 @@ from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus, WorkflowSta
 from policies.model import Policy
 from workflows.argo.render import rollout_template, rollout_workflow, workflow_from_template
 from workflows.dag import APPROVAL_NODE, workflow_name
-from workflows.settings import WorkflowSettings
+from workflows.workflow_settings import WorkflowSettings
 
 # Argo marks a stopped workflow Failed; the message says it was stopped, which is what the controller
 # needs to tell "analysis failed" from "someone stopped it".
