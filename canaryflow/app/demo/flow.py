@@ -31,7 +31,7 @@ from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.rollout import TERMINAL
 from canaryflow.kernel.types import RolloutSpec, Verdict
 
-DECISION_OF_PHASE = {RolloutPhase.PROMOTED: "promote", RolloutPhase.ROLLED_BACK: "rollback"}
+DECISION_OF_PHASE: dict[str, str] = {RolloutPhase.PROMOTED: "promote", RolloutPhase.ROLLED_BACK: "rollback"}
 
 
 @dataclass
