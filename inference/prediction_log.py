@@ -22,7 +22,6 @@ import logging
 import os
 import queue
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,14 +31,18 @@ from typing import IO
 import numpy as np
 import orjson
 
-from canaryflow.kernel.contracts.drift import JSONL_SUFFIX, PredictionColumn
+from canaryflow.kernel.contracts.drift import (
+    JSONL_SUFFIX,
+    PredictionColumn,
+    model_folder_name,
+    prediction_file_name,
+)
 from inference.metrics import ServerMetrics
-from inference.prediction_records import LogFile, PredictionLogConfig, Sample, SampleSink
+from inference.prediction_records import LogFile, PredictionLogConfig, Sample, SampleSink, retain_newest
 from inference.server_settings import InferenceSettings
 
 log = logging.getLogger("canaryflow.inference.prediction_log")
 MAX_INPUTS_PER_SAMPLE = 8
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 # The record's keys (`PredictionColumn`), as plain strings: orjson takes no enum for a key.
@@ -89,15 +92,10 @@ class JsonlFile:
     def _rotate(self, now: float) -> None:
         self.close()
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"predictions-{now:.3f}-{os.getpid()}{JSONL_SUFFIX}"
+        path = self.directory / prediction_file_name(now, os.getpid(), JSONL_SUFFIX)
         self.handle = open(path, "ab")  # noqa: SIM115 - held until the next rotation
         self.opened_at, self.size = now, 0
-        mine = sorted(
-            self.directory.glob(f"predictions-*-{os.getpid()}{JSONL_SUFFIX}"),
-            key=lambda p: float(p.name.split("-")[1]),
-        )
-        for old in mine[: max(0, len(mine) - self.config.keep_files)]:
-            old.unlink(missing_ok=True)
+        retain_newest(self.directory, JSONL_SUFFIX, self.config.keep_files)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -195,7 +193,7 @@ class PredictionLog:
     def _file(self, model: str) -> LogFile:
         file = self._files.get(model)
         if file is None:
-            directory = self.config.directory / _SAFE_NAME.sub("_", model)
+            directory = self.config.directory / model_folder_name(model)
             if self.config.format == "parquet":
                 from inference.prediction_parquet import ParquetFile  # pyarrow only when asked for
 

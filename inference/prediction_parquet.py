@@ -23,8 +23,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from canaryflow.kernel.contracts.drift import PARQUET_SUFFIX, PARQUET_TYPES, TEMP_SUFFIX, PredictionColumn
-from inference.prediction_records import PredictionLogConfig, Sample
+from canaryflow.kernel.contracts.drift import (
+    PARQUET_SUFFIX,
+    PARQUET_TYPES,
+    TEMP_SUFFIX,
+    PredictionColumn,
+    prediction_file_name,
+)
+from inference.prediction_records import PredictionLogConfig, Sample, retain_newest
 
 COMPRESSION = "zstd"
 
@@ -89,7 +95,7 @@ class ParquetFile:
 
     def _open(self, now: float, dims: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.final = self.directory / f"predictions-{now:.3f}-{os.getpid()}{PARQUET_SUFFIX}"
+        self.final = self.directory / prediction_file_name(now, os.getpid(), PARQUET_SUFFIX)
         self.writer = pq.ParquetWriter(self._temp(self.final), parquet_schema(dims), compression=COMPRESSION)
         self.dims, self.opened_at, self.size = dims, now, 0
 
@@ -118,9 +124,4 @@ class ParquetFile:
         self._retain()
 
     def _retain(self) -> None:
-        mine = sorted(
-            self.directory.glob(f"predictions-*-{os.getpid()}{PARQUET_SUFFIX}"),
-            key=lambda p: float(p.name.split("-")[1]),
-        )
-        for old in mine[: max(0, len(mine) - self.config.keep_files)]:
-            old.unlink(missing_ok=True)
+        retain_newest(self.directory, PARQUET_SUFFIX, self.config.keep_files)

@@ -1,5 +1,5 @@
 """The prediction log's own records: what the request path hands the writer thread (`Sample`), how the
-log is configured, and what each file format implements (`LogFile`).
+log is configured, what each file format implements (`LogFile`) and the retention both apply.
 
 They live apart from the log (`inference.prediction_log`) so that the files it writes
 (`inference.prediction_parquet`) and the sinks it feeds (`inference.prediction_summary`) can use
@@ -9,6 +9,7 @@ The on-disk record is `canaryflow.kernel.contracts.drift.PredictionRecord`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
-from canaryflow.kernel.contracts.drift import PredictionLogFormat
+from canaryflow.kernel.contracts.drift import (
+    PredictionLogFormat,
+    prediction_file_start,
+    process_files_glob,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,15 @@ class Sample:
 
 
 SampleSink = Callable[[Sample], None]
+
+
+def retain_newest(directory: Path, suffix: str, keep: int) -> None:
+    """Remove this process's oldest files of one format beyond `keep` (the newest are kept)."""
+    mine = sorted(
+        directory.glob(process_files_glob(os.getpid(), suffix)), key=lambda p: prediction_file_start(p.name)
+    )
+    for old in mine[: max(0, len(mine) - keep)]:
+        old.unlink(missing_ok=True)
 
 
 class LogFile(Protocol):

@@ -9,8 +9,9 @@ reports, outside the defining module:
 - steps: a string equal to a step name, or holding a hyphenated one (`set-weight` in a regex);
 - phases: a string equal to a rollout phase;
 - causes: a `cause` compared with a bare number, or a number -> words table of causes;
-- Parquet: a pyarrow type spelled in code (`pa.int64()`) rather than taken from `PARQUET_TYPES`,
-  and, in modules that use the prediction log, a column name spelled as a string.
+- the prediction log (`parquet` below): a pyarrow type spelled in code (`pa.int64()`) rather than
+  taken from `PARQUET_TYPES`, a file name built by hand (`predictions-...`), and, in modules that use
+  the prediction log, a column name spelled as a string.
 
 Some names are also ordinary words of other concepts (`canary` is an arm, `promote` a decision,
 `render` a command): those are reported only where they stand for the contract (compared with a
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canaryflow.kernel.contracts.causes import FailureCause
-from canaryflow.kernel.contracts.drift import PARQUET_COLUMNS, PredictionRecord
+from canaryflow.kernel.contracts.drift import PARQUET_COLUMNS, PREDICTION_FILE_PREFIX, PredictionRecord
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Step
 
@@ -172,6 +173,8 @@ def findings(source: str, file: str) -> list[Finding]:
                 report(node, "step", next(s for s in sorted(HYPHENATED_STEPS) if s in text))
             if text in PHASES and (text not in PHASE_HOMONYMS or id(node) in phase_context):
                 report(node, "phase", text)
+            if PREDICTION_FILE_PREFIX in text:
+                report(node, "parquet", PREDICTION_FILE_PREFIX)
             column = prediction_log and text in PARQUET_COLUMNS
             if column and (text not in GENERIC_COLUMNS or id(node) in columns):
                 report(node, "parquet", text)
@@ -238,6 +241,7 @@ RESPELLED = {
     "cause": 'def f(stats, verdict):\n    cause = int(stats.get("cause") or 0)\n    return cause == 2\n',
     "cause table": 'CAUSES = {1: "cumulative", 2: "latest window", 3: "trend"}\n',
     "parquet type": 'import pyarrow as pa\n_SCALARS = {"tokens": pa.int64()}\n',
+    "parquet file name": 'def f(now, pid):\n    return f"predictions-{now:.3f}-{pid}.jsonl"\n',
     "parquet column": (
         "from canaryflow.kernel.contracts.drift import PredictionRecord\n"
         'def f(table, start):\n    return table.column("embedding"), [("t", ">=", start)]\n'

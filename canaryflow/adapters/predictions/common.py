@@ -6,14 +6,12 @@ from __future__ import annotations
 import functools
 import gc
 import random
-import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from canaryflow.kernel.contracts.drift import PredictionRecord
+from canaryflow.kernel.contracts.drift import PredictionRecord, model_folder_name, prediction_file_start
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -23,15 +21,12 @@ class PredictionLogError(ValueError):
 
 
 def model_folder(directory: Path, model: str) -> Path:
-    return directory / _SAFE_NAME.sub("_", model)
+    return directory / model_folder_name(model)
 
 
 def start_of(path: Path) -> float:
     """The start time in `predictions-<start>-<pid>.<ext>` (0 when the name has none)."""
-    try:
-        return float(path.name.split("-")[1])
-    except (IndexError, ValueError):
-        return 0.0
+    return prediction_file_start(path.name)
 
 
 def files_of(directory: Path, model: str, pattern: str) -> list[Path]:

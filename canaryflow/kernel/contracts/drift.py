@@ -8,6 +8,7 @@ Prediction-log record, one JSON object per line:
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
@@ -21,8 +22,35 @@ from canaryflow.kernel.contracts.notifications import CheckSummary, NoticeEvent,
 JSONL_SUFFIX = ".jsonl"
 PARQUET_SUFFIX = ".parquet"
 TEMP_SUFFIX = ".tmp"
-PREDICTION_FILE_GLOB = f"predictions-*{JSONL_SUFFIX}"
-PARQUET_FILE_GLOB = f"predictions-*{PARQUET_SUFFIX}"
+PREDICTION_FILE_PREFIX = "predictions-"
+PREDICTION_FILE_GLOB = f"{PREDICTION_FILE_PREFIX}*{JSONL_SUFFIX}"
+PARQUET_FILE_GLOB = f"{PREDICTION_FILE_PREFIX}*{PARQUET_SUFFIX}"
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def model_folder_name(model: str) -> str:
+    """A model's folder in the log directory: its name, anything but `[A-Za-z0-9._-]` made `_`."""
+    return _UNSAFE_IN_NAME.sub("_", model)
+
+
+def prediction_file_name(start: float, pid: int, suffix: str) -> str:
+    """`predictions-<start unix s>-<pid><suffix>`: one writer per process, files ordered by start."""
+    return f"{PREDICTION_FILE_PREFIX}{start:.3f}-{pid}{suffix}"
+
+
+def process_files_glob(pid: int, suffix: str) -> str:
+    """The files one process wrote (what its retention counts)."""
+    return f"{PREDICTION_FILE_PREFIX}*-{pid}{suffix}"
+
+
+def prediction_file_start(name: str) -> float:
+    """The start time in a prediction file's name (0 when the name has none)."""
+    try:
+        return float(name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0.0
+
+
 PredictionLogFormat = Literal["jsonl", "parquet"]
 
 
