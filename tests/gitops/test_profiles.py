@@ -166,3 +166,30 @@ def test_kserve_runtime_outside_kserve_needs_a_kserve_model_server() -> None:
     )
     with pytest.raises(ValueError, match=r"serving.model_format: 'onnx' runs outside KServe only as one of"):
         render(request, GOLDEN_OPTIONS)
+
+
+def test_a_rollout_commits_the_server_its_policy_names_with_sources_resolved(
+    empty_remote: Path, make_settings, spec
+) -> None:
+    """The GitOps repo of the steps: the policy's serving section picks the server, and each version's
+    source is asked of the registry when the step renders (here a resolver standing for MLflow's)."""
+    from canaryflow.kernel.serving import ServingConfig as Serving
+    from gitops.git import GitRepo
+    from tests.gitops.conftest import remote_file
+
+    asked: list[tuple[str, str]] = []
+
+    def source(model: str, version: str) -> str:
+        asked.append((model, version))
+        return f"s3://models/{model}/{version}/artifacts/model"
+
+    repo = GitRepo(
+        make_settings(empty_remote, traffic_mode="httproute"),
+        serving_for=lambda _spec: Serving(profile="vllm"),
+        version_source=source,
+    )
+    assert repo.commit_step(spec, 10, "canary").changed
+    deployment = remote_file(empty_remote, "apps/minilm/overlays/production/deployment-v2.yaml")
+    assert "vllm.entrypoints.openai.api_server" in deployment
+    assert "s3://models/minilm/2/artifacts/model" in deployment
+    assert sorted(asked) == [("minilm", "1"), ("minilm", "2")]
