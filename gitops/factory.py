@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
 from gitops.pullrequest import GitHubApproval, github_client

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from gitops import history
 from gitops.files import write_rendering

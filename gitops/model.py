@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.types import K8sName, ModelVersion
 from gitops.settings import TrafficMode
 

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from canaryflow.kernel.serving import ServingConfig, expand
+from canaryflow.kernel.contracts.serving_config import ServingConfig, expand
 from gitops.settings import RenderOptions
 
 # Where a version's artifacts are on the pod's disk: KServe's storage initializer mounts them here,
@@ -41,7 +41,7 @@ class VersionRef:
         return posixpath.join(MODEL_MOUNT, name) if name else MODEL_MOUNT
 
     def parameters(self, port: int, kserve: bool) -> dict[str, str]:
-        """The template parameters of `canaryflow.kernel.serving` for this version."""
+        """The template parameters of `canaryflow.kernel.contracts.serving_config` for this version."""
         return {
             "model_name": self.model,
             "model_version": self.version,

@@ -1,16 +1,16 @@
 """Profile `custom`: the user's own server, from the policy's `serving.custom` template.
 
 Every `${parameter}` of the command, args and env is filled with the version's values
-(`canaryflow.kernel.serving`); the port (also under KServe, which serves the declared containerPort),
-probes, metrics endpoint and resources are the template's.
-The artifacts are downloaded like every other server's (or fetched by KServe from `storageUri`).
+(`canaryflow.kernel.contracts.serving_config`); the port (also under KServe, which serves the declared
+containerPort), probes, metrics endpoint and resources are the template's. The artifacts are
+downloaded like every other server's (or fetched by KServe from `storageUri`).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from canaryflow.kernel.serving import ServingConfig, expand
+from canaryflow.kernel.contracts.serving_config import ServingConfig, expand
 from gitops.profiles.base import Server, VersionRef
 from gitops.settings import RenderOptions
 

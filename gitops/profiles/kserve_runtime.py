@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.profiles.base import Server, VersionRef, with_extra_args
 from gitops.settings import RenderOptions
 

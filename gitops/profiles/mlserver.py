@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.profiles.base import Server, VersionRef
 from gitops.settings import RenderOptions
 

@@ -20,7 +20,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from canaryflow.adapters.registry.mlflow import MlflowRegistry
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.files import write_rendering
 from gitops.model import RenderRequest
 from gitops.profiles import MODEL_MOUNT

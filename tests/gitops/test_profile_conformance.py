@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from canaryflow.kernel.contracts.routing import RoutedVersion
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.model import RenderRequest
 from gitops.profiles import workload
 from gitops.profiles.kserve_runtime import MODEL_SERVERS, STORAGE_PREFIXES

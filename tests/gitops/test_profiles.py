@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from canaryflow.kernel.contracts.serving import SERVING_PROFILES
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
-from canaryflow.kernel.serving import ServingConfig
 from gitops.files import routing_from_checkout, write_rendering
 from gitops.model import RenderRequest
 from gitops.profiles import MODEL_MOUNT, PROFILES
@@ -190,7 +190,7 @@ def test_a_rollout_commits_the_server_its_policy_names_with_sources_resolved(
 ) -> None:
     """The GitOps repo of the steps: the policy's serving section picks the server, and each version's
     source is asked of the registry when the step renders (here a resolver standing for MLflow's)."""
-    from canaryflow.kernel.serving import ServingConfig as Serving
+    from canaryflow.kernel.contracts.serving_config import ServingConfig as Serving
     from gitops.git import GitRepo
     from tests.gitops.conftest import remote_file
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.files import write_rendering
 from gitops.model import RenderRequest
 from gitops.render import overlay_dir, render

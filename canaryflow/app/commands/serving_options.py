@@ -18,7 +18,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from canaryflow.kernel.serving import ServingConfig
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.model import RenderRequest
 from policies import PolicyError, load_policy, validation_message
 
