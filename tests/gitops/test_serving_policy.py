@@ -103,3 +103,23 @@ def test_the_cli_refuses_a_bad_serving_choice_with_exit_2(
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_gitops_commit_renders_the_server_its_policy_names(tmp_path: Path, empty_remote: Path) -> None:
+    """Without a registry to ask, a version's source is its pinned URI, which the download init
+    container's MLflow client resolves itself."""
+    from tests.gitops.conftest import remote_file
+
+    policy = tmp_path / "tei.yaml"
+    policy.write_text(
+        yaml.safe_dump({"traffic_mode": "httproute", "serving": {"profile": "tei"}, "steps": STEPS})
+    )
+    args = ["gitops", "commit", "--model", "minilm", "--version", "2", "--baseline-version", "1"]
+    args += ["--weight", "10", "--rollout-id", "r-1", "--policy", str(policy), "--remote", str(empty_remote)]
+    args += ["--workdir", str(tmp_path / "clone")]
+    env = {"CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": "", "CANARYFLOW_GITOPS_REMOTE_URL": ""}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    deployment = remote_file(empty_remote, "apps/minilm/overlays/production/deployment-v2.yaml")
+    assert "text-embeddings-router" in deployment
+    assert "--artifact-uri\n        - models:/minilm/2" in deployment

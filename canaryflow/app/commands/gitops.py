@@ -158,7 +158,7 @@ def _repo(settings: GitOpsSettings, mode: TrafficMode) -> GitRepo:
 
     if not settings.remote_url:
         _fail("--remote: no GitOps remote given (or CANARYFLOW_GITOPS_REMOTE_URL)")
-    return GitRepo(settings, traffic_mode_for=lambda _spec: mode)
+    return GitRepo(settings, traffic_mode_for=lambda _spec: mode, **serving_options.repo_serving())
 
 
 def _echo_result(result: CommitResult, unchanged: str) -> None:
@@ -224,6 +224,7 @@ def diff_command(
     chosen = _mode(mode, policy)
     request = _request(model, version, baseline_version, weight, env, chosen)
     settings = _settings(remote, workdir)
+    request = serving_options.policy_serving(request, settings, policy)
     if against is not None:
         if not against.is_dir():
             _fail(f"--against: {against} is not a directory")
@@ -267,6 +268,8 @@ def commit_command(
         result = repo.commit_step(spec, weight, decision)
     except GitError as exc:
         _fail(str(exc), code=1)
+    except ValueError as exc:  # the policy's server cannot be rendered so (serving_options)
+        _fail(f"--policy: {exc}")
     _echo_result(result, "nothing to commit: the remote already has this state")
 
 
@@ -293,6 +296,8 @@ def rollback_command(
         result = _repo(_settings(remote, workdir), request.traffic_mode).rollback(spec, reason)
     except GitError as exc:
         _fail(str(exc), code=1)
+    except ValueError as exc:  # the policy's server cannot be rendered so (serving_options)
+        _fail(f"--policy: {exc}")
     _echo_result(result, "nothing to commit: the remote already serves the promoted state")
 
 

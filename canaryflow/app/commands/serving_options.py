@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 import yaml
 from pydantic import ValidationError
 
 from canaryflow.kernel.contracts.serving_config import ServingConfig
+from canaryflow.kernel.settings import SettingsError
 from gitops.model import RenderRequest
+from gitops.settings import GitOpsSettings
 from policies import PolicyError, load_policy, validation_message
 
 T = TypeVar("T")
@@ -120,3 +122,26 @@ def render_or_fail(render: Callable[[], T]) -> T:
         return render()
     except ValueError as exc:
         _fail(f"--profile: {exc}")
+
+
+def repo_serving() -> dict[str, Any]:
+    """GitRepo arguments for `gitops commit|rollback|diff`: the server each rollout's policy names, sources
+    from the registry where one is configured (else the pinned `models:/` URI stands)."""
+    from canaryflow.app.wiring import version_sources
+    from gitops.factory import serving_from_policy
+
+    try:
+        source = version_sources()
+    except (SettingsError, ValidationError) as exc:
+        _fail(f"settings: {str(exc).splitlines()[0]}")
+    return {"serving_for": serving_from_policy(), "version_source": source}
+
+
+def policy_serving(request: RenderRequest, settings: GitOpsSettings, policy: str) -> RenderRequest:
+    """`request` as `--policy`'s rollouts render it (`gitops diff`)."""
+    from gitops.render import render
+
+    registered = settings.render.registered_models.get(request.model, request.model)
+    served = with_serving(request, registered, (None, None, None), policy)
+    render_or_fail(lambda: render(served, settings.render_options()))  # refused before any git work
+    return served
