@@ -119,3 +119,42 @@ def test_the_custom_servers_rendered_pod_downloads_its_version_and_gets_ready(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_logged_models_source_resolves_to_its_artifact_location(mlflow_server: Any, tmp_path: Path) -> None:
+    """MLflow 3 registers a logged model by `models:/m-<id>`; the render pins where its files are, which
+    the rendered download command then fetches."""
+    uri = mlflow_server.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    model = mlflow.initialize_logged_model(name="logged")
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "weights.txt").write_text("logged weights")
+    client.log_model_artifacts(model.model_id, str(folder))
+    mlflow.finalize_logged_model(model.model_id, "READY")
+    if not client.search_registered_models(f"name = '{REGISTERED}'"):
+        client.create_registered_model(REGISTERED)
+    version = client.create_model_version(
+        REGISTERED, source=f"models:/{model.model_id}", model_id=model.model_id
+    )
+    source = MlflowRegistry(uri).version_source(REGISTERED, str(version.version))
+    assert not source.startswith("models:/") and model.model_id in source
+    dst = tmp_path / "dst"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "artifacts",
+            "download",
+            "--artifact-uri",
+            source,
+            "--dst-path",
+            str(dst),
+        ],
+        env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.read_text() for p in dst.rglob("weights.txt")] == ["logged weights"]
