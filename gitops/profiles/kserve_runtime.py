@@ -23,8 +23,9 @@ MODEL_SERVERS: dict[str, str] = {
     "lightgbm": "kserve/lgbserver:v0.15.2",
     "huggingface": "kserve/huggingfaceserver:v0.15.2",
 }
-# KServe's storage initializer reads these (SupportedStorageURIPrefixList, kserve
-# pkg/controller/v1beta1/inferenceservice/utils/utils.go); Azure blobs come as https://.
+# KServe's storage initializer reads these (SupportedStorageURIPrefixList, kserve v0.15.2
+# pkg/controller/v1beta1/inferenceservice/utils/utils.go; later releases add oci+native:// and
+# oci+fetch://); Azure blobs come as https://.
 STORAGE_PREFIXES = (
     "gs://",
     "s3://",
@@ -35,8 +36,6 @@ STORAGE_PREFIXES = (
     "hdfs://",
     "webhdfs://",
     "oci://",
-    "oci+native://",
-    "oci+fetch://",
     "hf://",
 )
 

@@ -15,7 +15,7 @@ from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.profiles.base import Server, VersionRef, with_extra_args
 from gitops.settings import RenderOptions
 
-IMAGE = "ghcr.io/huggingface/text-embeddings-inference:1.8"
+IMAGE = "ghcr.io/huggingface/text-embeddings-inference:1.9"
 
 
 class TeiProfile:

@@ -1,11 +1,12 @@
 """Extracts what the serving profiles rely on from the servers' own sources, into `<server>.txt`.
 
-Run against snapshots of the upstream repositories (`git --git-dir <repo> show <commit>:<path>`):
+Run against snapshots of the upstream repositories (`git --git-dir <repo> show <commit>:<path>`), at
+the release tag whose image the profile pins:
 
-    python -m tests.gitops.servers.extract triton  /work/.mirror/triton-inference-server+server/repo
-    python -m tests.gitops.servers.extract tei     /work/.mirror/huggingface+text-embeddings-inference/repo
-    python -m tests.gitops.servers.extract mlserver /work/.mirror/SeldonIO+MLServer/repo
-    python -m tests.gitops.servers.extract kserve  /work/.mirror/kserve+kserve/repo
+    python -m tests.gitops.servers.extract triton  /work/.mirror/triton-inference-server+server/repo v2.54.0
+    python -m tests.gitops.servers.extract tei     /work/.mirror/huggingface+text-embeddings-inference/repo v1.9.3
+    python -m tests.gitops.servers.extract mlserver /work/.mirror/SeldonIO+MLServer/repo 1.7.1
+    python -m tests.gitops.servers.extract kserve  /work/.mirror/kserve+kserve/repo v0.15.2
 
 Each output line is `<what> <value>`: `flag --x` (a command-line option the server's parser defines),
 `env NAME` (a setting read from the environment), `endpoint /path` (an HTTP route), `default name=value`
@@ -127,14 +128,14 @@ REPOS = {
 }
 
 
-def main(server: str, repo: str) -> None:
+def main(server: str, repo: str, ref: str = "HEAD") -> None:
     commit = subprocess.run(
-        ["git", "--git-dir", repo, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ["git", "--git-dir", repo, "rev-parse", f"{ref}^{{commit}}"], capture_output=True, text=True, check=True
     ).stdout.strip()
     paths, lines = EXTRACTORS[server](repo, commit)
-    head = [f"# github.com/{REPOS[server]} at {commit}", *(f"# {p}" for p in paths)]
+    head = [f"# github.com/{REPOS[server]} at {commit} ({ref})", *(f"# {p}" for p in paths)]
     (HERE / f"{server}.txt").write_text("\n".join([*head, *sorted(set(lines))]) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
