@@ -98,6 +98,22 @@ def test_vllm_runs_its_openai_server_module() -> None:
     assert " ".join(_server("vllm", kserve=False).command) in _facts("vllm")["command"]
 
 
+@pytest.mark.parametrize("model_format", sorted(MODEL_SERVERS))
+def test_each_kserve_model_server_accepts_its_rendered_flags(model_format: str) -> None:
+    """Outside KServe, the format's model server parses the command line itself (its own __main__ and
+    kserve's model_server arguments)."""
+    request = RenderRequest(
+        model="minilm",
+        environment="production",
+        baseline_version="3",
+        serving=ServingConfig(profile="kserve-runtime", model_format=model_format),
+        sources={"3": "s3://models/minilm/3/artifacts/model"},
+    )
+    routed = RoutedVersion(version="3", uri="models:/minilm/3", weight=100)
+    server = workload.server_for(request, routed, GOLDEN_OPTIONS, 8000, kserve=False)
+    assert set(_flags(server.args)) <= _facts("kserve")[f"flag-{model_format}"]
+
+
 def test_kserve_facts_match_the_kserve_runtime_profile() -> None:
     facts = _facts("kserve")
     assert set(MODEL_SERVERS) <= facts["format"]

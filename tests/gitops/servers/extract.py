@@ -3,13 +3,15 @@
 Run against snapshots of the upstream repositories (`git --git-dir <repo> show <commit>:<path>`), at
 the release tag whose image the profile pins:
 
-    python -m tests.gitops.servers.extract triton  /work/.mirror/triton-inference-server+server/repo v2.54.0
-    python -m tests.gitops.servers.extract tei     /work/.mirror/huggingface+text-embeddings-inference/repo v1.9.3
-    python -m tests.gitops.servers.extract mlserver /work/.mirror/SeldonIO+MLServer/repo 1.7.1
-    python -m tests.gitops.servers.extract kserve  /work/.mirror/kserve+kserve/repo v0.15.2
+    M=/work/.mirror; X="python -m tests.gitops.servers.extract"
+    $X triton   $M/triton-inference-server+server/repo v2.54.0
+    $X tei      $M/huggingface+text-embeddings-inference/repo v1.9.3
+    $X mlserver $M/SeldonIO+MLServer/repo 1.7.1
+    $X kserve   $M/kserve+kserve/repo v0.15.2
 
 Each output line is `<what> <value>`: `flag --x` (a command-line option the server's parser defines),
-`env NAME` (a setting read from the environment), `endpoint /path` (an HTTP route), `default name=value`
+`flag-<format> --x` (the options a KServe model server for that modelFormat parses), `env NAME` (a
+setting read from the environment), `endpoint /path` (an HTTP route), `default name=value`
 (a parser default), `storage prefix` (a storageUri scheme), `command word`. The first lines name the
 repository, commit and files. vllm.txt is transcribed (see PROVENANCE.md): vLLM's repository is larger
 than a snapshot may be.
@@ -100,12 +102,20 @@ def _kserve(repo: str, commit: str) -> tuple[list[str], list[str]]:
         "pkg/controller/v1beta1/inferenceservice/utils/utils.go",
         "pkg/constants/constants.go",
     ]
+    servers = {"sklearn": "sklearnserver", "xgboost": "xgbserver", "lightgbm": "lgbserver"}
+    servers["huggingface"] = "huggingfaceserver"
+    common = "python/kserve/kserve/model_server.py"
+    paths += [common, *(f"python/{pkg}/{pkg}/__main__.py" for pkg in servers.values())]
     texts = [_show(repo, commit, p) for p in paths]
+    option = re.compile(r'add_argument\(\s*"(--[a-z_]+)"')
     lines = []
+    for fmt, pkg in servers.items():
+        parsers = _show(repo, commit, common) + _show(repo, commit, f"python/{pkg}/{pkg}/__main__.py")
+        lines += [f"flag-{fmt} {flag}" for flag in option.findall(parsers)]
     for text in texts[: len(runtimes)]:
         lines += [f"flag {flag}" for flag in re.findall(r"^\s+- (--[a-z_]+)=", text, re.MULTILINE)]
         lines += [f"format {fmt}" for fmt in re.findall(r"supportedModelFormats:\n\s+- name: ([a-z]+)", text)]
-    server, v1, utils, constants = texts[len(runtimes) :]
+    server, v1, utils, constants = texts[len(runtimes) : len(runtimes) + 4]
     if 'add_api_route(r"/", ' in server:
         lines.append("endpoint /")
     if 'r"/models/{model_name}", v1_endpoints.model_ready' in v1 and "V1_ROUTE_PREFIX" in v1:
@@ -130,7 +140,10 @@ REPOS = {
 
 def main(server: str, repo: str, ref: str = "HEAD") -> None:
     commit = subprocess.run(
-        ["git", "--git-dir", repo, "rev-parse", f"{ref}^{{commit}}"], capture_output=True, text=True, check=True
+        ["git", "--git-dir", repo, "rev-parse", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     paths, lines = EXTRACTORS[server](repo, commit)
     head = [f"# github.com/{REPOS[server]} at {commit} ({ref})", *(f"# {p}" for p in paths)]
