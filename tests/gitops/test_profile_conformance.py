@@ -12,7 +12,7 @@ import pytest
 from canaryflow.kernel.contracts.routing import RoutedVersion
 from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.model import RenderRequest
-from gitops.profiles import workload
+from gitops.profiles import Server, workload
 from gitops.profiles.kserve_runtime import MODEL_SERVERS, STORAGE_PREFIXES
 from gitops.profiles.mlserver import METRICS_PORT as MLSERVER_METRICS_PORT
 from gitops.profiles.triton import METRICS_PORT as TRITON_METRICS_PORT
@@ -43,7 +43,7 @@ def _serving(profile: str) -> ServingConfig:
     return ServingConfig.model_validate({"profile": profile})
 
 
-def _server(profile: str, kserve: bool):  # type: ignore[no-untyped-def]
+def _server(profile: str, kserve: bool) -> Server:
     request = RenderRequest(
         model="minilm",
         environment="production",
