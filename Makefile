@@ -10,7 +10,7 @@ STAMP := $(VENV)/.canaryflow-installed
 # The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test lint typecheck pytest prometheus image clean
+.PHONY: setup demo test lint typecheck pytest prometheus nginx image clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,17 @@ prometheus:
 	  echo "prometheus: not installed and not root; tests needing it are skipped (apt-get install -y prometheus)"; \
 	fi
 
+# nginx (the configmap mode's proxy for one-version servers) runs in its test; Debian's nginx-light.
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then \
+	  echo "nginx: $$(/usr/sbin/nginx -v 2>&1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "nginx: installing the Debian package nginx-light"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
+	else \
+	  echo "nginx: not installed and not root; its test is skipped (apt-get install -y nginx-light)"; \
+	fi
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +54,7 @@ typecheck: setup
 	$(BIN)/mypy .
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-pytest: setup prometheus
+pytest: setup prometheus nginx
 	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings, TrafficMode
@@ -14,11 +15,18 @@ from gitops.pullrequest import GitHubApproval, github_client
 
 
 def git_repo_from_settings(
-    settings: GitOpsSettings, traffic_mode_for: Callable[[RolloutSpec], TrafficMode] | None = None
+    settings: GitOpsSettings,
+    traffic_mode_for: Callable[[RolloutSpec], TrafficMode] | None = None,
+    serving_for: Callable[[RolloutSpec], ServingConfig] | None = None,
+    version_source: Callable[[str, str], str] | None = None,
 ) -> GitRepo:
-    """The GitOps repo; each rollout's traffic mode from `traffic_mode_for` (the application reads it
-    from the rollout's policy), else `settings.traffic_mode`."""
-    return GitRepo(settings, traffic_mode_for=traffic_mode_for)
+    """The GitOps repo; each rollout's traffic mode and server from `traffic_mode_for` and `serving_for`
+    (the application reads them from the rollout's policy), else `settings.traffic_mode` and canaryflow's
+    own server; `version_source` resolves a version's artifact source in the registry (servers that
+    download their artifacts)."""
+    return GitRepo(
+        settings, traffic_mode_for=traffic_mode_for, serving_for=serving_for, version_source=version_source
+    )
 
 
 def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None) -> GitHubApproval:

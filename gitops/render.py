@@ -11,6 +11,7 @@ from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig, Sh
 from gitops import resources
 from gitops.gitops_settings import RenderOptions
 from gitops.model import Rendering, RenderRequest
+from gitops.profiles import workload
 from gitops.resources import Doc
 from gitops.traffic import traffic_router
 from gitops.yamlio import dump_yaml
@@ -58,11 +59,16 @@ def routing_config(request: RenderRequest, options: RenderOptions) -> RoutingCon
 def render(request: RenderRequest, options: RenderOptions) -> Rendering:
     model, env = request.model, request.environment
     labels = resources.model_labels(model)
+    routed = routing_config(request, options).versions[0]
     base_docs: dict[str, Doc] = {
         "service.yaml": resources.service(
             name=model, labels=labels, selector={"app.kubernetes.io/name": model}
         ),
-        "podmonitor.yaml": resources.pod_monitor(model, options),
+        "podmonitor.yaml": resources.pod_monitor(
+            model,
+            options,
+            *workload.metrics_endpoint(workload.server_for(request, routed, options, options.port)),
+        ),
     }
     overlay_docs = traffic_router(request.traffic_mode).overlay_documents(
         request, routing_config(request, options), options
@@ -70,8 +76,9 @@ def render(request: RenderRequest, options: RenderOptions) -> Rendering:
     files: dict[str, str] = {}
     base, overlay = base_dir(model), overlay_dir(model, env)
     base_docs[KUSTOMIZATION] = resources.kustomization(sorted(base_docs))
+    patches = overlay_docs.pop(resources.PATCHES_KEY, {}).get("patches")
     overlay_docs[KUSTOMIZATION] = resources.kustomization(
-        ["../../base", *sorted(overlay_docs)], resources.namespace(request, options)
+        ["../../base", *sorted(overlay_docs)], resources.namespace(request, options), patches
     )
     for name, doc in sorted(base_docs.items()):
         files[f"{base}/{name}"] = dump_yaml(doc)

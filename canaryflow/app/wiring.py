@@ -38,6 +38,7 @@ from canaryflow.kernel.ports import (
     ReviewAuthority,
     WorkflowEngine,
 )
+from canaryflow.kernel.serving import ServingConfig
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
 from controller.api.api_context import ControllerContext
@@ -78,10 +79,12 @@ def build_step_context(
     tests' fault point between a pushed commit and its record (controller/faults.py)."""
     controller = controller or ControllerSettings()
     gitops_settings = gitops_settings or GitOpsSettings()
-    mode_for = traffic_mode_from_policy()
-    repo = git_repo_from_settings(gitops_settings, mode_for)
     if not controller.registry_tracking_uri:
         raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
+    mode_for = traffic_mode_from_policy()
+    repo = git_repo_from_settings(
+        gitops_settings, mode_for, serving_from_policy(), _version_source(controller)
+    )
     return StepContext(
         gitops=faults.CrashAfterPush(repo, repo.workdir) if crash_after_push else repo,
         registry=registry_from_settings(controller.registry_backend, controller.registry_tracking_uri),
@@ -105,6 +108,17 @@ def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
         return load_policy(policy).traffic_mode
 
     return lambda spec: mode_of(spec.policy)
+
+
+def serving_from_policy() -> Callable[[RolloutSpec], ServingConfig]:
+    """The server a rollout's policy names for its versions (`serving`; canaryflow's own by default),
+    read here like the traffic mode."""
+
+    @lru_cache(maxsize=32)
+    def serving_of(policy: str) -> ServingConfig:
+        return load_policy(policy).serving
+
+    return lambda spec: serving_of(spec.policy)
 
 
 def live_traffic_from_settings(
@@ -291,3 +305,17 @@ def assemble_controller(
     )
     app = create_app(context)
     return ControllerService(settings, store, reconciler, app, wake, notifier=notifier, drift=drift)
+
+
+def version_sources() -> Callable[[str, str], str] | None:
+    """Resolves a registered version's artifact source through the controller's registry (MLflow), for
+    rendering servers that download artifacts; None where no registry is configured."""
+    return _version_source(ControllerSettings())
+
+
+def _version_source(controller: ControllerSettings) -> Callable[[str, str], str] | None:
+    if not controller.registry_tracking_uri or controller.registry_backend != "mlflow":
+        return None
+    from canaryflow.adapters.registry.mlflow import MlflowRegistry
+
+    return MlflowRegistry(controller.registry_tracking_uri).version_source

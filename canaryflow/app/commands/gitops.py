@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands import serving_options
 from canaryflow.app.commands.cli_shared import exit_with_error, rollout_spec, takes_options
 from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
@@ -185,7 +186,7 @@ def _repo(settings: GitOpsSettings, mode: TrafficMode) -> GitRepo:
 
     if not settings.remote_url:
         _fail("--remote: no GitOps remote given (or CANARYFLOW_GITOPS_REMOTE_URL)")
-    return GitRepo(settings, traffic_mode_for=lambda _spec: mode)
+    return GitRepo(settings, traffic_mode_for=lambda _spec: mode, **serving_options.repo_serving())
 
 
 def _echo_result(result: CommitResult, unchanged: str) -> None:
@@ -206,13 +207,20 @@ def render_command(
     weight: Weight = 0,
     target: Target = DEFAULT_TARGET,
     repo_url: RepoUrl = None,
+    profile: serving_options.Profile = None,
+    profile_file: serving_options.ProfileFile = None,
+    source: serving_options.Sources = None,
 ) -> None:
     """Write the manifests of a traffic state (validated) under --out, in the GitOps repo layout."""
 
     request = _request(model, version, baseline_version, weight, target.env, _mode(target))
     settings = _settings()
     options = _render_options(settings, repo_url)
-    rendering = render(request, options)
+    registered = options.registered_models.get(model, model)
+    request = serving_options.with_serving(
+        request, registered, (profile, profile_file, source), target.policy
+    )
+    rendering = serving_options.render_or_fail(lambda: render(request, options))
     try:
         ManifestValidator(settings.kubernetes_version, settings.schemas_dir).validate_rendering(rendering)
         write_rendering(out, rendering)
@@ -243,6 +251,7 @@ def diff_command(
 
     request = _request(model, version, baseline_version, weight, target.env, _mode(target))
     settings = _settings(clone)
+    request = serving_options.policy_serving(request, settings, target.policy)
     if against is not None:
         if not against.is_dir():
             _fail(f"--against: {against} is not a directory")
@@ -284,6 +293,8 @@ def commit_command(
         result = repo.commit_step(spec, weight, decision)
     except GitError as exc:
         _fail(str(exc), code=1)
+    except ValueError as exc:  # the policy's server cannot be rendered so (serving_options)
+        _fail(f"--policy: {exc}")
     _echo_result(result, "nothing to commit: the remote already has this state")
 
 
@@ -309,6 +320,8 @@ def rollback_command(
         result = _repo(_settings(clone), request.traffic_mode).rollback(spec, reason)
     except GitError as exc:
         _fail(str(exc), code=1)
+    except ValueError as exc:  # the policy's server cannot be rendered so (serving_options)
+        _fail(f"--policy: {exc}")
     _echo_result(result, "nothing to commit: the remote already serves the promoted state")
 
 
