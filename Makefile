@@ -10,7 +10,7 @@ STAMP := $(VENV)/.canaryflow-installed
 # The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test lint typecheck pytest prometheus image clean
+.PHONY: setup demo test lint typecheck pytest prometheus haproxy mlserver-env image clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,29 @@ prometheus:
 	  echo "prometheus: not installed and not root; tests needing it are skipped (apt-get install -y prometheus)"; \
 	fi
 
+# HAProxy (Debian) splits traffic between a third-party server's versions, as a mesh does in a cluster.
+haproxy:
+	@if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then \
+	  echo "haproxy: $$(haproxy -v 2>&1 | head -n1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "haproxy: installing the Debian package"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	else \
+	  echo "haproxy: not installed and not root; tests needing it are skipped (apt-get install -y haproxy)"; \
+	fi
+
+# Seldon MLServer in its own environment, as its container image holds it (its fastapi pin differs).
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_REQS := canaryflow/app/local/mlserver-requirements.txt
+
+mlserver-env: $(MLSERVER_VENV)/.installed
+
+$(MLSERVER_VENV)/.installed: $(MLSERVER_REQS)
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet -r $(MLSERVER_REQS)
+	touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +66,7 @@ typecheck: setup
 	$(BIN)/mypy .
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-pytest: setup prometheus
+pytest: setup prometheus haproxy mlserver-env
 	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -64,4 +87,4 @@ image:
 	$(CONTAINER_ENGINE) build -f images/inference.Containerfile -t $(IMAGE_REPO)/canaryflow-inference:$(IMAGE_TAG)-cuda .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
