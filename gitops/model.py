@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from canaryflow.kernel.serving import ServingConfig
 from canaryflow.kernel.types import K8sName, ModelVersion
 from gitops.settings import TrafficMode
 
@@ -33,6 +34,15 @@ class RenderRequest(BaseModel):
         "to the last rolled-out revision instead of waiting for a new one",
     )
 
+    serving: ServingConfig = Field(
+        default_factory=ServingConfig, description="the server each version runs (the policy's `serving`)"
+    )
+    sources: dict[ModelVersion, str] = Field(
+        default_factory=dict,
+        description="version -> the artifact source the registry records for it, resolved at render time "
+        "(servers other than canaryflow's load these files; default: the pinned models:/ URI)",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> RenderRequest:
         if not self.model[0].isalpha():
@@ -60,6 +70,8 @@ class RenderRequest(BaseModel):
             environment=self.environment,
             baseline_version=version,
             traffic_mode=self.traffic_mode,
+            serving=self.serving,
+            sources={v: s for v, s in self.sources.items() if v == version},
         )
 
 

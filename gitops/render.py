@@ -10,6 +10,7 @@ from __future__ import annotations
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig, ShadowConfig
 from gitops import resources
 from gitops.model import Rendering, RenderRequest
+from gitops.profiles import workload
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
 from gitops.traffic import traffic_router
@@ -58,11 +59,16 @@ def routing_config(request: RenderRequest, options: RenderOptions) -> RoutingCon
 def render(request: RenderRequest, options: RenderOptions) -> Rendering:
     model, env = request.model, request.environment
     labels = resources.model_labels(model)
+    routed = routing_config(request, options).versions[0]
     base_docs: dict[str, Doc] = {
         "service.yaml": resources.service(
             name=model, labels=labels, selector={"app.kubernetes.io/name": model}
         ),
-        "podmonitor.yaml": resources.pod_monitor(model, options),
+        "podmonitor.yaml": resources.pod_monitor(
+            model,
+            options,
+            *workload.metrics_endpoint(workload.server_for(request, routed, options, options.port)),
+        ),
     }
     overlay_docs = traffic_router(request.traffic_mode).overlay_documents(
         request, routing_config(request, options), options

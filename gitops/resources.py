@@ -10,6 +10,7 @@ from typing import Any
 
 from canaryflow.kernel.contracts.routing import RoutedVersion
 from gitops.model import RenderRequest
+from gitops.profiles.base import Server
 from gitops.settings import RenderOptions
 
 Doc = dict[str, Any]
@@ -18,6 +19,7 @@ PART_OF = "canaryflow"
 VERSION_LABEL = "canaryflow.io/version"
 ROLE_LABEL = "canaryflow.io/role"
 HTTP_PORT_NAME = "http"
+METRICS_PORT_NAME = "metrics"
 SERVICE_PORT = 80
 
 
@@ -61,52 +63,83 @@ def _metadata(name: str, labels: dict[str, str]) -> Doc:
     return {"name": name, "labels": dict(labels)}
 
 
+def container_resources(options: RenderOptions, overrides: dict[str, dict[str, str]]) -> Doc:
+    """Requests and limits from the settings (GPU included), a server template's values on top."""
+    gpu = {options.gpu_resource: str(options.gpu_count)} if options.gpu_count else {}
+    return {
+        "requests": {
+            "cpu": options.cpu_request,
+            "memory": options.memory_request,
+            **gpu,
+            **overrides.get("requests", {}),
+        },
+        "limits": {"memory": options.memory_limit, **gpu, **overrides.get("limits", {})},
+    }
+
+
+def inference_container(server: Server, options: RenderOptions) -> Doc:
+    """The serving container of a Deployment's pod: readiness gates traffic, liveness restarts a hung
+    server (after its startup probe, where loading a model takes minutes)."""
+    ports = [{"name": HTTP_PORT_NAME, "containerPort": server.port, "protocol": "TCP"}]
+    if server.metrics_port is not None:
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": server.metrics_port, "protocol": "TCP"})
+    container: Doc = {"name": "inference", "image": server.image}
+    if server.command:
+        container["command"] = list(server.command)
+    container["args"] = list(server.args)
+    container["ports"] = ports
+    container["env"] = [{"name": name, "value": value} for name, value in server.env]
+    container["resources"] = container_resources(options, server.resources)
+    container["readinessProbe"] = {
+        "httpGet": {"path": server.readiness_path, "port": HTTP_PORT_NAME},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+    }
+    container["livenessProbe"] = {
+        "httpGet": {"path": server.liveness_path, "port": HTTP_PORT_NAME},
+        "initialDelaySeconds": 30,
+        "periodSeconds": 10,
+    }
+    if server.start_timeout_s is not None:
+        container["startupProbe"] = {
+            "httpGet": {"path": server.liveness_path, "port": HTTP_PORT_NAME},
+            "periodSeconds": 10,
+            "failureThreshold": -(-server.start_timeout_s // 10),
+        }
+    return container
+
+
 def inference_deployment(
     *,
     name: str,
     labels: dict[str, str],
     selector: dict[str, str],
-    args: list[str],
+    server: Server,
     options: RenderOptions,
     volumes: list[Doc] | None = None,
     volume_mounts: list[Doc] | None = None,
+    init_containers: list[Doc] | None = None,
 ) -> Doc:
     """The GPU inference server: readiness gates traffic, a rollout never drops below `replicas`."""
-    gpu = {options.gpu_resource: str(options.gpu_count)} if options.gpu_count else {}
-    container: Doc = {
-        "name": "inference",
-        "image": options.image,
-        "command": ["canaryflow"],
-        "args": args,
-        "ports": [{"name": HTTP_PORT_NAME, "containerPort": options.port, "protocol": "TCP"}],
-        "env": [
-            {"name": "MLFLOW_TRACKING_URI", "value": options.tracking_uri},
-            {"name": "HF_HUB_OFFLINE", "value": "1"},
-        ],
-        "resources": {
-            "requests": {"cpu": options.cpu_request, "memory": options.memory_request, **gpu},
-            "limits": {"memory": options.memory_limit, **gpu},
-        },
-        "readinessProbe": {
-            "httpGet": {"path": "/ready", "port": HTTP_PORT_NAME},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
-            "initialDelaySeconds": 30,
-            "periodSeconds": 10,
-        },
-    }
+    container = inference_container(server, options)
     if volume_mounts:
         container["volumeMounts"] = volume_mounts
-    pod_spec: Doc = {"containers": [container]}
+    pod_spec: Doc = {}
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    pod_spec["containers"] = [container]
     if options.node_selector:
         pod_spec["nodeSelector"] = dict(sorted(options.node_selector.items()))
     if options.tolerations:
         pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in options.tolerations]
     if volumes:
         pod_spec["volumes"] = volumes
+    return deployment(name=name, labels=labels, selector=selector, pod_spec=pod_spec, options=options)
+
+
+def deployment(
+    *, name: str, labels: dict[str, str], selector: dict[str, str], pod_spec: Doc, options: RenderOptions
+) -> Doc:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -139,17 +172,18 @@ def service(*, name: str, labels: dict[str, str], selector: dict[str, str]) -> D
     }
 
 
-def pod_monitor(model: str, options: RenderOptions) -> Doc:
-    """Scrapes every version's pods; the `version` metric label tells baseline from canary."""
+def pod_monitor(
+    model: str, options: RenderOptions, port: str = HTTP_PORT_NAME, path: str = "/metrics"
+) -> Doc:
+    """Scrapes every version's pods (the serving profile's metrics port and path); the `version` metric
+    label, or the pod's version label, tells baseline from canary."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": _metadata(model, model_labels(model)),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": model}},
-            "podMetricsEndpoints": [
-                {"port": HTTP_PORT_NAME, "path": "/metrics", "interval": options.scrape_interval}
-            ],
+            "podMetricsEndpoints": [{"port": port, "path": path, "interval": options.scrape_interval}],
         },
     }
 

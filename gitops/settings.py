@@ -69,6 +69,17 @@ class RenderOptions(BaseModel):
     argocd_project: str = "default"
     destination_server: str = "https://kubernetes.default.svc"
     scrape_interval: str = "15s"
+    downloader_image: str = Field(
+        default="ghcr.io/mlflow/mlflow:v3.17.2",
+        min_length=1,
+        description="serving profiles other than canaryflow: the image whose `mlflow artifacts download` "
+        "puts a version's artifacts on the pod's disk",
+    )
+    router_image: str = Field(
+        default="nginx:1.27-alpine",
+        min_length=1,
+        description="traffic mode configmap with a server other than canaryflow: the weighted proxy",
+    )
 
 
 class GitOpsSettings(ComponentSettings):

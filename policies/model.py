@@ -2,7 +2,7 @@
 
 A policy is data (YAML) validated here; the analysis engine (`canaryflow.kernel.analysis`) reads it and
 nothing else. Fields other parts rely on: `steps[i].weight/min_duration_s/min_samples`,
-`traffic_mode`, `approval.required`, `max_duration_s`.
+`traffic_mode`, `serving` (`canaryflow.kernel.serving`), `approval.required`, `max_duration_s`.
 
 Each metric states two thresholds, because a sequential test can only promise error rates at two
 points: `tolerance` is how much worse the canary may be before rolling back is right (a canary that
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from canaryflow.kernel.analysis.kinds import metric_kind
 from canaryflow.kernel.contracts.traffic import DEFAULT_TRAFFIC_MODE, TrafficMode
+from canaryflow.kernel.serving import ServingConfig
 
 # Metric kinds come from the kernel's table (`canaryflow.kernel.analysis.kinds.METRIC_KINDS`): a kind
 # missing there is refused here, when the policy loads, and what a kind is (relative, a difference or
@@ -163,6 +164,9 @@ class SampleRatioPolicy(_Strict):
 class Policy(_Strict):
     name: str = "default"
     traffic_mode: TrafficMode = DEFAULT_TRAFFIC_MODE
+    serving: ServingConfig = Field(
+        default_factory=ServingConfig, description="the server each version runs (docs/servers.md)"
+    )
     steps: list[TrafficStep] = Field(min_length=1)
     max_duration_s: float = Field(default=3600.0, gt=0)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)

@@ -188,3 +188,14 @@ def build_service(
         link_templates=notify.links,
         drift=drift,
     )
+
+
+def version_sources() -> Callable[[str, str], str] | None:
+    """Resolves a registered version's artifact source through the controller's registry (MLflow), for
+    rendering servers that download artifacts; None where no registry is configured."""
+    uri = ControllerSettings().registry_tracking_uri
+    if not uri:
+        return None
+    from canaryflow.adapters.registry.mlflow import MlflowRegistry
+
+    return MlflowRegistry(uri).version_source

@@ -6,12 +6,14 @@ mounted ConfigMap, so a traffic step changes no pod.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 from canaryflow.kernel.contracts.routing import ROUTING_FILE_KEY, RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
+from gitops.profiles import workload
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
 from gitops.traffic.base import ClusterReader
@@ -35,19 +37,19 @@ class ConfigMapTraffic:
     ) -> dict[str, Doc]:
         labels = resources.model_labels(request.model)
         configmap_name = routing_configmap_name(request.model)
+        server = workload.server_for(request, routing.versions[0], options, options.port)
+        if not server.multi_version:
+            raise ValueError(
+                f"traffic_mode: configmap needs a server that reads the routing file and serves every "
+                f"version in one process (profile canaryflow); profile {request.serving.profile} serves "
+                "one version per pod: use httproute, istio, kserve-raw or kserve-serverless"
+            )
+        routed_args = ["serve", "--routing-file", f"{ROUTING_MOUNT}/{ROUTING_FILE_KEY}"]
         deployment = resources.inference_deployment(
             name=request.model,
             labels=labels,
             selector={"app.kubernetes.io/name": request.model},
-            args=[
-                "serve",
-                "--routing-file",
-                f"{ROUTING_MOUNT}/{ROUTING_FILE_KEY}",
-                "--host",
-                "0.0.0.0",
-                "--port",
-                str(options.port),
-            ],
+            server=replace(server, args=[*routed_args, "--host", "0.0.0.0", "--port", str(options.port)]),
             options=options,
             volumes=[{"name": "routing", "configMap": {"name": configmap_name}}],
             volume_mounts=[{"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True}],

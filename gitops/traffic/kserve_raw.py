@@ -15,6 +15,7 @@ import gitops.traffic.kserve as kserve
 from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
+from gitops.profiles import workload
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
 from gitops.traffic.base import ClusterReader
@@ -46,14 +47,18 @@ class KServeRawTraffic:
                 resources.VERSION_LABEL: routed.version,
                 VISIBILITY_LABEL: "cluster-local",
             }
-            predictor = kserve.predictor(request.model, routed, options)
+            predictor = kserve.predictor(request, routed, options, raw=True)
             docs[isvc_file(routed.version)] = kserve.inference_service(
                 name, labels, "RawDeployment", predictor
             )
             backends[name + PREDICTOR_SUFFIX] = routed.weight
         docs[HTTPROUTE_FILE] = http_route(request.model, backends, resources.SERVICE_PORT, options)
         docs[kserve.STATE_FILE] = kserve.state_configmap(request.model, routing)
-        docs[kserve.PODMONITOR_FILE] = kserve.pod_monitor(request.model, options)
+        docs[kserve.PODMONITOR_FILE] = kserve.pod_monitor(
+            request.model,
+            options,
+            workload.server_for(request, routing.versions[0], options, kserve.PREDICTOR_PORT, True),
+        )
         return docs
 
     def routing_from_overlay(self, overlay: Path, model: str) -> RoutingConfig | None:

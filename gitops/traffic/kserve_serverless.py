@@ -21,6 +21,7 @@ import gitops.traffic.kserve as kserve
 from canaryflow.kernel.contracts.routing import RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
+from gitops.profiles import workload
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
 from gitops.traffic.base import ClusterReader
@@ -47,7 +48,7 @@ class KServeServerlessTraffic:
     ) -> dict[str, Doc]:
         canary = next((v for v in routing.versions if v.role == "canary"), None)
         serving = canary or routing.versions[0]
-        predictor = kserve.predictor(request.model, serving, options)
+        predictor = kserve.predictor(request, serving, options, raw=False)
         if canary is not None:
             predictor = {"canaryTrafficPercent": canary.weight, **predictor}
         elif request.rollback_of is not None:
@@ -56,7 +57,11 @@ class KServeServerlessTraffic:
         return {
             ISVC_FILE: kserve.inference_service(isvc_name(request.model), labels, "Serverless", predictor),
             kserve.STATE_FILE: kserve.state_configmap(request.model, routing),
-            kserve.PODMONITOR_FILE: kserve.pod_monitor(request.model, options),
+            kserve.PODMONITOR_FILE: kserve.pod_monitor(
+                request.model,
+                options,
+                workload.server_for(request, serving, options, kserve.PREDICTOR_PORT, True),
+            ),
         }
 
     def routing_from_overlay(self, overlay: Path, model: str) -> RoutingConfig | None:

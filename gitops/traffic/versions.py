@@ -12,6 +12,7 @@ from pathlib import Path
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
 from gitops import resources
 from gitops.model import RenderRequest
+from gitops.profiles import workload
 from gitops.resources import Doc
 from gitops.settings import RenderOptions
 from gitops.yamlio import load_yaml
@@ -38,14 +39,18 @@ def version_workloads(
         name = resources.version_name(request.model, routed.version)
         pod_labels = {**resources.model_labels(request.model), resources.VERSION_LABEL: routed.version}
         selector = pod_selector(request.model, routed.version)
+        server = workload.server_for(request, routed, options, options.port)
         deployment = resources.inference_deployment(
             name=name,
             labels=pod_labels,
             selector=selector,
-            args=resources.serve_args(routed.uri, request.model, options.port),
+            server=server,
             options=options,
+            **workload.artifact_parts(server, workload.version_ref(request, routed).source, options),
         )
         deployment["metadata"]["labels"] = resources.version_labels(request.model, routed)
+        if server.artifacts != "registry":  # the pinned URI is not on the command line: say it here
+            deployment["metadata"]["annotations"] = {workload.MODEL_URI_ANNOTATION: routed.uri}
         docs[deployment_file(routed.version)] = deployment
         docs[service_file(routed.version)] = resources.service(
             name=name, labels=resources.version_labels(request.model, routed), selector=selector
@@ -58,9 +63,10 @@ def routed_versions(overlay: Path, weights: dict[str, int]) -> list[RoutedVersio
     versions = []
     for version, weight in weights.items():
         deployment = load_yaml((overlay / deployment_file(version)).read_text())
-        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        role = deployment["metadata"]["labels"][resources.ROLE_LABEL]
-        versions.append(
-            RoutedVersion(version=version, uri=resources.model_uri_of(args), weight=weight, role=role)
+        annotations = deployment["metadata"].get("annotations", {})
+        uri = annotations.get(workload.MODEL_URI_ANNOTATION) or resources.model_uri_of(
+            deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         )
+        role = deployment["metadata"]["labels"][resources.ROLE_LABEL]
+        versions.append(RoutedVersion(version=version, uri=uri, weight=weight, role=role))
     return versions

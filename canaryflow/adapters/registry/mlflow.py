@@ -64,3 +64,14 @@ class MlflowRegistry:
     def model_uri(self, model: str, version: str) -> str:
         """The URI pinned to one version (never an alias): what manifests and servers load."""
         return f"models:/{model}/{version}"
+
+    def version_source(self, model: str, version: str) -> str:
+        """Where the version's artifacts are (`source`, what servers other than canaryflow's download);
+        a source that is itself a logged model (`models:/m-...`, MLflow 3) is that model's location."""
+        try:
+            source = str(self._client.get_model_version(model, version).source)
+            if source.startswith("models:/m-"):
+                source = str(self._client.get_logged_model(source.removeprefix("models:/")).artifact_location)
+        except MlflowException as exc:
+            raise RegistryError(f"reading {model}/{version}'s source: {exc.message}") from exc
+        return source

@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from canaryflow.app.commands import serving_options
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
 from canaryflow.kernel.settings import SettingsError
 from canaryflow.kernel.types import CommitResult, RolloutSpec
@@ -179,13 +180,18 @@ def render_command(
     mode: Mode = None,
     policy: Policy = "default",
     repo_url: RepoUrl = None,
+    profile: serving_options.Profile = None,
+    profile_file: serving_options.ProfileFile = None,
+    source: serving_options.Sources = None,
 ) -> None:
     """Write the manifests of a traffic state (validated) under --out, in the GitOps repo layout."""
 
     request = _request(model, version, baseline_version, weight, env, _mode(mode, policy))
     settings = _settings()
     options = _render_options(settings, repo_url)
-    rendering = render(request, options)
+    registered = options.registered_models.get(model, model)
+    request = serving_options.with_serving(request, registered, (profile, profile_file, source), policy)
+    rendering = serving_options.render_or_fail(lambda: render(request, options))
     try:
         ManifestValidator(settings.kubernetes_version, settings.schemas_dir).validate_rendering(rendering)
         write_rendering(out, rendering)
