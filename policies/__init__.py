@@ -45,7 +45,7 @@ class PolicyError(ValueError):
     """A policy cannot be used; the message names the file and the field at fault, on one line."""
 
 
-_NAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.*)$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (?P<message>.*)$", re.DOTALL)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
