@@ -109,10 +109,10 @@ def test_templates_render_per_arm_escaped() -> None:
 
 def test_every_profile_has_its_default_provider() -> None:
     assert set(PROFILE_PROVIDERS) == set(SERVING_PROFILES)
-    for provider in PROFILE_PROVIDERS.values():
-        assert provider is None or provider in METRIC_PROVIDERS
-    for provider in METRIC_PROVIDERS.values():  # what a step's guards count
-        assert {"latency", "requests"} <= set(provider.signals), provider.name
+    for name in PROFILE_PROVIDERS.values():
+        assert name is None or name in METRIC_PROVIDERS
+    for family in METRIC_PROVIDERS.values():  # what a step's guards count
+        assert {"latency", "requests"} <= set(family.signals), family.name
 
 
 def test_shipped_llm_policy_reads_vllm() -> None:
