@@ -34,6 +34,7 @@ def evaluate(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> l
 
 KIND = MetricKind(
     name="gpu_memory",
+    signal="gpu_memory",
     comparison="relative",
     statistical=False,
     quantiles=False,
