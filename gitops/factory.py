@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
+from canaryflow.kernel.serving import ServingConfig
 from canaryflow.kernel.types import RolloutSpec
 from gitops.git import GitRepo
 from gitops.pullrequest import GitHubApproval, github_client
@@ -22,9 +23,23 @@ def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
     return lambda spec: mode_of(spec.policy)
 
 
+def serving_from_policy() -> Callable[[RolloutSpec], ServingConfig]:
+    """The server a rollout's policy names for its versions (`serving`)."""
+    from policies import load_policy
+
+    @lru_cache(maxsize=32)
+    def serving_of(policy: str) -> ServingConfig:
+        return load_policy(policy).serving
+
+    return lambda spec: serving_of(spec.policy)
+
+
 def git_repo_from_settings(settings: GitOpsSettings, *, mode_from_policy: bool = True) -> GitRepo:
-    """The GitOps repo; traffic modes come from each rollout's policy, else from `settings.traffic_mode`."""
-    return GitRepo(settings, traffic_mode_for=traffic_mode_from_policy() if mode_from_policy else None)
+    """The GitOps repo; traffic modes and servers come from each rollout's policy, else from
+    `settings.traffic_mode` and canaryflow's own server."""
+    if not mode_from_policy:
+        return GitRepo(settings)
+    return GitRepo(settings, traffic_mode_for=traffic_mode_from_policy(), serving_for=serving_from_policy())
 
 
 def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None) -> GitHubApproval:

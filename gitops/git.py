@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from canaryflow.kernel.serving import ServingConfig
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from gitops import history
 from gitops.files import write_rendering
@@ -37,14 +38,18 @@ _CLONE_MARK = "canaryflow.workingclone"
 Plan = Callable[[], tuple[Rendering, str]]
 
 
-def step_request(spec: RolloutSpec, weight: int, decision: str, mode: TrafficMode) -> RenderRequest:
+def step_request(
+    spec: RolloutSpec, weight: int, decision: str, mode: TrafficMode, serving: ServingConfig | None = None
+) -> RenderRequest:
     """The traffic state of a step; a promotion at 100% leaves the canary version alone, stable."""
+    served = serving or ServingConfig()
     if decision == "promote" and weight == 100:
         return RenderRequest(
             model=spec.model,
             environment=spec.environment,
             baseline_version=spec.canary_version,
             traffic_mode=mode,
+            serving=served,
         )
     return RenderRequest(
         model=spec.model,
@@ -53,6 +58,7 @@ def step_request(spec: RolloutSpec, weight: int, decision: str, mode: TrafficMod
         canary_version=spec.canary_version,
         weight=weight,
         traffic_mode=mode,
+        serving=served,
     )
 
 
@@ -68,6 +74,7 @@ class GitRepo:
         settings: GitOpsSettings,
         *,
         traffic_mode_for: Callable[[RolloutSpec], TrafficMode] | None = None,
+        serving_for: Callable[[RolloutSpec], ServingConfig] | None = None,
         validator: ManifestValidator | None = None,
     ) -> None:
         if not settings.remote_url:
@@ -76,6 +83,8 @@ class GitRepo:
         self.options = self.settings.render_options()
         self.validator = validator or ManifestValidator(settings.kubernetes_version, settings.schemas_dir)
         self._mode_for = traffic_mode_for or (lambda _spec: settings.traffic_mode)
+        # The server each version runs (the rollout policy's `serving`); None: canaryflow's own.
+        self._serving_for = serving_for or (lambda _spec: ServingConfig())
         self.workdir = Path(settings.workdir).resolve()
         token = settings.token.get_secret_value() if settings.token else None
         self.auth = GitAuth(token=token, username=settings.token_username, ssh_key_path=settings.ssh_key_path)
@@ -125,6 +134,7 @@ class GitRepo:
                 environment=spec.environment,
                 baseline_version=restored,
                 traffic_mode=self._mode_for(spec),
+                serving=self._serving_for(spec),
                 rollback_of=spec.canary_version if spec.canary_version != restored else None,
             )
             subject = (
@@ -174,7 +184,7 @@ class GitRepo:
 
     def _step(self, spec: RolloutSpec, weight: int, decision: str) -> tuple[Rendering, str]:
         """The validated render of a step and its commit message (refused before any git work)."""
-        request = step_request(spec, weight, decision, self._mode_for(spec))
+        request = step_request(spec, weight, decision, self._mode_for(spec), self._serving_for(spec))
         where = f"{spec.model}/{spec.environment}"
         if request.is_stable:
             subject = f"{where}: promote v{spec.canary_version} (was v{spec.baseline_version})"

@@ -19,13 +19,7 @@ from typer.testing import CliRunner
 
 from canaryflow.adapters.model_assets import register_minilm
 from canaryflow.app.cli import app
-from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
-from gitops.files import write_rendering
-from gitops.model import RenderRequest
-from gitops.render import overlay_dir, render
-from gitops.settings import RenderOptions
-from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kubelet import (
+from canaryflow.app.local.kubelet import (
     Container,
     containers,
     kustomize_build,
@@ -33,6 +27,12 @@ from tests.support.kubelet import (
     wait_until_ready,
     write_files,
 )
+from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
+from gitops.files import write_rendering
+from gitops.model import RenderRequest
+from gitops.render import overlay_dir, render
+from gitops.settings import RenderOptions
+from tests.gitops.conftest import GOLDEN_OPTIONS
 from tests.support.net import free_port
 
 MODEL = "minilm"

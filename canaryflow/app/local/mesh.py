@@ -20,21 +20,88 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlparse
 
 from canaryflow.app.local.haproxy import HAProxyFront, Upstream
-from canaryflow.app.local.mlserver import VersionServer
+from canaryflow.app.local.kubelet import ImageEnvironment, containers, kustomize_build, start_pod
+from canaryflow.app.local.process import ManagedProcess, free_port
 from canaryflow.kernel.contracts.metrics import TARGET_MODEL_LABEL, TARGET_VERSION_LABEL
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
+from gitops.render import overlay_dir
+from gitops.resources import HTTP_PORT_NAME, METRICS_PORT_NAME, VERSION_LABEL
 
 log = logging.getLogger(__name__)
 
 
-class VersionLauncher(Protocol):
+@dataclass
+class VersionServer:
+    """One version's running pod: where the proxy sends its requests and Prometheus scrapes it."""
+
+    version: str
+    processes: list[ManagedProcess]
+    port: int
+    metrics_port: int
     health_path: str
 
+    @property
+    def metrics_target(self) -> str:
+        return f"127.0.0.1:{self.metrics_port}"
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+class VersionLauncher(Protocol):
     def start(self, model: str, routed: RoutedVersion) -> VersionServer: ...
+
+
+class RenderedPods:
+    """Starts a version's pod from the overlay the sync checked out (built with real Kustomize), as
+    the kubelet would start the pod of that version's Deployment."""
+
+    def __init__(
+        self,
+        checkout: Path,
+        environment: str,
+        images: Mapping[str, ImageEnvironment],
+        workdir: Path,
+        timeout_s: float = 180.0,
+    ) -> None:
+        self.checkout = checkout
+        self.environment = environment
+        self.images = images
+        self.workdir = workdir
+        self.timeout_s = timeout_s
+
+    def start(self, model: str, routed: RoutedVersion) -> VersionServer:
+        objects = kustomize_build(self.checkout / overlay_dir(model, self.environment))
+        deployment = _deployment(objects, routed.version)
+        scratch = self.workdir / f"{model}-v{routed.version}"
+        pod = containers([deployment], scratch, port_map=lambda _port: free_port(), environments=self.images)
+        processes = start_pod(pod, scratch, self.timeout_s)
+        main = next(c for c in pod if not c.init and c.readiness is not None)
+        assert main.readiness is not None
+        return VersionServer(
+            version=routed.version,
+            processes=processes,
+            port=main.ports[HTTP_PORT_NAME],
+            metrics_port=main.ports.get(METRICS_PORT_NAME, main.ports[HTTP_PORT_NAME]),
+            health_path=main.readiness.path,
+        )
+
+
+def _deployment(objects: list[dict[str, Any]], version: str) -> dict[str, Any]:
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"].get("labels", {}).get(VERSION_LABEL) == version:
+            return obj
+    raise RuntimeError(f"the overlay has no Deployment of version {version} (a traffic mode without one?)")
 
 
 class LocalMesh:
@@ -44,7 +111,6 @@ class LocalMesh:
         self.targets_file = targets_file
         self.servers: dict[str, VersionServer] = {}
         self.front: HAProxyFront | None = None
-        self.model: str | None = None
 
     @property
     def url(self) -> str:
@@ -52,8 +118,11 @@ class LocalMesh:
             raise RuntimeError("the mesh has applied no routing state yet")
         return self.front.url
 
+    def ready(self, version: str) -> bool:
+        """The version's pod is ready and the proxy holds it (what a readiness check of a canary asks)."""
+        return version in self.servers and self.front is not None and f"v{version}" in self.front.upstreams
+
     def __call__(self, routing: RoutingConfig) -> None:
-        self.model = routing.model
         for routed in routing.versions:
             if routed.version not in self.servers:
                 log.info("starting %s v%s", routing.model, routed.version)
@@ -63,7 +132,8 @@ class LocalMesh:
             for routed in routing.versions
         }
         if self.front is None:
-            self.front = HAProxyFront(self.workdir / "haproxy", routing.model, self.launcher.health_path)
+            health = self.servers[routing.versions[0].version].health_path
+            self.front = HAProxyFront(self.workdir / "haproxy", routing.model, health)
             self.front.start(upstreams)
         else:
             self.front.apply(upstreams)
@@ -92,3 +162,43 @@ class LocalMesh:
         for server in self.servers.values():
             server.stop()
         self.servers.clear()
+
+
+class ReadinessEndpoint:
+    """`GET /ready?version=N` answered from the mesh: 200 once version N's pod is ready and the proxy
+    holds it, else 503. What the Kubernetes readiness backend reads from the API server (the version's
+    Deployment ready, the router serving it) in a cluster; the controller's `http` readiness backend
+    reads it here, as it reads canaryflow's own server's `/ready?version=N`."""
+
+    def __init__(self, mesh: LocalMesh) -> None:
+        self.mesh = mesh
+        self.port = free_port()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ReadinessEndpoint:
+        mesh = self.mesh
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = urlparse(self.path)
+                version = parse_qs(query.query).get("version", [""])[0]
+                ok = query.path == "/ready" and bool(version) and mesh.ready(version)
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, name="mesh-readiness", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
