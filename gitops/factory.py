@@ -24,7 +24,7 @@ def traffic_mode_from_policy() -> Callable[[RolloutSpec], TrafficMode]:
 
 
 def serving_from_policy() -> Callable[[RolloutSpec], ServingConfig]:
-    """The server a rollout's policy names for its versions (`serving`)."""
+    """The server a rollout's policy names (`serving`; canaryflow's own by default)."""
     from policies import load_policy
 
     @lru_cache(maxsize=32)
@@ -34,12 +34,23 @@ def serving_from_policy() -> Callable[[RolloutSpec], ServingConfig]:
     return lambda spec: serving_of(spec.policy)
 
 
-def git_repo_from_settings(settings: GitOpsSettings, *, mode_from_policy: bool = True) -> GitRepo:
+def git_repo_from_settings(
+    settings: GitOpsSettings,
+    *,
+    mode_from_policy: bool = True,
+    version_source: Callable[[str, str], str] | None = None,
+) -> GitRepo:
     """The GitOps repo; traffic modes and servers come from each rollout's policy, else from
-    `settings.traffic_mode` and canaryflow's own server."""
+    `settings.traffic_mode` and canaryflow's own server; `version_source` resolves a version's artifact
+    source in the registry (servers that download their artifacts)."""
     if not mode_from_policy:
-        return GitRepo(settings)
-    return GitRepo(settings, traffic_mode_for=traffic_mode_from_policy(), serving_for=serving_from_policy())
+        return GitRepo(settings, version_source=version_source)
+    return GitRepo(
+        settings,
+        traffic_mode_for=traffic_mode_from_policy(),
+        serving_for=serving_from_policy(),
+        version_source=version_source,
+    )
 
 
 def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None) -> GitHubApproval:

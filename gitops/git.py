@@ -38,18 +38,14 @@ _CLONE_MARK = "canaryflow.workingclone"
 Plan = Callable[[], tuple[Rendering, str]]
 
 
-def step_request(
-    spec: RolloutSpec, weight: int, decision: str, mode: TrafficMode, serving: ServingConfig | None = None
-) -> RenderRequest:
+def step_request(spec: RolloutSpec, weight: int, decision: str, mode: TrafficMode) -> RenderRequest:
     """The traffic state of a step; a promotion at 100% leaves the canary version alone, stable."""
-    served = serving or ServingConfig()
     if decision == "promote" and weight == 100:
         return RenderRequest(
             model=spec.model,
             environment=spec.environment,
             baseline_version=spec.canary_version,
             traffic_mode=mode,
-            serving=served,
         )
     return RenderRequest(
         model=spec.model,
@@ -58,7 +54,6 @@ def step_request(
         canary_version=spec.canary_version,
         weight=weight,
         traffic_mode=mode,
-        serving=served,
     )
 
 
@@ -74,8 +69,9 @@ class GitRepo:
         settings: GitOpsSettings,
         *,
         traffic_mode_for: Callable[[RolloutSpec], TrafficMode] | None = None,
-        serving_for: Callable[[RolloutSpec], ServingConfig] | None = None,
         validator: ManifestValidator | None = None,
+        serving_for: Callable[[RolloutSpec], ServingConfig] | None = None,
+        version_source: Callable[[str, str], str] | None = None,
     ) -> None:
         if not settings.remote_url:
             raise ValueError("remote_url: the GitOps remote is not set (CANARYFLOW_GITOPS_REMOTE_URL)")
@@ -83,8 +79,8 @@ class GitRepo:
         self.options = self.settings.render_options()
         self.validator = validator or ManifestValidator(settings.kubernetes_version, settings.schemas_dir)
         self._mode_for = traffic_mode_for or (lambda _spec: settings.traffic_mode)
-        # The server each version runs (the rollout policy's `serving`); None: canaryflow's own.
         self._serving_for = serving_for or (lambda _spec: ServingConfig())
+        self._version_source = version_source
         self.workdir = Path(settings.workdir).resolve()
         token = settings.token.get_secret_value() if settings.token else None
         self.auth = GitAuth(token=token, username=settings.token_username, ssh_key_path=settings.ssh_key_path)
@@ -134,9 +130,9 @@ class GitRepo:
                 environment=spec.environment,
                 baseline_version=restored,
                 traffic_mode=self._mode_for(spec),
-                serving=self._serving_for(spec),
                 rollback_of=spec.canary_version if spec.canary_version != restored else None,
             )
+            request = self.served(spec, request)
             subject = (
                 f"{spec.model}/{spec.environment}: roll back v{spec.canary_version}, restore v{restored}"
             )
@@ -176,6 +172,19 @@ class GitRepo:
 
     # --- internals ------------------------------------------------------------------------------
 
+    def served(self, spec: RolloutSpec, request: RenderRequest) -> RenderRequest:
+        """`request` with the server the rollout's policy names and, for a server that downloads its
+        artifacts, each version's artifact source resolved in the registry now (render time)."""
+        serving = self._serving_for(spec)
+        if serving.profile == "canaryflow":
+            return request
+        sources: dict[str, str] = {}
+        if self._version_source is not None:
+            registered = self.options.registered_models.get(spec.model, spec.model)
+            versions = [v for v in (request.baseline_version, request.canary_version) if v]
+            sources = {v: self._version_source(registered, v) for v in versions}
+        return request.model_copy(update={"serving": serving, "sources": sources})
+
     def render_checked(self, request: RenderRequest) -> Rendering:
         """The render and validation a commit applies, without committing (the render step runs it)."""
         rendering = render(request, self.options)
@@ -184,7 +193,7 @@ class GitRepo:
 
     def _step(self, spec: RolloutSpec, weight: int, decision: str) -> tuple[Rendering, str]:
         """The validated render of a step and its commit message (refused before any git work)."""
-        request = step_request(spec, weight, decision, self._mode_for(spec), self._serving_for(spec))
+        request = self.served(spec, step_request(spec, weight, decision, self._mode_for(spec)))
         where = f"{spec.model}/{spec.environment}"
         if request.is_stable:
             subject = f"{where}: promote v{spec.canary_version} (was v{spec.baseline_version})"

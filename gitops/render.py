@@ -76,8 +76,9 @@ def render(request: RenderRequest, options: RenderOptions) -> Rendering:
     files: dict[str, str] = {}
     base, overlay = base_dir(model), overlay_dir(model, env)
     base_docs[KUSTOMIZATION] = resources.kustomization(sorted(base_docs))
+    patches = overlay_docs.pop(resources.PATCHES_KEY, {}).get("patches")
     overlay_docs[KUSTOMIZATION] = resources.kustomization(
-        ["../../base", *sorted(overlay_docs)], resources.namespace(request, options)
+        ["../../base", *sorted(overlay_docs)], resources.namespace(request, options), patches
     )
     for name, doc in sorted(base_docs.items()):
         files[f"{base}/{name}"] = dump_yaml(doc)

@@ -21,6 +21,9 @@ ROLE_LABEL = "canaryflow.io/role"
 HTTP_PORT_NAME = "http"
 METRICS_PORT_NAME = "metrics"
 SERVICE_PORT = 80
+# An overlay document under this key is no file: its `patches` (Kustomize patches of the base) go into
+# the overlay's kustomization.
+PATCHES_KEY = "kustomization-patches"
 
 
 def model_labels(model: str) -> dict[str, str]:
@@ -215,9 +218,13 @@ def application(request: RenderRequest, options: RenderOptions, overlay_path: st
     }
 
 
-def kustomization(resources: list[str], namespace_name: str | None = None) -> Doc:
+def kustomization(
+    resources: list[str], namespace_name: str | None = None, patches: list[Doc] | None = None
+) -> Doc:
     doc: Doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
     if namespace_name:
         doc["namespace"] = namespace_name
     doc["resources"] = resources
+    if patches:
+        doc["patches"] = patches
     return doc

@@ -51,9 +51,9 @@ def build_step_context(
     as a step pod or the controller's local runner has them."""
     controller = controller or ControllerSettings()
     gitops_settings = gitops_settings or GitOpsSettings()
-    repo = git_repo_from_settings(gitops_settings)
     if not controller.registry_tracking_uri:
         raise ValueError("registry_tracking_uri: not set (CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI)")
+    repo = git_repo_from_settings(gitops_settings, version_source=_version_source(controller))
     mode_for = traffic_mode_from_policy()
     return StepContext(
         gitops=repo,
@@ -193,9 +193,12 @@ def build_service(
 def version_sources() -> Callable[[str, str], str] | None:
     """Resolves a registered version's artifact source through the controller's registry (MLflow), for
     rendering servers that download artifacts; None where no registry is configured."""
-    uri = ControllerSettings().registry_tracking_uri
-    if not uri:
+    return _version_source(ControllerSettings())
+
+
+def _version_source(controller: ControllerSettings) -> Callable[[str, str], str] | None:
+    if not controller.registry_tracking_uri or controller.registry_backend != "mlflow":
         return None
     from canaryflow.adapters.registry.mlflow import MlflowRegistry
 
-    return MlflowRegistry(uri).version_source
+    return MlflowRegistry(controller.registry_tracking_uri).version_source

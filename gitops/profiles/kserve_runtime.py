@@ -35,6 +35,8 @@ STORAGE_PREFIXES = (
     "hdfs://",
     "webhdfs://",
     "oci://",
+    "oci+native://",
+    "oci+fetch://",
     "hf://",
 )
 
