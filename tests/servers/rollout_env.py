@@ -100,7 +100,7 @@ def mlserver_cluster(
     }
     targets = tmp / "targets.json"
     targets.write_text("[]")
-    prometheus = start_prometheus(tmp / "prometheus", [], interval_s=0.5, file_sd=targets)
+    prometheus = start_prometheus(tmp / "prometheus", [], interval_s=1.0, file_sd=targets)
     checkout = tmp / "sync"
     mesh = LocalMesh(RenderedPods(checkout, ENVIRONMENT, images, tmp / "pods"), tmp, targets)
     sync = GitOpsSync(str(remote), checkout, MODEL, ENVIRONMENT, apply=mesh, interval_s=0.5)

@@ -41,16 +41,19 @@ def test_mlserver_good_version_promoted_slow_version_rolled_back(
     mlflow_server, git_remote: Path, tmp_path: Path, mlserver_env: Path, haproxy: str, prometheus_binary_path
 ) -> None:
     uri = mlflow_server.tracking_uri
-    v1 = register_scorer(uri, MODEL, delay_ms=20)
-    v2 = register_scorer(uri, MODEL, delay_ms=20)  # the same model, a new artefact: a good release
-    v3 = register_scorer(uri, MODEL, delay_ms=80)  # four times slower: a bad release
+    # With MLServer's worker pool off (mlserver.LOCAL_SETTINGS) a request's work holds the server's
+    # event loop: the load stays well below saturation (30/s of 5 ms at most 15% busy), so what is
+    # judged is each version's own latency, not a queue.
+    v1 = register_scorer(uri, MODEL, delay_ms=5)
+    v2 = register_scorer(uri, MODEL, delay_ms=5)  # the same model, a new artefact: a good release
+    v3 = register_scorer(uri, MODEL, delay_ms=25)  # five times the model's time: a bad release
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.set_registered_model_alias(MODEL, "champion", v1)
     policy = mlserver_policy()
 
     with mlserver_cluster(tmp_path, git_remote, uri, mlserver_env, policy, stable=v1) as cluster:
         runner = local_runner(tmp_path, cluster.context, policy)
-        load = LoadGenerator(cluster.mesh.url, MODEL, rate=60, protocol=V2Inference(FEATURES)).start()
+        load = LoadGenerator(cluster.mesh.url, MODEL, rate=30, protocol=V2Inference(FEATURES)).start()
         try:
             good = RolloutSpec(rollout_id="scorer-v2", model=MODEL, baseline_version=v1, canary_version=v2,
                                policy=policy.name)  # fmt: skip
@@ -71,8 +74,10 @@ def test_mlserver_good_version_promoted_slow_version_rolled_back(
             assert champion(uri) == v2
         finally:
             load.stop()
-        # A step never drops requests through the proxy; the bad version served, then lost its traffic.
-        assert load.stats.failed <= 2 and load.stats.shed == 0, load.stats
+        # Steps do not drop requests through the proxy (a reload lets the old worker finish its own; what
+        # the client itself sheds when this machine is saturated is not sent at all, so not counted);
+        # the bad version served, then lost its traffic.
+        assert load.stats.failed <= max(2, load.stats.sent // 1000), load.stats
         assert load.stats.by_version.get(v3, 0) > 0, load.stats
 
     commits = [(r[1], r[2], r[3]) for r in rollout_history(git_remote)]
