@@ -10,7 +10,7 @@ STAMP := $(VENV)/.canaryflow-installed
 # The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test lint typecheck pytest prometheus nginx image clean
+.PHONY: setup demo test lint typecheck pytest debian-tools mlserver-env image clean
 
 setup: $(STAMP)
 
@@ -24,27 +24,35 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/canaryflow demo $(DEMO_ARGS)
 
-# Prometheus comes from Debian's package; installed here when missing and we are root.
-prometheus:
-	@if command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; then \
-	  echo "prometheus: $$(prometheus --version 2>&1 | head -n1)"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "prometheus: installing the Debian package"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-	else \
-	  echo "prometheus: not installed and not root; tests needing it are skipped (apt-get install -y prometheus)"; \
-	fi
+# Servers the tests run for real, from Debian's packages (command:package): Prometheus; HAProxy, the
+# local mesh in front of a third-party server's versions; nginx, the configmap mode's proxy for
+# one-version servers. Installed when missing and we are root; otherwise the tests needing one are
+# skipped with the command that installs it (in CI, CI=true, they fail instead).
+DEBIAN_TOOLS := prometheus:prometheus haproxy:haproxy nginx:nginx-light
 
-# nginx (the configmap mode's proxy for one-version servers) runs in its test; Debian's nginx-light.
-nginx:
-	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then \
-	  echo "nginx: $$(/usr/sbin/nginx -v 2>&1)"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "nginx: installing the Debian package nginx-light"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
-	else \
-	  echo "nginx: not installed and not root; its test is skipped (apt-get install -y nginx-light)"; \
-	fi
+debian-tools:
+	@updated=; for pair in $(DEBIAN_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  if command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /usr/bin/$$cmd ]; then \
+	    echo "$$cmd: installed"; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "$$cmd: installing the Debian package $$pkg"; \
+	    [ -n "$$updated" ] || { apt-get update -qq && updated=1; }; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null || exit 1; \
+	  else \
+	    echo "$$cmd: not installed and not root; tests needing it are skipped (apt-get install -y $$pkg)"; \
+	  fi; done
+
+# Seldon MLServer in its own environment, as its container image holds it (its fastapi pin differs).
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_REQS := canaryflow/app/local/mlserver-requirements.txt
+
+mlserver-env: $(MLSERVER_VENV)/.installed
+
+$(MLSERVER_VENV)/.installed: $(MLSERVER_REQS)
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet -r $(MLSERVER_REQS)
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .
@@ -54,7 +62,7 @@ typecheck: setup
 	$(BIN)/mypy .
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-pytest: setup prometheus nginx
+pytest: setup debian-tools mlserver-env
 	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -75,4 +83,4 @@ image:
 	$(CONTAINER_ENGINE) build -f images/inference.Containerfile -t $(IMAGE_REPO)/canaryflow-inference:$(IMAGE_TAG)-cuda .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

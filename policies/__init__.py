@@ -17,6 +17,7 @@ from policies.model import (
     ErrorBudget,
     MetricPolicy,
     Policy,
+    QueryTemplate,
     SampleRatioPolicy,
     TrafficStep,
     default_metrics,
@@ -33,6 +34,7 @@ __all__ = [
     "MetricPolicy",
     "Policy",
     "PolicyError",
+    "QueryTemplate",
     "SampleRatioPolicy",
     "TrafficStep",
     "default_metrics",
@@ -47,7 +49,7 @@ class PolicyError(ValueError):
     """A policy cannot be used; the message names the file and the field at fault, on one line."""
 
 
-_NAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.*)$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (?P<message>.*)$", re.DOTALL)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

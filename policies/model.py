@@ -21,6 +21,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from canaryflow.kernel.analysis.kinds import metric_kind
+from canaryflow.kernel.contracts.providers import (
+    DEFAULT_PROVIDER,
+    SIGNAL_SHAPES,
+    SignalQueries,
+    check_template,
+    metric_provider,
+)
 from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.contracts.traffic import DEFAULT_TRAFFIC_MODE, TrafficMode
 
@@ -52,6 +59,45 @@ class ApprovalPolicy(_Strict):
     timeout_s: float = Field(default=24 * 3600.0, gt=0)
 
 
+class QueryTemplate(_Strict):
+    """A metric's own PromQL (the `query:` escape hatch, like Flagger's MetricTemplate or Argo Rollouts'
+    AnalysisTemplate): templates with `{{model}}`, `{{version}}`, `{{arm}}`, `{{baseline_version}}`,
+    `{{reasons}}`, each returning cumulative counters for one arm. A histogram kind needs `histogram`
+    (bucket counters by `le`; `count` optional, `unit_s` turns `le` into seconds), a rate kind
+    `requests` and `errors`, a gauge `value`."""
+
+    histogram: str | None = Field(default=None, min_length=1)
+    count: str | None = Field(default=None, min_length=1)
+    requests: str | None = Field(default=None, min_length=1)
+    errors: str | None = Field(default=None, min_length=1)
+    value: str | None = Field(default=None, min_length=1)
+    unit_s: float = Field(default=1.0, gt=0, description="seconds per unit of `le` (0.001 for milliseconds)")
+
+    @model_validator(mode="after")
+    def _templates_well_formed(self) -> QueryTemplate:
+        for name in ("histogram", "count", "requests", "errors", "value"):
+            text = getattr(self, name)
+            if text is not None:
+                try:
+                    check_template(text)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return self
+
+    def queries(self) -> SignalQueries:
+        return SignalQueries(
+            histogram=self.histogram,
+            count=self.count,
+            requests=self.requests,
+            errors=self.errors,
+            value=self.value,
+            unit_s=self.unit_s,
+        )
+
+
+_SHAPE_FIELDS = {"histogram": ("histogram",), "rate": ("requests", "errors"), "gauge": ("value",)}
+
+
 class MetricPolicy(_Strict):
     """One metric compared between canary and baseline, with its two thresholds."""
 
@@ -66,6 +112,32 @@ class MetricPolicy(_Strict):
         default=None, description="at least this much worse: promoting is an error (statistical kinds)"
     )
     required: bool = Field(default=True, description="no data for it: the step cannot pass")
+    provider: str | None = Field(
+        default=None,
+        description="where both arms' numbers come from (default: the policy's metrics_provider)",
+    )
+    query: QueryTemplate | None = Field(
+        default=None, description="the metric's own PromQL instead of a provider"
+    )
+    finish_reasons: list[str] = Field(
+        default_factory=list,
+        description="finish_reason: the reasons counted (vLLM: stop, length, abort, ...)",
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        if value is not None:
+            metric_provider(value)  # raises, naming the providers there are
+        return value
+
+    @field_validator("finish_reasons")
+    @classmethod
+    def _reasons_named(cls, value: list[str]) -> list[str]:
+        for reason in value:
+            if not reason or not reason.replace("_", "").isalnum():
+                raise ValueError(f"{reason!r} is not a finish reason (letters, digits, _)")
+        return value
 
     @field_validator("kind")
     @classmethod
@@ -101,10 +173,35 @@ class MetricPolicy(_Strict):
             raise ValueError("alternative: a rate difference must be below 1")
         if kind.comparison == "level" and self.direction != "lower_is_better":
             raise ValueError(f"direction: a {self.kind} metric is a level where lower is better")
+        if kind.direction is not None and self.direction != kind.direction:
+            raise ValueError(f"direction: a {self.kind} metric reads {kind.direction}")
         relative = kind.comparison == "relative"
         if relative and self.direction == "higher_is_better" and self.tolerance >= 1:
             raise ValueError("tolerance: a relative decrease must be below 1")
+        if (self.kind == "finish_reason") != bool(self.finish_reasons):
+            raise ValueError(
+                "finish_reasons: a finish_reason metric needs at least one"
+                if self.kind == "finish_reason"
+                else f"finish_reasons: not used by a {self.kind} metric"
+            )
+        if self.query is not None:
+            if self.provider is not None:
+                raise ValueError("query: give a provider or a query, not both")
+            shape = SIGNAL_SHAPES[kind.signal]
+            missing = [f for f in _SHAPE_FIELDS[shape] if getattr(self.query, f) is None]
+            if missing:
+                raise ValueError(f"query: a {self.kind} metric reads a {shape}: {missing[0]} is missing")
+            if kind.signal == "shadow_distance":
+                raise ValueError(f"query: a {self.kind} metric is read from canaryflow's own server only")
         return self
+
+    def queries(self, default_provider: str) -> SignalQueries | None:
+        """Where this metric's numbers come from: its query, or its (else the policy's) provider's
+        templates for the kind's signal (None: that provider does not have them)."""
+        if self.query is not None:
+            return self.query.queries()
+        provider = metric_provider(self.provider or default_provider)
+        return provider.signals.get(metric_kind(self.kind).signal)
 
     @property
     def checks(self) -> list[str]:
@@ -187,6 +284,40 @@ class Policy(_Strict):
     change_window_s: float = Field(
         default=300.0, gt=0, description="window of the latest-window and trend checks (change over time)"
     )
+    metrics_provider: str = Field(
+        default=DEFAULT_PROVIDER,
+        description="where the step's requests and latency (the guards) and, by default, every metric's "
+        "numbers come from: a built-in family (canaryflow, vllm, triton, tei, mlserver, istio, knative)",
+    )
+
+    @field_validator("metrics_provider")
+    @classmethod
+    def _known_metrics_provider(cls, value: str) -> str:
+        metric_provider(value)
+        return value
+
+    @model_validator(mode="after")
+    def _providers_have_the_signals(self) -> Policy:
+        for i, metric in enumerate(self.metrics):
+            if metric.queries(self.metrics_provider) is None:
+                name = metric.provider or self.metrics_provider
+                have = ", ".join(metric_provider(name).signals)
+                field = f"metrics[{i}].provider" if metric.provider else "metrics_provider"
+                raise ValueError(
+                    f"{field}: {name} exports no {metric_kind(metric.kind).signal} series for "
+                    f"{metric.name} (it has: {have}); name another provider or write a query"
+                )
+        return self
+
+    @property
+    def reads_own_series(self) -> bool:
+        """Whether any number comes from elsewhere than canaryflow's own server, read as today."""
+        return self.metrics_provider != DEFAULT_PROVIDER or any(
+            m.provider not in (None, DEFAULT_PROVIDER)
+            or m.query is not None
+            or metric_kind(m.kind).signal not in ("latency", "requests", "gpu_memory", "shadow_distance")
+            for m in self.metrics
+        )
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Policy:

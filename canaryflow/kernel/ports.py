@@ -7,7 +7,7 @@ real one cannot run here.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from canaryflow.kernel.analysis.observations import Observations
 from canaryflow.kernel.contracts.drift import PredictionRecord
@@ -125,8 +125,18 @@ class LiveTraffic(Protocol):
     def weights(self, spec: RolloutSpec) -> dict[str, int]: ...
 
 
+if TYPE_CHECKING:
+    from policies.model import Policy
+
+
 class MetricsError(RuntimeError):
     """The metrics backend could not be read (unreachable, bad answer); the message says which."""
+
+
+class MetricsQueryError(MetricsError):
+    """A policy's metric provider or query cannot be read as the policy says (a template that cannot be
+    filled, a histogram query answering without `le`, a backend that cannot read providers): the
+    message names the policy field. Waiting will not mend it, so the step ends instead of waiting."""
 
 
 @runtime_checkable
@@ -135,23 +145,41 @@ class MetricsSource(Protocol):
     since: what the analysis engine compares."""
 
     def observe(
-        self, model: str, baseline_version: str, canary_version: str, since: float
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        *,
+        policy: Policy | None = None,
     ) -> Observations: ...
 
     def observe_looks(
-        self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        every_s: float,
+        *,
+        policy: Policy | None = None,
     ) -> list[Observations]:
         """Both arms at every look since `since`, oldest first, each counted from `since` (as `observe`):
         what the live step pairs latencies by time on, look by look (`paired.py`). A source with
         history (Prometheus) reads the looks every `every_s` from `since` up to now, so a restarted
         step gets the same readings; one without (the servers' own /metrics) returns the readings it
-        took at its own earlier calls in this process, and now. Empty before the first look."""
+        took at its own earlier calls in this process, and now. Empty before the first look.
+        `policy`: given only when it reads metric providers (`Policy.reads_own_series`): the series
+        are then its providers' and queries' (`canaryflow.kernel.contracts.providers`)."""
         ...
 
-    def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
+    def first_request_at(
+        self, model: str, version: str, since: float, every_s: float, *, policy: Policy | None = None
+    ) -> float | None:
         """The first look (every `every_s` from `since`, unix time) at which `version` had served a
         request since `since`; None while it has served none. Where a warm-up counts from the canary's
-        first request; a source with history (Prometheus) finds the same moment again after a restart."""
+        first request; a source with history (Prometheus) finds the same moment again after a restart.
+        `policy` as for `observe_looks` (its `metrics_provider` counts the requests)."""
         ...
 
 

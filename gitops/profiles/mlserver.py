@@ -19,6 +19,9 @@ from gitops.profiles.base import Server, VersionRef
 
 IMAGE = "seldonio/mlserver:1.7.1"
 METRICS_PORT = 8082  # MLServer's default `metrics_port`
+# MLServer's default `grpc_port`, named so that no port the server opens is implicit (a pod network
+# stand-in, or a sidecar, can then tell all of them).
+GRPC_PORT = 8081
 RUNTIME = "mlserver_mlflow.MLflowRuntime"
 
 
@@ -36,6 +39,7 @@ class MlserverProfile:
             env=[
                 ("MLSERVER_HTTP_PORT", str(port)),
                 ("MLSERVER_METRICS_PORT", str(METRICS_PORT)),
+                ("MLSERVER_GRPC_PORT", str(GRPC_PORT)),
                 ("MLSERVER_MODEL_NAME", ref.model),
                 ("MLSERVER_MODEL_VERSION", ref.version),
                 ("MLSERVER_MODEL_IMPLEMENTATION", RUNTIME),

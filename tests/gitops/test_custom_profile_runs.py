@@ -3,7 +3,7 @@ command (MLflow's own `mlflow artifacts download`, as rendered) fetches the vers
 real MLflow server by the source the registry records, then the user's server command starts on them
 and its readiness probe answers with a file that only the download could have put there.
 
-The kubelet's part is translated as tests/support/kubelet.py does: the emptyDir at /mnt/models is a
+The kubelet's part is translated as canaryflow/app/local/kubelet.py does: the emptyDir at /mnt/models is a
 temp folder, the image's `python3` and `mlflow` are this environment's, and 0.0.0.0 is loopback.
 """
 
@@ -20,13 +20,13 @@ import mlflow
 from mlflow import MlflowClient
 
 from canaryflow.adapters.registry.mlflow import MlflowRegistry
+from canaryflow.app.local.kubelet import kustomize_build
 from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.files import write_rendering
 from gitops.model import RenderRequest
 from gitops.profiles import MODEL_MOUNT
 from gitops.render import overlay_dir, render
 from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kubelet import kustomize_build
 from tests.support.net import free_port
 
 REGISTERED = "custom-profile-model"

@@ -1,6 +1,6 @@
 """The rendered pods run: for every traffic mode, the overlay built by real Kustomize, each container
 started as a local process from the *built* command, args, env and ports, and its own readiness and
-liveness probes polled until ready (tests/support/kubelet.py says what is translated, and why).
+liveness probes polled until ready (canaryflow/app/local/kubelet.py says what is translated, and why).
 
 Golden files only show a diff; these tests are the proof that what Argo CD applies would start.
 Modes come from `TRAFFIC_MODES`, so a router added later is covered without touching this file.
@@ -19,13 +19,7 @@ from typer.testing import CliRunner
 
 from canaryflow.adapters.model_assets import register_minilm
 from canaryflow.app.cli import app
-from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
-from gitops.files import write_rendering
-from gitops.gitops_settings import RenderOptions
-from gitops.model import RenderRequest
-from gitops.render import overlay_dir, render
-from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kubelet import (
+from canaryflow.app.local.kubelet import (
     Container,
     containers,
     kustomize_build,
@@ -33,6 +27,12 @@ from tests.support.kubelet import (
     wait_until_ready,
     write_files,
 )
+from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
+from gitops.files import write_rendering
+from gitops.gitops_settings import RenderOptions
+from gitops.model import RenderRequest
+from gitops.render import overlay_dir, render
+from tests.gitops.conftest import GOLDEN_OPTIONS
 from tests.support.net import free_port
 
 MODEL = "minilm"
@@ -89,6 +89,7 @@ def test_every_rendered_command_line_is_one_canaryflow_accepts(
         result = CliRunner().invoke(app, container.argv[1:], env=container.env)
         assert result.exit_code == 0, f"{container.label}: {' '.join(container.argv[1:])}\n{result.output}"
         settings, routing = started.pop()
+        assert container.readiness is not None
         assert settings.port == container.readiness.port
         assert container.liveness is None or container.liveness.port == settings.port
         if routing is None:  # a routing file: what the server reads at start
@@ -141,6 +142,7 @@ def test_every_pod_of_a_canary_state_starts_and_passes_its_probes(
             continue  # the very same container already started for another mode
         with run_containers([container], tmp_path) as pods:
             wait_until_ready(pods, READY_TIMEOUT_S)
+            assert container.readiness is not None
             port = container.readiness.port
             body = {"input": ["a canary"], "model": MODEL}
             reply = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json=body, timeout=60)

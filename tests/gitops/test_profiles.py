@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from canaryflow.app.local.kubelet import kustomize_build
 from canaryflow.kernel.contracts.serving import SERVING_PROFILES
 from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.contracts.traffic import TRAFFIC_MODES
@@ -23,7 +24,6 @@ from gitops.profiles import MODEL_MOUNT, PROFILES
 from gitops.render import overlay_dir, render
 from gitops.validate import ManifestValidator
 from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kubelet import kustomize_build
 
 SOURCES = {
     "3": "s3://models/minilm/1/a3f0/artifacts/model",

@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canaryflow.app.local.kubelet import kustomize_build
 from canaryflow.kernel.contracts.serving_config import ServingConfig
 from gitops.files import write_rendering
 from gitops.model import RenderRequest
 from gitops.render import overlay_dir, render
 from tests.gitops.conftest import GOLDEN_OPTIONS
-from tests.support.kubelet import kustomize_build
 from tests.support.net import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

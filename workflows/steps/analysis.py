@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 
-from canaryflow.adapters.metrics import MetricsError
-from canaryflow.kernel.analysis import AnalysisResult, analyze_looks
+from canaryflow.adapters.metrics import MetricsError, MetricsQueryError
+from canaryflow.kernel.analysis import AnalysisResult, Observations, analyze_looks
 from canaryflow.kernel.analysis import analyze as analyze_observations
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Output
@@ -48,13 +48,29 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
     spec = step.spec
     try:
         first = ctx.metrics.first_request_at(
-            spec.model, spec.canary_version, started, policy.evaluate_every_s
+            spec.model, spec.canary_version, started, policy.evaluate_every_s, policy=_providers(policy)
         )
+    except MetricsQueryError as exc:
+        return _misread(exc, {})
     except MetricsError as exc:
         return _waiting(policy, started, f"metrics unavailable ({exc})")
     if first is None:
         return _waiting(policy, started, "no request served by the canary yet")
     return _judge(ctx, step, policy, index, first + warmup, what)
+
+
+def _providers(policy: Policy) -> Policy | None:
+    """The policy, for a metrics source, where it reads metric providers (else the source's own queries)."""
+    return policy if policy.reads_own_series else None
+
+
+def _misread(exc: MetricsQueryError, outputs: dict[str, str]) -> StepOutcome:
+    """The policy's providers or queries cannot be read as written: no data will come, so end now."""
+    return StepOutcome(
+        state="failed",
+        outputs={**outputs, Output.VERDICT: "inconclusive"},
+        message=f"inconclusive: the policy's metrics cannot be read: {exc}",
+    )
 
 
 def _waiting(policy: Policy, started: float, why: str) -> StepOutcome:
@@ -130,12 +146,20 @@ def _judge(
     try:
         if record_since is None:
             looks = ctx.metrics.observe_looks(
-                spec.model, spec.baseline_version, spec.canary_version, since, policy.evaluate_every_s
+                spec.model,
+                spec.baseline_version,
+                spec.canary_version,
+                since,
+                policy.evaluate_every_s,
+                policy=_providers(policy),
             )
         else:
-            observed = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, since)
-            record = ctx.metrics.observe(spec.model, spec.baseline_version, spec.canary_version, record_since)
-            looks = [observed.model_copy(update={"baseline": record.baseline, "shadow_distance": None})]
+            versions = (spec.model, spec.baseline_version, spec.canary_version)
+            observed = ctx.metrics.observe(*versions, since, policy=_providers(policy))
+            record = ctx.metrics.observe(*versions, record_since, policy=_providers(policy))
+            looks = [_against_record(observed, record)]
+    except MetricsQueryError as exc:
+        return _misread(exc, window)
     except MetricsError as exc:
         # An outage must neither promote nor roll back: wait, and say why, until the step's time is up.
         limit = hold_until_s if hold_until_s is not None else policy.max_duration_s
@@ -164,6 +188,19 @@ def _judge(
             recorded_baseline=True,
         )
     return _outcome(spec, result, window, what)
+
+
+def _against_record(observed: Observations, record: Observations) -> Observations:
+    """The new champion's observations with the previous champion's record as the baseline (each
+    metric's own series likewise)."""
+    per_metric = {
+        name: arms.model_copy(update={"baseline": record.per_metric[name].baseline})
+        for name, arms in observed.per_metric.items()
+        if name in record.per_metric
+    }
+    return observed.model_copy(
+        update={"baseline": record.baseline, "shadow_distance": None, "per_metric": per_metric}
+    )
 
 
 def _outcome(spec: RolloutSpec, result: AnalysisResult, window: dict[str, str], what: str) -> StepOutcome:

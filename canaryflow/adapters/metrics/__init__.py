@@ -9,6 +9,6 @@ version served after it (`elapsed_s` = now - since). Backends: `prometheus.Prome
 own /metrics and subtracts the reading taken at the step start).
 """
 
-from canaryflow.kernel.ports import MetricsError, MetricsSource
+from canaryflow.kernel.ports import MetricsError, MetricsQueryError, MetricsSource
 
-__all__ = ["MetricsError", "MetricsSource"]
+__all__ = ["MetricsError", "MetricsQueryError", "MetricsSource"]

@@ -16,6 +16,14 @@ from datetime import UTC, datetime
 from prometheus_api_client import PrometheusConnect
 
 from canaryflow.adapters.metrics import MetricsError
+from canaryflow.adapters.metrics.providers import (
+    ArmReading,
+    observations_of,
+    policy_queries,
+    put_answer,
+    requests_query,
+    settle,
+)
 from canaryflow.adapters.metrics.readings import (
     GPU_MEMORY_METRIC,
     LATENCY_METRIC,
@@ -25,6 +33,7 @@ from canaryflow.adapters.metrics.readings import (
     observations_between,
 )
 from canaryflow.kernel.analysis.observations import Observations
+from policies.model import Policy
 
 # A look is read once it is this old: a scrape is stamped with its start time but stored when it
 # ends, so a look read sooner might miss a scrape stamped before it, which a restarted step would see.
@@ -98,8 +107,26 @@ class PrometheusSource:
         self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(timeout_s, 1)))
         self._clock = clock
 
-    def observe(self, model: str, baseline_version: str, canary_version: str, since: float) -> Observations:
+    def observe(
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        *,
+        policy: Policy | None = None,
+    ) -> Observations:
         now = self._clock()
+        if policy is not None and policy.reads_own_series:
+            b = (
+                self._provider_reading(policy, model, baseline_version, "baseline", baseline_version, at)
+                for at in (since, now)
+            )
+            c = (
+                self._provider_reading(policy, model, canary_version, "canary", baseline_version, at)
+                for at in (since, now)
+            )
+            return observations_of(now - since, (next(b), next(b)), (next(c), next(c)))
         baseline = (self.read(model, baseline_version, since), self.read(model, baseline_version, now))
         canary = (
             self.read(model, canary_version, since, shadow_of=baseline_version),
@@ -108,14 +135,30 @@ class PrometheusSource:
         return observations_between(now - since, baseline, canary)
 
     def observe_looks(
-        self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        every_s: float,
+        *,
+        policy: Policy | None = None,
     ) -> list[Observations]:
         """Both arms at every look `since + k * every_s` up to `settle_s` ago, from Prometheus' history:
         one range query per series kind and arm (points on the looks, the first at `since`). Nothing is
-        kept here, so a restarted step asks again and reads the same counts."""
+        kept here, so a restarted step asks again and reads the same counts. A `policy` that reads
+        metric providers is read through their templates (`providers.py`)."""
         looks = self._looks(since, every_s)
         if looks < 1:
             return []
+        if policy is not None and policy.reads_own_series:
+            pb = self._provider_looks(
+                policy, model, baseline_version, "baseline", baseline_version, since, every_s, looks
+            )
+            pc = self._provider_looks(
+                policy, model, canary_version, "canary", baseline_version, since, every_s, looks
+            )
+            return [observations_of(k * every_s, (pb[0], pb[k]), (pc[0], pc[k])) for k in range(1, looks + 1)]
         baseline = self.read_looks(model, baseline_version, since, every_s, looks)
         canary = self.read_looks(model, canary_version, since, every_s, looks, shadow_of=baseline_version)
         return [
@@ -123,14 +166,19 @@ class PrometheusSource:
             for k in range(1, looks + 1)
         ]
 
-    def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
+    def first_request_at(
+        self, model: str, version: str, since: float, every_s: float, *, policy: Policy | None = None
+    ) -> float | None:
         """From Prometheus' history: the version's request counter read at every look since `since`
         (one range query), the first look above its value at `since`. Nothing is kept here, so a
-        restarted step asks again and gets the same moment."""
+        restarted step asks again and gets the same moment. A `policy` that reads metric providers
+        counts requests with its `metrics_provider`."""
         looks = self._looks(since, every_s)
         if looks < 1:
             return None
         promql = f'sum({REQUESTS_METRIC}{{model="{_label(model)}",version="{_label(version)}"}})'
+        if policy is not None and policy.reads_own_series:
+            promql = f"sum({requests_query(policy, model, version)})"
         served = self._range(promql, None, since, every_s, looks).get("", {})
         before = served.get(0, 0.0)
         for k in sorted(served):
@@ -156,6 +204,35 @@ class PrometheusSource:
                 for k, value in points.items():
                     put(readings[k], key, value)
         return readings
+
+    def _provider_reading(
+        self, policy: Policy, model: str, version: str, arm: str, baseline_version: str, at: float
+    ) -> ArmReading:
+        """One arm's counters under `policy`'s providers, as Prometheus knew them at `at`."""
+        reading = ArmReading()
+        for query in policy_queries(policy, model, version, arm, baseline_version):
+            for key, value in self._instant(query.promql, query.label, at).items():
+                put_answer(reading, query, key, value)
+        return settle(reading)
+
+    def _provider_looks(
+        self,
+        policy: Policy,
+        model: str,
+        version: str,
+        arm: str,
+        baseline_version: str,
+        since: float,
+        every_s: float,
+        looks: int,
+    ) -> list[ArmReading]:
+        """As `_provider_reading` at `since + k * every_s` for k = 0 … `looks` (a range query each)."""
+        readings = [ArmReading() for _ in range(looks + 1)]
+        for query in policy_queries(policy, model, version, arm, baseline_version):
+            for key, points in self._range(query.promql, query.label, since, every_s, looks).items():
+                for k, value in points.items():
+                    put_answer(readings[k], query, key, value)
+        return [settle(r) for r in readings]
 
     def _looks(self, since: float, every_s: float) -> int:
         """Looks since `since` at least `settle_s` old (one exactly that old included)."""

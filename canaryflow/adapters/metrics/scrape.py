@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from canaryflow.adapters.metrics import MetricsError
+from canaryflow.adapters.metrics import MetricsError, MetricsQueryError
 from canaryflow.adapters.metrics.readings import (
     GPU_MEMORY_METRIC,
     LATENCY_METRIC,
@@ -25,6 +25,7 @@ from canaryflow.adapters.metrics.readings import (
     observations_between,
 )
 from canaryflow.kernel.analysis.observations import Observations
+from policies.model import Policy
 
 Key = tuple[str, str, str, float]
 _KEEP_STEPS = 256
@@ -45,7 +46,16 @@ class ScrapeSource:
         self._first: dict[Key, tuple[float, float | None]] = {}  # requests at the first look, first seen
         self._looks: dict[Key, list[Observations]] = {}  # readings kept as looks, per step
 
-    def observe(self, model: str, baseline_version: str, canary_version: str, since: float) -> Observations:
+    def observe(
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        *,
+        policy: Policy | None = None,
+    ) -> Observations:
+        _canaryflow_only(policy)
         now = self._clock()
         text = self._scrape_all()
         baseline = parse_reading(text, model, baseline_version)
@@ -57,12 +67,19 @@ class ScrapeSource:
         return observations_between(now - since, (start[0], baseline), (start[1], canary))
 
     def observe_looks(
-        self, model: str, baseline_version: str, canary_version: str, since: float, every_s: float
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        every_s: float,
+        *,
+        policy: Policy | None = None,
     ) -> list[Observations]:
         """The readings this process took at its earlier calls for this `since` (at most one per
         `every_s`), then now: the servers' counters have no history, so a look is a call, and a
         restarted process starts again from its first call."""
-        now = self.observe(model, baseline_version, canary_version, since)
+        now = self.observe(model, baseline_version, canary_version, since, policy=policy)
         key = (model, baseline_version, canary_version, since)
         taken = self._looks.setdefault(key, [])
         while len(self._looks) > _KEEP_STEPS:
@@ -72,9 +89,12 @@ class ScrapeSource:
         taken.append(now)
         return list(taken)
 
-    def first_request_at(self, model: str, version: str, since: float, every_s: float) -> float | None:
+    def first_request_at(
+        self, model: str, version: str, since: float, every_s: float, *, policy: Policy | None = None
+    ) -> float | None:
         """The first look (a call of this) at which the version's request counter had grown since the
         first call for this `since`. Kept in this process only: the servers' counters have no history."""
+        _canaryflow_only(policy)
         now = self._clock()
         key = (model, version, "", since)
         served = parse_reading(self._scrape_all(), model, version).requests
@@ -97,6 +117,14 @@ class ScrapeSource:
                     raise MetricsError(f"scrape {url}: {exc}") from exc
                 pages.append(response.text)
         return pages
+
+
+def _canaryflow_only(policy: Policy | None) -> None:
+    if policy is not None and policy.reads_own_series:
+        raise MetricsQueryError(
+            f"metrics_provider: the scrape backend reads canaryflow's own servers only; policy "
+            f"{policy.name!r} reads metric providers or queries: use the prometheus backend"
+        )
 
 
 def parse_reading(

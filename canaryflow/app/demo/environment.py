@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from rich.markup import escape
 
 from canaryflow.adapters.model_assets import Variant, register_minilm
-from canaryflow.app.local.gitops_sync import GitOpsSync
+from canaryflow.app.local.gitops_sync import GitOpsSync, RoutingFileWriter
 from canaryflow.app.local.gitremote import init_bare_remote
 from canaryflow.app.local.loadgen import LoadGenerator
 from canaryflow.app.local.mlflow_server import MlflowServer, start_mlflow
@@ -147,7 +147,7 @@ class DemoEnvironment:
             checkout=self.config.workdir / "gitops-sync",
             model=MODEL,
             environment=ENVIRONMENT,
-            routing_file=self.config.workdir / "routing.yaml",
+            apply=RoutingFileWriter(self.config.workdir / "routing.yaml"),
         ).start()
 
     def _start_inference(self) -> None:

@@ -1,8 +1,10 @@
 """The one-machine stand-in for Argo CD: follows the GitOps remote and applies the routing state.
 
-On a cluster Argo CD syncs the overlay and the inference pods see the routing ConfigMap change; here
-a thread fetches the remote, reads the same ConfigMap from the checkout and writes it atomically to the
-routing file the local inference server watches. It never writes to git.
+On a cluster Argo CD syncs the overlay and the inference pods see the routing ConfigMap change (or the
+mesh sees the HTTPRoute's weights); here a thread fetches the remote, reads the routing state from the
+checkout, whichever router rendered it, and hands it to an applier: `RoutingFileWriter` writes it
+atomically to the routing file canaryflow's own server watches, `canaryflow.app.local.mesh.LocalMesh`
+runs each version's third-party server and sets the proxy's weights. It never writes to git.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -20,6 +23,20 @@ from gitops.files import routing_from_checkout
 
 log = logging.getLogger(__name__)
 
+Applier = Callable[[RoutingConfig], None]
+
+
+class RoutingFileWriter:
+    """Applies a routing state the way a pod sees its mounted ConfigMap: the file replaced whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, routing: RoutingConfig) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(routing.model_dump(mode="json"), sort_keys=False))
+        tmp.replace(self.path)
+
 
 class GitOpsSync:
     def __init__(
@@ -28,7 +45,7 @@ class GitOpsSync:
         checkout: Path,
         model: str,
         environment: str,
-        routing_file: Path,
+        apply: Applier,
         branch: str = "main",
         interval_s: float = 1.0,
     ) -> None:
@@ -36,7 +53,7 @@ class GitOpsSync:
         self.checkout = checkout
         self.model = model
         self.environment = environment
-        self.routing_file = routing_file
+        self.apply = apply
         self.branch = branch
         self.interval_s = interval_s
         self.applied_sha: str | None = None
@@ -52,7 +69,7 @@ class GitOpsSync:
         return done.stdout.strip()
 
     def sync_once(self) -> bool:
-        """Fetch and apply; True when the routing file changed."""
+        """Fetch and apply; True when the routing state changed."""
         if not (self.checkout / ".git").exists():
             self.checkout.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
@@ -67,13 +84,14 @@ class GitOpsSync:
         # The checkout is this syncer's own: it only ever mirrors the remote.
         self._git("reset", "--quiet", "--hard", f"origin/{self.branch}")
         routing = routing_from_checkout(self.checkout, self.model, self.environment)
+        changed = routing != self.applied
+        if changed:
+            # Marked applied only once the applier succeeded: a failed apply is tried again next time.
+            self.apply(routing)
+            self.applied = routing
         self.applied_sha = sha
-        if routing == self.applied:
+        if not changed:
             return False
-        tmp = self.routing_file.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(routing.model_dump(mode="json"), sort_keys=False))
-        tmp.replace(self.routing_file)
-        self.applied = routing
         log.info("synced %s: %s", sha[:10], {v.version: v.weight for v in routing.versions})
         return True
 
@@ -81,7 +99,8 @@ class GitOpsSync:
         while not self._stop.wait(self.interval_s):
             try:
                 self.sync_once()
-            except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as exc:
+            except (subprocess.CalledProcessError, OSError, ValueError, RuntimeError) as exc:
+                # OSError covers a missing overlay file; RuntimeError an applier whose server failed.
                 log.warning("gitops sync failed, retrying: %s", exc)
 
     def start(self) -> GitOpsSync:

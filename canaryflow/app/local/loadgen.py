@@ -1,4 +1,5 @@
-"""An open-loop load generator for the embeddings API: a steady request rate, bounded in time.
+"""An open-loop load generator for the embeddings API (or, with `V2Inference`, the Open Inference
+Protocol that MLServer, Triton and KServe runtimes speak): a steady request rate, bounded in time.
 
 Open loop (requests start on a schedule, not when the previous one returns) so that a slow canary
 shows up as latency instead of silently lowering its own load.
@@ -16,6 +17,22 @@ from dataclasses import dataclass, field
 import httpx
 
 from canaryflow.app.local.sentences import sentence
+
+
+@dataclass(frozen=True)
+class V2Inference:
+    """Open Inference Protocol requests (`POST /v2/models/<model>/infer`) of one row of `features`;
+    the answering version is the one the response body names (`model_version`)."""
+
+    features: tuple[str, ...]
+
+    def body(self, rng: random.Random) -> dict[str, object]:
+        return {
+            "inputs": [
+                {"name": name, "shape": [1], "datatype": "FP64", "data": [round(rng.uniform(0, 10), 3)]}
+                for name in self.features
+            ]
+        }
 
 
 @dataclass
@@ -39,8 +56,11 @@ class LoadGenerator:
         duration_s: float = 3600.0,
         max_in_flight: int = 64,
         seed: int = 0,
+        protocol: V2Inference | None = None,
     ) -> None:
-        self.url = url.rstrip("/") + "/v1/embeddings"
+        self.protocol = protocol
+        path = f"/v2/models/{model}/infer" if protocol is not None else "/v1/embeddings"
+        self.url = url.rstrip("/") + path
         self.model = model
         self.rate = rate
         self.max_batch = max_batch
@@ -63,14 +83,26 @@ class LoadGenerator:
         if self._thread is not None:
             self._thread.join(timeout=15)
 
-    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore) -> None:
+    def _body(self) -> dict[str, object]:
+        if self.protocol is not None:
+            return self.protocol.body(self._rng)
         batch = [self.sentence(self._rng) for _ in range(self._rng.randint(1, self.max_batch))]
+        return {"input": batch, "model": self.model}
+
+    def _version(self, resp: httpx.Response) -> str:
+        if self.protocol is None:
+            return resp.headers.get("X-Model-Version", "?")
+        try:
+            return str(resp.json().get("model_version", "?"))
+        except ValueError:
+            return "?"
+
+    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore) -> None:
+        body = self._body()
         key = f"user-{self._rng.randrange(1_000_000)}"
         try:
-            resp = await client.post(
-                self.url, json={"input": batch, "model": self.model}, headers={"X-Canary-Key": key}
-            )
-            version = resp.headers.get("X-Model-Version", "?")
+            resp = await client.post(self.url, json=body, headers={"X-Canary-Key": key})
+            version = self._version(resp)
             self.stats.by_version[version] = self.stats.by_version.get(version, 0) + 1
             if resp.status_code == 200:
                 self.stats.ok += 1

@@ -39,20 +39,31 @@ def prometheus_binary() -> str | None:
     )
 
 
-def scrape_config(targets: Sequence[str], interval_s: float = 1.0) -> dict[str, object]:
-    """A config scraping `targets` (host:port) fast enough for a canary step of seconds."""
+def scrape_config(
+    targets: Sequence[str], interval_s: float = 1.0, file_sd: Path | None = None
+) -> dict[str, object]:
+    """A config scraping `targets` (host:port) fast enough for a canary step of seconds, and, with
+    `file_sd`, the targets listed in that file (file-based discovery, re-read when it changes: the
+    pods of each version as they come and go)."""
     interval = f"{max(int(interval_s * 1000), 100)}ms"
-    return {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "scrape_configs": [
+    jobs: list[dict[str, object]] = [
+        {
+            "job_name": "canaryflow",
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "static_configs": [{"targets": list(targets)}],
+        }
+    ]
+    if file_sd is not None:
+        jobs.append(
             {
-                "job_name": "canaryflow",
+                "job_name": "versions",
                 "scrape_interval": interval,
                 "scrape_timeout": interval,
-                "static_configs": [{"targets": list(targets)}],
+                "file_sd_configs": [{"files": [str(file_sd)], "refresh_interval": "1s"}],
             }
-        ],
-    }
+        )
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval}, "scrape_configs": jobs}
 
 
 def start_prometheus(
@@ -61,6 +72,7 @@ def start_prometheus(
     port: int | None = None,
     interval_s: float = 1.0,
     timeout: float = 60.0,
+    file_sd: Path | None = None,
 ) -> PrometheusServer:
     binary = prometheus_binary()
     if binary is None:
@@ -68,7 +80,7 @@ def start_prometheus(
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(scrape_config(targets, interval_s), sort_keys=True))
+    config_path.write_text(yaml.safe_dump(scrape_config(targets, interval_s, file_sd), sort_keys=True))
     argv = [
         binary,
         f"--config.file={config_path}",

@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels
+from canaryflow.kernel.analysis.kinds.base import no_data
 from canaryflow.kernel.analysis.paired import pair_by_time
 from canaryflow.kernel.analysis.sequential import srm_log_evidence
 from canaryflow.kernel.analysis.series import (
@@ -70,6 +71,8 @@ STATUS_NAMES: dict[int, StepStatus] = {
 DECISIONS = {PASS: "promote", FAIL: "rollback", INCONCLUSIVE: "inconclusive", RUNNING: "inconclusive"}
 CHANGE_SHARE = 0.5  # of each check's false-rollback share, for the latest-window and trend checks
 TREND_FRACTION = 0.5  # growth beyond this fraction of the tolerance is a trend
+# Signals the step's own series carries (a metric of such a kind needs no series of its own).
+STEP_SIGNALS = frozenset({"latency", "requests", "gpu_memory", "shadow_distance"})
 
 
 def check_at(check: CheckSeries, i: int, warming: bool = False) -> Check:
@@ -233,7 +236,12 @@ def _warmup_origin(policy: Policy, series: ObservationSeries, warmup_s: float) -
 def _checks(policy: Policy, series: ObservationSeries, levels: Levels) -> list[CheckSeries]:
     out: list[CheckSeries] = []
     for metric in policy.metrics:
-        out.extend(METRIC_KINDS[metric.kind].evaluate(metric, series, levels))
+        kind = METRIC_KINDS[metric.kind]
+        judged = series.for_metric(metric.name, own_series=kind.signal not in STEP_SIGNALS)
+        if judged is None:
+            out.extend(no_data(metric, name, len(series)) for name in metric.checks)
+        else:
+            out.extend(kind.evaluate(metric, judged, levels))
     for check in out:
         check.stats.setdefault("cause", _cumulative_cause(check.fails))
     return out

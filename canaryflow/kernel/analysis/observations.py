@@ -90,8 +90,23 @@ class ArmObservations(BaseModel):
         return self
 
 
+class MetricArms(BaseModel):
+    """Both arms of one policy metric whose numbers come from their own series (a metric provider's
+    signal other than the step's request latency and counts): its histogram in `latency_s`, or its
+    events in `requests` / `errors`, or its gauge in `gpu_memory_bytes`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    baseline: ArmObservations = Field(default_factory=ArmObservations)
+    canary: ArmObservations = Field(default_factory=ArmObservations)
+
+
 class Observations(BaseModel):
-    """Both arms at one moment, `elapsed_s` after the step started; the input of `analyze`."""
+    """Both arms at one moment, `elapsed_s` after the step started; the input of `analyze`.
+
+    `baseline` and `canary` are the step's requests (what the guards count) and, unless a metric reads
+    its own series, what the metrics are judged on; `per_metric` holds, by policy metric name, the
+    series a metric provider gave that metric (`canaryflow.kernel.contracts.providers`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -101,3 +116,4 @@ class Observations(BaseModel):
     shadow_distance: Histogram | None = Field(
         default=None, description="cosine distance canary vs baseline on the same (shadowed) inputs"
     )
+    per_metric: dict[str, MetricArms] = Field(default_factory=dict)

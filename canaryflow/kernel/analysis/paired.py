@@ -20,6 +20,11 @@ common slowdown removed, rather than of the two pooled mixtures.
 An interval with fewer than `PAIRING_MIN_REQUESTS` requests in both arms together (low traffic)
 reuses the last shift known (none before the first such interval): too few requests place no median.
 A watch's baseline is a record, not concurrent: nothing to pair it with (the engine does not call this).
+
+Only geometric buckets are shifted (canaryflow's own, TEI's): a producer's hand-picked bounds (vLLM's,
+Triton's, Istio's) are not a constant ratio apart, so a shift there would not divide every latency by
+one factor, and such histograms are compared pooled. A metric's own series (`per_metric`) is paired
+on its own histogram.
 """
 
 from __future__ import annotations
@@ -31,13 +36,18 @@ import numpy as np
 from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, IntArray, ObservationSeries
 
 PAIRING_MIN_REQUESTS = 20  # both arms together, between two looks, to place that interval's median
+GEOMETRIC_SPREAD = 0.05  # log-ratios of consecutive bounds within 5% of each other: geometric buckets
 
 
 def pair_by_time(series: ObservationSeries) -> ObservationSeries:
     """`series` with `paired_counts` on both arms (cumulative, like `latency_counts`), or unchanged
     where there is no latency histogram."""
+    if series.per_metric:
+        series = replace(series, per_metric={k: pair_by_time(v) for k, v in series.per_metric.items()})
     c, b = series.canary, series.baseline
     if series.latency_bounds is None or c.latency_counts is None or b.latency_counts is None:
+        return series
+    if not is_geometric(series.latency_bounds):
         return series
     assert c.latency_totals is not None and b.latency_totals is not None
     per_c = _per_bucket(c.latency_counts, c.latency_totals)
@@ -48,6 +58,14 @@ def pair_by_time(series: ObservationSeries) -> ObservationSeries:
         canary=_with_paired(c, _shifted(per_c, shift)),
         baseline=_with_paired(b, _shifted(per_b, shift)),
     )
+
+
+def is_geometric(bounds: FloatArray) -> bool:
+    """Consecutive bounds a constant ratio apart (to rounding): a shift by k buckets is one factor."""
+    if bounds.size < 3:
+        return False
+    steps = np.diff(np.log(bounds))
+    return bool(steps.min() > 0 and (steps.max() - steps.min()) <= GEOMETRIC_SPREAD * steps.mean())
 
 
 def interval_shifts(union: FloatArray) -> IntArray:

@@ -7,7 +7,7 @@ a whole file is judged in a few vectorised calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,9 +40,20 @@ class ObservationSeries:
     shadow_bounds: FloatArray | None = None
     shadow_counts: FloatArray | None = None
     shadow_totals: FloatArray | None = None
+    # A metric's own series (from a metric provider), by policy metric name: the arms' requests and
+    # errors, or latency histogram, are that metric's; the engine judges the metric on it.
+    per_metric: dict[str, ObservationSeries] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.elapsed_s.shape[0])
+
+    def for_metric(self, name: str, own_series: bool) -> ObservationSeries | None:
+        """What metric `name` is judged on: its own series where a provider gave one, else (for a kind
+        the step's requests serve: latency, error rate, GPU memory, shadow distance) this series; None
+        for a kind that needs its own series and got none (no data)."""
+        if name in self.per_metric:
+            return self.per_metric[name]
+        return None if own_series else self
 
     @classmethod
     def from_observations(cls, observations: Sequence[Observations]) -> ObservationSeries:
@@ -54,6 +65,20 @@ class ObservationSeries:
         )
         shadow_bounds = _common_bounds([o.shadow_distance for o in observations], "shadow_distance")
         shadow_counts, shadow_totals = _stack_histograms([o.shadow_distance for o in observations])
+        names = sorted({name for o in observations for name in o.per_metric})
+        per_metric = {
+            name: cls.from_observations(
+                [
+                    Observations(
+                        elapsed_s=o.elapsed_s,
+                        baseline=o.per_metric[name].baseline if name in o.per_metric else ArmObservations(),
+                        canary=o.per_metric[name].canary if name in o.per_metric else ArmObservations(),
+                    )
+                    for o in observations
+                ]
+            )
+            for name in names
+        }
         return cls(
             elapsed_s=np.array([o.elapsed_s for o in observations], dtype=float),
             baseline=_arm_series([o.baseline for o in observations]),
@@ -62,6 +87,7 @@ class ObservationSeries:
             shadow_bounds=shadow_bounds,
             shadow_counts=shadow_counts if shadow_bounds is not None else None,
             shadow_totals=shadow_totals if shadow_bounds is not None else None,
+            per_metric=per_metric,
         )
 
 
@@ -155,6 +181,9 @@ def between(
         shadow_bounds=series.shadow_bounds,
         shadow_counts=_diff(series.shadow_counts, start, end),
         shadow_totals=_diff(series.shadow_totals, start, end),
+        per_metric={
+            name: between(own, start, end, recorded_baseline) for name, own in series.per_metric.items()
+        },
     )
 
 

@@ -99,4 +99,25 @@ def describe(
         detail = (
             f"; trend: grown by at least {amount(kind, stats.get('trend_lower'))} since the earlier windows"
         )
-    return f"{head}, {limits}{detail}: {VERDICT_WORDS.get(verdict, verdict)}"
+    return f"{head}, {limits}{detail}{_coarse_buckets(kind, stats)}: {VERDICT_WORDS.get(verdict, verdict)}"
+
+
+COARSE_BUCKET = 1.25  # a bucket wider than this ratio resolves less than a policy's usual thresholds
+
+
+def _coarse_buckets(kind: str, stats: Mapping[str, float | None]) -> str:
+    """The buckets that bound both arms' quantiles, where the producer's buckets are coarse (wider than
+    `COARSE_BUCKET`, or the quantile beyond the last bound): the answer is no finer than they are."""
+    spans: list[str] = []
+    coarse = False
+    for arm in ("canary", "baseline"):
+        low, high = stats.get(f"{arm}_bucket_low"), stats.get(f"{arm}_bucket_high")
+        if low is None or high is None or math.isnan(low) or math.isnan(high):
+            return ""
+        if math.isfinite(high):
+            spans.append(f"{_value(kind, low)}–{_value(kind, high)}")
+            coarse = coarse or (low > 0 and high / low > COARSE_BUCKET)
+        else:
+            spans.append(f"above {_value(kind, low)}")
+            coarse = True
+    return f"; buckets: canary {spans[0]}, baseline {spans[1]}" if coarse else ""

@@ -8,7 +8,7 @@ it. Adding a kind is one module with an evaluator and a `KIND` entry, plus one l
 
 from __future__ import annotations
 
-from canaryflow.kernel.analysis.kinds import error_rate, gpu_memory, latency, shadow_distance
+from canaryflow.kernel.analysis.kinds import error_rate, gpu_memory, latency, llm, shadow_distance
 from canaryflow.kernel.analysis.kinds.base import CheckSeries, Evaluator, Levels, MetricKind, MetricSpec
 
 METRIC_KINDS: dict[str, MetricKind] = {
@@ -18,6 +18,7 @@ METRIC_KINDS: dict[str, MetricKind] = {
         error_rate.KIND,
         gpu_memory.KIND,
         shadow_distance.KIND,
+        *llm.KINDS,
     )
 }
 

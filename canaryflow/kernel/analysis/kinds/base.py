@@ -84,7 +84,10 @@ class MetricKind:
 
     `statistical` kinds are judged by confidence sequences and spend error budget; the others (a
     gauge) are read as they are. `quantiles` kinds produce one check per policy quantile. `unit`
-    formats one of the kind's raw values for a person (`12.5 ms`, `0.42%`).
+    formats one of the kind's raw values for a person (`12.5 ms`, `0.42%`). `signal` is what a metric
+    provider supplies for it (`canaryflow.kernel.contracts.providers`: a histogram, a rate or a gauge);
+    `direction`, where set, is the only direction the kind reads in (a policy stating the other is
+    refused).
     """
 
     name: str
@@ -94,6 +97,8 @@ class MetricKind:
     evaluate: Evaluator
     unit: Callable[[float], str]
     description: str
+    signal: str = "latency"
+    direction: str | None = None
 
 
 def ratio(a: FloatArray, b: FloatArray) -> FloatArray:

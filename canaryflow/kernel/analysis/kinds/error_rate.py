@@ -33,6 +33,7 @@ def _rate(arm: ArmSeries) -> FloatArray:
 
 KIND = MetricKind(
     name="error_rate",
+    signal="requests",
     comparison="difference",
     statistical=True,
     quantiles=False,

@@ -10,6 +10,7 @@ evaluate = gauge_evaluator(lambda arm: arm.gpu_memory)
 
 KIND = MetricKind(
     name="gpu_memory",
+    signal="gpu_memory",
     comparison="relative",
     statistical=False,
     quantiles=False,

@@ -1,4 +1,12 @@
-"""Latency quantiles from the two arms' histogram buckets, compared relative to the baseline."""
+"""Latency quantiles from the two arms' histogram buckets, compared relative to the baseline.
+
+The buckets are whatever the producer exports (canaryflow's geometric 9.3% steps, vLLM's or Triton's
+coarse hand-picked bounds, Istio's in milliseconds read as seconds): a quantile is only known to lie in
+one bucket, so each check also reports the bucket bounds around both arms' estimates
+(`canary_bucket_low` … `canary_bucket_high`, likewise `baseline_`), and the wording names them when
+a bucket is wider than a policy's thresholds can resolve. Every latency-like kind (time to first
+token, time per output token, end-to-end latency, output tokens per second) is judged here.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,14 @@ def evaluate(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> l
     """One check per quantile. Where both arms carry `paired_counts` (the engine pairs concurrent arms
     by time, `paired.py`), the bounds and the relative estimate come from them: the canary against
     the baseline at the same moments. The quantiles reported (`canary`, `baseline`) stay the pooled ones."""
+    return quantile_checks(metric, series, levels)
+
+
+def quantile_checks(
+    metric: MetricSpec, series: ObservationSeries, levels: Levels, reciprocal: bool = False
+) -> list[CheckSeries]:
+    """`reciprocal`: the quantity judged is 1 / the histogram's (tokens per second from seconds per
+    token): its q-quantile is 1 / the histogram's (1 - q)-quantile, and its bounds swap ends."""
     bounds, c, b = series.latency_bounds, series.canary, series.baseline
     if bounds is None or c.latency_counts is None or b.latency_counts is None:
         return [no_data(metric, name, len(series)) for name in metric.checks]
@@ -44,25 +60,49 @@ def evaluate(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> l
     has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
     out: list[CheckSeries] = []
     for name, q in zip(metric.checks, metric.quantiles, strict=True):
+        read_q = 1.0 - q if reciprocal else q
         by_level: dict[str, Bounds4] = {}
         estimates: dict[str, FloatArray] = {}
         for level, a in levels.per_arm().items():
             parts: list[FloatArray] = []
             for arm, (counts, totals) in compared.items():
-                lo, hi, est = quantile_cs(bounds, counts, totals, q, a, cache[arm, a])
-                parts += [lo, hi]
-                estimates[arm] = est
+                lo, hi, est = quantile_cs(bounds, counts, totals, read_q, a, cache[arm, a])
+                parts += [_inverse(hi), _inverse(lo)] if reciprocal else [lo, hi]
+                estimates[arm] = _inverse(est) if reciprocal else est
             by_level[level] = (parts[0], parts[1], parts[2], parts[3])
         check = compare(metric, "relative", name, has_data, by_level, estimates["c"], estimates["b"])
+        pooled = {
+            "canary": quantile_estimate(bounds, c.latency_counts, c.latency_totals, read_q),
+            "baseline": quantile_estimate(bounds, b.latency_counts, b.latency_totals, read_q),
+        }
         if paired:
-            check.stats["canary"] = quantile_estimate(bounds, c.latency_counts, c.latency_totals, q)
-            check.stats["baseline"] = quantile_estimate(bounds, b.latency_counts, b.latency_totals, q)
+            for arm, value in pooled.items():
+                check.stats[arm] = _inverse(value) if reciprocal else value
             check.stats["paired"] = np.ones(len(series))
+        for arm, value in pooled.items():
+            low, high = _bucket_around(bounds, value)
+            check.stats[f"{arm}_bucket_low"], check.stats[f"{arm}_bucket_high"] = (
+                (_inverse(high), _inverse(low)) if reciprocal else (low, high)
+            )
         out.append(check)
     return out
 
 
-def _milliseconds(seconds: float) -> str:
+def _inverse(values: FloatArray) -> FloatArray:
+    with np.errstate(divide="ignore"):
+        return np.asarray(np.where(np.isnan(values), np.nan, 1.0 / values), dtype=float)
+
+
+def _bucket_around(bounds: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The bucket a quantile estimate lies in: (previous bound or 0, its bound or +inf); NaN without data."""
+    edges = np.concatenate([[0.0], bounds, [np.inf]])
+    index = np.clip(np.searchsorted(bounds, np.nan_to_num(values, nan=0.0), side="left"), 0, len(bounds))
+    low, high = edges[index], edges[index + 1]
+    missing = np.isnan(values)
+    return np.where(missing, np.nan, low), np.where(missing, np.nan, high)
+
+
+def milliseconds(seconds: float) -> str:
     ms = seconds * 1000.0
     return f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
 
@@ -73,6 +113,6 @@ KIND = MetricKind(
     statistical=True,
     quantiles=True,
     evaluate=evaluate,
-    unit=_milliseconds,
+    unit=milliseconds,
     description="request latency quantiles (histogram buckets); tolerance relative to the baseline",
 )

@@ -39,6 +39,7 @@ def evaluate(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> l
 
 KIND = MetricKind(
     name="shadow_distance",
+    signal="shadow_distance",
     comparison="level",
     statistical=True,
     quantiles=True,

@@ -18,15 +18,29 @@ provide, and nothing else is changed:
 
 Pod specs are read where their kinds keep them: a Deployment's `spec.template.spec`, a KServe
 InferenceService's `spec.predictor`; a router that renders another workload kind must add it here.
+
+A third-party server's pod adds three more, again only what the image and the pod provide:
+
+- an image's programs come from that image's environment (`ImageEnvironment`: MLServer's own
+  virtual environment for `seldonio/mlserver`, canaryflow's for MLflow's downloader image, whose
+  `mlflow` client is the same), with the few settings that differ on this machine, each said why;
+- an `emptyDir` volume is an empty folder, and a path under its `mountPath`, in an argument or an
+  environment value, points into it;
+- an environment value that names a declared containerPort, or any `*_PORT` variable's number,
+  gets the local port too (every pod has its own network: two MLServers both listen on 8081).
+
+Init containers run to completion, in order, before the pod's containers start, as the kubelet runs
+them (`start_pod`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +49,26 @@ from typing import Any
 import httpx
 import yaml
 
+from canaryflow.app.local.process import ManagedProcess
+
 CANARYFLOW = Path(sys.executable).with_name("canaryflow")
 # What the image's environment provides besides the container's `env` (a Python and its packages).
 _IMAGE_ENV = ("PATH", "HOME", "PYTHONPATH", "LANG", "TMPDIR", "VIRTUAL_ENV")
+
+
+@dataclass(frozen=True)
+class ImageEnvironment:
+    """Where an image's programs are on this machine, and the settings that must differ here."""
+
+    bin_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def image_repository(image: str) -> str:
+    """`seldonio/mlserver:1.7.1` -> `seldonio/mlserver` (a digest too is dropped)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name[: len(name) - len(last)] + last.split(":", 1)[0]
 
 
 def kustomize_build(directory: Path) -> list[dict[str, Any]]:
@@ -65,9 +96,11 @@ class Container:
     argv: list[str]
     env: dict[str, str]
     ports: dict[str, int]
-    readiness: Probe
+    readiness: Probe | None
     liveness: Probe | None
     files: dict[Path, str] = field(default_factory=dict)
+    folders: list[Path] = field(default_factory=list)
+    init: bool = False
 
     @property
     def label(self) -> str:
@@ -94,19 +127,44 @@ def _pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, A
             yield obj["metadata"]["name"], obj["spec"]["predictor"]
 
 
-def _env(container: dict[str, Any]) -> dict[str, str]:
+def _env(
+    container: dict[str, Any], mounts: dict[str, Path], ports: set[int], local: Callable[[int], int]
+) -> dict[str, str]:
     env = {}
     for var in container.get("env", []):
         if "value" not in var:  # valueFrom (secrets, field refs) has no local meaning
             raise AssertionError(f"env {var['name']}: only literal values can run locally")
-        env[var["name"]] = str(var["value"])
+        value = _local_arg(str(var["value"]), mounts)
+        if value.isdigit() and (int(value) in ports or var["name"].endswith("_PORT")):
+            value = str(local(int(value)))
+        env[var["name"]] = value
     return env
 
 
+def _argv(
+    container: dict[str, Any], environments: Mapping[str, ImageEnvironment]
+) -> tuple[list[str], dict[str, str]]:
+    """The command as the image would run it here, and the image's settings for this machine."""
+    command = list(container.get("command", []))
+    if command[:1] == ["canaryflow"]:
+        command[0] = str(CANARYFLOW)
+        return command, {}
+    image = environments.get(image_repository(str(container.get("image", ""))))
+    if image is None:
+        return command, {}
+    if command and not os.path.isabs(command[0]):
+        command[0] = str(image.bin_dir / command[0])
+    return command, dict(image.env)
+
+
 def containers(
-    objects: list[dict[str, Any]], scratch: Path, port_map: Callable[[int], int] | None = None
+    objects: list[dict[str, Any]],
+    scratch: Path,
+    port_map: Callable[[int], int] | None = None,
+    environments: Mapping[str, ImageEnvironment] | None = None,
 ) -> list[Container]:
-    """Every container of every pod spec in a built overlay, its volumes written under `scratch`."""
+    """Every container of every pod spec in a built overlay, init containers first (`init`), its
+    volumes written under `scratch`."""
     configmaps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
     found = []
     for name, pod in _pod_specs(objects):
@@ -117,42 +175,67 @@ def containers(
                 return port
             return forwarded.setdefault(port, port_map(port))
 
-        volumes: dict[str, Path] = {}
-        files: dict[Path, str] = {}
-        for volume in pod.get("volumes", []):
-            if "configMap" not in volume:
-                raise AssertionError(f"{name}: volume {volume['name']} is not a configMap")
-            source = configmaps.get(volume["configMap"]["name"])
-            if source is None:
-                raise AssertionError(f"{name}: ConfigMap {volume['configMap']['name']} is not in the build")
-            folder = scratch / name / volume["name"]
-            volumes[volume["name"]] = folder
-            files |= {folder / key: value for key, value in source.get("data", {}).items()}
-        for container in pod["containers"]:
-            mounts = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts", [])}
-            command = list(container.get("command", []))
-            if command[:1] == ["canaryflow"]:
-                command[0] = str(CANARYFLOW)
-            args = [_local_arg(arg, mounts) for arg in container.get("args", [])]
-            declared = {
-                p.get("name", str(p["containerPort"])): int(p["containerPort"]) for p in container["ports"]
-            }
-            liveness = (
-                _probe(container, "livenessProbe", declared, local) if "livenessProbe" in container else None
-            )
+        volumes, files, folders = _volumes(name, pod, configmaps, scratch)
+        specs = [(c, True) for c in pod.get("initContainers", [])] + [(c, False) for c in pod["containers"]]
+        for container, init in specs:
             found.append(
-                Container(
-                    deployment=name,
-                    name=container["name"],
-                    argv=[*command, *_forward(_loopback(args), set(declared.values()), local)],
-                    env=_env(container),
-                    ports={key: local(port) for key, port in declared.items()},
-                    readiness=_probe(container, "readinessProbe", declared, local),
-                    liveness=liveness,
-                    files=files,
-                )
+                _container(name, container, init, volumes, files, folders, local, environments or {})
             )
     return found
+
+
+def _volumes(
+    name: str, pod: dict[str, Any], configmaps: dict[str, dict[str, Any]], scratch: Path
+) -> tuple[dict[str, Path], dict[Path, str], list[Path]]:
+    """Each volume's local folder; the files a configMap volume holds; the emptyDir folders."""
+    volumes: dict[str, Path] = {}
+    files: dict[Path, str] = {}
+    folders: list[Path] = []
+    for volume in pod.get("volumes", []):
+        folder = scratch / name / volume["name"]
+        volumes[volume["name"]] = folder
+        if "emptyDir" in volume:
+            folders.append(folder)
+            continue
+        if "configMap" not in volume:
+            raise AssertionError(f"{name}: volume {volume['name']} is neither a configMap nor an emptyDir")
+        source = configmaps.get(volume["configMap"]["name"])
+        if source is None:
+            raise AssertionError(f"{name}: ConfigMap {volume['configMap']['name']} is not in the build")
+        files |= {folder / key: value for key, value in source.get("data", {}).items()}
+    return volumes, files, folders
+
+
+def _container(
+    deployment: str,
+    container: dict[str, Any],
+    init: bool,
+    volumes: dict[str, Path],
+    files: dict[Path, str],
+    folders: list[Path],
+    local: Callable[[int], int],
+    environments: Mapping[str, ImageEnvironment],
+) -> Container:
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts", [])}
+    command, image_env = _argv(container, environments)
+    args = [_local_arg(arg, mounts) for arg in container.get("args", [])]
+    declared = {
+        p.get("name", str(p["containerPort"])): int(p["containerPort"]) for p in container.get("ports", [])
+    }
+    readiness = None if init else _probe(container, "readinessProbe", declared, local)
+    liveness = _probe(container, "livenessProbe", declared, local) if "livenessProbe" in container else None
+    return Container(
+        deployment=deployment,
+        name=container["name"],
+        argv=[*command, *_forward(_loopback(args), set(declared.values()), local)],
+        env={**_env(container, mounts, set(declared.values()), local), **image_env},
+        ports={key: local(port) for key, port in declared.items()},
+        readiness=readiness,
+        liveness=liveness,
+        files=files,
+        folders=folders,
+        init=init,
+    )
 
 
 def _local_arg(arg: str, mounts: dict[str, Path]) -> str:
@@ -179,9 +262,57 @@ def _loopback(args: list[str]) -> list[str]:
 
 
 def write_files(container: Container) -> None:
+    for folder in container.folders:
+        folder.mkdir(parents=True, exist_ok=True)
     for path, text in container.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def image_env() -> dict[str, str]:
+    """What every image's environment provides besides the container's `env`."""
+    return {k: os.environ[k] for k in _IMAGE_ENV if k in os.environ}
+
+
+def start_pod(pod: list[Container], logs: Path, timeout_s: float) -> list[ManagedProcess]:
+    """One pod as the kubelet starts it: its init containers run to completion in order (a failure
+    fails the pod with that container's output), then its containers start and are polled until their
+    readiness probes answer 200."""
+    base = image_env()
+    for container in pod:
+        write_files(container)
+    for container in (c for c in pod if c.init):
+        log = logs / f"{container.deployment}-{container.name}.log"
+        with log.open("wb") as sink:
+            done = subprocess.run(
+                container.argv, env={**base, **container.env}, stdout=sink, stderr=subprocess.STDOUT,
+                timeout=timeout_s, check=False,
+            )  # fmt: skip
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"init container {container.label} exited with {done.returncode}:\n{tail}")
+    started: list[ManagedProcess] = []
+    try:
+        for container in (c for c in pod if not c.init):
+            log = logs / f"{container.deployment}-{container.name}.log"
+            process = ManagedProcess(container.label, container.argv, log, env={**base, **container.env})
+            started.append(process)
+            probe = container.readiness
+            if probe is not None:
+                url = f"http://127.0.0.1:{probe.port}{probe.path}"
+                process.wait_until(functools.partial(_answers, url), timeout_s, "ready")
+    except BaseException:
+        for process in started:
+            process.stop()
+        raise
+    return started
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @dataclass
@@ -200,10 +331,10 @@ class Running:
 @contextmanager
 def run_containers(found: list[Container], logs: Path) -> Iterator[list[Running]]:
     """Start every container (as the kubelet starts a pod's), stop them all afterwards."""
-    base = {k: os.environ[k] for k in _IMAGE_ENV if k in os.environ}
+    base = image_env()
     started: list[Running] = []
     try:
-        for container in found:
+        for container in (c for c in found if not c.init):
             write_files(container)
             log = logs / f"{container.deployment}-{container.name}.log"
             with log.open("wb") as sink:
@@ -232,11 +363,13 @@ def wait_until_ready(pods: list[Running], timeout_s: float) -> None:
     with httpx.Client(timeout=5.0) as client:
         while pending:
             for pod in list(pending):
+                readiness = pod.container.readiness
+                assert readiness is not None, f"{pod.container.label}: an init container is never ready"
                 code = pod.process.poll()
                 if code is not None:
                     raise AssertionError(f"{pod.container.label} exited with {code}:\n{pod.output()}")
                 try:
-                    ready = client.get(pod.url(pod.container.readiness)).status_code == 200
+                    ready = client.get(pod.url(readiness)).status_code == 200
                 except httpx.HTTPError:
                     ready = False
                 if ready:
