@@ -33,6 +33,7 @@ from canaryflow.app.local.mlserver import DEFAULT_ENV, mlserver_environment
 from canaryflow.app.local.process import ManagedProcess, free_port, http_ok
 from canaryflow.app.local.prometheus import start_prometheus
 from canaryflow.app.local.scorer_registry import FEATURES, register_scorer
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.rollout import TERMINAL
 from canaryflow.kernel.types import RolloutSpec
 from gitops.factory import git_repo_from_settings
@@ -93,8 +94,8 @@ class ServerDemo:
             self.stack.callback(load.stop)
             self.say(f"load generator: {self.rate:.0f} requests/s through the proxy on {mesh.url}")
             time.sleep(3.0)
-            good = self._rollout("good version", BASE_DELAY_MS, "promoted")
-            bad = self._rollout("slow version", SLOW_DELAY_MS, "rolled_back")
+            good = self._rollout("good version", BASE_DELAY_MS, RolloutPhase.PROMOTED)
+            bad = self._rollout("slow version", SLOW_DELAY_MS, RolloutPhase.ROLLED_BACK)
             self.say(
                 f"load: {load.stats.ok} ok, {load.stats.failed} failed, by version {load.stats.by_version}"
             )
@@ -200,7 +201,7 @@ class ServerDemo:
         )
         self.say(f"controller on {self.controller_url} (local runner), its webhook registered in MLflow")
 
-    def _rollout(self, label: str, delay_ms: float, expected: str) -> bool:
+    def _rollout(self, label: str, delay_ms: float, expected: RolloutPhase) -> bool:
         version = self._register(delay_ms)
         self.say(f"{label}: {MODEL} version {version} ({delay_ms:g} ms a request); alias challenger set")
         MlflowClient(self.tracking_uri).set_registered_model_alias(MODEL, "challenger", version)
