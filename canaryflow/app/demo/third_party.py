@@ -38,6 +38,7 @@ from canaryflow.kernel.rollout import TERMINAL
 from canaryflow.kernel.types import RolloutSpec
 from gitops.factory import git_repo_from_settings
 from gitops.gitops_settings import GitOpsSettings, RenderOptions
+from policies import load_policy
 
 MODEL = "scorer"
 ENVIRONMENT = "production"
@@ -125,7 +126,9 @@ class ServerDemo:
         )
         initial = RolloutSpec(rollout_id="initial", model=MODEL, baseline_version=v1, canary_version=v1,
                               policy=str(policy_path))  # fmt: skip
-        git_repo_from_settings(settings).commit_step(initial, 100, "promote")
+        policy = load_policy(str(policy_path))
+        repo = git_repo_from_settings(settings, lambda _: policy.traffic_mode, lambda _: policy.serving)
+        repo.commit_step(initial, 100, "promote")
         self.say(f"GitOps remote {remote}: v{v1} at 100% on MLServer (profile mlserver, HTTPRoute)")
 
         controller_port = free_port()
