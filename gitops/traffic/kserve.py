@@ -66,9 +66,14 @@ def inference_service(name: str, labels: dict[str, str], mode: str, predictor_sp
     }
 
 
-def pod_monitor(model: str, options: RenderOptions) -> Doc:
+# Knative's queue-proxy serves its request metrics (the `knative` metric provider) on this port name.
+QUEUE_PROXY_METRICS_PORT = "http-usermetric"
+
+
+def pod_monitor(model: str, options: RenderOptions, queue_proxy: bool = False) -> Doc:
     """Scrapes the predictor pods of every version by port number: Knative allows only its own port names
-    (`http1`, `h2c`), so the base PodMonitor's port name `http` cannot select them."""
+    (`http1`, `h2c`), so the base PodMonitor's port name `http` cannot select them. `queue_proxy`
+    (serverless): also the queue-proxy's request metrics, which see every request whatever the runtime."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
@@ -76,7 +81,24 @@ def pod_monitor(model: str, options: RenderOptions) -> Doc:
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": model, "component": "predictor"}},
             "podMetricsEndpoints": [
-                {"portNumber": PREDICTOR_PORT, "path": "/metrics", "interval": options.scrape_interval}
+                {
+                    "portNumber": PREDICTOR_PORT,
+                    "path": "/metrics",
+                    "interval": options.scrape_interval,
+                    "relabelings": resources.arm_relabelings(),
+                },
+                *(
+                    [
+                        {
+                            "port": QUEUE_PROXY_METRICS_PORT,
+                            "path": "/metrics",
+                            "interval": options.scrape_interval,
+                            "relabelings": resources.arm_relabelings(),
+                        }
+                    ]
+                    if queue_proxy
+                    else []
+                ),
             ],
         },
     }

@@ -56,7 +56,7 @@ class KServeServerlessTraffic:
         return {
             ISVC_FILE: kserve.inference_service(isvc_name(request.model), labels, "Serverless", predictor),
             kserve.STATE_FILE: kserve.state_configmap(request.model, routing),
-            kserve.PODMONITOR_FILE: kserve.pod_monitor(request.model, options),
+            kserve.PODMONITOR_FILE: kserve.pod_monitor(request.model, options, queue_proxy=True),
         }
 
     def routing_from_overlay(self, overlay: Path, model: str) -> RoutingConfig | None:
