@@ -58,6 +58,12 @@ if set(PROFILE_PROVIDERS) != set(SERVING_PROFILES):  # a profile added without i
     )
 if PROFILE_PROVIDERS[DEFAULT_SERVING_PROFILE] != DEFAULT_PROVIDER:
     raise RuntimeError("the default serving profile's provider must be the default provider")
+for _provider in METRIC_PROVIDERS.values():  # a step's guards count its requests, its latency kind reads one
+    if (
+        not {"latency", "requests"} <= set(_provider.signals)
+        or _provider.signals["requests"].requests is None
+    ):
+        raise RuntimeError(f"metric provider {_provider.name}: needs the latency and requests signals")
 for _name, _template in (
     (f"{p.name}.{signal}.{field}", text)
     for p in METRIC_PROVIDERS.values()
