@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries
+from canaryflow.kernel.analysis.kinds.base import MISSING_ARM
 
 VERDICT_WORDS = {"pass": "pass", "fail": "fail", "inconclusive": "not decided yet"}
 CAUSES = {1: "cumulative", 2: "latest window", 3: "trend"}
@@ -30,6 +31,8 @@ def check_reason(check: CheckSeries, i: int, verdict: str, warming: bool = False
     if not check.has_data[i]:
         # One arm with data and the other without: say which (a series the canary's server lacks).
         missing = [arm for arm in ("canary", "baseline") if arm in stats and math.isnan(stats[arm])]
+        if stats.get(MISSING_ARM) in (1.0, 2.0):
+            missing = ["canary" if stats[MISSING_ARM] == 1.0 else "baseline"]
         which = f" from the {missing[0]}" if len(missing) == 1 else ""
         return f"{label(check.metric)}: no data{which}" + (
             "" if check.required else " (optional metric, ignored)"
