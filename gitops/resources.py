@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from canaryflow.kernel.contracts.providers import ARM_MODEL_LABEL, ARM_VERSION_LABEL
 from canaryflow.kernel.contracts.routing import RoutedVersion
 from gitops.gitops_settings import RenderOptions
 from gitops.model import RenderRequest
@@ -175,6 +176,26 @@ def service(*, name: str, labels: dict[str, str], selector: dict[str, str]) -> D
     }
 
 
+def arm_relabelings() -> list[Doc]:
+    """Every scraped series gets the pod's model and version as target labels (`canaryflow_model`,
+    `canaryflow_version`): how a server that knows nothing of canaryflow's versions (vLLM, Triton, TEI,
+    MLServer, Knative's queue-proxy) is told apart per arm by the metric providers
+    (`canaryflow.kernel.contracts.providers`)."""
+    return [
+        {
+            "action": "replace",
+            "sourceLabels": [f"__meta_kubernetes_pod_label_{_sanitized(label)}"],
+            "targetLabel": target,
+        }
+        for label, target in (("app.kubernetes.io/name", ARM_MODEL_LABEL), (VERSION_LABEL, ARM_VERSION_LABEL))
+    ]
+
+
+def _sanitized(label: str) -> str:
+    """A pod label as Prometheus' Kubernetes discovery names it (non-alphanumerics become `_`)."""
+    return "".join(c if c.isalnum() else "_" for c in label)
+
+
 def pod_monitor(
     model: str, options: RenderOptions, port: str = HTTP_PORT_NAME, path: str = "/metrics"
 ) -> Doc:
@@ -186,7 +207,14 @@ def pod_monitor(
         "metadata": _metadata(model, model_labels(model)),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": model}},
-            "podMetricsEndpoints": [{"port": port, "path": path, "interval": options.scrape_interval}],
+            "podMetricsEndpoints": [
+                {
+                    "port": port,
+                    "path": path,
+                    "interval": options.scrape_interval,
+                    "relabelings": arm_relabelings(),
+                }
+            ],
         },
     }
 

@@ -24,6 +24,7 @@ from canaryflow.kernel.analysis.kinds import metric_kind
 from canaryflow.kernel.contracts.providers import (
     DEFAULT_PROVIDER,
     SIGNAL_SHAPES,
+    STEP_SIGNALS,
     SignalQueries,
     check_template,
     metric_provider,
@@ -315,7 +316,7 @@ class Policy(_Strict):
         return self.metrics_provider != DEFAULT_PROVIDER or any(
             m.provider not in (None, DEFAULT_PROVIDER)
             or m.query is not None
-            or metric_kind(m.kind).signal not in ("latency", "requests", "gpu_memory", "shadow_distance")
+            or metric_kind(m.kind).signal not in STEP_SIGNALS
             for m in self.metrics
         )
 

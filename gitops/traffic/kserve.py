@@ -81,9 +81,16 @@ def inference_service(name: str, labels: dict[str, str], mode: str, predictor_sp
     }
 
 
-def pod_monitor(model: str, options: RenderOptions, server: Server | None = None) -> Doc:
+# Knative's queue-proxy serves its request metrics (the `knative` metric provider) on this port name.
+QUEUE_PROXY_METRICS_PORT = "http-usermetric"
+
+
+def pod_monitor(
+    model: str, options: RenderOptions, server: Server | None = None, queue_proxy: bool = False
+) -> Doc:
     """Scrapes the predictor pods of every version by port number: Knative allows only its own port names
-    (`http1`, `h2c`), so the base PodMonitor's port name `http` cannot select them."""
+    (`http1`, `h2c`), so the base PodMonitor's port name `http` cannot select them. `queue_proxy`
+    (serverless): also the queue-proxy's request metrics, which see every request whatever the runtime."""
     port = PREDICTOR_PORT if server is None else (server.metrics_port or server.port)
     path = "/metrics" if server is None else server.metrics_path
     return {
@@ -92,7 +99,26 @@ def pod_monitor(model: str, options: RenderOptions, server: Server | None = None
         "metadata": {"name": f"{model}-predictor", "labels": resources.model_labels(model)},
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": model, "component": "predictor"}},
-            "podMetricsEndpoints": [{"portNumber": port, "path": path, "interval": options.scrape_interval}],
+            "podMetricsEndpoints": [
+                {
+                    "portNumber": port,
+                    "path": path,
+                    "interval": options.scrape_interval,
+                    "relabelings": resources.arm_relabelings(),
+                },
+                *(
+                    [
+                        {
+                            "port": QUEUE_PROXY_METRICS_PORT,
+                            "path": "/metrics",
+                            "interval": options.scrape_interval,
+                            "relabelings": resources.arm_relabelings(),
+                        }
+                    ]
+                    if queue_proxy
+                    else []
+                ),
+            ],
         },
     }
 

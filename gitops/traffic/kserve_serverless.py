@@ -61,6 +61,7 @@ class KServeServerlessTraffic:
                 request.model,
                 options,
                 workload.server_for(request, serving, options, kserve.PREDICTOR_PORT, True),
+                queue_proxy=True,
             ),
         }
 

@@ -37,7 +37,13 @@ def version_workloads(
     docs: dict[str, Doc] = {}
     for routed in routing.versions:
         name = resources.version_name(request.model, routed.version)
-        pod_labels = {**resources.model_labels(request.model), resources.VERSION_LABEL: routed.version}
+        # `app.kubernetes.io/version`: Istio's canonical revision, by which the `istio` metric provider
+        # tells the arms apart.
+        pod_labels = {
+            **resources.model_labels(request.model),
+            resources.VERSION_LABEL: routed.version,
+            "app.kubernetes.io/version": routed.version,
+        }
         selector = pod_selector(request.model, routed.version)
         server = workload.server_for(request, routed, options, options.port)
         deployment = resources.inference_deployment(

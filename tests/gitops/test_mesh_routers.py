@@ -131,6 +131,13 @@ def test_kserve_pod_monitor_scrapes_every_version_by_port_number() -> None:
             "component": "predictor",
         }
         assert monitor["spec"]["podMetricsEndpoints"][0]["portNumber"] == 8080
+        # The pod's model and version become target labels: the metric providers tell the arms apart by them.
+        targets = {r["targetLabel"] for r in monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]}
+        assert targets == {"canaryflow_model", "canaryflow_version"}
+    serverless = _overlay("kserve-serverless", "canary")["podmonitor-predictor.yaml"]["spec"][
+        "podMetricsEndpoints"
+    ]
+    assert [e.get("port") for e in serverless] == [None, "http-usermetric"]  # Knative's queue-proxy
 
 
 # --- Istio --------------------------------------------------------------------------------------

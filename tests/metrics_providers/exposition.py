@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # target labels the PodMonitor copies from the pod (ARM_MODEL_LABEL, ARM_VERSION_LABEL).
 OWN_ARM_LABELS = {
     "canaryflow": ("model", "version"),
-    "istio": ("destination_canonical_service", "destination_version"),
+    "istio": ("destination_canonical_service", "destination_canonical_revision"),
 }
 
 

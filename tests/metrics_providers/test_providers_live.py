@@ -194,7 +194,8 @@ def test_llm_policy_judges_token_timings_from_vllm(step: Step, tmp_path: Path) -
 def test_a_metric_without_data_for_one_arm_waits(step: Step, tmp_path: Path) -> None:
     outcome = _run(step, tmp_path, "vllm-notokens", _llm_policy())
     assert outcome.state == "running", outcome.message
-    assert "ttft p50: no data" in outcome.message and "e2e p95: no data" not in outcome.message
+    assert "ttft p50: no data from the canary" in outcome.message, outcome.message
+    assert "e2e p95: no data" not in outcome.message
 
 
 @pytest.mark.prometheus

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from canaryflow.adapters.metrics.readings import VersionReading, arm_between, observations_between
-from canaryflow.kernel.analysis.judge import STEP_SIGNALS
 from canaryflow.kernel.analysis.kinds import metric_kind
 from canaryflow.kernel.analysis.observations import MetricArms, Observations
-from canaryflow.kernel.contracts.providers import SignalQueries, metric_provider, render
+from canaryflow.kernel.contracts.providers import STEP_SIGNALS, SignalQueries, metric_provider, render
 from canaryflow.kernel.ports import MetricsQueryError
 from policies.model import Policy
 

@@ -55,6 +55,7 @@ from canaryflow.kernel.analysis.series import (
 )
 from canaryflow.kernel.analysis.wording import check_reason
 from canaryflow.kernel.contracts.causes import FailureCause as Cause
+from canaryflow.kernel.contracts.providers import STEP_SIGNALS
 from canaryflow.kernel.types import Check, CheckVerdict, Verdict
 
 if TYPE_CHECKING:
@@ -71,8 +72,6 @@ STATUS_NAMES: dict[int, StepStatus] = {
 DECISIONS = {PASS: "promote", FAIL: "rollback", INCONCLUSIVE: "inconclusive", RUNNING: "inconclusive"}
 CHANGE_SHARE = 0.5  # of each check's false-rollback share, for the latest-window and trend checks
 TREND_FRACTION = 0.5  # growth beyond this fraction of the tolerance is a trend
-# Signals the step's own series carries (a metric of such a kind needs no series of its own).
-STEP_SIGNALS = frozenset({"latency", "requests", "gpu_memory", "shadow_distance"})
 
 
 def check_at(check: CheckSeries, i: int, warming: bool = False) -> Check:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries
+from canaryflow.kernel.analysis.kinds.base import MISSING_ARM
 from canaryflow.kernel.contracts.causes import FailureCause
 
 VERDICT_WORDS = {"pass": "pass", "fail": "fail", "inconclusive": "not decided yet"}
@@ -28,7 +29,14 @@ def check_reason(check: CheckSeries, i: int, verdict: str, warming: bool = False
     if warming:
         return f"{label(check.metric)}: warming up (data before the warm-up's end is left out)"
     if not check.has_data[i]:
-        return f"{label(check.metric)}: no data" + ("" if check.required else " (optional metric, ignored)")
+        # One arm with data and the other without: say which (a series the canary's server lacks).
+        missing = [arm for arm in ("canary", "baseline") if arm in stats and math.isnan(stats[arm])]
+        if stats.get(MISSING_ARM) in (1.0, 2.0):
+            missing = ["canary" if stats[MISSING_ARM] == 1.0 else "baseline"]
+        which = f" from the {missing[0]}" if len(missing) == 1 else ""
+        return f"{label(check.metric)}: no data{which}" + (
+            "" if check.required else " (optional metric, ignored)"
+        )
     return describe(check.metric, check.kind, stats, check.tolerance, check.alternative, verdict)
 
 

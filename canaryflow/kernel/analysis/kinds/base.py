@@ -168,6 +168,10 @@ def compare(
     )
 
 
+# A check's stat naming the arm whose series is missing altogether (1: canary, 2: baseline).
+MISSING_ARM = "missing_arm"
+
+
 def no_data(metric: MetricSpec, name: str, n: int) -> CheckSeries:
     none = np.zeros(n, dtype=bool)
     return CheckSeries(

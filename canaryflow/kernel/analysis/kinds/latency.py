@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from canaryflow.kernel.analysis.kinds.base import (
+    MISSING_ARM,
     Bounds4,
     CheckSeries,
     Levels,
@@ -39,7 +40,11 @@ def quantile_checks(
     token): its q-quantile is 1 / the histogram's (1 - q)-quantile, and its bounds swap ends."""
     bounds, c, b = series.latency_bounds, series.canary, series.baseline
     if bounds is None or c.latency_counts is None or b.latency_counts is None:
-        return [no_data(metric, name, len(series)) for name in metric.checks]
+        empty = [no_data(metric, name, len(series)) for name in metric.checks]
+        if (c.latency_counts is None) != (b.latency_counts is None):  # one arm exports the series
+            for check in empty:
+                check.stats[MISSING_ARM] = np.full(len(series), 1.0 if c.latency_counts is None else 2.0)
+        return empty
     assert c.latency_totals is not None and b.latency_totals is not None
     paired = c.paired_counts is not None and b.paired_counts is not None
     compared: dict[str, tuple[FloatArray, FloatArray]] = {

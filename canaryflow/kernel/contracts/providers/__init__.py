@@ -16,6 +16,7 @@ from canaryflow.kernel.contracts.providers.base import (
     ARM_VERSION_LABEL,
     PARAMETERS,
     SIGNAL_SHAPES,
+    STEP_SIGNALS,
     MetricProvider,
     Provenance,
     SignalQueries,
@@ -57,6 +58,12 @@ if set(PROFILE_PROVIDERS) != set(SERVING_PROFILES):  # a profile added without i
     )
 if PROFILE_PROVIDERS[DEFAULT_SERVING_PROFILE] != DEFAULT_PROVIDER:
     raise RuntimeError("the default serving profile's provider must be the default provider")
+for _provider in METRIC_PROVIDERS.values():  # a step's guards count its requests, its latency kind reads one
+    if (
+        not {"latency", "requests"} <= set(_provider.signals)
+        or _provider.signals["requests"].requests is None
+    ):
+        raise RuntimeError(f"metric provider {_provider.name}: needs the latency and requests signals")
 for _name, _template in (
     (f"{p.name}.{signal}.{field}", text)
     for p in METRIC_PROVIDERS.values()
@@ -91,6 +98,7 @@ __all__ = [
     "PARAMETERS",
     "PROFILE_PROVIDERS",
     "SIGNAL_SHAPES",
+    "STEP_SIGNALS",
     "MetricProvider",
     "Provenance",
     "SignalQueries",

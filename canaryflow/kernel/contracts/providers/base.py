@@ -44,6 +44,9 @@ SIGNAL_SHAPES: dict[str, Literal["histogram", "rate", "gauge"]] = {
     "e2e_latency": "histogram",
     "finish_reason": "rate",
 }
+# Signals the step's own series carries (the metrics provider's, read once per arm): a metric of a kind
+# with such a signal and no provider or query of its own is judged on the step's series.
+STEP_SIGNALS = frozenset({"latency", "requests", "gpu_memory", "shadow_distance"})
 PARAMETERS = ("model", "version", "arm", "baseline_version", "reasons")
 ARM_PARAMETERS = ("version", "arm")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
