@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from canaryflow.app.local.scorer_registry import FEATURES, register_scorer
-from canaryflow.kernel.contracts.metrics import TARGET_VERSION_LABEL
+from canaryflow.kernel.contracts.providers import ARM_VERSION_LABEL
 from canaryflow.kernel.types import RolloutSpec
 from tests.servers.rollout_env import MODEL, mlserver_cluster, mlserver_policy
 
@@ -63,15 +63,13 @@ def test_mesh_follows_the_committed_weights(
         # Prometheus sees each version's own metrics under the pod's version label (inference only:
         # MLServer also counts the model-ready probes).
         infer_path = 'path="/v2/models/{model_name}/infer"'
-        query = (
-            f"sum by ({TARGET_VERSION_LABEL}) (rest_server_request_duration_seconds_count{{{infer_path}}})"
-        )
+        query = f"sum by ({ARM_VERSION_LABEL}) (rest_server_request_duration_seconds_count{{{infer_path}}})"
         seen: dict[str, float] = {}
 
         def scraped() -> bool:
             result = httpx.get(f"{cluster.prometheus_url}/api/v1/query", params={"query": query}).json()
             seen.update(
-                {r["metric"][TARGET_VERSION_LABEL]: float(r["value"][1]) for r in result["data"]["result"]}
+                {r["metric"][ARM_VERSION_LABEL]: float(r["value"][1]) for r in result["data"]["result"]}
             )
             return seen.get(v2) == served[v2] and seen.get(v1, 0) >= served[v1] + 20
 

@@ -8,8 +8,8 @@ canaryflow's own multi-version one):
   and ready before it gets any traffic (a pod's readiness gate);
 - a real proxy (HAProxy) splits requests by the committed weights (the HTTPRoute's backend weights);
 - Prometheus finds each version's metrics endpoint through file-based discovery, labelled with the
-  model and version as the rendered PodMonitor labels a pod's targets (`TARGET_MODEL_LABEL`,
-  `TARGET_VERSION_LABEL`), so the analysis reads only what the server itself exports;
+  model and version as the rendered PodMonitor labels a pod's targets (`ARM_MODEL_LABEL`,
+  `ARM_VERSION_LABEL`), so the analysis reads only what the server itself exports;
 - a version that left the state loses its traffic first, then its process (pruning).
 
 `LocalMesh` is an applier for `canaryflow.app.local.gitops_sync.GitOpsSync`.
@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 from canaryflow.app.local.haproxy import HAProxyFront, Upstream
 from canaryflow.app.local.kubelet import ImageEnvironment, containers, kustomize_build, start_pod
 from canaryflow.app.local.process import ManagedProcess, free_port
-from canaryflow.kernel.contracts.metrics import TARGET_MODEL_LABEL, TARGET_VERSION_LABEL
+from canaryflow.kernel.contracts.providers import ARM_MODEL_LABEL, ARM_VERSION_LABEL
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
 from gitops.render import overlay_dir
 from gitops.resources import HTTP_PORT_NAME, METRICS_PORT_NAME, VERSION_LABEL
@@ -148,7 +148,7 @@ class LocalMesh:
         groups = [
             {
                 "targets": [self.servers[v].metrics_target],
-                "labels": {TARGET_MODEL_LABEL: model, TARGET_VERSION_LABEL: v},
+                "labels": {ARM_MODEL_LABEL: model, ARM_VERSION_LABEL: v},
             }
             for v in sorted(versions)
         ]

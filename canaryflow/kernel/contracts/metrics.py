@@ -17,12 +17,6 @@ BASELINE_LABEL = "baseline"
 OUTCOME_LABEL = "outcome"
 NO_VERSION = "none"
 
-# Target labels Prometheus puts on every series it scrapes from a version's pod (the rendered PodMonitor
-# relabels the pod labels `canaryflow.io/model` and `canaryflow.io/version` to these; the local mesh's
-# file-based discovery sets them): how the analysis tells baseline from canary for a server that does
-# not label its own metrics with the version, as no third-party server does.
-TARGET_MODEL_LABEL = "canaryflow_model"
-TARGET_VERSION_LABEL = "canaryflow_version"
 
 # Inference server families.
 REQUEST_DURATION = "canaryflow_request_duration_seconds"  # histogram, LATENCY_BUCKETS_S
