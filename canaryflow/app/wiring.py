@@ -29,6 +29,7 @@ from canaryflow.adapters.readiness.factory import readiness_from_settings
 from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import registry_from_settings
 from canaryflow.kernel.contracts.drift import drift_notice
+from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.contracts.traffic import TrafficMode
 from canaryflow.kernel.ports import (
     ApprovalGate,
@@ -38,7 +39,6 @@ from canaryflow.kernel.ports import (
     ReviewAuthority,
     WorkflowEngine,
 )
-from canaryflow.kernel.serving import ServingConfig
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
 from controller.api.api_context import ControllerContext
