@@ -13,7 +13,6 @@ acknowledged delivery survives any crash after the acknowledgement, and a redeli
 from __future__ import annotations
 
 import hmac
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from canaryflow.kernel.errors import first_error
+from canaryflow.kernel.guarded_input import InputRefused, parse_json
 from canaryflow.kernel.rollout import RolloutPhase
 from controller.drift import DriftMonitor
 from controller.drift_reference import ReferenceRequest
@@ -182,9 +182,9 @@ def create_app(ctx: ControllerContext) -> FastAPI:
         except WebhookRejected as exc:
             raise HTTPException(exc.status, exc.reason) from exc
         try:
-            wanted = ReferenceRequest.model_validate(json.loads(body or b"null"))
-        except json.JSONDecodeError as exc:
-            raise HTTPException(400, f"body: not JSON ({exc.msg})") from exc
+            wanted = ReferenceRequest.model_validate(parse_json(body or b"null", "body", max_bytes=None))
+        except InputRefused as exc:
+            raise HTTPException(400, str(exc)) from exc
         except ValidationError as exc:
             raise HTTPException(422, first_error(exc, "body")) from exc
         try:  # reads and calibrates up to the policy's reference_max_samples: off the event loop
