@@ -42,8 +42,9 @@ class InputRefused(ValueError):
 
 
 def one_line(text: object) -> str:
-    """An error message on one line (pyarrow's and YAML's span several)."""
-    return " ".join(str(text).split())
+    """An error message on one line, control characters blanked (pyarrow's and YAML's span several
+    lines and may quote the damaged bytes)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
 
 
 def decode_utf8(raw: bytes, where: str) -> str:
@@ -131,14 +132,14 @@ def check_tree(doc: Any, where: str) -> None:
                 raise InputRefused(f"{where}: a string holding a lone surrogate (\\u{code:x})") from exc
 
 
-def open_regular_file(path: Path | str, where: str | None = None) -> IO[bytes]:
+def open_regular_file(path: Path | str, where: str | None = None, what: str = "file") -> IO[bytes]:
     """The file opened for reading in binary, if it is a regular file; a named pipe, a device, a
     socket or a directory is refused at once (opened non-blocking, so a pipe cannot hang us)."""
     name = where or str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise InputRefused(f"{name}: cannot read ({exc.strerror or exc})") from exc
+        raise InputRefused(f"{name}: cannot read {what} ({exc.strerror or exc})") from exc
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):  # never read: a pipe would block, a device never end
@@ -153,14 +154,14 @@ def open_regular_file(path: Path | str, where: str | None = None) -> IO[bytes]:
 
 
 def read_regular_file(
-    path: Path | str, max_bytes: int = MAX_DOCUMENT_BYTES, where: str | None = None
+    path: Path | str, max_bytes: int = MAX_DOCUMENT_BYTES, where: str | None = None, what: str = "file"
 ) -> bytes:
     """The bytes of a regular file of at most `max_bytes`; InputRefused otherwise."""
     name = where or str(path)
-    with open_regular_file(path, name) as handle:
+    with open_regular_file(path, name, what) as handle:
         try:
             raw = handle.read(max_bytes + 1)
         except OSError as exc:
-            raise InputRefused(f"{name}: cannot read ({exc.strerror or exc})") from exc
+            raise InputRefused(f"{name}: cannot read {what} ({exc.strerror or exc})") from exc
     check_size(raw, name, max_bytes)
     return raw
