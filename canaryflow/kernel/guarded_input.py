@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 import yaml
+from pydantic import AfterValidator
 
 MAX_DEPTH = 64
 MAX_INTEGER_DIGITS = 64
@@ -165,3 +167,24 @@ def read_regular_file(
             raise InputRefused(f"{name}: cannot read {what} ({exc.strerror or exc})") from exc
     check_size(raw, name, max_bytes)
     return raw
+
+
+# Texts written into manifests: a newline or a space is quoted safely by the YAML writer, yet gives
+# an Argo CD `repoURL` or an HTTPRoute hostname their consumer refuses, so it is refused up front.
+_HOSTNAME = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+
+
+def _url_text(value: str) -> str:
+    if len(value) > 2048 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("a URL on one line, without spaces or control characters (at most 2048)")
+    return value
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a DNS hostname (lowercase labels, an optional leading '*.')")
+    return value
+
+
+UrlText = Annotated[str, AfterValidator(_url_text)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
