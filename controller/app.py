@@ -23,6 +23,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from canaryflow.kernel.errors import first_error
 from canaryflow.kernel.guarded_input import InputRefused, parse_json
@@ -56,11 +57,14 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise WebhookRejected(413, f"body of {declared} bytes exceeds the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise WebhookRejected(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise WebhookRejected(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # gone, or cut off by the body deadline (inference.connection_guard)
+        raise WebhookRejected(400, "the client closed the connection before its body was read") from exc
     return b"".join(chunks)
 
 

@@ -25,6 +25,7 @@ from controller.observability import ControllerMetrics, NoticeOutboxCollector, N
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
+from inference.connection_guard import ConnectionLimits, guarded_protocol
 
 
 class DatabaseInUse(RuntimeError):
@@ -149,10 +150,13 @@ class ControllerService:
             signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start_loop()
         event("controller serving", host=self.settings.host, port=self.settings.port, db=str(self.store.path))
-        try:
+        s = self.settings
+        try:  # request reads bounded in time, connections per address in number: a slow client is cut
             uvicorn.run(
-                self.app, host=self.settings.host, port=self.settings.port, log_config=None, access_log=False
-            )
+                self.app, host=self.settings.host, port=self.settings.port, log_config=None, access_log=False,
+                http=guarded_protocol("auto", ConnectionLimits(s.header_timeout_s, s.body_timeout_s,
+                                                               s.max_connections_per_client)),
+            )  # fmt: skip
         finally:
             if self.close():
                 self.store.close()  # checkpoints the WAL: a clean stop leaves one complete file

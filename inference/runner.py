@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
+from inference.connection_guard import ConnectionLimits, guarded_protocol
 from inference.settings import InferenceSettings
 
 # The event loop and the batcher's worker threads share one GIL. A thread back from the GPU waits
@@ -87,7 +88,12 @@ def _serve_http(
 
     _tune_gil(settings)
     app = create_app(settings, routing, engine_socket=engine)
-    config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **_uvicorn_options())
+    options = _uvicorn_options()
+    limits = ConnectionLimits(
+        settings.header_timeout_s, settings.body_timeout_s, settings.max_connections_per_client
+    )
+    options["http"] = guarded_protocol(options["http"], limits)
+    config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
