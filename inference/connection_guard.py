@@ -58,13 +58,13 @@ def guarded_protocol(name: str, limits: ConnectionLimits) -> type[asyncio.Protoc
     base: Any = base_protocol(name)
     open_by_client: dict[str, int] = {}
 
-    class GuardedProtocol(base):  # type: ignore[misc, valid-type]
+    class GuardedProtocol(base):
         _deadline: asyncio.TimerHandle | None = None
         _client_key: str | None = None
         _before: object = None  # the request cycle current when the header deadline was armed
         _in_body = False
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             peer = transport.get_extra_info("peername")
             key = str(peer[0]) if isinstance(peer, tuple) and peer else "local"
