@@ -124,5 +124,5 @@ def test_a_token_path_is_read_on_every_call_as_the_kubelet_rotates_it(tmp_path):
         get()
         assert [r.headers["Authorization"] for r in argo.requests] == ["Bearer first", "Bearer second"]
         token.unlink()
-        with pytest.raises(ArgoError, match="argo_token_path: .*cannot read Argo token"):
+        with pytest.raises(ArgoError, match=r"argo_token_path: .*cannot read Argo token"):
             service.get_workflow(name="none", namespace="ml")
