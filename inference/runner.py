@@ -48,6 +48,23 @@ def _tune_gil(settings: InferenceSettings) -> None:
         sys.setswitchinterval(_GPU_GIL_SWITCH_INTERVAL_S)
 
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def _bound_malloc_arenas(settings: InferenceSettings) -> None:
+    """glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what was freed
+    in them: the server's 16 embed threads and the event loop grow RSS to a high-water mark that is
+    never given back (bench/inference_soak.py). A bound set before the threads start caps it."""
+    if settings.max_malloc_arenas is None:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, settings.max_malloc_arenas)
+    except (OSError, AttributeError):  # not glibc: its allocator has no such setting
+        pass
+
+
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -87,6 +104,7 @@ def _serve_http(
     from inference.app import create_app
 
     _tune_gil(settings)
+    _bound_malloc_arenas(settings)
     app = create_app(settings, routing, engine_socket=engine)
     options = _uvicorn_options()
     limits = ConnectionLimits(
