@@ -4,11 +4,13 @@ The issue that asked for it saw 592 MiB before load and 774 MiB after three 20 s
 minutes of idling, never given back. One number after load cannot say whether that is a leak (memory
 held per request served: it grows with every round) or the allocator's high-water mark (glibc keeps
 freed memory in per-thread arenas, up to 8 per core, and returns little of it: it grows in the first
-rounds, then stays flat). This benchmark runs the real `canaryflow serve` (loopback only) through
-`--rounds` rounds of `--round-s` seconds at `--concurrency` keep-alive clients (threads of this
-process), each followed by `--idle-s` idle seconds, and samples the server's RSS (`/proc/<pid>/status` VmRSS) before load and after each
-idle pause, once per allocator setting (`--arenas`: `default` = glibc's own, or a number = the server's
-`max_malloc_arenas`). It prints a table and writes JSON (`--out`).
+rounds, then stays flat).
+
+This benchmark runs the real `canaryflow serve` (loopback only) through `--rounds` rounds of
+`--round-s` seconds at `--concurrency` keep-alive clients (threads of this process), each followed by
+`--idle-s` idle seconds, and samples the server's RSS (`/proc/<pid>/status` VmRSS) before load and
+after each idle pause, once per allocator setting (`--arenas`: `default` = glibc's own, or a number =
+the server's `max_malloc_arenas`). It prints a table and writes JSON (`--out`).
 
 Verdict per setting: `growth_late_mib_per_round` is the mean RSS growth per round over the second half
 of the rounds; a leak keeps growing there, a high-water mark does not (below `--flat-mib`).
