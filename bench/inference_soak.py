@@ -91,8 +91,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> No
 def soak(args: argparse.Namespace, arenas: str) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if arenas != "default":
-        env["CANARYFLOW_INFERENCE_MAX_MALLOC_ARENAS"] = arenas
+    # "default": glibc's own (8 arenas per core); a number: the server's bound.
+    env["CANARYFLOW_INFERENCE_MAX_MALLOC_ARENAS"] = "0" if arenas == "default" else arenas
     command = [sys.executable, "-m", "canaryflow.app.cli", "serve", "--model-uri", args.model,
                "--model-name", "minilm", "--port", str(port), "--device", args.device]  # fmt: skip
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -55,7 +55,7 @@ def _bound_malloc_arenas(settings: InferenceSettings) -> None:
     """glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what was freed
     in them: the server's 16 embed threads and the event loop grow RSS to a high-water mark that is
     never given back (bench/inference_soak.py). A bound set before the threads start caps it."""
-    if settings.max_malloc_arenas is None:
+    if not settings.max_malloc_arenas:  # 0: glibc's own bound
         return
     try:
         import ctypes

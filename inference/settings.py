@@ -60,8 +60,12 @@ class InferenceSettings(ComponentSettings):
     # arrive within these; one address holds at most this many connections (per worker process).
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600, description="headers within; closed beyond")
     body_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="body within; closed beyond")
-    max_malloc_arenas: int | None = Field(
-        default=None, ge=1, le=64, description="glibc malloc arenas per process (bench/inference_soak.py)"
+    max_malloc_arenas: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="glibc malloc arenas per process; 0: glibc's own, 8 per core "
+        "(bench/inference_soak.py: RSS comes back after load with 2, stays at its high-water mark without)",
     )
     max_connections_per_client: int = Field(
         default=4096, ge=1, description="open connections from one address; 503 beyond (a gateway is one)"
