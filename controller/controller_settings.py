@@ -89,6 +89,11 @@ class ControllerSettings(ComponentSettings):
         description="a GitHub review (or merge) delivered longer after it happened is refused as a replay",
     )
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    # Slow and greedy clients (inference.connection_guard): headers, then body, within these; at most
+    # this many connections open from one address (a registry sending 200 deliveries at once fits).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_connections_per_client: int = Field(default=256, ge=1)
 
     triggers: dict[str, list[TriggerRule]] = Field(
         default_factory=dict, description="per model name; '*' applies to every model not listed"

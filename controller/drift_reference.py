@@ -24,8 +24,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from canaryflow.kernel.contracts.drift import PredictionRecord
+from canaryflow.kernel.guarded_input import InputRefused, read_regular_file
 from canaryflow.kernel.ports import PredictionLogReader
 
+# A saved reference holds up to a policy's reference_max_samples embeddings as JSON: tens of MB.
+MAX_REFERENCE_FILE_BYTES = 1 << 30
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -91,8 +94,9 @@ class ReferenceShelf:
         if not path.is_file():
             return None
         try:
-            saved = SavedReference.model_validate(orjson.loads(path.read_bytes()))
-        except (OSError, orjson.JSONDecodeError, ValidationError):
+            raw = read_regular_file(path, MAX_REFERENCE_FILE_BYTES)
+            saved = SavedReference.model_validate(orjson.loads(raw))
+        except (InputRefused, orjson.JSONDecodeError, ValidationError):
             return None
         return saved if saved.champion_version == champion_version and saved.model == model else None
 

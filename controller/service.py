@@ -23,6 +23,7 @@ from controller.drift_monitor import DriftMonitor
 from controller.observability import event
 from controller.reconcile import Reconciler
 from controller.rollout.store import RolloutStore
+from inference.connection_guard import ConnectionLimits, guarded_protocol
 
 
 class DatabaseInUse(RuntimeError):
@@ -126,10 +127,13 @@ class ControllerService:
             signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start_loop()
         event("controller serving", host=self.settings.host, port=self.settings.port, db=str(self.store.path))
-        try:
+        s = self.settings
+        try:  # request reads bounded in time, connections per address in number: a slow client is cut
             uvicorn.run(
-                self.app, host=self.settings.host, port=self.settings.port, log_config=None, access_log=False
-            )
+                self.app, host=self.settings.host, port=self.settings.port, log_config=None, access_log=False,
+                http=guarded_protocol("auto", ConnectionLimits(s.header_timeout_s, s.body_timeout_s,
+                                                               s.max_connections_per_client)),
+            )  # fmt: skip
         finally:
             if self.close():
                 self.store.close()  # checkpoints the WAL: a clean stop leaves one complete file

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from canaryflow.kernel.component_settings import ComponentSettings
 from canaryflow.kernel.contracts.traffic import TrafficMode
+from canaryflow.kernel.guarded_input import UrlText
 
 # A Kubernetes resource quantity ("500m", "8Gi"); the API schemas leave it a free string.
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
@@ -63,7 +64,7 @@ class RenderOptions(BaseModel):
     istio_hosts: list[str] = Field(
         default_factory=list, description="istio: hosts the VirtualService serves besides the model Service"
     )
-    repo_url: str = Field(default="", description="the GitOps repo as Argo CD reads it")
+    repo_url: UrlText = Field(default="", description="the GitOps repo as Argo CD reads it")
     target_revision: str = "main"
     argocd_namespace: str = "argocd"
     argocd_project: str = "default"

@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from canaryflow.kernel.contracts.routing import RoutingConfig
+from inference.connection_guard import ConnectionLimits, guarded_protocol
 from inference.server_settings import InferenceSettings
 
 # The event loop and the batcher's worker threads share one GIL. A thread back from the GPU waits
@@ -45,6 +46,23 @@ _GPU_GIL_SWITCH_INTERVAL_S = 0.0005
 def _tune_gil(settings: InferenceSettings) -> None:
     if settings.resolved_device().startswith("cuda"):
         sys.setswitchinterval(_GPU_GIL_SWITCH_INTERVAL_S)
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def _bound_malloc_arenas(settings: InferenceSettings) -> None:
+    """glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what was freed
+    in them: the server's 16 embed threads and the event loop grow RSS to a high-water mark that is
+    never given back (bench/inference_soak.py). A bound set before the threads start caps it."""
+    if not settings.max_malloc_arenas:  # 0: glibc's own bound
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, settings.max_malloc_arenas)
+    except (OSError, AttributeError):  # not glibc: its allocator has no such setting
+        pass
 
 
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -86,8 +104,14 @@ def _serve_http(
     from inference.http_front.assembly import create_app
 
     _tune_gil(settings)
+    _bound_malloc_arenas(settings)
     app = create_app(settings, routing, engine_socket=engine)
-    config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **_uvicorn_options())
+    options = _uvicorn_options()
+    limits = ConnectionLimits(
+        settings.header_timeout_s, settings.body_timeout_s, settings.max_connections_per_client
+    )
+    options["http"] = guarded_protocol(options["http"], limits)
+    config = uvicorn.Config(app, limit_concurrency=settings.max_connections, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -56,6 +56,20 @@ class InferenceSettings(ComponentSettings):
     retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")
+    # Slow and greedy clients (inference.connection_guard): a request's headers, then its body, must
+    # arrive within these; one address holds at most this many connections (per worker process).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600, description="headers within; closed beyond")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="body within; closed beyond")
+    max_malloc_arenas: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="glibc malloc arenas per process; 0: glibc's own, 8 per core "
+        "(bench/inference_soak.py: RSS comes back after load with 2, stays at its high-water mark without)",
+    )
+    max_connections_per_client: int = Field(
+        default=4096, ge=1, description="open connections from one address; 503 beyond (a gateway is one)"
+    )
     prediction_log_rate: float = Field(default=0.0, ge=0, le=1, description="requests sampled; 0 = off")
     prediction_log_dir: Path = Field(default=Path("predictions"), description="a folder a model")
     prediction_log_format: PredictionLogFormat = Field(

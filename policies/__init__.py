@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
+from canaryflow.kernel.guarded_input import InputRefused, parse_yaml, read_regular_file
 from policies.model import (
     ApprovalPolicy,
     ErrorBudget,
@@ -102,22 +102,9 @@ def load_policy(name_or_path: str | Path) -> Policy:
 
 
 def _read_yaml(path: Path, kind: str = "policy") -> object:
-    """The YAML document in `path`, read at most MAX_POLICY_BYTES; every way it can be unreadable (too
-    large, not UTF-8, not YAML, nested deeper than the parser's stack) is one PolicyError line."""
+    """The YAML document in `path` through the guarded reader: every way it can be unreadable (not a
+    regular file, too large, not UTF-8, not YAML, too deep, a long integer, NaN) is one PolicyError."""
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from exc
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes; not a {kind}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    except RecursionError as exc:
-        raise PolicyError(f"{path}: YAML nested too deeply") from exc
+        return parse_yaml(read_regular_file(path, MAX_POLICY_BYTES, what=kind), str(path), MAX_POLICY_BYTES)
+    except InputRefused as exc:
+        raise PolicyError(str(exc)) from exc

@@ -19,6 +19,11 @@ class WorkflowSettings(ComponentSettings):
     argo_host: str = "https://localhost:2746"
     argo_namespace: str = "argo"
     argo_token: SecretStr | None = None
+    argo_token_path: str | None = Field(
+        default=None,
+        description="file holding the token, re-read on every call: the pod's projected service-account "
+        "token, which the kubelet rotates (`install render` mounts it); used when argo_token is unset",
+    )
     argo_verify_tls: bool = True
     argo_ca_bundle: str | None = Field(default=None, description="CA file for a private Argo Server cert")
     argo_timeout_s: float = Field(default=10.0, gt=0, le=600, description="per Argo Server call")

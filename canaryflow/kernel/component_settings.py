@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -21,6 +20,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from canaryflow.kernel.guarded_input import InputRefused, parse_yaml, read_regular_file
 
 CONFIG_ENV = "CANARYFLOW_CONFIG"
 
@@ -46,9 +47,9 @@ class _YamlSection(PydanticBaseSettingsSource):
         if not path:
             return {}
         try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"{CONFIG_ENV}={path}: cannot read YAML ({exc})") from exc
+            doc = parse_yaml(read_regular_file(path, what="YAML"), path) or {}
+        except InputRefused as exc:
+            raise SettingsError(f"{CONFIG_ENV}={exc}") from exc
         if not isinstance(doc, dict):
             raise SettingsError(f"{CONFIG_ENV}={path}: top level must be a mapping of components")
         data = doc.get(section) or {}

@@ -9,7 +9,6 @@ endpoint is off (403).
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from canaryflow.kernel.errors import first_error
+from canaryflow.kernel.guarded_input import InputRefused, parse_json
 from controller.api.api_context import ControllerContext
 from controller.api.request_body import bounded_body
 from controller.controller_settings import ControllerSettings
@@ -48,9 +48,9 @@ def drift_routes(app: FastAPI, ctx: ControllerContext) -> None:
         except WebhookRejected as exc:
             raise HTTPException(exc.status, exc.reason) from exc
         try:
-            wanted = ReferenceRequest.model_validate(json.loads(body or b"null"))
-        except json.JSONDecodeError as exc:
-            raise HTTPException(400, f"body: not JSON ({exc.msg})") from exc
+            wanted = ReferenceRequest.model_validate(parse_json(body or b"null", "body", max_bytes=None))
+        except InputRefused as exc:
+            raise HTTPException(400, str(exc)) from exc
         except ValidationError as exc:
             raise HTTPException(422, first_error(exc, "body")) from exc
         try:  # reads and calibrates up to the policy's reference_max_samples: off the event loop

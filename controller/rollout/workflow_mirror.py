@@ -12,13 +12,13 @@ catches up from one read.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from canaryflow.kernel.contracts.steps import Output, Step, is_wait_node, weighted_node
+from canaryflow.kernel.guarded_input import InputRefused, parse_json
 from canaryflow.kernel.rollout import (
     ApprovalRequested,
     BakeStarted,
@@ -58,8 +58,8 @@ def _verdict(node: WorkflowNodeStatus) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError:
+        doc = parse_json(raw, "verdict", max_bytes=None)
+    except InputRefused:
         return {"decision": "inconclusive", "checks": [], "unreadable": raw[:200]}
     return doc if isinstance(doc, dict) else None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from canaryflow.kernel.errors import first_error
+from canaryflow.kernel.guarded_input import InputRefused, parse_json
 from controller.webhooks.events import WebhookRejected
 
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -53,12 +53,12 @@ def check_fresh(timestamp_s: float, now_s: float, tolerance_s: float) -> None:
 
 
 def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, through the guarded reader (encoding, depth, integer length, NaN):
+    every way a body can be hostile is a 400, never a 500. Its size was bounded on receipt."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookRejected(400, f"body is not JSON ({exc})") from exc
-    except RecursionError as exc:  # the C decoder gives up on nesting deeper than the stack allows
-        raise WebhookRejected(400, "body is nested too deeply") from exc
+        doc = parse_json(body, "body", max_bytes=None)
+    except InputRefused as exc:
+        raise WebhookRejected(400, str(exc)) from exc
     if not isinstance(doc, dict):
         raise WebhookRejected(400, "body must be a JSON object")
     return doc

@@ -6,7 +6,7 @@ never sees a sender's wire format and a new sender is one parser file.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -17,6 +17,11 @@ RegistryChange = Literal[
 ]
 # The name of a registered webhook source (controller.webhooks.registry): its route and inbox label.
 SOURCE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+# Bounds of what is stored: SQLite's INTEGER is signed 64-bit (a larger pull-request number was
+# acknowledged, then failed every tick); texts at most what the senders themselves allow, with room.
+MAX_PR_NUMBER = 2**63 - 1
+Text = Annotated[str, Field(max_length=1024)]
+LongText = Annotated[str, Field(max_length=8192)]  # an MLflow tag value (at most 8,000 characters)
 
 
 class WebhookRejected(Exception):
@@ -38,11 +43,11 @@ class RegistryEvent(BaseModel):
     change: RegistryChange
     model: K8sName
     version: ModelVersion
-    alias: str | None = None
-    tag_key: str | None = None
-    tag_value: str | None = None
-    to_stage: str | None = None
-    from_stage: str | None = None
+    alias: Text | None = None
+    tag_key: Text | None = None
+    tag_value: LongText | None = None
+    to_stage: Text | None = None
+    from_stage: Text | None = None
 
 
 class ApprovalEvent(BaseModel):
@@ -58,10 +63,12 @@ class ApprovalEvent(BaseModel):
 
     source: str = Field(default="github", pattern=SOURCE_NAME)
     delivery_id: str
-    repository: str
-    pr_number: StrictInt = Field(ge=1)
-    pr_url: str
+    repository: Text
+    pr_number: StrictInt = Field(ge=1, le=MAX_PR_NUMBER)
+    pr_url: Text
     outcome: Literal["approved", "rejected", "none"]
-    actor: str = ""
-    head_sha: str = ""
-    at: float | None = Field(default=None, description="unix seconds the review was submitted / PR closed")
+    actor: Text = ""
+    head_sha: Text = ""
+    at: float | None = Field(
+        default=None, allow_inf_nan=False, description="unix seconds the review was submitted / PR closed"
+    )

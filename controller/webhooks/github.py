@@ -14,8 +14,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from controller.webhooks.common import delivery_id_from, json_object, require_header, require_secret
-from controller.webhooks.events import ApprovalEvent, WebhookRejected
+from pydantic import ValidationError
+
+from controller.webhooks.common import (
+    delivery_id_from,
+    json_object,
+    require_header,
+    require_secret,
+    validation_reason,
+)
+from controller.webhooks.events import MAX_PR_NUMBER, ApprovalEvent, WebhookRejected
 from controller.webhooks.signing import verify_github
 from controller.webhooks.source import Delivery, ParseContext, body_key
 
@@ -60,8 +68,10 @@ def parse_github(
         return None
     pr = doc.get("pull_request")
     repo = doc.get("repository")
-    if not isinstance(pr, dict) or type(pr.get("number")) is not int or pr["number"] < 1:
-        raise WebhookRejected(422, "pull_request.number: missing or not a positive integer")
+    number = pr.get("number") if isinstance(pr, dict) else None
+    if type(number) is not int or not 1 <= number <= MAX_PR_NUMBER:
+        raise WebhookRejected(422, "pull_request.number: missing or not an integer from 1 to 2^63-1")
+    assert isinstance(pr, dict)
     if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str):
         raise WebhookRejected(422, "repository.full_name: missing")
     outcome, actor, at_field, head = _decision(event, doc, pr)
@@ -73,16 +83,19 @@ def parse_github(
             raise WebhookRejected(
                 401, f"stale delivery: the event is {now_s - at:+.0f} s old (at most {max_age_s:.0f} s)"
             )
-    return ApprovalEvent(
-        delivery_id=delivery_id,
-        repository=repo["full_name"],
-        pr_number=pr["number"],
-        pr_url=_text(pr.get("html_url")),
-        outcome=outcome,
-        actor=actor,
-        head_sha=head,
-        at=at,
-    )
+    try:
+        return ApprovalEvent(
+            delivery_id=delivery_id,
+            repository=repo["full_name"],
+            pr_number=pr["number"],
+            pr_url=_text(pr.get("html_url")),
+            outcome=outcome,
+            actor=actor,
+            head_sha=head,
+            at=at,
+        )
+    except ValidationError as exc:
+        raise WebhookRejected(422, validation_reason(exc)) from exc
 
 
 def _text(value: Any) -> str:

@@ -119,6 +119,28 @@ def test_bad_requests_are_refused_naming_the_field(tmp_path, settings, store):
     assert monitor.status("minilm")["reference"]["state"] == "collecting"  # nothing was changed
 
 
+def test_hostile_bodies_are_a_400_naming_the_problem(tmp_path, settings, store):
+    """Not UTF-8, nested 30k deep, an integer past Python's 4,300-digit limit, NaN: each one line, a
+    400, the reference untouched (a 500 before: only JSONDecodeError was caught)."""
+    settings = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+    _promote(store, "minilm", "2", T0)
+    monitor, client = _app(settings, store, tmp_path, Clock())
+    before = monitor.status("minilm")
+    bodies = {
+        b'{"since": 1, "until": "\xff\xfe"}': "not UTF-8",
+        b"[" * 30_000 + b"]" * 30_000: "nested deeper than",
+        b'{"since": ' + b"9" * 5000 + b', "until": 2}': "an integer of 5000 digits",
+        b'{"since": NaN, "until": 2}': "NaN is not a number",
+        b'{"since": 1e999, "until": 2}': "inf is not a finite number",
+    }
+    for body, reason in bodies.items():
+        response = client.put("/models/minilm/drift/reference", content=body, headers=AUTH)
+        assert response.status_code == 400, (body[:40], response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith("body: ") and reason in detail and "\n" not in detail
+    assert monitor.status("minilm") == before
+
+
 def test_without_a_configured_token_the_endpoint_is_off(tmp_path, settings, store):
     _promote(store, "minilm", "2", T0)
     _, client = _app(settings, store, tmp_path, Clock())

@@ -54,6 +54,16 @@ def test_render_without_a_repo_url_exits_2_and_writes_nothing(tmp_path: Path) ->
     assert not (tmp_path / "out").exists()
 
 
+def test_a_repo_url_holding_a_newline_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    """Quoted safely, yet Argo CD cannot clone `repoURL: "https://x/r.git\\nmore"`: refused up front."""
+    for url in ("https://x/r.git\nmore", "https://x/r .git", "https://x/r.git\r"):
+        result = runner.invoke(app, ["gitops", "render", *CANARY, "--out", "out", "--repo-url", url])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("canaryflow gitops: --repo-url: a URL on one line")
+        assert len(result.stderr.splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+
+
 def test_render_takes_the_repo_url_from_the_remote_as_commit_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -92,6 +93,35 @@ def test_any_bytes_get_a_4xx_or_a_result(server: RunningServer, raw: bytes) -> N
         assert "error" in response.json()
         return
     _check(response, body)
+
+
+HOSTILE = [b"9" * 5000, b"NaN", b"-Infinity", b"1e999", str(2**64 + 1).encode(), b'"\\ud800"', b'"caf\xe9"']
+ROUTES = [("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/v1/models/minilm"),
+          ("GET", "/healthz"), ("GET", "/ready"), ("GET", "/metrics")]  # fmt: skip
+
+
+@FUZZ
+@given(
+    route=st.sampled_from(ROUTES),
+    fragment=st.sampled_from(HOSTILE),
+    field=st.sampled_from(["input", "dimensions", "model", "encoding_format", "user"]),
+    depth=st.integers(min_value=0, max_value=3000),
+    suffix=st.text(max_size=20),
+)
+def test_every_route_answers_hostile_bytes_with_a_4xx_or_a_result(
+    server: RunningServer, route: tuple[str, str], fragment: bytes, field: str, depth: int, suffix: str
+) -> None:
+    """Integers past Python's digit limit, NaN, nesting, bytes that are not UTF-8, on every route."""
+    inner = b"[" * depth + fragment + b"]" * depth
+    raw = b'{"model": "minilm", "input": "a", "%s": %s}' % (field.encode(), inner)
+    method, path = route
+    with server.client() as client:
+        target = path + (quote(suffix) if method == "GET" and "models/" in path else "")
+        response = client.request(method, target, content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, (route, raw[:80], response.text[:200])
+    if method == "POST" and response.status_code != 200:
+        message = response.json()["error"]["message"]
+        assert message.strip() and "\n" not in message
 
 
 def test_the_server_is_healthy_after_the_fuzz(server: RunningServer) -> None:

@@ -34,6 +34,9 @@ def test_bad_options_exit_2_naming_the_option(tmp_path: Path) -> None:
         (["--namespace", "Not_A_Name"], "--namespace"),
         (["--policy", "no-such-policy"], "--policy"),
         (["--monitor-label", "novalue"], "--monitor-label"),
+        (["--gitops-repo", "https://x/r.git\nextra: 1"], "--gitops-repo-url"),
+        (["--webhook-host", "hooks.example.com\nevil.example.com"], "--webhook-hostname"),
+        (["--webhook-host", "Hooks Example"], "--webhook-hostname"),
     ):
         result = runner.invoke(app, ["install", "render", "--out", str(tmp_path / "x"), *args])
         assert result.exit_code == 2 and option in result.output, result.output

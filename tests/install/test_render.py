@@ -76,17 +76,34 @@ def test_controller_deployment_runs_safely(built: dict[str, list[dict[str, Any]]
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_secrets_are_referenced_never_inlined(variant: str, built: dict[str, list[dict[str, Any]]]) -> None:
-    for doc in built[variant]:
-        if doc["kind"] == "Secret":  # only the service-account token Secret, filled by Kubernetes
-            assert doc["type"] == "kubernetes.io/service-account-token"
-            assert "data" not in doc and "stringData" not in doc
+    # No Secret at all: no long-lived service-account token (the pod's projected one serves Argo).
+    assert [doc for doc in built[variant] if doc["kind"] == "Secret"] == []
     pod = one(built[variant], "Deployment", CONTROLLER)["spec"]["template"]["spec"]
     for item in pod["containers"][0]["env"]:
+        if item["name"] == "CANARYFLOW_WORKFLOWS_ARGO_TOKEN_PATH":
+            continue  # a path to the projected token, not a secret
         if "SECRET" in item["name"] or "TOKEN" in item["name"] or "URL" in item["name"]:
-            ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] in (SECRET, "canaryflow-controller.service-account-token")
+            assert item["valueFrom"]["secretKeyRef"]["name"] == SECRET
     config = one(built[variant], "ConfigMap", CONFIG_MAP)["data"]
     assert not [key for key in config if "SECRET" in key or key.endswith("TOKEN")]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_argo_token_is_the_pods_projected_rotated_token(
+    variant: str, built: dict[str, list[dict[str, Any]]]
+) -> None:
+    pod = one(built[variant], "Deployment", CONTROLLER)["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "projected" in v]
+    [source] = volume["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["path"] == "token" and 600 <= token["expirationSeconds"] <= 3600
+    container = pod["containers"][0]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    env = {item["name"]: item for item in container["env"]}
+    assert env["CANARYFLOW_WORKFLOWS_ARGO_TOKEN_PATH"]["value"] == f"{mount['mountPath']}/token"
+    assert "CANARYFLOW_WORKFLOWS_ARGO_TOKEN" not in env
+    assert pod["serviceAccountName"] == "canaryflow-controller"
 
 
 def _rules(docs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import kubernetes_validate
@@ -97,3 +98,31 @@ def test_submit_creates_the_workflow_on_the_argo_server(tmp_path):
             },
         )
         assert bad.exit_code == 1 and "401" in bad.stderr
+
+
+def test_a_token_path_is_read_on_every_call_as_the_kubelet_rotates_it(tmp_path):
+    """The pod's projected token is replaced in place before it expires: one engine, each call reading
+    the file, carries the new token (a token read once at start would lapse within the hour)."""
+    from hera.exceptions import HeraException
+
+    from workflows.argo.argo_client import ArgoError, service_from_settings
+    from workflows.workflow_settings import WorkflowSettings
+
+    token = tmp_path / "token"
+    with ArgoServerThread("first") as argo:
+        settings = WorkflowSettings(argo_host=argo.url, argo_namespace="ml", argo_token_path=str(token))
+        service = service_from_settings(settings)
+
+        def get() -> None:
+            with contextlib.suppress(HeraException):  # no such workflow: the call is what counts
+                service.get_workflow(name="none", namespace="ml")
+
+        token.write_text("first\n")
+        get()
+        token.write_text("second\n")
+        argo.token = "second"
+        get()
+        assert [r.headers["Authorization"] for r in argo.requests] == ["Bearer first", "Bearer second"]
+        token.unlink()
+        with pytest.raises(ArgoError, match=r"argo_token_path: .*cannot read Argo token"):
+            service.get_workflow(name="none", namespace="ml")

@@ -15,6 +15,7 @@ from hera.exceptions import AlreadyExists, HeraException
 from hera.workflows import WorkflowsService
 from hera.workflows import models as argo
 
+from canaryflow.kernel.guarded_input import InputRefused, read_regular_file
 from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
 from policies.model import Policy
 from workflows.argo.render import rollout_template, rollout_workflow, workflow_from_template
@@ -33,19 +34,29 @@ class ArgoError(RuntimeError):
 
 class _TimedSession(requests.Session):
     """Hera's requests session with a deadline on every call: a hung Argo Server fails the call (an
-    ArgoError, retried next tick) instead of holding a reconcile worker for ever."""
+    ArgoError, retried next tick) instead of holding a reconcile worker for ever. With `token_path`,
+    the bearer token is read from that file on every call: a projected service-account token is
+    replaced by the kubelet before it expires, so a token read once at start would lapse."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, token_path: str | None = None) -> None:
         super().__init__()
         self.timeout_s = timeout_s
+        self.token_path = token_path
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout_s)
+        if self.token_path:
+            try:
+                token = read_regular_file(self.token_path, 64 * 1024, what="Argo token").decode().strip()
+            except (InputRefused, UnicodeDecodeError) as exc:
+                raise ArgoError(f"argo_token_path: {exc}") from exc
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {token}"}
         return super().request(method, url, *args, **kwargs)
 
 
 def service_from_settings(settings: WorkflowSettings) -> WorkflowsService:
     token = settings.argo_token.get_secret_value() if settings.argo_token else None
+    token_path = None if token else settings.argo_token_path
     # requests takes a CA bundle path where Hera passes `verify_ssl` through.
     verify: Any = settings.argo_ca_bundle if settings.argo_ca_bundle else settings.argo_verify_tls
     host = settings.argo_host.rstrip("/") + "/"
@@ -54,7 +65,7 @@ def service_from_settings(settings: WorkflowSettings) -> WorkflowsService:
         token=token,
         namespace=settings.argo_namespace,
         verify_ssl=verify,
-        session=_TimedSession(settings.argo_timeout_s),
+        session=_TimedSession(settings.argo_timeout_s, token_path),
     )
 
 

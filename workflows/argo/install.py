@@ -64,16 +64,6 @@ def rbac_manifests(settings: WorkflowSettings) -> list[dict[str, Any]]:
             "verbs": ["create", "get", "list"],
         },
     ]
-    token_secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/service-account-token",
-        "metadata": {
-            "name": f"{CONTROLLER_ACCOUNT}.service-account-token",
-            "namespace": ns,
-            "annotations": {"kubernetes.io/service-account.name": CONTROLLER_ACCOUNT},
-        },
-    }
     return [
         _account(pod_account, ns),
         _role(pod_account, ns, pod_rules),
@@ -81,7 +71,6 @@ def rbac_manifests(settings: WorkflowSettings) -> list[dict[str, Any]]:
         _account(CONTROLLER_ACCOUNT, ns),
         _role(CONTROLLER_ACCOUNT, ns, controller_rules),
         _binding(CONTROLLER_ACCOUNT, ns),
-        token_secret,
     ]
 
 

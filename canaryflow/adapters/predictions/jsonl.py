@@ -23,6 +23,7 @@ from canaryflow.adapters.predictions.common import (
 )
 from canaryflow.kernel.contracts.drift import PREDICTION_FILE_GLOB, PredictionRecord
 from canaryflow.kernel.errors import first_error
+from canaryflow.kernel.guarded_input import InputRefused, open_regular_file
 
 
 def parse_line(line: bytes, where: str) -> PredictionRecord:
@@ -42,7 +43,10 @@ def parse_line(line: bytes, where: str) -> PredictionRecord:
 def read_jsonl(path: Path) -> list[PredictionRecord]:
     """Every record of one file, strictly: the first bad line raises, naming its number and field."""
     try:
-        data = path.read_bytes()
+        with open_regular_file(path) as handle:  # a named pipe would hang the reader: refused at once
+            data = handle.read()
+    except InputRefused as exc:
+        raise PredictionLogError(str(exc)) from exc
     except OSError as exc:
         raise PredictionLogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     records = []

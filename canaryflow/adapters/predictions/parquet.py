@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -35,6 +36,7 @@ from canaryflow.kernel.contracts.drift import (
     PredictionColumn,
     PredictionRecord,
 )
+from canaryflow.kernel.guarded_input import InputRefused, one_line, open_regular_file
 
 C = PredictionColumn
 _SCALARS: dict[str, pa.DataType] = {
@@ -47,10 +49,15 @@ _EMBEDDING_VALUES = pa.type_for_alias(PARQUET_TYPES[C.EMBEDDING]).to_pandas_dtyp
 
 
 def _load(path: Path, filters: list[tuple[str, str, Any]] | None = None) -> pa.Table:
+    """The table of a regular file (a named pipe is refused, not waited on); pyarrow's multi-line
+    messages of a corrupted page put on one line."""
     try:
-        return pq.read_table(path, filters=filters)
+        with open_regular_file(path) as handle:
+            return pq.read_table(handle, filters=filters)
+    except InputRefused as exc:
+        raise PredictionLogError(str(exc)) from exc
     except (OSError, pa.ArrowException) as exc:
-        raise PredictionLogError(f"{path}: not a readable Parquet file ({exc})") from exc
+        raise PredictionLogError(f"{path}: not a readable Parquet file ({one_line(exc)})") from exc
 
 
 @without_cycle_collection
@@ -78,8 +85,19 @@ def _records(table: pa.Table, where: str) -> tuple[list[PredictionRecord], int]:
     good = pc.fill_null(good, False)
     if isinstance(good, pa.ChunkedArray):  # the scalar columns are chunked; the embedding is one array
         good = good.combine_chunks()
+    if dims == 0:
+        return [], table.num_rows
+    values = embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    # A NaN or infinite component (or a null one) makes a vector no point at all: such rows are out of
+    # bounds, as the JSON Lines reader refuses them; NaN would otherwise pass every drift test.
+    if len(values) == len(embedding) * dims:
+        finite = np.isfinite(values).reshape(-1, dims).all(axis=1)
+    else:  # a null vector has no values in the flattened array: row by row (null: dropped already)
+        rows = embedding.to_pylist()
+        finite = np.array([v is None or bool(np.isfinite(np.asarray(v, float)).all()) for v in rows])
+    good = pc.and_(good, pa.array(finite))
     kept = int(pc.sum(good).as_py() or 0)
-    if kept == 0 or dims == 0:
+    if kept == 0:
         return [], table.num_rows
     values = embedding.filter(good).flatten().to_numpy(zero_copy_only=False)
     values = values.astype(_EMBEDDING_VALUES, copy=False)
@@ -103,7 +121,10 @@ def read_parquet(path: Path) -> list[PredictionRecord]:
     """Every record of one file, strictly: an unreadable file or a row out of bounds raises."""
     records, dropped = _records(_load(path), str(path))
     if dropped:
-        raise PredictionLogError(f"{path}: {dropped} rows out of bounds (t, latency_ms, tokens >= 0; model)")
+        raise PredictionLogError(
+            f"{path}: {dropped} rows out of bounds (t, latency_ms, tokens >= 0; model, version; "
+            "an embedding of finite numbers)"
+        )
     return records
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from canaryflow.app.commands.cli_shared import exit_with_error
+from canaryflow.kernel.guarded_input import InputRefused, parse_json
 from policies import PolicyError, load_policy
 
 if TYPE_CHECKING:
@@ -153,9 +154,9 @@ def _read_line_by_line(path: Path) -> RequestLog:
                 continue
             where = f"{path}:{number}"
             try:
-                record = json.loads(raw)
-            except ValueError as exc:
-                raise LogError(f"{where}: not valid JSON ({exc})") from exc
+                record = parse_json(raw, where, max_bytes=None)
+            except InputRefused as exc:
+                raise LogError(str(exc)) from exc
             if not isinstance(record, dict):
                 raise LogError(f"{where}: a request must be a JSON object")
             t.append(_number(record, "t", where))
@@ -183,6 +184,10 @@ def _read_line_by_line(path: Path) -> RequestLog:
 
 def _number(record: dict[str, object], key: str, where: str) -> float:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        raise LogError(f"{where}: {key}: must be a finite number, got {value!r}")
-    return float(value)
+    try:  # an integer past a float's range (2^1024) is no time or latency either
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise LogError(f"{where}: {key}: must be a finite number, got {str(value)[:40]}")
+    return number

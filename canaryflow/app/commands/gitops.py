@@ -175,7 +175,10 @@ def _render_options(settings: GitOpsSettings, repo_url: str | None) -> RenderOpt
     """Render options with the repo Argo CD syncs from: --repo-url, else as `commit` fills it."""
     options = settings.render_options()
     if repo_url:
-        options = options.model_copy(update={"repo_url": repo_url})
+        try:  # validated, not copied in: a newline would give Argo CD a repoURL it refuses
+            options = type(options).model_validate({**options.model_dump(), "repo_url": repo_url})
+        except ValidationError as exc:
+            _fail("--repo-url: " + str(exc.errors()[0]["msg"]).removeprefix("Value error, "))
     if not options.repo_url.strip():
         # Argo CD refuses an Application without a source repository.
         _fail("--repo-url: required: the repo Argo CD syncs from (or CANARYFLOW_GITOPS_REMOTE_URL)")

@@ -56,4 +56,7 @@ def replay(
     except DriftInputError as exc:
         _fail(f"{current if str(exc).startswith('embedding') else reference}: {exc}")
         return
-    typer.echo(json.dumps(verdict.model_dump(mode="json")))
+    try:  # NaN is not JSON: a statistic that is not a number is an error, never printed as one
+        typer.echo(json.dumps(verdict.model_dump(mode="json"), allow_nan=False))
+    except ValueError:
+        _fail(f"{current}: a drift statistic is not a finite number; the embeddings are not usable")

@@ -90,10 +90,9 @@ def _container(options: InstallOptions) -> dict[str, Any]:
     env = [
         {"name": "HOME", "value": "/tmp"},
         *(_secret_env(key, SECRET, key) for key in CONTROLLER_SECRET_KEYS),
-        # The Argo Server checks this identity's RBAC (workflows/argo/install.py) on every call.
-        _secret_env(
-            "CANARYFLOW_WORKFLOWS_ARGO_TOKEN", f"{CONTROLLER_ACCOUNT}.service-account-token", "token"
-        ),
+        # The Argo Server checks this identity's RBAC (workflows/argo/install.py) on every call: the
+        # pod's projected token (re-read on every call; the kubelet rotates it), no long-lived Secret.
+        {"name": "CANARYFLOW_WORKFLOWS_ARGO_TOKEN_PATH", "value": f"{ARGO_TOKEN_DIR}/token"},
     ]
     return {
         "name": "controller",
@@ -119,8 +118,22 @@ def _container(options: InstallOptions) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "state", "mountPath": STATE_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "argo-token", "mountPath": ARGO_TOKEN_DIR, "readOnly": True},
         ],
     }
+
+
+# Argo Server's client mode passes the bearer token on to the Kubernetes API as the caller's identity,
+# so the token keeps the API server's own audience (none named here: the default one); it expires
+# within the hour and the kubelet writes a fresh one well before, in place.
+ARGO_TOKEN_DIR = "/var/run/secrets/canaryflow/argo"
+ARGO_TOKEN_EXPIRY_S = 3600
+
+
+def argo_token_volume() -> dict[str, Any]:
+    """The controller's service-account token as a projected, rotated, short-lived volume."""
+    token = {"path": "token", "expirationSeconds": ARGO_TOKEN_EXPIRY_S}
+    return {"name": "argo-token", "projected": {"sources": [{"serviceAccountToken": token}]}}
 
 
 def deployment(options: InstallOptions) -> dict[str, Any]:
@@ -136,7 +149,8 @@ def deployment(options: InstallOptions) -> dict[str, Any]:
                 "metadata": {"labels": {**SELECTOR, **PART_OF}},
                 "spec": {
                     "serviceAccountName": CONTROLLER_ACCOUNT,
-                    # The controller calls the Argo Server with its token Secret, never the Kubernetes API.
+                    # The controller calls the Argo Server with its projected token (below), never the
+                    # Kubernetes API: the default token mount is off.
                     "automountServiceAccountToken": False,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -150,6 +164,7 @@ def deployment(options: InstallOptions) -> dict[str, Any]:
                     "volumes": [
                         {"name": "state", "persistentVolumeClaim": {"claimName": STATE_CLAIM}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}},
+                        argo_token_volume(),
                     ],
                 },
             },

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canaryflow.kernel.guarded_input import Hostname, UrlText
+
 # A DNS-1123 label: what Kubernetes accepts as a namespace name.
 _LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
@@ -49,14 +51,14 @@ class InstallOptions(BaseModel):
     policy: str = Field(default="default", min_length=1)
     image: str = Field(default="ghcr.io/canaryflow/canaryflow:0.1.0", min_length=1)
     inference_image: str = Field(default="ghcr.io/canaryflow/canaryflow-inference:0.1.0-cuda", min_length=1)
-    argo_server_url: str = "https://argo-server.argo.svc:2746"
-    mlflow_url: str = "http://mlflow.mlflow.svc:5000"
-    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
-    gitops_repo_url: str = Field(default="", description="the GitOps repo the rollouts commit to")
+    argo_server_url: UrlText = "https://argo-server.argo.svc:2746"
+    mlflow_url: UrlText = "http://mlflow.mlflow.svc:5000"
+    prometheus_url: UrlText = "http://prometheus-operated.monitoring.svc:9090"
+    gitops_repo_url: UrlText = Field(default="", description="the GitOps repo the rollouts commit to")
     github_repo: str = Field(default="", description="owner/name: enables the pull-request approval gate")
     gateway_name: str = "inference-gateway"
     gateway_namespace: str = Field(default="gateway", pattern=_LABEL)
-    webhook_hostname: str | None = Field(default=None, description="HTTPRoute hostname of /webhooks")
+    webhook_hostname: Hostname | None = Field(default=None, description="HTTPRoute hostname of /webhooks")
     monitoring_namespace: str = Field(default="monitoring", pattern=_LABEL)
     monitor_labels: dict[str, str] = Field(
         default_factory=dict, description="labels the Prometheus' serviceMonitorSelector/ruleSelector wants"
