@@ -19,10 +19,13 @@ from typing import IO
 import uvicorn
 
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, WorkflowEngine
+from controller.actions import RolloutActions
 from controller.app import ControllerContext, create_app
+from controller.console.routes import mount
 from controller.drift import DriftCollector, DriftMonitor
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth, event
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
+from controller.rollout.actions import ActionStore
 from controller.rollout.store import RolloutStore
 from controller.settings import ControllerSettings
 
@@ -98,6 +101,9 @@ class ControllerService:
             drift=drift,
         )
         self.app = create_app(self.context)
+        self.actions = RolloutActions(store, ActionStore(settings.db_path), self.reconciler, engine, clock)
+        self.reconciler.actions = self.actions
+        self.sessions = mount(self.app, self.context, self.actions)  # console, login, actions, the gate
         self._drift_thread: threading.Thread | None = None
 
     def _on_delivery(self) -> None:

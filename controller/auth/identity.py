@@ -73,7 +73,7 @@ class Sessions:
         if not cookie:
             return None
         try:
-            data: dict[str, Any] = self._cookies.loads(cookie, max_age=self.settings.session_ttl_s)
+            data: dict[str, Any] = self._cookies.loads(cookie, max_age=int(self.settings.session_ttl_s))
         except (BadSignature, SignatureExpired):
             return None
         if float(data.get("e", 0)) < time.time():
@@ -101,7 +101,7 @@ class Sessions:
         """(user, groups) of a valid login link not used before; None otherwise (it is used up)."""
         try:
             data: dict[str, Any] = self._links.loads(token, max_age=86400)
-            self._links.loads(token, max_age=float(data["t"]))
+            self._links.loads(token, max_age=int(data["t"]))
         except (BadSignature, SignatureExpired, KeyError, ValueError):
             return None
         now = time.time()
