@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
@@ -108,7 +108,7 @@ class OidcIssuer:
         issuer, codes = self, self.codes
 
         class CodeGrant(grants.AuthorizationCodeGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
 
             def save_authorization_code(self, code: str, req: Any) -> None:
                 data = req.payload.data
