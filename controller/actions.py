@@ -18,8 +18,9 @@ not allow is refused with a message naming the phase (HTTP 409), before anything
   container's analysis, so there it is refused with that reason.
 - retry: a rollout that ended rolled back or failed (a failed or inconclusive step) runs again from
   its first step, as a new rollout of the same versions and policy.
-- pause / resume: a paused rollout is not moved on by the loop (the local runner's DAG stands still;
-  on Argo the workflow is suspended and resumed through the engine when it can).
+- pause / resume: a paused rollout is not moved on by the loop, so the local runner's DAG stands
+  still. An Argo Workflow runs on by itself (and resuming a suspended one would release its approval
+  node too), so there pause is refused with that reason.
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ class RolloutActions:
             raise ActionRefused(409, f"cannot pause rollout {record.id}: it is {phase} and paused already")
         if kind == "resume" and not paused:
             raise ActionRefused(409, f"cannot resume rollout {record.id}: it is {phase} and not paused")
+        if kind == "pause" and not getattr(self.engine, "advances_only_when_reconciled", False):
+            raise ActionRefused(
+                409, f"cannot pause rollout {record.id}: its engine runs on by itself (Argo); abort instead"
+            )
         if kind == "promote" and not callable(getattr(self.engine, "skip_analysis", None)):
             raise ActionRefused(
                 409, f"cannot promote rollout {record.id} now: its engine cannot skip a running analysis"
@@ -211,15 +216,9 @@ class RolloutActions:
                 skipped = self.engine.skip_analysis(workflow, who)  # type: ignore[attr-defined]
                 return f"skipped {', '.join(skipped) or 'nothing (already past the analysis)'}"
             case "pause":
-                suspend = getattr(self.engine, "suspend", None)
-                if callable(suspend):
-                    suspend(workflow)
                 self.store.update(record.id, waiting_reason=f"paused by {action.actor}: {action.reason}")
                 return "paused"
             case "resume":
-                unsuspend = getattr(self.engine, "unsuspend", None)
-                if callable(unsuspend):
-                    unsuspend(workflow)
                 self.store.update(record.id, waiting_reason=None)
                 return "resumed"
             case "retry":

@@ -162,3 +162,40 @@ def test_an_action_id_is_not_reused_for_another_action(tmp_path):
     with pytest.raises(ActionRefused) as clash:
         acts.request(rid, ActionRequest("resume", "alice", "", "same-id-0001"))
     assert clash.value.status == 409 and "action_id" in clash.value.message
+
+
+class PortOnly:
+    """The WorkflowEngine port and nothing more, as the Argo engine offers it (no skip, no standing still)."""
+
+    def __init__(self, runner) -> None:
+        self._runner = runner
+
+    def submit(self, spec):
+        return self._runner.submit(spec)
+
+    def status(self, name):
+        return self._runner.status(name)
+
+    def reconcile(self, name):
+        return self._runner.reconcile(name)
+
+    def resume(self, name) -> None:
+        self._runner.resume(name)
+
+    def stop(self, name, reason) -> None:
+        self._runner.stop(name, reason)
+
+
+def test_an_engine_that_runs_on_its_own_refuses_pause_and_promote_but_aborts(tmp_path):
+    reconciler, store, runner, clock = make(tmp_path, Steps(answers={"analyze-5": ["wait"]}), policy(5))
+    acts = RolloutActions(store, ActionStore(store.path), reconciler, PortOnly(runner), clock)
+    reconciler.actions = acts
+    rid = add_rollout(store)
+    ticks(reconciler)
+    for kind, words in (("pause", "runs on by itself"), ("promote", "cannot skip a running analysis")):
+        with pytest.raises(ActionRefused) as refused:
+            acts.request(rid, ActionRequest(kind, "alice", "because"))
+        assert refused.value.status == 409 and words in refused.value.message
+    acts.request(rid, ActionRequest("abort", "alice", "because"))
+    ticks(reconciler)
+    assert store.get(rid).phase == "rolled_back"

@@ -46,6 +46,9 @@ _FAILED = "Failed"  # workflow.status in the exit handler after a failure or a s
 
 
 class LocalRunner:
+    # Nothing runs between reconciles: a rollout the controller stops reconciling is paused.
+    advances_only_when_reconciled = True
+
     def __init__(
         self,
         db_path: Path | str,
