@@ -10,7 +10,7 @@ STAMP := $(VENV)/.canaryflow-installed
 # The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test lint typecheck pytest prometheus image clean
+.PHONY: setup demo test lint typecheck pytest prometheus chromium image clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,17 @@ prometheus:
 	  echo "prometheus: not installed and not root; tests needing it are skipped (apt-get install -y prometheus)"; \
 	fi
 
+# Headless Chromium and its driver for the console's browser test: Debian's packages, the same way.
+chromium:
+	@if command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; }; then \
+	  echo "chromium: $$(chromium --version 2>/dev/null | head -n1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium: installing the Debian packages chromium and chromium-driver"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+	  echo "chromium: not installed and not root; the browser test is skipped (apt-get install -y chromium chromium-driver)"; \
+	fi
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +54,7 @@ typecheck: setup
 	$(BIN)/mypy .
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-pytest: setup prometheus
+pytest: setup prometheus chromium
 	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

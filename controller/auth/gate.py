@@ -110,7 +110,9 @@ class Gate:
             model = self.model_of(request.url.path)
             needed = "operator" if request.method in UNSAFE else "viewer"
             if model is not None and not identity.can(model, needed):
-                return JSONResponse({"detail": f"{identity.user} is not a {needed} of model {model!r}"}, 403)
+                return JSONResponse(
+                    {"detail": f"{identity.user} has no {needed} role on model {model!r}"}, 403
+                )
             request.state.identity = identity
             return await call_next(request)
 
@@ -147,5 +149,5 @@ def require(request: Request, model: str, role: str) -> Identity:
     """The caller, if they hold `role` on `model`; else 403 naming what is missing."""
     identity = identity_of(request)
     if not identity.can(model, role):
-        raise HTTPException(403, f"{identity.user} is not a {role} of model {model!r}")
+        raise HTTPException(403, f"{identity.user} has no {role} role on model {model!r}")
     return identity

@@ -74,6 +74,7 @@ def console_routes(ctx: ControllerContext, actions: RolloutActions | None) -> AP
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True)
     )
     pages.filters["age"] = views.age
+    pages.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
         me = identity_of(request)

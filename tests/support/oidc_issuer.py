@@ -186,7 +186,7 @@ class OidcIssuer:
                     for k, v in request.args.items()
                 )
                 return (
-                    "<!doctype html><title>Sign in</title><form method=post>"
+                    "<!doctype html><title>Sign in</title><form method=post action=/authorize>"
                     f'{hidden}<label>user <input name="username" id="username"></label>'
                     '<label>password <input name="password" id="password" type="password"></label>'
                     '<button type="submit" id="sign-in">sign in</button></form>'
