@@ -30,6 +30,7 @@ from controller.auth.gate import Gate, form_of, identity_of, require
 from controller.auth.identity import Sessions
 from controller.auth.oidc import Issuer, auth_routes
 from controller.console import views
+from controller.notices import announced
 from controller.rollout.actions import ACTION_KINDS
 from controller.rollout.store import RolloutStore
 
@@ -123,6 +124,7 @@ def console_routes(ctx: ControllerContext, actions: RolloutActions | None) -> AP
             drift=drift,
             workflow=workflow,
             evidence=views.evidence_svg(detail),
+            notices=announced(detail),
             action_id=str(uuid.uuid4()),
             done=done,
         )
