@@ -134,7 +134,7 @@ def browser():
     return driver, profile
 
 
-def until(driver, condition, timeout_s: float = 20.0, what: str = "the page"):
+def until(driver, condition, timeout_s: float = 40.0, what: str = "the page"):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -178,7 +178,7 @@ def test_console_in_chromium(world):
         until(
             driver,
             lambda d: phase_on_list(d, "minilm-v2-watch") == "promoted",
-            timeout_s=30,
+            timeout_s=45,
             what="promotion",
         )
         assert driver.execute_script("return window.__marker") == marker  # never reloaded
@@ -195,7 +195,7 @@ def test_console_in_chromium(world):
         driver.find_element(by.ID, "act-abort").click()
         until(driver, lambda d: d.switch_to.alert, what="the confirmation").accept()
         until(driver, lambda d: d.find_element(by.ID, "done"), what="the action recorded")
-        until(driver, lambda d: d.find_element(by.ID, "phase").text == "rolled_back", timeout_s=30,
+        until(driver, lambda d: d.find_element(by.ID, "phase").text == "rolled_back", timeout_s=45,
               what="the rollback")  # fmt: skip
         commits = until(
             driver,
@@ -220,7 +220,7 @@ def test_console_in_chromium(world):
         driver.refresh()  # the buttons follow the phase on a fresh page
         driver.find_element(by.ID, "act-approve").click()
         until(driver, lambda d: d.switch_to.alert, what="the confirmation").accept()
-        until(driver, lambda d: d.find_element(by.ID, "phase").text == "promoted", timeout_s=30,
+        until(driver, lambda d: d.find_element(by.ID, "phase").text == "promoted", timeout_s=45,
               what="the approved promotion")  # fmt: skip
         assert any(t.reason == "approved by alice" for t in store.detail("minilm-v3-gated").transitions)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -46,7 +47,7 @@ def console(tmp_path, issuer):
     return TestClient(app, base_url="https://testserver", follow_redirects=False)
 
 
-def sign_in(console: TestClient, user: str, password: str = PASSWORD) -> httpx.Response:
+def sign_in(console: TestClient, user: str, password: str = PASSWORD) -> Any:
     """The browser's part: to the issuer, its login form, back to the callback."""
     start = console.get("/auth/login", params={"next": "/console/api/rollouts"})
     assert start.status_code == 303
