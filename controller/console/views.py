@@ -46,6 +46,10 @@ def decision_of(record: RolloutRecord) -> str:
     }.get(record.phase, "—")
 
 
+# Where the traffic is once a rollout ended (the record keeps the last step's weight).
+_WEIGHT_AFTER = {"promoted": 100, "watching": 100, "rolled_back": 0, "superseded": 0}
+
+
 def row(record: RolloutRecord, now: float) -> dict[str, Any]:
     step = "—" if record.step_index is None else str(record.step_index + 1)
     return {
@@ -56,7 +60,7 @@ def row(record: RolloutRecord, now: float) -> dict[str, Any]:
         "baseline": record.baseline_version,
         "phase": record.phase,
         "step": step,
-        "weight": record.weight,
+        "weight": _WEIGHT_AFTER.get(record.phase, record.weight),
         "age": age(now - record.created_at),
         "created_at": record.created_at,
         "decision": decision_of(record),

@@ -186,8 +186,6 @@ def test_console_in_chromium(world):
         # Abort a canary that cannot decide: confirmation, reason, then the rollback commit.
         add(store, "bert-v7-abort", "bert", "fast")
         until(driver, lambda d: phase_on_list(d, "bert-v7-abort") == "canary", what="the second canary")
-        if shots:
-            driver.save_screenshot(str(Path(shots) / "console-list.png"))
         driver.get(f"{live.url}/console/rollouts/bert-v7-abort")
         driver.find_element(by.CSS_SELECTOR, "#act-abort").find_element(by.XPATH, "..").find_element(
             by.NAME, "reason"
@@ -223,12 +221,18 @@ def test_console_in_chromium(world):
         until(driver, lambda d: d.find_element(by.ID, "phase").text == "promoted", timeout_s=45,
               what="the approved promotion")  # fmt: skip
         assert any(t.reason == "approved by alice" for t in store.detail("minilm-v3-gated").transitions)
+        if shots:
+            add(store, "bert-v8-viewer", "bert", "fast")
+            driver.get(f"{live.url}/console")
+            until(driver, lambda d: phase_on_list(d, "bert-v8-viewer") == "canary", what="the list")
+            driver.save_screenshot(str(Path(shots) / "console-list.png"))
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
     # A viewer sees the pages but no buttons, and the action itself is refused.
-    add(store, "bert-v8-viewer", "bert", "fast")
+    if store.get("bert-v8-viewer") is None:
+        add(store, "bert-v8-viewer", "bert", "fast")
     driver, profile = browser()
     try:
         log_in(driver, live.url, "victor")
