@@ -26,9 +26,9 @@ demo: setup
 
 # Servers the tests run for real, from Debian's packages (command:package): Prometheus; HAProxy, the
 # local mesh in front of a third-party server's versions; nginx, the configmap mode's proxy for
-# one-version servers. Installed when missing and we are root; otherwise the tests needing one are
+# one-version servers; Chromium and its driver, the console's browser test. Installed when missing and we are root; otherwise the tests needing one are
 # skipped with the command that installs it (in CI, CI=true, they fail instead).
-DEBIAN_TOOLS := prometheus:prometheus haproxy:haproxy nginx:nginx-light
+DEBIAN_TOOLS := prometheus:prometheus haproxy:haproxy nginx:nginx-light chromium:chromium chromedriver:chromium-driver
 
 debian-tools:
 	@updated=; for pair in $(DEBIAN_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \

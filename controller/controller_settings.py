@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import REGISTRIES
 from canaryflow.kernel.component_settings import ComponentSettings
+from controller.auth.settings import AuthSettings
+from controller.console.settings import ConsoleSettings
 
 
 class TriggerRule(BaseModel):
@@ -115,6 +117,8 @@ class ControllerSettings(ComponentSettings):
     kubernetes: KubernetesReadinessSettings | None = None
     inference_url: str | None = Field(default=None, description="embedded readiness: GET {url}/ready")
     drift: DriftMonitorSettings = Field(default_factory=DriftMonitorSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # who may see and act (controller/auth)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)  # the pages (controller/console)
 
     @field_validator("registry_backend")
     @classmethod

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Protocol
 
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.ports import ApprovalGate, Notifier, Registry, ReviewAuthority, WorkflowEngine
@@ -49,6 +50,14 @@ from controller.workers import KeyedWorkers
 from policies.model import Policy
 
 PolicyLoader = Callable[[str], Policy]
+
+
+class ActionHook(Protocol):
+    """People's actions on rollouts (`controller.actions`): applied under the model's lock each tick."""
+
+    def apply_pending(self, model: str) -> None: ...
+
+    def held(self, rollout_id: str) -> bool: ...
 
 
 def default_policy_loader(name: str) -> Policy:
@@ -88,6 +97,7 @@ class Reconciler:
         self.workers = KeyedWorkers(settings.reconcile_workers)
         self._model_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self.actions: ActionHook | None = None
 
     # -- inbox ---------------------------------------------------------------------------------
     def process_inbox(self, limit: int = 500) -> int:
@@ -183,9 +193,12 @@ class Reconciler:
 
     def _reconcile_model(self, model: str, records: list[RolloutRecord]) -> None:
         with self.model_lock(model):
+            if self.actions is not None:
+                self.actions.apply_pending(model)
             self._supersede_older(records)
             for record in records:
-                self._reconcile_timed(record.id)
+                if self.actions is None or not self.actions.held(record.id):
+                    self._reconcile_timed(record.id)
 
     def model_lock(self, model: str) -> threading.Lock:
         """Held while a model's rollouts are reconciled (and by a drift rollback of that model)."""
@@ -305,6 +318,10 @@ class Reconciler:
             return record
         extra = {"weight": ev.weight} if isinstance(ev, StepStarted) else {}
         return self._transition(record, ev, **extra) or record
+
+    def transition(self, record: RolloutRecord, ev: RolloutEvent) -> RolloutRecord | None:
+        """A transition the machine allows, stored, announced; None when stale or illegal (an action's)."""
+        return self._transition(record, ev)
 
     def _transition(self, record: RolloutRecord, ev: RolloutEvent, **fields: object) -> RolloutRecord | None:
         try:

@@ -136,9 +136,8 @@ class GitRepo:
             subject = (
                 f"{spec.model}/{spec.environment}: roll back v{spec.canary_version}, restore v{restored}"
             )
-            body = f"Reason: {history.one_line(self.auth.scrub(reason))}" if reason else ""
             return self.render_checked(request), history.commit_message(
-                subject, spec, restored, 0, "rollback", body
+                subject, spec, restored, 0, "rollback", reason=self.auth.scrub(reason)
             )
 
         return self._land(plan, self.settings.branch)

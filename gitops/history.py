@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from canaryflow.kernel.types import RolloutSpec
 
-TRAILER_KEYS = ("Rollout-Id", "Model-Version", "Traffic-Weight", "Decision")
+# `Reason` is on rollbacks only: why, and for an abort through the API who asked (docs/controller.md).
+TRAILER_KEYS = ("Rollout-Id", "Model-Version", "Traffic-Weight", "Decision", "Reason")
 _DECISION = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -46,7 +47,13 @@ def one_line(text: str, limit: int = 200) -> str:
 
 
 def commit_message(
-    subject: str, spec: RolloutSpec, version: str, weight: int, decision: str, body: str = ""
+    subject: str,
+    spec: RolloutSpec,
+    version: str,
+    weight: int,
+    decision: str,
+    body: str = "",
+    reason: str = "",
 ) -> str:
     trailers = {
         "Rollout-Id": spec.rollout_id,
@@ -54,6 +61,8 @@ def commit_message(
         "Traffic-Weight": str(weight),
         "Decision": check_decision(decision),
     }
+    if reason:  # one line in the trailer block, so `git log --format=%(trailers)` reads it back
+        trailers["Reason"] = one_line(reason)
     parts = [one_line(subject)]
     if body:
         parts.append(body)

@@ -41,8 +41,10 @@ from canaryflow.kernel.ports import (
 )
 from canaryflow.kernel.types import RolloutSpec
 from controller import faults
+from controller.actions import RolloutActions
 from controller.api.api_context import ControllerContext
 from controller.api.controller_app import create_app
+from controller.console.routes import mount
 from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
 from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
@@ -50,6 +52,7 @@ from controller.drift_reference import ReferenceShelf
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
+from controller.rollout.actions import ActionStore
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService, LoopWake
 from gitops.factory import approval_from_settings, git_repo_from_settings
@@ -304,6 +307,11 @@ def assemble_controller(
         drift=drift,
     )
     app = create_app(context)
+    # People's actions on rollouts (abort, promote now, retry, approve, reject, pause, resume), applied by
+    # the reconcile loop under the model's lock; the console, login and the role gate on every route.
+    actions = RolloutActions(store, ActionStore(settings.db_path), reconciler, engine, clock)
+    reconciler.actions = actions
+    mount(app, context, actions)
     return ControllerService(settings, store, reconciler, app, wake, notifier=notifier, drift=drift)
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -33,6 +33,30 @@ class SettingsError(ValueError):
 def _is_secret(field: FieldInfo) -> bool:
     ann = field.annotation
     return ann is SecretStr or (getattr(ann, "__args__", None) is not None and SecretStr in ann.__args__)  # type: ignore[union-attr]
+
+
+def _nested_secret(annotation: Any, value: Any, where: str) -> str | None:
+    """The dotted path of a secret given inside a nested settings model (e.g. `controller.auth.tokens.
+    ci.token`), looking through Optional, dict and list; None when there is none."""
+    for kind in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(value, dict):
+            for name, field in kind.model_fields.items():
+                if name in value and (_is_secret(field) and value[name] is not None):
+                    return f"{where}.{name}"
+                if name in value and (
+                    found := _nested_secret(field.annotation, value[name], f"{where}.{name}")
+                ):
+                    return found
+        if getattr(kind, "__origin__", None) is dict and isinstance(value, dict):
+            inner = kind.__args__[-1]
+            for key, item in value.items():
+                if found := _nested_secret(inner, item, f"{where}.{key}"):
+                    return found
+        if getattr(kind, "__origin__", None) is list and isinstance(value, list):
+            for i, item in enumerate(value):
+                if found := _nested_secret(kind.__args__[0], item, f"{where}[{i}]"):
+                    return found
+    return None
 
 
 class _YamlSection(PydanticBaseSettingsSource):
@@ -61,6 +85,13 @@ class _YamlSection(PydanticBaseSettingsSource):
                     f"{CONFIG_ENV}={path}: {section}.{name} is a secret; set it through the "
                     f"environment or a file ({name}_file), never in the config file"
                 )
+            if name in data:
+                nested = _nested_secret(field.annotation, data[name], f"{section}.{name}")
+                if nested:
+                    raise SettingsError(
+                        f"{CONFIG_ENV}={path}: {nested} is a secret; set it through the environment "
+                        f"(CANARYFLOW_{section.upper()}_{name.upper()}__...), never in the config file"
+                    )
         return data
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:

@@ -60,10 +60,12 @@ class Steps:
 
     answers: dict[str, list[str]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    inputs: dict[str, StepInput] = field(default_factory=dict)  # the last input of each node
     approval: ApprovalGate | None = None  # when set, request-approval opens a real request through it
 
     def __call__(self, node: DagNode, step_input: StepInput) -> StepOutcome:
         self.calls.append(node.id)
+        self.inputs[node.id] = step_input
         queue = self.answers.get(node.id, ["ok"])
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
         if node.step == "analyze":

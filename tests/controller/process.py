@@ -14,6 +14,8 @@ from canaryflow.app.local.process import ManagedProcess
 from tests.support.net import free_port
 
 EXE = str(Path(sys.executable).with_name("canaryflow"))
+API_TOKEN = "controller-test-api-token-0123"  # reading the API needs an authenticated caller
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def controller_env(
@@ -23,6 +25,7 @@ def controller_env(
     triggering `policy`, the test's git remote, the local runner; tests add their own to it."""
     return {
         "CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": secret,
+        "CANARYFLOW_CONTROLLER_API_TOKEN": API_TOKEN,
         "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": tracking_uri,
         "CANARYFLOW_CONTROLLER_TRIGGERS": json.dumps({"*": [{"kind": "alias", "policy": str(policy)}]}),
         "CANARYFLOW_GITOPS_REMOTE_URL": str(git_remote),

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from .conftest import signed_mlflow
 from .live import wait_for
-from .process import Controller, controller_env, deliver
+from .process import AUTH, Controller, controller_env, deliver
 from .traffic import TrafficServer
 
 SECRET = "crash-test-secret"
@@ -107,10 +107,15 @@ def test_killed_controller_finishes_the_same_way(world, crash_at, canary_ms, dec
             controller.start()
             # The sender retries the same delivery (same id and signature) after the failed attempt.
             assert deliver(controller.url, headers, body) in (200, 202)
-            rollouts = wait_for(lambda: httpx.get(controller.url + "/rollouts").json(), what="a rollout")
+            rollouts = wait_for(
+                lambda: httpx.get(controller.url + "/rollouts", headers=AUTH).json(), what="a rollout"
+            )
             rid = rollouts[0]["id"]
             final = wait_for(
-                lambda: (r := httpx.get(f"{controller.url}/rollouts/{rid}").json())["finished_at"] and r,
+                lambda: (
+                    (r := httpx.get(f"{controller.url}/rollouts/{rid}", headers=AUTH).json())["finished_at"]
+                    and r
+                ),
                 timeout_s=90,
                 what=f"rollout to finish:\n{controller.log_tail()}",
             )
@@ -164,7 +169,7 @@ def test_killed_right_after_resuming_an_approved_rollout(world):
             waiting = wait_for(
                 lambda: [
                     r
-                    for r in httpx.get(controller.url + "/rollouts").json()
+                    for r in httpx.get(controller.url + "/rollouts", headers=AUTH).json()
                     if r["phase"] == "awaiting_approval"
                 ],
                 timeout_s=90,
@@ -178,7 +183,10 @@ def test_killed_right_after_resuming_an_approved_rollout(world):
             controller.start()
             final = wait_for(
                 lambda: (
-                    (r := httpx.get(f"{controller.url}/rollouts/{waiting['id']}").json())["finished_at"] and r
+                    (r := httpx.get(f"{controller.url}/rollouts/{waiting['id']}", headers=AUTH).json())[
+                        "finished_at"
+                    ]
+                    and r
                 ),
                 timeout_s=90,
                 what=f"rollout to finish:\n{controller.log_tail()}",

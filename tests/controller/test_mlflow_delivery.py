@@ -17,6 +17,7 @@ from workflows.local.runner import LocalRunner
 
 from .harness import Steps, policy
 from .live import LiveController, wait_for
+from .process import API_TOKEN, AUTH
 
 SECRET = "mlflow-shared-secret"
 
@@ -28,7 +29,10 @@ def test_alias_set_in_mlflow_starts_a_rollout(mlflow_server, tmp_path):
     for _ in range(2):
         client.create_model_version(model, source=f"s3://models/{model}")
     settings = ControllerSettings(
-        db_path=tmp_path / "c.db", mlflow_webhook_secret=SecretStr(SECRET), reconcile_interval_s=0.2
+        db_path=tmp_path / "c.db",
+        mlflow_webhook_secret=SecretStr(SECRET),
+        reconcile_interval_s=0.2,
+        api_token=SecretStr(API_TOKEN),
     )
     store = RolloutStore(settings.db_path)
     pol = policy(5, 50)
@@ -72,7 +76,7 @@ def test_alias_set_in_mlflow_starts_a_rollout(mlflow_server, tmp_path):
         inbox = store.inbox()
         assert len(inbox) == 2  # the refused deliveries stored nothing
         assert len(store.rollouts(model=model)) == 1
-        detail = httpx.get(f"{live.url}/rollouts/{rollout.id}").json()
+        detail = httpx.get(f"{live.url}/rollouts/{rollout.id}", headers=AUTH).json()
         assert detail["links"]["workflow"].endswith(f"#canaryflow-{rollout.id}")
         assert 'canaryflow_controller_rollouts{state="canary"} 1.0' in metrics
         client.delete_webhook(good.webhook_id)

@@ -60,3 +60,23 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("CANARYFLOW_CONFIG", str(tmp_path / "missing.yaml"))
     with pytest.raises(SettingsError, match="cannot read YAML"):
         DemoSettings()
+
+
+def test_secret_nested_in_yaml_is_refused_naming_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.controller_settings import ControllerSettings
+
+    config = tmp_path / "canaryflow.yaml"
+    config.write_text(
+        "controller:\n  auth:\n    roles: [{subject: ops, role: operator}]\n"
+        "    tokens:\n      ci: {token: abcdefghijklmnopqrstuvwx, role: operator}\n"
+    )
+    monkeypatch.setenv("CANARYFLOW_CONFIG", str(config))
+    with pytest.raises(SettingsError, match=r"controller\.auth\.tokens\.ci\.token is a secret"):
+        ControllerSettings()
+    config.write_text("controller:\n  auth:\n    oidc: {issuer: 'https://id.example', client_id: cf}\n")
+    monkeypatch.setenv("CANARYFLOW_CONTROLLER_AUTH__OIDC__CLIENT_SECRET", "from-the-environment")
+    oidc = ControllerSettings().auth.oidc
+    assert oidc is not None and oidc.client_secret is not None
+    assert oidc.client_secret.get_secret_value() == "from-the-environment"

@@ -95,6 +95,7 @@ def test_rollback_restores_the_last_promoted_state_as_a_new_commit(
         "Model-Version": "2",
         "Traffic-Weight": "0",
         "Decision": "rollback",
+        "Reason": "latency p99 +40% second line",
     }
     body = remote_log(git_remote, "-1", "--format=%B")
     assert "Reason: latency p99 +40% second line" in body

@@ -21,7 +21,7 @@ from canaryflow.kernel.contracts import metrics as names
 from controller.notice_outbox import NoticeOutbox
 from tests.controller.conftest import signed_mlflow
 from tests.controller.live import wait_for
-from tests.controller.process import Controller, controller_env, deliver
+from tests.controller.process import AUTH, Controller, controller_env, deliver
 from tests.notify.receiver import Receiver
 from tests.support.net import free_port
 
@@ -110,7 +110,7 @@ def test_a_notice_queued_when_the_controller_is_killed_arrives_once_after_the_re
     receiver.refuse(0)  # the receiver is back
     (got,) = receiver.wait_for(1, timeout_s=20)
 
-    rollouts = httpx.get(controller.url + "/rollouts").json()
+    rollouts = httpx.get(controller.url + "/rollouts", headers=AUTH).json()
     assert len(rollouts) == 1
     assert got.headers["ce-id"] == tried[0].headers["ce-id"] == f"{rollouts[0]['id']}.started.0"
     assert got.body == tried[0].body  # the notice itself, not a new one built after the restart

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from canaryflow.kernel.contracts.steps import Step, parse_weighted_node
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from policies.model import Policy
 from workflows.argo.render import manifest, rollout_workflow
@@ -45,6 +46,9 @@ _FAILED = "Failed"  # workflow.status in the exit handler after a failure or a s
 
 
 class LocalRunner:
+    # Nothing runs between reconciles: a rollout the controller stops reconciling is paused.
+    advances_only_when_reconciled = True
+
     def __init__(
         self,
         db_path: Path | str,
@@ -120,6 +124,26 @@ class LocalRunner:
         run = self._store.run(name)
         if run.phase == "Running" and run.stop_reason is None:
             self._store.update_run(name, stop_reason=reason or "stopped")
+
+    def skip_analysis(self, name: str, reason: str) -> list[str]:
+        """Promote now: the traffic steps, analyses and bake not done yet end Succeeded as `skipped:
+        <reason>`, so the next reconcile goes on to the approval gate (if any) and the promotion.
+        Returns the nodes skipped; none when the run already left them behind (a no-op, as a repeat)."""
+        with self._run_lock(name):
+            run = self._store.run(name)
+            if run.phase != "Running" or run.exit_cause is not None or run.stop_reason is not None:
+                return []
+            nodes = self._store.nodes(name)
+            skipped, now = [], self._clock()
+            for task in self._artifact(run).tasks:
+                record = nodes[task.name]
+                if record.phase in _DONE or not _skippable(task.name):
+                    continue
+                record.phase, record.finished_at, record.retry_at = "Succeeded", now, None
+                record.message = f"skipped: {reason}"
+                self._store.save_node(name, record)
+                skipped.append(task.name)
+            return skipped
 
     def link(self, name: str) -> str:
         return f"local://{self._store.db_path}#{name}"
@@ -265,6 +289,11 @@ class LocalRunner:
         elif outcome.state == "failed":
             record.phase, record.finished_at = "Failed", self._clock()
         self._store.save_node(run.name, record)
+
+
+def _skippable(node_id: str) -> bool:
+    """The nodes a promote-now passes over: per-weight commits, waits and analyses, and the bake."""
+    return parse_weighted_node(node_id) is not None or node_id in (Step.WAIT_READY, Step.BAKE)
 
 
 def _failures(dag: WorkflowArtifact, nodes: dict[str, NodeRecord]) -> str:

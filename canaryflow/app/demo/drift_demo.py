@@ -85,7 +85,8 @@ def _notification(env: DemoEnvironment, version: str, timeout_s: float = 15.0) -
 
 def run_drift(env: DemoEnvironment, console: Console, timeout_s: float = 60.0) -> DriftOutcome:
     outcome = DriftOutcome()
-    http = httpx.Client(base_url=env.controller_url, timeout=10.0)
+    auth = {"Authorization": f"Bearer {env.api_token}"}
+    http = httpx.Client(base_url=env.controller_url, timeout=10.0, headers=auth)
 
     def status() -> dict[str, Any] | None:
         response = http.get(f"/models/{MODEL}/drift")

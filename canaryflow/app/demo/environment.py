@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from mlflow.entities.webhook import WebhookEvent, WebhookEventStr
 from mlflow.tracking import MlflowClient
+from pydantic import SecretStr
 from rich.markup import escape
 
 from canaryflow.adapters.model_assets import Variant, register_minilm
@@ -37,6 +38,8 @@ from canaryflow.app.local.prometheus import (
     start_prometheus,
 )
 from canaryflow.kernel.types import RolloutSpec
+from controller.auth.identity import Sessions
+from controller.auth.settings import AuthSettings
 
 MODEL = "minilm"
 ENVIRONMENT = "production"
@@ -75,6 +78,8 @@ class DemoEnvironment:
     remote: Path | None = None
     metrics_env: dict[str, str] = field(default_factory=dict)
     notifications: NotificationReceiver | None = None
+    api_token: str = ""  # the demo's own reads of the controller's API
+    session_secret: str = ""  # signs the console's sessions and the demo user's login link
 
     # --- paths a user looks at afterwards ------------------------------------------------------
 
@@ -224,6 +229,7 @@ class DemoEnvironment:
         port = self.controller_port or free_port()
         self.controller_url = f"http://127.0.0.1:{port}"
         self.webhook_secret = secrets.token_urlsafe(24)
+        self.api_token, self.session_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
         env = {
             "CANARYFLOW_CONFIG": str(self._controller_config()),
             "CANARYFLOW_CONTROLLER_PORT": str(port),
@@ -231,6 +237,10 @@ class DemoEnvironment:
             "CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI": self.mlflow.tracking_uri,
             "CANARYFLOW_CONTROLLER_INFERENCE_URL": self.inference_url,
             "CANARYFLOW_CONTROLLER_RECONCILE_INTERVAL_S": "1",
+            "CANARYFLOW_CONTROLLER_API_TOKEN": self.api_token,
+            "CANARYFLOW_CONTROLLER_AUTH__SESSION_SECRET": self.session_secret,
+            "CANARYFLOW_CONTROLLER_AUTH__COOKIE_SECURE": "false",  # plain http on loopback
+            "CANARYFLOW_CONTROLLER_AUTH__ROLES": json.dumps([{"subject": "user:demo", "role": "operator"}]),
             "CANARYFLOW_WORKFLOWS_ENGINE": "local",
             **self._gitops_env(),
             **self.metrics_env,
@@ -242,6 +252,12 @@ class DemoEnvironment:
         proc = ManagedProcess("controller", argv, self.logs / "controller.log", env=env)
         self.processes.append(proc)
         proc.wait_until(lambda: http_ok(f"{self.controller_url}/healthz"), 120, "answering /healthz")
+        self.say(f"console: {self.controller_url}/console · one-time login as demo: {self.console_login()}")
+
+    def console_login(self) -> str:
+        """A single-use login link of the demo user (an operator of every model) to the console."""
+        sessions = Sessions(AuthSettings(session_secret=SecretStr(self.session_secret)))
+        return f"{self.controller_url}/auth/once?token={sessions.login_link_token('demo', ttl_s=3600)}"
 
     def _register_webhook(self) -> None:
         assert self.mlflow is not None

@@ -66,7 +66,8 @@ class RolloutWatcher:
         self.evidence: list[EvidencePoint] = []
         self.marks: list[PhaseMark] = []
         self._marked: set[str] = set()
-        self._http = httpx.Client(base_url=env.controller_url, timeout=10.0)
+        auth = {"Authorization": f"Bearer {env.api_token}"}
+        self._http = httpx.Client(base_url=env.controller_url, timeout=10.0, headers=auth)
 
     def find_rollout(self, timeout_s: float = 120.0) -> str:
         deadline = time.monotonic() + timeout_s

@@ -86,7 +86,8 @@ def run_demo(config: DemoConfig, keep: bool, console: Console | None = None) -> 
         if keep:
             assert env.mlflow is not None
             console.print(
-                f"--keep: MLflow UI {env.mlflow.url} · controller {env.controller_url}/rollouts · "
+                f"--keep: MLflow UI {env.mlflow.url} · console {env.controller_url}/console "
+                f"(one-time login as demo: {env.console_login()}) · "
                 + (f"Prometheus {env.prometheus.url} · " if env.prometheus else "")
                 + "Ctrl-C to stop everything"
             )
