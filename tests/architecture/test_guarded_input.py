@@ -26,11 +26,14 @@ ALLOWED = {
     "canaryflow/app/install/dashboards.py": "the dashboards this package renders itself",
     "canaryflow/app/local/notify_receiver.py": "the local demo's notification sink, loopback only",
     "canaryflow/app/local/process.py": "a child process's own log file",
-    "canaryflow/kernel/settings.py": "a `<secret>_FILE` (a mounted Secret): the whole file is the value",
+    "canaryflow/kernel/component_settings.py": "a `<secret>_FILE` (a mounted Secret): the whole file is "
+    "the value",
+    "canaryflow/app/local/kubelet.py": "Kustomize's build of canaryflow's own overlay; its own child logs",
     "controller/drift_reference.py": "the reference file the controller saved itself, read through "
     "read_regular_file (bounded); a file it cannot read is treated as none set",
     "controller/notice_outbox.py": "rows the controller wrote to its own store",
     "controller/rollout/store.py": "rows the controller wrote to its own store",
+    "controller/rollout/actions.py": "rows the controller wrote to its own store",
     "gitops/files.py": "files of the GitOps checkout canaryflow renders and commits",
     "gitops/locks.py": "/proc/<pid>/comm of a lock holder",
     "gitops/traffic/configmap.py": "manifests canaryflow rendered into its own GitOps repo",
@@ -42,7 +45,7 @@ ALLOWED = {
     "gitops/yamlio.py": "the YAML reader of canaryflow's own rendered manifests",
     "inference/api.py": "request bodies bounded by max_body_bytes, parsed by pydantic-core (jiter), which "
     "refuses integers out of range and nesting past its limit with a ValidationError: a 400",
-    "inference/engine.py": "messages between the server's own processes",
+    "inference/engine_process.py": "messages between the server's own processes",
     "inference/runner.py": "settings and routing the parent process serialized for its workers",
     "inference/models/loader.py": "the model's own config files (a registered model)",
     "inference/models/plain_chain.py": "the model's own config files (a registered model)",

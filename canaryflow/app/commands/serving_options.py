@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-import yaml
 from pydantic import ValidationError
 
 from canaryflow.kernel.component_settings import SettingsError
 from canaryflow.kernel.contracts.serving_config import ServingConfig
+from canaryflow.kernel.guarded_input import InputRefused, parse_yaml, read_regular_file
 from gitops.gitops_settings import GitOpsSettings
 from gitops.model import RenderRequest
 from policies import PolicyError, load_policy, validation_message
@@ -54,9 +54,9 @@ def serving_config(profile: str | None, profile_file: Path | None, policy: str) 
     data: dict[str, object] = {}
     if profile_file is not None:
         try:
-            loaded = yaml.safe_load(profile_file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            _fail(f"--profile-file: {exc}")
+            loaded = parse_yaml(read_regular_file(profile_file, where="--profile-file"), "--profile-file")
+        except InputRefused as exc:
+            _fail(str(exc))
         if not isinstance(loaded, dict):
             _fail("--profile-file: must be a mapping (a policy's serving: section)")
         data = dict(loaded.get("serving", loaded))
