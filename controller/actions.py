@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.ports import WorkflowEngine
 from canaryflow.kernel.rollout import Approved, Rejected, RollbackStarted, RolloutEvent
 from controller.observability import event
@@ -45,14 +46,15 @@ from gitops.history import one_line
 LOCK_WAIT_S = 5.0  # longer than this, the loop's next tick applies the stored action
 
 # Which phases allow which action (a paused rollout allows resume and abort).
-ALLOWED: dict[ActionKind, frozenset[str]] = {
-    "abort": frozenset({"canary", "baking", "awaiting_approval", "promoting", "watching"}),
-    "promote": frozenset({"canary", "baking"}),
-    "retry": frozenset({"rolled_back", "failed"}),
-    "approve": frozenset({"awaiting_approval"}),
-    "reject": frozenset({"awaiting_approval"}),
-    "pause": frozenset({"canary", "baking"}),
-    "resume": frozenset({"canary", "baking"}),
+_P = RolloutPhase
+ALLOWED: dict[ActionKind, frozenset[RolloutPhase]] = {
+    "abort": frozenset({_P.CANARY, _P.BAKING, _P.AWAITING_APPROVAL, _P.PROMOTING, _P.WATCHING}),
+    "promote": frozenset({_P.CANARY, _P.BAKING}),
+    "retry": frozenset({_P.ROLLED_BACK, _P.FAILED}),
+    "approve": frozenset({_P.AWAITING_APPROVAL}),
+    "reject": frozenset({_P.AWAITING_APPROVAL}),
+    "pause": frozenset({_P.CANARY, _P.BAKING}),
+    "resume": frozenset({_P.CANARY, _P.BAKING}),
 }
 
 

@@ -43,7 +43,7 @@ class Identity:
     @property
     def role_anywhere(self) -> str | None:
         best = max((RANK[g.role] for g in self.grants), default=0)
-        return {1: "viewer", 2: "operator"}.get(best)
+        return next((role for role, rank in RANK.items() if rank == best), None)
 
 
 class Sessions:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from canaryflow.kernel.contracts.phases import RolloutPhase
 from controller.auth.identity import Identity
 from controller.rollout.records import RolloutDetail, RolloutRecord
 
@@ -38,16 +39,16 @@ def age(seconds: float) -> str:
 
 
 def decision_of(record: RolloutRecord) -> str:
-    return {
-        "promoted": "promoted",
-        "rolled_back": "rolled back",
-        "superseded": "superseded",
-        "failed": "failed",
-    }.get(record.phase, "—")
+    return _DECISION.get(record.phase, "—")
 
 
 # Where the traffic is once a rollout ended (the record keeps the last step's weight).
-_WEIGHT_AFTER = {"promoted": 100, "watching": 100, "rolled_back": 0, "superseded": 0}
+_P = RolloutPhase
+_WEIGHT_AFTER: dict[str, int] = {_P.PROMOTED: 100, _P.WATCHING: 100, _P.ROLLED_BACK: 0, _P.SUPERSEDED: 0}
+# How a finished rollout's decision reads in the list.
+_DECISION: dict[str, str] = {
+    p: p.value.replace("_", " ") for p in (_P.PROMOTED, _P.ROLLED_BACK, _P.SUPERSEDED, _P.FAILED)
+}
 
 
 def row(record: RolloutRecord, now: float) -> dict[str, Any]:
