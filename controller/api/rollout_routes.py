@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from controller.api.api_context import ControllerContext
@@ -14,13 +14,17 @@ def rollout_routes(app: FastAPI, ctx: ControllerContext) -> None:
 
     @app.get("/rollouts", response_model=list[RolloutRecord])
     def list_rollouts(
+        request: Request,
         state: RolloutPhase | None = Query(default=None),
         model: str | None = Query(default=None),
         active: bool = Query(default=False),
         limit: int = Query(default=1000, ge=1, le=100_000),
     ) -> list[RolloutRecord]:
         records = store.rollouts(active_only=active, model=model)
-        return [r for r in records if state is None or r.phase == state][-limit:]
+        # Behind the console's gate a caller sees the models it holds a role on, as in the console.
+        identity = getattr(request.state, "identity", None)
+        visible = [r for r in records if identity is None or identity.can(r.model, "viewer")]
+        return [r for r in visible if state is None or r.phase == state][-limit:]
 
     @app.get("/rollouts/{rollout_id}", response_model=RolloutDetail)
     def get_rollout(rollout_id: str) -> RolloutDetail:

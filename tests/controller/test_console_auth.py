@@ -127,6 +127,18 @@ def test_every_route_refuses_the_wrong_role(served):
     assert checked >= 8
 
 
+def test_the_rollout_list_shows_a_caller_only_the_models_it_holds_a_role_on(served):
+    app, _, _ = served
+    client = TestClient(app, base_url="https://testserver")
+    seen = {
+        token: {
+            r["model"] for r in client.get("/rollouts", headers={"Authorization": f"Bearer {token}"}).json()
+        }
+        for token in (VIEWER, STRANGER, API)
+    }
+    assert seen == {VIEWER: {"minilm"}, STRANGER: set(), API: {"minilm", "bert"}}
+
+
 def test_open_routes_stay_open(served):
     app, _, _ = served
     client = TestClient(app, base_url="https://testserver", follow_redirects=False)
