@@ -225,7 +225,10 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
 
 @functools.cache
 def _policy(name: str = "default") -> Policy:
-    return load_policy(name)
+    """A shipped policy by name; "NAME@K": with `prior_strength` K (the forecast's tuning)."""
+    base, _, strength = name.partition("@")
+    policy = load_policy(base)
+    return policy.model_copy(update={"prior_strength": float(strength)}) if strength else policy
 
 
 Decided = tuple[str, float]
@@ -265,7 +268,10 @@ def auto_policy(sc: Scenario, rps: float, seed: int) -> str:
     reference = {"error_rate": float(np.mean(~history.ok)), "latency_cdf": cdf}
     candidates = {name: _policy(name) for name in LOW_TRAFFIC_POLICIES}
     chosen = recommend(_policy("default"), history.t.shape[0] / 600.0, candidates, **reference)
-    return chosen or "default"
+    if chosen is None:
+        return "default"
+    name = "default" if chosen.name == "this policy" else chosen.name
+    return f"{name}@{chosen.policy.prior_strength:g}"
 
 
 def whole_rollout_log(sc: Scenario, rps: float, seed: int) -> RequestLog:

@@ -182,6 +182,15 @@ class Policy(_Strict):
     change_window_s: float = Field(
         default=300.0, gt=0, description="window of the latest-window and trend checks (change over time)"
     )
+    prior_strength: float = Field(
+        default=100.0,
+        ge=10.0,
+        le=1e6,
+        description=(
+            "weight (in requests) of the confidence sequences' mixture prior: best near a ninth of the"
+            " canary requests a step is expected to decide at (`canaryflow analyze plan` suggests one)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Policy:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import norm
@@ -30,6 +30,7 @@ from scipy.stats import norm
 from canaryflow.kernel.analysis.engine import CHANGE_SHARE, phases
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, Levels
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
+from canaryflow.kernel.analysis.sequential import PRIOR_STRENGTH
 from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, ObservationSeries
 
 if TYPE_CHECKING:
@@ -39,10 +40,9 @@ if TYPE_CHECKING:
 # steady traffic, p95 ≈ 1.8 × the median), and this share of 5xx.
 REFERENCE_SIGMA = 0.35
 REFERENCE_ERROR_RATE = 0.005
-# Canary requests tried: a geometric grid from 10 to 10 million (a few percent apart).
-_GRID = np.unique(np.round(np.geomspace(10, 1e7, 400)))
 # Policies shipped for traffic too thin for the default (recommended in this order when they fit).
 LOW_TRAFFIC_POLICIES: tuple[str, ...] = ("low-traffic",)
+PRIOR_PER_REQUESTS = 9.0  # tuned prior weight: the expected requests / this (sequential.log_mixture)
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,14 @@ def forecast(
 
 def _levels(policy: Policy) -> Levels:
     """The cumulative check's levels, as the engine sets them (engine.evaluate_series)."""
+    strength = policy.prior_strength
     share = policy.error_budget.false_rollback / phases(policy) / max(policy.statistical_checks, 1)
     at_tolerance = policy.error_budget.false_rollback_at_tolerance / phases(policy)
     return Levels(
         same=share * (1 - CHANGE_SHARE),
         tolerance=max(share, at_tolerance) * (1 - CHANGE_SHARE),
         promote=policy.error_budget.false_promote,
+        prior_strength=strength,
     )
 
 
@@ -172,9 +174,45 @@ def _step(
     step = policy.steps[index]
     weight = float(step.weight)
     canary_rps = rate * weight / 100.0
-    baseline_per_canary = (100.0 - weight) / weight
-    n = _GRID
-    m = n * baseline_per_canary
+    # Only the buckets where the CDF is between 1% and 99.99% can hold a bound on a policy quantile
+    # (a few dozen of the hundred): the rest would cost most of the time and change nothing.
+    keep = np.flatnonzero((cdf >= 0.01) & (cdf <= 0.9999))
+    keep = np.arange(keep[0], keep[-1] + 1) if keep.size else np.arange(bounds.size)
+    trimmed = (bounds[keep], cdf[keep])
+    coarse = _passing(policy, weight, error_rate, trimmed, _GRID)
+    # Refine between the last coarse count that did not pass and the first that did.
+    needed: dict[str, int | None] = {}
+    for metric, at in coarse.items():
+        if at is None or at == 0:
+            needed[metric] = None if at is None else int(_GRID[0])
+            continue
+        fine = np.unique(np.round(np.linspace(_GRID[at - 1], _GRID[at], 12)))
+        refined = _passing(policy, weight, error_rate, trimmed, fine)[metric]
+        needed[metric] = int(fine[refined]) if refined is not None else int(_GRID[at])
+    checks = [
+        CheckForecast(metric, n, None if n is None else step.warmup_s + n / canary_rps)
+        for metric, n in needed.items()
+    ]
+    minimum = step.warmup_s + max(
+        step.min_duration_s,
+        max(step.min_samples, 1) / canary_rps,
+        policy.min_baseline_samples / max(rate - canary_rps, 1e-12),
+    )
+    known = [c.seconds for c in checks]
+    seconds = None if any(s is None for s in known) else max([minimum, *(s for s in known if s is not None)])
+    return StepForecast(index, weight, canary_rps, checks, seconds, policy.max_duration_s)
+
+
+# Coarse grid for the first pass (about 21% apart), refined between two of its points after.
+_GRID = np.unique(np.round(np.geomspace(10, 1e7, 74)))
+
+
+def _passing(
+    policy: Policy, weight: float, error_rate: float, histogram: tuple[FloatArray, FloatArray], n: FloatArray
+) -> dict[str, int | None]:
+    """Per required statistical check: the first row of `n` (canary requests) at which it passes."""
+    bounds, cdf = histogram
+    m = n * (100.0 - weight) / weight
 
     def arm(count: FloatArray) -> ArmSeries:
         return ArmSeries(
@@ -184,30 +222,17 @@ def _step(
             latency_totals=count,
         )
 
-    series = ObservationSeries(
-        elapsed_s=n / canary_rps, baseline=arm(m), canary=arm(n), latency_bounds=bounds
-    )
+    series = ObservationSeries(elapsed_s=n, baseline=arm(m), canary=arm(n), latency_bounds=bounds)
     levels = _levels(policy)
-    checks: list[CheckForecast] = []
+    out: dict[str, int | None] = {}
     for metric in policy.metrics:
         spec = METRIC_KINDS[metric.kind]
         if not spec.statistical or not metric.required or metric.kind == "shadow_distance":
             continue  # judged when present (optional) or a gauge: nothing to wait for
         for check in spec.evaluate(metric, series, levels):
             passing = np.flatnonzero(check.passes & ~check.fails)
-            if passing.size == 0:
-                checks.append(CheckForecast(check.metric, None, None))
-                continue
-            needed = float(n[passing[0]])
-            checks.append(CheckForecast(check.metric, int(needed), step.warmup_s + needed / canary_rps))
-    minimum = step.warmup_s + max(
-        step.min_duration_s,
-        max(step.min_samples, 1) / canary_rps,
-        policy.min_baseline_samples / max(rate - canary_rps, 1e-12),
-    )
-    known = [c.seconds for c in checks]
-    seconds = None if any(s is None for s in known) else max([minimum, *(s for s in known if s is not None)])
-    return StepForecast(index, weight, canary_rps, checks, seconds, policy.max_duration_s)
+            out[check.metric] = int(passing[0]) if passing.size else None
+    return out
 
 
 def _words(metric: str) -> str:
@@ -242,17 +267,48 @@ def _thousands(seconds: float) -> str:
     return f"{round(seconds / digits) * digits:,.0f}"
 
 
+def tuned_prior_strength(policy: Policy, rate_rps: float, **reference: Any) -> float:
+    """The mixture prior weight for the requests `policy`'s slowest check is expected to need at
+    `rate_rps`: about a ninth of them (the normal-mixture boundary is narrowest there), never below
+    the shipped `sequential.PRIOR_STRENGTH`. Fixed before the step from earlier traffic, so the
+    confidence sequences built with it stay anytime-valid."""
+    needed = [c.requests for s in forecast(policy, rate_rps, **reference).steps for c in s.checks]
+    known = [n for n in needed if n is not None]
+    most = max(known) if len(known) == len(needed) and known else int(_GRID[-1])
+    return float(min(max(PRIOR_STRENGTH, round(most / PRIOR_PER_REQUESTS, -1)), 1e6))
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A policy that can decide in time where the one asked about cannot."""
+
+    name: str  # the shipped policy it derives from, e.g. "low-traffic"
+    policy: Policy
+    forecast: Forecast
+
+    @property
+    def label(self) -> str:
+        tuned = self.policy.prior_strength != PRIOR_STRENGTH
+        return f"{self.name} with prior_strength {self.policy.prior_strength:g}" if tuned else self.name
+
+
 def recommend(
-    policy: Policy,
-    rate_rps: float,
-    candidates: dict[str, Policy],
-    **reference: object,
-) -> str | None:
-    """The first of `candidates` (name -> policy, e.g. the shipped low-traffic policy) whose every
-    step fits at `rate_rps` when `policy` does not; None when `policy` fits or none does."""
-    if forecast(policy, rate_rps, **reference).fits:  # type: ignore[arg-type]
+    policy: Policy, rate_rps: float, candidates: dict[str, Policy], **reference: Any
+) -> Recommendation | None:
+    """None when `policy` can decide within `max_duration_s` at `rate_rps`; else the first that
+    can of: `policy` with its prior tuned to the expected sample size, then each of `candidates`
+    (name -> policy, e.g. the shipped low-traffic policy) likewise tuned (a prior is only ever
+    raised above the shipped weight, for a step expected to need thousands of requests); None if
+    none can."""
+    if forecast(policy, rate_rps, **reference).fits:
         return None
-    for name, candidate in candidates.items():
-        if forecast(candidate, rate_rps, **reference).fits:  # type: ignore[arg-type]
-            return name
+    options: list[tuple[str, Policy]] = [("this policy", policy), *list(candidates.items())]
+    for name, candidate in options:
+        strength = tuned_prior_strength(candidate, rate_rps, **reference)
+        if name == "this policy" and strength == candidate.prior_strength:
+            continue  # nothing to tune: it does not fit as it is
+        tuned = candidate.model_copy(update={"prior_strength": strength})
+        result = forecast(tuned, rate_rps, **reference)
+        if result.fits:
+            return Recommendation(name, tuned, result)
     return None
