@@ -483,7 +483,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per scenario and rate (default 100)")
     parser.add_argument("--rates", type=float, nargs="+", default=None, help="requests/s (default 20 200)")
     parser.add_argument("--jobs", "--workers", type=int, default=1, help="processes (default 1)")
-    parser.add_argument("--only", default="", help="run the scenarios whose name contains this text")
+    parser.add_argument(
+        "--only", default="", help="run the scenarios whose name contains this text (several: a|b)"
+    )
     parser.add_argument(
         "--no-low-traffic", action="store_true", help="leave out the fixed low-rate scenarios"
     )
@@ -492,7 +494,10 @@ def main() -> None:
     rates = tuple(args.rates or ((20.0,) if args.quick else (20.0, 200.0)))
     global SCENARIOS
     SCENARIOS = tuple(
-        sc for sc in SCENARIOS if args.only in sc.name and not (args.no_low_traffic and sc.rps is not None)
+        sc
+        for sc in SCENARIOS
+        if any(part in sc.name for part in args.only.split("|"))
+        and not (args.no_low_traffic and sc.rps is not None)
     )
     started = time.perf_counter()
     rows = run(seeds, rates, args.jobs)
