@@ -41,7 +41,10 @@ def _write(log: RequestLog, path: Path) -> Path:
     with path.open("w") as out:
         for t, canary, latency, ok in zip(log.t, log.canary, log.latency_s, log.ok, strict=True):
             arm = "canary" if canary else "baseline"
-            out.write(json.dumps({"t": round(float(t), 3), "arm": arm, "latency_ms": round(float(latency) * 1000, 3), "ok": bool(ok)}) + "\n")  # fmt: skip
+            ms = round(float(latency) * 1000, 3)
+            out.write(
+                json.dumps({"t": round(float(t), 3), "arm": arm, "latency_ms": ms, "ok": bool(ok)}) + "\n"
+            )
     return path
 
 
