@@ -23,6 +23,7 @@ import time
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.kernel.analysis import AnalysisResult, analyze_looks
 from canaryflow.kernel.analysis import analyze as analyze_observations
+from canaryflow.kernel.analysis.forecast import forecast_from_looks
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
 from gitops.report import approval_report
@@ -151,6 +152,11 @@ def _judge(
         result = analyze_looks(
             policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
         )
+        if hold_until_s is None:  # a traffic step: when to expect a decision, from the traffic so far
+            ahead = forecast_from_looks(policy, looks, index)
+            if ahead is not None:
+                verdict = result.verdict.model_copy(update={"forecast": ahead.to_dict()})
+                result = result.model_copy(update={"verdict": verdict})
     else:  # a watch: against a record, judged once on all of it (the engine's module docstring)
         result = analyze_observations(
             policy,
