@@ -116,7 +116,7 @@ def _round(value: float | None) -> float | None:
 
 
 def reference_cdf(
-    bounds: Sequence[float], sigma: float = REFERENCE_SIGMA, median_s: float = 0.02
+    bounds: Sequence[float] | FloatArray, sigma: float = REFERENCE_SIGMA, median_s: float = 0.02
 ) -> FloatArray:
     """A log-normal latency CDF at the bucket bounds (the forecast's reference shape)."""
     b = np.asarray(bounds, dtype=float)
@@ -194,7 +194,7 @@ def _step(
         if at is None or at == 0 or not refine:
             needed[metric] = None if at is None else int(_GRID[at])
             continue
-        fine = np.unique(np.round(np.linspace(_GRID[at - 1], _GRID[at], 12)))
+        fine = np.unique(np.round(np.linspace(_GRID[at - 1], _GRID[at], 12))).astype(float)
         refined = _passing(policy, weight, error_rate, trimmed, fine)[metric]
         needed[metric] = int(fine[refined]) if refined is not None else int(_GRID[at])
     checks = [
