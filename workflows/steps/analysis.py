@@ -153,7 +153,10 @@ def _judge(
             policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
         )
         if hold_until_s is None:  # a traffic step: when to expect a decision, from the traffic so far
-            ahead = forecast_from_looks(policy, looks, index)
+            # up to the look the verdict is at: a restarted step reading the same looks says the same
+            decided = result.verdict.decided_at_s
+            seen = [look for look in looks if decided is None or look.elapsed_s <= decided]
+            ahead = forecast_from_looks(policy, seen, index)
             if ahead is not None:
                 verdict = result.verdict.model_copy(update={"forecast": ahead.to_dict()})
                 result = result.model_copy(update={"verdict": verdict})
