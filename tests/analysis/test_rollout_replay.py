@@ -60,6 +60,10 @@ def test_replay_rollout_prints_the_decision_the_phase_and_when(tmp_path: Path) -
     assert record["decided_at_s"] > record["promoted_at_s"] and len(record["phases"]) == 4
     assert record["phases"][0]["verdict"]["decision"] == "promote"
     assert "rollout.jsonl: rollback in watch at" in result.stderr and "  bake from " in result.stderr
+    mixed = runner.invoke(
+        app, ["analyze", "replay", "--rollout", "--step", "1", "--policy", "default", "--input", str(path)]
+    )
+    assert mixed.exit_code == 2 and mixed.stderr.startswith("canaryflow analyze: --rollout:")
 
 
 def test_plan_answers_offline_and_refuses_bad_input_naming_the_option() -> None:

@@ -91,6 +91,11 @@ def replay(
         if not path.is_file():
             _fail(f"--input: {path}: no such file")
     if whole_rollout:
+        if step or canary_weight is not None or bake:
+            _fail(
+                "--rollout: runs every step, the bake and the watch itself:"
+                " drop --step, --canary-weight, --bake"
+            )
         _replay_rollouts(rollout_policy, paths, start, explain)
         return
     for path in paths:
