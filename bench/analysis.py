@@ -105,11 +105,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     # under the default policy and under the policy the forecast picks ("auto": the default when
     # it can decide in time at the rate and latencies seen before the rollout, else low-traffic).
     *(
-        Scenario(f"{name}, {policy}", "good", rps=rps, policy=policy, **extra)
-        for name, rps, extra in (
-            ("heavy tail σ0.9 + 5% 5-20x, A/A, 30 req/s", 30.0, {"sigma": 0.9, "tail_5_20": True}),
-            ("A/A, 5 req/s", 5.0, {}),
-            ("A/A, 2 req/s", 2.0, {}),
+        Scenario(f"{name}, {policy}", "good", rps=rps, policy=policy, sigma=sigma, tail_5_20=tail)
+        for name, rps, sigma, tail in (
+            ("heavy tail σ0.9 + 5% 5-20x, A/A, 30 req/s", 30.0, 0.9, True),
+            ("A/A, 5 req/s", 5.0, SIGMA, False),
+            ("A/A, 2 req/s", 2.0, SIGMA, False),
         )
         for policy in ("default", "auto")
     ),
