@@ -81,3 +81,22 @@ def test_a_tuned_prior_keeps_the_bounds_time_uniform() -> None:
     lo_100, hi_100 = binomial_cs(0.95 * 18000, 18000, alpha)
     lo_2k, hi_2k = binomial_cs(0.95 * 18000, 18000, alpha, prior_strength=2000.0)
     assert hi_2k - lo_2k < 0.95 * (hi_100 - lo_100)
+
+
+def test_a_live_step_forecasts_from_the_traffic_it_has_seen() -> None:
+    """From the readings since the warm-up: the rate of both arms, the baseline's errors and latency
+    histogram (here a thin 2 requests/s), for the step being judged only."""
+    from canaryflow.kernel.analysis.forecast import forecast_from_looks
+    from canaryflow.kernel.analysis.observations import ArmObservations, Histogram, Observations
+
+    rng = np.random.default_rng(3)
+
+    def arm(n: int) -> ArmObservations:
+        latency = Histogram.from_values(rng.lognormal(np.log(0.02), 0.35, n), DEFAULT_LATENCY_BUCKETS_S)
+        return ArmObservations(requests=n, errors=n // 200, latency_s=latency)
+
+    looks = [Observations(elapsed_s=300.0, baseline=arm(540), canary=arm(60))]
+    live = forecast_from_looks(DEFAULT, looks, 0)
+    assert live is not None and live.rate_rps == 2.0 and [s.step for s in live.steps] == [0]
+    assert not live.fits and "consider `policies/low-traffic.yaml`" in live.advice[0]
+    assert forecast_from_looks(DEFAULT, [], 0) is None
