@@ -37,6 +37,9 @@ def approval_report(spec: RolloutSpec, verdict: Verdict, plot: str | None = None
         lines.append(f"| {_cell(check.metric)} | {_ICON[check.verdict]} | {reason} | {_evidence(check)} |")
     if not verdict.checks:
         lines.append("| — | — | no checks were run | — |")
+    forecast = verdict.forecast or {}
+    if forecast.get("advice"):  # the step could not expect to decide within its time
+        lines += ["", "### Forecast", ""] + [f"- {_cell(str(line))}" for line in forecast["advice"]]
     if plot:
         lines += ["", f"![canary vs baseline]({plot})"]
     lines += ["", "Approve to promote (merging lands the promotion commit); request changes to roll back."]

@@ -320,6 +320,16 @@ class Policy(_Strict):
             for m in self.metrics
         )
 
+    prior_strength: float = Field(
+        default=100.0,
+        ge=10.0,
+        le=1e6,
+        description=(
+            "weight (in requests) of the confidence sequences' mixture prior: best near a ninth of the"
+            " canary requests a step is expected to decide at (`canaryflow analyze plan` suggests one)"
+        ),
+    )
+
     @model_validator(mode="after")
     def _weights_increase(self) -> Policy:
         weights = [s.weight for s in self.steps]

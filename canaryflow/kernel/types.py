@@ -7,7 +7,7 @@ keeping them in one pure module lets each adapter depend on the core and never o
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -56,6 +56,9 @@ class Verdict(BaseModel):
     decision: Decision
     decided_at_s: float | None = None
     checks: list[Check] = Field(default_factory=list)
+    # A traffic step's forecast from the traffic seen so far (`analysis.forecast.Forecast.to_dict`):
+    # each check's expected time to a decision and, when it cannot decide in time, the advice.
+    forecast: dict[str, Any] | None = None
 
 
 class RolloutSpec(BaseModel):

@@ -115,12 +115,46 @@ def test_checks_read_in_words_with_units() -> None:
         "worse_upper": 0.12,
     }
     text = describe("latency_p95", "latency", stats, 0.10, 0.25, "pass")
-    assert text == (
-        "latency p95 182 ms vs 177 ms baseline: +2.8% (bounds −4.1% … +12.0%), "
-        "tolerance +10.0%, alternative +25.0%: pass"
+    assert (
+        text == "latency p95 182 ms vs 177 ms baseline: +2.8%; upper bound +12.0% < alternative +25.0%: pass"
     )
     trend = describe("latency_p50", "latency", {**stats, "cause": 3, "trend_lower": 0.06}, 0.10, 0.25, "fail")
-    assert trend.endswith("; trend: grown by at least +6.0% since the earlier windows: fail")
+    assert trend.endswith("; trend: grown by at least +6.0% since the earlier windows (> +5.0%): fail")
+
+
+def test_words_show_the_bound_each_decision_uses() -> None:
+    """A reader checks the verdict against the numbers on the same line (issue 30's demo line:
+    a lower bound far above the tolerance and no decision, because rollback uses another bound)."""
+    demo = {
+        "canary": 0.0478, "baseline": 0.0251, "worse_estimate": 0.909, "worse_lower": 0.245,
+        "worse_upper": 1.981, "worse_than_baseline_lower": -0.03,
+    }  # fmt: skip
+    text = describe("latency_p50", "latency", demo, 0.10, 0.25, "inconclusive")
+    assert "rollback needs the lower bound above the tolerance +10.0% (+24.5%)" in text
+    assert "and above 0 at the stricter level (−3.0%)" in text
+    assert "promotion the upper bound below the alternative +25.0% (+198.1%)" in text
+    assert text.endswith("not decided yet (not yet shown worse than the baseline at the stricter level)")
+    fading = {**demo, "worse_than_baseline_lower": 0.05, "recent_worse_estimate": 0.04}
+    assert "(the second half shows +4.0%: an excess that fades is not a failure)" in describe(
+        "latency_p50", "latency", fading, 0.10, 0.25, "inconclusive"
+    )
+    failed = describe(
+        "error_rate", "error_rate",
+        {**demo, "canary": 0.03, "baseline": 0.005, "worse_estimate": 0.025, "worse_lower": 0.012,
+         "worse_than_baseline_lower": 0.008, "recent_worse_estimate": 0.024},
+        0.005, 0.02, "fail",
+    )  # fmt: skip
+    assert failed.endswith(
+        "lower bound +1.20 pt > tolerance +0.50 pt; +0.80 pt > 0 at the stricter level;"
+        " second half +2.40 pt: fail"
+    )
+    window = describe(
+        "latency_p95", "latency",
+        {**demo, "cause": 2, "window_worse_estimate": 0.4, "window_worse_lower": 0.15}, 0.10, 0.25, "fail",
+    )  # fmt: skip
+    assert window.endswith(
+        "latest window +40.0% shown beyond the tolerance: lower bound +15.0% > +10.0%: fail"
+    )
 
 
 def _reading(log: RequestLog, start: float, end: float) -> Observations:

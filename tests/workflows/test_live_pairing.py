@@ -80,6 +80,7 @@ def _openmetrics(log: RequestLog, times: np.ndarray) -> str:
 def _numbers(verdict: Verdict) -> dict[str, object]:
     """A verdict without its null figures (which are null depends on the looks judged after it)."""
     data = verdict.model_dump()
+    data.pop("forecast")  # the live step's forecast from the traffic seen (a replay makes none)
     data["checks"] = [{k: v for k, v in c.items() if v is not None} for c in data["checks"]]
     return data
 
@@ -114,6 +115,8 @@ def test_a_burst_shorter_than_a_window_is_paired_away_live_as_in_the_replay(
         assert _numbers(verdict.model_copy(update={"decided_at_s": start + verdict.decided_at_s})) == (
             _numbers(replayed)
         )
+        assert verdict.forecast is not None and verdict.forecast["steps"][0]["step"] == 0
+        assert 15 < verdict.forecast["rate_rps"] < 25 and verdict.forecast["fits"] is True  # 20 req/s
         p95 = next(c for c in verdict.checks if c.metric == "latency_p95")
         assert p95.verdict == "pass" and (p95.model_extra or {}).get("paired") == 1.0
 

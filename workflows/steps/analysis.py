@@ -23,6 +23,7 @@ import time
 from canaryflow.adapters.metrics import MetricsError, MetricsQueryError
 from canaryflow.kernel.analysis import AnalysisResult, Observations, analyze_looks
 from canaryflow.kernel.analysis import analyze as analyze_observations
+from canaryflow.kernel.analysis.forecast import forecast_from_looks
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
@@ -177,6 +178,14 @@ def _judge(
         result = analyze_looks(
             policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
         )
+        if hold_until_s is None:  # a traffic step: when to expect a decision, from the traffic so far
+            # up to the look the verdict is at: a restarted step reading the same looks says the same
+            decided = result.verdict.decided_at_s
+            seen = [look for look in looks if decided is None or look.elapsed_s <= decided]
+            ahead = forecast_from_looks(policy, seen, index)
+            if ahead is not None:
+                verdict = result.verdict.model_copy(update={"forecast": ahead.to_dict()})
+                result = result.model_copy(update={"verdict": verdict})
     else:  # a watch: against a record, judged once on all of it (the engine's module docstring)
         result = analyze_observations(
             policy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from policies import PolicyError, load_policy
 
 if TYPE_CHECKING:
     from canaryflow.kernel.analysis.replay import RequestLog
+    from policies.model import Policy
 
 
 def _request_log(t: np.ndarray, canary: np.ndarray, latency_s: np.ndarray, ok: np.ndarray) -> RequestLog:
@@ -63,6 +65,11 @@ def replay(
     bake: bool = typer.Option(
         False, "--bake", help="after a pass, go on for the policy's bake_s as the last step would"
     ),
+    whole_rollout: bool = typer.Option(
+        False,
+        "--rollout",
+        help="the whole policy over the log: every step in order, warm-ups, bake, promotion, the watch",
+    ),
     explain: bool = typer.Option(
         False, "--explain", help="also print each check in words, with units, to stderr"
     ),
@@ -85,6 +92,14 @@ def replay(
     for path in paths:
         if not path.is_file():
             _fail(f"--input: {path}: no such file")
+    if whole_rollout:
+        if step or canary_weight is not None or bake:
+            _fail(
+                "--rollout: runs every step, the bake and the watch itself:"
+                " drop --step, --canary-weight, --bake"
+            )
+        _replay_rollouts(rollout_policy, paths, start, explain)
+        return
     for path in paths:
         try:
             log = read_request_log(path)
@@ -105,6 +120,94 @@ def replay(
             at = "undecided" if verdict.decided_at_s is None else f"at {verdict.decided_at_s:.0f} s"
             lines = [f"{path.name}: {verdict.decision} {at}"] + [f"  {c.reason}" for c in verdict.checks]
             typer.echo("\n".join(lines), err=True)
+
+
+def _replay_rollouts(rollout_policy: Policy, paths: list[Path], start: float | None, explain: bool) -> None:
+    """`replay --rollout`: one JSON record per log (the decision, the phase it was made in, when)."""
+    from canaryflow.kernel.analysis.rollout_replay import replay_rollout
+
+    for path in paths:
+        try:
+            result = replay_rollout(rollout_policy, read_request_log(path), start_s=start)
+        except (LogError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        sys.stdout.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+        if explain:
+            at = "undecided" if result.decided_at_s is None else f"at {result.decided_at_s:.0f} s"
+            lines = [f"{path.name}: {result.decision} in {result.phase} {at}"]
+            for phase in result.phases:
+                when = "undecided" if phase.decided_at_s is None else f"{phase.decided_at_s:.0f} s"
+                lines.append(f"  {phase.phase} from {phase.started_at_s:.0f} s: {phase.decision} at {when}")
+                lines += [f"    {c.reason}" for c in phase.verdict.checks]
+            typer.echo("\n".join(lines), err=True)
+
+
+@app.command("plan")
+def plan(
+    policy: str = typer.Option(..., "--policy", help="policy YAML file, or a shipped policy name (default)"),
+    rate: str = typer.Option(
+        ..., "--rate", help="requests per second the model serves in all (both versions)"
+    ),
+    error_rate: str = typer.Option(
+        "0.005", "--error-rate", help="the baseline's share of 5xx (0.005 = 0.5%)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the forecast as JSON instead of a table"),
+) -> None:
+    """How long each check of each step needs to decide at this traffic, before a rollout starts.
+
+    For a canary identical to its baseline (the case where an undecided step is a failed release),
+    with log-normal latencies (p95 = 1.8 x median) unless the forecast runs live on the histogram seen.
+    Prints the steps that cannot decide within max_duration_s and a policy that can, if one is shipped.
+    """
+    try:
+        rollout_policy = load_policy(policy)
+    except PolicyError as exc:
+        _fail(f"--policy: {exc}")
+        return
+    rate_rps = _positive(rate, "--rate", "requests per second")
+    errors = _positive(error_rate, "--error-rate", "share of requests", allow_zero=True)
+    if errors >= 1:
+        _fail(f"--error-rate: must be below 1 (a share of requests), got {error_rate}")
+    from canaryflow.kernel.analysis.forecast import LOW_TRAFFIC_POLICIES, forecast, recommend
+
+    result = forecast(rollout_policy, rate_rps, error_rate=errors)
+    candidates = {name: load_policy(name) for name in LOW_TRAFFIC_POLICIES if name != rollout_policy.name}
+    better = None if result.fits else recommend(rollout_policy, rate_rps, candidates, error_rate=errors)
+    if as_json:
+        record = result.to_dict()
+        record["recommended"] = None if better is None else {
+            "policy": better.name, "prior_strength": better.policy.prior_strength,
+            "forecast": better.forecast.to_dict(),
+        }  # fmt: skip
+        sys.stdout.write(json.dumps(record) + "\n")
+        return
+    typer.echo(f"policy {rollout_policy.name} at {rate_rps:g} requests/s:")
+    for s in result.steps:
+        total = "more than a week" if s.seconds is None else f"{s.seconds:,.0f} s"
+        verdict = "fits" if s.fits else f"over max_duration_s ({s.max_duration_s:,.0f} s)"
+        typer.echo(
+            f"  step {s.step + 1} ({s.weight:g}%, {s.canary_rps:.3g} canary req/s): {total}, {verdict}"
+        )
+        for c in s.checks:
+            need = "not within 10 million requests" if c.seconds is None else f"{c.seconds:,.0f} s"
+            typer.echo(f"    {c.metric}: {need} ({c.requests or '-'} canary requests)")
+    for line in result.advice:
+        typer.echo(line)
+    if better is not None:
+        typer.echo(f"recommended: {better.label} (every step within max_duration_s)")
+
+
+def _positive(text: str, option: str, what: str, allow_zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        _fail(f"{option}: must be a number ({what}), got {text!r}")
+        raise
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        _fail(f"{option}: must be a positive number ({what}), got {text!r}")
+    return value
 
 
 def read_request_log(path: Path) -> RequestLog:

@@ -65,7 +65,28 @@ def _steps_table(data: ReportData) -> str:
         "<tr><th>step</th><th>weight</th><th>time (s)</th><th>step decision</th><th>metric</th>"
         "<th>verdict</th><th>why</th></tr>"
     )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f"<table>{head}{''.join(rows)}</table>{_forecasts(data)}"
+
+
+def _forecasts(data: ReportData) -> str:
+    """Each step's forecast (from the traffic it saw): the expected time of each check, the advice."""
+    notes = []
+    for i, step in enumerate(data.steps, start=1):
+        forecast = step.verdict.forecast if step.verdict else None
+        if not forecast:
+            continue
+        times = [
+            f"{c['metric']} {c['seconds']:.0f} s"
+            if c.get("seconds") is not None
+            else f"{c['metric']} beyond reach"
+            for s in forecast.get("steps", [])
+            for c in s.get("checks", [])
+        ]
+        line = f"step {i} forecast at {forecast.get('rate_rps', 0):.3g} req/s: {', '.join(times)}"
+        notes.append(
+            f"<li>{_e(line)}</li>" + "".join(f"<li>{_e(a)}</li>" for a in forecast.get("advice", []))
+        )
+    return f"<ul class='forecast'>{''.join(notes)}</ul>" if notes else ""
 
 
 def render_html(data: ReportData) -> str:

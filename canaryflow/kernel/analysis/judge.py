@@ -162,13 +162,16 @@ def evaluate_series(
         same=share * (1 - CHANGE_SHARE),
         tolerance=max(share, tolerance_level) * (1 - CHANGE_SHARE),
         promote=policy.error_budget.false_promote,  # intersection-union: no split (module docstring)
+        prior_strength=policy.prior_strength,
     )
     checks = _checks(policy, post, levels)
     frame = _Frame(series, rows, origin, origin_s, recorded_baseline)
     _require_persistence(policy, frame, checks)
     horizon = policy.max_duration_s + policy.bake_s if hold_until_s is None else hold_until_s
     windows = max(1, math.ceil(max(horizon, policy.watch_s) / policy.change_window_s))
-    change_levels = Levels.uniform(share * CHANGE_SHARE / windows / 2)  # two change checks per window
+    change_levels = Levels.uniform(
+        share * CHANGE_SHARE / windows / 2, policy.prior_strength
+    )  # two per window
     if not recorded_baseline:  # against a record, load changes would read as change: see below
         _change_checks(policy, frame, checks, change_levels)
 

@@ -28,6 +28,8 @@ a handful of numpy calls.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import betainc, betaln
@@ -36,11 +38,15 @@ FloatArray = NDArray[np.float64]
 
 _BISECTION_STEPS = 30  # 2^-30 of the unit interval: far below any tolerance a policy states
 # Weight (in observations) of the mixture prior around the tested value; tuned for decisions after a
-# few hundred to a few thousand samples (Howard & Ramdas tune theirs to a target sample size).
+# few hundred to a few thousand samples (Howard & Ramdas tune theirs to a target sample size). A
+# policy may set another (`Policy.prior_strength`, e.g. the forecast's tuning for a step expected to
+# need tens of thousands of requests): any value fixed before the step's data is valid.
 PRIOR_STRENGTH = 100.0
 
 
-def log_mixture(successes: ArrayLike, trials: ArrayLike, f: ArrayLike) -> FloatArray:
+def log_mixture(
+    successes: ArrayLike, trials: ArrayLike, f: ArrayLike, prior_strength: float = PRIOR_STRENGTH
+) -> FloatArray:
     """log M_n(f) of the beta-binomial mixture martingale; 0 with no trials.
 
     The prior over the alternative is Beta(k f, k (1 - f)): centred on the tested value, with the
@@ -48,17 +54,21 @@ def log_mixture(successes: ArrayLike, trials: ArrayLike, f: ArrayLike) -> FloatA
     0.5 log(n / (2 pi f (1 - f))) nats of evidence, which for rare errors is as much as the
     threshold itself; a prior as wide as the differences worth detecting costs 0.5 log(1 + n / k).
     The prior depends on f only, never on the data, so each M_n(f) stays a test martingale.
+    `prior_strength` k is best near a ninth of the sample size at which a decision is expected
+    (the normal-mixture boundary's optimum); it must be fixed before the data it judges.
     """
     s = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
     p = np.clip(np.asarray(f, dtype=float), 1e-12, 1.0 - 1e-12)
-    a, b = PRIOR_STRENGTH * p, PRIOR_STRENGTH * (1.0 - p)
+    a, b = prior_strength * p, prior_strength * (1.0 - p)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = betaln(a + s, b + n - s) - betaln(a, b) - s * np.log(p) - (n - s) * np.log1p(-p)
     return np.asarray(value, dtype=float)
 
 
-def binomial_cs(successes: ArrayLike, trials: ArrayLike, alpha: float) -> tuple[FloatArray, FloatArray]:
+def binomial_cs(
+    successes: ArrayLike, trials: ArrayLike, alpha: float, prior_strength: float = PRIOR_STRENGTH
+) -> tuple[FloatArray, FloatArray]:
     """Time-uniform one-sided bounds on a success probability after `successes` in `trials`.
 
     `lower` stays below the truth at every n with probability at least 1 - alpha, and so does
@@ -75,13 +85,16 @@ def binomial_cs(successes: ArrayLike, trials: ArrayLike, alpha: float) -> tuple[
     lower = np.zeros_like(rate)
     upper = np.ones_like(rate)
     need = s > 0
-    lower[need] = _bisect(s[need], n[need], threshold, inside=rate[need], outside=lower[need], above=True)
+    k = prior_strength
+    lower[need] = _bisect(s[need], n[need], threshold, rate[need], lower[need], above=True, k=k)
     need = s < n
-    upper[need] = _bisect(s[need], n[need], threshold, inside=rate[need], outside=upper[need], above=False)
+    upper[need] = _bisect(s[need], n[need], threshold, rate[need], upper[need], above=False, k=k)
     return lower, upper
 
 
-def log_mixture_one_sided(successes: ArrayLike, trials: ArrayLike, f: ArrayLike, above: bool) -> FloatArray:
+def log_mixture_one_sided(
+    successes: ArrayLike, trials: ArrayLike, f: ArrayLike, above: bool, prior_strength: float = PRIOR_STRENGTH
+) -> FloatArray:
     """A lower bound on log M+_n(f), the mixture with the prior restricted to one side of f.
 
     M+ (prior on theta > f when `above`, renormalised) is a mixture of likelihood ratios, hence a
@@ -92,8 +105,8 @@ def log_mixture_one_sided(successes: ArrayLike, trials: ArrayLike, f: ArrayLike,
     so M+ >= (M - pi_other) / pi_side, with pi the prior's mass on each side (a function of f only,
     tabulated). Rejecting when this lower bound crosses 1/alpha is therefore valid.
     """
-    log_m = log_mixture(successes, trials, f)
-    below = _prior_mass_below(np.asarray(f, dtype=float))
+    log_m = log_mixture(successes, trials, f, prior_strength)
+    below = _prior_mass_below(np.asarray(f, dtype=float), prior_strength)
     # Interpolation margin: overstate the other side's mass, understate this side's: conservative.
     other = np.minimum((1.0 - below if not above else below) + _MASS_MARGIN, 1.0)
     side = np.maximum((1.0 - below if above else below) - _MASS_MARGIN, 1e-12)
@@ -106,29 +119,34 @@ _MASS_MARGIN = 1e-4
 _LOGIT_GRID = np.linspace(-28.0, 28.0, 8001)
 
 
-def _tabulate_prior_mass_below() -> FloatArray:
+@functools.lru_cache(maxsize=16)
+def _tabulate_prior_mass_below(prior_strength: float = PRIOR_STRENGTH) -> FloatArray:
     f = 1.0 / (1.0 + np.exp(-_LOGIT_GRID))
-    return np.asarray(betainc(PRIOR_STRENGTH * f, PRIOR_STRENGTH * (1.0 - f), f), dtype=float)
+    return np.asarray(betainc(prior_strength * f, prior_strength * (1.0 - f), f), dtype=float)
 
 
-_MASS_BELOW_TABLE = _tabulate_prior_mass_below()
-
-
-def _prior_mass_below(f: FloatArray) -> FloatArray:
+def _prior_mass_below(f: FloatArray, prior_strength: float = PRIOR_STRENGTH) -> FloatArray:
     """P(theta < f) under the prior Beta(k f, k (1 - f)), interpolated in logit(f)."""
     p = np.clip(f, 1e-12, 1.0 - 1e-12)
-    return np.asarray(np.interp(np.log(p) - np.log1p(-p), _LOGIT_GRID, _MASS_BELOW_TABLE), dtype=float)
+    table = _tabulate_prior_mass_below(float(prior_strength))
+    return np.asarray(np.interp(np.log(p) - np.log1p(-p), _LOGIT_GRID, table), dtype=float)
 
 
 def _bisect(
-    s: FloatArray, n: FloatArray, threshold: float, inside: FloatArray, outside: FloatArray, above: bool
+    s: FloatArray,
+    n: FloatArray,
+    threshold: float,
+    inside: FloatArray,
+    outside: FloatArray,
+    above: bool,
+    k: float = PRIOR_STRENGTH,
 ) -> FloatArray:
     """The f between `inside` (accepted) and `outside` where the one-sided evidence crosses."""
     a = inside.astype(float).copy()
     b = outside.astype(float).copy()
     for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (a + b)
-        rejected = log_mixture_one_sided(s, n, mid, above) >= threshold
+        rejected = log_mixture_one_sided(s, n, mid, above, k) >= threshold
         a = np.where(rejected, a, mid)
         b = np.where(rejected, mid, b)
     # Report the accepted side: the bound keeps its promised coverage.
@@ -159,11 +177,14 @@ def quantile_from_cdf(bounds: ArrayLike, cdf: ArrayLike, q: float) -> FloatArray
     return np.where(found, quantile, np.inf)
 
 
-def cdf_cs(counts: ArrayLike, totals: ArrayLike, alpha: float) -> tuple[FloatArray, FloatArray]:
+def cdf_cs(
+    counts: ArrayLike, totals: ArrayLike, alpha: float, prior_strength: float = PRIOR_STRENGTH
+) -> tuple[FloatArray, FloatArray]:
     """Bounds on the CDF at every bucket bound, each at level alpha/2 (a quantile needs two of them)."""
     counts_arr = np.asarray(counts, dtype=float)
     totals_arr = np.asarray(totals, dtype=float)[..., None]
-    return binomial_cs(counts_arr, np.broadcast_to(totals_arr, counts_arr.shape), alpha / 2.0)
+    shape = counts_arr.shape
+    return binomial_cs(counts_arr, np.broadcast_to(totals_arr, shape), alpha / 2.0, prior_strength)
 
 
 def quantile_cs(

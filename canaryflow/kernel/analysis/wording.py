@@ -92,22 +92,65 @@ def describe(
             head += " at the same moments"
     else:
         head = f"{name} {_value(kind, canary)}"
-    if low is not None or high is not None:
-        head += f" (bounds {amount(kind, low)} … {amount(kind, high)})"
-    limits = f"tolerance {amount(kind, tolerance)}"
-    if alternative is not None:
-        limits += f", alternative {amount(kind, alternative)}"
+    if low is None and high is None:  # a gauge, read as it is
+        limits = f"tolerance {amount(kind, tolerance)}"
+        return f"{head}, {limits}: {VERDICT_WORDS.get(verdict, verdict)}"
+    decision = deciding_bounds(kind, stats, tolerance, alternative, verdict)
+    return f"{head}{_coarse_buckets(kind, stats)}; {decision}"
+
+
+def deciding_bounds(
+    kind: str, stats: Mapping[str, float | None], tolerance: float, alternative: float | None, verdict: str
+) -> str:
+    """The bound each decision uses, beside the threshold it is compared with, so that a reader can
+    check the verdict against the numbers on the same line:
+
+    - fail: the lower bound (at the at-tolerance level) above the tolerance, the lower bound at the
+      stricter same-as-baseline level above 0, and the second half of the data still beyond the
+      tolerance; or the latest window's lower bound above the tolerance; or the trend;
+    - pass: the upper bound (at the promotion level) below the alternative;
+    - not decided: each rule with its bound, and what is missing when a lower bound is already
+      above the tolerance (the demo's "+24.5% … not decided yet")."""
+    low, high = _known(stats.get("worse_lower")), _known(stats.get("worse_upper"))
+    strict = _known(stats.get("worse_than_baseline_lower"))
+    recent = _known(stats.get("recent_worse_estimate"))
+    tol, alt = amount(kind, tolerance), amount(kind, alternative if alternative is not None else tolerance)
     cause = FailureCause(int(stats.get("cause") or 0))
-    detail = ""
+    words = VERDICT_WORDS.get(verdict, verdict)
+    if verdict == "pass":
+        return f"upper bound {amount(kind, high)} < alternative {alt}: {words}"
     if verdict == "fail" and cause is FailureCause.LATEST_WINDOW:
-        detail = (
-            f"; latest window {amount(kind, stats.get('window_worse_estimate'))} shown beyond the tolerance"
-        )
-    elif verdict == "fail" and cause is FailureCause.TREND:
-        detail = (
-            f"; trend: grown by at least {amount(kind, stats.get('trend_lower'))} since the earlier windows"
-        )
-    return f"{head}, {limits}{detail}{_coarse_buckets(kind, stats)}: {VERDICT_WORDS.get(verdict, verdict)}"
+        window = amount(kind, stats.get("window_worse_estimate"))
+        bound = amount(kind, stats.get("window_worse_lower"))
+        return f"latest window {window} shown beyond the tolerance: lower bound {bound} > {tol}: {words}"
+    if verdict == "fail" and cause is FailureCause.TREND:
+        grown = amount(kind, stats.get("trend_lower"))
+        half = amount(kind, tolerance / 2)
+        return f"trend: grown by at least {grown} since the earlier windows (> {half}): {words}"
+    if verdict == "fail":
+        extra = f"; {amount(kind, strict)} > 0 at the stricter level" if strict is not None else ""
+        if recent is not None:
+            extra += f"; second half {amount(kind, recent)}"
+        return f"lower bound {amount(kind, low)} > tolerance {tol}{extra}: {words}"
+    rules = (
+        f"rollback needs the lower bound above the tolerance {tol} ({amount(kind, low)})"
+        + (f" and above 0 at the stricter level ({amount(kind, strict)})" if strict is not None else "")
+        + f", promotion the upper bound below the alternative {alt} ({amount(kind, high)})"
+    )
+    missing = ""
+    if low is not None and low > tolerance:
+        if strict is not None and strict <= 0:
+            missing = " (not yet shown worse than the baseline at the stricter level)"
+        elif recent is not None and recent <= tolerance:
+            missing = (
+                f" (the second half shows {amount(kind, recent)}: an excess that fades is not a failure)"
+            )
+    return f"{rules}: {words}{missing}"
+
+
+def _known(value: float | None) -> float | None:
+    """None for a statistic not computed at this look (NaN); infinities stay (an unbounded side)."""
+    return None if value is None or math.isnan(value) else value
 
 
 COARSE_BUCKET = 1.25  # a bucket wider than this ratio resolves less than a policy's usual thresholds

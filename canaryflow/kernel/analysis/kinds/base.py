@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from canaryflow.kernel.analysis.sequential import PRIOR_STRENGTH
 from canaryflow.kernel.analysis.series import FloatArray, ObservationSeries
 
 Comparison = Literal["relative", "difference", "level"]
@@ -49,14 +50,17 @@ class Levels:
     same: float
     tolerance: float
     promote: float
+    # The confidence sequences' mixture prior weight (`sequential.PRIOR_STRENGTH` unless the policy
+    # sets `prior_strength`): fixed before the data, as anytime validity needs.
+    prior_strength: float = PRIOR_STRENGTH
 
     def per_arm(self) -> dict[str, float]:
         """Each arm's confidence sequence gets half of a two-arm check's share."""
         return {"same": self.same / 2, "tolerance": self.tolerance / 2, "promote": self.promote / 2}
 
     @classmethod
-    def uniform(cls, level: float) -> Levels:
-        return cls(same=level, tolerance=level, promote=level)
+    def uniform(cls, level: float, prior_strength: float = PRIOR_STRENGTH) -> Levels:
+        return cls(same=level, tolerance=level, promote=level, prior_strength=prior_strength)
 
 
 @dataclass

@@ -20,8 +20,8 @@ def evaluate(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> l
     c, b = series.canary, series.baseline
     by_level: dict[str, Bounds4] = {}
     for level, a in levels.per_arm().items():
-        c_lo, c_hi = binomial_cs(c.errors, c.requests, a)
-        b_lo, b_hi = binomial_cs(b.errors, b.requests, a)
+        c_lo, c_hi = binomial_cs(c.errors, c.requests, a, levels.prior_strength)
+        b_lo, b_hi = binomial_cs(b.errors, b.requests, a, levels.prior_strength)
         by_level[level] = (c_lo, c_hi, b_lo, b_hi)
     has_data = (c.requests > 0) & (b.requests > 0)
     return [compare(metric, "difference", metric.name, has_data, by_level, _rate(c), _rate(b))]

@@ -61,7 +61,7 @@ def quantile_checks(
     cache: dict[tuple[str, float], tuple[FloatArray, FloatArray]] = {}
     for arm, (counts, totals) in compared.items():
         for a in set(levels.per_arm().values()):
-            cache[arm, a] = cdf_cs(counts, totals, a)
+            cache[arm, a] = cdf_cs(counts, totals, a, levels.prior_strength)
     has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
     out: list[CheckSeries] = []
     for name, q in zip(metric.checks, metric.quantiles, strict=True):
