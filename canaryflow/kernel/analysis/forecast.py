@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import norm
 
-from canaryflow.kernel.analysis.engine import CHANGE_SHARE, phases
+from canaryflow.kernel.analysis.judge import CHANGE_SHARE, phases
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, Levels
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S, Observations
 from canaryflow.kernel.analysis.sequential import PRIOR_STRENGTH
