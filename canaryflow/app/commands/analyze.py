@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -44,9 +44,15 @@ def _group() -> None:
     """Canary analysis: decide offline from request logs."""
 
 
+# The policy both commands judge with (required).
+PolicyName = Annotated[
+    str, typer.Option("--policy", help="policy YAML file, or a shipped policy name (default)")
+]
+
+
 @app.command("replay")
 def replay(
-    policy: str = typer.Option(..., "--policy", help="policy YAML file, or a shipped policy name (default)"),
+    policy: PolicyName,
     inputs: list[Path] = typer.Option(..., "--input", help="request log(s), JSON Lines; several may follow"),
     more_inputs: list[Path] | None = typer.Argument(None, metavar="[LOG2.jsonl ...]", show_default=False),
     step: int = typer.Option(0, "--step", min=0, help="policy step whose weight and guards apply"),
@@ -146,7 +152,7 @@ def _replay_rollouts(rollout_policy: Policy, paths: list[Path], start: float | N
 
 @app.command("plan")
 def plan(
-    policy: str = typer.Option(..., "--policy", help="policy YAML file, or a shipped policy name (default)"),
+    policy: PolicyName,
     rate: str = typer.Option(
         ..., "--rate", help="requests per second the model serves in all (both versions)"
     ),
