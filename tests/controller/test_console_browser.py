@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from canaryflow.app.wiring import assemble_controller
 from controller.auth.settings import AuthSettings, OidcSettings, RoleGrant
 from controller.console.settings import ConsoleSettings
 from controller.controller_settings import ControllerSettings
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
-from controller.service import ControllerService
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings
 from tests.controller.harness import Steps, policy
@@ -105,7 +105,7 @@ def world(tmp_path, git_remote):
     )
     store = RolloutStore(settings.db_path)
     runner = LocalRunner(settings.db_path, steps, lambda name: pols[name])
-    service = ControllerService(settings, store, runner, None, policy_loader=lambda name: pols[name])
+    service = assemble_controller(settings, store, runner, None, policy_loader=lambda name: pols[name])
     live = LiveController(service)
     issuer.client.redirect_uri = f"{live.url}/auth/callback"
     with issuer, live:

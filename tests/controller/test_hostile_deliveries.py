@@ -73,9 +73,9 @@ CASES = {
         _mlflow(MLFLOW % (b"-Infinity", b'{"name": "m", "alias": "c", "version": "2"}')), 400, "-Infinity"),
     "databricks latin-1 body": (
         _databricks(b'{"event": "MODEL_VERSION_CREATED", "model_name": "caf\xe9"}'), 400, "not UTF-8"),
-    "mlflow nested 10k deep": (_mlflow(b"[" * 10_000 + b"]" * 10_000), 400, "nested deeper than"),
+    "mlflow nested 10k deep": (_mlflow(b"[" * 10_000 + b"]" * 10_000), 400, "nested too deeply"),
     "github nested 100 deep": (
-        _github(b'{"pull_request": ' + b'{"a": ' * 100 + b"1" + b"}" * 101), 400, "nested deeper than"),
+        _github(b'{"pull_request": ' + b'{"a": ' * 100 + b"1" + b"}" * 101), 400, "nested too deeply"),
     "github repository 5000 characters": (
         _github(_review(b"3").replace(b'"o/r"', b'"' + b"r" * 5000 + b'"')), 422, "repository"),
 }  # fmt: skip
@@ -84,6 +84,8 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_signed_delivery_is_a_4xx_and_stores_nothing(client, store, case):
     (path, headers, body), status, reason = CASES[case]
+    if path == "/webhooks/mlflow":  # signed now: the cases are built when the module is collected
+        path, headers, body = _mlflow(body)
     response = client.post(path, content=body, headers=headers)
     assert response.status_code == status, response.text
     error = response.json()["error"]

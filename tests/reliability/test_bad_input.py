@@ -82,7 +82,7 @@ def _policies(tmp_path: Path) -> list[tuple[str, str]]:
     deep.write_text("steps: " + "[" * 100_000)
     latin = tmp_path / "latin1.yaml"
     latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
-    return [(str(deep), "nested too deeply"), (str(latin), "not UTF-8"), ("/dev/zero", "larger than")]
+    return [(str(deep), "nested too deeply"), (str(latin), "not UTF-8"), ("/dev/zero", "not a regular file")]
 
 
 def test_cli_refuses_unusable_policies_in_one_line(tmp_path):

@@ -62,15 +62,27 @@ def check_size(raw: bytes | str, where: str, max_bytes: int | None) -> None:
         raise InputRefused(f"{where}: larger than {max_bytes} bytes")
 
 
-def _integer(text: str) -> int:
+class _Refused:
+    """A value the decoder met but must not convert (a huge integer, NaN): kept in its place, so that
+    `check_tree` refuses it naming where in the document it stands."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _integer(text: str) -> int | _Refused:
     digits = len(text) - (text[0] == "-")
     if digits > MAX_INTEGER_DIGITS:
-        raise InputRefused(f"an integer of {digits} digits (at most {MAX_INTEGER_DIGITS})")
+        return _Refused(f"an integer of {digits} digits (at most {MAX_INTEGER_DIGITS})")
     return int(text)
 
 
-def _no_constant(name: str) -> Any:
-    raise InputRefused(f"{name} is not a number JSON allows")
+def _no_constant(name: str) -> _Refused:
+    return _Refused(f"{name} is not a number JSON allows")
+
+
+def _nested(where: str) -> InputRefused:
+    return InputRefused(f"{where}: nested too deeply (more than {MAX_DEPTH} levels)")
 
 
 def parse_json(raw: bytes | str, where: str, max_bytes: int | None = MAX_DOCUMENT_BYTES) -> Any:
@@ -79,12 +91,10 @@ def parse_json(raw: bytes | str, where: str, max_bytes: int | None = MAX_DOCUMEN
     text = decode_utf8(raw, where) if isinstance(raw, bytes) else raw
     try:
         doc = json.loads(text, parse_int=_integer, parse_constant=_no_constant)
-    except InputRefused as exc:
-        raise InputRefused(f"{where}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise InputRefused(f"{where}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except RecursionError as exc:
-        raise InputRefused(f"{where}: nested deeper than {MAX_DEPTH} levels") from exc
+        raise _nested(where) from exc
     check_tree(doc, where)
     return doc
 
@@ -96,9 +106,11 @@ def parse_yaml(raw: bytes | str, where: str, max_bytes: int | None = MAX_DOCUMEN
     try:
         doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):  # libyaml's own depth limit
+            raise _nested(where) from exc
         raise InputRefused(f"{where}: not valid YAML ({one_line(exc)})") from exc
     except RecursionError as exc:
-        raise InputRefused(f"{where}: nested deeper than {MAX_DEPTH} levels") from exc
+        raise _nested(where) from exc
     except ValueError as exc:  # an integer past Python's digit limit, in the resolver
         raise InputRefused(f"{where}: {one_line(exc)}") from exc
     check_tree(doc, where)
@@ -107,31 +119,37 @@ def parse_yaml(raw: bytes | str, where: str, max_bytes: int | None = MAX_DOCUMEN
 
 def check_tree(doc: Any, where: str) -> None:
     """Depth, node count, finite numbers, integer length and encodable strings of a parsed document
-    (walked without recursion, aliases counted each time they are reached)."""
-    stack: list[tuple[Any, int]] = [(doc, 0)]
+    (walked without recursion, aliases counted each time they are reached); a refusal names the path
+    of the value (`body.data.version`, `body.items[3]`) as well as the document."""
+    stack: list[tuple[Any, int, str]] = [(doc, 0, where)]
     nodes = 0
     while stack:
-        value, depth = stack.pop()
+        value, depth, at = stack.pop()
         nodes += 1
         if nodes > MAX_NODES:
             raise InputRefused(f"{where}: more than {MAX_NODES} values (aliases expanded)")
         if isinstance(value, dict | list):
             if depth >= MAX_DEPTH:
-                raise InputRefused(f"{where}: nested deeper than {MAX_DEPTH} levels")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
+                raise _nested(where)
+            if isinstance(value, dict):
+                stack.extend((key, depth + 1, at) for key in value)
+                stack.extend((item, depth + 1, f"{at}.{key}") for key, item in value.items())
+            else:
+                stack.extend((item, depth + 1, f"{at}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, _Refused):
+            raise InputRefused(f"{at}: {value.reason}")
         elif isinstance(value, float):
             if not math.isfinite(value):
-                raise InputRefused(f"{where}: {value} is not a finite number")
+                raise InputRefused(f"{at}: {value} is not a finite number")
         elif isinstance(value, int) and not isinstance(value, bool):
             if value.bit_length() > MAX_INTEGER_DIGITS * 3.33:
-                raise InputRefused(f"{where}: an integer of more than {MAX_INTEGER_DIGITS} digits")
+                raise InputRefused(f"{at}: an integer of more than {MAX_INTEGER_DIGITS} digits")
         elif isinstance(value, str) and not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
                 code = ord(value[exc.start])
-                raise InputRefused(f"{where}: a string holding a lone surrogate (\\u{code:x})") from exc
+                raise InputRefused(f"{at}: a string holding a lone surrogate (\\u{code:x})") from exc
 
 
 def open_regular_file(path: Path | str, where: str | None = None, what: str = "file") -> IO[bytes]:
