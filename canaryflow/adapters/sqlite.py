@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _SCHEMA_TABLE = """
 CREATE TABLE IF NOT EXISTS cf_schema (
@@ -84,3 +86,19 @@ def migrate(db: sqlite3.Connection, component: str, migrations: Sequence[Migrati
         raise
     db.execute("COMMIT")
     return latest
+
+
+@contextmanager
+def immediate_transaction(
+    db: sqlite3.Connection, lock: AbstractContextManager[Any]
+) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken at once (`BEGIN IMMEDIATE`: a second writer waits here, not at
+    its first write), under the caller's lock for its one connection; rolled back on any exception."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -14,14 +14,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from canaryflow.adapters.sqlite import Migration, connect, migrate
+from canaryflow.adapters.sqlite import Migration, connect, immediate_transaction, migrate
 
 ActionKind = Literal["abort", "promote", "retry", "approve", "reject", "pause", "resume"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("abort", "promote", "retry", "approve", "reject", "pause", "resume")
@@ -68,16 +67,8 @@ class ActionStore:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db, self._lock)
 
     def add(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
         """Stores a pending action; (the stored one, False) when its id was stored before."""
