@@ -19,7 +19,8 @@ from canaryflow.app.local.gitops_sync import GitOpsSync
 from canaryflow.app.local.kubelet import ImageEnvironment, image_repository
 from canaryflow.app.local.mesh import LocalMesh, RenderedPods
 from canaryflow.app.local.mlserver import mlserver_environment
-from canaryflow.app.local.prometheus import start_prometheus
+from canaryflow.app.local.prometheus import has_scraped, start_prometheus
+from canaryflow.kernel.contracts.providers import ARM_MODEL_LABEL, ARM_VERSION_LABEL
 from canaryflow.kernel.types import ReadinessResult, RolloutSpec
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings, RenderOptions
@@ -72,6 +73,10 @@ class MeshReadiness:
         return ReadinessResult(ready=False, reason=f"v{spec.canary_version} not yet behind the proxy")
 
 
+def _arm(version: str) -> dict[str, str]:
+    return {ARM_MODEL_LABEL: MODEL, ARM_VERSION_LABEL: version}
+
+
 @dataclass
 class Cluster:
     repo: GitRepo
@@ -102,7 +107,8 @@ def mlserver_cluster(
     targets.write_text("[]")
     prometheus = start_prometheus(tmp / "prometheus", [], interval_s=1.0, file_sd=targets)
     checkout = tmp / "sync"
-    mesh = LocalMesh(RenderedPods(checkout, ENVIRONMENT, images, tmp / "pods"), tmp, targets)
+    pods = RenderedPods(checkout, ENVIRONMENT, images, tmp / "pods")
+    mesh = LocalMesh(pods, tmp, targets, scraped=lambda v: has_scraped(prometheus.url, _arm(v)))
     sync = GitOpsSync(str(remote), checkout, MODEL, ENVIRONMENT, apply=mesh, interval_s=0.5)
     context = StepContext(
         gitops=repo,

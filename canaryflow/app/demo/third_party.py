@@ -31,9 +31,10 @@ from canaryflow.app.local.mesh import LocalMesh, ReadinessEndpoint, RenderedPods
 from canaryflow.app.local.mlflow_server import start_mlflow
 from canaryflow.app.local.mlserver import DEFAULT_ENV, mlserver_environment
 from canaryflow.app.local.process import ManagedProcess, free_port, http_ok
-from canaryflow.app.local.prometheus import start_prometheus
+from canaryflow.app.local.prometheus import has_scraped, start_prometheus
 from canaryflow.app.local.scorer_registry import FEATURES, register_scorer
 from canaryflow.kernel.contracts.phases import RolloutPhase
+from canaryflow.kernel.contracts.providers import ARM_MODEL_LABEL, ARM_VERSION_LABEL
 from canaryflow.kernel.rollout import TERMINAL
 from canaryflow.kernel.types import RolloutSpec
 from gitops.factory import git_repo_from_settings
@@ -143,7 +144,13 @@ class ServerDemo:
             image_repository(options.downloader_image): ImageEnvironment(bin_dir=Path(sys.executable).parent),
         }
         pods = RenderedPods(self.workdir / "gitops-sync", ENVIRONMENT, images, self.workdir / "pods")
-        mesh = LocalMesh(pods, self.workdir, targets)
+        arm = {ARM_MODEL_LABEL: MODEL}
+        mesh = LocalMesh(
+            pods,
+            self.workdir,
+            targets,
+            scraped=lambda v: has_scraped(prometheus.url, {**arm, ARM_VERSION_LABEL: v}),
+        )
         self.stack.callback(mesh.stop)
         sync = GitOpsSync(str(remote), self.workdir / "gitops-sync", MODEL, ENVIRONMENT, apply=mesh)
         self.say("starting MLServer for the stable version from the committed overlay (init container first)")

@@ -21,7 +21,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -105,12 +106,24 @@ def _deployment(objects: list[dict[str, Any]], version: str) -> dict[str, Any]:
 
 
 class LocalMesh:
-    def __init__(self, launcher: VersionLauncher, workdir: Path, targets_file: Path) -> None:
+    def __init__(
+        self,
+        launcher: VersionLauncher,
+        workdir: Path,
+        targets_file: Path,
+        scraped: Callable[[str], bool] | None = None,
+        scrape_timeout_s: float = 60.0,
+    ) -> None:
         self.launcher = launcher
         self.workdir = workdir
         self.targets_file = targets_file
         self.servers: dict[str, VersionServer] = {}
         self.front: HAProxyFront | None = None
+        # Whether Prometheus scraped a version's pod yet: a new pod gets traffic only once it has, so
+        # none of its requests happen before its first scrape (a counter first seen above zero hides
+        # them from the analysis, and an arm with no series yet reads as no requests at all).
+        self.scraped = scraped
+        self.scrape_timeout_s = scrape_timeout_s
 
     @property
     def url(self) -> str:
@@ -123,10 +136,15 @@ class LocalMesh:
         return version in self.servers and self.front is not None and f"v{version}" in self.front.upstreams
 
     def __call__(self, routing: RoutingConfig) -> None:
+        started = []
         for routed in routing.versions:
             if routed.version not in self.servers:
                 log.info("starting %s v%s", routing.model, routed.version)
                 self.servers[routed.version] = self.launcher.start(routing.model, routed)
+                started.append(routed.version)
+        kept = {routed.version for routed in routing.versions}
+        self._write_targets(routing.model, kept | set(self.servers))
+        self._wait_scraped(started)
         upstreams = {
             f"v{routed.version}": Upstream("127.0.0.1", self.servers[routed.version].port, routed.weight)
             for routed in routing.versions
@@ -137,11 +155,21 @@ class LocalMesh:
             self.front.start(upstreams)
         else:
             self.front.apply(upstreams)
-        kept = {routed.version for routed in routing.versions}
         self._write_targets(routing.model, kept)
         for version in sorted(set(self.servers) - kept):
             log.info("stopping %s v%s (no longer in the committed state)", routing.model, version)
             self.servers.pop(version).stop()
+
+    def _wait_scraped(self, versions: list[str]) -> None:
+        if self.scraped is None or not versions:
+            return
+        deadline = time.monotonic() + self.scrape_timeout_s
+        while not all(self.scraped(v) for v in versions):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Prometheus has not scraped v{', v'.join(versions)} after {self.scrape_timeout_s:.0f} s"
+                )
+            time.sleep(0.25)
 
     def _write_targets(self, model: str, versions: set[str]) -> None:
         """Prometheus file-based discovery: replaced whole, so a scrape never sees half a list."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import yaml
 
 from canaryflow.app.local.process import ManagedProcess, free_port, http_ok
@@ -92,3 +93,15 @@ def start_prometheus(
     proc = ManagedProcess("prometheus", argv, workdir / "prometheus.log", cwd=workdir)
     proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), timeout, "ready")
     return PrometheusServer(process=proc, port=port, config_path=config_path)
+
+
+def has_scraped(url: str, labels: Mapping[str, str], timeout_s: float = 2.0) -> bool:
+    """Whether Prometheus has scraped a target carrying `labels` and found it up (`up == 1`)."""
+    selector = ",".join(f'{name}="{value}"' for name, value in labels.items())
+    try:
+        answer = httpx.get(
+            f"{url}/api/v1/query", params={"query": f"up{{{selector}}} == 1"}, timeout=timeout_s
+        )
+        return bool(answer.json()["data"]["result"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
