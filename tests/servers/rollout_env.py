@@ -25,8 +25,7 @@ from canaryflow.kernel.types import ReadinessResult, RolloutSpec
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings, RenderOptions
 from policies.model import Policy
-from workflows.local.runner import LocalRunner
-from workflows.steps import StepContext, step_runner
+from workflows.steps import StepContext
 
 MODEL = "scorer"
 ENVIRONMENT = "production"
@@ -133,7 +132,3 @@ def mlserver_cluster(
 def champion(tracking_uri: str) -> str:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     return str(client.get_model_version_by_alias(MODEL, "champion").version)
-
-
-def local_runner(tmp: Path, context: StepContext, policy: Policy) -> LocalRunner:
-    return LocalRunner(tmp / "runner.db", step_runner(context), lambda _name: policy)

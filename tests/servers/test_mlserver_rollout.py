@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from canaryflow.app.local.loadgen import LoadGenerator, V2Inference
 from canaryflow.app.local.scorer_registry import FEATURES, register_scorer
 from canaryflow.kernel.types import RolloutSpec
-from tests.servers.rollout_env import MODEL, champion, local_runner, mlserver_cluster, mlserver_policy
-from tests.workflows.rollout_support import rollout_history
+from tests.servers.rollout_env import MODEL, champion, mlserver_cluster, mlserver_policy
+from tests.workflows.rollout_support import local_runner, rollout_history
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -52,7 +52,7 @@ def test_mlserver_good_version_promoted_slow_version_rolled_back(
     policy = mlserver_policy()
 
     with mlserver_cluster(tmp_path, git_remote, uri, mlserver_env, policy, stable=v1) as cluster:
-        runner = local_runner(tmp_path, cluster.context, policy)
+        runner = local_runner(tmp_path / "runner.db", cluster.context, policy)
         load = LoadGenerator(cluster.mesh.url, MODEL, rate=30, protocol=V2Inference(FEATURES)).start()
         try:
             good = RolloutSpec(rollout_id="scorer-v2", model=MODEL, baseline_version=v1, canary_version=v2,
