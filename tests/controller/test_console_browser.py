@@ -49,16 +49,24 @@ By = pytest.importorskip("selenium.webdriver.common.by").By
 
 
 class RealCommits(Steps):
-    """Scripted analysis per rollout; the commit, promote and rollback nodes commit to a real remote."""
+    """Scripted analysis per rollout; the commit, promote and rollback nodes commit to a real remote.
 
-    def __init__(self, repo: GitRepo, analysis: dict[str, list[str]]) -> None:
+    An analysis listed in `held` keeps collecting samples until the test releases it: the browser
+    must see each step however slowly it starts and logs in (a timed script raced a loaded CI runner).
+    """
+
+    def __init__(self, repo: GitRepo, held: set[str]) -> None:
         super().__init__()
-        self.repo, self.analysis = repo, analysis
+        self.repo, self.held = repo, held
+
+    def release(self, key: str) -> None:
+        self.held.discard(key)
 
     def __call__(self, node, step_input):
         spec = step_input.spec
         if node.step == "analyze":
-            self.answers = {node.id: self.analysis.setdefault(f"{spec.rollout_id}/{node.id}", ["ok"])}
+            held = f"{spec.rollout_id}/{node.id}" in self.held
+            self.answers = {node.id: ["collecting samples" if held else "ok"]}
             return super().__call__(node, step_input)
         outcome = super().__call__(node, step_input)
         if node.step == "set-weight":
@@ -77,14 +85,13 @@ class RealCommits(Steps):
 def world(tmp_path, git_remote):
     pols = {"fast": policy(5, 50), "gated": policy(5, approval=True)}
     repo = GitRepo(GitOpsSettings(remote_url=str(git_remote), workdir=tmp_path / "work"))
-    slow = ["collecting samples"] * 4
     steps = RealCommits(
         repo,
         {
-            "minilm-v2-watch/analyze-5": [*slow, "ok"],
-            "minilm-v2-watch/analyze-50": [*slow, "ok"],
-            "bert-v7-abort/analyze-5": ["collecting samples"],  # never decides: a person must
-            "bert-v8-viewer/analyze-5": ["collecting samples"],
+            "minilm-v2-watch/analyze-5",  # released by the test once the browser has seen the step
+            "minilm-v2-watch/analyze-50",
+            "bert-v7-abort/analyze-5",  # never decides: a person must
+            "bert-v8-viewer/analyze-5",
         },
     )
     issuer = OidcIssuer(
@@ -109,7 +116,7 @@ def world(tmp_path, git_remote):
     live = LiveController(service)
     issuer.client.redirect_uri = f"{live.url}/auth/callback"
     with issuer, live:
-        yield live, store, git_remote
+        yield live, store, git_remote, steps
 
 
 def add(store: RolloutStore, rid: str, model: str, pol: str) -> None:
@@ -167,7 +174,7 @@ def phase_on_list(driver, rid: str) -> str:
 
 
 def test_console_in_chromium(world):
-    live, store, remote = world
+    live, store, remote, steps = world
     by = By
     shots = os.environ.get("CANARYFLOW_CONSOLE_SCREENSHOTS")
     add(store, "minilm-v2-watch", "minilm", "fast")
@@ -178,7 +185,10 @@ def test_console_in_chromium(world):
         until(driver, lambda d: phase_on_list(d, "minilm-v2-watch") == "canary", what="canary")
         marker = driver.execute_script("return window.__marker = 'same page'")
         row = 'tr[data-rollout="minilm-v2-watch"]'
+        until(driver, lambda d: "5%" in d.find_element(by.CSS_SELECTOR, row).text, what="the 5% step")
+        steps.release("minilm-v2-watch/analyze-5")
         until(driver, lambda d: "50%" in d.find_element(by.CSS_SELECTOR, row).text, what="the 50% step")
+        steps.release("minilm-v2-watch/analyze-50")
         until(
             driver,
             lambda d: phase_on_list(d, "minilm-v2-watch") == "promoted",
