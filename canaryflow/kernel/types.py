@@ -50,6 +50,23 @@ class Check(BaseModel):
     reason: str = ""
 
 
+class CheckEvidence(BaseModel):
+    """One check's statistics at each look of a step, oldest first: how far worse the canary reads
+    than the baseline (`estimate`, relative for relative kinds) with the confidence bounds the
+    verdict is taken on (`lower` at the tolerance's level, `upper` at the promote level), against
+    the `tolerance` (fail above it) and the `alternative` (pass below it). `elapsed_s` counts from
+    the step's warm-up end; a None is a look without data. What the console plots over time."""
+
+    metric: str
+    kind: str
+    tolerance: float
+    alternative: float
+    elapsed_s: list[float]
+    estimate: list[float | None]
+    lower: list[float | None]
+    upper: list[float | None]
+
+
 class Verdict(BaseModel):
     """The analysis record of ../shared/design.md: the decision and the checks that led to it."""
 
@@ -59,6 +76,9 @@ class Verdict(BaseModel):
     # A traffic step's forecast from the traffic seen so far (`analysis.forecast.Forecast.to_dict`):
     # each check's expected time to a decision and, when it cannot decide in time, the advice.
     forecast: dict[str, Any] | None = None
+    # A live step's checks at every look judged so far, up to the verdict's (at most `EVIDENCE_POINTS`
+    # looks, evenly spread, the last kept); None where the verdict is from one reading (a watch).
+    evidence: list[CheckEvidence] | None = None
 
 
 class RolloutSpec(BaseModel):

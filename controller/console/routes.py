@@ -29,7 +29,7 @@ from controller.api.api_context import ControllerContext
 from controller.auth.gate import Gate, form_of, identity_of, require
 from controller.auth.identity import Sessions
 from controller.auth.oidc import Issuer, auth_routes
-from controller.console import views
+from controller.console import evidence_plot, views
 from controller.notices import announced
 from controller.rollout.actions import ACTION_KINDS
 from controller.rollout.store import RolloutStore
@@ -123,7 +123,7 @@ def console_routes(ctx: ControllerContext, actions: RolloutActions | None) -> AP
             possible=possible,
             drift=drift,
             workflow=workflow,
-            evidence=views.evidence_svg(detail),
+            plots=evidence_plot.plots(detail),
             notices=announced(detail),
             action_id=str(uuid.uuid4()),
             done=done,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from controller.auth.identity import Identity
-from controller.rollout.records import RolloutDetail, RolloutRecord
+from controller.rollout.records import RolloutRecord
 
 SortKey = Literal["created_at", "updated_at", "model", "phase", "environment", "weight"]
 
@@ -109,43 +109,3 @@ def checks(verdict: dict[str, Any] | None) -> list[dict[str, str]]:
             }
         )
     return out
-
-
-def evidence_svg(detail: RolloutDetail, width: int = 640, height: int = 160) -> str:
-    """Per step, each check's verdict as a coloured mark over time (an inline SVG, no script)."""
-    colours = {"pass": "#2e7d32", "fail": "#c62828", "inconclusive": "#f9a825"}
-    points = [
-        (step.started_at or detail.created_at, step.weight, c["verdict"], c["metric"])
-        for step in detail.steps
-        for c in checks(step.verdict)
-    ]
-    if not points:
-        return ""
-    t0 = min(p[0] for p in points)
-    t1 = max(max(p[0] for p in points), detail.finished_at or time.time())
-    span = max(1.0, t1 - t0)
-    metrics = sorted({p[3] for p in points})
-    lane = (height - 30) / max(1, len(metrics))
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        'aria-label="check verdicts over time">'
-    ]
-    for i, metric in enumerate(metrics):
-        y = 10 + lane * i + lane / 2
-        parts.append(f'<text x="4" y="{y + 4:.0f}" font-size="11">{_esc(metric)}</text>')
-    for t, weight, verdict, metric in points:
-        x = 120 + (width - 140) * (t - t0) / span
-        y = 10 + lane * metrics.index(metric) + lane / 2
-        colour = colours.get(verdict, "#777")
-        parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{colour}"><title>{_esc(metric)} at {weight}%: '
-            f"{_esc(verdict)}</title></circle>"
-        )
-    parts.append(f'<text x="120" y="{height - 6}" font-size="11">0 s</text>')
-    parts.append(f'<text x="{width - 60}" y="{height - 6}" font-size="11">{span:.0f} s</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

@@ -12,6 +12,7 @@ from canaryflow.kernel.analysis import (
     Observations,
     analyze,
     analyze_looks,
+    judge,
 )
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels, MetricSpec
 from canaryflow.kernel.analysis.kinds.base import MetricKind, compare
@@ -170,8 +171,9 @@ def _reading(log: RequestLog, start: float, end: float) -> Observations:
 
 def _numbers(verdict: Verdict) -> dict[str, object]:
     """A verdict without its null figures: which ones are null depends on how many looks after the
-    decisive one were judged with it (the replay judges them in blocks)."""
-    data = verdict.model_dump()
+    decisive one were judged with it (the replay judges them in blocks); the per-look evidence is
+    the live step's alone."""
+    data = verdict.model_dump(exclude={"evidence"})
     data["checks"] = [{k: v for k, v in c.items() if v is not None} for c in data["checks"]]
     return data
 
@@ -200,3 +202,41 @@ def test_live_readings_at_every_look_decide_as_the_replay_of_the_same_log() -> N
     # Judged only from a later look on (a bake after its step), the first failing look from there.
     later = analyze_looks(policy, looks, hold_until_s=900.0, from_look=round(decided / every) + 5)
     assert later.status == "fail" and (later.verdict.decided_at_s or 0) >= decided + 6 * every
+
+
+def test_a_live_verdict_carries_each_checks_estimate_and_bounds_at_every_look_up_to_its_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = _log(8, lambda t: np.where(t < 600, 1.0, 1.6), duration=900, rps=60)
+    policy = POLICY.model_copy(
+        update={"steps": [s.model_copy(update={"warmup_s": 0.0}) for s in POLICY.steps]}
+    )
+    every = policy.evaluate_every_s
+    looks = [_reading(log, 0.0, every * k) for k in range(1, int(900 / every) + 1)]
+    held = analyze_looks(policy, looks, hold_until_s=900.0)
+    evidence = {e.metric: e for e in held.verdict.evidence or []}
+    checks = {c.metric: c for c in held.verdict.checks}
+    assert evidence and set(evidence) <= set(checks)
+    failed = next(m for m, c in checks.items() if c.verdict == "fail" and m in evidence)
+    series = evidence[failed]
+    # Every look judged, up to the decisive one, whose figures are the verdict's own.
+    assert series.elapsed_s[-1] == held.verdict.decided_at_s
+    assert len(series.elapsed_s) == min(judge.EVIDENCE_POINTS, len(looks))
+    assert series.elapsed_s == sorted(series.elapsed_s)
+    last = checks[failed].model_dump()
+    assert (series.estimate[-1], series.lower[-1], series.upper[-1]) == (
+        last["worse_estimate"],
+        last["worse_lower"],
+        last["worse_upper"],
+    )
+    assert series.lower[-1] is not None and series.lower[-1] > series.tolerance  # why it failed
+    early = [lo for t, lo in zip(series.elapsed_s, series.lower, strict=True) if t < 500]
+    assert early and all(lo is None or lo <= series.tolerance for lo in early)  # same speed: no fail
+    # Thinned evenly when the step had more looks than are kept, the first and the decisive one kept.
+    monkeypatch.setattr(judge, "EVIDENCE_POINTS", 7)
+    thin = {e.metric: e for e in analyze_looks(policy, looks, hold_until_s=900.0).verdict.evidence or []}
+    assert len(thin[failed].elapsed_s) == 7
+    assert (thin[failed].elapsed_s[0], thin[failed].elapsed_s[-1]) == (
+        series.elapsed_s[0],
+        series.elapsed_s[-1],
+    )

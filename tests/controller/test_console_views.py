@@ -48,3 +48,45 @@ def test_words_and_ages():
     assert checks(verdict) == [
         {"metric": "latency_p99", "verdict": "fail", "reason": "p99 +40%", "evidence": "e_value=31.5"}
     ]
+
+
+def test_the_evidence_plot_draws_each_look_with_its_bounds_against_the_thresholds():
+    from xml.etree import ElementTree
+
+    from controller.console.evidence_plot import plots
+    from controller.rollout.records import RolloutDetail, StepRecord
+
+    evidence = {
+        "metric": "latency_p99<b>",
+        "kind": "latency",
+        "tolerance": 0.1,
+        "alternative": 0.25,
+        "elapsed_s": [15.0, 30.0, 45.0, 60.0],
+        "estimate": [None, 0.02, 0.3, 0.35],
+        "lower": [None, -0.5, 0.05, 0.12],
+        "upper": [None, 9.0, 0.6, 0.5],
+    }
+    failed = {"decision": "rollback", "evidence": [evidence]}
+    older = {"decision": "inconclusive", "checks": []}  # a verdict from before evidence was kept
+    detail = RolloutDetail(
+        id="r1", model="m", baseline_version="1", canary_version="2", created_at=0.0, updated_at=0.0,
+        steps=[StepRecord(index=0, weight=10, status="fail", verdict=failed),
+               StepRecord(index=1, weight=50, verdict=older)],
+    )  # fmt: skip
+    [plot] = plots(detail)
+    assert (plot["step"], plot["metric"], plot["looks"]) == ("step 1 at 10%", "latency_p99<b>", 4)
+    svg = ElementTree.fromstring(plot["svg"])  # well-formed, the metric's name escaped
+    ns = "{http://www.w3.org/2000/svg}"
+    assert svg.get("data-metric") == "latency_p99<b>" and svg.get("data-looks") == "4"
+    dots = [c.find(f"{ns}title").text for c in svg.iter(f"{ns}circle")]  # type: ignore[union-attr]
+    assert dots == [
+        "latency_p99<b> at 30 s: +2.0% [-50.0%, +900.0%]",
+        "latency_p99<b> at 45 s: +30.0% [+5.0%, +60.0%]",
+        "latency_p99<b> at 60 s: +35.0% [+12.0%, +50.0%]",
+    ]
+    labels = {t.text for t in svg.iter(f"{ns}text")}
+    assert {"+10.0%", "+25.0%", "0", "15 s", "60 s"} <= labels
+    lines = {line.get("class"): float(line.get("y1") or 0) for line in svg.iter(f"{ns}line")}
+    assert lines["threshold-alt"] < lines["threshold-tolerance"] < lines["threshold-0"]  # higher is worse
+    band = svg.find(f"{ns}polygon")
+    assert band is not None and len((band.get("points") or "").split()) == 8  # upper and lower per look

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
-from canaryflow.kernel.analysis.judge import SeriesEvaluation, StepStatus, evaluate_series
+from canaryflow.kernel.analysis.judge import SeriesEvaluation, StepStatus, evaluate_series, evidence
 from canaryflow.kernel.analysis.observations import (
     DEFAULT_LATENCY_BUCKETS_MS,
     DEFAULT_LATENCY_BUCKETS_S,
@@ -137,4 +137,5 @@ def analyze_looks(
     )
     decided = evaluation.first_decision()
     at = len(evaluation.elapsed_s) - 1 if decided is None else decided
-    return AnalysisResult(status=evaluation.status_at(at), verdict=evaluation.verdict_at(at))
+    verdict = evaluation.verdict_at(at).model_copy(update={"evidence": evidence(evaluation, from_look, at)})
+    return AnalysisResult(status=evaluation.status_at(at), verdict=verdict)

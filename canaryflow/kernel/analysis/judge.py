@@ -56,7 +56,7 @@ from canaryflow.kernel.analysis.series import (
 from canaryflow.kernel.analysis.wording import check_reason
 from canaryflow.kernel.contracts.causes import FailureCause as Cause
 from canaryflow.kernel.contracts.providers import STEP_SIGNALS
-from canaryflow.kernel.types import Check, CheckVerdict, Verdict
+from canaryflow.kernel.types import Check, CheckEvidence, CheckVerdict, Verdict
 
 if TYPE_CHECKING:
     from policies.model import Policy
@@ -118,6 +118,37 @@ class SeriesEvaluation:
             decided_at_s=None if code == RUNNING else float(self.elapsed_s[i]) + time_offset_s,
             checks=checks,
         )
+
+
+EVIDENCE_POINTS = 60  # looks kept per check in a verdict's evidence (a step can last hours)
+
+
+def evidence(evaluation: SeriesEvaluation, first: int, last: int) -> list[CheckEvidence]:
+    """Each two-arm check's estimate and bounds at the looks `first..last` (`Verdict.evidence`),
+    thinned to `EVIDENCE_POINTS` evenly spread looks that keep the first and the last."""
+    looks = np.arange(first, last + 1)
+    if looks.size > EVIDENCE_POINTS:
+        looks = np.unique(np.linspace(first, last, EVIDENCE_POINTS).round().astype(int))
+    out = []
+    for check in evaluation.checks:
+        stats = check.stats
+        if "worse_estimate" not in stats:
+            continue
+        nothing = np.full(len(evaluation.elapsed_s), np.nan)
+        lower, upper = stats.get("worse_lower", nothing), stats.get("worse_upper", nothing)
+        out.append(
+            CheckEvidence(
+                metric=check.metric,
+                kind=check.kind,
+                tolerance=float(check.tolerance),
+                alternative=float(check.alternative if check.alternative is not None else check.tolerance),
+                elapsed_s=[round(float(evaluation.elapsed_s[i]), 3) for i in looks],
+                estimate=[_json_number(stats["worse_estimate"][i]) for i in looks],
+                lower=[_json_number(lower[i]) for i in looks],
+                upper=[_json_number(upper[i]) for i in looks],
+            )
+        )
+    return out
 
 
 def phases(policy: Policy) -> int:
