@@ -49,6 +49,7 @@ from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
 from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
 from controller.drift_reference import ReferenceShelf
+from controller.notice_log import NoticeLog
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
@@ -230,7 +231,9 @@ def build_service(
         registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)
     store = RolloutStore(settings.db_path)
     notify = notification_settings or NotificationSettings()
-    notifier = notifier_from_settings(notify, partial(NoticeOutbox, notify_outbox_path(settings.db_path)))
+    notice_log = NoticeLog(settings.db_path)  # what became of each notice, for the rollout's page
+    outbox = partial(NoticeOutbox, notify_outbox_path(settings.db_path))
+    notifier = notifier_from_settings(notify, outbox, on_settled=notice_log.record)
     drift = build_drift_monitor(settings, store, registry, notifier)
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
@@ -249,6 +252,7 @@ def build_service(
         outbox_health=notifier,
         link_templates=notify.links,
         drift=drift,
+        notice_log=notice_log if notifier is not None else None,
     )
 
 
@@ -267,6 +271,7 @@ def assemble_controller(
     outbox_health: NotifierHealth | None = None,
     link_templates: Mapping[str, str] | None = None,
     drift: DriftMonitor | None = None,
+    notice_log: NoticeLog | None = None,
 ) -> ControllerService:
     """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
     the loop's wake-up, the drift monitor's collector and its lock against rollouts.
@@ -305,6 +310,7 @@ def assemble_controller(
         workflow_link=workflow_link,
         clock=clock,
         drift=drift,
+        notice_log=notice_log,
     )
     app = create_app(context)
     # People's actions on rollouts (abort, promote now, retry, approve, reject, pause, resume), applied by

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from controller.controller_settings import ControllerSettings
 from controller.drift_monitor import DriftMonitor
+from controller.notice_log import NoticeLog
 from controller.observability import ControllerMetrics
 from controller.rollout.store import RolloutStore
 
@@ -21,3 +22,4 @@ class ControllerContext:
     workflow_link: Callable[[str], str] | None = None
     clock: Callable[[], float] = time.time
     drift: DriftMonitor | None = None
+    notice_log: NoticeLog | None = None  # the notifications sent (None: no notifier)

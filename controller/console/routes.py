@@ -30,7 +30,6 @@ from controller.auth.gate import Gate, form_of, identity_of, require
 from controller.auth.identity import Sessions
 from controller.auth.oidc import Issuer, auth_routes
 from controller.console import evidence_plot, views
-from controller.notices import announced
 from controller.rollout.actions import ACTION_KINDS
 from controller.rollout.store import RolloutStore
 
@@ -124,7 +123,7 @@ def console_routes(ctx: ControllerContext, actions: RolloutActions | None) -> AP
             drift=drift,
             workflow=workflow,
             plots=evidence_plot.plots(detail),
-            notices=announced(detail),
+            notices=ctx.notice_log.of_rollout(rollout_id) if ctx.notice_log is not None else None,
             action_id=str(uuid.uuid4()),
             done=done,
         )

@@ -47,3 +47,39 @@ def test_notify_never_blocks_and_a_full_queue_drops(receiver: Receiver) -> None:
     stats = notifier.stats()
     assert stats["stuck"].dropped >= 2 and stats["stuck"].delivered == len(stuck.sent) <= 3
     assert stats[healthy.describe()].delivered + stats[healthy.describe()].dropped == 5
+
+
+def test_what_became_of_each_notice_is_logged_per_channel_for_its_rollout(
+    receiver: Receiver, tmp_path
+) -> None:
+    from canaryflow.kernel.contracts.notifications import NoticeEvent
+    from controller.notice_log import NoticeLog
+
+    log = NoticeLog(tmp_path / "controller.db")
+    receiver.fail_first = 3
+    channel = AppriseChannel(f"json://{receiver.url.removeprefix('http://')}/hook")
+    notifier = BackgroundNotifier([channel], max_attempts=3, backoff_s=0.01, on_settled=log.record)
+    notifier.notify(notice(NoticeEvent.STARTED))  # refused three times: failed
+    notifier.notify(notice(NoticeEvent.ROLLED_BACK))  # delivered
+    receiver.wait_for(1)
+    notifier.close(5)
+    stuck = Stuck()
+    held = BackgroundNotifier([stuck], queue_size=1, on_settled=log.record)
+    for event in (NoticeEvent.STARTED, NoticeEvent.STEP_PASSED, NoticeEvent.ROLLED_BACK):
+        held.notify(notice(event))  # one is sent (blocked), one waits, the last finds the queue full
+    stuck.release.set()
+    held.close(5)
+    rows = log.of_rollout("minilm-v3-010c7772")
+    by = {(r.channel, r.event): r for r in rows}
+    failed = by[(channel.describe(), NoticeEvent.STARTED)]
+    assert (failed.outcome, failed.attempts) == ("failed", 3) and failed.error
+    sent = by[(channel.describe(), NoticeEvent.ROLLED_BACK)]
+    assert (sent.outcome, sent.attempts, sent.error) == ("delivered", 1, "")
+    assert sent.headline == notice().headline() and sent.notice_at == notice().at <= sent.at
+    assert (by[("stuck", NoticeEvent.STARTED)].outcome, by[("stuck", NoticeEvent.ROLLED_BACK)].outcome) == (
+        "delivered",
+        "dropped",
+    )
+    assert [r.at for r in rows] == sorted(r.at for r in rows) and log.of_rollout("other") == []
+    log.close()
+    assert len(NoticeLog(tmp_path / "controller.db").of_rollout("minilm-v3-010c7772")) == len(rows) >= 4

@@ -21,17 +21,19 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from canaryflow.adapters.notify.base import Channel, Outbox
-from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
+from canaryflow.kernel.contracts.notifications import NoticeDelivery, NoticeEvent, RolloutNotice
 
 log = logging.getLogger("canaryflow.notify")
 _STOP = object()
 _FULL = -1  # `_Durable.add`: the channel's outbox holds `queue_size` notices (outbox row ids start at 1)
 T = TypeVar("T")
+Settled = Callable[[NoticeDelivery], None]  # told what became of each notice (the controller's log)
 
 
 @dataclass
@@ -119,8 +121,10 @@ class _Worker:
         durable: _Durable,
         queue_size: int,
         retry: tuple[int, float, float],
+        on_settled: Settled | None = None,
     ) -> None:
         self.channel, self.key, self.durable, self.queue_size = channel, key, durable, queue_size
+        self.on_settled = on_settled
         self.max_attempts, self.backoff_s, self.max_backoff_s = retry
         self.stats = ChannelStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -149,6 +153,30 @@ class _Worker:
         self.stats.dropped += 1
         fields = {"channel": self.key, "rollout": notice.rollout_id}
         log.warning(f"notification dropped: {why}", extra={"fields": fields})
+        self._settled(notice, "dropped", 0, why)
+
+    def _settled(self, notice: RolloutNotice, outcome: str, attempts: int, error: str = "") -> None:
+        """Tells the listener what became of the notice; its failure is logged, never raised."""
+        if self.on_settled is None:
+            return
+        try:
+            self.on_settled(
+                NoticeDelivery.model_validate(
+                    {
+                        "channel": self.key,
+                        "rollout_id": notice.rollout_id,
+                        "event": notice.event,
+                        "headline": notice.headline(),
+                        "notice_at": notice.at,
+                        "at": time.time(),
+                        "outcome": outcome,
+                        "attempts": attempts,
+                        "error": error[:500],
+                    }
+                )
+            )
+        except Exception as exc:  # the log is bookkeeping: delivery goes on without it
+            log.warning("notification outcome not recorded", extra={"fields": {"error": repr(exc)[:300]}})
 
     def offer(self, notice: RolloutNotice) -> None:
         row = self.durable.add(self.key, notice, self.queue_size)  # before the queue: a kill loses nothing
@@ -193,11 +221,13 @@ class _Worker:
                 if last or self._abort.is_set():
                     self.stats.failed += 1
                     log.error("notification not delivered", extra={"fields": {**fields, "error": str(exc)}})
+                    self._settled(notice, "failed", attempt + 1, str(exc))
                     return True
                 self.stats.retries += 1
                 continue
             self.stats.delivered += 1
             log.info("notification delivered", extra={"fields": fields})
+            self._settled(notice, "delivered", attempt + 1)
             return True
         return True
 
@@ -224,14 +254,17 @@ class BackgroundNotifier:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         outbox: Callable[[], Outbox] | None = None,
+        on_settled: Settled | None = None,
     ) -> None:
-        """`outbox` opens the outbox (called once, here; an error falls back to memory, logged)."""
+        """`outbox` opens the outbox (called once, here; an error falls back to memory, logged);
+        `on_settled` is told, from the channel's worker, what became of each notice."""
         self.events = frozenset(events)
         self._durable = _Durable(outbox)
         retry = (max_attempts, backoff_s, max_backoff_s)
         keys = _channel_keys(channels)
         self._workers = [
-            _Worker(c, key, self._durable, queue_size, retry) for c, key in zip(channels, keys, strict=True)
+            _Worker(c, key, self._durable, queue_size, retry, on_settled)
+            for c, key in zip(channels, keys, strict=True)
         ]
         # Notices for a channel no longer configured stay in the outbox (it may come back); say so.
         for name, count in self._durable.channels().items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from canaryflow.adapters.notify.base import Channel, Outbox
-from canaryflow.adapters.notify.delivery import BackgroundNotifier
+from canaryflow.adapters.notify.delivery import BackgroundNotifier, Settled
 from canaryflow.adapters.notify.notify_settings import NotificationSettings
 
 
@@ -31,7 +31,9 @@ CHANNELS: dict[str, Callable[[NotificationSettings], list[Channel]]] = {
 
 
 def notifier_from_settings(
-    settings: NotificationSettings, outbox: Callable[[], Outbox] | None = None
+    settings: NotificationSettings,
+    outbox: Callable[[], Outbox] | None = None,
+    on_settled: Settled | None = None,
 ) -> BackgroundNotifier | None:
     """The notifier over every configured channel; None when the settings name none. With `outbox` (it
     opens the file beside the controller's store) queued notices survive a restart; without, they live
@@ -47,4 +49,5 @@ def notifier_from_settings(
         backoff_s=settings.backoff_s,
         max_backoff_s=settings.max_backoff_s,
         outbox=outbox,
+        on_settled=on_settled,
     )

@@ -9,7 +9,7 @@ spelled once, here.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,3 +94,21 @@ class RolloutNotice(BaseModel):
     def data(self) -> dict[str, Any]:
         """The JSON payload for machines (the CloudEvent's data)."""
         return {**self.model_dump(mode="json"), "headline": self.headline(), "summary": self.summary()}
+
+
+class NoticeDelivery(BaseModel):
+    """What became of one notice on one channel: delivered, failed after its retries, or dropped (the
+    channel's queue was full). The notifier reports each as it settles; the controller keeps them as
+    the rollout's log of notifications sent (`GET /rollouts/{id}/notifications`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: str = Field(description="the channel's name in the outbox (`describe()`, numbered if shared)")
+    rollout_id: str
+    event: NoticeEvent
+    headline: str = ""
+    notice_at: float = Field(description="when the notice was made (its transition)")
+    at: float = Field(description="when it settled")
+    outcome: Literal["delivered", "failed", "dropped"]
+    attempts: int = Field(default=0, ge=0)
+    error: str = ""
