@@ -16,11 +16,16 @@ not allow is refused with a message naming the phase (HTTP 409), before anything
 - promote: the remaining traffic steps and analyses are skipped (the local runner's `skip_analysis`);
   the promotion, and an approval gate the policy asks for, still run. Argo cannot skip a running
   container's analysis, so there it is refused with that reason.
-- retry: a rollout that ended rolled back or failed (a failed or inconclusive step) runs again from
-  its first step, as a new rollout of the same versions and policy.
+- retry: a rollout that ended rolled back or failed at a failed or inconclusive traffic step (or
+  bake) runs that step again in the same workflow, from its commit onward (the engine's
+  `retry_from`: Argo's retry with `restartSuccessful` and a node selector; the local runner the
+  same): `Retried` takes the record back to the canary at that step, naming who and why. Any
+  other ended rollout (a failed watch, one that ended before any analysis) runs again from its
+  first step as a new rollout.
 - pause / resume: a paused rollout is not moved on by the loop, so the local runner's DAG stands
-  still. An Argo Workflow runs on by itself (and resuming a suspended one would release its approval
-  node too), so there pause is refused with that reason.
+  still. On Argo the Workflow itself is suspended (`spec.suspend`: no further node starts) and
+  resumed; a pause is refused once the workflow waits at its approval gate (Argo's resume would
+  release it), where approve and reject are the way on.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from canaryflow.kernel.contracts.phases import RolloutPhase
-from canaryflow.kernel.ports import WorkflowEngine
-from canaryflow.kernel.rollout import Approved, Rejected, RollbackStarted, RolloutEvent
+from canaryflow.kernel.contracts.steps import Step, weighted_node
+from canaryflow.kernel.ports import EngineRefused, WorkflowEngine
+from canaryflow.kernel.rollout import Approved, Rejected, Retried, RollbackStarted, RolloutEvent
 from controller.observability import event
 from controller.reconcile import Reconciler
 from controller.rollout.actions import ActionKind, ActionRecord, ActionStore
@@ -125,6 +131,10 @@ class RolloutActions:
             if lock.acquire(timeout=LOCK_WAIT_S):
                 try:
                     self.apply_pending(record.model)
+                except Exception as exc:  # Argo unreachable: stored, the loop's next tick applies it
+                    event(
+                        "action not applied yet", logging.WARNING, rollout=rollout_id, error=repr(exc)[:300]
+                    )
                 finally:
                     lock.release()
             self.reconciler.notify()
@@ -144,10 +154,8 @@ class RolloutActions:
             raise ActionRefused(409, f"cannot pause rollout {record.id}: it is {phase} and paused already")
         if kind == "resume" and not paused:
             raise ActionRefused(409, f"cannot resume rollout {record.id}: it is {phase} and not paused")
-        if kind == "pause" and not getattr(self.engine, "advances_only_when_reconciled", False):
-            raise ActionRefused(
-                409, f"cannot pause rollout {record.id}: its engine runs on by itself (Argo); abort instead"
-            )
+        if kind == "pause" and not (_runs_only_when_reconciled(self.engine) or _can(self.engine, "pause")):
+            raise ActionRefused(409, f"cannot pause rollout {record.id}: its engine cannot hold a workflow")
         if kind == "promote" and not callable(getattr(self.engine, "skip_analysis", None)):
             raise ActionRefused(
                 409, f"cannot promote rollout {record.id} now: its engine cannot skip a running analysis"
@@ -218,18 +226,51 @@ class RolloutActions:
                 skipped = self.engine.skip_analysis(workflow, who)  # type: ignore[attr-defined]
                 return f"skipped {', '.join(skipped) or 'nothing (already past the analysis)'}"
             case "pause":
+                if not _runs_only_when_reconciled(self.engine):  # Argo: suspend the Workflow itself
+                    self._engine_call(lambda: self.engine.pause(workflow))  # type: ignore[attr-defined]
                 self.store.update(record.id, waiting_reason=f"paused by {action.actor}: {action.reason}")
                 return "paused"
             case "resume":
+                if not _runs_only_when_reconciled(self.engine):
+                    self._engine_call(lambda: self.engine.unpause(workflow))  # type: ignore[attr-defined]
                 self.store.update(record.id, waiting_reason=None)
                 return "resumed"
             case "retry":
-                return f"new rollout {self._retry(record, action)}"
+                target = self._failed_step(record)
+                if target is None or not record.workflow or not _can(self.engine, "retry_from"):
+                    return f"new rollout {self._retry(record, action)}"
+                node, index, weight = target
+                note = f"retried by {action.actor}" + (f": {action.reason}" if action.reason else "")
+                self._engine_call(lambda: self.engine.retry_from(workflow, node, note))  # type: ignore[attr-defined]
+                retried = Retried(index=index, weight=weight, by=action.actor, why=action.reason)
+                if self.reconciler.transition(record, retried, weight=weight, finished_at=None) is None:
+                    raise ActionRefused(409, f"rollout {record.id} moved on from {record.phase}: try again")
+                return f"step {index + 1} at {weight}% runs again, from {node}"
         raise ActionRefused(422, f"kind: unknown action {action.kind!r}")  # pragma: no cover
+
+    @staticmethod
+    def _engine_call(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except EngineRefused as exc:
+            raise ActionRefused(409, str(exc)) from exc
 
     def _transition(self, record: RolloutRecord, ev: RolloutEvent) -> None:
         if self.reconciler.transition(record, ev) is None:
             raise ActionRefused(409, f"rollout {record.id} moved on from {record.phase}: try again")
+
+    def _failed_step(self, record: RolloutRecord) -> tuple[str, int, int] | None:
+        """(node to re-run from, step index, weight) for a rollout whose traffic step or bake failed or
+        was inconclusive: the step's commit node, so the canary gets its traffic back before the
+        analysis runs again (the rollback took it away); an aborted step counts (its analysis was
+        stopped). None otherwise (a failed watch after promotion, a workflow that ended before any
+        analysis): those are retried as a new rollout."""
+        detail = self.store.detail(record.id)
+        failed = [s for s in (detail.steps if detail else []) if s.status in ("fail", "inconclusive")]
+        if not failed or failed[-1].phase not in ("step", "bake"):
+            return None
+        step = failed[-1]
+        return weighted_node(Step.SET_WEIGHT, step.weight), step.index, step.weight
 
     def _retry(self, record: RolloutRecord, action: ActionRecord) -> str:
         digest = hashlib.sha256(f"action:{action.id}".encode()).hexdigest()[:8]
@@ -248,3 +289,12 @@ class RolloutActions:
         )
         self.store.create_rollout(fresh)
         return fresh.id
+
+
+def _runs_only_when_reconciled(engine: WorkflowEngine) -> bool:
+    """The local runner: nothing moves between the loop's reconciles, so holding the loop pauses it."""
+    return bool(getattr(engine, "advances_only_when_reconciled", False))
+
+
+def _can(engine: WorkflowEngine, capability: str) -> bool:
+    return callable(getattr(engine, capability, None))

@@ -319,9 +319,9 @@ class Reconciler:
         extra = {"weight": ev.weight} if isinstance(ev, StepStarted) else {}
         return self._transition(record, ev, **extra) or record
 
-    def transition(self, record: RolloutRecord, ev: RolloutEvent) -> RolloutRecord | None:
+    def transition(self, record: RolloutRecord, ev: RolloutEvent, **fields: object) -> RolloutRecord | None:
         """A transition the machine allows, stored, announced; None when stale or illegal (an action's)."""
-        return self._transition(record, ev)
+        return self._transition(record, ev, **fields)
 
     def _transition(self, record: RolloutRecord, ev: RolloutEvent, **fields: object) -> RolloutRecord | None:
         try:

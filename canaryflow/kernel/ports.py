@@ -94,6 +94,12 @@ class WorkflowEngine(Protocol):
     def stop(self, name: str, reason: str) -> None: ...
 
 
+class EngineRefused(RuntimeError):
+    """The workflow engine cannot do what was asked to the workflow as it stands now (pause one that
+    already waits for approval, retry one that is still running); the message says why. Not a fault
+    of the engine: asking again later will not help, so an action that meets it is refused."""
+
+
 @runtime_checkable
 class PromotionRollback(Protocol):
     """Undoes a promotion after its rollout ended: the rollout's own rollback step (what its exit

@@ -12,6 +12,8 @@ never silently applied.
        │                            └─▶ rolled_back          (any active) ─▶ failed
        └─▶ superseded ◀─ superseding ◀─ (any started state, when a newer event arrives)
 
+    rolled_back | failed ─(a person retries the failed step)─▶ canary(that step)
+
 `baking`: the last step passed; the analysis goes on at its weight for the policy's `bake_s`.
 `watching`: promoted in git and the registry; the new champion is judged against the previous one's
 record for `watch_s`, and a regression rolls back (git and aliases restored) like a failed step.
@@ -123,6 +125,17 @@ class WorkflowFailed(_Event):
     message: str
 
 
+class Retried(_Event):
+    """A person re-runs the step that failed or was inconclusive (and what follows it) in the same
+    workflow: the only way out of `rolled_back` or `failed`, into the canary at that step."""
+
+    kind: Literal["retried"] = "retried"
+    index: int = Field(ge=0)
+    weight: int
+    by: str = ""
+    why: str = ""
+
+
 RolloutEvent = Annotated[
     Started
     | StepStarted
@@ -137,7 +150,8 @@ RolloutEvent = Annotated[
     | RolledBack
     | Supersede
     | TimedOut
-    | WorkflowFailed,
+    | WorkflowFailed
+    | Retried,
     Field(discriminator="kind"),
 ]
 
@@ -170,6 +184,11 @@ def _refuse(state: RolloutState, event: RolloutEvent) -> IllegalTransition:
 
 def _next(s: RolloutState, e: RolloutEvent) -> tuple[RolloutState, str]:
     p = s.phase
+    if isinstance(e, Retried) and p in (P.ROLLED_BACK, P.FAILED):
+        why = f": {e.why}" if e.why else ""
+        return RolloutState(phase=P.CANARY, step_index=e.index), (
+            f"step {e.index} retried{' by ' + e.by if e.by else ''}{why}: canary at {e.weight}% again"
+        )
     if p in TERMINAL:
         raise _refuse(s, e)
     match e:

@@ -124,18 +124,54 @@ def test_promote_now_skips_the_remaining_analysis(tmp_path):
     assert node.message == "skipped: promote by alice: hotfix, the analysis cannot finish"
 
 
-def test_retry_starts_the_rollout_again_after_a_failed_step(tmp_path):
-    steps = Steps(answers={"analyze-5": ["fail", "ok"]})
-    reconciler, store, _, acts = setup(tmp_path, steps, policy(5))
+def test_retry_runs_the_failed_step_again_in_the_same_workflow_from_its_commit(tmp_path):
+    steps = Steps(answers={"analyze-50": ["fail", "ok"]})
+    reconciler, store, runner, acts = setup(tmp_path, steps, policy(5, 50))
     rid = add_rollout(store)
     with pytest.raises(ActionRefused):
         acts.request(rid, ActionRequest("retry", "alice"))
-    ticks(reconciler, 4)
-    assert store.get(rid).phase == "rolled_back"
+    ticks(reconciler, 5)
+    assert store.get(rid).phase == "rolled_back" and steps.calls.count("rollback") == 1
+    workflow = store.get(rid).workflow
+    calls_before = list(steps.calls)
+
     action, _ = acts.request(rid, ActionRequest("retry", "alice", "the noisy neighbour is gone"))
+    assert (action.state, action.outcome) == ("applied", "step 2 at 50% runs again, from set-weight-50")
+    record = store.get(rid)
+    assert (record.phase, record.step_index, record.weight, record.finished_at) == ("canary", 1, 50, None)
+    assert record.workflow == workflow and store.rollouts(model="minilm") == [record]  # no new rollout
+    nodes = {n.id: n for n in runner.status(workflow).nodes}
+    assert nodes["set-weight-5"].phase == "Succeeded" and nodes["analyze-5"].phase == "Succeeded"
+    assert nodes["set-weight-50"].message == "retried by alice: the noisy neighbour is gone"
+    assert nodes["analyze-50"].phase == nodes["rollback"].phase == "Pending"
+
+    ticks(reconciler, 5)
+    detail = store.detail(rid)
+    assert detail.phase == "promoted"
+    rerun = steps.calls[len(calls_before) :]
+    assert rerun[:3] == ["set-weight-50", "wait-ready-50", "analyze-50"] and "set-weight-5" not in rerun
+    assert "rollback" not in rerun and "promote" in rerun
+    retried = [t for t in detail.transitions if t.event == "retried"]
+    assert [(t.from_phase, t.to_phase, t.reason) for t in retried] == [
+        ("rolled_back", "canary", "step 1 retried by alice: the noisy neighbour is gone: canary at 50% again")
+    ]
+    assert [s.status for s in detail.steps if s.phase == "step"] == ["pass", "pass"]
+    with pytest.raises(ActionRefused) as done:  # promoted now: nothing to retry
+        acts.request(rid, ActionRequest("retry", "bob", "again"))
+    assert done.value.status == 409 and "promoted" in done.value.message
+
+
+def test_retry_of_a_rollout_that_ended_before_any_analysis_starts_it_again_as_a_new_rollout(tmp_path):
+    steps = Steps(answers={"render": ["manifests refused"]})
+    reconciler, store, _, acts = setup(tmp_path, steps, policy(5))
+    rid = add_rollout(store)
+    ticks(reconciler, 4)
+    assert store.get(rid).phase in ("rolled_back", "failed") and not store.detail(rid).steps
+    steps.answers["render"] = ["ok"]
+    action, _ = acts.request(rid, ActionRequest("retry", "alice", "the schema is fixed"))
     new_id = action.outcome.removeprefix("new rollout ")
     fresh = store.get(new_id)
-    assert fresh is not None and fresh.trigger == f"action:{action.id}"
+    assert fresh is not None and fresh.trigger == f"action:{action.id}" and new_id != rid
     assert (fresh.canary_version, fresh.baseline_version) == ("2", "1")
     ticks(reconciler, 5)
     assert store.get(new_id).phase == "promoted"
@@ -194,7 +230,7 @@ def test_an_engine_that_runs_on_its_own_refuses_pause_and_promote_but_aborts(tmp
     reconciler.actions = acts
     rid = add_rollout(store)
     ticks(reconciler)
-    for kind, words in (("pause", "runs on by itself"), ("promote", "cannot skip a running analysis")):
+    for kind, words in (("pause", "cannot hold a workflow"), ("promote", "cannot skip a running analysis")):
         with pytest.raises(ActionRefused) as refused:
             acts.request(rid, ActionRequest(kind, "alice", "because"))
         assert refused.value.status == 409 and words in refused.value.message

@@ -7,6 +7,7 @@ from canaryflow.kernel.rollout import (
     Promoted,
     PromoteStarted,
     Rejected,
+    Retried,
     RollbackStarted,
     RolledBack,
     RolloutState,
@@ -91,3 +92,24 @@ def test_timeout_and_failure():
 def test_illegal_transitions_are_refused(events):
     with pytest.raises(IllegalTransition):
         run(events)
+
+
+def test_a_failed_step_retried_goes_back_to_the_canary_at_that_step_and_only_from_an_end_that_allows_it():
+    state, reasons = run(
+        [
+            Started(workflow="wf"),
+            StepStarted(index=0, weight=5),
+            StepStarted(index=1, weight=50),
+            RollbackStarted(cause="p99 latency +40%"),
+            RolledBack(),
+            Retried(index=1, weight=50, by="alice", why="noisy neighbour gone"),
+            StepStarted(index=2, weight=100),
+        ]
+    )
+    assert (state.phase, state.step_index) == ("canary", 2)
+    assert reasons[5] == "step 1 retried by alice: noisy neighbour gone: canary at 50% again"
+    for phase in ("canary", "promoted", "superseded", "pending"):
+        with pytest.raises(IllegalTransition):
+            apply(RolloutState(phase=phase), Retried(index=0, weight=5))
+    failed = apply(RolloutState(phase="failed", step_index=0), Retried(index=0, weight=5, by="bob"))
+    assert (failed.after.phase, failed.after.step_index) == ("canary", 0)

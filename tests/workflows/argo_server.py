@@ -2,8 +2,20 @@
 
 It keeps created Workflows in memory, answers with Workflow JSON shaped like Argo's (metadata, spec,
 status with nodes keyed by node id), records every request for the tests to check, and applies
-resume / stop the way the workflow controller would: resume completes the selected suspend node;
-stop marks the workflow Failed with Argo's "Stopped with strategy 'Stop'" message.
+resume / stop / suspend / retry the way the Argo Server and the workflow controller would:
+- resume with `nodeFieldSelector` completes the matching waiting suspend node; without one it clears
+  `spec.suspend` and completes every waiting suspend node (`workflow/util/util.go: ResumeWorkflow`);
+- suspend sets `spec.suspend` and refuses a completed workflow (`SuspendWorkflow`: "cannot suspend
+  completed workflows");
+- stop marks the workflow Failed with Argo's "Stopped with strategy 'Stop'" message;
+- retry (`FormulateRetryWorkflow`) is refused unless the workflow is Failed or Error; it drops the
+  failed Pod nodes and, with `restartSuccessful`, the nodes the `nodeFieldSelector` matches and every
+  node after them in the DAG (`resetPath`), drops the `<name>.onExit` nodes, overrides
+  `spec.arguments.parameters` from `parameters` ("name=value"), and sets the phase Running.
+Routes and request bodies: Argo Workflows `api/openapi-spec/swagger.json` and `workflow/util/util.go`
+at commit f016ad89eb269d282aec06dc491c29f396a38df4 (github.com/argoproj/argo-workflows). Which nodes
+come "after" is the test's to say: `set_nodes` takes a node's `children` (display names), as Argo's
+node status lists them.
 """
 
 from __future__ import annotations
@@ -101,19 +113,33 @@ def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
                 state.workflows[name] = wf
                 self._reply(200, wf)
                 return
-            if m := re.fullmatch(r"/api/v1/workflows/([^/]+)/([^/]+)(/resume|/stop)?", path):
+            if m := re.fullmatch(r"/api/v1/workflows/([^/]+)/([^/]+)(/resume|/stop|/suspend|/retry)?", path):
                 name = m.group(2)
                 wf = state.workflows.get(name)
                 if wf is None:
                     self._reply(404, {"code": 5, "message": f'workflows.argoproj.io "{name}" not found'})
                     return
                 action = m.group(3)
+                phase = wf.get("status", {}).get("phase")
                 if action == "/resume":
                     selector = body.get("nodeFieldSelector", "")
                     key, _, value = selector.partition("=")
+                    if not selector:
+                        wf["spec"].pop("suspend", None)
                     for node in wf.get("status", {}).get("nodes", {}).values():
-                        if node.get("type") == "Suspend" and node.get(key) == value:
+                        waiting = node.get("type") == "Suspend" and node.get("phase") == "Running"
+                        if waiting and (not selector or node.get(key) == value):
                             node["phase"] = "Succeeded"
+                elif action == "/suspend":
+                    if phase in ("Succeeded", "Failed", "Error"):
+                        self._reply(400, {"code": 9, "message": "cannot suspend completed workflows"})
+                        return
+                    wf["spec"]["suspend"] = True
+                elif action == "/retry":
+                    if phase not in ("Failed", "Error"):
+                        self._reply(400, {"code": 9, "message": f"Cannot retry a workflow in phase {phase}"})
+                        return
+                    _retry(wf, body)
                 elif action == "/stop":
                     wf.setdefault("status", {}).update(
                         {"phase": "Failed", "message": "Stopped with strategy 'Stop'"}
@@ -132,6 +158,33 @@ def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
             self._handle("PUT")
 
     return Handler
+
+
+def _retry(wf: dict[str, Any], body: dict[str, Any]) -> None:
+    """`FormulateRetryWorkflow` on the node map `set_nodes` builds (see the module docstring)."""
+    nodes: dict[str, dict[str, Any]] = wf["status"]["nodes"]
+    by_name = {n["displayName"]: key for key, n in nodes.items()}
+    drop = {
+        key for key, n in nodes.items() if n.get("type") == "Pod" and n.get("phase") in ("Failed", "Error")
+    }
+    if body.get("restartSuccessful") and body.get("nodeFieldSelector"):
+        field, _, value = body["nodeFieldSelector"].partition("=")
+        drop |= {key for key, n in nodes.items() if n.get(field) == value}
+    todo = list(drop)
+    while todo:  # and every node after a dropped one
+        for child in nodes[todo.pop()].get("children", []):
+            if by_name.get(child) and by_name[child] not in drop:
+                drop.add(by_name[child])
+                todo.append(by_name[child])
+    on_exit = f"{wf['metadata']['name']}.onExit"
+    wf["status"]["nodes"] = {
+        key: n for key, n in nodes.items() if key not in drop and not n["name"].startswith(on_exit)
+    }
+    wf["status"].update({"phase": "Running", "message": ""})
+    arguments = wf["spec"].setdefault("arguments", {}).setdefault("parameters", [])
+    for item in body.get("parameters") or []:
+        name, _, value = item.partition("=")
+        arguments[:] = [p for p in arguments if p["name"] != name] + [{"name": name, "value": value}]
 
 
 class ArgoServerThread:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from canaryflow.kernel.ports import WorkflowEngine
+from canaryflow.kernel.ports import EngineRefused, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.argo_server import ArgoServerThread, FakeArgo
 from tests.workflows.conftest import short_policy
@@ -117,7 +117,7 @@ def test_resume_selects_the_approval_node(argo):
     name = engine.submit(SPEC)
     argo.set_nodes(name, "Running", [{"displayName": "approval", "type": "Suspend", "phase": "Running"}])
     engine.resume(name)
-    req = argo.requests[-1]
+    req = _puts(argo)[-1]
     assert (req.method, req.path) == ("PUT", f"/api/v1/workflows/ml/{name}/resume")
     assert req.body == {"name": name, "namespace": "ml", "nodeFieldSelector": "displayName=approval"}
     assert engine.status(name).nodes[0].phase == "Succeeded"
@@ -127,10 +127,86 @@ def test_stop_passes_the_reason_and_reads_back_stopped(argo):
     engine = _engine(argo)
     name = engine.submit(SPEC)
     engine.stop(name, "pull request rejected")
-    req = argo.requests[-1]
+    req = _puts(argo)[-1]
     assert (req.method, req.path) == ("PUT", f"/api/v1/workflows/ml/{name}/stop")
     assert req.body == {"name": name, "namespace": "ml", "message": "pull request rejected"}
     assert engine.status(name).phase == "Stopped"
+
+
+def _puts(argo: FakeArgo) -> list:
+    return [r for r in argo.requests if r.method == "PUT"]
+
+
+def test_pause_suspends_the_workflow_and_resume_clears_it_without_passing_the_approval_gate(argo):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    argo.set_nodes(name, "Running", [{"displayName": "analyze-5", "type": "Pod", "phase": "Running"}])
+    engine.pause(name)
+    req = _puts(argo)[-1]
+    assert (req.path, req.body) == (f"/api/v1/workflows/ml/{name}/suspend", {"name": name, "namespace": "ml"})
+    assert argo.workflows[name]["spec"]["suspend"] is True
+    engine.unpause(name)
+    req = _puts(argo)[-1]
+    assert (req.path, req.body) == (f"/api/v1/workflows/ml/{name}/resume", {"name": name, "namespace": "ml"})
+    assert "suspend" not in argo.workflows[name]["spec"]
+    puts = len(_puts(argo))
+    engine.unpause(name)  # not paused: nothing to do (a repeated resume)
+    assert len(_puts(argo)) == puts
+
+    # At the approval gate: a pause is refused, and so is an unpause that would pass the gate too.
+    argo.set_nodes(name, "Running", [{"displayName": "approval", "type": "Suspend", "phase": "Running"}])
+    with pytest.raises(EngineRefused, match="waits at approval"):
+        engine.pause(name)
+    argo.workflows[name]["spec"]["suspend"] = True  # paused just as the gate was reached
+    with pytest.raises(EngineRefused, match="approve or reject"):
+        engine.unpause(name)
+    assert argo.workflows[name]["status"]["nodes"][f"{name}-0"]["phase"] == "Running"
+    engine.resume(name)  # the approval: the gate passes and the pause ends with it
+    assert argo.workflows[name]["status"]["nodes"][f"{name}-0"]["phase"] == "Succeeded"
+    assert "suspend" not in argo.workflows[name]["spec"]
+
+
+def test_stop_of_a_paused_workflow_unpauses_it_so_the_exit_handler_runs(argo):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    argo.set_nodes(name, "Running", [{"displayName": "analyze-5", "type": "Pod", "phase": "Running"}])
+    engine.pause(name)
+    engine.stop(name, "aborted by alice: p99")
+    assert [r.path.rsplit("/", 1)[-1] for r in _puts(argo)][-2:] == ["stop", "resume"]
+    assert "suspend" not in argo.workflows[name]["spec"] and engine.status(name).phase == "Stopped"
+    with pytest.raises(ArgoError, match="cannot suspend completed workflows"):
+        engine.pause(name)
+
+
+def test_retry_from_a_step_asks_argo_to_restart_that_node_and_what_follows(argo):
+    engine = _engine(argo)
+    name = engine.submit(SPEC)
+    chain = ["set-weight-5", "wait-ready", "analyze-5", "set-weight-50", "wait-ready-50", "analyze-50"]
+    nodes = [
+        {"displayName": d, "type": "Pod", "phase": "Succeeded", "children": chain[i + 1 : i + 2]}
+        for i, d in enumerate(chain)
+    ]
+    nodes[-1]["phase"] = "Running"
+    argo.set_nodes(name, "Running", nodes)
+    with pytest.raises(EngineRefused, match="is Running: only a failed workflow is retried"):
+        engine.retry_from(name, "set-weight-50", "retried by alice")
+    nodes[-1]["phase"] = "Failed"
+    exit_node = {"displayName": "rollback", "name": f"{name}.onExit", "type": "Pod", "phase": "Succeeded"}
+    argo.set_nodes(name, "Failed", [*nodes, exit_node], message="child 'analyze-50' failed")
+    assert engine.retry_from(name, "set-weight-50", "retried by alice: noise") == ["set-weight-50"]
+    req = _puts(argo)[-1]
+    assert (req.path, req.body) == (
+        f"/api/v1/workflows/ml/{name}/retry",
+        {
+            "name": name,
+            "namespace": "ml",
+            "restartSuccessful": True,
+            "nodeFieldSelector": "displayName=set-weight-50",
+        },
+    )
+    status = engine.status(name)
+    assert status.phase == "Running"  # what Argo's controller then runs again: the step and what follows
+    assert sorted(n.id for n in status.nodes) == ["analyze-5", "set-weight-5", "wait-ready"]
 
 
 def test_errors_name_the_call_and_the_server_reason(argo):

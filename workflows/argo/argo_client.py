@@ -16,6 +16,7 @@ from hera.workflows import WorkflowsService
 from hera.workflows import models as argo
 
 from canaryflow.kernel.guarded_input import InputRefused, read_regular_file
+from canaryflow.kernel.ports import EngineRefused
 from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus, WorkflowStatus
 from policies.model import Policy
 from workflows.argo.render import rollout_template, rollout_workflow, workflow_from_template
@@ -84,6 +85,18 @@ def _node_status(node: argo.NodeStatus) -> WorkflowNodeStatus:
         finished_at=_epoch(node.finished_at),
         message=node.message or "",
     )
+
+
+def _paused(workflow: argo.Workflow) -> bool:
+    return bool(workflow.spec and workflow.spec.suspend)
+
+
+def _waiting_suspend(workflow: argo.Workflow) -> str | None:
+    """The display name of a suspend node that waits now (Argo's `IsActiveSuspendNode`), if any."""
+    for node in ((workflow.status.nodes if workflow.status else None) or {}).values():
+        if node.type == "Suspend" and node.phase == "Running":
+            return node.display_name or node.name
+    return None
 
 
 def workflow_status(workflow: argo.Workflow) -> WorkflowStatus:
@@ -170,16 +183,67 @@ class ArgoEngine:
         return self.status(name)
 
     def resume(self, name: str) -> None:
-        """Resumes the approval gate only (never another suspended node)."""
+        """Resumes the approval gate only (never another suspended node); a workflow paused as a whole
+        while the gate was reached is unpaused as well (nothing else is suspended by then)."""
         request = argo.WorkflowResumeRequest(
             name=name, namespace=self._ns, node_field_selector=f"displayName={APPROVAL_NODE}"
         )
         self._call("resume workflow", lambda: self._service.resume_workflow(name, request, self._ns))
+        if _paused(self._get(name)):
+            self._unsuspend(name)
 
     def stop(self, name: str, reason: str) -> None:
-        """Stop (not terminate): Argo still runs the exit handler, which rolls back."""
+        """Stop (not terminate): Argo still runs the exit handler, which rolls back. A paused workflow
+        is unpaused after the stop is set (a suspended workflow runs nothing, its exit handler neither);
+        under the Stop strategy Argo starts only the exit handler, so no other node runs."""
         request = argo.WorkflowStopRequest(name=name, namespace=self._ns, message=reason)
         self._call("stop workflow", lambda: self._service.stop_workflow(name, request, self._ns))
+        if _paused(self._get(name)):
+            self._unsuspend(name)
+
+    # --- pause and retry (the console's actions) --------------------------------------------------
+
+    def pause(self, name: str) -> None:
+        """Suspends the workflow (`PUT .../suspend`: `spec.suspend`): Argo starts no further node until
+        it is resumed. A running analysis pod carries on to its verdict, and the next step waits."""
+        workflow = self._get(name)
+        if (waiting := _waiting_suspend(workflow)) is not None:
+            raise EngineRefused(f"workflow {name} waits at {waiting} already: approve, reject or abort it")
+        request = argo.WorkflowSuspendRequest(name=name, namespace=self._ns)
+        self._call("suspend workflow", lambda: self._service.suspend_workflow(name, request, self._ns))
+
+    def unpause(self, name: str) -> None:
+        """Clears `spec.suspend` (`PUT .../resume` without a node selector). Argo's resume without a
+        selector also passes every waiting suspend node, so it is refused while the approval gate
+        waits (approve or reject it: either unpauses too)."""
+        workflow = self._get(name)
+        if not _paused(workflow):
+            return
+        if (waiting := _waiting_suspend(workflow)) is not None:
+            raise EngineRefused(f"workflow {name} waits at {waiting}: approve or reject it to go on")
+        self._unsuspend(name)
+
+    def retry_from(self, name: str, node: str, note: str) -> list[str]:
+        """Argo's retry of a failed workflow (`PUT .../retry`, `restartSuccessful` with the node
+        selector `displayName=<node>`): the failed nodes, `node` and every node after it run again,
+        and the exit handler once the workflow ends again. `note` goes to the log (the action record
+        and the rollout's transition carry who and why). Refused unless the workflow failed."""
+        workflow = self._get(name)
+        phase = (workflow.status.phase if workflow.status else None) or "Pending"
+        if phase not in ("Failed", "Error"):
+            raise EngineRefused(f"workflow {name} is {phase}: only a failed workflow is retried")
+        request = argo.WorkflowRetryRequest(
+            name=name, namespace=self._ns, restart_successful=True, node_field_selector=f"displayName={node}"
+        )
+        self._call("retry workflow", lambda: self._service.retry_workflow(name, request, self._ns))
+        return [node]
+
+    def _unsuspend(self, name: str) -> None:
+        request = argo.WorkflowResumeRequest(name=name, namespace=self._ns)
+        self._call("resume workflow", lambda: self._service.resume_workflow(name, request, self._ns))
+
+    def _get(self, name: str) -> argo.Workflow:
+        return self._call("get workflow", lambda: self._service.get_workflow(name, self._ns))
 
     def link(self, name: str) -> str:
         """Where an operator watches the rollout in the Argo UI."""

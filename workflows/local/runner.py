@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from canaryflow.kernel.contracts.steps import Step, parse_weighted_node
+from canaryflow.kernel.ports import EngineRefused
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from policies.model import Policy
 from workflows.argo.render import manifest, rollout_workflow
@@ -144,6 +145,28 @@ class LocalRunner:
                 self._store.save_node(name, record)
                 skipped.append(task.name)
             return skipped
+
+    def retry_from(self, name: str, node: str, note: str) -> list[str]:
+        """Argo's retry of a failed workflow with `restartSuccessful` and a node selector: `node` and
+        every task after it run again (the DAG is a chain), and the exit handler once the run ends
+        again; what ran before keeps its outputs. `note` (who retried and why) is the first re-run
+        node's message until it runs. Refused (EngineRefused) unless the run has ended failed or
+        stopped. Returns the nodes reset."""
+        with self._run_lock(name):
+            run = self._store.run(name)
+            if run.phase not in ("Failed", "Stopped", "Error"):
+                raise EngineRefused(f"workflow {name} is {run.phase}: only a failed workflow is retried")
+            artifact = self._artifact(run)
+            names = [t.name for t in artifact.tasks]
+            if node not in names:
+                raise EngineRefused(f"workflow {name} has no node {node!r}")
+            reset = [*names[names.index(node) :], *(t.name for t in artifact.exit_tasks)]
+            for task in reset:
+                fresh = NodeRecord(node=task, message=note if task == node else "")
+                self._store.save_node(name, fresh)
+            self._store.update_run(name, phase="Running", message="", stop_reason=None, exit_cause=None)
+            log.info("workflow %s: retried from %s (%s)", name, node, note)
+            return reset
 
     def link(self, name: str) -> str:
         return f"local://{self._store.db_path}#{name}"
