@@ -15,7 +15,9 @@ not allow is refused with a message naming the phase (HTTP 409), before anything
   approval of a commit the request no longer asks about is refused, as a review of an older head is.
 - promote: the remaining traffic steps and analyses are skipped (the local runner's `skip_analysis`);
   the promotion, and an approval gate the policy asks for, still run. Argo cannot skip a running
-  container's analysis, so there it is refused with that reason.
+  container's node, so there the controller leaves the directive `canaryflow.promote_now` on the
+  canary's registry version, and the analysis pod ends `skipped` at its next look, as does every
+  commit, wait and analysis after it (`canaryflow.kernel.contracts.directives`).
 - retry: a rollout that ended rolled back or failed at a failed or inconclusive traffic step (or
   bake) runs that step again in the same workflow, from its commit onward (the engine's
   `retry_from`: Argo's retry with `restartSuccessful` and a node selector; the local runner the
@@ -38,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from canaryflow.kernel.contracts.directives import TAG_PROMOTE_NOW, TAG_RETRIED, Directive
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Step, weighted_node
 from canaryflow.kernel.ports import EngineRefused, WorkflowEngine
@@ -156,9 +159,11 @@ class RolloutActions:
             raise ActionRefused(409, f"cannot resume rollout {record.id}: it is {phase} and not paused")
         if kind == "pause" and not (_runs_only_when_reconciled(self.engine) or _can(self.engine, "pause")):
             raise ActionRefused(409, f"cannot pause rollout {record.id}: its engine cannot hold a workflow")
-        if kind == "promote" and not callable(getattr(self.engine, "skip_analysis", None)):
+        if kind == "promote" and not _can(self.engine, "skip_analysis") and self.reconciler.registry is None:
             raise ActionRefused(
-                409, f"cannot promote rollout {record.id} now: its engine cannot skip a running analysis"
+                409,
+                f"cannot promote rollout {record.id} now: its engine cannot skip a running analysis "
+                "and no registry is configured to tell the workflow's steps",
             )
         if kind in ("approve", "reject"):
             if not record.approval_id or not record.approval_head_sha:
@@ -223,6 +228,9 @@ class RolloutActions:
                 self.engine.stop(workflow, f"approval rejected by {action.actor}: {action.reason}")
                 return "rejected: rolling back"
             case "promote":
+                if not _can(self.engine, "skip_analysis"):  # Argo: the steps read it from the registry
+                    self._direct(record, TAG_PROMOTE_NOW, who)
+                    return f"asked the workflow's steps to skip the rest of the analysis ({TAG_PROMOTE_NOW})"
                 skipped = self.engine.skip_analysis(workflow, who)  # type: ignore[attr-defined]
                 return f"skipped {', '.join(skipped) or 'nothing (already past the analysis)'}"
             case "pause":
@@ -241,12 +249,22 @@ class RolloutActions:
                     return f"new rollout {self._retry(record, action)}"
                 node, index, weight = target
                 note = f"retried by {action.actor}" + (f": {action.reason}" if action.reason else "")
+                self._direct(record, TAG_RETRIED, note, weight)  # the re-run commit's Reason: trailer
                 self._engine_call(lambda: self.engine.retry_from(workflow, node, note))  # type: ignore[attr-defined]
                 retried = Retried(index=index, weight=weight, by=action.actor, why=action.reason)
                 if self.reconciler.transition(record, retried, weight=weight, finished_at=None) is None:
                     raise ActionRefused(409, f"rollout {record.id} moved on from {record.phase}: try again")
                 return f"step {index + 1} at {weight}% runs again, from {node}"
         raise ActionRefused(422, f"kind: unknown action {action.kind!r}")  # pragma: no cover
+
+    def _direct(self, record: RolloutRecord, key: str, note: str, weight: int | None = None) -> None:
+        """Leaves a directive for the workflow's steps on the canary's registry version (none without
+        a registry: the local runner's promote needs none, a retried commit then has no note)."""
+        registry = self.reconciler.registry
+        if registry is None:
+            return
+        value = Directive(rollout_id=record.id, note=one_line(note, 900), weight=weight)
+        registry.set_version_tag(record.model, record.canary_version, key, value.model_dump_json())
 
     @staticmethod
     def _engine_call(call: Callable[[], object]) -> None:

@@ -41,8 +41,10 @@ class CrashAfterPush:
     def __init__(self, repo: GitOpsRepo, workdir: Path) -> None:
         self._repo, self._workdir = repo, workdir
 
-    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
-        result = self._repo.commit_step(spec, weight, decision)
+    def commit_step(
+        self, spec: RolloutSpec, weight: int, decision: Decision | str, reason: str = ""
+    ) -> CommitResult:
+        result = self._repo.commit_step(spec, weight, decision, reason)
         if result.changed:
             self._crash_points()
         return result

@@ -110,8 +110,10 @@ class GitRepo:
 
     # --- the GitOpsRepo port -------------------------------------------------------------------
 
-    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
-        step = self._step(spec, weight, decision)
+    def commit_step(
+        self, spec: RolloutSpec, weight: int, decision: Decision | str, reason: str = ""
+    ) -> CommitResult:
+        step = self._step(spec, weight, decision, reason)
         return self._land(lambda: step, self.settings.branch)
 
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
@@ -190,7 +192,7 @@ class GitRepo:
         self.validator.validate_rendering(rendering)
         return rendering
 
-    def _step(self, spec: RolloutSpec, weight: int, decision: str) -> tuple[Rendering, str]:
+    def _step(self, spec: RolloutSpec, weight: int, decision: str, reason: str = "") -> tuple[Rendering, str]:
         """The validated render of a step and its commit message (refused before any git work)."""
         request = self.served(spec, step_request(spec, weight, decision, self._mode_for(spec)))
         where = f"{spec.model}/{spec.environment}"
@@ -201,7 +203,7 @@ class GitRepo:
             subject = (
                 f"{where}: canary v{spec.canary_version} at {weight}% (baseline v{spec.baseline_version})"
             )
-        message = history.commit_message(subject, spec, spec.canary_version, weight, decision)
+        message = history.commit_message(subject, spec, spec.canary_version, weight, decision, reason=reason)
         return self.render_checked(request), message
 
     def _land(self, plan: Plan, branch: str, force: bool = False) -> CommitResult:

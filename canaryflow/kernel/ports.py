@@ -44,7 +44,11 @@ class Registry(Protocol):
 class GitOpsRepo(Protocol):
     """The GitOps repository: every traffic change is one commit carrying the audit trailers."""
 
-    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult: ...
+    def commit_step(
+        self, spec: RolloutSpec, weight: int, decision: Decision | str, reason: str = ""
+    ) -> CommitResult:
+        """One step's commit; `reason` (a retried step: who and why) becomes its `Reason:` trailer."""
+        ...
 
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult: ...
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from canaryflow.kernel.contracts.directives import TAG_PROMOTE_NOW, directive_for
 from canaryflow.kernel.contracts.steps import Step
 from workflows.dag import DagNode
 from workflows.steps.analysis import analyze, bake, watch
@@ -13,13 +15,37 @@ from workflows.steps.deploy import render, set_weight, wait_ready
 from workflows.steps.release import promote, request_approval, rollback
 
 StepFunction = Callable[[StepContext, StepInput], StepOutcome]
+log = logging.getLogger(__name__)
+
+
+def heeding_promote_now(function: StepFunction) -> StepFunction:
+    """A step that a promote-now skips (`canaryflow.kernel.contracts.directives`): before each call
+    (an Argo pod's every look too) it reads the canary's registry tags, and once the rollout's
+    `canaryflow.promote_now` is there it ends at once, Succeeded, as `skipped: <note>`. A registry
+    that cannot be read changes nothing: the step runs as it would have."""
+
+    def run(ctx: StepContext, step: StepInput) -> StepOutcome:
+        spec = step.spec
+        try:
+            tags = ctx.registry.version_tags(spec.model, spec.canary_version)
+        except Exception as exc:  # the registry is down: carry on, the next look reads it again
+            log.warning("promote-now directive unreadable: %s", exc)
+            tags = {}
+        directive = directive_for(tags, TAG_PROMOTE_NOW, spec.rollout_id)
+        if directive is not None:
+            return StepOutcome(state="succeeded", message=f"skipped: {directive.note}")
+        return function(ctx, step)
+
+    run.__doc__ = function.__doc__
+    return run
+
 
 STEPS: dict[str, StepFunction] = {
     Step.RENDER: render,
-    Step.SET_WEIGHT: set_weight,
-    Step.WAIT_READY: wait_ready,
-    Step.ANALYZE: analyze,
-    Step.BAKE: bake,
+    Step.SET_WEIGHT: heeding_promote_now(set_weight),
+    Step.WAIT_READY: heeding_promote_now(wait_ready),
+    Step.ANALYZE: heeding_promote_now(analyze),
+    Step.BAKE: heeding_promote_now(bake),
     Step.WATCH: watch,
     Step.REQUEST_APPROVAL: request_approval,
     Step.PROMOTE: promote,

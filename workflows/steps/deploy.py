@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+from canaryflow.kernel.contracts.directives import TAG_RETRIED, directive_for
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.ports import TrafficUnreadable
 from canaryflow.kernel.types import ReadinessResult, RolloutSpec
 from gitops.git import step_request
 from workflows.steps.base import StepInput, StepOutcome
 from workflows.steps.context import StepContext
+
+log = logging.getLogger(__name__)
 
 
 def render(ctx: StepContext, step: StepInput) -> StepOutcome:
@@ -41,9 +45,19 @@ def committed_sha(ctx: StepContext, spec: RolloutSpec, weight: int, decision: st
 
 
 def set_weight(ctx: StepContext, step: StepInput) -> StepOutcome:
-    """One commit per traffic step; committing the same weight again changes nothing."""
+    """One commit per traffic step; committing the same weight again changes nothing. A step a person
+    retried (`canaryflow.retried` on the canary's version, for this rollout and weight) commits with
+    their note as its `Reason:` trailer."""
     weight = step.int_param("weight")
-    result = ctx.gitops.commit_step(step.spec, weight, "canary")
+    spec = step.spec
+    try:
+        tags = ctx.registry.version_tags(spec.model, spec.canary_version)
+    except Exception as exc:  # the registry is down: the commit goes on, without the note
+        log.warning("retry directive unreadable: %s", exc)
+        tags = {}
+    retried = directive_for(tags, TAG_RETRIED, spec.rollout_id)
+    reason = retried.note if retried is not None and retried.weight == weight else ""
+    result = ctx.gitops.commit_step(step.spec, weight, "canary", reason=reason)
     sha = result.sha if result.changed and result.sha else committed_sha(ctx, step.spec, weight, "canary")
     note = "committed" if result.changed else "already committed"
     return StepOutcome(
