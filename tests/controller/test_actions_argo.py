@@ -3,17 +3,23 @@ against the local server speaking the Argo Server's API (tests/workflows/argo_se
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pydantic import SecretStr
 
+from canaryflow.adapters.registry.mlflow import MlflowRegistry
+from canaryflow.kernel.contracts.directives import TAG_PROMOTE_NOW, Directive, directive_for
 from controller.actions import ActionRefused, ActionRequest, RolloutActions
 from controller.controller_settings import ControllerSettings
 from controller.observability import ControllerMetrics
 from controller.reconcile import Reconciler
 from controller.rollout.actions import ActionStore
+from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
 from tests.controller.harness import add_rollout, policy, verdict
 from tests.workflows.argo_server import ArgoServerThread
+from tests.workflows.rollout_support import register_versions
 from workflows.argo.argo_client import ArgoEngine
 from workflows.workflow_settings import WorkflowSettings
 
@@ -27,13 +33,13 @@ def argo():
         yield state
 
 
-def _setup(tmp_path, argo):
+def _setup(tmp_path, argo, registry=None):
     settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
     store = RolloutStore(settings.db_path)
     workflows = WorkflowSettings(argo_host=argo.url, argo_namespace="ml", argo_token=SecretStr(TOKEN))
     engine = ArgoEngine(workflows, policy_for=lambda name: POLICY)
     reconciler = Reconciler(
-        settings, store, engine, None, ControllerMetrics(store), policy_loader=lambda name: POLICY
+        settings, store, engine, registry, ControllerMetrics(store), policy_loader=lambda name: POLICY
     )
     acts = RolloutActions(store, ActionStore(store.path), reconciler, engine)
     reconciler.actions = acts
@@ -105,3 +111,33 @@ def test_a_failed_step_is_retried_by_argos_retry_from_its_commit(tmp_path, argo)
     assert any("retried by alice" in t.reason for t in store.detail(rid).transitions)
     with pytest.raises(ActionRefused):
         acts.request(rid, ActionRequest("retry", "bob", "again"))
+
+
+def test_promote_now_on_argo_leaves_the_directive_its_pods_read_on_the_canarys_version(
+    tmp_path, argo, mlflow_server
+):
+    v1, v2 = register_versions(mlflow_server.tracking_uri, "argo-now", 2)
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    reconciler, store, acts = _setup(tmp_path, argo)
+    rid = add_rollout(store)
+    reconciler.tick()
+    with pytest.raises(ActionRefused, match="no registry is configured"):  # no way to tell the pods
+        acts.request(rid, ActionRequest("promote", "alice", "hotfix"))
+
+    reconciler, store, acts = _setup(tmp_path / "with-registry", argo, registry)
+    now = time.time()
+    store.create_rollout(
+        RolloutRecord(id="argo-now-v2-a", model="argo-now", baseline_version=v1, canary_version=v2,
+                      created_at=now, updated_at=now)
+    )  # fmt: skip
+    reconciler.tick()
+    name = store.get("argo-now-v2-a").workflow
+    argo.set_nodes(name, "Running", _at_step_two("Running")[:3])
+    reconciler.tick()
+    action, _ = acts.request("argo-now-v2-a", ActionRequest("promote", "alice", "hotfix, cannot wait"))
+    assert action.state == "applied" and "canaryflow.promote_now" in action.outcome
+    tag = registry.version_tags("argo-now", v2)[TAG_PROMOTE_NOW]
+    assert directive_for({TAG_PROMOTE_NOW: tag}, TAG_PROMOTE_NOW, "argo-now-v2-a") == Directive(
+        rollout_id="argo-now-v2-a", note="promote by alice: hotfix, cannot wait"
+    )
+    assert not [r for r in argo.requests if r.method == "PUT"]  # Argo itself is not asked anything
