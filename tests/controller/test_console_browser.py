@@ -1,10 +1,12 @@
 """The console in a real browser: Debian's headless Chromium, driven through Debian's chromedriver.
 
 A person logs in through a real OIDC issuer (Authlib's server on loopback), watches rollouts move on
-the list without reloading, aborts one (its rollback lands in a real git remote with their name in
-the `Reason:` trailer), approves a gated one, and, as a viewer, is refused. The controller is the
-service `controller serve` runs, on uvicorn, over the real local runner; only what the analysis step
-answers is scripted (no Prometheus traffic here), while commits go to a real git remote.
+the list without reloading, watches a step's evidence plot grow look by look, aborts one (its rollback
+lands in a real git remote with their name in the `Reason:` trailer), retries one whose step failed,
+approves a gated one, reads the notifications delivered (to a real HTTP endpoint through apprise),
+and, as a viewer, is refused. The controller is the service `controller serve` runs, on uvicorn, over
+the real local runner; only what the analysis step answers is scripted (no Prometheus traffic here:
+each look's figures are made up, the same every run), while commits go to a real git remote.
 
 Set CANARYFLOW_CONSOLE_SCREENSHOTS=<dir> to keep the screenshots the docs show.
 """
@@ -21,18 +23,24 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from canaryflow.adapters.notify import BackgroundNotifier
+from canaryflow.adapters.notify.apprise_channel import AppriseChannel
 from canaryflow.app.wiring import assemble_controller
+from canaryflow.kernel.types import CheckEvidence, Verdict
 from controller.auth.settings import AuthSettings, OidcSettings, RoleGrant
 from controller.console.settings import ConsoleSettings
 from controller.controller_settings import ControllerSettings
+from controller.notice_log import NoticeLog
 from controller.rollout.records import RolloutRecord
 from controller.rollout.store import RolloutStore
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings
 from tests.controller.harness import Steps, policy
 from tests.controller.live import LiveController, wait_for
+from tests.notify.receiver import Receiver
 from tests.support.oidc_issuer import PASSWORD, OidcIssuer
 from workflows.local.runner import LocalRunner
+from workflows.steps.base import StepOutcome
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -48,26 +56,57 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (a dev de
 By = pytest.importorskip("selenium.webdriver.common.by").By
 
 
+def scripted_verdict(looks: int, decision: str) -> str:
+    """A step's verdict after `looks` looks, with the evidence the console plots: a canary 3% slower
+    whose bounds narrow look by look (for "rollback": 40% slower, its lower bound past the tolerance)."""
+    worse = 0.4 if decision == "rollback" else 0.03
+    width = [0.45 / (i + 1) ** 0.5 for i in range(looks)]
+    evidence = CheckEvidence(
+        metric="latency_p99", kind="latency", tolerance=0.1, alternative=0.25,
+        elapsed_s=[15.0 * (i + 1) for i in range(looks)], estimate=[worse] * looks,
+        lower=[round(worse - w, 4) for w in width], upper=[round(worse + w, 4) for w in width],
+    )  # fmt: skip
+    verdict = "fail" if decision == "rollback" else "pass" if decision == "promote" else "inconclusive"
+    return Verdict(
+        decision=decision,  # type: ignore[arg-type]
+        decided_at_s=None if decision == "inconclusive" else 15.0 * looks,
+        checks=[{"metric": "latency_p99", "verdict": verdict, "reason": f"latency p99 {worse:+.0%}"}],
+        evidence=[evidence],
+    ).model_dump_json()
+
+
 class RealCommits(Steps):
     """Scripted analysis per rollout; the commit, promote and rollback nodes commit to a real remote.
 
-    An analysis listed in `held` keeps collecting samples until the test releases it: the browser
-    must see each step however slowly it starts and logs in (a timed script raced a loaded CI runner).
+    An analysis listed in `held` keeps collecting samples until the test releases it, one in `failing`
+    fails until released: the browser must see each step however slowly it starts and logs in (a timed
+    script raced a loaded CI runner). Each answer is one more look of evidence.
     """
 
-    def __init__(self, repo: GitRepo, held: set[str]) -> None:
+    def __init__(self, repo: GitRepo, held: set[str], failing: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         super().__init__()
-        self.repo, self.held = repo, held
+        self.repo, self.held, self.failing = repo, held, set(failing)
+        self.looks: dict[str, int] = {}
 
     def release(self, key: str) -> None:
         self.held.discard(key)
+        self.failing.discard(key)
 
     def __call__(self, node, step_input):
         spec = step_input.spec
         if node.step == "analyze":
-            held = f"{spec.rollout_id}/{node.id}" in self.held
-            self.answers = {node.id: ["collecting samples" if held else "ok"]}
-            return super().__call__(node, step_input)
+            key = f"{spec.rollout_id}/{node.id}"
+            self.looks[key] = looks = self.looks.get(key, 0) + 1
+            if key in self.failing:
+                self.looks[key] = 0  # a retried step starts its looks again
+                return StepOutcome(state="failed", outputs={"verdict": "fail",
+                                   "verdict_json": scripted_verdict(looks, "rollback")},
+                                   message="latency_p99: canary slower by 40%")  # fmt: skip
+            if key in self.held:
+                running = {"verdict_json": scripted_verdict(looks, "inconclusive")}
+                return StepOutcome(state="running", outputs=running, message="collecting samples")
+            return StepOutcome(state="succeeded", outputs={"verdict": "pass",
+                               "verdict_json": scripted_verdict(looks, "promote")})  # fmt: skip
         outcome = super().__call__(node, step_input)
         if node.step == "set-weight":
             result = self.repo.commit_step(spec, int(node.params["weight"]), "canary")
@@ -93,6 +132,12 @@ def world(tmp_path, git_remote):
             "bert-v7-abort/analyze-5",  # never decides: a person must
             "bert-v8-viewer/analyze-5",
         },
+        failing={"ranker-v4-retry/analyze-50"},  # until the person retries it
+    )
+    receiver = Receiver()  # where the notifications go (an apprise JSON endpoint)
+    notice_log = NoticeLog(tmp_path / "c.db")
+    notifier = BackgroundNotifier(
+        [AppriseChannel(f"json://{receiver.url.removeprefix('http://')}/hook")], on_settled=notice_log.record
     )
     issuer = OidcIssuer(
         "http://placeholder/auth/callback", users={"alice": ["ml-ops"], "victor": ["watchers"]}
@@ -112,11 +157,18 @@ def world(tmp_path, git_remote):
     )
     store = RolloutStore(settings.db_path)
     runner = LocalRunner(settings.db_path, steps, lambda name: pols[name])
-    service = assemble_controller(settings, store, runner, None, policy_loader=lambda name: pols[name])
+    service = assemble_controller(
+        settings, store, runner, None, policy_loader=lambda name: pols[name], notifier=notifier,
+        notice_log=notice_log,
+    )  # fmt: skip
     live = LiveController(service)
     issuer.client.redirect_uri = f"{live.url}/auth/callback"
-    with issuer, live:
-        yield live, store, git_remote, steps
+    try:
+        with issuer, live:
+            yield live, store, git_remote, steps
+    finally:
+        notifier.close(1)
+        receiver.stop()
 
 
 def add(store: RolloutStore, rid: str, model: str, pol: str) -> None:
@@ -168,6 +220,22 @@ def log_in(driver, base: str, user: str) -> None:
     until(driver, lambda d: d.current_url.startswith(f"{base}/console"), what="the console after login")
 
 
+def tall_screenshot(driver, path: Path) -> None:
+    """The whole page, not only the window (the notifications and actions are below the fold)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(4000, height + 40))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1280, 900)
+
+
+def delivered(driver) -> str:
+    return " ".join(r.text for r in driver.find_elements(By.CSS_SELECTOR, "tr.sent-delivered"))
+
+
+def looks_of(driver) -> int:
+    return int(driver.find_element(By.CSS_SELECTOR, "svg.evidence-plot").get_attribute("data-looks"))
+
+
 def phase_on_list(driver, rid: str) -> str:
     by = By
     return driver.find_element(by.CSS_SELECTOR, f'tr[data-rollout="{rid}"] .phase').text
@@ -201,6 +269,16 @@ def test_console_in_chromium(world):
         add(store, "bert-v7-abort", "bert", "fast")
         until(driver, lambda d: phase_on_list(d, "bert-v7-abort") == "canary", what="the second canary")
         driver.get(f"{live.url}/console/rollouts/bert-v7-abort")
+        # Its evidence plot grows look by look without a reload: estimate, bounds, tolerance.
+        looks = until(driver, lambda d: looks_of(d) >= 2 and looks_of(d), what="the evidence plot")
+        marker = driver.execute_script("return window.__marker = 'rollout page'")
+        until(driver, lambda d: looks_of(d) > looks, what="the plot's next look")
+        assert driver.execute_script("return window.__marker") == marker
+        plot = driver.find_element(by.CSS_SELECTOR, "svg.evidence-plot")
+        assert plot.get_attribute("data-metric") == "latency_p99"
+        assert plot.find_elements(
+            by.CSS_SELECTOR, "line.threshold-tolerance, polygon.bounds, polyline.estimate"
+        )
         driver.find_element(by.CSS_SELECTOR, "#act-abort").find_element(by.XPATH, "..").find_element(
             by.NAME, "reason"
         ).send_keys("p99 regression seen on the dashboard")
@@ -223,7 +301,32 @@ def test_console_in_chromium(world):
         ).stdout  # fmt: skip
         assert "Reason:" in message and "aborted by alice: p99 regression seen on the dashboard" in message
         if shots:
-            driver.save_screenshot(str(Path(shots) / "console-rollout.png"))
+            tall_screenshot(driver, Path(shots) / "console-rollout.png")
+
+        # Retry a step that failed: it runs again from its commit, in the same rollout, and goes on.
+        add(store, "ranker-v4-retry", "ranker", "fast")
+        driver.get(f"{live.url}/console/rollouts/ranker-v4-retry")
+        until(driver, lambda d: d.find_element(by.ID, "phase").text == "rolled_back", timeout_s=45,
+              what="the failed step's rollback")  # fmt: skip
+        steps.release("ranker-v4-retry/analyze-50")  # the noisy neighbour is gone
+        driver.refresh()
+        driver.find_element(by.CSS_SELECTOR, "#act-retry").find_element(by.XPATH, "..").find_element(
+            by.NAME, "reason"
+        ).send_keys("the noisy neighbour is gone")
+        driver.find_element(by.ID, "act-retry").click()
+        until(driver, lambda d: d.switch_to.alert, what="the confirmation").accept()
+        until(driver, lambda d: d.find_element(by.ID, "phase").text == "promoted", timeout_s=45,
+              what="the retried rollout's promotion")  # fmt: skip
+        history = driver.find_element(by.CSS_SELECTOR, "table.history").text
+        assert "step 1 retried by alice: the noisy neighbour is gone: canary at 50% again" in history
+        assert [r.id for r in store.rollouts(model="ranker")] == ["ranker-v4-retry"]  # no new rollout
+        # The notifications delivered for it, as the notifier reported each one.
+        texts = until(
+            driver, lambda d: "promoted" in delivered(d) and delivered(d), what="the promotion's notice"
+        )
+        assert "rolled_back" in texts and "json://" in texts
+        if shots:
+            tall_screenshot(driver, Path(shots) / "console-retried.png")
 
         # Approve a gated rollout from its page.
         add(store, "minilm-v3-gated", "minilm", "gated")
