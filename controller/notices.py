@@ -32,26 +32,6 @@ def notice_event(change: Transition, event: RolloutEvent) -> NoticeEvent | None:
     return _BY_PHASE.get(after) if after != before else None
 
 
-_PHASES = frozenset(RolloutPhase)
-
-
-def announced(detail: RolloutDetail) -> list[tuple[float, NoticeEvent, str]]:
-    """(time, notice, reason) of each notice the rollout's stored transitions gave the notifier, oldest
-    first: `notice_event` read back over the transition log (the console's list of notices sent)."""
-    out, steps = [], 0
-    for t in detail.transitions:
-        kind: NoticeEvent | None = None
-        if t.from_phase == RolloutPhase.PENDING and t.to_phase == RolloutPhase.CANARY:
-            kind = NoticeEvent.STARTED
-        elif t.event == "step_started":
-            kind, steps = (NoticeEvent.STEP_PASSED if steps else None), steps + 1
-        elif t.to_phase != t.from_phase and t.from_phase:
-            kind = _BY_PHASE.get(RolloutPhase(t.to_phase)) if t.to_phase in _PHASES else None
-        if kind is not None:
-            out.append((t.at, kind, t.reason))
-    return out
-
-
 def _checks(step: StepRecord | None) -> list[CheckSummary]:
     verdict = (step.verdict if step else None) or {}
     return [

@@ -11,7 +11,8 @@ resume / stop / suspend / retry the way the Argo Server and the workflow control
 - retry (`FormulateRetryWorkflow`) is refused unless the workflow is Failed or Error; it drops the
   failed Pod nodes and, with `restartSuccessful`, the nodes the `nodeFieldSelector` matches and every
   node after them in the DAG (`resetPath`), drops the `<name>.onExit` nodes, overrides
-  `spec.arguments.parameters` from `parameters` ("name=value"), and sets the phase Running.
+  `spec.arguments.parameters` from `parameters` ("name=value"), clears `spec.shutdown` and the
+  message, and leaves the phase unknown ("") for the workflow controller to run it again.
 Routes and request bodies: Argo Workflows `api/openapi-spec/swagger.json` and `workflow/util/util.go`
 at commit f016ad89eb269d282aec06dc491c29f396a38df4 (github.com/argoproj/argo-workflows). Which nodes
 come "after" is the test's to say: `set_nodes` takes a node's `children` (display names), as Argo's
@@ -180,7 +181,8 @@ def _retry(wf: dict[str, Any], body: dict[str, Any]) -> None:
     wf["status"]["nodes"] = {
         key: n for key, n in nodes.items() if key not in drop and not n["name"].startswith(on_exit)
     }
-    wf["status"].update({"phase": "Running", "message": ""})
+    wf["status"].update({"phase": "", "message": ""})  # WorkflowUnknown, until the controller runs it
+    wf["spec"].pop("shutdown", None)
     arguments = wf["spec"].setdefault("arguments", {}).setdefault("parameters", [])
     for item in body.get("parameters") or []:
         name, _, value = item.partition("=")

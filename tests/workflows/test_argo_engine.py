@@ -205,7 +205,7 @@ def test_retry_from_a_step_asks_argo_to_restart_that_node_and_what_follows(argo)
         },
     )
     status = engine.status(name)
-    assert status.phase == "Running"  # what Argo's controller then runs again: the step and what follows
+    assert status.phase == "Pending"  # what Argo's controller then runs again: the step and what follows
     assert sorted(n.id for n in status.nodes) == ["analyze-5", "set-weight-5", "wait-ready"]
 
 

@@ -258,6 +258,7 @@ def test_a_failed_step_retried_commits_again_with_who_and_why_and_goes_on(
         ("100", "promote", ""),
     ]
     assert client.get_model_version_by_alias("wf-retry", "champion").version == v2
+    assert "canaryflow.rejected" not in client.get_model_version("wf-retry", v2).tags  # promoted now
 
 
 def test_promote_now_told_through_the_registry_skips_the_running_analysis_and_what_follows(

@@ -54,6 +54,8 @@ def promote(ctx: StepContext, step: StepInput) -> StepOutcome:
     sha = result.sha if result.changed and result.sha else committed_sha(ctx, spec, 100, "promote")
     ctx.registry.set_alias(spec.model, ctx.aliases.champion, spec.canary_version)
     ctx.registry.set_version_tag(spec.model, spec.canary_version, TAG_PROMOTED, spec.rollout_id)
+    # A step retried after its rollback tagged the version rejected: promoted now, it is not.
+    ctx.registry.delete_version_tag(spec.model, spec.canary_version, TAG_REJECTED)
     if spec.baseline_version != spec.canary_version:
         ctx.registry.set_version_tag(spec.model, spec.baseline_version, TAG_RETIRED, spec.rollout_id)
     return StepOutcome(
