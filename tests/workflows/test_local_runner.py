@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from canaryflow.kernel.ports import WorkflowEngine
+from canaryflow.kernel.ports import EngineRefused, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
 from tests.workflows.conftest import short_policy
 from workflows.dag import DagNode
@@ -118,6 +118,28 @@ def test_failed_analysis_runs_the_rollback_exit_handler(tmp_path):
     # The rendered `--reason "workflow {{workflow.status}}" --failures "{{workflow.failures}}"`, resolved.
     assert script.calls[-1][0] == "rollback"
     assert rollback_input.reason == "workflow Failed: analyze-5 Failed: p99 latency +40%"
+
+
+def test_retry_from_a_failed_step_runs_it_and_what_follows_again_and_the_exit_handler_once_more(tmp_path):
+    script = Script({"analyze-50": ["p99 latency +40%", "ok"]})
+    runner = _runner(tmp_path, script, short_policy(5, 50))
+    name = runner.submit(SPEC)
+    with pytest.raises(EngineRefused, match="is Running: only a failed workflow is retried"):
+        runner.retry_from(name, "set-weight-50", "retried by alice")
+    assert runner.reconcile(name).phase == "Failed"
+    with pytest.raises(EngineRefused, match="no node 'set-weight-75'"):
+        runner.retry_from(name, "set-weight-75", "retried by alice")
+    done = len(script.calls)
+
+    reset = runner.retry_from(name, "set-weight-50", "retried by alice: noise")
+    assert reset == ["set-weight-50", "wait-ready-50", "analyze-50", "promote", "rollback"]
+    status = runner.status(name)
+    assert (status.phase, status.message) == ("Running", "")
+    assert _phases(status)["analyze-5"] == "Succeeded" and _phases(status)["rollback"] == "Pending"
+    assert {n.id: n.message for n in status.nodes}["set-weight-50"] == "retried by alice: noise"
+    assert runner.reconcile(name).phase == "Succeeded"
+    assert [c[0] for c in script.calls[done:]] == ["set-weight-50", "wait-ready-50", "analyze-50", "promote"]
+    assert runner.reconcile(name).phase == "Succeeded"  # the exit handler is not due: all passed
 
 
 def test_approval_gate_waits_for_resume(tmp_path):
