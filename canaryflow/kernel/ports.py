@@ -192,6 +192,14 @@ class MetricsSource(Protocol):
         `policy` as for `observe_looks` (its `metrics_provider` counts the requests)."""
         ...
 
+    def scraped(self, model: str, version: str) -> bool | None:
+        """Whether the metrics store has scraped `version`'s serving target at least once: True, False
+        while it has not, None where this source cannot tell (its targets do not carry the arm labels,
+        or it reads the servers itself). A canary that serves before its first scrape is missing from
+        the first looks, and the sample-ratio check would read its share as 0%: the wait-ready step
+        waits for True."""
+        ...
+
 
 @runtime_checkable
 class Notifier(Protocol):

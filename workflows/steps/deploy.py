@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from canaryflow.adapters.metrics import MetricsError
 from canaryflow.kernel.contracts.directives import TAG_RETRIED, directive_for
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.ports import TrafficUnreadable
@@ -93,12 +94,9 @@ def _traffic_confirmed(ctx: StepContext, step: StepInput) -> ReadinessResult:
 
 
 def wait_ready(ctx: StepContext, step: StepInput) -> StepOutcome:
-    """Polled until the canary serves and, where a cluster is configured, the cluster routes the split
-    the step committed; fails once `timeout_s` has passed since the node started."""
-    if ctx.readiness is None and ctx.live_traffic is None:
-        return StepOutcome(
-            state="succeeded", outputs={Output.READY: "true"}, message="no readiness source configured"
-        )
+    """Polled until the canary serves, the cluster routes the split the step committed (each where
+    configured) and the metrics store has scraped the canary; fails once `timeout_s` has passed since
+    the node started."""
     result = ctx.readiness.check(step.spec) if ctx.readiness is not None else None
     if result is None or result.ready:
         traffic = _traffic_confirmed(ctx, step)
@@ -107,7 +105,13 @@ def wait_ready(ctx: StepContext, step: StepInput) -> StepOutcome:
             ready=traffic.ready, reason="; ".join(reasons) if traffic.ready else traffic.reason
         )
     if result.ready:
-        return StepOutcome(state="succeeded", outputs={Output.READY: "true"}, message=result.reason)
+        result = _scraped(ctx, step, result)
+    if result.ready:
+        return StepOutcome(
+            state="succeeded",
+            outputs={Output.READY: "true"},
+            message=result.reason or "no readiness source configured",
+        )
     timeout_s = step.int_param("timeout_s")
     waited = time.time() - (step.started_at or time.time())
     if waited > timeout_s:
@@ -117,3 +121,22 @@ def wait_ready(ctx: StepContext, step: StepInput) -> StepOutcome:
             message=f"canary not ready after {timeout_s} s: {result.reason}",
         )
     return StepOutcome(state="running", outputs={Output.READY: "false"}, message=result.reason)
+
+
+def _scraped(ctx: StepContext, step: StepInput, ready: ReadinessResult) -> ReadinessResult:
+    """A traffic step's canary is ready for analysis once the metrics store has scraped it: before,
+    its requests are missing from the looks and the sample-ratio check reads its share as 0%. Where
+    the store cannot tell (`None`), nothing to wait for; an unreachable store is waited on as an
+    unready canary is (the step's timeout ends it)."""
+    if "weight" not in step.params or step.int_param("weight") <= 0:
+        return ready
+    spec = step.spec
+    try:
+        scraped = ctx.metrics.scraped(spec.model, spec.canary_version)
+    except MetricsError as exc:
+        return ReadinessResult(ready=False, reason=f"cannot tell whether the canary is scraped yet: {exc}")
+    if scraped is False:
+        return ReadinessResult(
+            ready=False, reason=f"waiting for the metrics store's first scrape of v{spec.canary_version}"
+        )
+    return ready

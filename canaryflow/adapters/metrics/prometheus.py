@@ -33,6 +33,7 @@ from canaryflow.adapters.metrics.readings import (
     observations_between,
 )
 from canaryflow.kernel.analysis.observations import Observations
+from canaryflow.kernel.contracts.providers import ARM_MODEL_LABEL, ARM_VERSION_LABEL
 from policies.model import Policy
 
 # A look is read once it is this old: a scrape is stamped with its start time but stored when it
@@ -233,6 +234,17 @@ class PrometheusSource:
                 for k, value in points.items():
                     put_answer(readings[k], query, key, value)
         return [settle(r) for r in readings]
+
+    def scraped(self, model: str, version: str) -> bool | None:
+        """From `up`, by the arm labels the rendered PodMonitor gives every target: True once a target
+        of `version` was scraped up, False while the model's targets carry the labels but none of
+        `version` is up yet, None where no target of the model carries them (a Prometheus configured
+        otherwise, e.g. one multi-version server behind a static target: nothing to wait for)."""
+        promql = f'max by ({ARM_VERSION_LABEL}) (up{{{ARM_MODEL_LABEL}="{_label(model)}"}})'
+        by_version = self._instant(promql, ARM_VERSION_LABEL, self._clock())
+        if not by_version:
+            return None
+        return by_version.get(version, 0.0) >= 1.0
 
     def _looks(self, since: float, every_s: float) -> int:
         """Looks since `since` at least `settle_s` old (one exactly that old included)."""

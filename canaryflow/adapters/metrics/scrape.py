@@ -106,6 +106,10 @@ class ScrapeSource:
             del self._first[next(iter(self._first))]
         return seen
 
+    def scraped(self, model: str, version: str) -> bool | None:
+        """None: this source reads the servers itself at each look, so no scrape can lag behind."""
+        return None
+
     def _scrape_all(self) -> list[str]:
         pages = []
         with httpx.Client(timeout=self._timeout) as client:
