@@ -285,7 +285,7 @@ class RolloutActions:
         analysis): those are retried as a new rollout."""
         detail = self.store.detail(record.id)
         failed = [s for s in (detail.steps if detail else []) if s.status in ("fail", "inconclusive")]
-        if not failed or failed[-1].phase not in ("step", "bake"):
+        if not failed or failed[-1].phase not in ("step", Step.BAKE):
             return None
         step = failed[-1]
         return weighted_node(Step.SET_WEIGHT, step.weight), step.index, step.weight

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from canaryflow.kernel.guarded_input import InputRefused, parse_json
+
 TAG_PROMOTE_NOW = "canaryflow.promote_now"
 TAG_RETRIED = "canaryflow.retried"
 
@@ -35,8 +37,8 @@ def directive_for(tags: Mapping[str, str], key: str, rollout_id: str) -> Directi
     raw = tags.get(key)
     if not raw:
         return None
-    try:
-        found = Directive.model_validate_json(raw)
-    except ValidationError:
+    try:  # anyone who may tag a registry version wrote it: read it as hostile input
+        found = Directive.model_validate(parse_json(raw, f"registry tag {key}", max_bytes=8192))
+    except (InputRefused, ValidationError):
         return None
     return found if found.rollout_id == rollout_id else None
