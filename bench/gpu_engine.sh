@@ -22,9 +22,8 @@ run() {  # name, timeout, extra args
   timeout -s INT "$limit" $B "$@" --out "$OUT/$name.json" 2>&1 \
     | grep -E "^  (canaryflow|infinity)|GPU memory|ready in|embedding failed|Traceback|Error" | tail -14
 }
-run replicas8 150
+run replicas8 150 --server-arg=--replicas
 run engine8 150 --server-arg=--engine
-CANARYFLOW_INFERENCE_GPU_STREAMS=1 run engine8-1stream 150 --server-arg=--engine
 before() {  # name, extra args: the code in $BASE, same points
   local name=$1; shift
   echo "== $name (the code in $BASE)"
@@ -35,11 +34,16 @@ before() {  # name, extra args: the code in $BASE, same points
 if [ -n "${BASE:-}" ]; then
   BASE=$(realpath "$BASE"); OUT=$(realpath "$OUT")
   [ -d "$BASE/.tools" ] || cp -r .tools "$BASE/"  # wrk, found beside the bench
-  before replicas8-before
+  before replicas8-before --server-arg=--replicas
   before engine8-before --server-arg=--engine
 fi
-python3 bench/engine_summary.py "$OUT"/replicas8.json "$OUT"/replicas8-before.json "$OUT"/engine8.json \
-    "$OUT"/engine8-1stream.json "$OUT"/engine8-before.json | tee "$OUT/summary.txt"
+summary() {
+  python3 bench/engine_summary.py "$OUT"/replicas8.json "$OUT"/replicas8-before.json "$OUT"/engine8.json \
+      "$OUT"/engine8-before.json "$OUT"/engine8-1stream.json | tee "$OUT/summary.txt"
+}
+summary
+CANARYFLOW_INFERENCE_GPU_STREAMS=1 run engine8-1stream 150 --server-arg=--engine
+summary
 if [ -n "${PROFILE:-}" ]; then
   echo "== profile: engine, top loads"
   timeout -s INT 100 $B --single 1536 --batch32 256 --server-arg=--engine --profile /tmp/prof \
