@@ -42,9 +42,12 @@ summary() {
       "$OUT"/engine8-before.json "$OUT"/engine8-1stream.json | tee "$OUT/summary.txt"
 }
 summary
-CANARYFLOW_INFERENCE_GPU_STREAMS=1 run engine8-1stream 150 --server-arg=--engine
-summary
-if [ -n "${PROFILE:-}" ]; then
+# What is left of a 10-minute call: the engine on one stream, then the profile.
+if [ "$SECONDS" -lt 430 ]; then
+  CANARYFLOW_INFERENCE_GPU_STREAMS=1 run engine8-1stream 100 --server-arg=--engine
+  summary
+fi
+if [ -n "${PROFILE:-}" ] && [ "$SECONDS" -lt 480 ]; then
   echo "== profile: engine, top loads"
   timeout -s INT 100 $B --single 1536 --batch32 256 --server-arg=--engine --profile /tmp/prof \
       --out /tmp/prof.json 2>&1 | grep -E "^  " | tail -3
