@@ -73,7 +73,9 @@ def build_model(shape: str, minilm: Path, dest: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, **config)
+    cfg = BertConfig(vocab_size=30522, max_position_embeddings=512)
+    for key, value in config.items():
+        setattr(cfg, key, value)
     model = BertModel(cfg, add_pooling_layer=False).half()
     cfg.save_pretrained(out)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
@@ -106,8 +108,10 @@ def ceiling(model_dir: Path, device: str, tokens: int, quick: bool) -> dict[str,
     import torch
 
     from inference.models.loader import load_model
+    from inference.models.sentence_transformer import SentenceTransformerModel
 
     model = load_model(str(model_dir), device, cuda_graphs=False)
+    assert isinstance(model, SentenceTransformerModel)
     forward = model._forward  # the module chain the server runs
     cuda = device.startswith("cuda")
     best: dict[str, Any] = {"sentences_per_s": 0.0}

@@ -165,7 +165,9 @@ def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
         await client.start()
         while "1" not in client.loaded:
             await asyncio.sleep(0.01)
-        tokens = [client.info("1").tokenizer.tokenize(texts) for texts in requests]
+        info = client.info("1")
+        assert info is not None
+        tokens = [info.tokenizer.tokenize(texts) for texts in requests]
         futures = [client.submit("1", t) for t in tokens]  # one turn: no await in between
         futures[3].cancel()
         done = await asyncio.gather(*futures, return_exceptions=True)
@@ -182,5 +184,7 @@ def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
     assert len(submitted) < len(texts), f"every request travelled alone: {submitted}"
     assert got[3] is None
     for i, texts_i in enumerate(requests):
+        rows = got[i]
         if i != 3:
-            np.testing.assert_allclose(got[i], st_model.encode(texts_i), atol=1e-5)
+            assert rows is not None
+            np.testing.assert_allclose(rows, st_model.encode(texts_i), atol=1e-5)
