@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
 
 echo "== GPU tests: graphed vs eager passes, two lanes at once"
 CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout 240 python3 -m pytest --noconftest -m gpu -q -p no:cacheprovider \
-    tests/inference/test_cuda_graphs.py 2>&1 | tail -4
+    tests/inference/test_cuda_graphs.py -k "${TEST_FILTER:-}" 2>&1 | tail -4
 
 POINTS="--single ${SINGLE:-1,1024,1536} --batch32 ${BATCH32:-128,256}"
 B="python3 bench/inference.py --model $MODEL --device cuda --workers 8 --clients 4 --measure-s 5 --skip-raw $WRK $POINTS"
@@ -34,20 +34,22 @@ before() {  # name, extra args: the code in $BASE, same points
 if [ -n "${BASE:-}" ]; then
   BASE=$(realpath "$BASE"); OUT=$(realpath "$OUT")
   [ -d "$BASE/.tools" ] || cp -r .tools "$BASE/"  # wrk, found beside the bench
-  before replicas8-before --server-arg=--replicas
   before engine8-before --server-arg=--engine
 fi
+# SIZES=1: the real-size benchmark in the same call (bench/gpu_sizes.sh; SHAPES, TOKENS, LIMIT narrow it)
+if [ -n "${SIZES:-}" ]; then bash bench/gpu_sizes.sh; fi
+if [ -n "${BASE:-}" ] && [ "$SECONDS" -lt 470 ]; then before replicas8-before --server-arg=--replicas; fi
 summary() {
   python3 bench/engine_summary.py "$OUT"/replicas8.json "$OUT"/replicas8-before.json "$OUT"/engine8.json \
       "$OUT"/engine8-before.json "$OUT"/engine8-1stream.json | tee "$OUT/summary.txt"
 }
 summary
 # What is left of a 10-minute call: the engine on one stream, then the profile.
-if [ "$SECONDS" -lt 430 ]; then
+if [ "$SECONDS" -lt 440 ]; then
   CANARYFLOW_INFERENCE_GPU_STREAMS=1 run engine8-1stream 100 --server-arg=--engine
   summary
 fi
-if [ -n "${PROFILE:-}" ] && [ "$SECONDS" -lt 480 ]; then
+if [ -n "${PROFILE:-}" ] && [ "$SECONDS" -lt 470 ]; then
   echo "== profile: engine, top loads"
   timeout -s INT 100 $B --single 1536 --batch32 256 --server-arg=--engine --profile /tmp/prof \
       --out /tmp/prof.json 2>&1 | grep -E "^  " | tail -3
