@@ -38,18 +38,18 @@ if [ -n "${BASE:-}" ]; then
 fi
 # SIZES=1: the real-size benchmark in the same call (bench/gpu_sizes.sh; SHAPES, TOKENS, LIMIT narrow it)
 if [ -n "${SIZES:-}" ]; then bash bench/gpu_sizes.sh; fi
-if [ -n "${BASE:-}" ] && [ "$SECONDS" -lt 470 ]; then before replicas8-before --server-arg=--replicas; fi
+if [ -n "${BASE:-}" ] && [ "$SECONDS" -lt "${BEFORE_BY:-470}" ]; then before replicas8-before --server-arg=--replicas; fi
 summary() {
   python3 bench/engine_summary.py "$OUT"/replicas8.json "$OUT"/replicas8-before.json "$OUT"/engine8.json \
       "$OUT"/engine8-before.json "$OUT"/engine8-1stream.json | tee "$OUT/summary.txt"
 }
 summary
 # What is left of a 10-minute call: the engine on one stream, then the profile.
-if [ "$SECONDS" -lt 440 ]; then
+if [ "$SECONDS" -lt "${ONE_STREAM_BY:-440}" ]; then
   CANARYFLOW_INFERENCE_GPU_STREAMS=1 run engine8-1stream 100 --server-arg=--engine
   summary
 fi
-if [ -n "${PROFILE:-}" ] && [ "$SECONDS" -lt 470 ]; then
+if [ -n "${PROFILE:-}" ] && [ "$SECONDS" -lt "${PROFILE_BY:-470}" ]; then
   echo "== profile: engine, top loads"
   timeout -s INT 100 $B --single 1536 --batch32 256 --server-arg=--engine --profile /tmp/prof \
       --out /tmp/prof.json 2>&1 | grep -E "^  " | tail -3
