@@ -13,8 +13,9 @@ GPU, the default) a pass runs on the device's current stream and ends under a pe
 replicas were measured. With several (the engine process, the GPU's only user: 2 by default,
 `InferenceSettings.gpu_streams`) each lane has a stream of its own, the lock is held only to queue
 a pass on one (input copy, replay, output copy) and the caller waits for it outside the lock, so
-the device runs the next queued pass without a gap and passes on different lanes run at once. Moving the weights off the device (the LRU cache) invalidates
-the graphs, which hold their addresses: `release` drops them and they are captured again.
+the device runs the next queued pass without a gap and passes on different lanes run at once.
+Moving the weights off the device (the LRU cache) invalidates the graphs, which hold their
+addresses: `release` drops them and they are captured again.
 
 Capturing every bucket takes seconds per process, so a server captures only the buckets that size
 the pool and that short requests hit before it is ready (`capture_common`), then the rest on a

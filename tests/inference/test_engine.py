@@ -148,7 +148,7 @@ def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
     """Requests submitted in one event-loop turn reach the engine as groups of at most
     `max_group_texts` texts; each request gets its own rows back, and a request cancelled on the
     way leaves the others of its group unharmed."""
-    from inference.engine import EngineClient
+    from inference.engine_process import EngineClient
 
     engine: ModelServer = engine_front.app.state.engine_server
     submitted: list[int] = []

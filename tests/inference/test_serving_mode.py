@@ -3,7 +3,7 @@ named, not probed)."""
 
 from __future__ import annotations
 
-from inference.settings import InferenceSettings
+from inference.server_settings import InferenceSettings
 
 
 def test_the_engine_runs_two_streams_and_a_replica_one() -> None:
