@@ -177,8 +177,11 @@ def serve(model_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[b
     return subprocess.Popen(cmd, cwd=ROOT, env=env), port
 
 
-def measure_shape(shape: str, model_dir: Path, args: argparse.Namespace, wrk: str) -> list[dict[str, Any]]:
-    rows = []
+def measure_shape(
+    shape: str, model_dir: Path, args: argparse.Namespace, wrk: str, rows: list[dict[str, Any]], save: Any
+) -> None:
+    """Append each length's row to `rows` and `save()` after each, so a run stopped at its time
+    limit keeps every row it finished."""
     ceilings = {t: ceiling(model_dir, args.device, t, args.quick) for t in args.tokens}
     for t, c in ceilings.items():
         print(f"  {shape:<10} {t:>3} tokens  ceiling {c['sentences_per_s']:>10,.0f} sent/s "
@@ -211,12 +214,12 @@ def measure_shape(shape: str, model_dir: Path, args: argparse.Namespace, wrk: st
                     "server_ready_s": ready_s, "gpu_memory_used_mib_when_ready": memory,
                 }  # fmt: skip
                 rows.append(row)
+                save()
                 print(f"  {shape:<10} {t:>3} tokens  server  {row['sentences_per_s']:>10,.0f} sent/s "
                       f"{row['tokens_per_s']:>12,.0f} tokens/s  p99 {row['p99_ms']:.0f} ms  "
                       f"{row['share_of_ceiling']:.0%} of ceiling  {row['codes']}", flush=True)  # fmt: skip
     finally:
         stop_server(server)
-    return rows
 
 
 def print_table(rows: list[dict[str, Any]], gpu: str | None) -> None:
@@ -249,7 +252,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one small ceiling batch (a CPU smoke run)")
     parser.add_argument("--models-dir", default=None, help="where the built folders go (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "encoder_sizes.json"))
+    parser.add_argument("--table", default=None, help="print the table of this JSON report and stop")
     args = parser.parse_args()
+    if args.table:
+        report = json.loads(Path(args.table).read_text())
+        print_table(report["rows"], report["gpu"])
+        return
     args.tokens = [int(t) for t in args.tokens.split(",")]
     unknown = [t for t in args.tokens if t not in TEXTS_PER_REQUEST]
     if unknown:
@@ -272,13 +280,19 @@ def main() -> None:
 
         gpu = torch.cuda.get_device_name(0)
     rows: list[dict[str, Any]] = []
-    for shape in args.shapes.split(","):
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        out.write_text(json.dumps({"gpu": gpu, "settings": vars(args), "rows": rows}, indent=2))
+
+    shapes = args.shapes.split(",")
+    for shape in shapes:
         if shape not in SHAPES:
             parser.error(f"--shapes: {shape!r} not among {sorted(SHAPES)}")
+    for shape in shapes:
         model_dir = build_model(shape, minilm, models)
-        rows += measure_shape(shape, model_dir, args, wrk)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"gpu": gpu, "settings": vars(args), "rows": rows}, indent=2))
+        measure_shape(shape, model_dir, args, wrk, rows, save)
     print_table(rows, gpu)
 
 

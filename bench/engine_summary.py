@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     rows = [summarise(p) for p in args.reports if p.is_file()]
+    if not rows:
+        raise SystemExit(f"no report among {[str(p) for p in args.reports]}")
     ref = rows[0]
     print(f"GPU: {ref['gpu']}; reference: {ref['mode']}")
     print(
