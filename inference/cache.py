@@ -3,7 +3,9 @@
 Every configured version stays loaded, but only as many as fit `budget_bytes` keep their weights (and
 CUDA-graph pools) on the device; the least recently used idle ones are moved to host memory and
 brought back when a request needs them. A version in use is never moved: if nothing idle can make
-room, the budget is exceeded for that moment rather than a request failed.
+room, the budget is exceeded for that moment rather than a request failed, and the batch that
+leaves last moves the least recently used idle versions out until the device is within budget
+again (else versions used at once would all stay resident, and the budget never hold again).
 
 Weights move outside the cache's lock: the lock is held only to choose what moves (the version a
 batch needs, the idle ones that make room for it) and to mark them moving; the copies themselves
@@ -136,6 +138,9 @@ class ModelCache:
         finally:
             with self._lock:
                 entry.users -= 1
+                over = self._budget is not None and self.resident_bytes() > self._budget
+                victims = self._make_room(version, needed=0) if over else []
+            self._move_out(victims)
 
     def _take(self, version: str) -> tuple[_Entry, list[tuple[str, _Entry]] | None]:
         """Count a user in; when the version is not resident, mark it arriving and choose what makes

@@ -168,3 +168,15 @@ def test_a_failed_copy_leaves_nothing_marked_moving() -> None:
     del models["0"].to_serving_device  # the copy works again: the next batch brings it back
     with cache.lease("0") as model:
         assert model.is_resident()
+
+
+def test_versions_used_at_once_beyond_the_budget_are_moved_out_when_their_batches_end() -> None:
+    cache, models, _ = _cache(budget_versions=1, count=3)  # "2" resident
+    first, second = cache.lease("0"), cache.lease("1")
+    first.__enter__()
+    second.__enter__()  # "0" in use: nothing idle makes room, so the budget is exceeded meanwhile
+    assert models["0"].resident and models["1"].resident
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert cache.resident_bytes() <= 10 * MB + MB, "the budget never held again"
+    assert models["1"].resident, "the version used last stays"
