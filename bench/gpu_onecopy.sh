@@ -8,6 +8,9 @@
 # what is left of BUDGET_S (default 265 s), so a slow start costs the later phases, never the
 # figures already taken. Results under $OUT: replicas8.json, engine8.json, summary.json,
 # encoder_sizes.json, log.txt (what this script prints), full.log (every line of the benchmarks).
+# OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
+# room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit lanes" picks phases (default: all
+# but overcommit).
 #
 # On the GPU machine, from a checkout (or a copy of one) with the wheels, the fp16 MiniLM and
 # .tools (bash bench/tools.sh) beside it:
@@ -24,6 +27,8 @@ OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 
+PHASES=" ${PHASES:-modes sizes lanes} ${OVERCOMMIT:+overcommit} "
+want() { [[ "$PHASES" == *" $1 "* ]]; }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 # phase_limit MAX: seconds a phase may take, MAX or what is left (minus a margin to write results)
 phase_limit() { local l=$(($(left) - 5)); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
@@ -61,13 +66,16 @@ mode() {  # name, max seconds, serve options
   timeout -s INT -k 10 "$limit" $B "$@" --out "$OUT/$name.json" 2>&1 | tee -a "$OUT/full.log" \
     | grep -E "^  (canaryflow)|ready in|max \||GPU memory|Traceback|Error|error" | tail -12
 }
-mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
-mode engine8 ${MODE_MAX_S:-85} --server-arg=--engine
-say "summary"
-$PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/engine8.json" --json "$OUT/summary.json"
+if want modes; then
+  mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
+  mode engine8 ${MODE_MAX_S:-85} --server-arg=--engine
+  say "summary"
+  $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/engine8.json" --json "$OUT/summary.json"
+fi
 
 limit=$(phase_limit 200)
-if [ "$limit" -gt 45 ]; then
+if ! want sizes; then :
+elif [ "$limit" -gt 45 ]; then
   say "encoder sizes: ${SHAPES:-bert-base,bert-large} at ${TOKENS:-128,512} tokens (at most ${limit} s)"
   timeout -s INT -k 10 "$limit" $PY bench/encoder_sizes.py --minilm "$MODEL" --device "$DEVICE" \
       --workers "${WORKERS:-8}" --models-dir /tmp/encoders --shapes "${SHAPES:-bert-base,bert-large}" \
@@ -78,8 +86,18 @@ else
   say "encoder sizes skipped: ${limit} s left"
 fi
 
+# OVERCOMMIT=1: many versions on the device (bench/overcommit.py), 8 MiniLM versions, budget for 2
+limit=$(phase_limit 90)
+if want overcommit && [ "$limit" -gt 50 ]; then
+  say "overcommit: ${OC_VERSIONS:-8} versions, budget for a quarter (at most ${limit} s)"
+  timeout -s INT -k 10 "$limit" $PY bench/overcommit.py --model "$MODEL" --device "$DEVICE" \
+      --versions "${OC_VERSIONS:-8}" --concurrency "${OC_CONCURRENCY:-64}" --measure-s 4 \
+      --probes "${OC_PROBES:-20}" --out "$OUT/overcommit.json" 2>&1 | tee -a "$OUT/full.log" \
+    | grep -E "^\||^one request|^all resident|^Device|Traceback|Error|error"
+fi
+
 limit=$(phase_limit 45)
-if [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
+if want lanes && [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
   say "GPU test: passes on two lanes at once get their own rows"
   CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$limit" $PY -m pytest --noconftest -m gpu -q \
       -p no:cacheprovider tests/inference/test_cuda_graphs.py -k lanes 2>&1 | tail -3
