@@ -4,7 +4,7 @@
 # and 1,024 wrk connections and 32-sentence requests at 64, each mode's start-up and GPU memory;
 # then, in the time left, encoders of BERT-base and BERT-large shape (seeded random weights) at 128
 # and 512 tokens against their graphed forward pass (bench/encoder_sizes.py); then, if time is
-# still left, the GPU test of passes on two lanes at once. Every phase runs under `timeout` cut to
+# still left, the GPU tests of the lanes (a replica's one, the engine's two at once). Every phase runs under `timeout` cut to
 # what is left of BUDGET_S (default 265 s), so a slow start costs the later phases, never the
 # figures already taken. Results under $OUT: replicas8.json, engine8.json, summary.json,
 # encoder_sizes.json, log.txt (what this script prints), full.log (every line of the benchmarks).
@@ -98,7 +98,7 @@ fi
 
 limit=$(phase_limit 45)
 if want lanes && [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
-  say "GPU test: passes on two lanes at once get their own rows"
+  say "GPU tests: a replica's one lane, passes on two lanes at once"
   CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$limit" $PY -m pytest --noconftest -m gpu -q \
       -p no:cacheprovider tests/inference/test_cuda_graphs.py -k lanes 2>&1 | tail -3
 fi

@@ -103,6 +103,17 @@ def test_concurrent_callers_get_their_own_rows(
         np.testing.assert_allclose(got[i], want, atol=2e-3)
 
 
+def test_lanes_of_a_replica_one_on_the_current_stream(eager: SentenceTransformerModel) -> None:
+    """The default (a replica): one lane on the device's current stream, each pass awaited under
+    the device lock, the path the replicas were measured on."""
+    model = _load(cuda_graphs=True)
+    graphs = model._graphs
+    assert graphs is not None and graphs.lanes == 1 and not graphs._queue_only
+    assert graphs._lanes[0].stream == torch.cuda.current_stream()
+    batch = _random_batch(np.random.default_rng(7), 9, 5, 40)
+    np.testing.assert_allclose(model.embed(batch), eager.embed(batch), atol=2e-3)
+
+
 def test_passes_on_two_lanes_at_once_get_their_own_rows(eager: SentenceTransformerModel) -> None:
     """Two streams, each with its own graphs and input buffer, many threads queuing passes on them
     without waiting for the last one: every caller gets the eager pass's rows for its own texts."""
