@@ -4,10 +4,11 @@
 # and 1,024 wrk connections and 32-sentence requests at 64, each mode's start-up and GPU memory;
 # then, in the time left, encoders of BERT-base and BERT-large shape (seeded random weights) at 128
 # and 512 tokens against their graphed forward pass (bench/encoder_sizes.py); then, if time is
-# still left, the GPU tests of the lanes (a replica's one, the engine's two at once). Every phase runs under `timeout` cut to
-# what is left of BUDGET_S (default 265 s), so a slow start costs the later phases, never the
-# figures already taken. Results under $OUT: replicas8.json, engine8.json, summary.json,
-# encoder_sizes.json, log.txt (what this script prints), full.log (every line of the benchmarks).
+# still left, the GPU tests of the lanes (a replica's one, the engine's two at once). Every phase
+# runs under `timeout` cut to what is left of BUDGET_S (default 265 s), so a slow start costs the
+# later phases, never the figures already taken. Results under $OUT: replicas8.json, engine8.json,
+# summary.json, encoder_sizes.json, log.txt (what this script prints), full.log (every line of the
+# benchmarks).
 # OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
 # room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit lanes" picks phases (default: all
 # but overcommit).
