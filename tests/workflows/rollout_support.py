@@ -114,19 +114,20 @@ def drive(
     raise AssertionError(f"{name} did not finish in {timeout_s} s: {runner.status(name)}")
 
 
-def rollout_history(remote: Path) -> list[tuple[str, str, str, str]]:
-    """(sha, rollout id, weight, decision) of each rollout commit on main, oldest first."""
+def rollout_trailers(remote: Path) -> list[tuple[str, dict[str, str]]]:
+    """(sha, trailers) of each rollout commit on main, oldest first."""
     out = subprocess.run(
         ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return [
-        (e.sha, e.trailers["Rollout-Id"], e.trailers["Traffic-Weight"], e.trailers["Decision"])
-        for e in parse_log(out)
-        if "Rollout-Id" in e.trailers
-    ]
+    return [(e.sha, e.trailers) for e in parse_log(out) if "Rollout-Id" in e.trailers]
+
+
+def rollout_history(remote: Path) -> list[tuple[str, str, str, str]]:
+    """(sha, rollout id, weight, decision) of each rollout commit on main, oldest first."""
+    return [(sha, t["Rollout-Id"], t["Traffic-Weight"], t["Decision"]) for sha, t in rollout_trailers(remote)]
 
 
 def prometheus_step_context(tmp_path: Path, prometheus_url: str, policy: Policy) -> StepContext:

@@ -22,7 +22,6 @@ from canaryflow.kernel.types import ApprovalRequest, RolloutSpec
 from gitops.factory import approval_from_settings
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings
-from gitops.history import LOG_FORMAT, parse_log
 from tests.gitops.github_double import GitHubServer
 from tests.workflows.metrics_exporter import Exporter
 from tests.workflows.rollout_support import (
@@ -32,6 +31,7 @@ from tests.workflows.rollout_support import (
     register_versions,
     rollout_history,
     rollout_policy,
+    rollout_trailers,
     step_context,
 )
 
@@ -216,27 +216,23 @@ def test_gated_rollout_waits_for_the_pull_request_approval(tmp_path, git_remote,
     assert [(r[2], r[3]) for r in rollout_history(git_remote)][-1] == ("100", "promote")
 
 
-def _trailers(remote: Path) -> list[dict[str, str]]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [e.trailers for e in parse_log(out) if "Rollout-Id" in e.trailers]
+def _submitted(tmp_path, git_remote, mlflow_server, exporter, model: str, rollout_id: str):
+    """A rollout of `model`'s two registered versions under the fast policy, submitted to a local runner."""
+    (v1, v2), client = _setup(mlflow_server, exporter, model)
+    spec = RolloutSpec(
+        rollout_id=rollout_id, model=model, baseline_version=v1, canary_version=v2, policy="fast"
+    )
+    policy = rollout_policy()
+    context = step_context(git_remote, tmp_path / "clone", mlflow_server.tracking_uri, exporter.url, policy)
+    runner = local_runner(tmp_path / "controller.db", context, policy)
+    return spec, client, runner, runner.submit(spec)
 
 
 def test_a_failed_step_retried_commits_again_with_who_and_why_and_goes_on(
     tmp_path, git_remote, mlflow_server, exporter
 ):
-    (v1, v2), client = _setup(mlflow_server, exporter, "wf-retry")
-    spec = RolloutSpec(
-        rollout_id="rr-1", model="wf-retry", baseline_version=v1, canary_version=v2, policy="fast"
-    )
-    policy = rollout_policy()
-    context = step_context(git_remote, tmp_path / "clone", mlflow_server.tracking_uri, exporter.url, policy)
-    runner = local_runner(tmp_path / "controller.db", context, policy)
-    name = runner.submit(spec)
+    spec, client, runner, name = _submitted(tmp_path, git_remote, mlflow_server, exporter, "wf-retry", "rr-1")
+    v2 = spec.canary_version
     assert drive(runner, name, spec, exporter, canary_ms=BASELINE_MS * 2).phase == "Failed"
 
     # What the controller's retry action does: the directive for the steps, then the engine's retry.
@@ -249,7 +245,7 @@ def test_a_failed_step_retried_commits_again_with_who_and_why_and_goes_on(
     assert status.phase == "Succeeded", status
     nodes = {n.id: n for n in status.nodes}
     assert nodes["render"].phase == "Succeeded" and nodes["rollback"].phase == "Pending"
-    trailers = _trailers(git_remote)
+    trailers = [t for _sha, t in rollout_trailers(git_remote)]
     assert [(t["Traffic-Weight"], t["Decision"], t.get("Reason", "")) for t in trailers] == [
         ("10", "canary", ""),
         ("0", "rollback", trailers[1]["Reason"]),
@@ -265,14 +261,8 @@ def test_promote_now_told_through_the_registry_skips_the_running_analysis_and_wh
     tmp_path, git_remote, mlflow_server, exporter
 ):
     """How an Argo pod learns of a promote-now: the steps read the rollout's directive each look."""
-    (v1, v2), client = _setup(mlflow_server, exporter, "wf-now")
-    spec = RolloutSpec(
-        rollout_id="rn-1", model="wf-now", baseline_version=v1, canary_version=v2, policy="fast"
-    )
-    policy = rollout_policy()
-    context = step_context(git_remote, tmp_path / "clone", mlflow_server.tracking_uri, exporter.url, policy)
-    runner = local_runner(tmp_path / "controller.db", context, policy)
-    name = runner.submit(spec)
+    spec, client, runner, name = _submitted(tmp_path, git_remote, mlflow_server, exporter, "wf-now", "rn-1")
+    v2 = spec.canary_version
     assert drive(runner, name, spec, exporter, canary_ms=BASELINE_MS, until="analyze-10").node == "analyze-10"
     other = Directive(rollout_id="an-earlier-rollout", note="promote by mallory: old")
     client.set_model_version_tag("wf-now", v2, TAG_PROMOTE_NOW, other.model_dump_json())
