@@ -126,7 +126,12 @@ class ControllerService:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start_loop()
-        event("controller serving", host=self.settings.host, port=self.settings.port, db=str(self.store.path))
+        event(
+            "controller serving",
+            host=self.settings.host,
+            port=self.settings.port,
+            db=self.store.db.describe(),
+        )
         s = self.settings
         try:  # request reads bounded in time, connections per address in number: a slow client is cut
             uvicorn.run(
@@ -137,4 +142,4 @@ class ControllerService:
         finally:
             if self.close():
                 self.store.close()  # checkpoints the WAL: a clean stop leaves one complete file
-            event("controller stopped", db=str(self.store.path))
+            event("controller stopped", db=self.store.db.describe())
