@@ -122,7 +122,8 @@ class RolloutActions:
                 "action requested", rollout=rollout_id, action=wanted.kind, actor=wanted.actor, id=action_id
             )
             lock = self.reconciler.model_lock(record.model)
-            if lock.acquire(timeout=LOCK_WAIT_S):
+            # A replica that does not lead leaves it to the leader's next tick.
+            if self.reconciler.leads() and lock.acquire(timeout=LOCK_WAIT_S):
                 try:
                     self.apply_pending(record.model)
                 finally:

@@ -98,6 +98,8 @@ class Reconciler:
         self._model_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.actions: ActionHook | None = None
+        # With replicas on a shared database only the leader reconciles (controller/leadership.py).
+        self.leads: Callable[[], bool] = lambda: True
 
     # -- inbox ---------------------------------------------------------------------------------
     def process_inbox(self, limit: int = 500) -> int:
@@ -176,7 +178,10 @@ class Reconciler:
     def tick(self) -> int:
         """One pass: the inbox, and every model's active rollouts as one job each on the worker pool;
         waits for the round at most `tick_deadline_s`. A model whose previous job still runs (stuck on
-        a dependency until its call times out) is skipped, so it never holds the others up."""
+        a dependency until its call times out) is skipped, so it never holds the others up. A replica
+        that does not lead does nothing."""
+        if not self.leads():
+            return 0
         jobs = [f for f in [self.workers.submit("inbox", self._take_inbox)] if f is not None]
         by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
@@ -209,7 +214,7 @@ class Reconciler:
         """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency);
         a model whose job is running now is left to that job's next round."""
         self._inbox_signal.clear()
-        if not self.process_inbox():
+        if not self.leads() or not self.process_inbox():
             return
         fresh: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):

@@ -49,6 +49,7 @@ def serve(
     Secrets come from the environment: CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET (or _FILE),
     ..._DATABRICKS_WEBHOOK_SECRET, ..._GITHUB_WEBHOOK_SECRET; ..._API_TOKEN for the API's PUT endpoint.
     """
+    from canaryflow.adapters.database import DatabaseError
     from canaryflow.app.wiring import build_service
     from controller.observability import configure_json_logging
     from controller.service import DatabaseInUse, lock_database
@@ -75,7 +76,7 @@ def serve(
         service = build_service(settings)
     except ValidationError as exc:  # another section's settings, e.g. notify.links
         _fail(first_error(exc, "settings"))
-    except (ValueError, OSError, DatabaseInUse) as exc:
+    except (ValueError, OSError, DatabaseInUse, DatabaseError) as exc:
         _fail(str(exc))
     try:
         service.serve()

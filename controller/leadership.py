@@ -1,0 +1,269 @@
+"""Which controller replica leads, and the fence that keeps a deposed leader from writing.
+
+Several replicas may share one PostgreSQL database: any of them accepts webhook deliveries and
+people's requests (stored, deduplicated in the database), one of them - the leader - reconciles. Two
+things make that safe when a leader dies, stalls or is cut off:
+
+- **A lease** says who should lead. `DatabaseLease` is a row (`cf_lease`: holder, expiry in the
+  database's clock) that the leader renews every `renew_s`; a follower takes it once it expired
+  (`ttl_s` after the last renewal). In a cluster, `controller/k8s_lease.py` holds a
+  `coordination.k8s.io/v1` Lease instead and uses the same fence.
+- **The fence** says who may write. `cf_fence` holds the leader's identity and an epoch that grows by
+  one at every change of leader. Every fenced write transaction (canaryflow/adapters/database/base.py)
+  first reads that row `FOR SHARE` and goes on only if it still names this process and its epoch; a
+  GitOps push runs inside such a transaction (`FencedGitOps`). A new leader bumps the epoch with an
+  `UPDATE` of the same row, which waits for every write and push of the old leader still in flight
+  and is seen by every one started after: a deposed leader's write is refused (`Deposed`, rolled
+  back), never interleaved with the new leader's. A SIGKILLed leader's session ends at once, with its
+  locks; a partitioned one's within the session timeouts (postgres.py).
+
+The lease lives in its own row so that its renewals never wait on the fence's shared locks. On SQLite
+there is one controller per file (`controller.service.lock_database`): `Solo` always leads and
+installs no fence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Protocol
+
+from canaryflow.adapters.database import Connection, Database, DatabaseError, Deposed, Migration
+from canaryflow.kernel.ports import GitOpsRepo
+from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
+from controller.observability import event
+
+_NOW = "extract(epoch from clock_timestamp())"
+MIGRATIONS = (
+    Migration(
+        1,
+        """
+CREATE TABLE IF NOT EXISTS cf_lease (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL, acquired_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS cf_fence (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch INTEGER NOT NULL, at REAL NOT NULL)
+""",
+    ),
+)
+
+
+def replica_identity() -> str:
+    """Unique per process (a restarted replica is a new holder): host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Leadership(Protocol):
+    identity: str
+
+    def leads(self) -> bool:
+        """True while this process holds the lease (checked again by the fence at every write)."""
+        ...
+
+    def epoch(self) -> int | None: ...
+
+    def run(self, stop: threading.Event) -> None:
+        """Acquires and renews until `stop` (its own thread); gives the lease up on the way out."""
+        ...
+
+    def fenced(self) -> AbstractContextManager[None]:
+        """A block (a git push) no other leader can overlap: refused with `Deposed` when not leading."""
+        ...
+
+
+class Solo:
+    """One controller per SQLite file: it always leads; nothing to fence."""
+
+    identity = "solo"
+
+    def leads(self) -> bool:
+        return True
+
+    def epoch(self) -> int | None:
+        return 0
+
+    def run(self, stop: threading.Event) -> None:
+        stop.wait()
+
+    def fenced(self) -> nullcontext[None]:
+        return nullcontext()
+
+
+class Fence:
+    """The `cf_fence` row: claimed by a new leader (epoch + 1), checked by every fenced transaction."""
+
+    def __init__(self, db: Database, name: str, identity: str) -> None:
+        if db.dialect != "postgresql":
+            raise ValueError(f"leadership needs a database replicas share (PostgreSQL), not {db.dialect}")
+        self.db, self.name, self.identity = db, name, identity
+        self.held_epoch: int | None = None
+        db.migrate("leadership", MIGRATIONS)
+        with db.transaction(fenced=False) as conn:
+            conn.execute(
+                f"INSERT INTO cf_fence (name, holder, epoch, at) VALUES (?, '', 0, {_NOW}) "
+                "ON CONFLICT DO NOTHING",
+                (name,),
+            )
+
+    def claim(self, conn: Connection) -> int:
+        """Makes this process the writer (in the caller's transaction): waits for the old leader's
+        fenced transactions in flight, then every later one of theirs is refused."""
+        row = conn.execute(
+            f"UPDATE cf_fence SET holder = ?, epoch = epoch + 1, at = {_NOW} WHERE name = ? RETURNING epoch",
+            (self.identity, self.name),
+        ).fetchone()
+        return int(row[0])
+
+    def check(self, conn: Connection) -> None:
+        """Installed as the database's fence: the first statement of every fenced transaction."""
+        epoch = self.held_epoch
+        if epoch is None:
+            raise Deposed(f"{self.identity} does not lead: write refused")
+        row = conn.execute(
+            "SELECT epoch FROM cf_fence WHERE name = ? AND holder = ? AND epoch = ? FOR SHARE",
+            (self.name, self.identity, epoch),
+        ).fetchone()
+        if row is None:
+            self.held_epoch = None
+            raise Deposed(f"{self.identity} was deposed (epoch {epoch} is over): write refused")
+
+    def current(self) -> tuple[str, int]:
+        row = self.db.query("SELECT holder, epoch FROM cf_fence WHERE name = ?", (self.name,))[0]
+        return str(row[0]), int(row[1])
+
+
+class DatabaseLease:
+    """Leadership by a lease row in the shared database (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        name: str = "controller",
+        identity: str | None = None,
+        ttl_s: float = 15.0,
+        renew_s: float = 3.0,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        if not 0 < renew_s < ttl_s:
+            raise ValueError(
+                f"leader_renew_s: must be above 0 and below leader_ttl_s ({ttl_s}), got {renew_s}"
+            )
+        self.identity = identity or replica_identity()
+        self.db, self.name, self.ttl_s, self.renew_s = db, name, ttl_s, renew_s
+        self.fence = Fence(db, name, self.identity)
+        self.on_change = on_change
+        self._valid_until = 0.0  # monotonic: the lease surely still ours before this
+        with db.transaction(fenced=False) as conn:
+            conn.execute(
+                "INSERT INTO cf_lease (name, holder, expires_at, acquired_at) VALUES (?, '', 0, 0) "
+                "ON CONFLICT DO NOTHING",
+                (name,),
+            )
+        db.install_fence(self.fence.check)
+
+    def leads(self) -> bool:
+        return self.fence.held_epoch is not None and time.monotonic() < self._valid_until
+
+    def epoch(self) -> int | None:
+        return self.fence.held_epoch if self.leads() else None
+
+    @contextmanager
+    def fenced(self) -> Iterator[None]:
+        with self.db.transaction():  # the fence row held FOR SHARE until the block ends
+            yield
+
+    def attempt(self) -> bool:
+        """One acquire-or-renew; True when this process leads after it."""
+        started = time.monotonic()
+        was = self.leads()
+        with self.db.transaction(fenced=False) as conn:
+            row = conn.execute(
+                f"UPDATE cf_lease SET expires_at = {_NOW} + ?, "
+                f"acquired_at = CASE WHEN holder = ? THEN acquired_at ELSE {_NOW} END, holder = ? "
+                f"WHERE name = ? AND (holder = ? OR expires_at < {_NOW}) RETURNING acquired_at",
+                (self.ttl_s, self.identity, self.identity, self.name, self.identity),
+            ).fetchone()
+            if row is None:
+                epoch = None
+            elif self.fence.held_epoch is not None:
+                epoch = self.fence.held_epoch  # a renewal (the fence, if lost, is found at the next write)
+            else:
+                epoch = self.fence.claim(conn)  # may wait for the old leader's push in flight
+                started = time.monotonic()  # so the lease counts from now, not from before the wait
+                conn.execute(
+                    f"UPDATE cf_lease SET expires_at = {_NOW} + ? WHERE name = ?", (self.ttl_s, self.name)
+                )
+        if epoch is not None and self.fence.held_epoch is not None and not self._fence_still_ours():
+            epoch = None
+        self.fence.held_epoch = epoch
+        # Renewed at `started` at the latest: ours until ttl later by the database's clock; one renew
+        # interval of margin covers the two clocks' drift over that time.
+        self._valid_until = started + self.ttl_s - self.renew_s if epoch is not None else 0.0
+        now = self.leads()
+        if now != was:
+            holder, fence_epoch = self.fence.current()
+            event(
+                "leadership acquired" if now else "leadership lost",
+                logging.INFO if now else logging.WARNING,
+                identity=self.identity,
+                epoch=fence_epoch,
+                holder=holder,
+            )
+            if self.on_change is not None:
+                self.on_change(now)
+        return now
+
+    def _fence_still_ours(self) -> bool:
+        holder, epoch = self.fence.current()
+        return holder == self.identity and epoch == self.fence.held_epoch
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.attempt()
+            except DatabaseError as exc:  # the database away: leadership lapses on its own clock
+                event("lease not renewed", logging.WARNING, identity=self.identity, error=str(exc)[:300])
+                if not self.leads() and self.fence.held_epoch is not None:
+                    self.fence.held_epoch = None
+                    if self.on_change is not None:
+                        self.on_change(False)
+            stop.wait(self.renew_s)
+        self.release()
+
+    def release(self) -> None:
+        """A clean stop hands the lease on at once (the next replica need not wait for its expiry)."""
+        was = self.fence.held_epoch is not None
+        self.fence.held_epoch = None
+        self._valid_until = 0.0
+        try:
+            with self.db.transaction(fenced=False) as conn:
+                conn.execute(
+                    "UPDATE cf_lease SET expires_at = 0 WHERE name = ? AND holder = ?",
+                    (self.name, self.identity),
+                )
+        except DatabaseError:
+            return
+        if was:
+            event("leadership released", identity=self.identity)
+
+
+class FencedGitOps:
+    """Every GitOps commit and push inside a fenced block: a deposed leader's push is refused before it
+    starts, and a new leader's takeover waits until a push in flight has ended."""
+
+    def __init__(self, repo: GitOpsRepo, fenced: Callable[[], AbstractContextManager[None]]) -> None:
+        self._repo, self._fenced = repo, fenced
+
+    def commit_step(self, spec: RolloutSpec, weight: int, decision: Decision | str) -> CommitResult:
+        with self._fenced():
+            return self._repo.commit_step(spec, weight, decision)
+
+    def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
+        with self._fenced():
+            return self._repo.rollback(spec, reason)
