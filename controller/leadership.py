@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from canaryflow.adapters.database import Connection, Database, DatabaseError, Deposed, Migration
 from canaryflow.kernel.ports import GitOpsRepo
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
@@ -267,3 +269,15 @@ class FencedGitOps:
     def rollback(self, spec: RolloutSpec, reason: str) -> CommitResult:
         with self._fenced():
             return self._repo.rollback(spec, reason)
+
+
+def export_leadership(registry: CollectorRegistry, leadership: Leadership) -> None:
+    """`canaryflow_controller_leader` (1 on the replica that leads, 0 on a follower) and the epoch."""
+    Gauge("canaryflow_controller_leader", "1 while this replica leads", registry=registry).set_function(
+        lambda: 1.0 if leadership.leads() else 0.0
+    )
+    Gauge(
+        "canaryflow_controller_leader_epoch",
+        "the fence epoch this replica leads under (-1: none)",
+        registry=registry,
+    ).set_function(lambda: float(e) if (e := leadership.epoch()) is not None else -1.0)

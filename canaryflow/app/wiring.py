@@ -50,7 +50,7 @@ from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
 from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
 from controller.drift_reference import ReferenceShelf
-from controller.leadership import DatabaseLease, FencedGitOps, Leadership, Solo
+from controller.leadership import DatabaseLease, FencedGitOps, Leadership, Solo, export_leadership
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
@@ -329,6 +329,7 @@ def assemble_controller(
     wake = LoopWake(reconciler)
     leadership = leadership or Solo()
     reconciler.leads = leadership.leads  # only the leader reconciles; any replica takes deliveries
+    export_leadership(metrics.registry, leadership)
     if isinstance(leadership, DatabaseLease):  # a new leader starts at once, not a tick later
         leadership.on_change = lambda leads: wake() if leads else None
     context = ControllerContext(
