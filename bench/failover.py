@@ -163,6 +163,7 @@ def run_failover(
             client.create_model_version(name, source=f"s3://models/{name}")
         client.set_registered_model_alias(name, "champion", "1")
         client.set_registered_model_alias(name, "challenger", "2")
+    work.mkdir(parents=True, exist_ok=True)
     policy = work / "policy.yaml"
     policy.write_text(POLICY)
     traffic = [TrafficServer(name, {"1": 10.0, "2": 10.0}).__enter__() for name in names]

@@ -81,6 +81,12 @@ class ControllerSettings(ComponentSettings):
         default=15.0, gt=0, le=600, description="a leader silent this long is replaced by another replica"
     )
     leader_renew_s: float = Field(default=3.0, gt=0, le=300, description="how often the leader renews")
+    leader_election: Literal["database", "kubernetes"] = Field(
+        default="database",
+        description="with database_url: a lease row in that database, or a coordination.k8s.io/v1 Lease "
+        "(in the `kubernetes` settings' namespace and cluster)",
+    )
+    leader_lease_name: str = Field(default="canaryflow-controller", min_length=1, max_length=253)
 
     mlflow_webhook_secret: SecretStr | None = None
     databricks_webhook_secret: SecretStr | None = None

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from canaryflow.adapters.database import Connection, Database, DatabaseError, Deposed, Migration
+from canaryflow.adapters.database import Connection, Database, Deposed, Migration
 from canaryflow.kernel.ports import GitOpsRepo
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from controller.observability import event
@@ -139,17 +139,18 @@ class Fence:
         return str(row[0]), int(row[1])
 
 
-class DatabaseLease:
-    """Leadership by a lease row in the shared database (see the module docstring)."""
+class LeaseElector:
+    """What every lease shares: the fence, how long this process may believe it leads, the renew loop
+    and its events. A backend says how one acquire-or-renew goes (`_acquire`) and how to let go."""
 
     def __init__(
         self,
         db: Database,
         *,
-        name: str = "controller",
-        identity: str | None = None,
-        ttl_s: float = 15.0,
-        renew_s: float = 3.0,
+        name: str,
+        identity: str | None,
+        ttl_s: float,
+        renew_s: float,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
         if not 0 < renew_s < ttl_s:
@@ -160,17 +161,20 @@ class DatabaseLease:
         self.db, self.name, self.ttl_s, self.renew_s = db, name, ttl_s, renew_s
         self.fence = Fence(db, name, self.identity)
         self.on_change = on_change
-        self._valid_until = 0.0  # monotonic: the lease surely still ours before this
-        with db.transaction(fenced=False) as conn:
-            conn.execute(
-                "INSERT INTO cf_lease (name, holder, expires_at, acquired_at) VALUES (?, '', 0, 0) "
-                "ON CONFLICT DO NOTHING",
-                (name,),
-            )
+        self.clock: Callable[[], float] = time.monotonic
+        self._valid_until = 0.0  # by `clock`: the lease surely still ours before this
         db.install_fence(self.fence.check)
 
+    def _acquire(self) -> tuple[float, int | None] | None:
+        """One acquire-or-renew: None when another holds the lease, else (the monotonic time the lease
+        counts from, the epoch claimed when this acquired it anew, None when it renewed)."""
+        raise NotImplementedError
+
+    def _let_go(self) -> None:
+        """Hands the lease on (a clean stop)."""
+
     def leads(self) -> bool:
-        return self.fence.held_epoch is not None and time.monotonic() < self._valid_until
+        return self.fence.held_epoch is not None and self.clock() < self._valid_until
 
     def epoch(self) -> int | None:
         return self.fence.held_epoch if self.leads() else None
@@ -180,33 +184,24 @@ class DatabaseLease:
         with self.db.transaction():  # the fence row held FOR SHARE until the block ends
             yield
 
+    def _claim_fence(self) -> int:
+        with self.db.transaction(fenced=False) as conn:
+            return self.fence.claim(conn)
+
     def attempt(self) -> bool:
         """One acquire-or-renew; True when this process leads after it."""
-        started = time.monotonic()
         was = self.leads()
-        with self.db.transaction(fenced=False) as conn:
-            row = conn.execute(
-                f"UPDATE cf_lease SET expires_at = {_NOW} + ?, "
-                f"acquired_at = CASE WHEN holder = ? THEN acquired_at ELSE {_NOW} END, holder = ? "
-                f"WHERE name = ? AND (holder = ? OR expires_at < {_NOW}) RETURNING acquired_at",
-                (self.ttl_s, self.identity, self.identity, self.name, self.identity),
-            ).fetchone()
-            if row is None:
-                epoch = None
-            elif self.fence.held_epoch is not None:
-                epoch = self.fence.held_epoch  # a renewal (the fence, if lost, is found at the next write)
-            else:
-                epoch = self.fence.claim(conn)  # may wait for the old leader's push in flight
-                started = time.monotonic()  # so the lease counts from now, not from before the wait
-                conn.execute(
-                    f"UPDATE cf_lease SET expires_at = {_NOW} + ? WHERE name = ?", (self.ttl_s, self.name)
-                )
-        if epoch is not None and self.fence.held_epoch is not None and not self._fence_still_ours():
-            epoch = None
+        got = self._acquire()
+        epoch: int | None = None
+        if got is not None:
+            counted_from, claimed = got
+            epoch = claimed if claimed is not None else self.fence.held_epoch
+            if claimed is None and epoch is not None and self.fence.current() != (self.identity, epoch):
+                epoch = None  # renewed a lease whose fence another replica claimed since
         self.fence.held_epoch = epoch
-        # Renewed at `started` at the latest: ours until ttl later by the database's clock; one renew
-        # interval of margin covers the two clocks' drift over that time.
-        self._valid_until = started + self.ttl_s - self.renew_s if epoch is not None else 0.0
+        # Ours until ttl after `counted_from` by the lease's clock; one renew interval of margin covers
+        # the drift between that clock and this process's over that time.
+        self._valid_until = counted_from + self.ttl_s - self.renew_s if epoch is not None else 0.0
         now = self.leads()
         if now != was:
             holder, fence_epoch = self.fence.current()
@@ -221,15 +216,11 @@ class DatabaseLease:
                 self.on_change(now)
         return now
 
-    def _fence_still_ours(self) -> bool:
-        holder, epoch = self.fence.current()
-        return holder == self.identity and epoch == self.fence.held_epoch
-
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 self.attempt()
-            except DatabaseError as exc:  # the database away: leadership lapses on its own clock
+            except Exception as exc:  # the database or the API away: leadership lapses on its own clock
                 event("lease not renewed", logging.WARNING, identity=self.identity, error=str(exc)[:300])
                 if not self.leads() and self.fence.held_epoch is not None:
                     self.fence.held_epoch = None
@@ -244,15 +235,59 @@ class DatabaseLease:
         self.fence.held_epoch = None
         self._valid_until = 0.0
         try:
-            with self.db.transaction(fenced=False) as conn:
-                conn.execute(
-                    "UPDATE cf_lease SET expires_at = 0 WHERE name = ? AND holder = ?",
-                    (self.name, self.identity),
-                )
-        except DatabaseError:
+            self._let_go()
+        except Exception:  # best effort: otherwise the lease expires
             return
         if was:
             event("leadership released", identity=self.identity)
+
+
+class DatabaseLease(LeaseElector):
+    """Leadership by a lease row in the shared database (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        name: str = "controller",
+        identity: str | None = None,
+        ttl_s: float = 15.0,
+        renew_s: float = 3.0,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        super().__init__(db, name=name, identity=identity, ttl_s=ttl_s, renew_s=renew_s, on_change=on_change)
+        with db.transaction(fenced=False) as conn:
+            conn.execute(
+                "INSERT INTO cf_lease (name, holder, expires_at, acquired_at) VALUES (?, '', 0, 0) "
+                "ON CONFLICT DO NOTHING",
+                (name,),
+            )
+
+    def _acquire(self) -> tuple[float, int | None] | None:
+        started = time.monotonic()
+        with self.db.transaction(fenced=False) as conn:
+            row = conn.execute(
+                f"UPDATE cf_lease SET expires_at = {_NOW} + ?, "
+                f"acquired_at = CASE WHEN holder = ? THEN acquired_at ELSE {_NOW} END, holder = ? "
+                f"WHERE name = ? AND (holder = ? OR expires_at < {_NOW}) RETURNING acquired_at",
+                (self.ttl_s, self.identity, self.identity, self.name, self.identity),
+            ).fetchone()
+            if row is None:
+                return None
+            if self.fence.held_epoch is not None:
+                return started, None  # a renewal (a fence lost since is found by `attempt`)
+            claimed = self.fence.claim(conn)  # may wait for the old leader's push in flight
+            started = time.monotonic()  # so the lease counts from now, not from before the wait
+            conn.execute(
+                f"UPDATE cf_lease SET expires_at = {_NOW} + ? WHERE name = ?", (self.ttl_s, self.name)
+            )
+        return started, claimed
+
+    def _let_go(self) -> None:
+        with self.db.transaction(fenced=False) as conn:
+            conn.execute(
+                "UPDATE cf_lease SET expires_at = 0 WHERE name = ? AND holder = ?", (self.name, self.identity)
+            )
 
 
 class FencedGitOps:

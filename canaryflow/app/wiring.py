@@ -50,7 +50,14 @@ from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
 from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
 from controller.drift_reference import ReferenceShelf
-from controller.leadership import DatabaseLease, FencedGitOps, Leadership, Solo, export_leadership
+from controller.leadership import (
+    DatabaseLease,
+    FencedGitOps,
+    Leadership,
+    LeaseElector,
+    Solo,
+    export_leadership,
+)
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
@@ -242,7 +249,18 @@ def build_leadership(settings: ControllerSettings, store: RolloutStore) -> Leade
     controller per SQLite file (`lock_database`), which always leads."""
     if settings.database_url is None:
         return Solo()
-    return DatabaseLease(store.db, ttl_s=settings.leader_ttl_s, renew_s=settings.leader_renew_s)
+    name, ttl_s, renew_s = settings.leader_lease_name, settings.leader_ttl_s, settings.leader_renew_s
+    if settings.leader_election == "kubernetes":
+        if settings.kubernetes is None:
+            raise ValueError(
+                "leader_election: kubernetes needs the `kubernetes` settings (cluster, namespace)"
+            )
+        from canaryflow.adapters.readiness.kubernetes import api_client
+        from controller.k8s_lease import KubernetesLease
+
+        api, namespace = api_client(settings.kubernetes), settings.kubernetes.namespace
+        return KubernetesLease(store.db, api, namespace, name=name, ttl_s=ttl_s, renew_s=renew_s)
+    return DatabaseLease(store.db, name=name, ttl_s=ttl_s, renew_s=renew_s)
 
 
 def build_service(
@@ -330,7 +348,7 @@ def assemble_controller(
     leadership = leadership or Solo()
     reconciler.leads = leadership.leads  # only the leader reconciles; any replica takes deliveries
     export_leadership(metrics.registry, leadership)
-    if isinstance(leadership, DatabaseLease):  # a new leader starts at once, not a tick later
+    if isinstance(leadership, LeaseElector):  # a new leader starts at once, not a tick later
         leadership.on_change = lambda leads: wake() if leads else None
     context = ControllerContext(
         settings=settings,
