@@ -122,10 +122,11 @@ class RolloutActions:
                 "action requested", rollout=rollout_id, action=wanted.kind, actor=wanted.actor, id=action_id
             )
             lock = self.reconciler.model_lock(record.model)
-            # A replica that does not lead leaves it to the leader's next tick.
-            if self.reconciler.leads() and lock.acquire(timeout=LOCK_WAIT_S):
+            # A replica that does not own the model leaves it to the owner's next tick.
+            if self.reconciler.owns(record.model) and lock.acquire(timeout=LOCK_WAIT_S):
                 try:
-                    self.apply_pending(record.model)
+                    with self.reconciler.scope(record.model):
+                        self.apply_pending(record.model)
                 finally:
                     lock.release()
             self.reconciler.notify()

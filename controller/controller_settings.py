@@ -87,6 +87,13 @@ class ControllerSettings(ComponentSettings):
         "(in the `kubernetes` settings' namespace and cluster)",
     )
     leader_lease_name: str = Field(default="canaryflow-controller", min_length=1, max_length=253)
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="with database_url: models partitioned into this many shards, each leased by one "
+        "replica (controller/sharding.py); 1: one leader reconciles every model",
+    )
 
     mlflow_webhook_secret: SecretStr | None = None
     databricks_webhook_secret: SecretStr | None = None

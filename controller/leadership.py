@@ -41,7 +41,7 @@ from canaryflow.kernel.ports import GitOpsRepo
 from canaryflow.kernel.types import CommitResult, Decision, RolloutSpec
 from controller.observability import event
 
-_NOW = "extract(epoch from clock_timestamp())"
+DB_NOW = "extract(epoch from clock_timestamp())"
 MIGRATIONS = (
     Migration(
         1,
@@ -69,6 +69,14 @@ class Leadership(Protocol):
 
     def epoch(self) -> int | None: ...
 
+    def owns(self, model: str | None) -> bool:
+        """Whether this replica reconciles `model` (None: the inbox and the drift monitor)."""
+        ...
+
+    def scope(self, model: str | None) -> AbstractContextManager[None]:
+        """The block of a model's writes (with shards: fenced by the model's shard)."""
+        ...
+
     def run(self, stop: threading.Event) -> None:
         """Acquires and renews until `stop` (its own thread); gives the lease up on the way out."""
         ...
@@ -89,6 +97,12 @@ class Solo:
     def epoch(self) -> int | None:
         return 0
 
+    def owns(self, model: str | None) -> bool:
+        return True
+
+    def scope(self, model: str | None) -> nullcontext[None]:
+        return nullcontext()
+
     def run(self, stop: threading.Event) -> None:
         stop.wait()
 
@@ -107,7 +121,7 @@ class Fence:
         db.migrate("leadership", MIGRATIONS)
         with db.transaction(fenced=False) as conn:
             conn.execute(
-                f"INSERT INTO cf_fence (name, holder, epoch, at) VALUES (?, '', 0, {_NOW}) "
+                f"INSERT INTO cf_fence (name, holder, epoch, at) VALUES (?, '', 0, {DB_NOW}) "
                 "ON CONFLICT DO NOTHING",
                 (name,),
             )
@@ -116,7 +130,8 @@ class Fence:
         """Makes this process the writer (in the caller's transaction): waits for the old leader's
         fenced transactions in flight, then every later one of theirs is refused."""
         row = conn.execute(
-            f"UPDATE cf_fence SET holder = ?, epoch = epoch + 1, at = {_NOW} WHERE name = ? RETURNING epoch",
+            f"UPDATE cf_fence SET holder = ?, epoch = epoch + 1, at = {DB_NOW} WHERE name = ? "
+            "RETURNING epoch",
             (self.identity, self.name),
         ).fetchone()
         return int(row[0])
@@ -178,6 +193,12 @@ class LeaseElector:
 
     def epoch(self) -> int | None:
         return self.fence.held_epoch if self.leads() else None
+
+    def owns(self, model: str | None) -> bool:
+        return self.leads()
+
+    def scope(self, model: str | None) -> nullcontext[None]:
+        return nullcontext()
 
     @contextmanager
     def fenced(self) -> Iterator[None]:
@@ -267,9 +288,9 @@ class DatabaseLease(LeaseElector):
         started = time.monotonic()
         with self.db.transaction(fenced=False) as conn:
             row = conn.execute(
-                f"UPDATE cf_lease SET expires_at = {_NOW} + ?, "
-                f"acquired_at = CASE WHEN holder = ? THEN acquired_at ELSE {_NOW} END, holder = ? "
-                f"WHERE name = ? AND (holder = ? OR expires_at < {_NOW}) RETURNING acquired_at",
+                f"UPDATE cf_lease SET expires_at = {DB_NOW} + ?, "
+                f"acquired_at = CASE WHEN holder = ? THEN acquired_at ELSE {DB_NOW} END, holder = ? "
+                f"WHERE name = ? AND (holder = ? OR expires_at < {DB_NOW}) RETURNING acquired_at",
                 (self.ttl_s, self.identity, self.identity, self.name, self.identity),
             ).fetchone()
             if row is None:
@@ -279,7 +300,7 @@ class DatabaseLease(LeaseElector):
             claimed = self.fence.claim(conn)  # may wait for the old leader's push in flight
             started = time.monotonic()  # so the lease counts from now, not from before the wait
             conn.execute(
-                f"UPDATE cf_lease SET expires_at = {_NOW} + ? WHERE name = ?", (self.ttl_s, self.name)
+                f"UPDATE cf_lease SET expires_at = {DB_NOW} + ? WHERE name = ?", (self.ttl_s, self.name)
             )
         return started, claimed
 

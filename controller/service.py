@@ -106,7 +106,7 @@ class ControllerService:
         self._thread = threading.Thread(target=self.run_loop, name="canaryflow-reconcile", daemon=True)
         self._thread.start()
         if self.drift is not None:  # its own thread: reading logs never delays a rollout's tick
-            args = (self._stop, self.settings.drift.interval_s, self.leadership.leads)
+            args = (self._stop, self.settings.drift.interval_s, lambda: self.leadership.owns(None))
             self._drift_thread = threading.Thread(target=self.drift.run, args=args, name="canaryflow-drift")
             self._drift_thread.daemon = True
             self._drift_thread.start()

@@ -249,6 +249,14 @@ def build_leadership(settings: ControllerSettings, store: RolloutStore) -> Leade
     controller per SQLite file (`lock_database`), which always leads."""
     if settings.database_url is None:
         return Solo()
+    if settings.shards > 1:
+        if settings.leader_election != "database":
+            raise ValueError("shards: sharding leases its shards in the database (leader_election: database)")
+        from controller.sharding import ShardedLeadership
+
+        return ShardedLeadership(
+            store.db, settings.shards, ttl_s=settings.leader_ttl_s, renew_s=settings.leader_renew_s
+        )
     name, ttl_s, renew_s = settings.leader_lease_name, settings.leader_ttl_s, settings.leader_renew_s
     if settings.leader_election == "kubernetes":
         if settings.kubernetes is None:
@@ -347,6 +355,7 @@ def assemble_controller(
     wake = LoopWake(reconciler)
     leadership = leadership or Solo()
     reconciler.leads = leadership.leads  # only the leader reconciles; any replica takes deliveries
+    reconciler.owns, reconciler.scope = leadership.owns, leadership.scope  # with shards: its models
     export_leadership(metrics.registry, leadership)
     if isinstance(leadership, LeaseElector):  # a new leader starts at once, not a tick later
         leadership.on_change = lambda leads: wake() if leads else None
