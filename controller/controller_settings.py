@@ -87,6 +87,9 @@ class ControllerSettings(ComponentSettings):
         "(in the `kubernetes` settings' namespace and cluster)",
     )
     leader_lease_name: str = Field(default="canaryflow-controller", min_length=1, max_length=253)
+    leader_lease_namespace: str | None = Field(
+        default=None, description="the Lease's namespace (default: the `kubernetes` settings' namespace)"
+    )
     shards: int = Field(
         default=1,
         ge=1,

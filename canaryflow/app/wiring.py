@@ -259,14 +259,12 @@ def build_leadership(settings: ControllerSettings, store: RolloutStore) -> Leade
         )
     name, ttl_s, renew_s = settings.leader_lease_name, settings.leader_ttl_s, settings.leader_renew_s
     if settings.leader_election == "kubernetes":
-        if settings.kubernetes is None:
-            raise ValueError(
-                "leader_election: kubernetes needs the `kubernetes` settings (cluster, namespace)"
-            )
         from canaryflow.adapters.readiness.kubernetes import api_client
         from controller.k8s_lease import KubernetesLease
 
-        api, namespace = api_client(settings.kubernetes), settings.kubernetes.namespace
+        # The cluster of the `kubernetes` settings, else the one the pod runs in (its service account).
+        kube = settings.kubernetes or KubernetesReadinessSettings(in_cluster=True)
+        api, namespace = api_client(kube), settings.leader_lease_namespace or kube.namespace
         return KubernetesLease(store.db, api, namespace, name=name, ttl_s=ttl_s, renew_s=renew_s)
     return DatabaseLease(store.db, name=name, ttl_s=ttl_s, renew_s=renew_s)
 
