@@ -132,3 +132,22 @@ def _policy():
     from policies import load_policy
 
     return load_policy("default")
+
+
+def test_the_rollouts_command_reads_the_shared_database(postgres_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from canaryflow.app.cli import app
+
+    now = time.time()
+    RolloutStore(postgres_url).create_rollout(
+        RolloutRecord(
+            id="m-7", model="m", baseline_version="1", canary_version="7", created_at=now, updated_at=now
+        )
+    )
+    env = {"CANARYFLOW_CONTROLLER_DATABASE_URL": postgres_url}
+    result = CliRunner().invoke(app, ["controller", "rollouts", "--db", str(tmp_path / "none.db")], env=env)
+    assert result.exit_code == 0 and '"m-7"' in result.output
+    bad = {"CANARYFLOW_CONTROLLER_DATABASE_URL": "postgresql://cf:pw@127.0.0.1:1/x"}
+    result = CliRunner().invoke(app, ["controller", "rollouts"], env=bad)
+    assert result.exit_code == 2 and "database_url:" in result.output and "pw@" not in result.output

@@ -89,13 +89,19 @@ def rollouts(
     db: Annotated[Path | None, typer.Option(help="the controller's SQLite file")] = None,
     rollout_id: Annotated[str | None, typer.Argument(help="one rollout, with its steps and history")] = None,
 ) -> None:
-    """Print rollouts (or one rollout in detail) as JSON, read from the store."""
+    """Print rollouts (or one rollout in detail) as JSON, read from the store (the shared PostgreSQL
+    database when CANARYFLOW_CONTROLLER_DATABASE_URL is set)."""
+    from canaryflow.adapters.database import DatabaseError, open_database
     from controller.rollout.store import RolloutStore
 
     settings = _settings({"db_path": db})
-    if not settings.db_path.exists():
+    url = settings.database_url
+    if url is None and not settings.db_path.exists():
         _fail(f"db_path: {settings.db_path} does not exist")
-    store = RolloutStore(settings.db_path)
+    try:
+        store = RolloutStore(open_database(url.get_secret_value()) if url is not None else settings.db_path)
+    except DatabaseError as exc:
+        _fail(f"database_url: {exc}")
     if rollout_id is None:
         typer.echo(json.dumps([r.model_dump() for r in store.rollouts()], indent=2))
         return
