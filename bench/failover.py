@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,8 @@ def run_failover(
     ttl_s: float = 15.0,
     renew_s: float = 3.0,
     finish_timeout_s: float = 120.0,
+    replicas: int = 2,
+    shards: int = 1,
 ) -> dict[str, Any]:
     """The scenario (module docstring); returns the report. Raises when a phase never happens."""
     from mlflow.tracking import MlflowClient
@@ -167,9 +170,9 @@ def run_failover(
     policy = work / "policy.yaml"
     policy.write_text(POLICY)
     traffic = [TrafficServer(name, {"1": 10.0, "2": 10.0}).__enter__() for name in names]
-    replicas: list[Controller] = []
+    started_replicas: list[Controller] = []
     try:
-        for label in ("a", "b"):
+        for label in "abcdefgh"[:replicas]:
             home = work / label
             home.mkdir(parents=True, exist_ok=True)
             env = {
@@ -179,16 +182,24 @@ def run_failover(
                 "CANARYFLOW_CONTROLLER_DATABASE_URL": database_url,
                 "CANARYFLOW_CONTROLLER_LEADER_TTL_S": str(ttl_s),
                 "CANARYFLOW_CONTROLLER_LEADER_RENEW_S": str(renew_s),
+                "CANARYFLOW_CONTROLLER_SHARDS": str(shards),
             }
-            replicas.append(Controller(home, env))
-        leader, follower = replicas
+            started_replicas.append(Controller(home, env))
+        leader, *others = started_replicas
+        follower = others[0]
         leader.start(crash_at=f"after_push@{crash_after_push}")
         _wait(lambda: _leads(leader.url), 30, "the first replica to lead")
-        follower.start()
-        time.sleep(2 * renew_s)
-        if _leads(follower.url):
-            raise RuntimeError("two replicas lead at once")
-        burst = Burst([leader.url, follower.url])
+        for other in others:
+            other.start()
+        if shards == 1:
+            time.sleep(2 * renew_s)
+            if any(_leads(other.url) for other in others):
+                raise RuntimeError("two replicas lead at once")
+        else:  # each replica gets its share of the shards
+            _wait(
+                lambda: all(_leads(other.url) for other in others), 30 + 4 * renew_s, "every replica a shard"
+            )
+        burst = Burst([r.url for r in started_replicas])
         died: dict[str, float] = {}
 
         def watch_leader() -> None:
@@ -200,7 +211,23 @@ def run_failover(
         led: dict[str, float] = {}
 
         def watch_follower() -> None:  # polled every 50 ms: the takeover is at most that late
-            _wait(lambda: _leads(follower.url), finish_timeout_s + ttl_s, "the follower to lead")
+            if shards == 1:
+                _wait(lambda: _leads(follower.url), finish_timeout_s + ttl_s, "the follower to lead")
+            else:  # every shard the dead replica held is held by a live one again
+                _wait(lambda: "at" in died, finish_timeout_s + ttl_s, "the armed replica to die")
+                assert leader.proc is not None
+                dead = f"{socket.gethostname()}-{leader.proc.pid}-%"
+                with connect(database_url, autocommit=True) as conn:
+
+                    def orphaned() -> int:
+                        sql = (
+                            "SELECT COUNT(*) FROM cf_lease WHERE name LIKE 'controller-%%' AND "
+                            "(holder LIKE %s OR expires_at < extract(epoch from clock_timestamp()))"
+                        )
+                        row = conn.execute(sql, (dead,)).fetchone()
+                        return int(row[0]) if row else 0
+
+                    _wait(lambda: orphaned() == 0, finish_timeout_s + ttl_s, "the dead replica's shards")
             led["at"] = time.monotonic()
 
         threading.Thread(target=watch_leader, daemon=True).start()
@@ -247,7 +274,8 @@ def run_failover(
         commits = [c for c in _trailers(remote) if c["Rollout-Id"] in {r["id"] for r in rollouts}]
         triples = Counter((c["Rollout-Id"], c["Traffic-Weight"], c["Decision"]) for c in commits)
         report = {
-            "replicas": 2,
+            "replicas": replicas,
+            "shards": shards,
             "models": models,
             "deliveries": len(burst.acknowledged),
             "delivery_attempts": burst.attempts,
@@ -271,7 +299,7 @@ def run_failover(
         }
         return report
     finally:
-        for replica in replicas:
+        for replica in started_replicas:
             replica.stop()
         for server in traffic:
             server.__exit__()
@@ -301,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash-after", type=int, default=2, help="the leader dies after this git push")
     parser.add_argument("--ttl", type=float, default=15.0, help="leader_ttl_s (the default setting)")
     parser.add_argument("--renew", type=float, default=3.0, help="leader_renew_s (the default setting)")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=1, help=">1: the armed replica's shards are taken over")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "failover.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -323,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                 crash_after_push=args.crash_after,
                 ttl_s=args.ttl,
                 renew_s=args.renew,
+                replicas=args.replicas,
+                shards=args.shards,
             )
         finally:
             mlflow.stop()

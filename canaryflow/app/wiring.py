@@ -197,6 +197,7 @@ def build_drift_monitor(
     store: RolloutStore,
     registry: Registry | None,
     notifier: Notifier | None = None,
+    leadership: Leadership | None = None,
 ) -> DriftMonitor | None:
     """The champion drift monitor when `controller.drift.enabled`; raises ValueError on a bad policy.
 
@@ -210,7 +211,7 @@ def build_drift_monitor(
     responder = None
     if policy.on_drift == "rollback":
         try:
-            rollback = StepRollback(build_step_context(settings))
+            rollback = StepRollback(build_step_context(settings, leadership=leadership))
         except ValueError as exc:
             raise ValueError(
                 f"on_drift: rollback needs the steps' gitops and registry settings: {exc}"
@@ -282,11 +283,11 @@ def build_service(
     leadership = build_leadership(settings, store)
     notify = notification_settings or NotificationSettings()
     notifier = notifier_from_settings(notify, partial(NoticeOutbox, notify_outbox_path(settings.db_path)))
-    drift = build_drift_monitor(settings, store, registry, notifier)
+    fenced = leadership if settings.database_url is not None else None  # replicas: pushes fenced
+    drift = build_drift_monitor(settings, store, registry, notifier, fenced)
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
         drift.listeners.append(lambda event: send(drift_notice(event)))
-    fenced = leadership if settings.database_url is not None else None
     engine = build_engine(WorkflowSettings(), state_of(settings, store), settings, fenced)
     gate = build_approval_gate()
     return assemble_controller(
