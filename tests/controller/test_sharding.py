@@ -67,3 +67,39 @@ def test_a_replica_joining_gets_its_share_handed_over(postgres_url):
     _rounds([b, a], 2)
     assert len(a.held()) == 3 and len(b.held()) == 3
     assert sorted(a.held() + b.held()) == list(range(6))
+
+
+def test_only_the_owner_of_a_models_shard_moves_its_rollout(postgres_url, tmp_path):
+    """Two reconcilers on the real local runner and one database: the one whose shard holds the model
+    starts and drives its rollout; the other's ticks leave it alone."""
+    from pydantic import SecretStr
+
+    from controller.controller_settings import ControllerSettings
+    from controller.observability import ControllerMetrics
+    from controller.reconcile import Reconciler
+    from tests.controller.harness import Steps, add_rollout, policy
+    from workflows.local.runner import LocalRunner
+
+    pol = policy(5)
+    replicas = []
+    for name in ("a", "b"):
+        store = RolloutStore(open_database(postgres_url))
+        lead = ShardedLeadership(store.db, 2, identity=name, ttl_s=5.0, renew_s=1.0)
+        runner = LocalRunner(store.db, Steps({}), lambda _: pol)
+        settings = ControllerSettings(db_path=tmp_path / f"{name}.db", mlflow_webhook_secret=SecretStr("s"))
+        reconciler = Reconciler(
+            settings, store, runner, None, ControllerMetrics(store), policy_loader=lambda _: pol
+        )
+        reconciler.leads, reconciler.owns, reconciler.scope = lead.leads, lead.owns, lead.scope
+        replicas.append((lead, reconciler, store))
+    _rounds([r[0] for r in replicas])
+    assert sorted(len(r[0].held()) for r in replicas) == [1, 1]
+    (_, owner_loop, owner_store), (_, other_loop, other_store) = sorted(
+        replicas, key=lambda r: not r[0].owns("minilm")
+    )
+    creator = next(r for r in replicas if r[0].owns(None))
+    with creator[0].scope(None):
+        rid = add_rollout(creator[2])
+    assert other_loop.tick() == 0 and other_store.get(rid).phase == "pending"
+    assert owner_loop.tick() == 1
+    assert owner_store.get(rid).phase != "pending" and owner_store.get(rid).workflow
