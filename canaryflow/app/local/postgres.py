@@ -108,8 +108,7 @@ def start_postgres(port: int | None = None, timeout: float = 60.0) -> PostgresSe
             "-c", "max_connections=200",
         ]
     )  # fmt: skip
-    log = Path(tempfile.mkdtemp(prefix="canaryflow-pg-log-")) / "postgres.log"
-    proc = ManagedProcess("postgres", argv, log)
+    proc = ManagedProcess("postgres", argv, workdir / "postgres.log")
     server = PostgresServer(process=proc, port=port, workdir=workdir)
     try:
         proc.wait_until(lambda: _accepts(bindir, port), timeout, "accepting connections")
