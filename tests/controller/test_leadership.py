@@ -93,3 +93,19 @@ class _Repo:
 
     def rollback(self, spec, reason):
         self.pushes += 1
+
+
+def test_serve_refuses_an_unreachable_database_and_a_renewal_slower_than_the_lease(tmp_path):
+    """`controller serve`: exit 2 with the setting named (and no password shown), nothing started."""
+    from typer.testing import CliRunner
+
+    from canaryflow.app.cli import app
+
+    base = {"CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET": "s", "CANARYFLOW_WORKFLOWS_ENGINE": "local"}
+    argv = ["controller", "serve", "--db", str(tmp_path / "c.db"), "--port", "0"]
+    bad = {**base, "CANARYFLOW_CONTROLLER_DATABASE_URL": "postgresql://cf:hunter2@127.0.0.1:1/x"}
+    result = CliRunner().invoke(app, argv, env=bad)
+    assert result.exit_code == 2 and "127.0.0.1:1" in result.output and "hunter2" not in result.output
+    slow = {**base, "CANARYFLOW_CONTROLLER_LEADER_TTL_S": "5", "CANARYFLOW_CONTROLLER_LEADER_RENEW_S": "5"}
+    result = CliRunner().invoke(app, argv, env=slow)
+    assert result.exit_code == 2 and "leader_renew_s" in result.output
