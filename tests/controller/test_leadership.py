@@ -49,7 +49,7 @@ def test_a_follower_takes_over_an_expired_lease_and_the_old_leader_is_fenced_off
     with pytest.raises(Deposed, match="deposed"):
         _write(store_a, 1)
     with pytest.raises(Deposed):
-        FencedGitOps(_Repo(), a.fenced).commit_step(None, 5, "promote")  # type: ignore[arg-type]
+        FencedGitOps(_Repo(), a.fenced).commit_step(None, 5, "promote")
     _write(store_b, 2)
     assert not a.attempt() and [r.id for r in store_b.rollouts()] == ["r2"]
 
@@ -66,7 +66,7 @@ def test_a_takeover_waits_for_the_old_leaders_push_in_flight(postgres_url):
     took_over = threading.Event()
     threading.Thread(target=lambda: b.attempt() and took_over.set(), daemon=True).start()
     assert not took_over.wait(1.0), "the new leader must not lead while the old one's push runs"
-    repo.hold.set()  # type: ignore[union-attr]
+    repo.hold.set()
     push.join(5)
     assert took_over.wait(10) and b.epoch() == 2 and repo.pushes == 1
 
