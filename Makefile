@@ -26,13 +26,16 @@ demo: setup
 
 # Servers the tests run for real, from Debian's packages (command:package): Prometheus; HAProxy, the
 # local mesh in front of a third-party server's versions; nginx, the configmap mode's proxy for
-# one-version servers; Chromium and its driver, the console's browser test. Installed when missing and we are root; otherwise the tests needing one are
+# one-version servers; Chromium and its driver, the console's browser test; PostgreSQL, the state
+# controller replicas share (Debian keeps its binaries in /usr/lib/postgresql/<major>/bin, looked for there
+# too). Installed when missing and we are root; otherwise the tests needing one are
 # skipped with the command that installs it (in CI, CI=true, they fail instead).
-DEBIAN_TOOLS := prometheus:prometheus haproxy:haproxy nginx:nginx-light chromium:chromium chromedriver:chromium-driver
+DEBIAN_TOOLS := prometheus:prometheus haproxy:haproxy nginx:nginx-light chromium:chromium chromedriver:chromium-driver initdb:postgresql
 
 debian-tools:
 	@updated=; for pair in $(DEBIAN_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
-	  if command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /usr/bin/$$cmd ]; then \
+	  if command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /usr/bin/$$cmd ] \
+	     || compgen -G "/usr/lib/postgresql/*/bin/$$cmd" >/dev/null; then \
 	    echo "$$cmd: installed"; \
 	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "$$cmd: installing the Debian package $$pkg"; \

@@ -131,9 +131,11 @@ class RolloutActions:
                 "action requested", rollout=rollout_id, action=wanted.kind, actor=wanted.actor, id=action_id
             )
             lock = self.reconciler.model_lock(record.model)
-            if lock.acquire(timeout=LOCK_WAIT_S):
+            # A replica that does not own the model leaves it to the owner's next tick.
+            if self.reconciler.owns(record.model) and lock.acquire(timeout=LOCK_WAIT_S):
                 try:
-                    self.apply_pending(record.model)
+                    with self.reconciler.scope(record.model):
+                        self.apply_pending(record.model)
                 except Exception as exc:  # Argo unreachable: stored, the loop's next tick applies it
                     event(
                         "action not applied yet", logging.WARNING, rollout=rollout_id, error=repr(exc)[:300]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
 from canaryflow.adapters.registry.factory import REGISTRIES
@@ -71,6 +71,32 @@ class ControllerSettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
     db_path: Path = Path("canaryflow-controller.db")
+    # High availability (docs/controller.md): replicas sharing a PostgreSQL database, one leader.
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="state shared by several replicas: postgresql://user:password@host:5432/db; unset: "
+        "SQLite at db_path (one replica). A secret: env CANARYFLOW_CONTROLLER_DATABASE_URL",
+    )
+    leader_ttl_s: float = Field(
+        default=15.0, gt=0, le=600, description="a leader silent this long is replaced by another replica"
+    )
+    leader_renew_s: float = Field(default=3.0, gt=0, le=300, description="how often the leader renews")
+    leader_election: Literal["database", "kubernetes"] = Field(
+        default="database",
+        description="with database_url: a lease row in that database, or a coordination.k8s.io/v1 Lease "
+        "(in the `kubernetes` settings' namespace and cluster)",
+    )
+    leader_lease_name: str = Field(default="canaryflow-controller", min_length=1, max_length=253)
+    leader_lease_namespace: str | None = Field(
+        default=None, description="the Lease's namespace (default: the `kubernetes` settings' namespace)"
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="with database_url: models partitioned into this many shards, each leased by one "
+        "replica (controller/sharding.py); 1: one leader reconciles every model",
+    )
 
     mlflow_webhook_secret: SecretStr | None = None
     databricks_webhook_secret: SecretStr | None = None
@@ -119,6 +145,14 @@ class ControllerSettings(ComponentSettings):
     drift: DriftMonitorSettings = Field(default_factory=DriftMonitorSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)  # who may see and act (controller/auth)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)  # the pages (controller/console)
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> ControllerSettings:
+        if self.leader_renew_s >= self.leader_ttl_s:
+            raise ValueError(
+                f"leader_renew_s: must be below leader_ttl_s ({self.leader_ttl_s}), got {self.leader_renew_s}"
+            )
+        return self
 
     @field_validator("registry_backend")
     @classmethod

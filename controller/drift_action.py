@@ -24,17 +24,16 @@ its own.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
-from canaryflow.adapters.sqlite import Migration, connect, migrate
+from canaryflow.adapters.database import Database, Migration, as_database
 from canaryflow.kernel.contracts.drift import DriftVerdict
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
 from canaryflow.kernel.contracts.phases import RolloutPhase
@@ -82,63 +81,59 @@ class DriftAction(BaseModel):
 
 
 class DriftActions:
-    """The decisions, in the controller's database file (their own table and schema version)."""
+    """The decisions, in the controller's database (their own table and schema version); written by
+    the leader only (fenced transactions)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self._lock = threading.Lock()
-        self._db = connect(path, check_same_thread=False)
-        with self._lock:
-            migrate(self._db, "drift_actions", _MIGRATIONS)
+    def __init__(self, database: Database | Path | str) -> None:
+        self.db = as_database(database)
+        self.db.migrate("drift_actions", _MIGRATIONS)
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[DriftAction]:
-        with self._lock:
-            return [DriftAction(**dict(r)) for r in self._db.execute(sql, args).fetchall()]
+        return [DriftAction(**dict(r)) for r in self.db.query(sql, args)]
+
+    def _write(self, sql: str, args: Sequence[object]) -> None:
+        with self.db.transaction() as db:
+            db.execute(sql, args)
 
     def begin(self, model: str, version: str, rollout: RolloutRecord, reason: str, at: float) -> int | None:
         """The decision to roll `rollout` back; None when one was taken before (exactly once)."""
-        try:
-            with self._lock:
-                cur = self._db.execute(
-                    "INSERT INTO cf_drift_actions (model, version, rollout_id, restored_version, state, "
-                    "reason, detected_at, updated_at) VALUES (?, ?, ?, ?, 'acting', ?, ?, ?)",
-                    (model, version, rollout.id, rollout.baseline_version, reason, at, at),
-                )
-                return cur.lastrowid
-        except sqlite3.IntegrityError:
-            return None
+        with self.db.transaction() as db:
+            row = db.execute(
+                "INSERT INTO cf_drift_actions (model, version, rollout_id, restored_version, state, "
+                "reason, detected_at, updated_at) VALUES (?, ?, ?, ?, 'acting', ?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                (model, version, rollout.id, rollout.baseline_version, reason, at, at),
+            ).fetchone()
+        return int(row[0]) if row is not None else None
 
     def not_acted(self, model: str, version: str, reason: str, at: float) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO cf_drift_actions (model, version, state, reason, detected_at, updated_at) "
-                "VALUES (?, ?, 'not_acted', ?, ?, ?)",
-                (model, version, reason, at, at),
-            )
+        self._write(
+            "INSERT INTO cf_drift_actions (model, version, state, reason, detected_at, updated_at) "
+            "VALUES (?, ?, 'not_acted', ?, ?, ?)",
+            (model, version, reason, at, at),
+        )
 
     def landed(self, action_id: int, sha: str, at: float) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE cf_drift_actions SET state = 'rolled_back', commit_sha = ?, updated_at = ?, "
-                "attempts = attempts + 1, error = NULL, retry_at = NULL WHERE id = ?",
-                (sha or None, at, action_id),
-            )
+        self._write(
+            "UPDATE cf_drift_actions SET state = 'rolled_back', commit_sha = ?, updated_at = ?, "
+            "attempts = attempts + 1, error = NULL, retry_at = NULL WHERE id = ?",
+            (sha or None, at, action_id),
+        )
 
     def failed(self, action_id: int, error: str, at: float, retry_at: float) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE cf_drift_actions SET error = ?, updated_at = ?, attempts = attempts + 1, "
-                "retry_at = ? WHERE id = ?",
-                (error, at, retry_at, action_id),
-            )
+        self._write(
+            "UPDATE cf_drift_actions SET error = ?, updated_at = ?, attempts = attempts + 1, "
+            "retry_at = ? WHERE id = ?",
+            (error, at, retry_at, action_id),
+        )
 
     def abandon(self, action_id: int, reason: str, at: float) -> None:
         """A decided rollback given up (the model moved on before it landed): no longer counts as done."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE cf_drift_actions SET state = 'not_acted', reason = ?, updated_at = ?, "
-                "retry_at = NULL WHERE id = ?",
-                (reason, at, action_id),
-            )
+        self._write(
+            "UPDATE cf_drift_actions SET state = 'not_acted', reason = ?, updated_at = ?, "
+            "retry_at = NULL WHERE id = ?",
+            (reason, at, action_id),
+        )
 
     def of_rollout(self, rollout_id: str) -> DriftAction | None:
         rows = self._rows(

@@ -198,10 +198,14 @@ class DriftMonitor:
             if now >= watch.next_look:
                 self._look(watch, now)
 
-    def run(self, stop: threading.Event, interval_s: float) -> None:
+    def run(
+        self, stop: threading.Event, interval_s: float, active: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Ticks until `stop`, while `active` (with replicas: while this one leads)."""
         while not stop.is_set():
             try:
-                self.tick()
+                if active():
+                    self.tick()
             except Exception as exc:  # one bad tick must not end the loop
                 event("drift tick failed", logging.ERROR, error=repr(exc))
             stop.wait(interval_s)

@@ -4,18 +4,18 @@ the controller meant to tell them.
 
 The notifier reports each notice as it settles (`canaryflow.adapters.notify.delivery`, `on_settled`,
 from the channel's worker thread); this store keeps it in the controller's database as its own schema
-component (`controller_notice_log`). The outbox stays what it is, the notices still owed: a notice is
-in the outbox until it settles, then here. The log is bounded (the oldest rows beyond `KEEP` go).
+component (`controller_notice_log`), shared by every replica where the database is (any replica's
+notifier writes, unfenced: a notice it sent was sent). The outbox stays what it is, the notices
+still owed: a notice is in the outbox until it settles, then here. The log is bounded (the oldest
+rows beyond `KEEP` go).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from contextlib import AbstractContextManager
 from pathlib import Path
 
-from canaryflow.adapters.sqlite import Migration, connect, immediate_transaction, migrate
+from canaryflow.adapters.database import Database, Migration, as_database
 from canaryflow.kernel.contracts.notifications import NoticeDelivery
 
 KEEP = 200_000  # rows kept; one rollout sends a handful of notices per channel
@@ -41,35 +41,33 @@ _PRUNE = "DELETE FROM cf_notice_deliveries WHERE id <= (SELECT MAX(id) FROM cf_n
 
 
 class NoticeLog:
-    def __init__(self, db_path: Path | str) -> None:
-        self.db_path = Path(db_path)
-        self._lock = threading.Lock()
-        self._db = connect(self.db_path, check_same_thread=False)
+    def __init__(self, database: Database | Path | str) -> None:
+        self.db = as_database(database)
+        self.db.migrate("controller_notice_log", _MIGRATIONS)
         self._inserts = 0
-        with self._lock:
-            migrate(self._db, "controller_notice_log", _MIGRATIONS)
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate_transaction(self._db, self._lock)
+        self._count = threading.Lock()  # the notifier's channel workers record at once
 
     def record(self, delivery: NoticeDelivery) -> None:
         values = delivery.model_dump(mode="json")
-        with self._tx() as db:
-            db.execute(_INSERT, tuple(values[c] for c in _COLUMNS))
+        with self._count:
             self._inserts += 1
-            if self._inserts % _PRUNE_EVERY == 0:
+            prune = self._inserts % _PRUNE_EVERY == 0
+        with self.db.transaction(fenced=False) as db:
+            db.execute(_INSERT, tuple(values[c] for c in _COLUMNS))
+            if prune:
                 db.execute(_PRUNE, (KEEP,))
 
     def of_rollout(self, rollout_id: str, limit: int = 500) -> list[NoticeDelivery]:
         """The rollout's notices as they settled, oldest first (the newest `limit`)."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM cf_notice_deliveries WHERE rollout_id = ? "
-                "ORDER BY id DESC LIMIT ?",
-                (rollout_id, limit),
-            ).fetchall()
-        return [NoticeDelivery.model_validate(dict(row)) for row in reversed(rows)]
+        rows = self.db.query(
+            f"SELECT {', '.join(_COLUMNS)} FROM cf_notice_deliveries WHERE rollout_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (rollout_id, limit),
+        )
+        return [
+            NoticeDelivery.model_validate({c: row[i] for i, c in enumerate(_COLUMNS)})
+            for row in reversed(rows)
+        ]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()

@@ -2,7 +2,7 @@
 
 The notify adapter's `Outbox` port (`canaryflow/adapters/notify/base.py`), kept here with the
 controller's other SQLite state because stores are the application's (an adapter imports no other
-adapter, `canaryflow/adapters/sqlite.py` included); `canaryflow.app.wiring` hands it to the notifier.
+adapter, `canaryflow/adapters/database/` included); `canaryflow.app.wiring` hands it to the notifier.
 
 A notice is written here before it is queued and removed once it is delivered or finally given up on;
 what is left when the controller dies is queued again by the next notifier on the same file
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from canaryflow.adapters.sqlite import Migration, connect, migrate
+from canaryflow.adapters.database.sqlite import Migration, connect, migrate
 from canaryflow.kernel.contracts.notifications import RolloutNotice
 
 log = logging.getLogger("canaryflow.notify")

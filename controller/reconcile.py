@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Protocol
 
@@ -98,6 +99,11 @@ class Reconciler:
         self._model_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.actions: ActionHook | None = None
+        # With replicas on a shared database only the leader reconciles (controller/leadership.py); with
+        # shards, only the models it owns, each model's writes in its shard's scope (controller/sharding.py).
+        self.leads: Callable[[], bool] = lambda: True
+        self.owns: Callable[[str | None], bool] = lambda model: True
+        self.scope: Callable[[str | None], AbstractContextManager[None]] = lambda model: nullcontext()
 
     # -- inbox ---------------------------------------------------------------------------------
     def process_inbox(self, limit: int = 500) -> int:
@@ -176,11 +182,15 @@ class Reconciler:
     def tick(self) -> int:
         """One pass: the inbox, and every model's active rollouts as one job each on the worker pool;
         waits for the round at most `tick_deadline_s`. A model whose previous job still runs (stuck on
-        a dependency until its call times out) is skipped, so it never holds the others up."""
+        a dependency until its call times out) is skipped, so it never holds the others up. A replica
+        that does not lead does nothing."""
+        if not self.leads():
+            return 0
         jobs = [f for f in [self.workers.submit("inbox", self._take_inbox)] if f is not None]
         by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
-            by_model[record.model].append(record)
+            if self.owns(record.model):
+                by_model[record.model].append(record)
         count = 0
         for model, records in by_model.items():
             job = self.workers.submit(f"model:{model}", partial(self._reconcile_model, model, records))
@@ -192,7 +202,7 @@ class Reconciler:
         return count
 
     def _reconcile_model(self, model: str, records: list[RolloutRecord]) -> None:
-        with self.model_lock(model):
+        with self.model_lock(model), self.scope(model):
             if self.actions is not None:
                 self.actions.apply_pending(model)
             self._supersede_older(records)
@@ -209,20 +219,24 @@ class Reconciler:
         """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency);
         a model whose job is running now is left to that job's next round."""
         self._inbox_signal.clear()
-        if not self.process_inbox():
+        if not self.leads() or not self.owns(None):
             return
+        with self.scope(None):
+            if not self.process_inbox():
+                return
         fresh: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
             fresh[record.model].append(record)
         for model, records in fresh.items():
-            if records[-1].phase != RolloutPhase.PENDING:
+            if records[-1].phase != RolloutPhase.PENDING or not self.owns(model):
                 continue
             lock = self.model_lock(model)
             if not lock.acquire(blocking=False):
                 continue
             try:
-                self._supersede_older(records)
-                self._reconcile_timed(records[-1].id)
+                with self.scope(model):
+                    self._supersede_older(records)
+                    self._reconcile_timed(records[-1].id)
             finally:
                 lock.release()
 

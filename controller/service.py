@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from canaryflow.kernel.ports import Notifier
 from controller.controller_settings import ControllerSettings
 from controller.drift_monitor import DriftMonitor
+from controller.leadership import Leadership, Solo
 from controller.observability import event
 from controller.reconcile import Reconciler
 from controller.rollout.store import RolloutStore
@@ -74,9 +75,12 @@ class ControllerService:
         *,
         notifier: Notifier | None = None,
         drift: DriftMonitor | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings, self.store, self.reconciler, self.app = settings, store, reconciler, app
         self.notifier, self.drift = notifier, drift
+        self.leadership: Leadership = leadership or Solo()
+        self._lease_thread: threading.Thread | None = None
         self._wake = wake.event
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,10 +97,16 @@ class ControllerService:
             self._wake.wait(self.settings.reconcile_interval_s)
 
     def start_loop(self) -> threading.Thread:
+        # Leadership first, on its own thread: the loop ticks (and the drift monitor reads) only while
+        # this replica leads; a follower serves webhooks and the API (controller/leadership.py).
+        lease = threading.Thread(target=self.leadership.run, args=(self._stop,), name="canaryflow-lease")
+        self._lease_thread = lease
+        lease.daemon = True
+        lease.start()
         self._thread = threading.Thread(target=self.run_loop, name="canaryflow-reconcile", daemon=True)
         self._thread.start()
         if self.drift is not None:  # its own thread: reading logs never delays a rollout's tick
-            args = (self._stop, self.settings.drift.interval_s)
+            args = (self._stop, self.settings.drift.interval_s, lambda: self.leadership.owns(None))
             self._drift_thread = threading.Thread(target=self.drift.run, args=args, name="canaryflow-drift")
             self._drift_thread.daemon = True
             self._drift_thread.start()
@@ -106,7 +116,7 @@ class ControllerService:
         """Stops the loop (ticks may still be run by hand); True when it ended within `timeout_s`."""
         self._stop.set()
         self._wake.set()
-        for thread in (self._thread, self._drift_thread):
+        for thread in (self._thread, self._drift_thread, self._lease_thread):
             if thread is not None:
                 thread.join(timeout_s)
         if self.notifier is not None:  # the last transitions' notices get a few seconds to leave
@@ -126,7 +136,12 @@ class ControllerService:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start_loop()
-        event("controller serving", host=self.settings.host, port=self.settings.port, db=str(self.store.path))
+        event(
+            "controller serving",
+            host=self.settings.host,
+            port=self.settings.port,
+            db=self.store.db.describe(),
+        )
         s = self.settings
         try:  # request reads bounded in time, connections per address in number: a slow client is cut
             uvicorn.run(
@@ -137,4 +152,4 @@ class ControllerService:
         finally:
             if self.close():
                 self.store.close()  # checkpoints the WAL: a clean stop leaves one complete file
-            event("controller stopped", db=str(self.store.path))
+            event("controller stopped", db=self.store.db.describe())

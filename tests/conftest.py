@@ -5,6 +5,9 @@
   scrape config for the given targets; tests needing it are skipped, saying how to install it,
   when the binary is absent (CI installs it through `make test`).
 - `git_remote`: a fresh bare repository with an initial commit on `main`.
+- `postgres_url`: a fresh database on a real PostgreSQL server (Debian package, started once per
+  session with initdb in a temporary directory); skipped, saying how to install it, when the binaries
+  are absent (a failure in CI).
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ import pytest
 
 from canaryflow.app.local.gitremote import init_bare_remote
 from canaryflow.app.local.mlflow_server import MlflowServer, start_mlflow
+from canaryflow.app.local.postgres import (
+    INSTALL_HINT as POSTGRES_INSTALL_HINT,
+)
+from canaryflow.app.local.postgres import (
+    PostgresServer,
+    postgres_bindir,
+    start_postgres,
+)
 from canaryflow.app.local.prometheus import (
     INSTALL_HINT,
     PrometheusServer,
@@ -70,3 +81,29 @@ def prometheus_server(
 @pytest.fixture
 def git_remote(tmp_path: Path) -> Path:
     return init_bare_remote(tmp_path / "gitops.git")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    if postgres_bindir() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI; {POSTGRES_INSTALL_HINT}")
+        pytest.skip(f"PostgreSQL not installed; {POSTGRES_INSTALL_HINT}")
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A database of its own for the test, on the session's server."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.url.rsplit("/", 1)[0] + f"/{name}"

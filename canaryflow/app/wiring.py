@@ -22,6 +22,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from canaryflow.adapters.database import Database, open_database
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
 from canaryflow.adapters.predictions import read_records, reader_for
@@ -49,6 +50,14 @@ from controller.controller_settings import ControllerSettings
 from controller.drift_action import DriftActions, DriftResponder
 from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonitor
 from controller.drift_reference import ReferenceShelf
+from controller.leadership import (
+    DatabaseLease,
+    FencedGitOps,
+    Leadership,
+    LeaseElector,
+    Solo,
+    export_leadership,
+)
 from controller.notice_log import NoticeLog
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
@@ -77,10 +86,12 @@ def build_step_context(
     metrics_settings: MetricsSettings | None = None,
     *,
     crash_after_push: bool = False,
+    leadership: Leadership | None = None,
 ) -> StepContext:
     """The ports a step acts through, from CANARYFLOW_* settings (gitops, metrics, controller sections),
     as a step pod or the controller's local runner has them. `crash_after_push`: the crash-and-restart
-    tests' fault point between a pushed commit and its record (controller/faults.py)."""
+    tests' fault point between a pushed commit and its record (controller/faults.py). `leadership`:
+    with replicas, every commit and push is fenced by it (a deposed leader's push never starts)."""
     controller = controller or ControllerSettings()
     gitops_settings = gitops_settings or GitOpsSettings()
     if not controller.registry_tracking_uri:
@@ -89,8 +100,9 @@ def build_step_context(
     repo = git_repo_from_settings(
         gitops_settings, mode_for, serving_from_policy(), _version_source(controller)
     )
+    gitops = faults.CrashAfterPush(repo, repo.workdir) if crash_after_push else repo
     return StepContext(
-        gitops=faults.CrashAfterPush(repo, repo.workdir) if crash_after_push else repo,
+        gitops=FencedGitOps(gitops, leadership.fenced) if leadership is not None else gitops,
         registry=registry_from_settings(controller.registry_backend, controller.registry_tracking_uri),
         metrics=metrics_source_from_settings(metrics_settings or MetricsSettings()),
         policy_for=load_policy,
@@ -140,10 +152,14 @@ def live_traffic_from_settings(
 
 
 def build_engine(
-    workflow_settings: WorkflowSettings, db_path: Path | None, controller: ControllerSettings | None = None
+    workflow_settings: WorkflowSettings,
+    db_path: Database | Path | None,
+    controller: ControllerSettings | None = None,
+    leadership: Leadership | None = None,
 ) -> ArgoEngine | LocalRunner:
-    """The engine `workflows.engine` names: Argo, or the local runner keeping its state in `db_path`.
-    Both link a workflow to where an operator watches it (`link`), which the controller wires."""
+    """The engine `workflows.engine` names: Argo, or the local runner keeping its state in `db_path`
+    (a file, or the replicas' shared database). Both link a workflow to where an operator watches it
+    (`link`), which the controller wires."""
     if workflow_settings.engine == "argo":
         from workflows.argo.argo_client import ArgoEngine
 
@@ -154,7 +170,7 @@ def build_engine(
     if db_path is None:
         raise ValueError("db: the local runner needs its database file")
 
-    context = build_step_context(controller, crash_after_push=faults.armed())
+    context = build_step_context(controller, crash_after_push=faults.armed(), leadership=leadership)
     return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
 
 
@@ -182,6 +198,7 @@ def build_drift_monitor(
     store: RolloutStore,
     registry: Registry | None,
     notifier: Notifier | None = None,
+    leadership: Leadership | None = None,
 ) -> DriftMonitor | None:
     """The champion drift monitor when `controller.drift.enabled`; raises ValueError on a bad policy.
 
@@ -195,12 +212,14 @@ def build_drift_monitor(
     responder = None
     if policy.on_drift == "rollback":
         try:
-            rollback = StepRollback(build_step_context(settings))
+            rollback = StepRollback(build_step_context(settings, leadership=leadership))
         except ValueError as exc:
             raise ValueError(
                 f"on_drift: rollback needs the steps' gitops and registry settings: {exc}"
             ) from exc
-        responder = DriftResponder(DriftActions(settings.db_path), store, rollback, notifier=notifier)
+        responder = DriftResponder(
+            DriftActions(state_of(settings, store)), store, rollback, notifier=notifier
+        )
     undone = responder.actions.rolled_back if responder is not None else None
     champions = ChampionSource(store, registry, drift.models, drift.champion_alias, rolled_back=undone)
     return DriftMonitor(
@@ -221,6 +240,37 @@ def notify_outbox_path(db_path: Path) -> Path:
     return db_path.with_name(f"{db_path.stem}-outbox{db_path.suffix or '.db'}")
 
 
+def state_of(settings: ControllerSettings, store: RolloutStore) -> Database | Path:
+    """Where a further store keeps its tables: the replicas' shared database, opened once (its pool
+    serves every store, and its fence guards them all), or the SQLite file, which each store opens."""
+    return store.db if settings.database_url is not None else settings.db_path
+
+
+def build_leadership(settings: ControllerSettings, store: RolloutStore) -> Leadership:
+    """A lease in the shared database where there is one (several replicas, one leader); else one
+    controller per SQLite file (`lock_database`), which always leads."""
+    if settings.database_url is None:
+        return Solo()
+    if settings.shards > 1:
+        if settings.leader_election != "database":
+            raise ValueError("shards: sharding leases its shards in the database (leader_election: database)")
+        from controller.sharding import ShardedLeadership
+
+        return ShardedLeadership(
+            store.db, settings.shards, ttl_s=settings.leader_ttl_s, renew_s=settings.leader_renew_s
+        )
+    name, ttl_s, renew_s = settings.leader_lease_name, settings.leader_ttl_s, settings.leader_renew_s
+    if settings.leader_election == "kubernetes":
+        from canaryflow.adapters.readiness.kubernetes import api_client
+        from controller.k8s_lease import KubernetesLease
+
+        # The cluster of the `kubernetes` settings, else the one the pod runs in (its service account).
+        kube = settings.kubernetes or KubernetesReadinessSettings(in_cluster=True)
+        api, namespace = api_client(kube), settings.leader_lease_namespace or kube.namespace
+        return KubernetesLease(store.db, api, namespace, name=name, ttl_s=ttl_s, renew_s=renew_s)
+    return DatabaseLease(store.db, name=name, ttl_s=ttl_s, renew_s=renew_s)
+
+
 def build_service(
     settings: ControllerSettings, notification_settings: NotificationSettings | None = None
 ) -> ControllerService:
@@ -229,16 +279,19 @@ def build_service(
     registry: Registry | None = None
     if settings.registry_tracking_uri:
         registry = registry_from_settings(settings.registry_backend, settings.registry_tracking_uri)
-    store = RolloutStore(settings.db_path)
+    url = settings.database_url
+    store = RolloutStore(open_database(url.get_secret_value()) if url is not None else settings.db_path)
+    leadership = build_leadership(settings, store)
     notify = notification_settings or NotificationSettings()
-    notice_log = NoticeLog(settings.db_path)  # what became of each notice, for the rollout's page
+    notice_log = NoticeLog(state_of(settings, store))  # what became of each notice, for the rollout's page
     outbox = partial(NoticeOutbox, notify_outbox_path(settings.db_path))
     notifier = notifier_from_settings(notify, outbox, on_settled=notice_log.record)
-    drift = build_drift_monitor(settings, store, registry, notifier)
+    fenced = leadership if settings.database_url is not None else None  # replicas: pushes fenced
+    drift = build_drift_monitor(settings, store, registry, notifier, fenced)
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
         drift.listeners.append(lambda event: send(drift_notice(event)))
-    engine = build_engine(WorkflowSettings(), settings.db_path, settings)
+    engine = build_engine(WorkflowSettings(), state_of(settings, store), settings, fenced)
     gate = build_approval_gate()
     return assemble_controller(
         settings,
@@ -253,6 +306,7 @@ def build_service(
         link_templates=notify.links,
         drift=drift,
         notice_log=notice_log if notifier is not None else None,
+        leadership=leadership,
     )
 
 
@@ -272,6 +326,7 @@ def assemble_controller(
     link_templates: Mapping[str, str] | None = None,
     drift: DriftMonitor | None = None,
     notice_log: NoticeLog | None = None,
+    leadership: Leadership | None = None,
 ) -> ControllerService:
     """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
     the loop's wake-up, the drift monitor's collector and its lock against rollouts.
@@ -302,6 +357,12 @@ def assemble_controller(
     if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
         drift.responder.guard(reconciler.model_lock)
     wake = LoopWake(reconciler)
+    leadership = leadership or Solo()
+    reconciler.leads = leadership.leads  # only the leader reconciles; any replica takes deliveries
+    reconciler.owns, reconciler.scope = leadership.owns, leadership.scope  # with shards: its models
+    export_leadership(metrics.registry, leadership)
+    if isinstance(leadership, LeaseElector):  # a new leader starts at once, not a tick later
+        leadership.on_change = lambda leads: wake() if leads else None
     context = ControllerContext(
         settings=settings,
         store=store,
@@ -315,10 +376,12 @@ def assemble_controller(
     app = create_app(context)
     # People's actions on rollouts (abort, promote now, retry, approve, reject, pause, resume), applied by
     # the reconcile loop under the model's lock; the console, login and the role gate on every route.
-    actions = RolloutActions(store, ActionStore(settings.db_path), reconciler, engine, clock)
+    actions = RolloutActions(store, ActionStore(state_of(settings, store)), reconciler, engine, clock)
     reconciler.actions = actions
     mount(app, context, actions)
-    return ControllerService(settings, store, reconciler, app, wake, notifier=notifier, drift=drift)
+    return ControllerService(
+        settings, store, reconciler, app, wake, notifier=notifier, drift=drift, leadership=leadership
+    )
 
 
 def version_sources() -> Callable[[str, str], str] | None:

@@ -8,11 +8,10 @@ delivery survives any crash after the acknowledgement, and a redelivery changes 
 
 from __future__ import annotations
 
-import sqlite3
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from canaryflow.adapters.database import DatabaseError
 from controller.api.api_context import ControllerContext
 from controller.api.request_body import bounded_body
 from controller.faults import crash_point
@@ -60,13 +59,13 @@ async def _receive(ctx: ControllerContext, source: WebhookSource, request: Reque
     if parsed is None:
         return JSONResponse({"status": "pong"}, status_code=200)
     kind = "approval" if isinstance(parsed, ApprovalEvent) else "registry"
-    # One small SQLite insert (tens of microseconds): done on the event loop, because a hop through
+    # One small insert (tens of microseconds in SQLite): done on the event loop, because a hop through
     # the thread pool costs more than the write while the reconcile thread competes for the GIL.
     try:
         stored = store.accept_delivery(
             name, delivery.delivery_id, kind, parsed.model_dump(mode="json"), keys=delivery.keys
         )
-    except sqlite3.Error as exc:  # disk full, I/O error: not acknowledged, so the sender retries
+    except DatabaseError as exc:  # disk full, I/O error, server away: not acknowledged, so the sender retries
         event("webhook not stored", source=name, error=str(exc))
         return JSONResponse(
             {"error": f"delivery not stored ({exc}); retry later"},

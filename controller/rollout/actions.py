@@ -5,22 +5,21 @@ repeated call finds the row it made the first time and changes nothing. An actio
 before anything is done, then marked `applied` or `refused` by whoever applies it under the model's
 lock (the request itself when the lock is free, else the reconcile loop's next tick), so an
 acknowledged action survives a restart and is applied exactly once. The table lives in the
-controller's database file as its own schema component (`controller_actions`).
+controller's database as its own schema component (`controller_actions`). Any replica stores a
+request (unfenced); settling it is the leader's (fenced, canaryflow/adapters/database/base.py).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from canaryflow.adapters.sqlite import Migration, connect, immediate_transaction, migrate
+from canaryflow.adapters.database import Database, Migration, as_database
+from canaryflow.adapters.database.base import Row
 
 ActionKind = Literal["abort", "promote", "retry", "approve", "reject", "pause", "resume"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("abort", "promote", "retry", "approve", "reject", "pause", "resume")
@@ -56,29 +55,19 @@ class ActionRecord(BaseModel):
 
 
 class ActionStore:
-    def __init__(self, db_path: Path | str) -> None:
-        self.db_path = Path(db_path)
-        self._lock = threading.Lock()
-        self._db = connect(self.db_path, check_same_thread=False)
-        with self._lock:
-            migrate(self._db, "controller_actions", _MIGRATIONS)
+    def __init__(self, database: Database | Path | str) -> None:
+        self.db = as_database(database)
+        self.db.migrate("controller_actions", _MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate_transaction(self._db, self._lock)
+        self.db.close()
 
     def add(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
         """Stores a pending action; (the stored one, False) when its id was stored before."""
-        with self._tx() as db:
-            row = db.execute("SELECT * FROM cf_actions WHERE id = ?", (action.id,)).fetchone()
-            if row is not None:
-                return _record(row), False
-            db.execute(
+        with self.db.transaction(fenced=False) as db:  # any replica takes a request
+            cur = db.execute(
                 "INSERT INTO cf_actions (id, rollout_id, model, kind, actor, reason, requested_at, state,"
-                " outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', '', ?)",
+                " outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', '', ?) ON CONFLICT DO NOTHING",
                 (
                     action.id,
                     action.rollout_id,
@@ -90,33 +79,33 @@ class ActionStore:
                     json.dumps(action.details, sort_keys=True),
                 ),
             )
+            if cur.rowcount != 1:
+                row = db.execute("SELECT * FROM cf_actions WHERE id = ?", (action.id,)).fetchone()
+                return _record(row), False
         return action, True
 
     def get(self, action_id: str) -> ActionRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM cf_actions WHERE id = ?", (action_id,)).fetchone()
-        return _record(row) if row is not None else None
+        rows = self.db.query("SELECT * FROM cf_actions WHERE id = ?", (action_id,))
+        return _record(rows[0]) if rows else None
 
     def of_rollout(self, rollout_id: str) -> list[ActionRecord]:
         """Oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM cf_actions WHERE rollout_id = ? ORDER BY requested_at, id", (rollout_id,)
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT * FROM cf_actions WHERE rollout_id = ? ORDER BY requested_at, id", (rollout_id,)
+        )
         return [_record(r) for r in rows]
 
     def pending(self, model: str) -> list[ActionRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM cf_actions WHERE state = 'pending' AND model = ? ORDER BY requested_at, id",
-                (model,),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT * FROM cf_actions WHERE state = 'pending' AND model = ? ORDER BY requested_at, id",
+            (model,),
+        )
         return [_record(r) for r in rows]
 
     def settle(self, action_id: str, state: ActionState, outcome: str) -> bool:
         """Marks a pending action applied or refused; False when it was settled before (by another
         thread or an earlier run), so its effect is never applied twice."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             cur = db.execute(
                 "UPDATE cf_actions SET state = ?, outcome = ?, applied_at = ? "
                 "WHERE id = ? AND state = 'pending'",
@@ -126,17 +115,16 @@ class ActionStore:
 
     def paused(self, rollout_id: str) -> ActionRecord | None:
         """The applied pause holding the rollout now (its newest applied pause/resume is a pause)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM cf_actions WHERE rollout_id = ? AND state = 'applied' AND kind IN "
-                "('pause', 'resume') ORDER BY applied_at DESC, requested_at DESC LIMIT 1",
-                (rollout_id,),
-            ).fetchone()
-        record = _record(row) if row is not None else None
+        rows = self.db.query(
+            "SELECT * FROM cf_actions WHERE rollout_id = ? AND state = 'applied' AND kind IN "
+            "('pause', 'resume') ORDER BY applied_at DESC, requested_at DESC LIMIT 1",
+            (rollout_id,),
+        )
+        record = _record(rows[0]) if rows else None
         return record if record is not None and record.kind == "pause" else None
 
 
-def _record(row: sqlite3.Row) -> ActionRecord:
+def _record(row: Row) -> ActionRecord:
     values = dict(row)
     values["details"] = json.loads(values["details"] or "{}")
     return ActionRecord(**values)

@@ -1,23 +1,25 @@
-"""The rollout store: SQLite in WAL mode, one writer, every change one transaction.
+"""The rollout store: SQLite (WAL mode) or a shared PostgreSQL database, every change one transaction.
 
 It is the controller's memory across restarts: the inbox of accepted webhook deliveries (written
 before the delivery is acknowledged, so an acknowledged event is never lost, and keyed by delivery id,
 so a redelivery is recognised), the rollouts with their state, steps, verdicts, commits and the
-transition log. The local workflow runner keeps its own tables in the same file.
+transition log. The local workflow runner keeps its own tables in the same database.
+
+Its SQL is written once for both backends (canaryflow/adapters/database). Every write but accepting a
+delivery is fenced: with several replicas on one PostgreSQL database only the leader's writes land
+(`controller/leadership.py`); a delivery is accepted by any replica and deduplicated here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from canaryflow.adapters.sqlite import Migration, connect, immediate_transaction, migrate
+from canaryflow.adapters.database import Connection, Database, Migration, as_database
+from canaryflow.adapters.database.base import Row
 from canaryflow.kernel.rollout import ACTIVE, Transition
 from controller.rollout.records import (
     CommitRecord,
@@ -92,28 +94,20 @@ class StaleState(RuntimeError):
 
 
 class RolloutStore:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        self._db = connect(self.path, check_same_thread=False)
-        with self._lock:
-            migrate(self._db, "controller", _MIGRATIONS)
+    def __init__(self, database: Database | Path | str) -> None:
+        self.db = as_database(database)
+        self.path = Path(self.db.describe())  # where it is, for messages
+        self.db.migrate("controller", _MIGRATIONS)
 
     def close(self) -> None:
-        """Checkpoints the WAL into the database file first: after a clean stop `<db>` alone holds
-        everything (a plain file copy is a complete backup), and `<db>-wal` is empty."""
-        with self._lock:
-            # Another process reading right now blocks it: SQLite then checkpoints at the last close.
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.close()
+        """SQLite checkpoints its WAL first: after a clean stop `<db>` alone holds everything."""
+        self.db.close()
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate_transaction(self._db, self._lock)
+    def _tx(self, *, fenced: bool = True) -> AbstractContextManager[Connection]:
+        return self.db.transaction(fenced=fenced)
 
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        return self.db.query(sql, args)
 
     # -- inbox -------------------------------------------------------------------------------------
     def accept_delivery(
@@ -127,17 +121,18 @@ class RolloutStore:
         """Stores a verified delivery; False when its delivery id or any of its replay `keys` (e.g. the
         digest of its body) was stored before: a redelivery, or a capture replayed under a new id."""
         try:
-            with self._tx() as db:
+            with self._tx(fenced=False) as db:  # any replica accepts deliveries
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO cf_inbox (source, delivery_id, kind, event, received_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO cf_inbox (source, delivery_id, kind, event, received_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (source, delivery_id, kind, json.dumps(event), time.time()),
                 )
                 if cur.rowcount != 1:
                     return False
                 for key in dict.fromkeys((delivery_id, *keys)):
                     seen = db.execute(
-                        "INSERT OR IGNORE INTO cf_delivery_keys (source, key) VALUES (?, ?)", (source, key)
+                        "INSERT INTO cf_delivery_keys (source, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (source, key),
                     )
                     if seen.rowcount != 1:
                         raise _Replayed(key)
@@ -252,7 +247,7 @@ class RolloutStore:
         with self._tx() as db:
             cur = db.execute(
                 f"UPDATE cf_rollouts SET {', '.join(f'{k} = ?' for k in updates)} "
-                "WHERE id = ? AND phase = ? AND step_index IS ?",
+                "WHERE id = ? AND phase = ? AND step_index IS NOT DISTINCT FROM ?",
                 (*updates.values(), rollout_id, change.before.phase, change.before.step_index),
             )
             if cur.rowcount != 1:
@@ -292,9 +287,10 @@ class RolloutStore:
             ):
                 return False
             db.execute(
-                "INSERT OR REPLACE INTO cf_steps "
-                "(rollout_id, idx, weight, started_at, commit_sha, status, verdict) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO cf_steps (rollout_id, idx, weight, started_at, commit_sha, status, verdict) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, idx) DO UPDATE SET "
+                "weight = excluded.weight, started_at = excluded.started_at, "
+                "commit_sha = excluded.commit_sha, status = excluded.status, verdict = excluded.verdict",
                 (rollout_id, step.index, *new),
             )
             return True
@@ -302,7 +298,8 @@ class RolloutStore:
     def add_commit(self, rollout_id: str, sha: str, purpose: str) -> bool:
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO cf_commits (rollout_id, sha, purpose, at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO cf_commits (rollout_id, sha, purpose, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (rollout_id, sha, purpose, time.time()),
             )
             return cur.rowcount == 1
@@ -355,7 +352,7 @@ class RolloutStore:
         return {(r["model"], r["status"]): r["n"] for r in self._query(sql)}
 
 
-def _inbox(row: sqlite3.Row) -> InboxItem:
+def _inbox(row: Row) -> InboxItem:
     return InboxItem(
         id=row["id"],
         source=row["source"],

@@ -68,7 +68,7 @@ def scripted_verdict(looks: int, decision: str) -> str:
     )  # fmt: skip
     verdict = "fail" if decision == "rollback" else "pass" if decision == "promote" else "inconclusive"
     return Verdict(
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         decided_at_s=None if decision == "inconclusive" else 15.0 * looks,
         checks=[{"metric": "latency_p99", "verdict": verdict, "reason": f"latency p99 {worse:+.0%}"}],
         evidence=[evidence],

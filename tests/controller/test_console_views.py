@@ -78,7 +78,7 @@ def test_the_evidence_plot_draws_each_look_with_its_bounds_against_the_threshold
     svg = ElementTree.fromstring(plot["svg"])  # well-formed, the metric's name escaped
     ns = "{http://www.w3.org/2000/svg}"
     assert svg.get("data-metric") == "latency_p99<b>" and svg.get("data-looks") == "4"
-    dots = [c.find(f"{ns}title").text for c in svg.iter(f"{ns}circle")]  # type: ignore[union-attr]
+    dots = [c.find(f"{ns}title").text for c in svg.iter(f"{ns}circle")]
     assert dots == [
         "latency_p99<b> at 30 s: +2.0% [-50.0%, +900.0%]",
         "latency_p99<b> at 45 s: +30.0% [+5.0%, +60.0%]",

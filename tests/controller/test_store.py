@@ -7,6 +7,12 @@ from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore, StaleState
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path):
+    """The same tests on both backends: a SQLite file, and a database on a real PostgreSQL server."""
+    return tmp_path / "c.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
 def record(rid="m-v2-1", model="m"):
     now = time.time()
     return RolloutRecord(
@@ -14,8 +20,8 @@ def record(rid="m-v2-1", model="m"):
     )
 
 
-def test_create_is_idempotent_and_marks_the_inbox(tmp_path):
-    store = RolloutStore(tmp_path / "c.db")
+def test_create_is_idempotent_and_marks_the_inbox(location):
+    store = RolloutStore(location)
     assert store.accept_delivery("mlflow", "d1", "registry", {"x": 1})
     assert not store.accept_delivery("mlflow", "d1", "registry", {"x": 2})
     item = store.pending_inbox()[0]
@@ -25,8 +31,8 @@ def test_create_is_idempotent_and_marks_the_inbox(tmp_path):
     assert store.inbox()[0].outcome == "rollout m-v2-1"
 
 
-def test_transitions_are_checked_against_the_stored_state(tmp_path):
-    store = RolloutStore(tmp_path / "c.db")
+def test_transitions_are_checked_against_the_stored_state(location):
+    store = RolloutStore(location)
     store.create_rollout(record())
     t1 = apply(RolloutState(), Started(workflow="wf"))
     store.transition("m-v2-1", t1, workflow="wf")
@@ -37,8 +43,8 @@ def test_transitions_are_checked_against_the_stored_state(tmp_path):
     assert (got.phase, got.step_index, got.weight, got.workflow) == ("canary", 0, 5, "wf")
 
 
-def test_everything_survives_reopening(tmp_path):
-    store = RolloutStore(tmp_path / "c.db")
+def test_everything_survives_reopening(location):
+    store = RolloutStore(location)
     store.create_rollout(record())
     store.transition("m-v2-1", apply(RolloutState(), Started(workflow="wf")), workflow="wf")
     assert store.upsert_step("m-v2-1", StepRecord(index=0, weight=5, commit_sha="abc", status="running"))
@@ -52,7 +58,7 @@ def test_everything_survives_reopening(tmp_path):
     assert store.add_commit("m-v2-1", "abc", "step 0 at 5%")
     assert not store.add_commit("m-v2-1", "abc", "step 0 at 5%")
     store.close()
-    again = RolloutStore(tmp_path / "c.db")
+    again = RolloutStore(location)
     detail = again.detail("m-v2-1")
     assert detail is not None and detail.phase == "canary" and detail.workflow == "wf"
     assert detail.steps[0].verdict == {"decision": "promote", "checks": []}

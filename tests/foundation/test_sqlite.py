@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from canaryflow.adapters.sqlite import Migration, SchemaError, connect, migrate, schema_version
+from canaryflow.adapters.database.sqlite import Migration, SchemaError, connect, migrate, schema_version
 from controller.rollout.store import RolloutStore
 from workflows.local.store import RunStore
 

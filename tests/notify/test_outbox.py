@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from canaryflow.adapters.database.sqlite import connect, migrate, schema_version
 from canaryflow.adapters.notify import BackgroundNotifier, NotificationSettings, notifier_from_settings
 from canaryflow.adapters.notify.cloudevents_channel import CloudEventsChannel, to_cloudevent
-from canaryflow.adapters.sqlite import connect, migrate, schema_version
 from canaryflow.app.wiring import notify_outbox_path
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
 from controller.notice_outbox import COMPONENT, MIGRATIONS, NoticeOutbox

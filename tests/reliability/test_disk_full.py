@@ -10,8 +10,8 @@ from tests.controller.conftest import signed_mlflow
 
 
 def _cap(store, extra_pages: int = 0) -> None:
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count = {pages + extra_pages}")
+    pages = store.db.query("PRAGMA page_count")[0][0]
+    store.db.query(f"PRAGMA max_page_count = {pages + extra_pages}")
 
 
 def test_a_full_store_refuses_deliveries_until_there_is_room(client, store):
@@ -30,8 +30,8 @@ def test_a_full_store_refuses_deliveries_until_there_is_room(client, store):
     assert refused, "the capped store never filled up"
     h, b, answer = refused[-1]
     assert answer.headers["Retry-After"] and "not stored" in answer.json()["error"]
-    assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store.db.query("PRAGMA integrity_check")[0][0] == "ok"
     before = len(store.inbox())
-    store._db.execute("PRAGMA max_page_count = 1073741823")
+    store.db.query("PRAGMA max_page_count = 1073741823")
     assert client.post("/webhooks/mlflow", content=b, headers=h).status_code == 202  # the sender's retry
     assert len(store.inbox()) == before + 1

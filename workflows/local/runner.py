@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from canaryflow.adapters.database import Database
 from canaryflow.kernel.contracts.steps import Step, parse_weighted_node
 from canaryflow.kernel.ports import EngineRefused
 from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
@@ -52,7 +53,7 @@ class LocalRunner:
 
     def __init__(
         self,
-        db_path: Path | str,
+        db_path: Database | Path | str,
         run_step: StepRunner,
         policy_for: Callable[[str], Policy],
         clock: Callable[[], float] = time.time,

@@ -1,22 +1,21 @@
-"""The local runner's persistence: one row per workflow, one per node, in the controller's SQLite file.
+"""The local runner's persistence: one row per workflow, one per node, in the controller's database.
 
 Every node transition is committed before the runner moves on, so a process killed at any point
 leaves a state a new runner continues from. Tables are prefixed `workflow_` to live beside the
-controller's own tables in the same database.
+controller's own tables in the same database (SQLite or PostgreSQL). Writes are fenced: on a shared
+database only the leading controller's runner moves a workflow (canaryflow/adapters/database/base.py).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from canaryflow.adapters.sqlite import Migration, connect, migrate
+from canaryflow.adapters.database import Connection, Database, Migration, as_database
 from canaryflow.kernel.types import RolloutSpec, WorkflowNodeStatus
 from policies.model import Policy
 
@@ -88,31 +87,19 @@ class NodeRecord(BaseModel):
 
 
 class RunStore:
-    def __init__(self, db_path: Path | str) -> None:
-        self.db_path = str(db_path)
-        db = connect(self.db_path)
-        try:
-            migrate(db, "workflow", _MIGRATIONS)
-        finally:
-            db.close()
+    def __init__(self, database: Database | Path | str) -> None:
+        self.db = as_database(database)
+        self.db_path = self.db.describe()
+        self.db.migrate("workflow", _MIGRATIONS)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = connect(self.db_path)
-        try:
-            # One transaction, committed on success, rolled back on error; IMMEDIATE takes the write lock
-            # at the start: a deferred one that reads and then writes (`create`) fails at once with
-            # "database is locked" when another connection (the controller's store, another model's
-            # job) committed in between, whatever the busy timeout.
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[Connection]:
+        # One transaction, committed on success, rolled back on error; SQLite's takes the write lock at
+        # its start (`BEGIN IMMEDIATE`): a deferred one that reads and then writes (`create`) fails at
+        # once with "database is locked" when another connection committed in between.
+        return self.db.transaction()
+
+    def close(self) -> None:
+        self.db.close()
 
     def create(self, name: str, spec: RolloutSpec, policy: Policy, node_ids: list[str]) -> bool:
         """Inserts the run and its pending nodes; False (and nothing written) if it exists already."""
@@ -132,14 +119,14 @@ class RunStore:
         return True
 
     def run(self, name: str) -> RunRecord:
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT spec_json, policy_json, phase, message, stop_reason, exit_cause"
-                " FROM workflow_runs WHERE name = ?",
-                (name,),
-            ).fetchone()
-        if row is None:
+        rows = self.db.query(
+            "SELECT spec_json, policy_json, phase, message, stop_reason, exit_cause"
+            " FROM workflow_runs WHERE name = ?",
+            (name,),
+        )
+        if not rows:
             raise KeyError(name)
+        row = rows[0]
         return RunRecord(
             name=name,
             spec=RolloutSpec.model_validate_json(row[0]),
@@ -151,12 +138,11 @@ class RunStore:
         )
 
     def nodes(self, name: str) -> dict[str, NodeRecord]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT node, phase, attempt, started_at, finished_at, retry_at, resumed, outputs_json,"
-                " message FROM workflow_nodes WHERE workflow = ?",
-                (name,),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT node, phase, attempt, started_at, finished_at, retry_at, resumed, outputs_json,"
+            " message FROM workflow_nodes WHERE workflow = ?",
+            (name,),
+        )
         return {
             r[0]: NodeRecord(
                 node=r[0],

@@ -49,6 +49,7 @@ def serve(
     Secrets come from the environment: CANARYFLOW_CONTROLLER_MLFLOW_WEBHOOK_SECRET (or _FILE),
     ..._DATABRICKS_WEBHOOK_SECRET, ..._GITHUB_WEBHOOK_SECRET; ..._API_TOKEN for the API's PUT endpoint.
     """
+    from canaryflow.adapters.database import DatabaseError
     from canaryflow.app.wiring import build_service
     from controller.observability import configure_json_logging
     from controller.service import DatabaseInUse, lock_database
@@ -75,7 +76,7 @@ def serve(
         service = build_service(settings)
     except ValidationError as exc:  # another section's settings, e.g. notify.links
         _fail(first_error(exc, "settings"))
-    except (ValueError, OSError, DatabaseInUse) as exc:
+    except (ValueError, OSError, DatabaseInUse, DatabaseError) as exc:
         _fail(str(exc))
     try:
         service.serve()
@@ -88,13 +89,19 @@ def rollouts(
     db: Annotated[Path | None, typer.Option(help="the controller's SQLite file")] = None,
     rollout_id: Annotated[str | None, typer.Argument(help="one rollout, with its steps and history")] = None,
 ) -> None:
-    """Print rollouts (or one rollout in detail) as JSON, read from the store."""
+    """Print rollouts (or one rollout in detail) as JSON, read from the store (the shared PostgreSQL
+    database when CANARYFLOW_CONTROLLER_DATABASE_URL is set)."""
+    from canaryflow.adapters.database import DatabaseError, open_database
     from controller.rollout.store import RolloutStore
 
     settings = _settings({"db_path": db})
-    if not settings.db_path.exists():
+    url = settings.database_url
+    if url is None and not settings.db_path.exists():
         _fail(f"db_path: {settings.db_path} does not exist")
-    store = RolloutStore(settings.db_path)
+    try:
+        store = RolloutStore(open_database(url.get_secret_value()) if url is not None else settings.db_path)
+    except DatabaseError as exc:
+        _fail(f"database_url: {exc}")
     if rollout_id is None:
         typer.echo(json.dumps([r.model_dump() for r in store.rollouts()], indent=2))
         return

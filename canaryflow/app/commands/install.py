@@ -67,6 +67,10 @@ def render(
     webhook_host: Annotated[str | None, typer.Option(help="hostname the Gateway serves /webhooks on")] = None,
     policy: Annotated[str | None, typer.Option(help="policy of the installed WorkflowTemplate")] = None,
     monitor_label: Annotated[list[str] | None, _MONITOR_LABEL] = None,
+    replicas: Annotated[
+        int | None, typer.Option(help="controller replicas (>1: shared PostgreSQL, a leader by a Lease)")
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="models partitioned across the replicas")] = None,
 ) -> None:
     """Write base/ and overlays/{gpu,cpu}/; apply one overlay with `kubectl apply -k`."""
     from canaryflow.app.install import layout
@@ -83,6 +87,8 @@ def render(
             "webhook_hostname": webhook_host,
             "policy": policy,
             "monitor_labels": _labels(monitor_label or []),
+            "replicas": replicas,
+            "shards": shards,
         }
     )
     try:
@@ -118,6 +124,10 @@ def dashboards(
 def alerts(
     namespace: Annotated[str | None, typer.Option(help="namespace of the PrometheusRule")] = None,
     monitor_label: Annotated[list[str] | None, _MONITOR_LABEL] = None,
+    replicas: Annotated[
+        int | None, typer.Option(help="controller replicas (>1: shared PostgreSQL, a leader by a Lease)")
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="models partitioned across the replicas")] = None,
 ) -> None:
     """Print the PrometheusRule (also part of `install render`'s base)."""
     from canaryflow.app.install.alerts import prometheus_rule

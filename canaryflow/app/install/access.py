@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from canaryflow.app.install.controller import metadata
-from canaryflow.app.install.options import CONTROLLER, PORT, SELECTOR, InstallOptions
+from canaryflow.app.install.options import CONTROLLER, LEADER_ROLE, PORT, SELECTOR, InstallOptions
 from gitops.traffic import traffic_router
 from policies import load_policy
-from workflows.argo.install import install_manifests
+from workflows.argo.install import CONTROLLER_ACCOUNT, install_manifests
 from workflows.workflow_settings import WorkflowSettings
 
 READINESS_ROLE = "canaryflow-readiness"
@@ -64,6 +64,30 @@ def readiness_access(options: InstallOptions) -> list[dict[str, Any]]:
             "metadata": metadata(READINESS_ROLE, ns),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": READINESS_ROLE},
             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": options.namespace}],
+        },
+    ]
+
+
+def leader_access(options: InstallOptions) -> list[dict[str, Any]]:
+    """Replicas electing their leader by a `coordination.k8s.io/v1` Lease (controller/k8s_lease.py):
+    read, create and renew Leases in canaryflow's namespace, nothing else."""
+    ns = options.namespace
+    rules = [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": metadata(LEADER_ROLE, ns),
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": metadata(LEADER_ROLE, ns),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER_ACCOUNT, "namespace": ns}],
         },
     ]
 
@@ -114,6 +138,12 @@ def network_policy(options: InstallOptions) -> dict[str, Any]:
                 _egress_to(options.argo_server_url, 2746),
                 _egress_to(options.mlflow_url, 80),
                 {"ports": [{"protocol": "TCP", "port": 443}]},
+                # Replicas: the shared PostgreSQL, and the API server (6443 where it is not behind 443).
+                *(
+                    [{"ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 6443}]}]
+                    if options.highly_available
+                    else []
+                ),
             ],
         },
     }

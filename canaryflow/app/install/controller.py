@@ -14,6 +14,7 @@ from canaryflow.app.install.options import (
     CONFIG_MAP,
     CONTROLLER,
     CONTROLLER_SECRET_KEYS,
+    DATABASE_URL_KEY,
     PART_OF,
     PORT,
     SECRET,
@@ -65,6 +66,11 @@ def settings_env(options: InstallOptions) -> dict[str, str]:
         env["CANARYFLOW_GITOPS_REMOTE_URL"] = options.gitops_repo_url
     if options.github_repo:
         env["CANARYFLOW_GITOPS_GITHUB_REPO"] = options.github_repo
+    if options.highly_available:  # replicas on the shared database (docs/controller.md, HA)
+        env["CANARYFLOW_CONTROLLER_SHARDS"] = str(options.shards)
+        # One shard: a leader by a Lease in this namespace (RBAC: access.py); shards: leases in the database.
+        env["CANARYFLOW_CONTROLLER_LEADER_ELECTION"] = "kubernetes" if options.shards == 1 else "database"
+        env["CANARYFLOW_CONTROLLER_LEADER_LEASE_NAMESPACE"] = options.namespace
     if options.with_inference:
         # The wait-ready step reads the canary Deployment's status through the API (RBAC in access.py).
         env["CANARYFLOW_CONTROLLER_KUBERNETES__IN_CLUSTER"] = "true"
@@ -81,15 +87,20 @@ def config_map(options: InstallOptions) -> dict[str, Any]:
     }
 
 
-def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+def _secret_env(name: str, secret: str, key: str, optional: bool = True) -> dict[str, Any]:
+    ref = {"name": secret, "key": key, "optional": optional}
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
 def _container(options: InstallOptions) -> dict[str, Any]:
     probe = {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3}
     env = [
         {"name": "HOME", "value": "/tmp"},
-        *(_secret_env(key, SECRET, key) for key in CONTROLLER_SECRET_KEYS),
+        # Replicas without the shared database would each run every rollout: the pod does not start.
+        *(
+            _secret_env(key, SECRET, key, optional=not (key == DATABASE_URL_KEY and options.highly_available))
+            for key in CONTROLLER_SECRET_KEYS
+        ),
         # The Argo Server checks this identity's RBAC (workflows/argo/install.py) on every call: the
         # pod's projected token (re-read on every call; the kubelet rotates it), no long-lived Secret.
         {"name": "CANARYFLOW_WORKFLOWS_ARGO_TOKEN_PATH", "value": f"{ARGO_TOKEN_DIR}/token"},
@@ -142,8 +153,12 @@ def deployment(options: InstallOptions) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": metadata(CONTROLLER, options.namespace),
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            "replicas": options.replicas,
+            # One replica owns its SQLite file: the old pod stops before the new one opens it. Replicas
+            # share PostgreSQL and elect a leader, so they roll one at a time.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+            if options.highly_available
+            else {"type": "Recreate"},
             "selector": {"matchLabels": dict(SELECTOR)},
             "template": {
                 "metadata": {"labels": {**SELECTOR, **PART_OF}},
@@ -151,7 +166,8 @@ def deployment(options: InstallOptions) -> dict[str, Any]:
                     "serviceAccountName": CONTROLLER_ACCOUNT,
                     # The controller calls the Argo Server with its projected token (below), never the
                     # Kubernetes API: the default token mount is off.
-                    "automountServiceAccountToken": False,
+                    # (Replicas electing a leader by a Lease do call it: the token is mounted then.)
+                    "automountServiceAccountToken": options.highly_available and options.shards == 1,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS,
@@ -162,7 +178,7 @@ def deployment(options: InstallOptions) -> dict[str, Any]:
                     "terminationGracePeriodSeconds": 30,
                     "containers": [_container(options)],
                     "volumes": [
-                        {"name": "state", "persistentVolumeClaim": {"claimName": STATE_CLAIM}},
+                        state_volume(options),
                         {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}},
                         argo_token_volume(),
                     ],
@@ -170,6 +186,14 @@ def deployment(options: InstallOptions) -> dict[str, Any]:
             },
         },
     }
+
+
+def state_volume(options: InstallOptions) -> dict[str, Any]:
+    """One replica: its SQLite file on a claim. Replicas: the state is in PostgreSQL; what stays local
+    (the notifier's outbox, drift references) lives as long as the pod."""
+    if options.highly_available:
+        return {"name": "state", "emptyDir": {"sizeLimit": "256Mi"}}
+    return {"name": "state", "persistentVolumeClaim": {"claimName": STATE_CLAIM}}
 
 
 def state_claim(options: InstallOptions) -> dict[str, Any]:

@@ -35,7 +35,6 @@ def base_documents(options: InstallOptions) -> dict[str, list[dict[str, Any]]]:
         "namespace.yaml": [exposure.namespace(options.namespace)],
         "config.yaml": [controller.config_map(options)],
         "argo.yaml": access.argo_pieces(options),
-        "state.yaml": [controller.state_claim(options)],
         "deployment.yaml": [controller.deployment(options)],
         "service.yaml": [controller.service(options)],
         "networkpolicy.yaml": [access.network_policy(options)],
@@ -44,6 +43,10 @@ def base_documents(options: InstallOptions) -> dict[str, list[dict[str, Any]]]:
         "alerts.yaml": [alerts.prometheus_rule(options)],
         "dashboards.yaml": dashboards.dashboard_config_maps(options),
     }
+    if not options.highly_available:  # one replica's SQLite file
+        files = {"state.yaml": [controller.state_claim(options)], **files}
+    elif options.shards == 1:  # replicas electing a leader by a Lease
+        files["leader.yaml"] = access.leader_access(options)
     if options.with_inference:
         inference = [exposure.namespace(options.inference_namespace), *access.readiness_access(options)]
         if options.gitops_repo_url:

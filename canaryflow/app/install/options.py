@@ -6,7 +6,7 @@ Service, the RBAC and the NetworkPolicy cannot drift apart; the options are what
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from canaryflow.kernel.guarded_input import Hostname, UrlText
 
@@ -39,7 +39,11 @@ CONTROLLER_SECRET_KEYS = (
     "CANARYFLOW_GITOPS_GITHUB_TOKEN",
     "CANARYFLOW_NOTIFY_URLS",
     "CANARYFLOW_NOTIFY_CLOUDEVENTS_URL",
+    # The state several replicas share (postgresql://...); required when replicas > 1.
+    "CANARYFLOW_CONTROLLER_DATABASE_URL",
 )
+DATABASE_URL_KEY = "CANARYFLOW_CONTROLLER_DATABASE_URL"
+LEADER_ROLE = "canaryflow-controller-leader"
 
 
 class InstallOptions(BaseModel):
@@ -71,3 +75,25 @@ class InstallOptions(BaseModel):
     argocd_namespace: str = Field(default="argocd", pattern=_LABEL)
     storage: str = Field(default="1Gi", pattern=_QUANTITY)
     storage_class: str | None = None
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="controller replicas; above 1 they share the PostgreSQL database the Secret's "
+        "CANARYFLOW_CONTROLLER_DATABASE_URL names, one leading (a coordination.k8s.io Lease)",
+    )
+    shards: int = Field(
+        default=1, ge=1, le=1024, description="models partitioned across the replicas (needs replicas > 1)"
+    )
+
+    @property
+    def highly_available(self) -> bool:
+        return self.replicas > 1
+
+    @field_validator("shards")
+    @classmethod
+    def _shards_need_replicas(cls, shards: int, info: ValidationInfo) -> int:
+        replicas = info.data.get("replicas", 1)
+        if shards > 1 and replicas < 2:
+            raise ValueError(f"{shards} shards need replicas above 1, got {replicas}")
+        return shards

@@ -1,4 +1,5 @@
-"""SQLite for canaryflow's stores: one way to open a database, and versioned schemas with migrations.
+"""SQLite for canaryflow's stores (the embedded default): one way to open a file, versioned schemas with
+migrations, and `SqliteDatabase`, the `Database` backend (base.py) over one connection.
 
 The controller's rollout store and the local workflow runner keep their tables in one file, each as a
 *component* with its own schema version in `cf_schema`. Opening a store applies the migrations it has
@@ -10,33 +11,30 @@ versioned is adopted as it is.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from canaryflow.adapters.database.base import (
+    DatabaseError,
+    Fence,
+    Migration,
+    SchemaError,
+    check_numbering,
+    newer_schema,
+)
+
+__all__ = ["Migration", "SchemaError", "SqliteDatabase", "connect", "migrate", "schema_version"]
 
 _SCHEMA_TABLE = """
 CREATE TABLE IF NOT EXISTS cf_schema (
     component TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_at REAL NOT NULL)
 """
-
-
-class SchemaError(RuntimeError):
-    """The database cannot be used by this version of canaryflow (the message says why and what to do)."""
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of a component's schema: `version` follows the previous one by exactly 1."""
-
-    version: int
-    sql: str  # statements separated by ';' (no ';' inside a statement)
-
-    def statements(self) -> list[str]:
-        return [s.strip() for s in self.sql.split(";") if s.strip()]
 
 
 def connect(path: Path | str, *, check_same_thread: bool = True) -> sqlite3.Connection:
@@ -59,18 +57,12 @@ def schema_version(db: sqlite3.Connection, component: str) -> int:
 
 def migrate(db: sqlite3.Connection, component: str, migrations: Sequence[Migration]) -> int:
     """Applies the migrations newer than the file's version, all or none; returns the version now."""
-    versions = [m.version for m in migrations]
-    if versions != list(range(1, len(migrations) + 1)):
-        raise ValueError(f"{component}: migrations must be numbered 1..n in order, got {versions}")
-    latest = len(migrations)
+    latest = check_numbering(component, migrations)
     db.execute("BEGIN IMMEDIATE")
     try:
         current = schema_version(db, component)
         if current > latest:
-            raise SchemaError(
-                f"{component} schema version {current} in this database is newer than this canaryflow "
-                f"knows ({latest}): upgrade canaryflow, or restore a backup taken before the upgrade"
-            )
+            raise newer_schema(component, current, latest)
         for migration in migrations[current:]:
             for statement in migration.statements():
                 db.execute(statement)
@@ -102,3 +94,62 @@ def immediate_transaction(
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+class SqliteDatabase:
+    """One file, one connection shared by the store's threads behind a lock; a write transaction is
+    `BEGIN IMMEDIATE` (a second writer, in this process or another, waits at its start). SQLite is one
+    machine's: one controller process per file (`controller.service.lock_database`), so the fence, when
+    installed, has nobody to fence off but is run all the same."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int | None = None) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._fence: Fence | None = None
+        try:
+            self._db = connect(self.path, check_same_thread=False)
+            if busy_timeout_ms is not None:
+                self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.path}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
+        try:
+            with immediate_transaction(self._db, self._lock) as db:
+                if fenced and self._fence is not None:
+                    self._fence(db)
+                yield db
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.path}: {exc}") from exc
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            with self._lock:
+                return list(self._db.execute(sql, tuple(args)).fetchall())
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.path}: {exc}") from exc
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        with self._lock:
+            return migrate(self._db, component, migrations)
+
+    def now(self) -> float:
+        return time.time()
+
+    def install_fence(self, fence: Fence | None) -> None:
+        self._fence = fence
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def close(self) -> None:
+        """Checkpoints the WAL into the database file first: after a clean stop `<db>` alone holds
+        everything (a plain file copy is a complete backup), and `<db>-wal` is empty."""
+        with self._lock:
+            # Another process reading right now blocks it: SQLite then checkpoints at the last close.
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
