@@ -85,7 +85,7 @@ class _Repo:
     def __init__(self, hold: threading.Event | None = None) -> None:
         self.hold, self.entered, self.pushes = hold, threading.Event(), 0
 
-    def commit_step(self, spec, weight, decision):
+    def commit_step(self, spec, weight, decision, reason=""):
         self.entered.set()
         if self.hold is not None:
             self.hold.wait(10)
