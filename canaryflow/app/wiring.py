@@ -34,6 +34,7 @@ from canaryflow.kernel.contracts.traffic import TrafficMode
 from canaryflow.kernel.ports import (
     ApprovalGate,
     LiveTraffic,
+    MetricsSource,
     Notifier,
     Registry,
     ReviewAuthority,
@@ -51,6 +52,7 @@ from controller.drift_monitor import ChampionSource, DriftCollector, DriftMonito
 from controller.drift_reference import ReferenceShelf
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
+from controller.policy_choice import PolicyChooser
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.actions import ActionStore
 from controller.rollout.store import RolloutStore
@@ -249,6 +251,7 @@ def build_service(
         outbox_health=notifier,
         link_templates=notify.links,
         drift=drift,
+        traffic=metrics_source_from_settings(MetricsSettings()),
     )
 
 
@@ -267,13 +270,15 @@ def assemble_controller(
     outbox_health: NotifierHealth | None = None,
     link_templates: Mapping[str, str] | None = None,
     drift: DriftMonitor | None = None,
+    traffic: MetricsSource | None = None,
 ) -> ControllerService:
     """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
     the loop's wake-up, the drift monitor's collector and its lock against rollouts.
 
     The optional capabilities are passed, never sniffed: `workflow_link` (the engine's UI link),
     `reviewers` (who may approve a webhook review: the GitHub gate), `outbox_health` (the notifier's
-    outbox, as metrics)."""
+    outbox, as metrics), `traffic` (where the champion's traffic is read for the forecast before a
+    rollout starts and the thin-evidence switch)."""
     reconciler: Reconciler | None = None
     metrics = ControllerMetrics(store, lambda name: reconciler.max_duration_s(name) if reconciler else None)
     if drift is not None:
@@ -294,6 +299,8 @@ def assemble_controller(
         link_templates=link_templates,
         workflow_link=workflow_link,
     )
+    if traffic is not None:
+        reconciler.policy_choice = PolicyChooser(traffic, policy_loader, clock)
     if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
         drift.responder.guard(reconciler.model_lock)
     wake = LoopWake(reconciler)
