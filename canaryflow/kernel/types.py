@@ -59,6 +59,9 @@ class Verdict(BaseModel):
     # A traffic step's forecast from the traffic seen so far (`analysis.forecast.Forecast.to_dict`):
     # each check's expected time to a decision and, when it cannot decide in time, the advice.
     forecast: dict[str, Any] | None = None
+    # The policy the verdict was reached under (the rollout's: the thin-evidence switch may have
+    # chosen it, `low-traffic@prior_strength=1300`); None where no rollout asked (a replay).
+    policy: str | None = None
 
 
 class RolloutSpec(BaseModel):

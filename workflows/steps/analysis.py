@@ -213,6 +213,7 @@ def _against_record(observed: Observations, record: Observations) -> Observation
 
 
 def _outcome(spec: RolloutSpec, result: AnalysisResult, window: dict[str, str], what: str) -> StepOutcome:
+    result = result.model_copy(update={"verdict": result.verdict.model_copy(update={"policy": spec.policy})})
     outputs = {**window, Output.VERDICT: result.status, Output.VERDICT_JSON: result.verdict.model_dump_json()}
     reasons = "; ".join(
         dict.fromkeys(c.reason for c in result.verdict.checks if c.reason and c.verdict != "pass")
