@@ -34,11 +34,11 @@ from scipy.stats import mannwhitneyu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from canaryflow.kernel.analysis.forecast import LOW_TRAFFIC_POLICIES, recommend
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from canaryflow.kernel.analysis.rollout_replay import replay_rollout
-from policies import Policy, load_policy
+from canaryflow.kernel.analysis.thin_evidence import choose_policy
+from policies import Policy, ThinEvidencePolicy, load_policy
 
 MEDIAN_MS = 20.0
 SIGMA = 0.35
@@ -225,10 +225,17 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
 
 @functools.cache
 def _policy(name: str = "default") -> Policy:
-    """A shipped policy by name; "NAME@K": with `prior_strength` K (the forecast's tuning)."""
-    base, _, strength = name.partition("@")
-    policy = load_policy(base)
-    return policy.model_copy(update={"prior_strength": float(strength)}) if strength else policy
+    """A shipped policy by name, or as a rollout records it ("low-traffic@prior_strength=1300")."""
+    if name == SWITCHING:
+        return load_policy("default").model_copy(
+            update={"thin_evidence": ThinEvidencePolicy(switch_to="low-traffic")}
+        )
+    return load_policy(name)
+
+
+# The default policy with the thin-evidence switch on (`thin_evidence: {switch_to: low-traffic}`):
+# what the "auto" scenarios run, through the controller's own choice (`choose_policy`).
+SWITCHING = "default+thin_evidence"
 
 
 Decided = tuple[str, float]
@@ -258,20 +265,19 @@ def rollout(sc: Scenario, rps: float, seed: int, log: RequestLog) -> tuple[Decid
 
 
 def auto_policy(sc: Scenario, rps: float, seed: int) -> str:
-    """The policy the forecast picks from the 10 minutes the champion served before the rollout
-    (its rate, error rate and latency histogram): the default if it can decide in time, else the
-    first shipped low-traffic policy that can."""
+    """The policy the controller starts the rollout under (`controller.policy_choice`) when the
+    default policy sets `thin_evidence: {switch_to: low-traffic}`: from the 10 minutes the champion
+    served before the rollout (its rate, error rate and latency histogram), the default if it can
+    decide in time, else the recommended one (`choose_policy`), as the rollout would record it."""
     history = simulate(sc, rps, seed + 3, -600.0, 0.0, share=0.0)
     bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S)
     n = max(history.t.shape[0], 1)
     cdf = np.searchsorted(np.sort(history.latency_s), bounds, side="right") / n
     reference = {"error_rate": float(np.mean(~history.ok)), "latency_cdf": cdf}
-    candidates = {name: _policy(name) for name in LOW_TRAFFIC_POLICIES}
-    chosen = recommend(_policy("default"), history.t.shape[0] / 600.0, candidates, **reference)
-    if chosen is None:
-        return "default"
-    name = "default" if chosen.name == "this policy" else chosen.name
-    return f"{name}@{chosen.policy.prior_strength:g}"
+    choice = choose_policy(
+        _policy(SWITCHING), "default", history.t.shape[0] / 600.0, _policy("low-traffic"), **reference
+    )
+    return choice.name
 
 
 def whole_rollout_log(sc: Scenario, rps: float, seed: int) -> RequestLog:

@@ -25,7 +25,7 @@ from canaryflow.kernel.analysis.thin_evidence import choose_policy
 from canaryflow.kernel.ports import MetricsError, MetricsSource
 from controller.observability import event
 from controller.rollout.records import RolloutRecord
-from policies import TUNED_PRIOR, Policy, PolicyError, tuned_policy_name
+from policies import Policy, PolicyError
 
 DEFAULT_HISTORY_S = 600.0  # the champion's traffic read when the policy has no `thin_evidence`
 
@@ -77,10 +77,4 @@ class PolicyChooser:
             except PolicyError as exc:  # load_policy refuses such a policy; another loader may not
                 event("switch_to unreadable", logging.WARNING, rollout=record.id, error=str(exc))
         choice = choose_policy(policy, record.policy, rate, switch_to, **shape)
-        name = record.policy
-        if choice.tuned:
-            base = choice.base.partition(TUNED_PRIOR)[0]
-            name = tuned_policy_name(base, choice.policy.prior_strength)
-            if self.policy_for(base).prior_strength == choice.policy.prior_strength:
-                name = base  # the shipped prior is the tuned one
-        return StartChoice(name, choice.note(history_s))
+        return StartChoice(choice.name, choice.note(history_s))

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from canaryflow.kernel.guarded_input import InputRefused, parse_yaml, read_regular_file
 from policies.model import (
+    TUNED_PRIOR,
     ApprovalPolicy,
     ErrorBudget,
     MetricPolicy,
@@ -22,6 +23,7 @@ from policies.model import (
     ThinEvidencePolicy,
     TrafficStep,
     default_metrics,
+    tuned_policy_name,
 )
 
 SHIPPED_DIR = Path(__file__).resolve().parent
@@ -98,16 +100,6 @@ def read_policy_document(
             shipped = sorted(p.stem for p in shipped_dir.glob("*.yaml"))
             raise PolicyError(f"policy {text_name!r}: no such shipped {kind} (shipped: {', '.join(shipped)})")
     return _read_yaml(path, kind), str(path)
-
-
-# A policy run with another mixture prior is recorded under its name and this suffix
-# ("low-traffic@prior_strength=1300"): what the thin-evidence switch starts a rollout under.
-TUNED_PRIOR = "@prior_strength="
-
-
-def tuned_policy_name(name: str, prior_strength: float) -> str:
-    """The name that `load_policy` reads back as `name` with `prior_strength`."""
-    return f"{name}{TUNED_PRIOR}{prior_strength:g}"
 
 
 def load_policy(name_or_path: str | Path) -> Policy:

@@ -260,6 +260,16 @@ class SampleRatioPolicy(_Strict):
     alpha: float = Field(default=0.001, gt=0, lt=0.5, description="rate of false alarms on a fair split")
 
 
+# A policy run with another mixture prior is recorded under its name and this suffix
+# ("low-traffic@prior_strength=1300"): what the thin-evidence switch may start a rollout under.
+TUNED_PRIOR = "@prior_strength="
+
+
+def tuned_policy_name(name: str, prior_strength: float) -> str:
+    """The name that `policies.load_policy` reads back as `name` with `prior_strength`."""
+    return f"{name.partition(TUNED_PRIOR)[0]}{TUNED_PRIOR}{prior_strength:g}"
+
+
 class ThinEvidencePolicy(_Strict):
     """Opt-in: when the forecast says this policy cannot decide in time, run the rollout under another.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from canaryflow.kernel.analysis.forecast import Forecast, forecast, forecast_lines, recommend
+from policies.model import tuned_policy_name
 
 if TYPE_CHECKING:
     from policies.model import Policy
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 class PolicyChoice:
     """The policy a rollout runs under, and the forecasts behind the choice."""
 
-    base: str  # the policy's name as given (`switch_to` when switched), without a tuned prior
-    policy: Policy  # what the rollout runs under (its prior maybe tuned)
+    name: str  # what the rollout runs under, as recorded: `low-traffic@prior_strength=1300`
+    policy: Policy  # that policy, loaded (its prior maybe tuned)
     forecast: Forecast  # of `policy`
     asked: Forecast  # of the policy asked for (the same as `forecast` when not switched)
     switched_from: str | None = None  # the policy asked for, when the rollout runs under another
@@ -44,9 +45,7 @@ class PolicyChoice:
         lines = [f"forecast at {self.asked.rate_rps:.3g} requests/s{seen}:"]
         lines += [f"- {line}" for line in forecast_lines(self.asked.to_dict())]
         if self.tuned:
-            what = f"{self.base} with prior_strength {self.policy.prior_strength:g}"
-            if self.switched_from is None:
-                what = f"this policy with prior_strength {self.policy.prior_strength:g}"
+            what = self.name if self.switched_from else f"this policy as {self.name}"
             lines.append(f"thin evidence: the rollout runs under {what} instead:")
             lines += [f"- {line}" for line in forecast_lines(self.forecast.to_dict())]
         return lines
@@ -68,5 +67,13 @@ def choose_policy(
     if better is None:  # nothing fits: the policy stays, and its advice says so
         return PolicyChoice(name, policy, asked, asked)
     if better.name == "this policy":
-        return PolicyChoice(name, better.policy, better.forecast, asked)
-    return PolicyChoice(better.name, better.policy, better.forecast, asked, switched_from=name)
+        return PolicyChoice(_named(name, policy, better.policy), better.policy, better.forecast, asked)
+    assert switch_to is not None
+    recorded = _named(better.name, switch_to, better.policy)
+    return PolicyChoice(recorded, better.policy, better.forecast, asked, switched_from=name)
+
+
+def _named(name: str, shipped: Policy, tuned: Policy) -> str:
+    """`name`, with the tuned prior where it differs from the one the policy ships with."""
+    same = tuned.prior_strength == shipped.prior_strength
+    return name if same else tuned_policy_name(name, tuned.prior_strength)
