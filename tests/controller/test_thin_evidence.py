@@ -100,8 +100,9 @@ def test_the_first_notice_carries_the_forecast_of_each_check_and_the_advice(tmp_
     assert "error-rate in about" in body and "not expected to decide within max_duration_s (1,800 s)" in body
     assert "consider `policies/low-traffic.yaml` or a larger weight" in body
     # `default` does not opt in: the rollout keeps its policy (the advice is all it gets)
-    assert store.get(rid).policy == "default" and "set-weight-10" in steps.calls
-    assert champion.asked and store.get(rid).phase == "promoted"
+    record = store.get(rid)
+    assert record is not None and record.policy == "default" and "set-weight-10" in steps.calls
+    assert champion.asked and record.phase == "promoted"
 
 
 def test_an_opted_in_policy_runs_the_rollout_under_the_recommended_one(tmp_path) -> None:
