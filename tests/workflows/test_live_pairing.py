@@ -81,6 +81,7 @@ def _numbers(verdict: Verdict) -> dict[str, object]:
     """A verdict without its null figures (which are null depends on the looks judged after it)."""
     data = verdict.model_dump()
     data.pop("forecast")  # the live step's forecast from the traffic seen (a replay makes none)
+    data.pop("policy")  # the rollout's policy name, which a live step stamps and a replay has not
     data["checks"] = [{k: v for k, v in c.items() if v is not None} for c in data["checks"]]
     return data
 
