@@ -68,6 +68,14 @@ class PolicyChooser:
         self.metrics, self.policy_for, self.clock = metrics, policy_for, clock
 
     def choose(self, record: RolloutRecord) -> StartChoice:
+        """Never raises: a forecast that cannot be made must not hold the rollout's start."""
+        try:
+            return self._choose(record)
+        except Exception as exc:
+            event("no forecast at start", logging.WARNING, rollout=record.id, error=repr(exc))
+            return StartChoice(record.policy, [f"no forecast: {exc}"])
+
+    def _choose(self, record: RolloutRecord) -> StartChoice:
         policy = self.policy_for(record.policy)
         history_s = policy.thin_evidence.history_s if policy.thin_evidence else DEFAULT_HISTORY_S
         try:

@@ -22,6 +22,7 @@ from canaryflow.kernel.analysis.observations import (
     Observations,
 )
 from canaryflow.kernel.contracts.notifications import NoticeEvent
+from canaryflow.kernel.ports import MetricsError
 from controller.controller_settings import ControllerSettings
 from controller.observability import ControllerMetrics
 from controller.policy_choice import PolicyChooser
@@ -126,3 +127,24 @@ def test_an_opted_in_policy_that_can_decide_in_time_stays(tmp_path) -> None:
     assert record is not None and record.policy == "thin" and "set-weight-10" in steps.calls
     started = next(t for t in record.transitions if t.event == "started")
     assert "expected to decide in about" in started.reason and "thin evidence" not in started.reason
+
+
+def test_a_forecast_that_cannot_be_made_never_holds_the_start(tmp_path) -> None:
+    class Down(Champion):
+        def observe(self, model, baseline_version, canary_version, since, *, policy=None) -> Observations:
+            raise MetricsError("Prometheus: connection refused")
+
+    class Broken(Champion):
+        def observe(self, model, baseline_version, canary_version, since, *, policy=None) -> Observations:
+            raise RuntimeError("a reading no one expected")
+
+    for source, said in ((Down(2.0), "the champion's traffic is unreadable"), (Broken(2.0), "a reading")):
+        choice = PolicyChooser(source, _loader, Clock()).choose(_record(tmp_path))
+        assert choice.policy == "thin" and said in choice.reason
+
+
+def _record(tmp_path):
+    store = RolloutStore(tmp_path / "choice.db")
+    rid = add_rollout(store)
+    store.update(rid, policy="thin")
+    return store.get(rid)
