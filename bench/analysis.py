@@ -333,7 +333,41 @@ def judge_one(job: tuple[int, float, int]) -> tuple[Decided, str, dict[int, str]
     return decided, final, {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
 
 
-def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str, object]]:
+Judged = tuple[Decided, str, dict[int, str], Decided]
+
+
+def _judged(pool: Any, index: int, rps: float, seeds: int, log: Path | None) -> list[Judged]:
+    """Every seed of one scenario, in order; each appended to `log` as it finishes (a run cut short
+    on a busy machine keeps the seeds it judged: `--from-log` makes the table of them)."""
+    results: list[Judged] = []
+    for seed, result in enumerate(pool.imap(judge_one, [(index, rps, seed) for seed in range(seeds)])):
+        results.append(result)
+        if log is not None:
+            line = {"scenario": SCENARIOS[index].name, "rps": rps, "seed": seed, "result": result}
+            with log.open("a") as out:
+                out.write(json.dumps(line) + "\n")
+    return results
+
+
+def read_log(path: Path) -> dict[tuple[str, float], list[Judged]]:
+    """The runs a `--log` file holds, per (scenario, rate), in seed order (the last of a repeated seed)."""
+    found: dict[tuple[str, float], dict[int, Judged]] = {}
+    for text in path.read_text().splitlines():
+        line = json.loads(text)
+        (d, t), final, fixed, (td, tt) = line["result"]
+        result: Judged = ((d, t), final, {int(h): v for h, v in fixed.items()}, (td, tt))
+        found.setdefault((line["scenario"], float(line["rps"])), {})[int(line["seed"])] = result
+    return {key: [runs[s] for s in sorted(runs)] for key, runs in found.items()}
+
+
+def run(
+    seeds: int,
+    rates: tuple[float, ...],
+    workers: int = 1,
+    log: Path | None = None,
+    recorded: dict[tuple[str, float], list[Judged]] | None = None,
+) -> list[dict[str, object]]:
+    """The table's rows: each scenario judged for `seeds` seeds, or (`recorded`) the runs of a log."""
     rows: list[dict[str, object]] = []
     groups = [(rps, [i for i, sc in enumerate(SCENARIOS) if sc.rps is None]) for rps in rates]
     # A fixed-rate group per rate and policy: the fixed horizon is calibrated on each group's bad scenarios.
@@ -348,7 +382,12 @@ def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str
             for index in indices:
                 sc = SCENARIOS[index]
                 started = time.perf_counter()
-                results = pool.map(judge_one, [(index, rps, seed) for seed in range(seeds)])
+                if recorded is not None:
+                    results = recorded.get((sc.name, rps), [])
+                else:
+                    results = _judged(pool, index, rps, seeds, log)
+                if not results:
+                    continue
                 raw[sc.name] = {
                     "ours": [r[0] for r in results],
                     "final": [r[1] for r in results],
@@ -356,7 +395,9 @@ def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str
                     "thresh": [r[3] for r in results],
                 }
                 print(f"  {rps:g} rps, {sc.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-            scenarios = [SCENARIOS[i] for i in indices]
+            scenarios = [SCENARIOS[i] for i in indices if SCENARIOS[i].name in raw]
+            if not scenarios:
+                continue
             horizon = _calibrated_horizon(raw, scenarios)
             for sc in scenarios:
                 r = raw[sc.name]
@@ -495,6 +536,8 @@ def main() -> None:
     parser.add_argument(
         "--no-low-traffic", action="store_true", help="leave out the fixed low-rate scenarios"
     )
+    parser.add_argument("--log", type=Path, help="append each judged run to this JSON-lines file")
+    parser.add_argument("--from-log", type=Path, help="no new runs: the table of the runs a --log file holds")
     args = parser.parse_args()
     seeds = args.seeds or (5 if args.quick else 100)
     rates = tuple(args.rates or ((20.0,) if args.quick else (20.0, 200.0)))
@@ -506,7 +549,10 @@ def main() -> None:
         and not (args.no_low_traffic and sc.rps is not None)
     )
     started = time.perf_counter()
-    rows = run(seeds, rates, args.jobs)
+    recorded = read_log(args.from_log) if args.from_log else None
+    rows = run(seeds, rates, args.jobs, args.log, recorded)
+    if recorded is not None:  # the runs the log holds, not --seeds
+        seeds = max((len(runs) for runs in recorded.values()), default=0)
     print_table(rows)
     print(
         f"\n{seeds} seeds per scenario and rate; {time.perf_counter() - started:.0f} s. "
