@@ -64,8 +64,11 @@ class PolicyChooser:
         metrics: ChampionTraffic,
         policy_for: Callable[[str], Policy],
         clock: Callable[[], float],
+        *,
+        tune: bool = True,
     ) -> None:
-        self.metrics, self.policy_for, self.clock = metrics, policy_for, clock
+        """`tune=False` where the engine runs only policies installed by name (Argo's templates)."""
+        self.metrics, self.policy_for, self.clock, self.tune = metrics, policy_for, clock, tune
 
     def choose(self, record: RolloutRecord) -> StartChoice:
         """Never raises: a forecast that cannot be made must not hold the rollout's start."""
@@ -100,5 +103,5 @@ class PolicyChooser:
                 switch_to = self.policy_for(policy.thin_evidence.switch_to)
             except PolicyError as exc:  # load_policy refuses such a policy; another loader may not
                 event("switch_to unreadable", logging.WARNING, rollout=record.id, error=str(exc))
-        choice = choose_policy(policy, record.policy, rate, switch_to, **shape)
+        choice = choose_policy(policy, record.policy, rate, switch_to, tune=self.tune, **shape)
         return StartChoice(choice.name, choice.note(history_s))

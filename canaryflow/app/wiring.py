@@ -237,7 +237,8 @@ def build_service(
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
         drift.listeners.append(lambda event: send(drift_notice(event)))
-    engine = build_engine(WorkflowSettings(), settings.db_path, settings)
+    workflow_settings = WorkflowSettings()
+    engine = build_engine(workflow_settings, settings.db_path, settings)
     gate = build_approval_gate()
     return assemble_controller(
         settings,
@@ -252,6 +253,7 @@ def build_service(
         link_templates=notify.links,
         drift=drift,
         traffic=metrics_source_from_settings(MetricsSettings()),
+        tuned_policies=workflow_settings.engine != "argo",
     )
 
 
@@ -271,6 +273,7 @@ def assemble_controller(
     link_templates: Mapping[str, str] | None = None,
     drift: DriftMonitor | None = None,
     traffic: MetricsSource | None = None,
+    tuned_policies: bool = True,
 ) -> ControllerService:
     """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
     the loop's wake-up, the drift monitor's collector and its lock against rollouts.
@@ -278,7 +281,8 @@ def assemble_controller(
     The optional capabilities are passed, never sniffed: `workflow_link` (the engine's UI link),
     `reviewers` (who may approve a webhook review: the GitHub gate), `outbox_health` (the notifier's
     outbox, as metrics), `traffic` (where the champion's traffic is read for the forecast before a
-    rollout starts and the thin-evidence switch)."""
+    rollout starts and the thin-evidence switch; `tuned_policies`: whether the engine runs a policy
+    with a tuned prior, which Argo's installed templates do not)."""
     reconciler: Reconciler | None = None
     metrics = ControllerMetrics(store, lambda name: reconciler.max_duration_s(name) if reconciler else None)
     if drift is not None:
@@ -300,7 +304,7 @@ def assemble_controller(
         workflow_link=workflow_link,
     )
     if traffic is not None:
-        reconciler.policy_choice = PolicyChooser(traffic, policy_loader, clock)
+        reconciler.policy_choice = PolicyChooser(traffic, policy_loader, clock, tune=tuned_policies)
     if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
         drift.responder.guard(reconciler.model_lock)
     wake = LoopWake(reconciler)

@@ -93,3 +93,15 @@ def test_a_long_tail_switches_with_the_prior_tuned_and_recorded_in_the_name() ->
     assert choice.forecast.fits and choice.policy.prior_strength > LOW.prior_strength
     assert choice.name == tuned_policy_name(choice.name, choice.policy.prior_strength)
     assert load_policy(choice.name).prior_strength == choice.policy.prior_strength
+
+
+def test_without_tuning_only_the_shipped_switch_to_counts() -> None:
+    thin = choose_policy(SWITCHING, "default", 2.0, LOW, tune=False)  # low-traffic as shipped fits
+    assert (thin.name, thin.switched_from, thin.policy) == ("low-traffic", "default", LOW)
+    bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S)
+    tail = np.mean([reference_cdf(bounds, sigma=0.9, median_s=0.02 * k) for k in (5, 10, 15, 20)], axis=0)
+    heavy = 0.95 * reference_cdf(bounds, sigma=0.9) + 0.05 * tail
+    tail_choice = choose_policy(SWITCHING, "default", 30.0, LOW, tune=False, latency_cdf=heavy)
+    assert tail_choice.name == "low-traffic" and tail_choice.policy.prior_strength == LOW.prior_strength
+    stays = choose_policy(SWITCHING, "default", 0.3, LOW, tune=False)  # too thin even for low-traffic
+    assert stays.name == "default" and not stays.forecast.fits and stays.asked.advice

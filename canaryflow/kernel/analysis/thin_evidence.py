@@ -52,16 +52,28 @@ class PolicyChoice:
 
 
 def choose_policy(
-    policy: Policy, name: str, rate_rps: float, switch_to: Policy | None = None, **reference: Any
+    policy: Policy,
+    name: str,
+    rate_rps: float,
+    switch_to: Policy | None = None,
+    *,
+    tune: bool = True,
+    **reference: Any,
 ) -> PolicyChoice:
     """The policy to run a rollout under at `rate_rps` requests/s in all (`reference`: the champion's
     `error_rate`, `latency_bounds`, `latency_cdf`, as `forecast.forecast` takes them).
 
     `switch_to`: the policy `policy.thin_evidence.switch_to` names, loaded; ignored (no switch) when
-    the policy does not set `thin_evidence`."""
+    the policy does not set `thin_evidence`. `tune=False`: no tuned prior, `switch_to` as shipped
+    only (where a rollout can only run under a policy installed by name: Argo's WorkflowTemplates)."""
     asked = forecast(policy, rate_rps, **reference)
     if policy.thin_evidence is None or asked.fits:
         return PolicyChoice(name, policy, asked, asked)
+    if not tune:
+        shipped = forecast(switch_to, rate_rps, **reference) if switch_to is not None else None
+        if switch_to is None or shipped is None or not shipped.fits:
+            return PolicyChoice(name, policy, asked, asked)
+        return PolicyChoice(policy.thin_evidence.switch_to, switch_to, shipped, asked, switched_from=name)
     candidates = {policy.thin_evidence.switch_to: switch_to} if switch_to is not None else {}
     better = recommend(policy, rate_rps, candidates, **reference)
     if better is None:  # nothing fits: the policy stays, and its advice says so
