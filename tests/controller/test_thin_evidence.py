@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from canaryflow.adapters.notify import BackgroundNotifier
 from canaryflow.adapters.notify.apprise_channel import AppriseChannel
-from canaryflow.kernel.analysis.forecast import reference_cdf
+from canaryflow.kernel.analysis.forecast import forecast, reference_cdf
 from canaryflow.kernel.analysis.observations import (
     DEFAULT_LATENCY_BUCKETS_S,
     ArmObservations,
@@ -31,6 +31,7 @@ from controller.rollout.store import RolloutStore
 from policies import Policy, ThinEvidencePolicy, load_policy
 from tests.notify.receiver import Receiver
 from workflows.local.runner import LocalRunner
+from workflows.steps import StepOutcome
 
 from .harness import Clock, Steps, add_rollout
 from .test_notices import Recorder
@@ -148,3 +149,32 @@ def _record(tmp_path):
     rid = add_rollout(store)
     store.update(rid, policy="thin")
     return store.get(rid)
+
+
+def test_a_step_that_ends_undecided_says_why_in_its_notice(tmp_path) -> None:
+    thin = forecast(load_policy("default"), 2.0, steps=[0], refine=False).to_dict()
+    undecided = {"decision": "inconclusive", "checks": [], "forecast": thin}
+
+    class Thin(Steps):
+        def __call__(self, node, step_input):
+            if node.id == "analyze-10":
+                outputs = {"verdict": "inconclusive", "verdict_json": json.dumps(undecided)}
+                return StepOutcome(state="failed", outputs=outputs, message="inconclusive at 10%")
+            return super().__call__(node, step_input)
+
+    recorder, clock = Recorder(), Clock()
+    store = RolloutStore(tmp_path / "controller.db")
+    runner = LocalRunner(tmp_path / "controller.db", Thin(), _loader, clock=clock)
+    settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
+    reconciler = Reconciler(
+        settings, store, runner, None, ControllerMetrics(store), policy_loader=_loader, clock=clock,
+        notifier=recorder,
+    )  # fmt: skip
+    add_rollout(store)
+    for _ in range(6):
+        reconciler.tick()
+    rolled_back = recorder.notices[-1]
+    assert rolled_back.event == NoticeEvent.ROLLED_BACK and rolled_back.advice == thin["advice"]
+    assert (
+        "Forecast: step 1 (10%): at 0.2 canary requests/s the error-rate check needs" in rolled_back.summary()
+    )
