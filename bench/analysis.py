@@ -34,11 +34,11 @@ from scipy.stats import mannwhitneyu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from canaryflow.kernel.analysis.forecast import LOW_TRAFFIC_POLICIES, recommend
 from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from canaryflow.kernel.analysis.rollout_replay import replay_rollout
-from policies import Policy, load_policy
+from canaryflow.kernel.analysis.thin_evidence import choose_policy
+from policies import Policy, ThinEvidencePolicy, load_policy
 
 MEDIAN_MS = 20.0
 SIGMA = 0.35
@@ -225,10 +225,17 @@ def threshold_analysis(log: RequestLog) -> tuple[str, float]:
 
 @functools.cache
 def _policy(name: str = "default") -> Policy:
-    """A shipped policy by name; "NAME@K": with `prior_strength` K (the forecast's tuning)."""
-    base, _, strength = name.partition("@")
-    policy = load_policy(base)
-    return policy.model_copy(update={"prior_strength": float(strength)}) if strength else policy
+    """A shipped policy by name, or as a rollout records it ("low-traffic@prior_strength=1300")."""
+    if name == SWITCHING:
+        return load_policy("default").model_copy(
+            update={"thin_evidence": ThinEvidencePolicy(switch_to="low-traffic")}
+        )
+    return load_policy(name)
+
+
+# The default policy with the thin-evidence switch on (`thin_evidence: {switch_to: low-traffic}`):
+# what the "auto" scenarios run, through the controller's own choice (`choose_policy`).
+SWITCHING = "default+thin_evidence"
 
 
 Decided = tuple[str, float]
@@ -258,20 +265,19 @@ def rollout(sc: Scenario, rps: float, seed: int, log: RequestLog) -> tuple[Decid
 
 
 def auto_policy(sc: Scenario, rps: float, seed: int) -> str:
-    """The policy the forecast picks from the 10 minutes the champion served before the rollout
-    (its rate, error rate and latency histogram): the default if it can decide in time, else the
-    first shipped low-traffic policy that can."""
+    """The policy the controller starts the rollout under (`controller.policy_choice`) when the
+    default policy sets `thin_evidence: {switch_to: low-traffic}`: from the 10 minutes the champion
+    served before the rollout (its rate, error rate and latency histogram), the default if it can
+    decide in time, else the recommended one (`choose_policy`), as the rollout would record it."""
     history = simulate(sc, rps, seed + 3, -600.0, 0.0, share=0.0)
     bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S)
     n = max(history.t.shape[0], 1)
     cdf = np.searchsorted(np.sort(history.latency_s), bounds, side="right") / n
     reference = {"error_rate": float(np.mean(~history.ok)), "latency_cdf": cdf}
-    candidates = {name: _policy(name) for name in LOW_TRAFFIC_POLICIES}
-    chosen = recommend(_policy("default"), history.t.shape[0] / 600.0, candidates, **reference)
-    if chosen is None:
-        return "default"
-    name = "default" if chosen.name == "this policy" else chosen.name
-    return f"{name}@{chosen.policy.prior_strength:g}"
+    choice = choose_policy(
+        _policy(SWITCHING), "default", history.t.shape[0] / 600.0, _policy("low-traffic"), **reference
+    )
+    return choice.name
 
 
 def whole_rollout_log(sc: Scenario, rps: float, seed: int) -> RequestLog:
@@ -327,7 +333,41 @@ def judge_one(job: tuple[int, float, int]) -> tuple[Decided, str, dict[int, str]
     return decided, final, {h: fixed_horizon(log, h) for h in HORIZONS_S}, threshold_analysis(log)
 
 
-def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str, object]]:
+Judged = tuple[Decided, str, dict[int, str], Decided]
+
+
+def _judged(pool: Any, index: int, rps: float, seeds: int, log: Path | None) -> list[Judged]:
+    """Every seed of one scenario, in order; each appended to `log` as it finishes (a run cut short
+    on a busy machine keeps the seeds it judged: `--from-log` makes the table of them)."""
+    results: list[Judged] = []
+    for seed, result in enumerate(pool.imap(judge_one, [(index, rps, seed) for seed in range(seeds)])):
+        results.append(result)
+        if log is not None:
+            line = {"scenario": SCENARIOS[index].name, "rps": rps, "seed": seed, "result": result}
+            with log.open("a") as out:
+                out.write(json.dumps(line) + "\n")
+    return results
+
+
+def read_log(path: Path) -> dict[tuple[str, float], list[Judged]]:
+    """The runs a `--log` file holds, per (scenario, rate), in seed order (the last of a repeated seed)."""
+    found: dict[tuple[str, float], dict[int, Judged]] = {}
+    for text in path.read_text().splitlines():
+        line = json.loads(text)
+        (d, t), final, fixed, (td, tt) = line["result"]
+        result: Judged = ((d, t), final, {int(h): v for h, v in fixed.items()}, (td, tt))
+        found.setdefault((line["scenario"], float(line["rps"])), {})[int(line["seed"])] = result
+    return {key: [runs[s] for s in sorted(runs)] for key, runs in found.items()}
+
+
+def run(
+    seeds: int,
+    rates: tuple[float, ...],
+    workers: int = 1,
+    log: Path | None = None,
+    recorded: dict[tuple[str, float], list[Judged]] | None = None,
+) -> list[dict[str, object]]:
+    """The table's rows: each scenario judged for `seeds` seeds, or (`recorded`) the runs of a log."""
     rows: list[dict[str, object]] = []
     groups = [(rps, [i for i, sc in enumerate(SCENARIOS) if sc.rps is None]) for rps in rates]
     # A fixed-rate group per rate and policy: the fixed horizon is calibrated on each group's bad scenarios.
@@ -342,7 +382,12 @@ def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str
             for index in indices:
                 sc = SCENARIOS[index]
                 started = time.perf_counter()
-                results = pool.map(judge_one, [(index, rps, seed) for seed in range(seeds)])
+                if recorded is not None:
+                    results = recorded.get((sc.name, rps), [])
+                else:
+                    results = _judged(pool, index, rps, seeds, log)
+                if not results:
+                    continue
                 raw[sc.name] = {
                     "ours": [r[0] for r in results],
                     "final": [r[1] for r in results],
@@ -350,7 +395,9 @@ def run(seeds: int, rates: tuple[float, ...], workers: int = 1) -> list[dict[str
                     "thresh": [r[3] for r in results],
                 }
                 print(f"  {rps:g} rps, {sc.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-            scenarios = [SCENARIOS[i] for i in indices]
+            scenarios = [SCENARIOS[i] for i in indices if SCENARIOS[i].name in raw]
+            if not scenarios:
+                continue
             horizon = _calibrated_horizon(raw, scenarios)
             for sc in scenarios:
                 r = raw[sc.name]
@@ -489,6 +536,8 @@ def main() -> None:
     parser.add_argument(
         "--no-low-traffic", action="store_true", help="leave out the fixed low-rate scenarios"
     )
+    parser.add_argument("--log", type=Path, help="append each judged run to this JSON-lines file")
+    parser.add_argument("--from-log", type=Path, help="no new runs: the table of the runs a --log file holds")
     args = parser.parse_args()
     seeds = args.seeds or (5 if args.quick else 100)
     rates = tuple(args.rates or ((20.0,) if args.quick else (20.0, 200.0)))
@@ -500,7 +549,10 @@ def main() -> None:
         and not (args.no_low_traffic and sc.rps is not None)
     )
     started = time.perf_counter()
-    rows = run(seeds, rates, args.jobs)
+    recorded = read_log(args.from_log) if args.from_log else None
+    rows = run(seeds, rates, args.jobs, args.log, recorded)
+    if recorded is not None:  # the runs the log holds, not --seeds
+        seeds = max((len(runs) for runs in recorded.values()), default=0)
     print_table(rows)
     print(
         f"\n{seeds} seeds per scenario and rate; {time.perf_counter() - started:.0f} s. "

@@ -102,5 +102,12 @@ def build_notice(
         at=at,
         reason=_reason(detail, change, kind),
         checks=_checks(step),
+        advice=_advice(step),
         links=dict(links),
     )
+
+
+def _advice(step: StepRecord | None) -> list[str]:
+    forecast = ((step.verdict if step else None) or {}).get("forecast")
+    advice = forecast.get("advice") if isinstance(forecast, dict) else None
+    return [str(line) for line in advice] if isinstance(advice, list) else []

@@ -42,6 +42,7 @@ from controller.dependencies import dependency_of, waiting_reason
 from controller.faults import crash_point
 from controller.notices import build_notice, notice_event, notice_links
 from controller.observability import ControllerMetrics, event
+from controller.policy_choice import StartChoice
 from controller.rollout.records import InboxItem, RolloutRecord
 from controller.rollout.store import RolloutStore, StaleState
 from controller.rollout.workflow_mirror import Mirror, mirror
@@ -59,6 +60,12 @@ class ActionHook(Protocol):
     def apply_pending(self, model: str) -> None: ...
 
     def held(self, rollout_id: str) -> bool: ...
+
+
+class PolicyChoiceHook(Protocol):
+    """Which policy a rollout starts under, and what to record with its start (`controller.policy_choice`)."""
+
+    def choose(self, record: RolloutRecord) -> StartChoice: ...
 
 
 def default_policy_loader(name: str) -> Policy:
@@ -104,6 +111,8 @@ class Reconciler:
         self.leads: Callable[[], bool] = lambda: True
         self.owns: Callable[[str | None], bool] = lambda model: True
         self.scope: Callable[[str | None], AbstractContextManager[None]] = lambda model: nullcontext()
+        # The forecast before a rollout starts and the thin-evidence switch (controller.policy_choice).
+        self.policy_choice: PolicyChoiceHook | None = None
 
     # -- inbox ---------------------------------------------------------------------------------
     def process_inbox(self, limit: int = 500) -> int:
@@ -289,12 +298,23 @@ class Reconciler:
         if any(r.phase in STARTED for r in others):
             self.store.update(record.id, waiting_reason="waiting for the model's previous rollout to end")
             return False
+        note = ""
+        if self.policy_choice is not None:  # the forecast, and the thin-evidence switch (policy_choice.py)
+            choice = self.policy_choice.choose(record)
+            if choice.policy != record.policy:
+                self.store.update(record.id, policy=choice.policy)
+                record = self.store.get(record.id) or record
+            note = choice.reason
         # The engine names the workflow after the rollout and refuses a second one for the same id, so a
         # crash between submit and the store update resubmits into the same workflow, never a new one.
         name = self.engine.submit(record.spec())
         crash_point("after_submit")
         self._transition(
-            record, Started(workflow=name), workflow=name, started_at=self.clock(), waiting_reason=None
+            record,
+            Started(workflow=name, note=note),
+            workflow=name,
+            started_at=self.clock(),
+            waiting_reason=None,
         )
         event("rollout started", rollout=record.id, workflow=name)
         return True

@@ -60,6 +60,9 @@ def commit_message(
         "Model-Version": version,
         "Traffic-Weight": str(weight),
         "Decision": check_decision(decision),
+        # The policy the rollout runs under: the thin-evidence switch may have chosen another than the
+        # trigger's (controller/policy_choice.py), e.g. `low-traffic@prior_strength=1300`.
+        "Policy": one_line(spec.policy),
     }
     if reason:  # one line in the trailer block, so `git log --format=%(trailers)` reads it back
         trailers["Reason"] = one_line(reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from canaryflow.kernel.analysis.forecast import forecast_lines
 from canaryflow.kernel.types import Check, RolloutSpec, Verdict
 
 _ICON = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
@@ -37,9 +38,10 @@ def approval_report(spec: RolloutSpec, verdict: Verdict, plot: str | None = None
         lines.append(f"| {_cell(check.metric)} | {_ICON[check.verdict]} | {reason} | {_evidence(check)} |")
     if not verdict.checks:
         lines.append("| — | — | no checks were run | — |")
-    forecast = verdict.forecast or {}
-    if forecast.get("advice"):  # the step could not expect to decide within its time
-        lines += ["", "### Forecast", ""] + [f"- {_cell(str(line))}" for line in forecast["advice"]]
+    if verdict.forecast:  # from the step's first looks on: each check's expected time, the advice
+        rate = float(verdict.forecast.get("rate_rps") or 0.0)
+        lines += ["", "### Forecast", "", f"From the traffic the step saw ({rate:.3g} requests/s):", ""]
+        lines += [f"- {_cell(line)}" for line in forecast_lines(verdict.forecast)]
     if plot:
         lines += ["", f"![canary vs baseline]({plot})"]
     lines += ["", "Approve to promote (merging lands the promotion commit); request changes to roll back."]

@@ -13,14 +13,17 @@ from pydantic import ValidationError
 
 from canaryflow.kernel.guarded_input import InputRefused, parse_yaml, read_regular_file
 from policies.model import (
+    TUNED_PRIOR,
     ApprovalPolicy,
     ErrorBudget,
     MetricPolicy,
     Policy,
     QueryTemplate,
     SampleRatioPolicy,
+    ThinEvidencePolicy,
     TrafficStep,
     default_metrics,
+    tuned_policy_name,
 )
 
 SHIPPED_DIR = Path(__file__).resolve().parent
@@ -29,6 +32,7 @@ MAX_POLICY_BYTES = 1_000_000
 
 __all__ = [
     "SHIPPED_DIR",
+    "TUNED_PRIOR",
     "ApprovalPolicy",
     "ErrorBudget",
     "MetricPolicy",
@@ -36,11 +40,13 @@ __all__ = [
     "PolicyError",
     "QueryTemplate",
     "SampleRatioPolicy",
+    "ThinEvidencePolicy",
     "TrafficStep",
     "default_metrics",
     "load_policy",
     "parse_policy",
     "read_policy_document",
+    "tuned_policy_name",
     "validation_message",
 ]
 
@@ -97,8 +103,24 @@ def read_policy_document(
 
 
 def load_policy(name_or_path: str | Path) -> Policy:
-    """A shipped policy by name ("default" = policies/default.yaml), or a YAML file by path."""
-    return parse_policy(*read_policy_document(name_or_path))
+    """A shipped policy by name ("default" = policies/default.yaml), or a YAML file by path; either
+    with `@prior_strength=K` (`tuned_policy_name`). A policy whose `thin_evidence.switch_to` cannot
+    be read is refused here, naming that field, rather than when a rollout would need it."""
+    text = str(name_or_path)
+    base, tuned, strength = text.partition(TUNED_PRIOR)
+    document, source = read_policy_document(base)
+    if tuned and isinstance(document, dict):
+        try:
+            document = {**document, "prior_strength": float(strength)}
+        except ValueError:
+            raise PolicyError(f"policy {text!r}: prior_strength: not a number: {strength!r}") from None
+    policy = parse_policy(document, source)
+    if policy.thin_evidence is not None:
+        try:
+            parse_policy(*read_policy_document(policy.thin_evidence.switch_to))
+        except PolicyError as exc:
+            raise PolicyError(f"{source}: thin_evidence.switch_to: {exc}") from exc
+    return policy
 
 
 def _read_yaml(path: Path, kind: str = "policy") -> object:

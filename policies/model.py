@@ -260,6 +260,50 @@ class SampleRatioPolicy(_Strict):
     alpha: float = Field(default=0.001, gt=0, lt=0.5, description="rate of false alarms on a fair split")
 
 
+# A policy run with another mixture prior is recorded under its name and this suffix
+# ("low-traffic@prior_strength=1300"): what the thin-evidence switch may start a rollout under.
+TUNED_PRIOR = "@prior_strength="
+
+
+def tuned_policy_name(name: str, prior_strength: float) -> str:
+    """The name that `policies.load_policy` reads back as `name` with `prior_strength`."""
+    return f"{name.partition(TUNED_PRIOR)[0]}{TUNED_PRIOR}{prior_strength:g}"
+
+
+class ThinEvidencePolicy(_Strict):
+    """Opt-in: when the forecast says this policy cannot decide in time, run the rollout under another.
+
+    At the rollout's start the controller reads the champion's last `history_s` of traffic (its rate,
+    5xx share and latency histogram) and forecasts each step (`canaryflow.kernel.analysis.forecast`).
+    When a step cannot be expected to decide within `max_duration_s`, the rollout runs under
+    `switch_to` instead (its mixture prior tuned to the expected sample size, as `canaryflow analyze
+    plan` recommends), recorded on the rollout and in its commits, and announced. Chosen before the
+    first step from earlier traffic, so the policy (and its prior) is fixed before the canary's data:
+    the confidence sequences stay anytime-valid.
+    """
+
+    switch_to: str = Field(
+        min_length=1, description="the policy to run under instead: a shipped name or a YAML path"
+    )
+    when: Literal["forecast_exceeds_max_duration_s"] = Field(
+        default="forecast_exceeds_max_duration_s",
+        description="the one condition: a step's forecast time to a decision exceeds max_duration_s",
+    )
+    history_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="how much of the champion's traffic before the rollout the forecast reads (seconds)",
+    )
+
+    @field_validator("switch_to")
+    @classmethod
+    def _a_policy_name(cls, value: str) -> str:
+        if "@" in value or value != value.strip():
+            raise ValueError(f"a shipped policy name or a YAML path, got {value!r}")
+        return value
+
+
 class Policy(_Strict):
     name: str = "default"
     traffic_mode: TrafficMode = DEFAULT_TRAFFIC_MODE
@@ -329,6 +373,19 @@ class Policy(_Strict):
             " canary requests a step is expected to decide at (`canaryflow analyze plan` suggests one)"
         ),
     )
+
+    thin_evidence: ThinEvidencePolicy | None = Field(
+        default=None,
+        description="off unless set: the policy to switch to when this one cannot decide in time",
+    )
+
+    @model_validator(mode="after")
+    def _switches_elsewhere(self) -> Policy:
+        if self.thin_evidence is not None and self.thin_evidence.switch_to == self.name:
+            raise ValueError(
+                f"thin_evidence: switch_to names this policy itself ({self.name!r}); name another"
+            )
+        return self
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Policy:

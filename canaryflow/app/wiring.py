@@ -35,6 +35,7 @@ from canaryflow.kernel.contracts.traffic import TrafficMode
 from canaryflow.kernel.ports import (
     ApprovalGate,
     LiveTraffic,
+    MetricsSource,
     Notifier,
     Registry,
     ReviewAuthority,
@@ -61,6 +62,7 @@ from controller.leadership import (
 from controller.notice_log import NoticeLog
 from controller.notice_outbox import NoticeOutbox
 from controller.observability import ControllerMetrics, NoticeOutboxCollector, NotifierHealth
+from controller.policy_choice import PolicyChooser
 from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.actions import ActionStore
 from controller.rollout.store import RolloutStore
@@ -291,7 +293,8 @@ def build_service(
     if drift is not None and notifier is not None:  # drift events go out as notices, off the monitor's thread
         send = notifier.notify
         drift.listeners.append(lambda event: send(drift_notice(event)))
-    engine = build_engine(WorkflowSettings(), state_of(settings, store), settings, fenced)
+    workflow_settings = WorkflowSettings()
+    engine = build_engine(workflow_settings, state_of(settings, store), settings, fenced)
     gate = build_approval_gate()
     return assemble_controller(
         settings,
@@ -307,6 +310,8 @@ def build_service(
         drift=drift,
         notice_log=notice_log if notifier is not None else None,
         leadership=leadership,
+        traffic=metrics_source_from_settings(MetricsSettings()),
+        tuned_policies=workflow_settings.engine != "argo",
     )
 
 
@@ -327,13 +332,17 @@ def assemble_controller(
     drift: DriftMonitor | None = None,
     notice_log: NoticeLog | None = None,
     leadership: Leadership | None = None,
+    traffic: MetricsSource | None = None,
+    tuned_policies: bool = True,
 ) -> ControllerService:
     """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
     the loop's wake-up, the drift monitor's collector and its lock against rollouts.
 
     The optional capabilities are passed, never sniffed: `workflow_link` (the engine's UI link),
     `reviewers` (who may approve a webhook review: the GitHub gate), `outbox_health` (the notifier's
-    outbox, as metrics)."""
+    outbox, as metrics), `traffic` (where the champion's traffic is read for the forecast before a
+    rollout starts and the thin-evidence switch; `tuned_policies`: whether the engine runs a policy
+    with a tuned prior, which Argo's installed templates do not)."""
     reconciler: Reconciler | None = None
     metrics = ControllerMetrics(store, lambda name: reconciler.max_duration_s(name) if reconciler else None)
     if drift is not None:
@@ -354,6 +363,8 @@ def assemble_controller(
         link_templates=link_templates,
         workflow_link=workflow_link,
     )
+    if traffic is not None:
+        reconciler.policy_choice = PolicyChooser(traffic, policy_loader, clock, tune=tuned_policies)
     if drift is not None and drift.responder is not None:  # no rollout starts mid-rollback
         drift.responder.guard(reconciler.model_lock)
     wake = LoopWake(reconciler)

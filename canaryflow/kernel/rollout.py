@@ -59,6 +59,9 @@ class _Event(BaseModel):
 class Started(_Event):
     kind: Literal["started"] = "started"
     workflow: str
+    # What the controller knew at the start: the forecast of each step from the champion's traffic,
+    # and the policy the thin-evidence switch chose (`controller.policy_choice`). Kept in the reason.
+    note: str = ""
 
 
 class StepStarted(_Event):
@@ -192,8 +195,10 @@ def _next(s: RolloutState, e: RolloutEvent) -> tuple[RolloutState, str]:
     if p in TERMINAL:
         raise _refuse(s, e)
     match e:
-        case Started(workflow=wf) if p == P.PENDING:
-            return RolloutState(phase=P.CANARY, step_index=None), f"workflow {wf} submitted"
+        case Started(workflow=wf, note=note) if p == P.PENDING:
+            return RolloutState(phase=P.CANARY, step_index=None), "\n".join(
+                filter(None, (f"workflow {wf} submitted", note))
+            )
         case StepStarted(index=i, weight=w) if p == P.CANARY:
             if s.step_index is not None and i < s.step_index:
                 raise IllegalTransition(f"step {i} after step {s.step_index}: steps only go forward")

@@ -79,6 +79,9 @@ class Verdict(BaseModel):
     # A live step's checks at every look judged so far, up to the verdict's (at most `EVIDENCE_POINTS`
     # looks, evenly spread, the last kept); None where the verdict is from one reading (a watch).
     evidence: list[CheckEvidence] | None = None
+    # The policy the verdict was reached under (the rollout's: the thin-evidence switch may have
+    # chosen it, `low-traffic@prior_strength=1300`); None where no rollout asked (a replay).
+    policy: str | None = None
 
 
 class RolloutSpec(BaseModel):

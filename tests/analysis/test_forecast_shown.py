@@ -20,6 +20,19 @@ def test_the_pull_request_body_lists_the_advice() -> None:
     assert "### Forecast" not in approval_report(SPEC, Verdict(decision="promote"))
 
 
+def test_the_pull_request_body_gives_each_checks_expected_time_and_the_policy() -> None:
+    fits = forecast(load_policy("default"), 20.0, steps=[1], refine=False).to_dict()
+    spec = SPEC.model_copy(update={"policy": "low-traffic@prior_strength=1300"})
+    body = approval_report(spec, Verdict(decision="promote", forecast=fits))
+    line = next(x for x in body.splitlines() if x.startswith("- step 2 (50%)"))
+    assert "at 10 canary requests/s: latency p50 in about" in line and "error-rate in about" in line
+    assert "expected to decide in about" in line and "consider" not in body
+    assert "From the traffic the step saw (20 requests/s)" in body
+    assert "| low-traffic@prior_strength=1300 |" in body  # the policy the rollout ran under
+    thin = approval_report(SPEC, Verdict(decision="inconclusive", forecast=THIN))
+    assert "not expected to decide within max_duration_s (1,800 s)" in thin
+
+
 def test_the_report_shows_each_checks_expected_time() -> None:
     data = ReportData(
         spec=SPEC,

@@ -42,6 +42,7 @@ def test_step_commit_lands_with_audit_trailers(git_remote: Path, make_settings, 
         "Model-Version": "2",
         "Traffic-Weight": "10",
         "Decision": "inconclusive",
+        "Policy": "default",
     }
     assert "minilm/production: canary v2 at 10%" in remote_log(git_remote, "-1", "--format=%s")
     assert "weight: 10" in remote_file(git_remote, f"{OVERLAY}/routing-configmap.yaml")
@@ -95,6 +96,7 @@ def test_rollback_restores_the_last_promoted_state_as_a_new_commit(
         "Model-Version": "2",
         "Traffic-Weight": "0",
         "Decision": "rollback",
+        "Policy": "default",
         "Reason": "latency p99 +40% second line",
     }
     body = remote_log(git_remote, "-1", "--format=%B")

@@ -31,6 +31,7 @@ from policies import load_policy
 from tests.workflows.rollout_support import prometheus_step_context
 from workflows.steps import StepInput
 from workflows.steps.analysis import analyze as analyze_step
+from workflows.steps.analysis import bake as bake_step
 
 DEFAULT = load_policy("default")
 # The default policy's first step without its warm-up (the replay and the step then count from the
@@ -81,6 +82,7 @@ def _numbers(verdict: Verdict) -> dict[str, object]:
     """A verdict without its null figures (which are null depends on the looks judged after it)."""
     data = verdict.model_dump()
     data.pop("forecast")  # the live step's forecast from the traffic seen (a replay makes none)
+    data.pop("policy")  # the rollout's policy name, which a live step stamps and a replay has not
     data["checks"] = [{k: v for k, v in c.items() if v is not None} for c in data["checks"]]
     return data
 
@@ -119,6 +121,22 @@ def test_a_burst_shorter_than_a_window_is_paired_away_live_as_in_the_replay(
         assert 15 < verdict.forecast["rate_rps"] < 25 and verdict.forecast["fits"] is True  # 20 req/s
         p95 = next(c for c in verdict.checks if c.metric == "latency_p95")
         assert p95.verdict == "pass" and (p95.model_extra or {}).get("paired") == 1.0
+
+        # The bake after it carries that step's forecast (from the step's own looks) to the
+        # pull-request body its verdict becomes.
+        baking = POLICY.model_copy(update={"bake_s": 60.0})
+        bake_input = StepInput(
+            spec=SPEC,
+            params={"step_index": 0},
+            started_at=start + verdict.decided_at_s,
+            upstream={Output.WINDOW_START: live.outputs[Output.WINDOW_START]},
+            policy=baking,
+        )
+        baked = bake_step(prometheus_step_context(tmp_path, server.url, baking), bake_input)
+        assert baked.state == "succeeded", baked.message
+        assert Verdict.model_validate_json(baked.outputs[Output.VERDICT_JSON]).forecast == verdict.forecast
+        assert baked.report_markdown is not None and "### Forecast" in baked.report_markdown
+        assert "- step 1 (10%) at 2 canary requests/s: latency p50 in about" in baked.report_markdown
 
         # A restarted step (a new process, a new metrics source) reads the same looks, decides the same.
         restarted = analyze_step(prometheus_step_context(tmp_path, server.url, POLICY), step)

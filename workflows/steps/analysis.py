@@ -178,9 +178,11 @@ def _judge(
         result = analyze_looks(
             policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
         )
-        if hold_until_s is None:  # a traffic step: when to expect a decision, from the traffic so far
-            # up to the look the verdict is at: a restarted step reading the same looks says the same
-            decided = result.verdict.decided_at_s
+        if hold_until_s is None or judge_after_s > 0:  # a traffic step, or the bake after the last
+            # when to expect a decision, from the traffic so far up to the look the verdict is at (a
+            # restarted step reading the same looks says the same); the bake carries the last step's,
+            # from that step's looks, to the pull-request body its verdict becomes
+            decided = result.verdict.decided_at_s if hold_until_s is None else judge_after_s
             seen = [look for look in looks if decided is None or look.elapsed_s <= decided]
             ahead = forecast_from_looks(policy, seen, index)
             if ahead is not None:
@@ -213,6 +215,7 @@ def _against_record(observed: Observations, record: Observations) -> Observation
 
 
 def _outcome(spec: RolloutSpec, result: AnalysisResult, window: dict[str, str], what: str) -> StepOutcome:
+    result = result.model_copy(update={"verdict": result.verdict.model_copy(update={"policy": spec.policy})})
     outputs = {**window, Output.VERDICT: result.status, Output.VERDICT_JSON: result.verdict.model_dump_json()}
     reasons = "; ".join(
         dict.fromkeys(c.reason for c in result.verdict.checks if c.reason and c.verdict != "pass")

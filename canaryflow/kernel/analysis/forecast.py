@@ -247,18 +247,54 @@ def forecast_from_looks(policy: Policy, looks: Sequence[Observations], step_inde
     """The step's forecast from what it has seen (its readings since the warm-up, oldest first):
     the rate of both arms together, the baseline's error rate and latency histogram. None before
     a request has been seen."""
-    if not looks:
+    seen = traffic_reference(looks[-1]) if looks else None
+    if seen is None:
         return None
-    last = looks[-1]
-    served = last.baseline.requests + last.canary.requests
-    if last.elapsed_s <= 0 or served <= 0 or last.baseline.requests <= 0:
+    rate, reference = seen
+    return forecast(policy, rate, steps=[step_index], refine=False, **reference)
+
+
+def traffic_reference(seen: Observations) -> tuple[float, dict[str, Any]] | None:
+    """The rate (both arms, requests/s) and the baseline's error rate and latency histogram in the
+    form `forecast` takes them; None before the baseline has served a request."""
+    served = seen.baseline.requests + seen.canary.requests
+    if seen.elapsed_s <= 0 or served <= 0 or seen.baseline.requests <= 0:
         return None
-    histogram = last.baseline.latency_s
-    reference: dict[str, Any] = {"error_rate": min(last.baseline.errors / last.baseline.requests, 0.5)}
+    histogram = seen.baseline.latency_s
+    reference: dict[str, Any] = {"error_rate": min(seen.baseline.errors / seen.baseline.requests, 0.5)}
     if histogram is not None and histogram.total > 0:
         reference["latency_bounds"] = histogram.bounds
         reference["latency_cdf"] = np.asarray(histogram.counts, dtype=float) / histogram.total
-    return forecast(policy, served / last.elapsed_s, steps=[step_index], refine=False, **reference)
+    return served / seen.elapsed_s, reference
+
+
+def forecast_lines(record: dict[str, Any]) -> list[str]:
+    """A forecast (`Forecast.to_dict`, as a verdict stores it) in words, one line per step, then its
+    advice: "step 1 (10%) at 0.2 canary requests/s: latency p50 about 1,000 s, error-rate more than
+    a week; expected to decide in more than max_duration_s (1,800 s)". What notices and pull-request
+    bodies show."""
+    lines = []
+    for step in record.get("steps") or []:
+        checks = ", ".join(
+            f"{_words(str(c.get('metric')))} {_about(c.get('seconds'))}" for c in step.get("checks") or []
+        )
+        limit = _thousands(float(step.get("max_duration_s") or 0.0))
+        seconds = step.get("seconds")
+        when = (
+            f"expected to decide {_about(seconds)}"
+            if step.get("fits")
+            else f"not expected to decide within max_duration_s ({limit} s)"
+        )
+        lines.append(
+            f"step {int(step.get('step', 0)) + 1} ({float(step.get('weight', 0)):g}%) at "
+            f"{float(step.get('canary_rps', 0)):.2g} canary requests/s: {checks or 'no statistical check'};"
+            f" {when}"
+        )
+    return lines + [str(a) for a in record.get("advice") or []]
+
+
+def _about(seconds: object) -> str:
+    return "in more than a week" if seconds is None else f"in about {_thousands(float(str(seconds)))} s"
 
 
 def _words(metric: str) -> str:

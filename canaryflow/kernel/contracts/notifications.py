@@ -59,6 +59,11 @@ class RolloutNotice(BaseModel):
     at: float
     reason: str = ""
     checks: list[CheckSummary] = Field(default_factory=list)
+    advice: list[str] = Field(
+        default_factory=list,
+        description="the step's forecast advice when it could not expect to decide in time "
+        "(`analysis.forecast.advice`): why a step ended undecided, and what would decide it",
+    )
     links: dict[str, str] = Field(default_factory=dict, description="rollout, workflow, pull_request, report")
 
     @property
@@ -88,6 +93,7 @@ class RolloutNotice(BaseModel):
         for check in self.checks:
             why = f" ({check.reason})" if check.reason else ""
             lines.append(f"- {check.metric}: {check.verdict}{why}")
+        lines += [f"Forecast: {line}" for line in self.advice]
         lines += [f"{name.replace('_', ' ')}: {url}" for name, url in sorted(self.links.items())]
         return "\n".join(lines)
 
