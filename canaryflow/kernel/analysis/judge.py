@@ -281,7 +281,10 @@ def _require_persistence(policy: Policy, frame: _Frame, checks: list[CheckSeries
     if not judged:
         return
     rows = np.asarray(np.flatnonzero(np.any(judged, axis=0)), dtype=np.intp)
-    if rows.size == 0:
+    if rows.size == 0:  # the field is there either way: a look's verdict never depends on the others
+        for check in checks:
+            if _two_sided(check):
+                check.stats["recent_worse_estimate"] = np.full(looks.size, np.nan)
         return
     elapsed = series.elapsed_s
     at = looks[rows]
@@ -319,15 +322,15 @@ def _change_checks(policy: Policy, frame: _Frame, checks: list[CheckSeries], lev
         return
     bounds = last_look_at_or_before(elapsed, origin_s + window_s * np.arange(completed + 1, dtype=float))
     bounds[0] = origin
-    k = np.arange(1, completed + 1)
+    # Only the windows the judged looks report (each look its latest completed one): a live tick
+    # judging its new look computes one window, not every window since the warm-up.
+    k = np.unique(done[done >= 1])
     latest_series = between(series, bounds[k - 1], bounds[k], recorded)
     latest = {c.metric: c for c in _checks(policy, latest_series, levels)}
     earlier_rows = np.maximum(k - 1, 1)  # window 1 has no earlier window: compared with itself, unused
-    earlier_series = between(
-        series, np.full(completed, origin, dtype=np.intp), bounds[earlier_rows], recorded
-    )
+    earlier_series = between(series, np.full(k.size, origin, dtype=np.intp), bounds[earlier_rows], recorded)
     earlier = {c.metric: c for c in _checks(policy, earlier_series, levels)}
-    at = np.maximum(done - 1, 0)  # each look's latest completed window (row of `latest`)
+    at = np.searchsorted(k, np.maximum(done, 1))  # each look's latest completed window (row of `latest`)
     has_window = done >= 1
     for check in checks:
         if not _two_sided(check):

@@ -1,0 +1,62 @@
+"""What the live analysis steps keep between ticks: each step's looks read and judged so far, and the
+moment its canary first served, so a tick reads and judges only its new looks.
+
+A cache, nothing more: a process that starts without it (a restarted controller, an Argo analysis
+pod) reads every look back from Prometheus' history on its first tick and judges them at once, as
+before, and decides the same (`canaryflow.kernel.analysis.incremental`). Keyed by rollout, step and
+window: a step run again over another window, or another rollout, never sees another's state.
+Bounded: the least recently used steps go first, and a decided step is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from canaryflow.kernel.analysis.incremental import StepAnalysis
+
+MAX_STEPS = 4096  # steps kept at once: every rollout in analysis, with room
+
+
+class AnalysisCache:
+    """Per-step analysis states and first-request moments, shared by the threads running steps."""
+
+    def __init__(self, max_steps: int = MAX_STEPS) -> None:
+        self._max = max_steps
+        self._lock = threading.Lock()
+        self._states: OrderedDict[Hashable, StepAnalysis] = OrderedDict()
+        self._first: OrderedDict[Hashable, float] = OrderedDict()
+
+    def state(self, key: Hashable) -> StepAnalysis | None:
+        with self._lock:
+            state = self._states.get(key)
+            if state is not None:
+                self._states.move_to_end(key)
+            return state
+
+    def keep(self, key: Hashable, state: StepAnalysis) -> None:
+        """Remember `state` for the step's next tick; a decided step is forgotten (it has ended)."""
+        with self._lock:
+            if state.decided:
+                self._states.pop(key, None)
+                return
+            self._states[key] = state
+            self._states.move_to_end(key)
+            while len(self._states) > self._max:
+                self._states.popitem(last=False)
+
+    def first_request(self, key: Hashable) -> float | None:
+        with self._lock:
+            return self._first.get(key)
+
+    def keep_first_request(self, key: Hashable, at: float) -> None:
+        """The canary's first served look never moves once found (Prometheus' history stands)."""
+        with self._lock:
+            self._first[key] = at
+            while len(self._first) > self._max:
+                self._first.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._states)
