@@ -186,6 +186,7 @@ def _judge(
         # The new looks judged against the ones kept: what judging them all would say.
         state = advance(policy, state, looks)
         ctx.analyses.keep(key, state)
+        ctx.analyses.judged([since + look.elapsed_s for look in looks], time.time())
         if state.result is None or state.verdict_look is None:
             # the source reads a look once it is due (Prometheus: and settled)
             return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")

@@ -11,12 +11,13 @@ Bounded: the least recently used steps go first, and a decided step is dropped.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Hashable
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Sequence
 
 from canaryflow.kernel.analysis.incremental import StepAnalysis
 
 MAX_STEPS = 4096  # steps kept at once: every rollout in analysis, with room
+LATENESS_KEPT = 100_000  # the latest looks' lateness, for whoever watches the cadence (bench/controller.py)
 
 
 class AnalysisCache:
@@ -27,6 +28,7 @@ class AnalysisCache:
         self._lock = threading.Lock()
         self._states: OrderedDict[Hashable, StepAnalysis] = OrderedDict()
         self._first: OrderedDict[Hashable, float] = OrderedDict()
+        self._lateness: deque[tuple[float, float]] = deque(maxlen=LATENESS_KEPT)
 
     def state(self, key: Hashable) -> StepAnalysis | None:
         with self._lock:
@@ -56,6 +58,17 @@ class AnalysisCache:
             self._first[key] = at
             while len(self._first) > self._max:
                 self._first.popitem(last=False)
+
+    def judged(self, look_times: Sequence[float], at: float) -> None:
+        """Looks (their unix times) judged at `at`: how late each was judged, against the policy's
+        cadence (a look is due at its own time; Prometheus' is read once it is a second old)."""
+        with self._lock:
+            self._lateness.extend((at, at - t) for t in look_times)
+
+    def lateness(self, since: float = 0.0) -> list[float]:
+        """Seconds between each look's time and its judging, for the looks judged after `since`."""
+        with self._lock:
+            return [late for at, late in self._lateness if at >= since]
 
     def __len__(self) -> int:
         with self._lock:
