@@ -20,6 +20,8 @@ in that last step's window: its record, judged once (no pairing, no windows).
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
+from typing import Any
 
 from canaryflow.adapters.metrics import MetricsError, MetricsQueryError
 from canaryflow.kernel.analysis import AnalysisResult, Observations
@@ -184,6 +186,7 @@ def _judge(
         return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
     if record_since is None:
         # The new looks judged against the ones kept: what judging them all would say.
+        first_new = state.looks + 1  # the 1-based index of looks[0]
         state = advance(policy, state, looks)
         ctx.analyses.keep(key, state)
         ctx.analyses.judged([since + look.elapsed_s for look in looks], time.time())
@@ -192,10 +195,9 @@ def _judge(
             return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
         result = state.result
         if hold_until_s is None:  # a traffic step: when to expect a decision, from the traffic so far
-            # up to the look the verdict is at: a restarted step reading the same looks says the same
-            ahead = forecast_from_looks(policy, [state.verdict_look], index)
+            ahead = _forecast(ctx, key, policy, index, state, looks, first_new)
             if ahead is not None:
-                verdict = result.verdict.model_copy(update={"forecast": ahead.to_dict()})
+                verdict = result.verdict.model_copy(update={"forecast": ahead})
                 result = result.model_copy(update={"verdict": verdict})
     elif looks[0].elapsed_s <= judge_after_s:
         return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
@@ -210,6 +212,35 @@ def _judge(
             recorded_baseline=True,
         )
     return _outcome(spec, result, window, what)
+
+
+FORECAST_EVERY = 12  # looks (a minute at 5 s): the forecast is made again once per this many looks
+
+
+def _forecast(
+    ctx: StepContext,
+    key: Hashable,
+    policy: Policy,
+    index: int,
+    state: StepAnalysis,
+    looks: list[Observations],
+    first_new: int,
+) -> dict[str, Any] | None:
+    """The step's forecast from the traffic up to its latest look numbered 1 or a multiple of
+    FORECAST_EVERY, or up to the decisive look once decided. A forecast costs several looks'
+    judging, so it is made once a minute, not every look; the looks it is made at depend on the
+    readings alone, so a restarted step reading the same looks says the same."""
+    if state.decided:
+        basis = state.verdict_look
+    else:
+        due = [look for n, look in enumerate(looks, start=first_new) if n == 1 or n % FORECAST_EVERY == 0]
+        if not due:
+            return ctx.analyses.forecast(key)
+        basis = due[-1]
+    ahead = forecast_from_looks(policy, [basis] if basis is not None else [], index)
+    made = None if ahead is None else ahead.to_dict()
+    ctx.analyses.keep_forecast(key, made)
+    return made
 
 
 def _against_record(observed: Observations, record: Observations) -> Observations:

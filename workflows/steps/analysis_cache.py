@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 from canaryflow.kernel.analysis.incremental import StepAnalysis
 
@@ -27,6 +28,7 @@ class AnalysisCache:
         self._max = max_steps
         self._lock = threading.Lock()
         self._states: OrderedDict[Hashable, StepAnalysis] = OrderedDict()
+        self._forecasts: dict[Hashable, dict[str, Any] | None] = {}  # beside each state: its step's forecast
         self._first: OrderedDict[Hashable, float] = OrderedDict()
         self._lateness: deque[tuple[float, float]] = deque(maxlen=LATENESS_KEPT)
 
@@ -42,11 +44,22 @@ class AnalysisCache:
         with self._lock:
             if state.decided:
                 self._states.pop(key, None)
+                self._forecasts.pop(key, None)
                 return
             self._states[key] = state
             self._states.move_to_end(key)
             while len(self._states) > self._max:
-                self._states.popitem(last=False)
+                gone, _ = self._states.popitem(last=False)
+                self._forecasts.pop(gone, None)
+
+    def forecast(self, key: Hashable) -> dict[str, Any] | None:
+        with self._lock:
+            return self._forecasts.get(key)
+
+    def keep_forecast(self, key: Hashable, forecast: dict[str, Any] | None) -> None:
+        with self._lock:
+            if key in self._states:
+                self._forecasts[key] = forecast
 
     def first_request(self, key: Hashable) -> float | None:
         with self._lock:

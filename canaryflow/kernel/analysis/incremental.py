@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from canaryflow.kernel.analysis import AnalysisResult
-from canaryflow.kernel.analysis.judge import evaluate_series
+from canaryflow.kernel.analysis.judge import WindowMemo, evaluate_series
 from canaryflow.kernel.analysis.observations import Observations
 from canaryflow.kernel.analysis.series import ObservationSeries, concat
 
@@ -54,6 +54,7 @@ class StepAnalysis:
     judged: int = 0
     result: AnalysisResult | None = None
     verdict_look: Observations | None = None
+    windows: WindowMemo = field(default_factory=dict)  # completed change windows, judged once each
 
     @property
     def looks(self) -> int:
@@ -81,9 +82,11 @@ def advance(policy: Policy, state: StepAnalysis, new_looks: Sequence[Observation
     first = max(state.judged, skipped)
     if first >= len(series):
         return replace(state, series=series)
+    windows = dict(state.windows)  # this call's additions go to the new state only
     evaluation = evaluate_series(
         policy,
         series,
+        window_memo=windows,
         step_index=state.step_index,
         canary_weight=state.canary_weight,
         warmed_up=True,
@@ -100,4 +103,5 @@ def advance(policy: Policy, state: StepAnalysis, new_looks: Sequence[Observation
         judged=len(series),
         result=result,
         verdict_look=new_looks[look],
+        windows=windows,
     )
