@@ -329,7 +329,11 @@ def _change_checks(
     done = np.floor(np.maximum(elapsed[looks] - origin_s, 0.0) / window_s + 1e-9).astype(np.intp)
     done[looks <= origin] = 0
     completed = int(done.max()) if looks.size else 0
-    if completed < 1:
+    if completed < 1:  # the fields are there either way: a look's verdict never depends on the others
+        for check in checks:
+            if _two_sided(check):
+                for name in ("window_worse_estimate", "window_worse_lower", "trend_lower"):
+                    check.stats[name] = np.full(looks.size, np.nan)
         return
     bounds = last_look_at_or_before(elapsed, origin_s + window_s * np.arange(completed + 1, dtype=float))
     bounds[0] = origin
