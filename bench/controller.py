@@ -64,7 +64,7 @@ steps:
   - {weight: 10, min_duration_s: 3600, min_samples: 50}
   - {weight: 50, min_duration_s: 3600, min_samples: 50}
 max_duration_s: 86400
-evaluate_every_s: 1
+evaluate_every_s: 5
 min_baseline_samples: 50
 sample_ratio: {enabled: false}
 """
@@ -383,7 +383,7 @@ def cadence(
     start = time.time()
     latency = event_to_commit(client, live, service.store, traffic, events) if events else None
     time.sleep(max(0.0, seconds - (time.time() - start)))
-    late = analyses.lateness(since=start)
+    late = analyses.lateness(since=start, models=frozenset(names))  # the cadence rollouts' looks only
     took = time.time() - start
     if not late:
         raise PhaseFailed(f"cadence: no look judged in {took:.0f} s with {reached} rollouts in analysis")

@@ -189,7 +189,7 @@ def _judge(
         first_new = state.looks + 1  # the 1-based index of looks[0]
         state = advance(policy, state, looks)
         ctx.analyses.keep(key, state)
-        ctx.analyses.judged([since + look.elapsed_s for look in looks], time.time())
+        ctx.analyses.judged(spec.model, [since + look.elapsed_s for look in looks], time.time())
         if state.result is None or state.verdict_look is None:
             # the source reads a look once it is due (Prometheus: and settled)
             return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")

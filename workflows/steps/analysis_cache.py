@@ -30,7 +30,7 @@ class AnalysisCache:
         self._states: OrderedDict[Hashable, StepAnalysis] = OrderedDict()
         self._forecasts: dict[Hashable, dict[str, Any] | None] = {}  # beside each state: its step's forecast
         self._first: OrderedDict[Hashable, float] = OrderedDict()
-        self._lateness: deque[tuple[float, float]] = deque(maxlen=LATENESS_KEPT)
+        self._lateness: deque[tuple[str, float, float]] = deque(maxlen=LATENESS_KEPT)
 
     def state(self, key: Hashable) -> StepAnalysis | None:
         with self._lock:
@@ -72,16 +72,21 @@ class AnalysisCache:
             while len(self._first) > self._max:
                 self._first.popitem(last=False)
 
-    def judged(self, look_times: Sequence[float], at: float) -> None:
-        """Looks (their unix times) judged at `at`: how late each was judged, against the policy's
-        cadence (a look is due at its own time; Prometheus' is read once it is a second old)."""
+    def judged(self, model: str, look_times: Sequence[float], at: float) -> None:
+        """`model`'s looks (their unix times) judged at `at`: how late each was judged, against the
+        policy's cadence (a look is due at its own time; Prometheus' is read once it is a second old)."""
         with self._lock:
-            self._lateness.extend((at, at - t) for t in look_times)
+            self._lateness.extend((model, at, at - t) for t in look_times)
 
-    def lateness(self, since: float = 0.0) -> list[float]:
-        """Seconds between each look's time and its judging, for the looks judged after `since`."""
+    def lateness(self, since: float = 0.0, models: frozenset[str] | None = None) -> list[float]:
+        """Seconds between each look's time and its judging, for the looks judged after `since` (of
+        `models` only, where given)."""
         with self._lock:
-            return [late for at, late in self._lateness if at >= since]
+            return [
+                late
+                for model, at, late in self._lateness
+                if at >= since and (models is None or model in models)
+            ]
 
     def __len__(self) -> int:
         with self._lock:
