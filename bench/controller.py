@@ -13,6 +13,16 @@ Prometheus scraping a traffic generator that speaks the inference servers' metri
    accepted, acknowledged as duplicate, stored, and the time until the inbox is drained.
 3. many rollouts: R rollouts reconciled by one controller; loop time per rollout while they commit their
    first step and then while they are in analysis (one Prometheus look each per tick).
+4. cadence: N rollouts in analysis at once with the loop running as `controller serve` runs it (looks
+   every 5 s): how late each look is judged (p50/p99 against its own time), how many of the looks due
+   were judged, and event -> first commit (p50/p99) for new events meanwhile.
+5. look cost: the judge's time for a step's new look at minute 1, 5, 10, 20 and 30 of the step
+   (the live path, `incremental.advance`) beside judging every look again (`analyze_looks`).
+6. loop overhead: the loop's own cost per rollout with steps that do nothing.
+
+A phase that reconciled or judged nothing fails (exit 1, the reason in the JSON). The JSON is
+rewritten (atomically) after every phase, so a run that dies keeps the phases it finished. Run it
+under `nice` on a shared machine.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ steps:
   - {weight: 10, min_duration_s: 3600, min_samples: 50}
   - {weight: 50, min_duration_s: 3600, min_samples: 50}
 max_duration_s: 86400
-evaluate_every_s: 1
+evaluate_every_s: 5
 min_baseline_samples: 50
 sample_ratio: {enabled: false}
 """
@@ -138,9 +148,26 @@ class Live:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        self.service.stop_loop()
+        """Stops the server, the loop and every reconcile job: nothing of theirs runs once this
+        returns (the temporary directory they write in is removed next)."""
         self.server.should_exit = True
         self.thread.join(10)
+        deadline = time.monotonic() + 120
+        while not self.service.close(timeout_s=10.0):  # a job in a dependency's call: it times out
+            if time.monotonic() > deadline:
+                raise PhaseFailed("the controller's jobs did not end within 2 minutes of the stop")
+
+
+class PhaseFailed(RuntimeError):
+    """A phase that measured nothing (reconciled nothing, judged nothing): its figures would lie."""
+
+
+def save(results: dict[str, Any], path: Path) -> None:
+    """Writes the results so far: a whole file or the previous one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(results, indent=2, default=str))
+    os.replace(partial, path)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -299,6 +326,8 @@ def many_rollouts(
         timings.append(time.perf_counter() - t0)
     active = [x for x in store.rollouts(active_only=True) if x.model in set(names)]
     analysing = [x for x in active if x.phase == "canary" and x.step_index == 0]
+    if not all(counts[1:]) or not analysing:
+        raise PhaseFailed(f"many rollouts: reconciled per tick {counts}, {len(analysing)} in analysis")
     steady = [t / c for t, c in zip(timings[1:], counts[1:], strict=True)]
     return {
         "rollouts": r,
@@ -311,6 +340,120 @@ def many_rollouts(
         "in_analysis": len(analysing),
         "waiting_reasons": sorted({x.waiting_reason or "" for x in analysing})[:3],
     }
+
+
+CADENCE_POLICY = """name: cadence
+traffic_mode: configmap
+steps:
+  - {weight: 10, min_duration_s: 86400, min_samples: 50, warmup_s: 0}
+  - {weight: 50, min_duration_s: 86400, min_samples: 50, warmup_s: 0}
+max_duration_s: 172800
+evaluate_every_s: 5
+min_baseline_samples: 50
+sample_ratio: {enabled: false}
+"""
+
+
+def cadence(
+    client: Any, live: Live, service: Any, traffic: Traffic, names: list[str], seconds: float, events: int
+) -> dict[str, Any]:
+    """`names` (their trigger is CADENCE_POLICY: looks every 5 s, no warm-up, never deciding) all in
+    analysis with the loop running; then, for `seconds`, how late each look is judged, and the
+    event -> first commit latency of `events` new rollouts meanwhile."""
+    hook = client.create_webhook(
+        name="cadence",
+        url=f"{live.url}/webhooks/mlflow",
+        events=["model_version_alias.created"],
+        secret=SECRET,
+    )
+    make_models(client, names)
+    time.sleep(1.5)  # the MLflow server caches its webhook list for MLFLOW_WEBHOOK_CACHE_TTL (1 s here)
+    for name in names:
+        traffic.add_model(name)
+        client.set_registered_model_alias(name, "challenger", "2")  # MLflow delivers the webhook
+    analyses = service.reconciler.engine._run_step.context.analyses  # the local runner's step context
+    t0 = time.time()
+    while len(analyses) < len(names) and time.time() - t0 < 600:
+        time.sleep(1.0)
+    reached = len(analyses)
+    client.delete_webhook(hook.webhook_id)  # the latency events below come through their own
+    if reached == 0:
+        raise PhaseFailed("cadence: no rollout reached its analysis within 10 minutes")
+    time.sleep(10.0)  # every step has read its history once: from here on, a look at a time
+    start = time.time()
+    latency = event_to_commit(client, live, service.store, traffic, events) if events else None
+    time.sleep(max(0.0, seconds - (time.time() - start)))
+    late = analyses.lateness(since=start, models=frozenset(names))  # the cadence rollouts' looks only
+    took = time.time() - start
+    if not late:
+        raise PhaseFailed(f"cadence: no look judged in {took:.0f} s with {reached} rollouts in analysis")
+    service.stop_loop()  # the later phases time on their own, without these rollouts' ticks
+    due = reached * took / 5.0
+    return {
+        "rollouts": len(names),
+        "in_analysis": reached,
+        "seconds": took,
+        "looks_judged": len(late),
+        "looks_due": due,
+        "lateness_p50_s": percentile(late, 50),
+        "lateness_p99_s": percentile(late, 99),
+        "lateness_max_s": max(late),
+        "event_to_first_commit": latency,
+    }
+
+
+def _synthetic_looks(count: int, every_s: float = 5.0, rate: float = 50.0) -> list[Any]:
+    """Readings of two identical arms (10% canary) every `every_s`, cumulative, as Prometheus gives them."""
+    from canaryflow.kernel.analysis import ArmObservations, Histogram, Observations
+
+    rng = np.random.default_rng(2)
+    draws = np.sort(rng.lognormal(np.log(0.02), 0.35, size=100_000))
+    edges = np.searchsorted(draws, BUCKETS_S, side="right")
+    p = np.diff(np.concatenate([[0], edges, [len(draws)]])) / len(draws)
+    totals = {"b": np.zeros(len(p), dtype=np.int64), "c": np.zeros(len(p), dtype=np.int64)}
+    looks = []
+    for k in range(1, count + 1):
+        for arm, share in (("b", 0.9), ("c", 0.1)):
+            totals[arm] += rng.multinomial(int(rng.poisson(rate * every_s * share)), p)
+
+        def obs(arm: str) -> Any:
+            c = np.cumsum(totals[arm])
+            hist = Histogram(bounds=BUCKETS_S, counts=c[:-1].tolist(), total=int(c[-1]))
+            return ArmObservations(requests=int(c[-1]), errors=0, latency_s=hist)
+
+        looks.append(Observations(elapsed_s=k * every_s, baseline=obs("b"), canary=obs("c")))
+    return looks
+
+
+def look_cost(minutes: tuple[int, ...] = (1, 5, 10, 20, 30)) -> dict[str, Any]:
+    """The judge's CPU time per new look during each minute of a step (the live path: the state kept,
+    each new look appended and judged; median and slowest of the minute's 12) beside judging every
+    look since the step began again (what each call did before)."""
+    from canaryflow.kernel.analysis import analyze_looks
+    from canaryflow.kernel.analysis.incremental import StepAnalysis, advance
+    from policies import load_policy
+
+    base = load_policy("default")
+    steps = [st.model_copy(update={"min_duration_s": 86_400}) for st in base.steps]
+    policy = base.model_copy(update={"steps": steps, "max_duration_s": 172_800.0})
+    looks = _synthetic_looks(max(minutes) * 12)
+    rows = []
+    for minute in minutes:
+        k = minute * 12  # the looks of this minute are k - 11 … k (1-based)
+        state = advance(policy, StepAnalysis(), looks[: k - 12])
+        per_look = []
+        for i in range(k - 12, k):  # each of the minute's looks as the live step judges it
+            t0 = time.thread_time()  # this thread's CPU: the controller's threads may still run
+            state = advance(policy, state, looks[i : i + 1])
+            per_look.append(time.thread_time() - t0)
+        if state.result is None or state.judged != k:
+            raise PhaseFailed(f"look cost: the looks of minute {minute} were not judged")
+        t0 = time.thread_time()
+        analyze_looks(policy, looks[:k])
+        full = time.thread_time() - t0
+        rows.append({"minute": minute, "looks": k, "incremental_ms": percentile(per_look, 50) * 1000,
+                     "incremental_max_ms": max(per_look) * 1000, "full_ms": full * 1000})  # fmt: skip
+    return {"policy": "default", "rows": rows}
 
 
 def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
@@ -331,7 +474,7 @@ def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
     from workflows.steps.base import StepOutcome
 
     def step(node: Any, step_input: Any) -> StepOutcome:
-        if node.kind == "analyze":
+        if node.step in ("analyze", "bake", "watch"):
             return StepOutcome(state="running", message="not enough samples yet")
         return StepOutcome(state="succeeded", outputs={o: "0" * 40 for o in node.outputs})
 
@@ -365,16 +508,27 @@ def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
     for _ in range(ticks):
         t0 = time.perf_counter()
         profile.enable()
-        reconciler.tick()
+        reconciled = reconciler.tick()
         profile.disable()
+        if reconciled != r:
+            raise PhaseFailed(f"loop overhead: a tick reconciled {reconciled} of {r} rollouts")
         timings.append((time.perf_counter() - t0) / r)
     stats = pstats.Stats(profile)
     engine_s = sum(v[3] for k, v in stats.stats.items() if k[2] == "reconcile" and "runner" in k[0])  # type: ignore[attr-defined]
     total_s = sum(timings) * r
+    # What the controller does per rollout when the engine is Argo (analysis in pods): mirror the
+    # workflow's status into the store (`workflow_mirror.mirror` and `_record_mirror`) and drive it.
+    mirror_s = sum(
+        v[3] for k, v in stats.stats.items()  # type: ignore[attr-defined]
+        if (k[2] == "_record_mirror" and k[0].endswith("reconcile.py"))
+        or (k[2] == "mirror" and k[0].endswith("workflow_mirror.py"))
+    )  # fmt: skip
     return {
         "rollouts": r,
         "per_rollout_ms": percentile(timings, 50) * 1000,
         "engine_share": engine_s / total_s if total_s else None,
+        "controller_per_rollout_ms": (total_s - engine_s) / r / ticks * 1000,
+        "mirror_per_rollout_ms": mirror_s / r / ticks * 1000,
     }
 
 
@@ -383,11 +537,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "controller.json")
     parser.add_argument(
-        "--phases", default="latency,burst,rollouts,overhead", help="which of latency,burst,rollouts,overhead"
+        "--phases",
+        default="latency,burst,cadence,rollouts,looks,overhead",
+        help="which of latency,burst,cadence,rollouts,looks,overhead",
     )
+    parser.add_argument("--cadence-rollouts", type=int, default=None, help="rollouts in analysis at once")
+    parser.add_argument("--cadence-seconds", type=float, default=120.0)
+    parser.add_argument("--cadence-events", type=int, default=None, help="events timed meanwhile (30)")
     args = parser.parse_args(argv)
     phases = set(args.phases.split(","))
     n_events, n_burst, n_rollouts, n_ticks = (10, 1000, 50, 3) if args.quick else (30, 1000, 200, 5)
+    n_cadence = args.cadence_rollouts or (20 if args.quick else 1000)
+    cadence_names = [f"cad-{i}-{uuid.uuid4().hex[:4]}" for i in range(n_cadence)]
 
     from mlflow.tracking import MlflowClient
 
@@ -398,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         prometheus = start_prometheus(tmp / "prometheus", [traffic.target], interval_s=2.0)
         remote = init_bare_remote(tmp / "gitops.git")
         (tmp / "policy.yaml").write_text(POLICY)
+        (tmp / "cadence.yaml").write_text(CADENCE_POLICY)
         os.environ.update(
             {
                 "CANARYFLOW_GITOPS_REMOTE_URL": str(remote),
@@ -417,41 +579,56 @@ def main(argv: list[str] | None = None) -> int:
             mlflow_webhook_secret=SecretStr(SECRET),
             registry_tracking_uri=mlflow.tracking_uri,
             reconcile_interval_s=0.5,
-            triggers={"*": [TriggerRule(kind="alias", policy=str(tmp / "policy.yaml"))]},
+            triggers={
+                "*": [TriggerRule(kind="alias", policy=str(tmp / "policy.yaml"))],
+                **{n: [TriggerRule(kind="alias", policy=str(tmp / "cadence.yaml"))] for n in cadence_names},
+            },
         )
         service = build_service(settings)
         live = Live(service)
         live.start()
         service.start_loop()
         client = MlflowClient(mlflow.tracking_uri)
-        results: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count()}
+        results: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count(), "started": time.time()}
+        store, quick_events = service.store, args.cadence_events or (10 if args.quick else 30)
+        runs = {
+            "latency": ("event_to_first_commit", lambda: event_to_commit(
+                client, live, store, traffic, n_events)),
+            "burst": ("burst", lambda: burst(live, store, n_burst)),
+            "cadence": ("cadence", lambda: cadence(
+                client, live, service, traffic, cadence_names, args.cadence_seconds, quick_events)),
+            "rollouts": ("many_rollouts", lambda: many_rollouts(
+                client, live, service, traffic, n_rollouts, n_ticks)),
+            "looks": ("look_cost", look_cost),
+            "overhead": ("loop_overhead", lambda: loop_overhead(tmp, n_rollouts, n_ticks)),
+        }  # fmt: skip
+        failed = False
         try:
-            if "latency" in phases:
-                results["event_to_first_commit"] = event_to_commit(
-                    client, live, service.store, traffic, n_events
-                )
-            if "burst" in phases:
-                results["burst"] = burst(live, service.store, n_burst)
-            if "rollouts" in phases:
-                results["many_rollouts"] = many_rollouts(client, live, service, traffic, n_rollouts, n_ticks)
-            if "overhead" in phases:
-                results["loop_overhead"] = loop_overhead(tmp, n_rollouts, n_ticks)
+            for phase in ("latency", "burst", "cadence", "rollouts", "looks", "overhead"):
+                if phase not in phases:
+                    continue
+                key, run = runs[phase]
+                try:
+                    results[key] = run()
+                except PhaseFailed as exc:
+                    results[key] = {"failed": str(exc)}
+                    failed = True
+                save(results, args.out)  # a run that dies later keeps this phase's figures
         finally:
             live.stop()
             prometheus.stop()
             mlflow.stop()
             traffic.httpd.shutdown()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=str))
+    save(results, args.out)
     for name, value, note in table_rows(results):
         print(f"{name:<38}  {value:<24}  {note}")
     print(f"wrote {args.out}")
-    return 0
+    return 1 if failed else 0
 
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
-    if (e := results.get("event_to_first_commit")) is not None:
+    if (e := results.get("event_to_first_commit")) is not None and "failed" not in e:
         rows.append(
             (
                 "event -> first commit p50 / p99",
@@ -459,7 +636,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{e['measured']}/{e['events']} events",
             )
         )
-    if (b := results.get("burst")) is not None:
+    if (b := results.get("burst")) is not None and "failed" not in b:
         rows += [
             (
                 "burst: accepted / duplicate / errors",
@@ -477,7 +654,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{b['deliveries_per_s']:.0f} deliveries/s",
             ),
         ]
-    if (m := results.get("many_rollouts")) is not None:
+    if (m := results.get("many_rollouts")) is not None and "failed" not in m:
         rows += [
             (
                 "rollouts: start + first commit",
@@ -490,12 +667,48 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"tick p50 {m['steady_tick_p50_s']:.2f} s, {m['in_analysis']} in analysis",
             ),
         ]
-    if (o := results.get("loop_overhead")) is not None:
+    for key, value in results.items():
+        if isinstance(value, dict) and "failed" in value:
+            rows.append((f"{key}: FAILED", "", value["failed"]))
+    if (c := results.get("cadence")) is not None and "failed" not in c:
+        rows.append(
+            (
+                "cadence: look lateness p50 / p99",
+                f"{c['lateness_p50_s']:.2f} s / {c['lateness_p99_s']:.2f} s",
+                f"{c['in_analysis']}/{c['rollouts']} in analysis, {c['looks_judged']} of "
+                f"{c['looks_due']:.0f} looks due judged in {c['seconds']:.0f} s",
+            )
+        )
+        if (e := c.get("event_to_first_commit")) is not None:
+            rows.append(
+                (
+                    "cadence: event -> first commit p50 / p99",
+                    f"{e['p50_s'] * 1000:.0f} ms / {e['p99_s'] * 1000:.0f} ms",
+                    f"{e['measured']}/{e['events']} events, meanwhile",
+                )
+            )
+    if (lc := results.get("look_cost")) is not None and "failed" not in lc:
+        for row in lc["rows"]:
+            rows.append(
+                (
+                    f"look cost at minute {row['minute']}",
+                    f"{row['incremental_ms']:.0f} ms (slowest {row['incremental_max_ms']:.0f} ms)",
+                    f"judging all {row['looks']} looks again: {row['full_ms']:.0f} ms",
+                )
+            )
+    if (o := results.get("loop_overhead")) is not None and "failed" not in o:
         rows.append(
             (
                 "loop overhead (no git/registry/metrics)",
                 f"{o['per_rollout_ms']:.1f} ms/rollout",
                 f"{o['rollouts']} rollouts; local runner {o['engine_share']:.0%} of it",
+            )
+        )
+        rows.append(
+            (
+                "Argo mode: controller's work per tick",
+                f"{o['controller_per_rollout_ms']:.2f} ms/rollout",
+                f"of it mirroring status {o['mirror_per_rollout_ms']:.2f} ms (profiled, no engine call)",
             )
         )
     return rows

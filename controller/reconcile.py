@@ -192,8 +192,8 @@ class Reconciler:
         """One pass: the inbox, and every model's active rollouts as one job each on the worker pool;
         waits for the round at most `tick_deadline_s`. A model whose previous job still runs (stuck on
         a dependency until its call times out) is skipped, so it never holds the others up. A replica
-        that does not lead does nothing."""
-        if not self.leads():
+        that does not lead does nothing, nor one that is stopping."""
+        if self.workers.stopping.is_set() or not self.leads():
             return 0
         jobs = [f for f in [self.workers.submit("inbox", self._take_inbox)] if f is not None]
         by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
@@ -216,6 +216,8 @@ class Reconciler:
                 self.actions.apply_pending(model)
             self._supersede_older(records)
             for record in records:
+                if self.workers.stopping.is_set():  # stopping: end the job before its next rollout
+                    return
                 if self.actions is None or not self.actions.held(record.id):
                     self._reconcile_timed(record.id)
 
@@ -228,7 +230,7 @@ class Reconciler:
         """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency);
         a model whose job is running now is left to that job's next round."""
         self._inbox_signal.clear()
-        if not self.leads() or not self.owns(None):
+        if self.workers.stopping.is_set() or not self.leads() or not self.owns(None):
             return
         with self.scope(None):
             if not self.process_inbox():

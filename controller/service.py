@@ -124,10 +124,13 @@ class ControllerService:
         return not (self._thread and self._thread.is_alive())
 
     def close(self, timeout_s: float = 30.0) -> bool:
-        """Stops the loop and the reconcile workers; True when all ended within `timeout_s` (a worker
-        stuck on a dependency ends when its call times out)."""
-        loop_done = self.stop_loop(timeout_s)
-        return self.reconciler.close(timeout_s) and loop_done
+        """Stops the loop and the reconcile workers; True when all ended within `timeout_s`: then
+        nothing of theirs writes after this returns. A worker stuck on a dependency ends when its call
+        times out (False until then: leave what it uses in place)."""
+        self._stop.set()  # the loop starts no tick, the workers no job, the running jobs end early
+        self._wake.set()
+        workers_done = self.reconciler.close(timeout_s)
+        return self.stop_loop(timeout_s) and workers_done
 
     def serve(self) -> None:
         """Blocks serving HTTP on settings.host:port with the loop running beside it."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,15 @@ class KeyedWorkers:
         )
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
+        # Set by `shutdown`: a job checks it between its units of work (a rollout) and returns, so a
+        # stop ends every job within about one unit (`Reconciler` checks it before each rollout).
+        self.stopping = threading.Event()
 
     def submit(self, key: str, job: Callable[[], None]) -> Future[None] | None:
         """Runs `job` unless the previous job of `key` is still running (then None: skipped)."""
         with self._lock:
+            if self.stopping.is_set():
+                return None
             previous = self._running.get(key)
             if previous is not None and not previous.done():
                 return None
@@ -52,16 +58,33 @@ class KeyedWorkers:
 
     def wait(self, futures: list[Future[None]], deadline_s: float) -> list[Future[None]]:
         """Waits for `futures` up to `deadline_s`; returns those still running."""
-        _, pending = wait(futures, timeout=deadline_s)
-        return list(pending)
+        return _wait(futures, deadline_s)
 
     def shutdown(self, timeout_s: float) -> bool:
-        """Stops taking jobs and waits up to `timeout_s` for the running ones; True when all ended."""
+        """Stops taking jobs, tells the running ones to stop (`stopping`) and waits up to `timeout_s`
+        for them; True when all ended: nothing of theirs runs after that. False names a job stuck in a
+        dependency's call past the deadline (logged): its caller must not remove what it uses."""
         with self._lock:
-            running = [f for f in self._running.values() if not f.done()]
+            self.stopping.set()
+            running = {k: f for k, f in self._running.items() if not f.done()}
         self._pool.shutdown(wait=False, cancel_futures=True)
-        _, pending = wait(running, timeout=timeout_s)
+        pending = _wait(list(running.values()), timeout_s)
+        for key, future in running.items():
+            if future in pending:
+                log.warning("reconcile job %s still running %.1f s after the stop", key, timeout_s)
         return not pending
+
+
+def _wait(futures: list[Future[None]], timeout_s: float) -> list[Future[None]]:
+    """The futures not done after up to `timeout_s`. A job the shutdown cancelled before it started
+    counts as done (`concurrent.futures.wait` would count it pending until the timeout: it is never
+    marked as notified)."""
+    end = time.monotonic() + timeout_s
+    pending = [f for f in futures if not f.done()]
+    while pending and (left := end - time.monotonic()) > 0:
+        wait(pending, timeout=min(left, 0.05), return_when=FIRST_COMPLETED)
+        pending = [f for f in pending if not f.done()]
+    return pending
 
 
 def _logged(key: str, job: Callable[[], None]) -> None:

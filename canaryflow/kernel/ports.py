@@ -173,6 +173,7 @@ class MetricsSource(Protocol):
         every_s: float,
         *,
         policy: Policy | None = None,
+        from_look: int = 1,
     ) -> list[Observations]:
         """Both arms at every look since `since`, oldest first, each counted from `since` (as `observe`):
         what the live step pairs latencies by time on, look by look (`paired.py`). A source with
@@ -180,7 +181,9 @@ class MetricsSource(Protocol):
         step gets the same readings; one without (the servers' own /metrics) returns the readings it
         took at its own earlier calls in this process, and now. Empty before the first look.
         `policy`: given only when it reads metric providers (`Policy.reads_own_series`): the series
-        are then its providers' and queries' (`canaryflow.kernel.contracts.providers`)."""
+        are then its providers' and queries' (`canaryflow.kernel.contracts.providers`).
+        `from_look`: only the looks from this one on (look k is at `since + k * every_s`, the first
+        is 1): a step that kept the earlier ones reads only its new looks."""
         ...
 
     def first_request_at(

@@ -113,9 +113,12 @@ def make(
     notifier=None,
     link_templates=None,
     reviewers=None,
+    workers: int | None = None,
 ):
     clock = clock or Clock()
     settings = ControllerSettings(db_path=tmp_path / "controller.db", mlflow_webhook_secret=SecretStr("s"))
+    if workers is not None:
+        settings = settings.model_copy(update={"reconcile_workers": workers})
     store = RolloutStore(settings.db_path)
     runner = LocalRunner(settings.db_path, steps, lambda name: pol, clock=clock)
     reconciler = Reconciler(

@@ -142,6 +142,18 @@ def test_a_burst_shorter_than_a_window_is_paired_away_live_as_in_the_replay(
         restarted = analyze_step(prometheus_step_context(tmp_path, server.url, POLICY), step)
         assert restarted.outputs == live.outputs
 
+        # Tick by tick, as the controller runs it: one context kept, the source's clock moving on
+        # two looks per call, each call reading only its new looks from Prometheus (`from_look`) and
+        # judging only them: the same verdict, at the same look, as reading them all at once.
+        now = [start + EVERY_S]
+        ticking = prometheus_step_context(tmp_path, server.url, POLICY)
+        ticking.metrics = PrometheusSource(server.url, clock=lambda: now[0])
+        calls = 0
+        while (ticked := analyze_step(ticking, step)).state == "running" and now[0] < time.time():
+            now[0] += 2 * EVERY_S
+            calls += 1
+        assert calls > 10 and ticked.outputs == live.outputs
+
         # The range query's looks are what an instant query at each look reads.
         source = PrometheusSource(server.url)
         looks = source.observe_looks(SPEC.model, "1", "2", start, EVERY_S)

@@ -53,13 +53,20 @@ STEPS: dict[str, StepFunction] = {
 }
 
 
-def step_runner(ctx: StepContext) -> Callable[[DagNode, StepInput], StepOutcome]:
-    """What the local runner calls for each node: the node's step function, with these ports."""
+class StepRunner:
+    """What the local runner calls for each node: the node's step function, with these ports
+    (`context`: what the steps keep between calls is there, e.g. the analysis cache)."""
 
-    def run(node: DagNode, step_input: StepInput) -> StepOutcome:
-        return STEPS[node.step](ctx, step_input)
+    def __init__(self, context: StepContext) -> None:
+        self.context = context
 
-    return run
+    def __call__(self, node: DagNode, step_input: StepInput) -> StepOutcome:
+        return STEPS[node.step](self.context, step_input)
 
 
-__all__ = ["STEPS", "StepContext", "StepFunction", "StepInput", "StepOutcome", "step_runner"]
+def step_runner(ctx: StepContext) -> StepRunner:
+    """The local runner's step function over `ctx`."""
+    return StepRunner(ctx)
+
+
+__all__ = ["STEPS", "StepContext", "StepFunction", "StepInput", "StepOutcome", "StepRunner", "step_runner"]

@@ -1,9 +1,10 @@
 """The analysis steps: a traffic step, the bake after the last one, the watch after promotion.
 
-Tick-based: each call reads the metrics accumulated since the analysis window started and asks the
-analysis engine once; `running` means look again later (the Argo container loops, the local runner
-calls it once per reconcile). pass ends the node Succeeded; fail and inconclusive end it Failed,
-which rolls back.
+Tick-based: each call reads the looks that came since its last call (`ctx.analyses` keeps the ones
+read and judged: `workflows.steps.analysis_cache`; a process without them reads every look since the
+window started, as after a restart) and asks the analysis engine to judge the new ones; `running`
+means look again later (the Argo container loops, the local runner calls it once per reconcile).
+pass ends the node Succeeded; fail and inconclusive end it Failed, which rolls back.
 
 Windows. A traffic step counts from the end of the step's `warmup_s` (a GPU version's first minutes
 are slow), counted from the canary's first served request (`warmup_from: first_request`) or from the
@@ -19,11 +20,14 @@ in that last step's window: its record, judged once (no pairing, no windows).
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
+from typing import Any
 
 from canaryflow.adapters.metrics import MetricsError, MetricsQueryError
-from canaryflow.kernel.analysis import AnalysisResult, Observations, analyze_looks
+from canaryflow.kernel.analysis import AnalysisResult, Observations
 from canaryflow.kernel.analysis import analyze as analyze_observations
 from canaryflow.kernel.analysis.forecast import forecast_from_looks
+from canaryflow.kernel.analysis.incremental import StepAnalysis, advance
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
@@ -47,16 +51,20 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
     if policy.warmup_from == "step_start" or warmup <= 0:
         return _judge(ctx, step, policy, index, started + warmup, what)
     spec = step.spec
-    try:
-        first = ctx.metrics.first_request_at(
-            spec.model, spec.canary_version, started, policy.evaluate_every_s, policy=_providers(policy)
-        )
-    except MetricsQueryError as exc:
-        return _misread(exc, {})
-    except MetricsError as exc:
-        return _waiting(policy, started, f"metrics unavailable ({exc})")
+    key = (spec.rollout_id, spec.canary_version, index, f"{started:.3f}")
+    first = ctx.analyses.first_request(key)
     if first is None:
-        return _waiting(policy, started, "no request served by the canary yet")
+        try:
+            first = ctx.metrics.first_request_at(
+                spec.model, spec.canary_version, started, policy.evaluate_every_s, policy=_providers(policy)
+            )
+        except MetricsQueryError as exc:
+            return _misread(exc, {})
+        except MetricsError as exc:
+            return _waiting(policy, started, f"metrics unavailable ({exc})")
+        if first is None:
+            return _waiting(policy, started, "no request served by the canary yet")
+        ctx.analyses.keep_first_request(key, first)
     return _judge(ctx, step, policy, index, first + warmup, what)
 
 
@@ -144,8 +152,12 @@ def _judge(
         return StepOutcome(
             state="running", outputs=window, message=f"{what}: warming up, {since - now:.0f} s to go"
         )
+    key = (spec.rollout_id, spec.baseline_version, spec.canary_version, index, f"{since:.3f}", hold_until_s)
+    state = ctx.analyses.state(key) if record_since is None else None
+    if state is None:
+        state = StepAnalysis(step_index=index, hold_until_s=hold_until_s, judge_after_s=judge_after_s)
     try:
-        if record_since is None:
+        if record_since is None:  # only the looks this step has not read yet (all after a restart)
             looks = ctx.metrics.observe_looks(
                 spec.model,
                 spec.baseline_version,
@@ -153,6 +165,7 @@ def _judge(
                 since,
                 policy.evaluate_every_s,
                 policy=_providers(policy),
+                from_look=state.looks + 1,
             )
         else:
             versions = (spec.model, spec.baseline_version, spec.canary_version)
@@ -171,23 +184,30 @@ def _judge(
                 message=f"inconclusive: metrics unavailable until the step's time was up ({exc})",
             )
         return StepOutcome(state="running", outputs=window, message=f"waiting: metrics unavailable ({exc})")
-    judged = [i for i, look in enumerate(looks) if look.elapsed_s > judge_after_s]
-    if not judged:  # the source reads a look once it is due (Prometheus: and settled)
-        return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
     if record_since is None:
-        result = analyze_looks(
-            policy, looks, step_index=index, hold_until_s=hold_until_s, from_look=judged[0]
+        # The new looks judged against the ones kept: what judging them all would say.
+        first_new = state.looks + 1  # the 1-based index of looks[0]
+        state = advance(policy, state, looks)
+        ctx.analyses.keep(key, state)
+        ctx.analyses.judged(spec.model, [since + look.elapsed_s for look in looks], time.time())
+        # The bake carries the last step's forecast, for the pull-request body its verdict becomes; made
+        # from that step's looks, which only the bake's first read (or one after a restart) holds.
+        bake_ahead = (
+            _last_steps_forecast(ctx, key, policy, index, looks, judge_after_s) if judge_after_s else None
         )
-        if hold_until_s is None or judge_after_s > 0:  # a traffic step, or the bake after the last
-            # when to expect a decision, from the traffic so far up to the look the verdict is at (a
-            # restarted step reading the same looks says the same); the bake carries the last step's,
-            # from that step's looks, to the pull-request body its verdict becomes
-            decided = result.verdict.decided_at_s if hold_until_s is None else judge_after_s
-            seen = [look for look in looks if decided is None or look.elapsed_s <= decided]
-            ahead = forecast_from_looks(policy, seen, index)
-            if ahead is not None:
-                verdict = result.verdict.model_copy(update={"forecast": ahead.to_dict()})
-                result = result.model_copy(update={"verdict": verdict})
+        if state.result is None or state.verdict_look is None:
+            # the source reads a look once it is due (Prometheus: and settled)
+            return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
+        result = state.result
+        if hold_until_s is None:  # a traffic step: when to expect a decision, from the traffic so far
+            ahead = _forecast(ctx, key, policy, index, state, looks, first_new)
+        else:
+            ahead = bake_ahead
+        if ahead is not None:
+            verdict = result.verdict.model_copy(update={"forecast": ahead})
+            result = result.model_copy(update={"verdict": verdict})
+    elif looks[0].elapsed_s <= judge_after_s:
+        return StepOutcome(state="running", outputs=window, message=f"{what}: waiting for the first look")
     else:  # a watch: against a record, judged once on all of it (the engine's module docstring)
         result = analyze_observations(
             policy,
@@ -199,6 +219,54 @@ def _judge(
             recorded_baseline=True,
         )
     return _outcome(spec, result, window, what)
+
+
+FORECAST_EVERY = 12  # looks (a minute at 5 s): the forecast is made again once per this many looks
+
+
+def _forecast(
+    ctx: StepContext,
+    key: Hashable,
+    policy: Policy,
+    index: int,
+    state: StepAnalysis,
+    looks: list[Observations],
+    first_new: int,
+) -> dict[str, Any] | None:
+    """The step's forecast from the traffic up to its latest look numbered 1 or a multiple of
+    FORECAST_EVERY, or up to the decisive look once decided. A forecast costs several looks'
+    judging, so it is made once a minute, not every look; the looks it is made at depend on the
+    readings alone, so a restarted step reading the same looks says the same."""
+    if state.decided:
+        basis = state.verdict_look
+    else:
+        due = [look for n, look in enumerate(looks, start=first_new) if n == 1 or n % FORECAST_EVERY == 0]
+        if not due:
+            return ctx.analyses.forecast(key)
+        basis = due[-1]
+    ahead = forecast_from_looks(policy, [basis] if basis is not None else [], index)
+    made = None if ahead is None else ahead.to_dict()
+    ctx.analyses.keep_forecast(key, made)
+    return made
+
+
+def _last_steps_forecast(
+    ctx: StepContext,
+    key: Hashable,
+    policy: Policy,
+    index: int,
+    looks: list[Observations],
+    judge_after_s: float,
+) -> dict[str, Any] | None:
+    """The bake's forecast: the last step's, from its looks (those up to `judge_after_s`, read at the
+    bake's first tick, or again after a restart), made once and kept."""
+    before = [look for look in looks if look.elapsed_s <= judge_after_s]
+    if not before:
+        return ctx.analyses.forecast(key)
+    ahead = forecast_from_looks(policy, before[-1:], index)
+    made = None if ahead is None else ahead.to_dict()
+    ctx.analyses.keep_forecast(key, made)
+    return made
 
 
 def _against_record(observed: Observations, record: Observations) -> Observations:

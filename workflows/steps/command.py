@@ -8,6 +8,7 @@ parsed options into a `StepInput` with `step_input`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -57,7 +58,14 @@ class StepArgsError(ValueError):
 
 
 def parse_step_argv(argv: list[str]) -> StepCall:
-    """The args after `workflow step`, parsed as the CLI parses them (StepArgsError if it refuses them)."""
+    """The args after `workflow step`, parsed as the CLI parses them (StepArgsError if it refuses them).
+    The local runner parses a polled node's same args on every tick: the answers are remembered
+    (a parse costs ~10 ms of the CLI's machinery; a StepCall is frozen)."""
+    return _parse(tuple(argv))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(argv: tuple[str, ...]) -> StepCall:
     try:
         context = _command().make_context("step", list(argv))
     except TyperException as exc:  # click's UsageError / BadParameter, as the CLI would report them

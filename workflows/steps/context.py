@@ -8,7 +8,7 @@ with real adapters pointed at local servers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from canaryflow.adapters.metrics import MetricsSource
@@ -18,6 +18,7 @@ from gitops.gitops_settings import TrafficMode
 from gitops.history import AuditEntry
 from gitops.model import Rendering, RenderRequest
 from policies.model import Policy
+from workflows.steps.analysis_cache import AnalysisCache
 
 ManifestCheck = Callable[[RenderRequest], Rendering]
 """Renders and validates a traffic state's manifests (raises on an invalid document)."""
@@ -49,3 +50,6 @@ class StepContext:
     approval: ApprovalGate | None = None
     history: AuditLog | None = None
     aliases: WorkflowAliases = WorkflowAliases()
+    # The live analysis steps' looks read and judged so far: each tick reads and judges only its new
+    # looks (a cache: a fresh one reads them all back from Prometheus).
+    analyses: AnalysisCache = field(default_factory=AnalysisCache)

@@ -9,6 +9,7 @@ read the same counts.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ from policies.model import Policy
 SETTLE_S = 1.0
 # Points per range query: Prometheus refuses more than 11,000; longer grids take several queries.
 MAX_POINTS = 10_000
+# Steps whose counters at their start (look 0) are remembered: every step in analysis at once, and more.
+KEEP_STARTS = 4096
 
 # Where one query's sample goes in a reading: (reading, the query's label value or "", value).
 Setter = Callable[[VersionReading, str, float], None]
@@ -107,6 +110,8 @@ class PrometheusSource:
         self.settle_s = settle_s
         self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(timeout_s, 1)))
         self._clock = clock
+        self._lock = threading.Lock()  # steps of several rollouts read at once (the workers' threads)
+        self._starts: dict[tuple[str, str, str, float], tuple[VersionReading, VersionReading]] = {}
 
     def observe(
         self,
@@ -144,13 +149,17 @@ class PrometheusSource:
         every_s: float,
         *,
         policy: Policy | None = None,
+        from_look: int = 1,
     ) -> list[Observations]:
         """Both arms at every look `since + k * every_s` up to `settle_s` ago, from Prometheus' history:
         one range query per series kind and arm (points on the looks, the first at `since`). Nothing is
         kept here, so a restarted step asks again and reads the same counts. A `policy` that reads
-        metric providers is read through their templates (`providers.py`)."""
+        metric providers is read through their templates (`providers.py`). `from_look` > 1: the range
+        queries start at that look; the counters at `since` (look 0), which every look is counted
+        from, are read once per step and remembered (a few steps' worth: history does not change)."""
         looks = self._looks(since, every_s)
-        if looks < 1:
+        first = max(from_look, 1)
+        if looks < first:
             return []
         if policy is not None and policy.reads_own_series:
             pb = self._provider_looks(
@@ -159,13 +168,43 @@ class PrometheusSource:
             pc = self._provider_looks(
                 policy, model, canary_version, "canary", baseline_version, since, every_s, looks
             )
-            return [observations_of(k * every_s, (pb[0], pb[k]), (pc[0], pc[k])) for k in range(1, looks + 1)]
-        baseline = self.read_looks(model, baseline_version, since, every_s, looks)
-        canary = self.read_looks(model, canary_version, since, every_s, looks, shadow_of=baseline_version)
+            return [
+                observations_of(k * every_s, (pb[0], pb[k]), (pc[0], pc[k])) for k in range(first, looks + 1)
+            ]
+        if first == 1:
+            baseline = self.read_looks(model, baseline_version, since, every_s, looks)
+            canary = self.read_looks(model, canary_version, since, every_s, looks, shadow_of=baseline_version)
+            self._remember_start(model, baseline_version, canary_version, since, baseline[0], canary[0])
+        else:
+            start_b, start_c = self._start_of(model, baseline_version, canary_version, since)
+            baseline = self.read_looks(model, baseline_version, since, every_s, looks, first=first)
+            canary = self.read_looks(
+                model, canary_version, since, every_s, looks, shadow_of=baseline_version, first=first
+            )
+            baseline[0], canary[0] = start_b, start_c
         return [
             observations_between(k * every_s, (baseline[0], baseline[k]), (canary[0], canary[k]))
-            for k in range(1, looks + 1)
+            for k in range(first, looks + 1)
         ]
+
+    def _remember_start(
+        self, model: str, baseline: str, canary: str, since: float, b: VersionReading, c: VersionReading
+    ) -> None:
+        with self._lock:
+            self._starts[model, baseline, canary, since] = (b, c)
+            while len(self._starts) > KEEP_STARTS:
+                del self._starts[next(iter(self._starts))]
+
+    def _start_of(
+        self, model: str, baseline: str, canary: str, since: float
+    ) -> tuple[VersionReading, VersionReading]:
+        """Both arms' counters at `since` (look 0): remembered, else read (an instant query each)."""
+        with self._lock:
+            known = self._starts.get((model, baseline, canary, since))
+        if known is None:
+            known = (self.read(model, baseline, since), self.read(model, canary, since, shadow_of=baseline))
+            self._remember_start(model, baseline, canary, since, *known)
+        return known
 
     def first_request_at(
         self, model: str, version: str, since: float, every_s: float, *, policy: Policy | None = None
@@ -196,12 +235,20 @@ class PrometheusSource:
         return reading
 
     def read_looks(
-        self, model: str, version: str, since: float, every_s: float, looks: int, shadow_of: str | None = None
+        self,
+        model: str,
+        version: str,
+        since: float,
+        every_s: float,
+        looks: int,
+        shadow_of: str | None = None,
+        first: int = 0,
     ) -> list[VersionReading]:
-        """The version's counters at `since + k * every_s` for k = 0 … `looks` (as `read` at each)."""
+        """The version's counters at `since + k * every_s` for k = 0 … `looks` (as `read` at each);
+        those before look `first` are not read (left empty)."""
         readings = [VersionReading() for _ in range(looks + 1)]
         for promql, label, put in _queries(model, version, shadow_of):
-            for key, points in self._range(promql, label, since, every_s, looks).items():
+            for key, points in self._range(promql, label, since, every_s, looks, first).items():
                 for k, value in points.items():
                     put(readings[k], key, value)
         return readings
@@ -263,11 +310,12 @@ class PrometheusSource:
         return out
 
     def _range(
-        self, promql: str, label: str | None, since: float, every_s: float, looks: int
+        self, promql: str, label: str | None, since: float, every_s: float, looks: int, start_look: int = 0
     ) -> dict[str, dict[int, float]]:
-        """Each series' values at looks 0 … `looks` (look k at `since + k * every_s`), by label value."""
+        """Each series' values at looks `start_look` … `looks` (look k at `since + k * every_s`), by
+        label value."""
         out: dict[str, dict[int, float]] = {}
-        for first in range(0, looks + 1, MAX_POINTS):
+        for first in range(start_look, looks + 1, MAX_POINTS):
             start, end = since + every_s * first, since + every_s * min(first + MAX_POINTS - 1, looks)
             try:
                 result = self._client.custom_query_range(

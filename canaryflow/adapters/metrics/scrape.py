@@ -75,10 +75,24 @@ class ScrapeSource:
         every_s: float,
         *,
         policy: Policy | None = None,
+        from_look: int = 1,
     ) -> list[Observations]:
         """The readings this process took at its earlier calls for this `since` (at most one per
         `every_s`), then now: the servers' counters have no history, so a look is a call, and a
-        restarted process starts again from its first call."""
+        restarted process starts again from its first call. `from_look`: from the n-th of them on."""
+        return self._all_looks(model, baseline_version, canary_version, since, every_s, policy)[
+            from_look - 1 :
+        ]
+
+    def _all_looks(
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        every_s: float,
+        policy: Policy | None,
+    ) -> list[Observations]:
         now = self.observe(model, baseline_version, canary_version, since, policy=policy)
         key = (model, baseline_version, canary_version, since)
         taken = self._looks.setdefault(key, [])

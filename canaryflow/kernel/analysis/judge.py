@@ -166,6 +166,7 @@ def evaluate_series(
     hold_until_s: float | None = None,
     from_look: int = 0,
     recorded_baseline: bool = False,
+    window_memo: WindowMemo | None = None,
 ) -> SeriesEvaluation:
     """Judge the looks of `series` (cumulative counts since the step started) from `from_look` on.
 
@@ -174,6 +175,8 @@ def evaluate_series(
     after the warm-up (the live step queries them so). `hold_until_s`: a bake or a watch: the step
     cannot pass before then, and passes then unless a check failed; no maximum duration applies.
     `recorded_baseline`: a watch, the baseline arm is the previous champion's record (never cut).
+    `window_memo`: the completed change windows' verdicts from earlier calls on the same series (longer
+    now): read from it, and the new ones added (a live step judging look by look).
     """
     if not 0 <= step_index < len(policy.steps):
         raise ValueError(f"step_index: {step_index} outside the policy's {len(policy.steps)} steps")
@@ -204,7 +207,7 @@ def evaluate_series(
         share * CHANGE_SHARE / windows / 2, policy.prior_strength
     )  # two per window
     if not recorded_baseline:  # against a record, load changes would read as change: see below
-        _change_checks(policy, frame, checks, change_levels)
+        _change_checks(policy, frame, checks, change_levels, {} if window_memo is None else window_memo)
 
     srm = _srm_check(policy, between(series, np.full(n, -1, dtype=np.intp), rows), weight)
     guard_ok = (
@@ -312,7 +315,10 @@ def _require_persistence(policy: Policy, frame: _Frame, checks: list[CheckSeries
     if not judged:
         return
     rows = np.asarray(np.flatnonzero(np.any(judged, axis=0)), dtype=np.intp)
-    if rows.size == 0:
+    if rows.size == 0:  # the field is there either way: a look's verdict never depends on the others
+        for check in checks:
+            if _two_sided(check):
+                check.stats["recent_worse_estimate"] = np.full(looks.size, np.nan)
         return
     elapsed = series.elapsed_s
     at = looks[rows]
@@ -336,7 +342,15 @@ def _scatter(n: int, rows: IntArray, values: FloatArray) -> FloatArray:
     return out
 
 
-def _change_checks(policy: Policy, frame: _Frame, checks: list[CheckSeries], levels: Levels) -> None:
+# The verdicts of each completed change window, by (window, its first and last look, the last look
+# of the windows before it, the warm-up's end, a record baseline): fixed once the window is complete,
+# so a caller judging a step look by look passes the same memo and computes each window once.
+WindowMemo = dict[tuple[int, int, int, int, int, bool], dict[str, tuple[bool, bool, float, float, float]]]
+
+
+def _change_checks(
+    policy: Policy, frame: _Frame, checks: list[CheckSeries], levels: Levels, memo: WindowMemo
+) -> None:
     """Latest window against the baseline, and against the canary's own earlier windows."""
     series, looks, origin, origin_s, recorded = (
         frame.series, frame.looks, frame.origin, frame.origin_s, frame.recorded
@@ -346,31 +360,38 @@ def _change_checks(policy: Policy, frame: _Frame, checks: list[CheckSeries], lev
     done = np.floor(np.maximum(elapsed[looks] - origin_s, 0.0) / window_s + 1e-9).astype(np.intp)
     done[looks <= origin] = 0
     completed = int(done.max()) if looks.size else 0
-    if completed < 1:
+    if completed < 1:  # the fields are there either way: a look's verdict never depends on the others
+        for check in checks:
+            if _two_sided(check):
+                for name in ("window_worse_estimate", "window_worse_lower", "trend_lower"):
+                    check.stats[name] = np.full(looks.size, np.nan)
         return
     bounds = last_look_at_or_before(elapsed, origin_s + window_s * np.arange(completed + 1, dtype=float))
     bounds[0] = origin
-    k = np.arange(1, completed + 1)
-    latest_series = between(series, bounds[k - 1], bounds[k], recorded)
-    latest = {c.metric: c for c in _checks(policy, latest_series, levels)}
+    # Only the windows the judged looks report (each look its latest completed one), each computed
+    # once: a live tick judging its new look reads its window from `memo`.
+    k = np.unique(done[done >= 1])
     earlier_rows = np.maximum(k - 1, 1)  # window 1 has no earlier window: compared with itself, unused
-    earlier_series = between(
-        series, np.full(completed, origin, dtype=np.intp), bounds[earlier_rows], recorded
-    )
-    earlier = {c.metric: c for c in _checks(policy, earlier_series, levels)}
-    at = np.maximum(done - 1, 0)  # each look's latest completed window (row of `latest`)
+    keys = [
+        (int(j), int(bounds[j - 1]), int(bounds[j]), int(bounds[e]), origin, recorded)
+        for j, e in zip(k, earlier_rows, strict=True)
+    ]
+    todo = np.asarray([i for i, key in enumerate(keys) if key not in memo], dtype=np.intp)
+    if todo.size:
+        _judge_windows(policy, frame, checks, levels, bounds, k[todo], [keys[i] for i in todo], memo)
+    at = np.searchsorted(k, np.maximum(done, 1))  # each look's latest completed window (row of `k`)
     has_window = done >= 1
     for check in checks:
         if not _two_sided(check):
             continue
-        win, old = latest[check.metric], earlier[check.metric]
-        window_fail = win.fails & win.has_data
-        growth = _growth(check, win.stats["worse_lower"], old.stats["worse_upper"])
-        trend_fail = (k >= 2) & win.has_data & old.has_data & (growth > TREND_FRACTION * check.tolerance)
+        rows = [memo[key][check.metric] for key in keys]
+        window_fail = np.asarray([r[0] for r in rows], dtype=bool)
+        trend_fail = np.asarray([r[1] for r in rows], dtype=bool)
+        estimate, lower, growth = (np.asarray([r[i] for r in rows], dtype=float) for i in (2, 3, 4))
         window_at = has_window & window_fail[at]
         trend_at = has_window & trend_fail[at]
-        check.stats["window_worse_estimate"] = np.where(has_window, win.stats["worse_estimate"][at], np.nan)
-        check.stats["window_worse_lower"] = np.where(has_window, win.stats["worse_lower"][at], np.nan)
+        check.stats["window_worse_estimate"] = np.where(has_window, estimate[at], np.nan)
+        check.stats["window_worse_lower"] = np.where(has_window, lower[at], np.nan)
         check.stats["trend_lower"] = np.where(has_window & (k[at] >= 2), growth[at], np.nan)
         cause = check.stats["cause"]
         cause = np.where(
@@ -380,6 +401,44 @@ def _change_checks(policy: Policy, frame: _Frame, checks: list[CheckSeries], lev
         )
         check.stats["cause"] = cause.astype(float)
         check.fails = check.fails | window_at | trend_at
+
+
+def _judge_windows(
+    policy: Policy,
+    frame: _Frame,
+    checks: list[CheckSeries],
+    levels: Levels,
+    bounds: IntArray,
+    k: IntArray,
+    keys: list[tuple[int, int, int, int, int, bool]],
+    memo: WindowMemo,
+) -> None:
+    """Windows `k`: each against the baseline's same window and against the earlier windows pooled,
+    into `memo` by `keys` (per two-sided check: window fails, trend fails, the window's estimate and
+    lower bound, the growth's lower bound)."""
+    series, origin, recorded = frame.series, frame.origin, frame.recorded
+    latest_series = between(series, bounds[k - 1], bounds[k], recorded)
+    latest = {c.metric: c for c in _checks(policy, latest_series, levels)}
+    earlier_rows = np.maximum(k - 1, 1)
+    earlier_series = between(series, np.full(k.size, origin, dtype=np.intp), bounds[earlier_rows], recorded)
+    earlier = {c.metric: c for c in _checks(policy, earlier_series, levels)}
+    for key in keys:
+        memo[key] = {}
+    for check in checks:
+        if not _two_sided(check):
+            continue
+        win, old = latest[check.metric], earlier[check.metric]
+        window_fail = win.fails & win.has_data
+        growth = _growth(check, win.stats["worse_lower"], old.stats["worse_upper"])
+        trend_fail = (k >= 2) & win.has_data & old.has_data & (growth > TREND_FRACTION * check.tolerance)
+        for i, key in enumerate(keys):
+            memo[key][check.metric] = (
+                bool(window_fail[i]),
+                bool(trend_fail[i]),
+                float(win.stats["worse_estimate"][i]),
+                float(win.stats["worse_lower"][i]),
+                float(growth[i]),
+            )
 
 
 def _growth(check: CheckSeries, latest_lower: FloatArray, earlier_upper: FloatArray) -> FloatArray:

@@ -190,3 +190,74 @@ def between(
 def last_look_at_or_before(elapsed: FloatArray, times: FloatArray) -> IntArray:
     """Index of the last look at or before each time (-1 where none)."""
     return np.asarray(np.searchsorted(elapsed, times + 1e-9, side="right") - 1, dtype=np.intp)
+
+
+def concat(first: ObservationSeries, then: ObservationSeries) -> ObservationSeries:
+    """The looks of `first` followed by those of `then`: what `from_observations` builds from both
+    lists of readings at once (a histogram an arm lacks in one part counts zero there, a metric's
+    own series one part lacks is empty there), so a live step appends its new looks to the ones it
+    kept instead of rebuilding every look on each tick."""
+    for name, a, b in (
+        ("latency_s", first.latency_bounds, then.latency_bounds),
+        ("shadow_distance", first.shadow_bounds, then.shadow_bounds),
+    ):
+        if a is not None and b is not None and not np.array_equal(a, b):
+            raise ValueError(f"{name}: both arms and all readings must use the same bucket bounds")
+    shadow_bounds = first.shadow_bounds if first.shadow_bounds is not None else then.shadow_bounds
+    shadow_width = 0 if shadow_bounds is None else shadow_bounds.size
+    names = sorted({*first.per_metric, *then.per_metric})
+    return ObservationSeries(
+        elapsed_s=np.concatenate([first.elapsed_s, then.elapsed_s]),
+        baseline=_concat_arms(first.baseline, then.baseline, len(first), len(then)),
+        canary=_concat_arms(first.canary, then.canary, len(first), len(then)),
+        latency_bounds=first.latency_bounds if first.latency_bounds is not None else then.latency_bounds,
+        shadow_bounds=shadow_bounds,
+        shadow_counts=_concat_rows(
+            first.shadow_counts, then.shadow_counts, len(first), len(then), shadow_width
+        ),
+        shadow_totals=_concat_rows(first.shadow_totals, then.shadow_totals, len(first), len(then), None),
+        per_metric={
+            name: concat(
+                first.per_metric.get(name) or _empty(first.elapsed_s),
+                then.per_metric.get(name) or _empty(then.elapsed_s),
+            )
+            for name in names
+        },
+    )
+
+
+def _empty(elapsed_s: FloatArray) -> ObservationSeries:
+    """A metric's own series at looks that read none of it (`from_observations`' empty arms)."""
+    return ObservationSeries.from_observations(
+        [
+            Observations(elapsed_s=float(t), baseline=ArmObservations(), canary=ArmObservations())
+            for t in elapsed_s
+        ]
+    )
+
+
+def _concat_rows(
+    a: FloatArray | None, b: FloatArray | None, rows_a: int, rows_b: int, width: int | None
+) -> FloatArray | None:
+    """Rows of `a` then `b`; a part without the array holds zeros (`width` columns, None: a vector)."""
+    if a is None and b is None:
+        return None
+    if a is None or b is None:
+        present = a if a is not None else b
+        assert present is not None
+        shape = present.shape[1:] if width is None else (width,)
+        a = np.zeros((rows_a, *shape)) if a is None else a
+        b = np.zeros((rows_b, *shape)) if b is None else b
+    return np.concatenate([a, b], axis=0)
+
+
+def _concat_arms(a: ArmSeries, b: ArmSeries, rows_a: int, rows_b: int) -> ArmSeries:
+    counts = a.latency_counts if a.latency_counts is not None else b.latency_counts
+    width = None if counts is None else counts.shape[1]
+    return ArmSeries(
+        requests=np.concatenate([a.requests, b.requests]),
+        errors=np.concatenate([a.errors, b.errors]),
+        latency_counts=_concat_rows(a.latency_counts, b.latency_counts, rows_a, rows_b, width),
+        latency_totals=_concat_rows(a.latency_totals, b.latency_totals, rows_a, rows_b, None),
+        gpu_memory=_concat_rows(a.gpu_memory, b.gpu_memory, rows_a, rows_b, None),
+    )
