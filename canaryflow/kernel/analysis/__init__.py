@@ -137,5 +137,6 @@ def analyze_looks(
     )
     decided = evaluation.first_decision()
     at = len(evaluation.elapsed_s) - 1 if decided is None else decided
-    verdict = evaluation.verdict_at(at).model_copy(update={"evidence": evidence(evaluation, from_look, at)})
+    # The evaluation's arrays start at `from_look`: its looks up to the verdict's.
+    verdict = evaluation.verdict_at(at).model_copy(update={"evidence": evidence(evaluation, 0, at)})
     return AnalysisResult(status=evaluation.status_at(at), verdict=verdict)

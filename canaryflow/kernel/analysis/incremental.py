@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from canaryflow.kernel.analysis import AnalysisResult
-from canaryflow.kernel.analysis.judge import WindowMemo, evaluate_series
+from canaryflow.kernel.analysis.judge import WindowMemo, evaluate_series, evidence, thin_evidence
 from canaryflow.kernel.analysis.observations import Observations
 from canaryflow.kernel.analysis.series import ObservationSeries, concat
+from canaryflow.kernel.types import CheckEvidence
 
 if TYPE_CHECKING:
     from policies.model import Policy
@@ -55,6 +56,8 @@ class StepAnalysis:
     result: AnalysisResult | None = None
     verdict_look: Observations | None = None
     windows: WindowMemo = field(default_factory=dict)  # completed change windows, judged once each
+    # Each check's statistics at every look judged so far, unthinned (the verdict shows them thinned).
+    evidence: tuple[CheckEvidence, ...] = ()
 
     @property
     def looks(self) -> int:
@@ -95,7 +98,10 @@ def advance(policy: Policy, state: StepAnalysis, new_looks: Sequence[Observation
     )
     decided = evaluation.first_decision()
     at = len(evaluation.elapsed_s) - 1 if decided is None else decided
-    result = AnalysisResult(status=evaluation.status_at(at), verdict=evaluation.verdict_at(at))
+    elapsed = [round(float(e), 3) for e in evaluation.elapsed_s[: at + 1]]
+    trail = _extended(state.evidence, evidence(evaluation, 0, at, thin=False), elapsed)
+    verdict = evaluation.verdict_at(at).model_copy(update={"evidence": thin_evidence(list(trail))})
+    result = AnalysisResult(status=evaluation.status_at(at), verdict=verdict)
     look = first + at - state.looks  # the verdict's look among the new ones
     return replace(
         state,
@@ -104,4 +110,35 @@ def advance(policy: Policy, state: StepAnalysis, new_looks: Sequence[Observation
         result=result,
         verdict_look=new_looks[look],
         windows=windows,
+        evidence=trail,
     )
+
+
+def _extended(
+    kept: tuple[CheckEvidence, ...], new: list[CheckEvidence], elapsed_s: list[float]
+) -> tuple[CheckEvidence, ...]:
+    """Each check's looks judged before, then the new ones at `elapsed_s`. A check without statistics
+    in one of the two (no data yet) reads None there, as judging all the looks at once shows it."""
+    before = list(kept[0].elapsed_s) if kept else []
+    old = {(c.metric, c.kind): c for c in kept}
+    add = {(c.metric, c.kind): c for c in new}
+    out = []
+    for key in [*old, *(k for k in add if k not in old)]:
+        first, then = old.get(key), add.get(key)
+        base = first or then
+        assert base is not None
+        out.append(
+            base.model_copy(
+                update={
+                    "elapsed_s": [*before, *elapsed_s],
+                    **{
+                        f: [
+                            *(getattr(first, f) if first else [None] * len(before)),
+                            *(getattr(then, f) if then else [None] * len(elapsed_s)),
+                        ]
+                        for f in ("estimate", "lower", "upper")
+                    },
+                }
+            )
+        )
+    return tuple(out)

@@ -123,12 +123,13 @@ class SeriesEvaluation:
 EVIDENCE_POINTS = 60  # looks kept per check in a verdict's evidence (a step can last hours)
 
 
-def evidence(evaluation: SeriesEvaluation, first: int, last: int) -> list[CheckEvidence]:
-    """Each two-arm check's estimate and bounds at the looks `first..last` (`Verdict.evidence`),
-    thinned to `EVIDENCE_POINTS` evenly spread looks that keep the first and the last."""
+def evidence(
+    evaluation: SeriesEvaluation, first: int, last: int, *, thin: bool = True
+) -> list[CheckEvidence]:
+    """Each two-arm check's estimate and bounds at the evaluation's looks `first..last` (indices into
+    its arrays, which start at the first look judged; `Verdict.evidence`), thinned (`thin_evidence`)
+    unless `thin` is False (a live step keeps every look and thins what it shows)."""
     looks = np.arange(first, last + 1)
-    if looks.size > EVIDENCE_POINTS:
-        looks = np.unique(np.linspace(first, last, EVIDENCE_POINTS).round().astype(int))
     out = []
     for check in evaluation.checks:
         stats = check.stats
@@ -148,7 +149,17 @@ def evidence(evaluation: SeriesEvaluation, first: int, last: int) -> list[CheckE
                 upper=[_json_number(upper[i]) for i in looks],
             )
         )
-    return out
+    return thin_evidence(out) if thin else out
+
+
+def thin_evidence(checks: list[CheckEvidence]) -> list[CheckEvidence]:
+    """At most `EVIDENCE_POINTS` evenly spread looks of each check, the first and the last kept."""
+    count = len(checks[0].elapsed_s) if checks else 0
+    if count <= EVIDENCE_POINTS:
+        return checks
+    keep = np.unique(np.linspace(0, count - 1, EVIDENCE_POINTS).round().astype(int))
+    fields = ("elapsed_s", "estimate", "lower", "upper")
+    return [c.model_copy(update={f: [getattr(c, f)[i] for i in keep] for f in fields}) for c in checks]
 
 
 def phases(policy: Policy) -> int:
