@@ -111,7 +111,7 @@ def build_step_context(
         check_manifests=repo.render_checked,
         traffic_mode_for=mode_for,
         readiness=readiness_from_settings(controller.kubernetes, controller.inference_url),
-        live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for),
+        live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for, controller.inference_url),
         approval=build_approval_gate(gitops_settings, repo),
         history=repo,
     )
@@ -140,11 +140,18 @@ def serving_from_policy() -> Callable[[RolloutSpec], ServingConfig]:
 
 
 def live_traffic_from_settings(
-    kubernetes: KubernetesReadinessSettings | None, mode_for: Callable[[RolloutSpec], TrafficMode]
+    kubernetes: KubernetesReadinessSettings | None,
+    mode_for: Callable[[RolloutSpec], TrafficMode],
+    inference_url: str | None = None,
 ) -> LiveTraffic | None:
     """Where a cluster is configured, wait-ready also reads the live split back through the rollout's
-    traffic router (in the readiness settings' namespace) and waits until it is the committed one."""
+    traffic router (in the readiness settings' namespace) and waits until it is the committed one;
+    without one, from the serving front at `inference_url` (its routing gauge)."""
     if kubernetes is None:
+        if inference_url:
+            from canaryflow.adapters.readiness.server_routing import ServerRouting
+
+            return ServerRouting(inference_url)
         return None
     from canaryflow.adapters.readiness.kubernetes import api_client
     from gitops.traffic.cluster import KubernetesObjects

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canaryflow.adapters.readiness.server_routing import ServerRouting
+from canaryflow.app.local.mesh import ReadinessEndpoint
 from canaryflow.app.local.scorer_registry import FEATURES, register_scorer
 from canaryflow.kernel.contracts.providers import ARM_VERSION_LABEL
 from canaryflow.kernel.types import RolloutSpec
@@ -59,6 +61,12 @@ def test_mesh_follows_the_committed_weights(
         served = collections.Counter(infer(mesh.url) for _ in range(400))
         # Round robin by weight: 20% within a few requests (health checks do not shift the split).
         assert 60 <= served[v2] <= 100 and served[v1] + served[v2] == 400, served
+        # The split the proxy applies, read back as the controller's wait-ready step reads it.
+        endpoint = ReadinessEndpoint(mesh).start()
+        try:
+            assert ServerRouting(endpoint.url).weights(spec) == {v1: 80, v2: 20}
+        finally:
+            endpoint.stop()
 
         # Prometheus sees each version's own metrics under the pod's version label (inference only:
         # MLServer also counts the model-ready probes).

@@ -118,3 +118,63 @@ def test_the_canary_deployment_must_be_ready_before_the_split_is_read(
     done = wait_ready(ctx, _step())
     assert done.state == "succeeded"
     assert done.message == "ml/minilm-v2 2/2 available; live traffic as committed (v1 80%, v2 20%)"
+
+
+def _serve_page(page: bytes):
+    """A /metrics page on loopback, served as the inference server or the local mesh serves theirs."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_without_a_cluster_the_split_is_read_from_the_serving_front(tmp_path: Path) -> None:
+    """No cluster: the live split is the inference server's own routing gauge (what it applied from
+    the routing file the GitOps sync wrote), read from the page its real metrics object exports."""
+    from inference.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    metrics.routing_weight.labels("minilm", "1").set(80)
+    metrics.routing_weight.labels("minilm", "2").set(20)
+    metrics.routing_weight.labels("other", "7").set(100)
+    server = _serve_page(metrics.exposition())
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        repo = GitRepo(GitOpsSettings(remote_url=str(tmp_path / "unused.git"), workdir=tmp_path / "clone"))
+        ctx = StepContext(
+            gitops=repo,
+            registry=MlflowRegistry("http://127.0.0.1:9"),
+            metrics=ScrapeSource(["http://127.0.0.1:9/metrics"]),
+            policy_for=lambda _name: None,  # type: ignore[arg-type,return-value]
+            check_manifests=repo.render_checked,
+            traffic_mode_for=lambda _spec: "istio",
+            live_traffic=live_traffic_from_settings(None, lambda _spec: "istio", url),
+        )
+        assert wait_ready(ctx, _step()).state == "succeeded"  # 20% committed, 20% served
+        at_50 = StepInput(spec=SPEC, params={"timeout_s": 600, "weight": 50}, started_at=time.time())
+        waiting = wait_ready(ctx, at_50)
+        assert waiting.state == "running"
+        assert (
+            waiting.message == "traffic not yet as committed: live v1 80%, v2 20%, committed v1 50%, v2 50%"
+        )
+        unknown = RolloutSpec(rollout_id="r2", model="bert", baseline_version="1", canary_version="2")
+        missing = wait_ready(ctx, StepInput(spec=unknown, params={"timeout_s": 600, "weight": 5}))
+        assert (
+            missing.state == "running"
+            and "reports no canaryflow_routing_weight of model 'bert'" in missing.message
+        )
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlparse
 from canaryflow.app.local.haproxy import HAProxyFront, Upstream
 from canaryflow.app.local.kubelet import ImageEnvironment, containers, kustomize_build, start_pod
 from canaryflow.app.local.process import ManagedProcess, free_port
+from canaryflow.kernel.contracts import metrics as metric_names
 from canaryflow.kernel.contracts.providers import ARM_MODEL_LABEL, ARM_VERSION_LABEL
 from canaryflow.kernel.contracts.routing import RoutedVersion, RoutingConfig
 from gitops.render import overlay_dir
@@ -124,6 +125,7 @@ class LocalMesh:
         # them from the analysis, and an arm with no series yet reads as no requests at all).
         self.scraped = scraped
         self.scrape_timeout_s = scrape_timeout_s
+        self.model = ""  # the routed model, once a routing state was applied
 
     @property
     def url(self) -> str:
@@ -131,11 +133,24 @@ class LocalMesh:
             raise RuntimeError("the mesh has applied no routing state yet")
         return self.front.url
 
+    def routing_page(self) -> str:
+        """`canaryflow_routing_weight{model, version}` of each version the proxy holds, as canaryflow's
+        own server exports it: what the controller reads back as the live split."""
+        gauge = metric_names.ROUTING_WEIGHT
+        lines = [f"# TYPE {gauge} gauge"]
+        if self.front is not None and self.model:
+            for name, upstream in sorted(self.front.upstreams.items()):
+                version = name.removeprefix("v")
+                labels = f'{metric_names.MODEL_LABEL}="{self.model}",{metric_names.VERSION_LABEL}="{version}"'
+                lines.append(f"{gauge}{{{labels}}} {upstream.weight}")
+        return "\n".join(lines) + "\n"
+
     def ready(self, version: str) -> bool:
         """The version's pod is ready and the proxy holds it (what a readiness check of a canary asks)."""
         return version in self.servers and self.front is not None and f"v{version}" in self.front.upstreams
 
     def __call__(self, routing: RoutingConfig) -> None:
+        self.model = routing.model
         started = []
         for routed in routing.versions:
             if routed.version not in self.servers:
@@ -213,6 +228,14 @@ class ReadinessEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 query = urlparse(self.path)
+                if query.path == "/metrics":  # the split the proxy applies (the live traffic's reader)
+                    page = mesh.routing_page().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 version = parse_qs(query.query).get("version", [""])[0]
                 ok = query.path == "/ready" and bool(version) and mesh.ready(version)
                 self.send_response(200 if ok else 503)
