@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gitops.history import read_log  # noqa: E402
 from tests.controller.conftest import signed_mlflow  # noqa: E402
 from tests.controller.process import AUTH, Controller, controller_env  # noqa: E402
 from tests.controller.traffic import TrafficServer  # noqa: E402
@@ -124,18 +124,7 @@ def _wait(predicate: Any, timeout_s: float, what: str, every_s: float = 0.05) ->
 
 
 def _trailers(remote: Path) -> list[dict[str, str]]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "log", "--format=%B%x00", "main"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    found = []
-    for message in out.split("\0"):
-        trailers = dict(line.split(": ", 1) for line in message.strip().splitlines() if ": " in line)
-        if "Rollout-Id" in trailers:
-            found.append(trailers)
-    return found
+    return [e.trailers for e in read_log(remote) if "Rollout-Id" in e.trailers]
 
 
 def run_failover(

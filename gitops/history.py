@@ -7,6 +7,8 @@ decision; reading them back answers "what was the last promoted state" without a
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -91,6 +93,18 @@ def parse_log(output: str) -> list[AuditEntry]:
                 trailers[key] = value.strip()
         entries.append(AuditEntry(sha=sha, date=date, author=author, subject=subject, trailers=trailers))
     return entries
+
+
+def read_log(git_dir: Path, branch: str = "main") -> list[AuditEntry]:
+    """A repository's audit log on `branch`, newest first (a bare GitOps remote, or a clone's .git):
+    what tests and benchmarks check the commits and their trailers against."""
+    out = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "log", f"--format={LOG_FORMAT}", branch],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return parse_log(out)
 
 
 def last_promoted_version(entries: list[AuditEntry]) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow.tracking import MlflowClient
+
+from gitops.history import read_log
 
 from .conftest import signed_mlflow
 from .live import wait_for
@@ -39,18 +40,8 @@ sample_ratio: {enabled: false}
 
 
 def git_trailers(remote: Path) -> list[dict[str, str]]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "log", "--format=%B%x00", "main"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    commits = []
-    for message in out.split("\0"):
-        trailers = dict(line.split(": ", 1) for line in message.strip().splitlines() if ": " in line)
-        if "Rollout-Id" in trailers:
-            commits.append(trailers)
-    return commits
+    """The trailers of each rollout commit on main, newest first."""
+    return [e.trailers for e in read_log(remote) if "Rollout-Id" in e.trailers]
 
 
 @pytest.fixture

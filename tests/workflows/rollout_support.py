@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from canaryflow.kernel.types import RolloutSpec, WorkflowStatus
 from gitops.factory import git_repo_from_settings
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings
-from gitops.history import LOG_FORMAT, parse_log
+from gitops.history import read_log
 from policies.model import MetricPolicy, Policy, SampleRatioPolicy, TrafficStep
 from tests.workflows.metrics_exporter import Exporter
 from workflows.local.runner import LocalRunner
@@ -116,13 +115,7 @@ def drive(
 
 def rollout_trailers(remote: Path) -> list[tuple[str, dict[str, str]]]:
     """(sha, trailers) of each rollout commit on main, oldest first."""
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "log", "--reverse", f"--format={LOG_FORMAT}", "main"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [(e.sha, e.trailers) for e in parse_log(out) if "Rollout-Id" in e.trailers]
+    return [(e.sha, e.trailers) for e in reversed(read_log(remote)) if "Rollout-Id" in e.trailers]
 
 
 def rollout_history(remote: Path) -> list[tuple[str, str, str, str]]:
