@@ -47,19 +47,11 @@ sys.path.insert(0, str(ROOT))
 from gitops.history import read_log  # noqa: E402
 from tests.controller.conftest import signed_mlflow  # noqa: E402
 from tests.controller.process import AUTH, Controller, controller_env  # noqa: E402
+from tests.controller.test_crash_restart import POLICY as CRASH_POLICY  # noqa: E402
 from tests.controller.traffic import TrafficServer  # noqa: E402
 
 SECRET = "failover-secret"
-POLICY = """name: failover
-traffic_mode: configmap
-steps:
-  - {weight: 10, min_duration_s: 0, min_samples: 50}
-  - {weight: 50, min_duration_s: 0, min_samples: 50}
-max_duration_s: 600
-evaluate_every_s: 0.5
-min_baseline_samples: 50
-sample_ratio: {enabled: false}
-"""
+POLICY = CRASH_POLICY.replace("name: fast", "name: failover")  # the crash test's, under its own name
 
 
 @dataclass

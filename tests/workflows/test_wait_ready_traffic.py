@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,14 @@ def server():
 
 def _context(tmp_path: Path, server: KubeApiServer, template: str) -> StepContext:
     kubernetes = KubernetesReadinessSettings(host=server.url, namespace="ml", deployment_template=template)
+    return _bare_context(
+        tmp_path,
+        readiness=readiness_from_settings(kubernetes, None),
+        live_traffic=live_traffic_from_settings(kubernetes, lambda _spec: "istio"),
+    )
+
+
+def _bare_context(tmp_path: Path, **parts: Any) -> StepContext:
     repo = GitRepo(GitOpsSettings(remote_url=str(tmp_path / "unused.git"), workdir=tmp_path / "clone"))
     return StepContext(
         gitops=repo,
@@ -47,8 +56,7 @@ def _context(tmp_path: Path, server: KubeApiServer, template: str) -> StepContex
         policy_for=lambda _name: None,  # type: ignore[arg-type,return-value]
         check_manifests=repo.render_checked,
         traffic_mode_for=lambda _spec: "istio",
-        readiness=readiness_from_settings(kubernetes, None),
-        live_traffic=live_traffic_from_settings(kubernetes, lambda _spec: "istio"),
+        **parts,
     )
 
 
@@ -152,15 +160,8 @@ def test_without_a_cluster_the_split_is_read_from_the_serving_front(tmp_path: Pa
     server = _serve_page(metrics.exposition())
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        repo = GitRepo(GitOpsSettings(remote_url=str(tmp_path / "unused.git"), workdir=tmp_path / "clone"))
-        ctx = StepContext(
-            gitops=repo,
-            registry=MlflowRegistry("http://127.0.0.1:9"),
-            metrics=ScrapeSource(["http://127.0.0.1:9/metrics"]),
-            policy_for=lambda _name: None,  # type: ignore[arg-type,return-value]
-            check_manifests=repo.render_checked,
-            traffic_mode_for=lambda _spec: "istio",
-            live_traffic=live_traffic_from_settings(None, lambda _spec: "istio", url),
+        ctx = _bare_context(
+            tmp_path, live_traffic=live_traffic_from_settings(None, lambda _spec: "istio", url)
         )
         assert wait_ready(ctx, _step()).state == "succeeded"  # 20% committed, 20% served
         at_50 = StepInput(spec=SPEC, params={"timeout_s": 600, "weight": 50}, started_at=time.time())
