@@ -83,6 +83,7 @@ def _numbers(verdict: Verdict) -> dict[str, object]:
     data = verdict.model_dump()
     data.pop("forecast")  # the live step's forecast from the traffic seen (a replay makes none)
     data.pop("policy")  # the rollout's policy name, which a live step stamps and a replay has not
+    data.pop("evidence")  # the live step's statistics at each look, for the console (a replay shows none)
     data["checks"] = [{k: v for k, v in c.items() if v is not None} for c in data["checks"]]
     return data
 

@@ -124,10 +124,6 @@ def dashboards(
 def alerts(
     namespace: Annotated[str | None, typer.Option(help="namespace of the PrometheusRule")] = None,
     monitor_label: Annotated[list[str] | None, _MONITOR_LABEL] = None,
-    replicas: Annotated[
-        int | None, typer.Option(help="controller replicas (>1: shared PostgreSQL, a leader by a Lease)")
-    ] = None,
-    shards: Annotated[int | None, typer.Option(help="models partitioned across the replicas")] = None,
 ) -> None:
     """Print the PrometheusRule (also part of `install render`'s base)."""
     from canaryflow.app.install.alerts import prometheus_rule
