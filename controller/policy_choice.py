@@ -19,15 +19,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from canaryflow.kernel.analysis.forecast import traffic_reference
+from canaryflow.kernel.analysis.observations import Observations
 from canaryflow.kernel.analysis.thin_evidence import choose_policy
-from canaryflow.kernel.ports import MetricsError, MetricsSource
+from canaryflow.kernel.ports import MetricsError
 from controller.observability import event
 from controller.rollout.records import RolloutRecord
 from policies import Policy, PolicyError
 
 DEFAULT_HISTORY_S = 600.0  # the champion's traffic read when the policy has no `thin_evidence`
+
+
+class ChampionTraffic(Protocol):
+    """What the chooser reads: `MetricsSource.observe` (the champion's requests since a moment)."""
+
+    def observe(
+        self,
+        model: str,
+        baseline_version: str,
+        canary_version: str,
+        since: float,
+        *,
+        policy: Policy | None = None,
+    ) -> Observations: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,7 @@ class StartChoice:
 class PolicyChooser:
     def __init__(
         self,
-        metrics: MetricsSource,  # the champion's requests since a moment (`observe`)
+        metrics: ChampionTraffic,
         policy_for: Callable[[str], Policy],
         clock: Callable[[], float],
         *,
