@@ -47,11 +47,13 @@ class Stuck:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.entered = threading.Event()  # a send is under way (and blocked until released)
         self.sent: list[RolloutNotice] = []
 
     def describe(self) -> str:
         return "stuck"
 
     def send(self, notice: RolloutNotice) -> None:
+        self.entered.set()
         self.release.wait(10)
         self.sent.append(notice)

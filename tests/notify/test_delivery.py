@@ -65,8 +65,10 @@ def test_what_became_of_each_notice_is_logged_per_channel_for_its_rollout(
     notifier.close(5)
     stuck = Stuck()
     held = BackgroundNotifier([stuck], queue_size=1, on_settled=log.record)
-    for event in (NoticeEvent.STARTED, NoticeEvent.STEP_PASSED, NoticeEvent.ROLLED_BACK):
-        held.notify(notice(event))  # one is sent (blocked), one waits, the last finds the queue full
+    held.notify(notice(NoticeEvent.STARTED))  # sent, and blocked there
+    assert stuck.entered.wait(5)
+    for event in (NoticeEvent.STEP_PASSED, NoticeEvent.ROLLED_BACK):
+        held.notify(notice(event))  # one waits in the queue, the last finds it full
     stuck.release.set()
     held.close(5)
     rows = log.of_rollout("minilm-v3-010c7772")
