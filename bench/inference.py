@@ -164,12 +164,13 @@ def check_correct(target: Target, model_path: str, device: str) -> float:
 
 def measure_points(
     server_name: str, target: Target, points: list[tuple[int, list[int]]], args: argparse.Namespace,
-    profile_pid: int | None = None,
+    profile_pid: int | None = None, runs: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every (texts per request, concurrency) point, each by its generator: wrk from
     `--wrk-from` connections on when `--load-generator wrk`, else the Python clients; with `both`,
-    the Python clients and then wrk at each of those points, to compare the two."""
-    runs = []
+    the Python clients and then wrk at each of those points, to compare the two. Rows are appended
+    to `runs` as they are measured, so a caller stopped midway keeps those it has."""
+    runs = [] if runs is None else runs
     for per_request, levels in points:
         for c in levels:
             generators = ["python"]
@@ -327,6 +328,8 @@ def main() -> None:
     cmd = serve_command(args, port)
     print("server:", " ".join(cmd), flush=True)
     server = subprocess.Popen(cmd, cwd=ROOT, env=_server_env())
+    runs: list[dict[str, Any]] = []
+    interrupted = False
     try:
         t0 = time.monotonic()
         wait_ready(port, server)
@@ -339,7 +342,13 @@ def main() -> None:
         target = Target(port, "/v1/embeddings", "minilm", args.encoding_format)
         max_diff = check_correct(target, args.model, args.device)
         print(f"max |server - encode| = {max_diff:.2e}", flush=True)
-        runs = measure_points("canaryflow", target, points, args, profile_pid=server.pid)
+        try:
+            measure_points("canaryflow", target, points, args, profile_pid=server.pid, runs=runs)
+        except KeyboardInterrupt:  # a time limit's SIGINT: the report keeps the points measured
+            if not runs:
+                raise
+            interrupted = True
+            print(f"interrupted after {len(runs)} point(s)", flush=True)
     finally:
         stop_server(server)
     report: dict[str, Any] = {
@@ -358,6 +367,7 @@ def main() -> None:
         "server_ready_s": ready_s,
         "gpu_memory_used_mib_when_ready": gpu_memory_mib,
         "runs": runs,
+        "interrupted": interrupted,
         "peer": None,
     }
     if gpu:
@@ -366,7 +376,7 @@ def main() -> None:
         report["machine"]["gpu"] = torch.cuda.get_device_name(0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))  # canaryflow's, whatever the peer does
-    if args.peer:
+    if args.peer and not interrupted:
         try:
             report["peer"] = run_peer(args, peer_points)
         except (Exception, KeyboardInterrupt) as exc:  # a timeout's SIGINT too: the table still prints

@@ -3,7 +3,15 @@
 Every configured version stays loaded, but only as many as fit `budget_bytes` keep their weights (and
 CUDA-graph pools) on the device; the least recently used idle ones are moved to host memory and
 brought back when a request needs them. A version in use is never moved: if nothing idle can make
-room, the budget is exceeded for that moment rather than a request failed.
+room, the budget is exceeded for that moment rather than a request failed, and the batch that
+leaves last moves the least recently used idle versions out until the device is within budget
+again (else versions used at once would all stay resident, and the budget never hold again).
+
+Weights move outside the cache's lock: the lock is held only to choose what moves (the version a
+batch needs, the idle ones that make room for it) and to mark them moving; the copies themselves
+(tens of milliseconds for a device round trip of a few hundred MB) run after, so a batch of a
+resident version never waits behind another version being brought back. A batch for a version
+whose weights are moving waits for that move and looks again.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ class _Entry:
     model: EmbeddingModel
     users: int = 0
     last_used: int = 0
+    # Set while the weights move (either way); `arriving` says which way, for the budget's sums.
+    moving: threading.Event | None = None
+    arriving: bool = False
 
 
 class ModelCache:
@@ -39,7 +50,11 @@ class ModelCache:
             self._listener(version, event)
 
     def resident_bytes(self) -> int:
-        return sum(e.model.device_bytes() for e in self._entries.values() if e.model.is_resident())
+        """Device bytes held now or promised: resident versions (those leaving included, until
+        they are gone) and those on their way in."""
+        return sum(
+            e.model.device_bytes() for e in self._entries.values() if e.model.is_resident() or e.arriving
+        )
 
     def add(self, version: str, model: EmbeddingModel) -> None:
         """Take a freshly loaded (resident) model; may evict idle others to respect the budget."""
@@ -47,7 +62,8 @@ class ModelCache:
             self._clock += 1
             entry = _Entry(model, last_used=self._clock)
             self._entries[version] = entry
-            self._make_room(version, needed=0)
+            victims = self._make_room(version, needed=0)
+        self._move_out(victims)
         self._notify(version, "load")
 
     def remove(self, version: str) -> EmbeddingModel | None:
@@ -66,39 +82,80 @@ class ModelCache:
         entries = list(self._entries.items())
         return {v: e.model.device_bytes() if e.model.is_resident() else 0 for v, e in entries}
 
-    def _make_room(self, keep: str, needed: int) -> None:
+    def _make_room(self, keep: str, needed: int) -> list[tuple[str, _Entry]]:
+        """Under the lock: the least recently used idle resident versions whose departure brings
+        the device within budget with `needed` more bytes, marked leaving (the caller moves them)."""
         if self._budget is None:
-            return
+            return []
         idle = sorted(
-            (
-                (e.last_used, v)
-                for v, e in self._entries.items()
-                if v != keep and e.users == 0 and e.model.is_resident()
-            ),
+            (e.last_used, v)
+            for v, e in self._entries.items()
+            if v != keep and e.users == 0 and e.moving is None and e.model.is_resident()
         )
+        held = self.resident_bytes() + needed
+        victims: list[tuple[str, _Entry]] = []
         for _, victim in idle:
-            if self.resident_bytes() + needed <= self._budget:
+            if held <= self._budget:
                 break
-            self._entries[victim].model.to_host()
-            self._notify(victim, "evict")
+            entry = self._entries[victim]
+            entry.moving = threading.Event()
+            held -= entry.model.device_bytes()
+            victims.append((victim, entry))
+        return victims
+
+    def _move_out(self, victims: list[tuple[str, _Entry]]) -> None:
+        for i, (version, entry) in enumerate(victims):
+            try:
+                entry.model.to_host()
+            except BaseException:  # none may stay marked moving: batches would wait for it forever
+                for _, rest in victims[i:]:
+                    self._moved(rest)
+                raise
+            self._moved(entry)
+            self._notify(version, "evict")
+
+    def _moved(self, entry: _Entry) -> None:
+        with self._lock:
+            moving, entry.moving, entry.arriving = entry.moving, None, False
+        if moving is not None:
+            moving.set()
 
     @contextmanager
     def lease(self, version: str) -> Iterator[EmbeddingModel]:
         """The model on its serving device for the duration of one batch."""
-        loaded = False
-        with self._lock:
-            entry = self._entries[version]
-            self._clock += 1
-            entry.last_used = self._clock
-            entry.users += 1
-            if not entry.model.is_resident():
-                self._make_room(version, needed=entry.model.device_bytes())
-                entry.model.to_serving_device()
-                loaded = True
-        if loaded:
-            self._notify(version, "load")
+        entry, victims = self._take(version)
         try:
+            if victims is not None:  # this batch brings the version back
+                try:
+                    self._move_out(victims)
+                    entry.model.to_serving_device()
+                finally:
+                    self._moved(entry)
+                self._notify(version, "load")
+            if not entry.model.is_resident():
+                raise RuntimeError(f"version {version}: its weights could not be brought to the device")
             yield entry.model
         finally:
             with self._lock:
                 entry.users -= 1
+                over = self._budget is not None and self.resident_bytes() > self._budget
+                victims = self._make_room(version, needed=0) if over else []
+            self._move_out(victims)
+
+    def _take(self, version: str) -> tuple[_Entry, list[tuple[str, _Entry]] | None]:
+        """Count a user in; when the version is not resident, mark it arriving and choose what makes
+        room for it (the caller moves both, outside the lock). Waits out a move under way."""
+        while True:
+            with self._lock:
+                entry = self._entries[version]
+                moving = entry.moving
+                if moving is None:
+                    self._clock += 1
+                    entry.last_used = self._clock
+                    entry.users += 1
+                    if entry.model.is_resident():
+                        return entry, None
+                    victims = self._make_room(version, needed=entry.model.device_bytes())
+                    entry.moving, entry.arriving = threading.Event(), True
+                    return entry, victims
+            moving.wait()

@@ -91,6 +91,7 @@ class ModelServer:
                 settings.tracking_uri,
                 settings.cuda_graphs,
                 capture_all=settings.graph_capture == "all",
+                gpu_streams=settings.resolved_gpu_streams(),
             )
         )
         budget = int(settings.gpu_memory_budget_mb * 2**20) if settings.gpu_memory_budget_mb else None

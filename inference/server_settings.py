@@ -30,8 +30,13 @@ class InferenceSettings(ComponentSettings):
     max_batch_size: int = Field(default=256, ge=1, le=4096)
     max_wait_ms: float = Field(default=1.0, ge=0, le=1000)
     concurrent_batches: int | None = Field(
-        default=None, ge=1, le=16, description="forward passes in flight per version; 1 on CPU, 2 on GPU"
+        default=None, ge=1, le=16, description="batches in flight per version; 1 on CPU, 2 per GPU stream"
     )
+    gpu_streams: int | None = Field(
+        default=None, ge=1, le=8,
+        description="GPU: passes the device runs at once per version (CUDA streams, each with its own "
+        "graphs); 2 in the engine, 1 per replica",
+    )  # fmt: skip
     # Admission control (docs/inference.md, "Limits"): each refusal names the setting it hit.
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body; 413 beyond")
     max_inputs: int = Field(default=2048, ge=1, description="inputs in one request; 413 beyond")
@@ -90,7 +95,14 @@ class InferenceSettings(ComponentSettings):
         admitted request longer)."""
         if self.concurrent_batches is not None:
             return self.concurrent_batches
-        return 2 if self.resolved_device().startswith("cuda") else 1
+        return 2 * self.resolved_gpu_streams() if self.resolved_device().startswith("cuda") else 1
+
+    def resolved_gpu_streams(self) -> int:
+        """The engine process is the GPU's only user: a second stream overlaps one pass's gaps (its
+        copies, its small kernels) with another's. A replica shares the GPU with the others already."""
+        if self.gpu_streams is not None:
+            return self.gpu_streams
+        return 2 if self.engine else 1
 
     def resolved_device(self) -> str:
         if self.device != "auto":

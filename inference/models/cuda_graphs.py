@@ -7,10 +7,15 @@ the same kernels with one call. Graphs have fixed shapes, so a chunk is padded u
 bucket (extra rows and columns are masked padding; the GPU has time to spare, the launching
 interpreter does not), and chunks larger than the largest bucket run as several replays.
 
-All graphs of a model read one device input buffer and share one memory pool; replays are
-serialised by a per-device lock, which is also what makes sharing those safe. Moving the weights
-off the device (the LRU cache) invalidates the graphs, which hold their addresses: `release` drops
-them and they are captured again.
+A model's graphs live on one or more lanes (`_Lane`: a CUDA stream, the device input buffer its
+graphs read, their memory pool). With one lane (a replica: one of several processes sharing the
+GPU, the default) a pass runs on the device's current stream and ends under a per-device lock, as
+replicas were measured. With several (the engine process, the GPU's only user: 2 by default,
+`InferenceSettings.gpu_streams`) each lane has a stream of its own, the lock is held only to queue
+a pass on one (input copy, replay, output copy) and the caller waits for it outside the lock, so
+the device runs the next queued pass without a gap and passes on different lanes run at once.
+Moving the weights off the device (the LRU cache) invalidates the graphs, which hold their
+addresses: `release` drops them and they are captured again.
 
 Capturing every bucket takes seconds per process, so a server captures only the buckets that size
 the pool and that short requests hit before it is ready (`capture_common`), then the rest on a
@@ -60,8 +65,8 @@ IDLE_S = 0.25
 
 
 class DeviceTurns:
-    """One forward pass at a time per device (graphs share buffers, and the GPU runs one anyway),
-    with the passes serving requests ahead of background captures."""
+    """One pass queued at a time per device (queuing is short; the passes run on their lanes), and
+    one capture, with the passes serving requests ahead of background captures."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -144,8 +149,36 @@ def plan_replays(lengths: np.ndarray, widths: list[int], max_tokens: int) -> lis
     return replays
 
 
+class _Lane:
+    """One CUDA stream with its own input buffer, graphs and graph memory pool.
+
+    Passes on one lane run in stream order, so a pass may be queued behind the one before it
+    without waiting for it: the next pass's input copy lands only after the last one's replay read
+    the buffer, and its replay only after the last output was copied out. Passes on different lanes
+    run at once on the device (the weights are only read); graphs of one pool must not, hence a
+    pool per lane.
+    """
+
+    def __init__(self, device: torch.device, size: int, stream: torch.cuda.Stream | None = None) -> None:
+        self.stream = stream if stream is not None else torch.cuda.Stream(device)
+        self.inputs = torch.empty(size, dtype=torch.int64, device=device)
+        self.graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.pool: _POOL_HANDLE | None = None
+
+
+def pick_lane(has_graph: list[bool], turn: int) -> int:
+    """The lane for a pass: the next one in turn among those holding the bucket's graph, else the
+    next one in turn (the pass runs eagerly there)."""
+    lanes = len(has_graph)
+    for step in range(lanes):
+        lane = (turn + step) % lanes
+        if has_graph[lane]:
+            return lane
+    return turn % lanes
+
+
 class GraphedForward:
-    """Captures and replays one model's forward pass per shape bucket."""
+    """Captures and replays one model's forward pass per shape bucket, on one or more lanes."""
 
     def __init__(
         self,
@@ -156,6 +189,7 @@ class GraphedForward:
         pad_id: int,
         use_type_ids: bool,
         max_tokens: int = 32768,
+        lanes: int = 1,
     ) -> None:
         self._forward = forward
         self._device = torch.device(device)
@@ -163,21 +197,23 @@ class GraphedForward:
         self._lock = self._turns.lock
         self._pad_id = pad_id
         self._planes = 3 if use_type_ids else 2
+        self._dimension = dimension
         self.widths = length_buckets(max_length)
         self.max_tokens = max(max_tokens, max_length)
-        self._graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self._pool: _POOL_HANDLE | None = None
-        # Device memory the captured graphs' private pool took (counted in the cache's budget).
+        # Device memory the captured graphs' private pools took (counted in the cache's budget).
         self.pool_bytes = 0
-        # The device buffer every graph reads, and host staging: pinned (the copy is asynchronous)
-        # and per thread, so one batch is padded while another holds the device. A bucket's planes
-        # lie contiguous at the start of each buffer, so one copy moves them.
+        # Each lane's device buffer every graph of it reads, and host staging: pinned (the copies
+        # are asynchronous) and per thread, so one batch is padded while another is on the device.
+        # A bucket's planes lie contiguous at the start of each buffer, so one copy moves them.
         self._size = self._planes * self.max_tokens
         self._local = threading.local()
-        self._inputs = torch.empty(self._size, dtype=torch.int64, device=self._device)
-        rows = max(BATCH_BUCKETS)
-        self._out = torch.empty((rows, dimension), dtype=torch.float32, pin_memory=True)
-        self._done = torch.cuda.Event(blocking=True)  # wait without spinning a core
+        # One lane keeps the replicas' measured path: the current stream, the pass awaited under the
+        # lock. Several lanes queue only under it (`run`).
+        count = max(1, lanes)
+        self._queue_only = count > 1
+        default = None if self._queue_only else torch.cuda.current_stream(self._device)
+        self._lanes = [_Lane(self._device, self._size, default) for _ in range(count)]
+        self._turn = 0
         # Background capture: buckets asked for by traffic first, then every other one. A release
         # bumps the generation, which stops a capturer working for the old weights.
         self._wanted: list[Bucket] = []
@@ -187,9 +223,21 @@ class GraphedForward:
         self._failed: set[Bucket] = set()
         _live.add(self)
 
-    def _features(self, bucket: Bucket) -> dict[str, torch.Tensor]:
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    def captured(self, bucket: Bucket) -> bool:
+        """Whether every lane replays `bucket` from a graph."""
+        return all(bucket in lane.graphs for lane in self._lanes)
+
+    def captured_count(self) -> int:
+        """Buckets every lane has a graph for."""
+        return sum(1 for bucket in self._lanes[0].graphs if self.captured(bucket))
+
+    def _features(self, lane: _Lane, bucket: Bucket) -> dict[str, torch.Tensor]:
         size = self._planes * bucket.rows * bucket.width
-        planes = self._inputs[:size].view(self._planes, bucket.rows, bucket.width)
+        planes = lane.inputs[:size].view(self._planes, bucket.rows, bucket.width)
         features = {"input_ids": planes[0], "attention_mask": planes[1]}
         if self._planes == 3:
             features["token_type_ids"] = planes[2]
@@ -205,34 +253,44 @@ class GraphedForward:
         batch.pad_into(host[0], host[1], host[2] if self._planes == 3 else None, self._pad_id)
         return staging[:size]
 
-    def _load(self, padded: torch.Tensor) -> None:
-        """Device copy of padded inputs; the caller syncs before the staging buffer is reused."""
-        self._inputs[: padded.numel()].copy_(padded, non_blocking=True)
+    def _receiver(self) -> tuple[torch.Tensor, torch.cuda.Event]:
+        """This thread's pinned output rows and the event its passes end on."""
+        receiver = getattr(self._local, "receiver", None)
+        if receiver is None:
+            rows = max(BATCH_BUCKETS)
+            out = torch.empty((rows, self._dimension), dtype=torch.float32, pin_memory=True)
+            receiver = self._local.receiver = (out, torch.cuda.Event(blocking=True))  # no spinning
+        return receiver
 
-    def _capture(self, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    def _capture(self, lane: _Lane, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         dummy = TokenizedBatch.filled(bucket.rows, bucket.width, self._pad_id + 1)
-        self._load(self._pad(dummy, bucket))
+        padded = self._pad(dummy, bucket)
+        current = torch.cuda.current_stream(self._device)
+        current.wait_stream(lane.stream)  # the lane's passes queued so far have read its buffer
+        lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
         side = torch.cuda.Stream(self._device)
-        side.wait_stream(torch.cuda.current_stream(self._device))
+        side.wait_stream(current)
         with torch.cuda.stream(side):
             for _ in range(2):  # library workspaces and lazy inits happen outside the capture
-                self._forward(self._features(bucket))
-        torch.cuda.current_stream(self._device).wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
+                self._forward(self._features(lane, bucket))
+        current.wait_stream(side)
+        if lane.pool is None:
+            lane.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # Captures are serialised under the device lock, so what the allocator reserved meanwhile
         # is this graph's share of the pool.
         reserved = torch.cuda.memory_reserved(self._device)
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            output = self._forward(self._features(bucket)).float()
+        with torch.cuda.graph(graph, pool=lane.pool, capture_error_mode="thread_local"):
+            output = self._forward(self._features(lane, bucket)).float()
         self.pool_bytes += max(0, torch.cuda.memory_reserved(self._device) - reserved)
+        lane.stream.wait_stream(current)  # the lane's next pass comes after the capture's copy
         return graph, output
 
     def capture(self, bucket: Bucket) -> None:
         with self._lock, torch.inference_mode():
-            if bucket not in self._graphs:
-                self._graphs[bucket] = self._capture(bucket)
+            for lane in self._lanes:
+                if bucket not in lane.graphs:
+                    lane.graphs[bucket] = self._capture(lane, bucket)
 
     def buckets(self) -> list[Bucket]:
         """Every bucket, largest first (so the shared pool is sized by the first capture)."""
@@ -247,18 +305,19 @@ class GraphedForward:
     def capture_all(self) -> None:
         for bucket in self.buckets():
             self.capture(bucket)
-        log.info("captured %d CUDA graphs", len(self._graphs))
+        log.info("captured %d CUDA graphs on %d lanes", self.captured_count(), self.lanes)
 
     def capture_common(self) -> None:
-        """Before ready: the largest bucket (which sizes the shared pool, so later captures fit in
-        it) and the small ones short requests hit first; every other bucket on a background thread."""
+        """Before ready: the largest bucket (which sizes each pool, so later captures fit in it)
+        and the small ones short requests hit first; every other bucket on a background thread."""
         started = time.monotonic()
         buckets = self.buckets()
         common = [b for b in buckets if b.width <= 32 and b.rows in (1, 8, 32)]
         for bucket in [buckets[0], *common]:
             self.capture(bucket)
-        log.info("captured %d CUDA graphs in %.1f s; the other %d in the background", len(self._graphs),
-                 time.monotonic() - started, len(buckets) - len(self._graphs))  # fmt: skip
+        count = self.captured_count()
+        log.info("captured %d CUDA graphs on %d lanes in %.1f s; the other %d in the background", count,
+                 self.lanes, time.monotonic() - started, len(buckets) - count)  # fmt: skip
         self._capture_later(None)
 
     def _capture_later(self, bucket: Bucket | None) -> None:
@@ -275,26 +334,32 @@ class GraphedForward:
 
     def _capture_missing(self, generation: int) -> None:
         rest = sorted(self.buckets(), key=lambda b: b.rows * b.width)
+
+        def missing(bucket: Bucket) -> bool:
+            return not self.captured(bucket) and bucket not in self._failed
+
         while generation == self._generation:
             with self._capture_guard:
-                wanted = [b for b in self._wanted if b not in self._graphs and b not in self._failed]
+                wanted = [b for b in self._wanted if missing(b)]
                 self._wanted = wanted
-            pending = [b for b in (*wanted, *rest) if b not in self._graphs and b not in self._failed]
+            pending = [b for b in (*wanted, *rest) if missing(b)]
             if not pending:
-                log.info("captured %d CUDA graphs", len(self._graphs))
+                log.info("captured %d CUDA graphs on %d lanes", self.captured_count(), self.lanes)
                 return
-            if not self._wait_turn(generation, asked=pending[0] in wanted):
+            bucket = pending[0]
+            if not self._wait_turn(generation, asked=bucket in wanted):
                 if generation != self._generation:
                     return
                 continue
             with self._lock, torch.inference_mode():
                 if generation != self._generation:
                     return
+                lane = next(lane for lane in self._lanes if bucket not in lane.graphs)
                 try:
-                    self._graphs[pending[0]] = self._capture(pending[0])
+                    lane.graphs[bucket] = self._capture(lane, bucket)
                 except RuntimeError as exc:  # served eagerly from now on, not retried on every request
-                    self._failed.add(pending[0])
-                    log.warning("CUDA graph for %s not captured (%s): served eagerly", pending[0], exc)
+                    self._failed.add(bucket)
+                    log.warning("CUDA graph for %s not captured (%s): served eagerly", bucket, exc)
 
     def _wait_turn(self, generation: int, asked: bool) -> bool:
         """The capturer's turn on the device; False when its generation ended or, while it waited
@@ -309,25 +374,36 @@ class GraphedForward:
 
     def run(self, batch: TokenizedBatch) -> np.ndarray:
         """Embed a chunk: replayed where its bucket's graph exists, else the same pass run eagerly
-        while the background capturer is asked for that bucket."""
-        out = np.empty((len(batch), self._out.shape[1]), dtype=np.float32)
+        while the background capturer is asked for that bucket.
+
+        On several lanes the device lock is held only to queue a pass (input copy, replay, output
+        copy); the wait for its end is outside it, so the next pass is queued while this one runs
+        and the device goes from one to the next without a gap. On one lane the pass ends under the
+        lock."""
+        received, done = self._receiver()
+        out = np.empty((len(batch), self._dimension), dtype=np.float32)
         for bucket, rows in plan_replays(batch.lengths, self.widths, self.max_tokens):
             whole = rows.start == 0 and rows.stop == len(batch)
             part = batch if whole else batch.take(np.arange(rows.start, rows.stop))
             n = len(part)
             padded = self._pad(part, bucket)
             with self._turns, torch.inference_mode():
-                captured = self._graphs.get(bucket)
-                self._load(padded)
-                if captured is not None:
-                    captured[0].replay()
-                    output = captured[1]
-                else:
-                    output = self._forward(self._features(bucket)).float()
-                self._out[:n].copy_(output[:n], non_blocking=True)
-                self._done.record()
-                self._done.synchronize()
-                out[rows] = self._out[:n].numpy()
+                self._turn += 1
+                lane = self._lanes[pick_lane([bucket in ln.graphs for ln in self._lanes], self._turn)]
+                captured = lane.graphs.get(bucket)
+                with torch.cuda.stream(lane.stream):
+                    lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
+                    if captured is not None:
+                        captured[0].replay()
+                        output = captured[1]
+                    else:
+                        output = self._forward(self._features(lane, bucket)).float()
+                    received[:n].copy_(output[:n], non_blocking=True)
+                    done.record(lane.stream)
+                if not self._queue_only:
+                    done.synchronize()
+            done.synchronize()  # (on one lane, already over)
+            out[rows] = received[:n].numpy()
             if captured is None and bucket not in self._failed:
                 self._capture_later(bucket)
         return out
@@ -342,6 +418,7 @@ class GraphedForward:
     def release(self) -> None:
         with self._lock:
             self._generation += 1
-            self._graphs.clear()
-            self._pool = None
+            for lane in self._lanes:
+                lane.graphs.clear()
+                lane.pool = None
             self.pool_bytes = 0

@@ -74,6 +74,7 @@ def load_model(
     tracking_uri: str | None = None,
     cuda_graphs: bool = True,
     capture_all: bool = False,
+    gpu_streams: int = 1,
 ) -> EmbeddingModel:
     """Load a sentence-transformers model (the one kind served today) on `device`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,5 +92,6 @@ def load_model(
 
         model = SentenceTransformer(str(model_dir), device="cpu")
     return SentenceTransformerModel(
-        model, device, dtype, cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir), capture_all=capture_all
-    )
+        model, device, dtype, cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir),
+        capture_all=capture_all, gpu_streams=gpu_streams,
+    )  # fmt: skip

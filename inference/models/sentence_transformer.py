@@ -49,6 +49,7 @@ class SentenceTransformerModel:
         cuda_graphs: bool = True,
         matryoshka_dims: tuple[int, ...] = (),
         capture_all: bool = False,
+        gpu_streams: int = 1,
     ) -> None:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
@@ -72,8 +73,9 @@ class SentenceTransformerModel:
         self._capture_all = capture_all
         if cuda_graphs and device.startswith("cuda"):
             self._graphs = GraphedForward(
-                self._forward, device, self.dimension, self.max_seq_length, self._pad_id, self._use_type_ids
-            )
+                self._forward, device, self.dimension, self.max_seq_length, self._pad_id,
+                self._use_type_ids, lanes=gpu_streams,
+            )  # fmt: skip
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
         return self._tokenizer.tokenize(texts)

@@ -37,12 +37,13 @@ def _model_dir() -> Path:
     return minilm_path()
 
 
-def _load(cuda_graphs: bool) -> SentenceTransformerModel:
+def _load(cuda_graphs: bool, gpu_streams: int = 1) -> SentenceTransformerModel:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformerModel(
-        SentenceTransformer(str(_model_dir()), device="cpu"), device="cuda", cuda_graphs=cuda_graphs
-    )
+        SentenceTransformer(str(_model_dir()), device="cpu"), device="cuda", cuda_graphs=cuda_graphs,
+        gpu_streams=gpu_streams,
+    )  # fmt: skip
     model.warm_up()
     return model
 
@@ -102,6 +103,43 @@ def test_concurrent_callers_get_their_own_rows(
         np.testing.assert_allclose(got[i], want, atol=2e-3)
 
 
+def test_lanes_of_a_replica_one_on_the_current_stream(eager: SentenceTransformerModel) -> None:
+    """The default (a replica): one lane on the device's current stream, each pass awaited under
+    the device lock, the path the replicas were measured on."""
+    model = _load(cuda_graphs=True)
+    graphs = model._graphs
+    assert graphs is not None and graphs.lanes == 1 and not graphs._queue_only
+    assert graphs._lanes[0].stream == torch.cuda.current_stream()
+    batch = _random_batch(np.random.default_rng(7), 9, 5, 40)
+    np.testing.assert_allclose(model.embed(batch), eager.embed(batch), atol=2e-3)
+
+
+def test_passes_on_two_lanes_at_once_get_their_own_rows(eager: SentenceTransformerModel) -> None:
+    """Two streams, each with its own graphs and input buffer, many threads queuing passes on them
+    without waiting for the last one: every caller gets the eager pass's rows for its own texts."""
+    model = _load(cuda_graphs=True, gpu_streams=2)
+    graphs = model._graphs
+    assert graphs is not None and graphs.lanes == 2
+    batches = [_random_batch(np.random.default_rng(100 + i), 1 + 9 * i, 5, 40) for i in range(12)]
+    for batch in batches:  # every bucket these hit, on both lanes: replays, not the eager stand-in
+        for bucket, _ in plan_replays(batch.lengths, graphs.widths, graphs.max_tokens):
+            graphs.capture(bucket)
+    wanted = [eager.embed(b) for b in batches]
+    wrong: list[int] = []
+
+    def work(i: int) -> None:
+        for _ in range(30):
+            if not np.allclose(model.embed(batches[i]), wanted[i], atol=2e-3):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, f"callers got rows that are not their own: {sorted(set(wrong))}"
+
+
 def test_graphs_survive_eviction_and_reload(
     graphed: SentenceTransformerModel, eager: SentenceTransformerModel
 ) -> None:
@@ -136,9 +174,9 @@ def test_a_bucket_without_a_graph_is_served_eagerly_and_captured_in_the_backgrou
     bucket = next(b for b, _ in plan_replays(batch.lengths, graphs.widths, graphs.max_tokens))
     first = model.embed(batch)
     deadline = time.monotonic() + 60
-    while bucket not in graphs._graphs and time.monotonic() < deadline:
+    while not graphs.captured(bucket) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert bucket in graphs._graphs, "the background capturer never captured the bucket traffic asked for"
+    assert graphs.captured(bucket), "the background capturer never captured the bucket traffic asked for"
     np.testing.assert_allclose(model.embed(batch), first, atol=1e-2)
     np.testing.assert_allclose(first, model._eager(batch), atol=1e-2)
 
@@ -153,9 +191,9 @@ def test_requests_go_before_background_captures() -> None:
         started = time.perf_counter()
         model.embed(batch)
         took.append(time.perf_counter() - started)
-    assert len(graphs._graphs) < len(graphs.buckets()), "captures ended before the requests: no contest"
+    assert graphs.captured_count() < len(graphs.buckets()), "captures ended before the requests: no contest"
     assert float(np.median(took)) < 0.01, f"one-sentence passes waited behind captures: {sorted(took)}"
     deadline = time.monotonic() + 60  # idle again: the rest is captured
-    while len(graphs._graphs) < len(graphs.buckets()) and time.monotonic() < deadline:
+    while graphs.captured_count() < len(graphs.buckets()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(graphs._graphs) == len(graphs.buckets())
+    assert graphs.captured_count() == len(graphs.buckets())

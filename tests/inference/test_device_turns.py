@@ -56,3 +56,12 @@ def test_a_stale_capturer_gives_up() -> None:
     held = _hold(turns, 0.5, threading.Event())
     assert not turns.wait_for_gap(0.0, lambda: True, starved_s=None)
     held.join()
+
+
+def test_a_pass_goes_to_the_next_lane_in_turn_that_has_its_graph() -> None:
+    from inference.models.cuda_graphs import pick_lane
+
+    assert [pick_lane([True, True], turn) for turn in range(4)] == [0, 1, 0, 1]
+    assert [pick_lane([False, True, True], turn) for turn in range(3)] == [1, 1, 2]
+    # No lane has the graph yet: the pass runs eagerly, still spread over the lanes.
+    assert [pick_lane([False, False], turn) for turn in range(3)] == [0, 1, 0]

@@ -140,3 +140,51 @@ def test_the_engine_refusing_after_the_hop_is_a_429(loader, tmp_path: Path) -> N
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
     assert set(statuses) <= {200, 429} and statuses[429] >= 1, statuses
+
+
+def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
+    engine_front: RunningServer, st_model
+) -> None:
+    """Requests submitted in one event-loop turn reach the engine as groups of at most
+    `max_group_texts` texts; each request gets its own rows back, and a request cancelled on the
+    way leaves the others of its group unharmed."""
+    from inference.engine_process import EngineClient
+
+    engine: ModelServer = engine_front.app.state.engine_server
+    submitted: list[int] = []
+    original = engine.submit
+
+    def counting_submit(version: str, tokens):  # the engine's own submit, counted
+        submitted.append(len(tokens))
+        return original(version, tokens)
+
+    requests = [SENTENCES[i % 8 : i % 8 + 1 + i % 3] for i in range(10)]  # 1-3 texts each
+
+    async def drive() -> list[np.ndarray | None]:
+        client = EngineClient(engine_front.app.state.engine_socket, max_group_texts=8)
+        await client.start()
+        while "1" not in client.loaded:
+            await asyncio.sleep(0.01)
+        info = client.info("1")
+        assert info is not None
+        tokens = [info.tokenizer.tokenize(texts) for texts in requests]
+        futures = [client.submit("1", t) for t in tokens]  # one turn: no await in between
+        futures[3].cancel()
+        done = await asyncio.gather(*futures, return_exceptions=True)
+        await client.close()
+        return [None if isinstance(r, BaseException) else r.embeddings for r in done]
+
+    engine.submit = counting_submit  # type: ignore[method-assign]
+    try:
+        got = asyncio.run(drive())
+    finally:
+        engine.submit = original  # type: ignore[method-assign]
+    texts = [len(r) for i, r in enumerate(requests) if i != 3]
+    assert sum(submitted) == sum(texts) and all(n <= 8 for n in submitted), submitted
+    assert len(submitted) < len(texts), f"every request travelled alone: {submitted}"
+    assert got[3] is None
+    for i, texts_i in enumerate(requests):
+        rows = got[i]
+        if i != 3:
+            assert rows is not None
+            np.testing.assert_allclose(rows, st_model.encode(texts_i), atol=1e-5)

@@ -1,0 +1,300 @@
+"""Encoders of real sizes at real lengths: the server against the model's own best forward pass.
+
+For each encoder shape (all-MiniLM-L6-v2 itself; BERT-base, ~110M parameters; BERT-large, ~335M)
+and each input length (24, 48, 128, 512 tokens with [CLS]/[SEP]), in one run on one machine:
+
+1. the ceiling: the model's own forward pass (the same module chain the server runs: transformer,
+   mean pooling, normalisation) replayed from a CUDA graph on pre-tokenized fp16 batches already
+   on the device, timed with CUDA events at a few batch sizes, the best kept: no tokenizing, no
+   padding, no copies, no HTTP;
+2. `canaryflow serve` on the same model folder (default: 8 HTTP fronts and one engine, one copy of
+   the weights) driven by wrk with requests of several texts of that length: sentences/s and
+   tokens/s, p50/p99, and the share of the ceiling.
+
+BERT-base and BERT-large are built from their configurations (transformers' BertConfig: hidden
+768/1024, 12/24 layers, 12/16 heads, intermediate 3072/4096, 512 positions) with seeded random
+weights and saved as a sentence-transformers folder beside MiniLM's tokenizer (the same uncased
+BERT vocabulary): throughput depends on the shapes, not on the weights' values. Texts are words
+that are single tokens in that vocabulary, so each text is exactly the asked length.
+
+    python3 bench/encoder_sizes.py --minilm .assets/minilm-fp16 --device cuda --out $OUT/sizes.json
+    .venv/bin/python bench/encoder_sizes.py --device cpu --shapes minilm --tokens 24 --quick  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import WORDS, Target  # noqa: E402
+from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
+from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
+from bench.serving import free_port, gpu_memory_used_mib, stop_server, wait_ready  # noqa: E402
+
+SHAPES: dict[str, dict[str, int] | None] = {
+    "minilm": None,  # the packaged model's own files
+    "bert-base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                  "intermediate_size": 3072},
+    "bert-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                   "intermediate_size": 4096},
+}  # fmt: skip
+# Texts per request at each length: a request of a few thousand tokens, as an indexing client sends.
+TEXTS_PER_REQUEST = {24: 32, 48: 32, 128: 16, 512: 4}
+
+
+def build_model(shape: str, minilm: Path, dest: Path) -> Path:
+    """A sentence-transformers folder of `shape` in fp16 (MiniLM: its own weights), 512 positions."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = dest / shape
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(minilm, out, ignore=shutil.ignore_patterns("model.safetensors", "README.md"))
+    bert = json.loads((minilm / "sentence_bert_config.json").read_text())
+    (out / "sentence_bert_config.json").write_text(json.dumps({**bert, "max_seq_length": 512}))
+    config = SHAPES[shape]
+    if config is None:
+        shutil.copy(minilm / "model.safetensors", out / "model.safetensors")
+        return out
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, max_position_embeddings=512)
+    for key, value in config.items():
+        setattr(cfg, key, value)
+    model = BertModel(cfg, add_pooling_layer=False).half()
+    cfg.save_pretrained(out)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
+    pooling = json.loads((minilm / "1_Pooling" / "config.json").read_text())
+    pooling["word_embedding_dimension"] = config["hidden_size"]
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return out
+
+
+def make_texts(n: int, tokens: int, seed: int) -> list[str]:
+    """`n` texts of `tokens` tokens with [CLS]/[SEP]: words that are one token each."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(SINGLE_TOKEN_WORDS, k=tokens - 2)) for _ in range(n)]
+
+
+def _single_token_words(model_dir: Path) -> list[str]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return [w for w in WORDS if len(tokenizer.encode(w, add_special_tokens=False).ids) == 1]
+
+
+SINGLE_TOKEN_WORDS: list[str] = []
+
+
+def ceiling(model_dir: Path, device: str, tokens: int, quick: bool) -> dict[str, Any]:
+    """The model's forward pass replayed from a CUDA graph on device inputs (eager on a CPU)."""
+    import torch
+
+    from inference.models.loader import load_model
+    from inference.models.sentence_transformer import SentenceTransformerModel
+
+    model = load_model(str(model_dir), device, cuda_graphs=False)
+    assert isinstance(model, SentenceTransformerModel)
+    forward = model._forward  # the module chain the server runs
+    cuda = device.startswith("cuda")
+    best: dict[str, Any] = {"sentences_per_s": 0.0}
+    for rows in [8] if quick else [r for r in (32, 64, 128, 256, 512, 1024) if r * tokens <= 65536]:
+        ids = torch.randint(1000, 20000, (rows, tokens), device=device)
+        features = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                    "token_type_ids": torch.zeros_like(ids)}  # fmt: skip
+        reps = 2 if quick else max(5, min(200, 400_000 // (rows * tokens)))
+        with torch.inference_mode():
+            if cuda:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        forward(features)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    forward(features)
+                for _ in range(3):
+                    graph.replay()
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(reps):
+                    graph.replay()
+                end.record()
+                end.synchronize()
+                seconds = start.elapsed_time(end) / 1000
+                del graph
+            else:
+                forward(features)
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    forward(features)
+                seconds = time.perf_counter() - t0
+        rate = reps * rows / seconds
+        if rate > best["sentences_per_s"]:
+            best = {"sentences_per_s": rate, "tokens_per_s": rate * tokens, "rows": rows}
+    del model
+    if cuda:
+        torch.cuda.empty_cache()
+    return best
+
+
+def write_bodies(path: Path, texts: list[str], per_request: int, model: str) -> None:
+    with path.open("wb") as out:
+        for i in range(0, len(texts) - per_request + 1, per_request):
+            out.write(json.dumps({"input": texts[i : i + per_request], "model": model}).encode() + b"\n")
+
+
+def serve(model_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    launcher = "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)"
+    cmd = [
+        sys.executable, "-c", launcher,
+        "--model-uri", str(model_dir), "--model-name", "enc", "--port", str(port),
+        "--workers", str(args.workers), "--device", args.device, *args.server_arg,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen(cmd, cwd=ROOT, env=env), port
+
+
+def measure_shape(
+    shape: str, model_dir: Path, args: argparse.Namespace, wrk: str, rows: list[dict[str, Any]], save: Any
+) -> None:
+    """Append each length's row to `rows` and `save()` after each, so a run stopped at its time
+    limit keeps every row it finished."""
+    ceilings = {t: ceiling(model_dir, args.device, t, args.quick) for t in args.tokens}
+    for t, c in ceilings.items():
+        print(f"  {shape:<10} {t:>3} tokens  ceiling {c['sentences_per_s']:>10,.0f} sent/s "
+              f"{c['tokens_per_s']:>12,.0f} tokens/s (batch {c['rows']})", flush=True)  # fmt: skip
+    server, port = serve(model_dir, args)
+    try:
+        t0 = time.monotonic()
+        wait_ready(port, server, timeout_s=300)
+        ready_s = time.monotonic() - t0
+        memory = gpu_memory_used_mib() if args.device.startswith("cuda") else None
+        target = Target(port, "/v1/embeddings", "enc")
+        with tempfile.TemporaryDirectory(prefix="bench-sizes-") as tmp:
+            for t in args.tokens:
+                per_request = TEXTS_PER_REQUEST[t]
+                bodies = Path(tmp) / f"bodies-{t}.jsonl"
+                write_bodies(bodies, make_texts(per_request * 512, t, seed=t), per_request, "enc")
+                run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+                found = parse_wrk_output(
+                    run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
+                    args.concurrency, per_request,
+                )  # fmt: skip
+                ceil = ceilings[t]
+                row = {
+                    "shape": shape, "tokens": t, "texts_per_request": per_request,
+                    "concurrency": args.concurrency, "sentences_per_s": found["sentences_per_s"],
+                    "tokens_per_s": found["sentences_per_s"] * t, "p50_ms": found["p50_ms"],
+                    "p99_ms": found["p99_ms"], "codes": found["codes"],
+                    "ceiling_sentences_per_s": ceil["sentences_per_s"], "ceiling_rows": ceil["rows"],
+                    "share_of_ceiling": found["sentences_per_s"] / ceil["sentences_per_s"],
+                    "server_ready_s": ready_s, "gpu_memory_used_mib_when_ready": memory,
+                }  # fmt: skip
+                rows.append(row)
+                save()
+                print(f"  {shape:<10} {t:>3} tokens  server  {row['sentences_per_s']:>10,.0f} sent/s "
+                      f"{row['tokens_per_s']:>12,.0f} tokens/s  p99 {row['p99_ms']:.0f} ms  "
+                      f"{row['share_of_ceiling']:.0%} of ceiling  {row['codes']}", flush=True)  # fmt: skip
+    finally:
+        stop_server(server)
+
+
+def print_table(rows: list[dict[str, Any]], gpu: str | None) -> None:
+    print(f"\nDevice: {gpu or 'cpu'}. BERT-base/-large: seeded random weights (throughput depends on "
+          "shapes, not values); texts of exactly the given tokens.")  # fmt: skip
+    print("| encoder | tokens | texts/request | server sentences/s | server tokens/s | p50 ms | p99 ms "
+          "| ceiling sentences/s | ceiling tokens/s | server / ceiling | GPU MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['shape']} | {r['tokens']} | {r['texts_per_request']} | {r['sentences_per_s']:,.0f} "
+              f"| {r['tokens_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+              f"| {r['ceiling_sentences_per_s']:,.0f} | {r['ceiling_sentences_per_s'] * r['tokens']:,.0f} "
+              f"| {r['share_of_ceiling']:.0%} | {r['gpu_memory_used_mib_when_ready']} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minilm", default=None, help="MiniLM folder (default: the packaged model)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--shapes", default="minilm,bert-base,bert-large")
+    parser.add_argument("--tokens", default="24,48,128,512")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--server-arg", action="append", default=None, help="default: --engine")
+    parser.add_argument("--concurrency", type=int, default=128, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=4, help="wrk threads")
+    parser.add_argument("--measure-s", type=float, default=5.0)
+    parser.add_argument("--warmup-s", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="one small ceiling batch (a CPU smoke run)")
+    parser.add_argument("--models-dir", default=None, help="where the built folders go (default: a temp dir)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "encoder_sizes.json"))
+    parser.add_argument("--table", default=None, help="print the table of this JSON report and stop")
+    args = parser.parse_args()
+    if args.table:
+        report = json.loads(Path(args.table).read_text())
+        print_table(report["rows"], report["gpu"])
+        return
+    args.tokens = [int(t) for t in args.tokens.split(",")]
+    unknown = [t for t in args.tokens if t not in TEXTS_PER_REQUEST]
+    if unknown:
+        parser.error(f"--tokens: {unknown} not among {sorted(TEXTS_PER_REQUEST)}")
+    args.server_arg = ["--engine"] if args.server_arg is None else args.server_arg
+    wrk = find_wrk()
+    if wrk is None:
+        parser.error("wrk not found: run `bash bench/tools.sh` (unpacks it into .tools/)")
+    if args.minilm is None:
+        from canaryflow.adapters.model_assets import minilm_path
+
+        args.minilm = str(minilm_path())
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    minilm = Path(args.minilm).resolve()
+    SINGLE_TOKEN_WORDS[:] = _single_token_words(minilm)
+    models = Path(args.models_dir or tempfile.mkdtemp(prefix="bench-encoders-"))
+    gpu = None
+    if args.device.startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        out.write_text(json.dumps({"gpu": gpu, "settings": vars(args), "rows": rows}, indent=2))
+
+    shapes = args.shapes.split(",")
+    for shape in shapes:
+        if shape not in SHAPES:
+            parser.error(f"--shapes: {shape!r} not among {sorted(SHAPES)}")
+    for shape in shapes:
+        model_dir = build_model(shape, minilm, models)
+        measure_shape(shape, model_dir, args, wrk, rows, save)
+    print_table(rows, gpu)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# One short GPU call (bench/inference.md, "One copy of the weights"): 8 replicas (8 copies of the
+# weights) against the engine (8 HTTP fronts, one copy) at the top loads, single sentences at 512
+# and 1,024 wrk connections and 32-sentence requests at 64, each mode's start-up and GPU memory;
+# then, in the time left, encoders of BERT-base and BERT-large shape (seeded random weights) at 128
+# and 512 tokens against their graphed forward pass (bench/encoder_sizes.py); then, if time is
+# still left, the GPU tests of the lanes (a replica's one, the engine's two at once). Every phase
+# runs under `timeout` cut to what is left of BUDGET_S (default 265 s), so a slow start costs the
+# later phases, never the figures already taken. Results under $OUT: replicas8.json, engine8.json,
+# summary.json, encoder_sizes.json, log.txt (what this script prints), full.log (every line of the
+# benchmarks).
+# OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
+# room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit lanes" picks phases (default: all
+# but overcommit).
+#
+# On the GPU machine, from a checkout (or a copy of one) with the wheels, the fp16 MiniLM and
+# .tools (bash bench/tools.sh) beside it:
+#   WHL=../.whl MODEL=../.assets/minilm-fp16 TOOLS=../.tools OUT=$OUT bash bench/gpu_onecopy.sh
+# The same on a CPU, as a check of the script itself (no wheels, tiny loads):
+#   WHL= PY=.venv/bin/python DEVICE=cpu WORKERS=2 SINGLE=4 BATCH32=2 MEASURE_S=2 SHAPES=minilm \
+#     TOKENS=24 SIZES_ARGS=--quick OUT=/tmp/onecopy bash bench/gpu_onecopy.sh
+set -uo pipefail
+START=$SECONDS
+BUDGET_S=${BUDGET_S:-265}
+DEVICE=${DEVICE:-cuda}
+PY=${PY:-python3}
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+
+PHASES=" ${PHASES:-modes sizes lanes} ${OVERCOMMIT:+overcommit} "
+want() { [[ "$PHASES" == *" $1 "* ]]; }
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+# phase_limit MAX: seconds a phase may take, MAX or what is left (minus a margin to write results)
+phase_limit() { local l=$(($(left) - 5)); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
+say() { echo "== [$((SECONDS - START)) s] $*"; }
+
+main() {
+say "setup"
+if [ -n "${WHL:-}" ]; then
+  # The imports' first read of torch from disk overlaps the wheels' install.
+  $PY -c "import torch, transformers, sentence_transformers; torch.zeros(1, device='$DEVICE')" &
+  warm=$!
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      "$WHL"/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
+  wait $warm
+else
+  export PYTHONPATH=$PWD
+fi
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+[ -e .tools ] || cp -r "${TOOLS:-../.tools}" .tools
+MODEL=$(realpath "${MODEL:-.assets/minilm-fp16}") || exit 2
+[ -f "$MODEL/model.safetensors" ] || { echo "MODEL: no model.safetensors in $MODEL"; exit 2; }
+[ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
+if [ -f .commit ]; then echo "code: $(cat .commit)"; else git log -1 --format="code: %h %s" 2>/dev/null; fi
+
+# bench/inference.py at the top loads only (no raw ceiling), wrk from 2 connections.
+B="$PY bench/inference.py --model $MODEL --device $DEVICE --workers ${WORKERS:-8} --clients 4 \
+   --measure-s ${MEASURE_S:-5} --skip-raw --load-generator wrk --single ${SINGLE:-512,1024} \
+   --batch32 ${BATCH32:-64}"
+mode() {  # name, max seconds, serve options
+  local name=$1 max=$2; shift 2
+  local limit; limit=$(phase_limit "$max")
+  say "$name ($*; at most ${limit} s)"
+  [ "$limit" -gt 20 ] || { echo "skipped: too little time left"; return; }
+  timeout -s INT -k 10 "$limit" $B "$@" --out "$OUT/$name.json" 2>&1 | tee -a "$OUT/full.log" \
+    | grep -E "^  (canaryflow)|ready in|max \||GPU memory|Traceback|Error|error" | tail -12
+}
+if want modes; then
+  mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
+  mode engine8 ${MODE_MAX_S:-85} --server-arg=--engine
+  say "summary"
+  $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/engine8.json" --json "$OUT/summary.json"
+fi
+
+limit=$(phase_limit 200)
+if ! want sizes; then :
+elif [ "$limit" -gt 45 ]; then
+  say "encoder sizes: ${SHAPES:-bert-base,bert-large} at ${TOKENS:-128,512} tokens (at most ${limit} s)"
+  timeout -s INT -k 10 "$limit" $PY bench/encoder_sizes.py --minilm "$MODEL" --device "$DEVICE" \
+      --workers "${WORKERS:-8}" --models-dir /tmp/encoders --shapes "${SHAPES:-bert-base,bert-large}" \
+      --tokens "${TOKENS:-128,512}" --measure-s "${MEASURE_S:-5}" --warmup-s 2 ${SIZES_ARGS:-} \
+      --out "$OUT/encoder_sizes.json" 2>&1 | tee -a "$OUT/full.log" | grep -E "^  |^\||Device|Traceback|Error|error"
+  [ -f "$OUT/encoder_sizes.json" ] && $PY bench/encoder_sizes.py --table "$OUT/encoder_sizes.json"
+else
+  say "encoder sizes skipped: ${limit} s left"
+fi
+
+# OVERCOMMIT=1: many versions on the device (bench/overcommit.py), 8 MiniLM versions, budget for 2
+limit=$(phase_limit 90)
+if want overcommit && [ "$limit" -gt 50 ]; then
+  say "overcommit: ${OC_VERSIONS:-8} versions, budget for a quarter (at most ${limit} s)"
+  timeout -s INT -k 10 "$limit" $PY bench/overcommit.py --model "$MODEL" --device "$DEVICE" \
+      --versions "${OC_VERSIONS:-8}" --concurrency "${OC_CONCURRENCY:-64}" --measure-s 4 \
+      --probes "${OC_PROBES:-20}" --out "$OUT/overcommit.json" 2>&1 | tee -a "$OUT/full.log" \
+    | grep -E "^\||^one request|^all resident|^Device|Traceback|Error|error"
+fi
+
+limit=$(phase_limit 45)
+if want lanes && [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
+  say "GPU tests: a replica's one lane, passes on two lanes at once"
+  CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$limit" $PY -m pytest --noconftest -m gpu -q \
+      -p no:cacheprovider tests/inference/test_cuda_graphs.py -k lanes 2>&1 | tail -3
+fi
+say "done"
+}
+main 2>&1 | tee -a "$OUT/log.txt"

@@ -1,0 +1,271 @@
+"""Many versions on one device (issue 27, overcommit): more versions than the memory budget holds,
+traffic skewed across them, versions moved to host memory and brought back on demand.
+
+One server (`canaryflow serve --routing-file`, one process by default) serves V versions, each its
+own copy of one model folder's weights, addressed as `minilm/<v>`. In one run:
+
+1. all resident: no budget; Zipf(s) traffic over the V versions (version of rank r asked with
+   probability ∝ r^-s) at C connections, driven by wrk: sentences/s, p50/p99. The device bytes of
+   one resident version (weights and graph pools) are read from `/metrics`;
+2. overcommit: the same versions under a budget that holds V/ratio of them (`--ratio 4`: four
+   times more versions than fit) and the same traffic: sentences/s against all resident, p99, and
+   the hit rate, 1 - loads/batches from the server's own counters (the cache is asked once per
+   batch: a batch whose version was resident is a hit);
+3. bringing a version back: one client, one request at a time, each to the version used longest
+   ago (so each one finds its version evicted), then the same version again (resident now); each
+   request's kind read exactly from the loads counter around it: p50/p99 of a request that brings
+   its version back, and of one that does not.
+
+On a CPU the device is host memory, so moving a version is bookkeeping only: a CPU run proves the
+mechanism (evictions, loads, hit rate, every answer 200), a GPU run gives the figures.
+
+    .venv/bin/python bench/overcommit.py --device cpu --versions 4 --ratio 4 --concurrency 4 \
+        --measure-s 4 --probes 6 --out /tmp/overcommit.json              # CPU: the mechanism
+    python3 bench/overcommit.py --model .assets/minilm-fp16 --device cuda --versions 16 \
+        --out $OUT/overcommit.json                                        # GPU: the figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import Target, make_sentences, percentile  # noqa: E402
+from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
+from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
+from bench.serving import free_port, stop_server, wait_ready  # noqa: E402
+from canaryflow.kernel.contracts import metrics as names  # noqa: E402
+
+MODEL = "minilm"
+
+
+def zipf_versions(count: int, versions: int, s: float, seed: int) -> list[str]:
+    """`count` versions "1".."V" drawn with probability ∝ rank^-s (version "1" the most asked)."""
+    weights = [1 / (rank**s) for rank in range(1, versions + 1)]
+    rng = random.Random(seed)
+    return [str(v) for v in rng.choices(range(1, versions + 1), weights=weights, k=count)]
+
+
+def routing_yaml(model_dir: Path, versions: int) -> str:
+    """Every version the same folder (each loaded as its own copy); all traffic names its version."""
+    lines = [f"model: {MODEL}", "versions:"]
+    for v in range(1, versions + 1):
+        lines += [f"  - version: '{v}'", f"    uri: {json.dumps(str(model_dir))}",
+                  f"    weight: {100 if v == 1 else 0}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def metric_sums(port: int) -> dict[str, dict[str, float]]:
+    """Per version: model loads, batches, requests and device bytes now, from `/metrics`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        page = response.read().decode()
+    wanted = {
+        names.MODEL_LOADS + "_total": "loads",
+        names.BATCH_SIZE + "_count": "batches",
+        names.GPU_MEMORY: "device_bytes",
+    }
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            key = wanted.get(sample.name)
+            version = sample.labels.get("version")
+            if key is not None and version is not None:
+                row = out.setdefault(version, {"loads": 0.0, "batches": 0.0, "device_bytes": 0.0})
+                row[key] += sample.value
+    return out
+
+
+def total(sums: dict[str, dict[str, float]], key: str) -> float:
+    return sum(row[key] for row in sums.values())
+
+
+def start(
+    args: argparse.Namespace, routing: Path, budget_mb: float | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    launcher = "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)"
+    cmd = [
+        sys.executable, "-c", launcher, "--routing-file", str(routing), "--port", str(port),
+        "--workers", str(args.workers), "--device", args.device, *args.server_arg,
+    ]  # fmt: skip
+    if budget_mb is not None:
+        cmd += ["--gpu-memory-budget-mb", f"{budget_mb:.1f}"]
+    print("server:", " ".join(cmd[3:]), flush=True)
+    server = subprocess.Popen(cmd, cwd=ROOT)
+    wait_ready(port, server, timeout_s=args.ready_timeout_s)
+    return server, port
+
+
+def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path) -> dict[str, Any]:
+    target = Target(port, "/v1/embeddings", MODEL)
+    run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+    before = metric_sums(port)
+    found = parse_wrk_output(
+        run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
+        args.concurrency, args.texts,
+    )  # fmt: skip
+    after = metric_sums(port)
+    loads = total(after, "loads") - total(before, "loads")
+    batches = total(after, "batches") - total(before, "batches")
+    return {
+        **found,
+        "loads": loads,
+        "batches": batches,
+        "hit_rate": 1 - loads / batches if batches else None,
+        "resident_bytes_after": total(after, "device_bytes"),
+    }
+
+
+def bring_back(port: int, versions: int, probes: int, texts: list[str]) -> dict[str, Any]:
+    """Sequential requests, each to the version used longest ago, then to the same one again."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    cold: list[float] = []
+    warm: list[float] = []
+    codes: dict[str, int] = {}
+    order = [str(v) for v in range(1, versions + 1)]
+    for i in range(probes):
+        version = order[i % versions]
+        for _ in range(2):
+            before = total(metric_sums(port), "loads")
+            body = json.dumps({"input": texts[i % len(texts)], "model": f"{MODEL}/{version}"})
+            started = time.perf_counter()
+            conn.request("POST", "/v1/embeddings", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            took_ms = (time.perf_counter() - started) * 1000
+            codes[str(response.status)] = codes.get(str(response.status), 0) + 1
+            brought = total(metric_sums(port), "loads") > before
+            (cold if brought else warm).append(took_ms)
+    conn.close()
+
+    def stats(values: list[float]) -> dict[str, Any]:
+        if not values:
+            return {"count": 0, "p50_ms": None, "p99_ms": None}
+        return {"count": len(values), "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}
+
+    return {"brought_back": stats(cold), "resident": stats(warm), "codes": codes}
+
+
+def write_bodies(path: Path, args: argparse.Namespace) -> None:
+    sentences = make_sentences(4096, seed=7)
+    versions = zipf_versions(4096, args.versions, args.zipf_s, seed=11)
+    with path.open("wb") as out:
+        for i, version in enumerate(versions):
+            texts = [sentences[(i + j) % len(sentences)] for j in range(args.texts)]
+            body = {"input": texts[0] if args.texts == 1 else texts, "model": f"{MODEL}/{version}"}
+            out.write(json.dumps(body).encode() + b"\n")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    a, o, b = report["all_resident"], report["overcommit"], report["bring_back"]
+    print(f"\nDevice: {report['device']}; {report['versions']} versions, budget for {report['fit']} "
+          f"({report['budget_mb']:.0f} MB; one version {report['version_mb']:.1f} MB); "
+          f"Zipf s={report['zipf_s']}; {report['concurrency']} connections, "
+          f"{report['texts']} text(s) a request")  # fmt: skip
+    print("| run | sentences/s | vs all resident | p50 ms | p99 ms | hit rate (batches) | loads | codes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, row in (("all resident", a), ("overcommit", o)):
+        hit = "-" if row.get("hit_rate") is None else f"{row['hit_rate']:.1%}"
+        share = o["sentences_per_s"] / a["sentences_per_s"] if row is o and a["sentences_per_s"] else 1.0
+        print(f"| {name} | {row['sentences_per_s']:,.0f} | {share:.0%} | {row['p50_ms']:.1f} | "
+              f"{row['p99_ms']:.1f} | {hit} | {row['loads']:.0f} | {row['codes']} |")  # fmt: skip
+    for kind in ("brought_back", "resident"):
+        s = b[kind]
+        if s["count"]:
+            print(f"one request, version {kind.replace('_', ' ')}: p50 {s['p50_ms']:.1f} ms, "
+                  f"p99 {s['p99_ms']:.1f} ms ({s['count']} requests)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="model folder (default: the packaged MiniLM)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--versions", type=int, default=16, help="versions served (V)")
+    parser.add_argument("--ratio", type=float, default=4.0, help="versions per one that fits the budget")
+    parser.add_argument("--zipf-s", type=float, default=1.1)
+    parser.add_argument("--texts", type=int, default=1, help="texts a request")
+    parser.add_argument("--concurrency", type=int, default=64, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--measure-s", type=float, default=8.0)
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--probes", type=int, default=40, help="requests that bring a version back")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
+    parser.add_argument("--ready-timeout-s", type=float, default=300)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "overcommit.json"))
+    parser.add_argument("--table", default=None, help="print the table of this JSON report and stop")
+    args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(Path(args.table).read_text()))
+        return
+    if args.versions < 2 or args.ratio <= 1:
+        parser.error("--versions must be at least 2 and --ratio above 1 (more versions than fit)")
+    wrk = find_wrk()
+    if wrk is None:
+        parser.error("wrk not found: run `bash bench/tools.sh` (unpacks it into .tools/)")
+    if args.model is None:
+        from canaryflow.adapters.model_assets import minilm_path
+
+        args.model = str(minilm_path())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "device": args.device, "versions": args.versions, "zipf_s": args.zipf_s,
+        "concurrency": args.concurrency, "texts": args.texts, "settings": vars(args),
+    }  # fmt: skip
+    if args.device.startswith("cuda"):
+        import torch
+
+        report["device"] = torch.cuda.get_device_name(0)
+    with tempfile.TemporaryDirectory(prefix="bench-overcommit-") as tmp:
+        routing = Path(tmp) / "routing.yaml"
+        routing.write_text(routing_yaml(Path(args.model).resolve(), args.versions))
+        bodies = Path(tmp) / "bodies.jsonl"
+        write_bodies(bodies, args)
+
+        server, port = start(args, routing, None)
+        try:
+            resident = metric_sums(port)
+            version_bytes = max(row["device_bytes"] for row in resident.values())
+            report["all_resident"] = zipf_load(port, args, wrk, bodies)
+        finally:
+            stop_server(server)
+        fit = max(1, int(args.versions / args.ratio))
+        report["fit"] = fit
+        report["version_mb"] = version_bytes / 2**20
+        report["budget_mb"] = (fit + 0.5) * version_bytes / 2**20  # room for `fit`, not for one more
+        out.write_text(json.dumps(report, indent=2))
+        print(f"all resident: {report['all_resident']['sentences_per_s']:,.0f} sentences/s; one "
+              f"version {report['version_mb']:.1f} MB; budget {report['budget_mb']:.1f} MB for {fit}",
+              flush=True)  # fmt: skip
+
+        server, port = start(args, routing, report["budget_mb"])
+        try:
+            report["overcommit"] = zipf_load(port, args, wrk, bodies)
+            out.write_text(json.dumps(report, indent=2))
+            report["bring_back"] = bring_back(port, args.versions, args.probes, make_sentences(64, seed=3))
+        finally:
+            stop_server(server)
+    out.write_text(json.dumps(report, indent=2))
+    print_table(report)
+
+
+if __name__ == "__main__":
+    main()
