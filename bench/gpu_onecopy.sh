@@ -10,8 +10,8 @@
 # summary.json, encoder_sizes.json, log.txt (what this script prints), full.log (every line of the
 # benchmarks).
 # OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
-# room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit lanes" picks phases (default: all
-# but overcommit).
+# room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit arrival lanes" picks phases (default:
+# all but overcommit); arrival is bench/arrival.py (start-up, a new version routed in; arrival.json).
 #
 # On the GPU machine, from a checkout (or a copy of one) with the wheels, the fp16 MiniLM and
 # .tools (bash bench/tools.sh) beside it:
@@ -28,7 +28,7 @@ OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 
-PHASES=" ${PHASES:-modes sizes lanes} ${OVERCOMMIT:+overcommit} "
+PHASES=" ${PHASES:-modes sizes arrival lanes} ${OVERCOMMIT:+overcommit} "
 want() { [[ "$PHASES" == *" $1 "* ]]; }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 # phase_limit MAX: seconds a phase may take, MAX or what is left (minus a margin to write results)
@@ -97,11 +97,20 @@ if want overcommit && [ "$limit" -gt 50 ]; then
     | grep -E "^\||^one request|^all resident|^Device|Traceback|Error|error"
 fi
 
-limit=$(phase_limit 45)
+# ARRIVAL: each mode started from nothing until ready, then a second version routed into it
+limit=$(phase_limit 90)
+if want arrival && [ "$limit" -gt 40 ]; then
+  say "start-up and a new version's arrival (at most ${limit} s)"
+  timeout -s INT -k 10 "$limit" $PY bench/arrival.py --model "$MODEL" --device "$DEVICE" \
+      --workers "${WORKERS:-8}" --mode replicas --mode engine --out "$OUT/arrival.json" 2>&1 \
+    | tee -a "$OUT/full.log" | grep -E "^\||^replicas:|^engine:|^Device|Traceback|Error|error"
+fi
+
+limit=$(phase_limit 70)
 if want lanes && [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
-  say "GPU tests: a replica's one lane, passes on two lanes at once"
+  say "GPU tests of the graphs: lanes, captures while serving, eviction"
   CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$limit" $PY -m pytest --noconftest -m gpu -q \
-      -p no:cacheprovider tests/inference/test_cuda_graphs.py -k lanes 2>&1 | tail -3
+      -p no:cacheprovider tests/inference/test_cuda_graphs.py 2>&1 | tail -8
 fi
 say "done"
 }

@@ -205,6 +205,9 @@ class EngineClient:
     def submit(self, version: str, tokens: TokenizedBatch) -> asyncio.Future[EmbedResult]:
         if version not in self._infos or self._writer is None:
             raise UnknownVersion(f"version {version} is not loaded")
+        if self._writer.is_closing() or (self._reader_task is not None and self._reader_task.done()):
+            # The engine is gone: a request queued now would wait for an answer that never comes.
+            raise RuntimeError(self.load_error or "engine connection lost")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EmbedResult] = loop.create_future()
         self._schedule_flush(loop)

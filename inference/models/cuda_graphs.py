@@ -162,6 +162,11 @@ class _Lane:
     def __init__(self, device: torch.device, size: int, stream: torch.cuda.Stream | None = None) -> None:
         self.stream = stream if stream is not None else torch.cuda.Stream(device)
         self.inputs = torch.empty(size, dtype=torch.int64, device=device)
+        # Graphs are captured on the lane's own stream: cuBLAS keeps a workspace per (handle,
+        # stream) and a graph keeps the one it was captured with, so graphs of two lanes captured
+        # on one stream would share a workspace and corrupt each other's results when replayed at
+        # once.
+        self.capture_stream = torch.cuda.Stream(device)
         self.graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool: _POOL_HANDLE | None = None
 
@@ -263,27 +268,43 @@ class GraphedForward:
         return receiver
 
     def _capture(self, lane: _Lane, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        dummy = TokenizedBatch.filled(bucket.rows, bucket.width, self._pad_id + 1)
-        padded = self._pad(dummy, bucket)
+        """Capture `bucket` on `lane`, under the device lock, without stopping the device.
+
+        `torch.cuda.graph` synchronises the whole device and empties the allocator's caches
+        before every capture: harmless once before ready, but a server captures most buckets in
+        the background while it serves (and again after a version comes back to the device), and
+        each of those stalls would stop every pass in flight. Here the capture is ordered by
+        streams instead: the dummy input is written on the device after the lane's queued passes
+        have read its buffer, and the lane's next pass waits for the capture.
+        """
         current = torch.cuda.current_stream(self._device)
         current.wait_stream(lane.stream)  # the lane's passes queued so far have read its buffer
-        lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
+        features = self._features(lane, bucket)
+        with torch.cuda.stream(current):
+            features["input_ids"].fill_(self._pad_id + 1)
+            features["attention_mask"].fill_(1)
+            if "token_type_ids" in features:
+                features["token_type_ids"].fill_(0)
         side = torch.cuda.Stream(self._device)
         side.wait_stream(current)
         with torch.cuda.stream(side):
             for _ in range(2):  # library workspaces and lazy inits happen outside the capture
-                self._forward(self._features(lane, bucket))
-        current.wait_stream(side)
+                self._forward(features)
+        lane.capture_stream.wait_stream(side)
         if lane.pool is None:
             lane.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # Captures are serialised under the device lock, so what the allocator reserved meanwhile
         # is this graph's share of the pool.
         reserved = torch.cuda.memory_reserved(self._device)
-        with torch.cuda.graph(graph, pool=lane.pool, capture_error_mode="thread_local"):
-            output = self._forward(self._features(lane, bucket)).float()
+        with torch.cuda.stream(lane.capture_stream):
+            graph.capture_begin(lane.pool, capture_error_mode="thread_local")
+            try:
+                output = self._forward(features).float()
+            finally:
+                graph.capture_end()
         self.pool_bytes += max(0, torch.cuda.memory_reserved(self._device) - reserved)
-        lane.stream.wait_stream(current)  # the lane's next pass comes after the capture's copy
+        lane.stream.wait_stream(lane.capture_stream)  # the lane's next pass comes after the capture
         return graph, output
 
     def capture(self, bucket: Bucket) -> None:
@@ -354,7 +375,9 @@ class GraphedForward:
             with self._lock, torch.inference_mode():
                 if generation != self._generation:
                     return
-                lane = next(lane for lane in self._lanes if bucket not in lane.graphs)
+                lane = next((lane for lane in self._lanes if bucket not in lane.graphs), None)
+                if lane is None:  # captured meanwhile (e.g. by `capture`)
+                    continue
                 try:
                     lane.graphs[bucket] = self._capture(lane, bucket)
                 except RuntimeError as exc:  # served eagerly from now on, not retried on every request
