@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One short GPU call (bench/inference.md, "One copy of the weights"): 8 replicas (8 copies of the
-# weights) against the engine (8 HTTP fronts, one copy) at the top loads, single sentences at 512
+# weights) against the default on a GPU, the engine (8 HTTP fronts, one copy), at the top loads, single sentences at 512
 # and 1,024 wrk connections and 32-sentence requests at 64, each mode's start-up and GPU memory;
 # then, in the time left, encoders of BERT-base and BERT-large shape (seeded random weights) at 128
 # and 512 tokens against their graphed forward pass (bench/encoder_sizes.py); then, if time is
 # still left, the GPU tests of the lanes (a replica's one, the engine's two at once). Every phase
 # runs under `timeout` cut to what is left of BUDGET_S (default 265 s), so a slow start costs the
-# later phases, never the figures already taken. Results under $OUT: replicas8.json, engine8.json,
+# later phases, never the figures already taken. Results under $OUT: replicas8.json, default8.json,
 # summary.json, encoder_sizes.json, log.txt (what this script prints), full.log (every line of the
 # benchmarks).
 # OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
@@ -69,9 +69,11 @@ mode() {  # name, max seconds, serve options
 }
 if want modes; then
   mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
-  mode engine8 ${MODE_MAX_S:-85} --server-arg=--engine
+  # No mode named: the default on a GPU, the engine (one copy of the weights); its log says so.
+  mode default8 ${MODE_MAX_S:-85}
+  grep -o "serving mode: .*" "$OUT/full.log" | tail -1
   say "summary"
-  $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/engine8.json" --json "$OUT/summary.json"
+  $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/default8.json" --json "$OUT/summary.json"
 fi
 
 limit=$(phase_limit 200)
@@ -93,7 +95,7 @@ if want overcommit && [ "$limit" -gt 50 ]; then
   say "overcommit: ${OC_VERSIONS:-8} versions, budget for a quarter (at most ${limit} s)"
   timeout -s INT -k 10 "$limit" $PY bench/overcommit.py --model "$MODEL" --device "$DEVICE" \
       --versions "${OC_VERSIONS:-8}" --concurrency "${OC_CONCURRENCY:-64}" --measure-s 4 \
-      --probes "${OC_PROBES:-20}" --out "$OUT/overcommit.json" 2>&1 | tee -a "$OUT/full.log" \
+      --probes "${OC_PROBES:-20}" ${OC_ARGS:-} --out "$OUT/overcommit.json" 2>&1 | tee -a "$OUT/full.log" \
     | grep -E "^\||^one request|^all resident|^Device|Traceback|Error|error"
 fi
 
@@ -106,7 +108,7 @@ if want arrival && [ "$limit" -gt 40 ]; then
     | tee -a "$OUT/full.log" | grep -E "^\||^replicas:|^engine:|^Device|Traceback|Error|error"
 fi
 
-limit=$(phase_limit 70)
+limit=$(phase_limit 100)
 if want lanes && [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
   say "GPU tests of the graphs: lanes, captures while serving, eviction"
   CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$limit" $PY -m pytest --noconftest -m gpu -q \

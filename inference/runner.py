@@ -193,10 +193,13 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     engine_socket = os.path.join(workdir, "engine.sock")
     ctx = _worker_context()
+    # Every process sees the mode the parent chose (and each worker its streams from it).
+    settings = settings.model_copy(update={"engine": settings.resolved_engine()})
+    logging.getLogger(__name__).info("serving mode: %s", "engine" if settings.engine else "replicas")
     settings_json = settings.model_dump_json()
     routing_json = routing.model_dump_json() if routing else None
     cores = os.cpu_count() or 2
-    if settings.engine:
+    if settings.engine:  # resolved by `run`
         threads = max(2, cores // 4)
         procs = [ctx.Process(target=_engine, args=(settings_json, routing_json, engine_socket, threads))]
         fronts = range(settings.workers)

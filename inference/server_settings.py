@@ -17,7 +17,11 @@ class InferenceSettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server processes sharing the port")
-    engine: bool = Field(default=False, description="workers>1: one engine process holds the models")
+    engine: bool | None = Field(
+        default=None,
+        description="workers>1: one engine process holds the models (one copy of the weights), or "
+        "whole replicas (a copy each); None: the engine on a GPU, replicas on a CPU",
+    )
     device: str = Field(default="auto", description="auto (cuda when present), cpu, cuda, cuda:N")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     cuda_graphs: bool = Field(default=True, description="GPU: replay captured forward passes per shape")
@@ -102,7 +106,22 @@ class InferenceSettings(ComponentSettings):
         copies, its small kernels) with another's. A replica shares the GPU with the others already."""
         if self.gpu_streams is not None:
             return self.gpu_streams
-        return 2 if self.engine else 1
+        return 2 if self.resolved_engine() else 1
+
+    def resolved_engine(self) -> bool:
+        """On a GPU one engine process serves what 8 replicas serve from one copy of the weights
+        (bench/inference.md, "One copy of the weights"), so it is the default there. On a CPU every
+        replica computes on its own cores, and replicas stay the default.
+
+        Decided in the parent before any worker starts; for `device: auto` without importing torch
+        (seconds of start-up): the NVIDIA control device is there exactly where a GPU is mounted."""
+        if self.engine is not None:
+            return self.engine
+        if self.workers < 2:
+            return False
+        if self.device == "auto":
+            return Path("/dev/nvidiactl").exists()
+        return self.device.startswith("cuda")
 
     def resolved_device(self) -> str:
         if self.device != "auto":

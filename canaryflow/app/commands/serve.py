@@ -78,7 +78,8 @@ def serve_options(
         bool | None,
         typer.Option(
             "--engine/--replicas",
-            help="workers>1: one engine process holds the models, or whole replicas (default)",
+            help="workers>1: one engine process holds the models (default on a GPU), or whole replicas "
+            "(default on a CPU)",
         ),
     ] = None,
     cuda_graphs: Annotated[
