@@ -439,9 +439,15 @@ class GraphedForward:
             capturer.join(timeout_s)
 
     def release(self) -> None:
+        """Drop the graphs (the weights are about to move). On several lanes a pass queued before
+        may still be running on the device, reading these weights and replaying these graphs: the
+        lanes are drained first, or the weights' memory would be handed out again (or a graph
+        destroyed) under a running pass."""
         with self._lock:
             self._generation += 1
             for lane in self._lanes:
+                lane.stream.synchronize()
+                lane.capture_stream.synchronize()
                 lane.graphs.clear()
                 lane.pool = None
             self.pool_bytes = 0
