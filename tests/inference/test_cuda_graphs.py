@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from inference.models import cuda_graphs
 from inference.models.base import TokenizedBatch
 from inference.models.cuda_graphs import plan_replays
 from inference.models.sentence_transformer import SentenceTransformerModel
@@ -46,6 +48,16 @@ def _load(cuda_graphs: bool, gpu_streams: int = 1) -> SentenceTransformerModel:
     )  # fmt: skip
     model.warm_up()
     return model
+
+
+@pytest.fixture(autouse=True)
+def _no_capturer_outlives_its_test() -> Iterator[None]:
+    """Every model a test loads captures its other buckets in the background, on the one device
+    lock all models share: left running, they slow the next tests' captures (a test that waits
+    for its own background captures waited behind a dozen other models')."""
+    yield
+    for graphs in list(cuda_graphs._live):
+        graphs.stop_capturing(timeout_s=30)
 
 
 @pytest.fixture(scope="module")

@@ -188,3 +188,51 @@ def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
         if i != 3:
             assert rows is not None
             np.testing.assert_allclose(rows, st_model.encode(texts_i), atol=1e-5)
+
+
+def test_a_front_whose_engine_is_gone_refuses_at_once(engine_front: RunningServer, tmp_path: Path) -> None:
+    """The engine's end of the socket closes (its process died): requests queued before it are
+    failed, and a request after it is refused at once instead of waiting for an answer that
+    never comes (the front had kept queueing into the closed socket)."""
+    from inference.engine_process import EngineClient
+
+    engine_socket = engine_front.app.state.engine_socket
+    relay_path = str(tmp_path / "relay.sock")
+
+    async def drive() -> tuple[str, float]:
+        links: list[asyncio.StreamWriter] = []
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+            writer.close()
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_unix_connection(engine_socket)
+            links.extend([writer, up_writer])
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+        server = await asyncio.start_unix_server(relay, path=relay_path)
+        client = EngineClient(relay_path)
+        await client.start()
+        while "1" not in client.loaded:
+            await asyncio.sleep(0.01)
+        info = client.info("1")
+        assert info is not None
+        tokens = info.tokenizer.tokenize(SENTENCES[:2])
+        await client.submit("1", tokens)  # served through the relay
+        for link in links:  # the engine's end goes away
+            link.close()
+        server.close()
+        while client.load_error is None:
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(RuntimeError) as refused:
+            client.submit("1", tokens)
+        took = time.perf_counter() - started
+        await client.close()
+        return str(refused.value), took
+
+    message, took = asyncio.run(drive())
+    assert "engine connection lost" in message
+    assert took < 0.1
