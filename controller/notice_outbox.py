@@ -118,6 +118,10 @@ class NoticeOutbox:
             rows = self._conn().execute("SELECT channel, COUNT(*) FROM notify_outbox GROUP BY channel")
             return {str(name): int(count) for name, count in rows.fetchall()}
 
+    def adopt(self, channel: str) -> list[tuple[int, RolloutNotice]]:
+        """One process uses the file: what an earlier one left was taken by `pending` at the start."""
+        return []
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

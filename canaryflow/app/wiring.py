@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from canaryflow.adapters.database import Database, open_database
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
-from canaryflow.adapters.notify import NotificationSettings, notifier_from_settings
+from canaryflow.adapters.notify import NotificationSettings, Outbox, notifier_from_settings
 from canaryflow.adapters.predictions import read_records, reader_for
 from canaryflow.adapters.readiness.factory import readiness_from_settings
 from canaryflow.adapters.readiness.readiness_settings import KubernetesReadinessSettings
@@ -67,6 +67,7 @@ from controller.reconcile import PolicyLoader, Reconciler, default_policy_loader
 from controller.rollout.actions import ActionStore
 from controller.rollout.store import RolloutStore
 from controller.service import ControllerService, LoopWake
+from controller.shared_outbox import SharedNoticeOutbox
 from gitops.factory import approval_from_settings, git_repo_from_settings
 from gitops.git import GitRepo
 from gitops.gitops_settings import GitOpsSettings
@@ -293,7 +294,13 @@ def build_service(
     leadership = build_leadership(settings, store)
     notify = notification_settings or NotificationSettings()
     notice_log = NoticeLog(state_of(settings, store))  # what became of each notice, for the rollout's page
-    outbox = partial(NoticeOutbox, notify_outbox_path(settings.db_path))
+    # Replicas keep the notices they owe in the shared database, so one that dies leaves them to
+    # another (controller/shared_outbox.py); one controller keeps them in a file beside its store.
+    outbox: Callable[[], Outbox] = (
+        partial(SharedNoticeOutbox, store.db, leadership.identity, orphan_after_s=settings.leader_ttl_s)
+        if settings.database_url is not None
+        else partial(NoticeOutbox, notify_outbox_path(settings.db_path))
+    )
     notifier = notifier_from_settings(notify, outbox, on_settled=notice_log.record)
     fenced = leadership if settings.database_url is not None else None  # replicas: pushes fenced
     drift = build_drift_monitor(settings, store, registry, notifier, fenced)

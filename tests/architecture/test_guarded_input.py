@@ -32,6 +32,7 @@ ALLOWED = {
     "controller/drift_reference.py": "the reference file the controller saved itself, read through "
     "read_regular_file (bounded); a file it cannot read is treated as none set",
     "controller/notice_outbox.py": "rows the controller wrote to its own store",
+    "controller/shared_outbox.py": "rows the controller replicas wrote to their shared database",
     "controller/rollout/store.py": "rows the controller wrote to its own store",
     "controller/rollout/actions.py": "rows the controller wrote to its own store",
     "gitops/files.py": "files of the GitOps checkout canaryflow renders and commits",

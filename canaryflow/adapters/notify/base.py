@@ -24,8 +24,8 @@ class Channel(Protocol):
 
 class Outbox(Protocol):
     """Durable rows of (channel, notice), written before a notice is queued (implemented with the
-    controller's SQLite state, `controller/notice_outbox.py`). Any method may raise: the notifier then
-    goes on in memory."""
+    controller's SQLite state, `controller/notice_outbox.py`, and in the replicas' shared database,
+    `controller/shared_outbox.py`). Any method may raise: the notifier then goes on in memory."""
 
     def describe(self) -> str: ...
 
@@ -41,6 +41,12 @@ class Outbox(Protocol):
 
     def channels(self) -> dict[str, int]:
         """Every channel with rows waiting, and how many."""
+        ...
+
+    def adopt(self, channel: str) -> list[tuple[int, RolloutNotice]]:
+        """Rows another notifier owed and can no longer send (its replica is gone), now this one's,
+        oldest first; asked every few seconds by each channel's worker. An outbox only one process
+        uses (the SQLite file) answers []: `pending` at the start took everything."""
         ...
 
     def close(self) -> None: ...

@@ -98,6 +98,9 @@ class _Durable:
     def channels(self) -> dict[str, int]:
         return self._guard(lambda outbox: outbox.channels()) or {}
 
+    def adopt(self, channel: str) -> list[tuple[int, RolloutNotice]]:
+        return self._guard(lambda outbox: outbox.adopt(channel)) or []
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
@@ -122,9 +125,11 @@ class _Worker:
         queue_size: int,
         retry: tuple[int, float, float],
         on_settled: Settled | None = None,
+        adopt_every_s: float = 5.0,
     ) -> None:
         self.channel, self.key, self.durable, self.queue_size = channel, key, durable, queue_size
         self.on_settled = on_settled
+        self.adopt_every_s = adopt_every_s
         self.max_attempts, self.backoff_s, self.max_backoff_s = retry
         self.stats = ChannelStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -192,9 +197,27 @@ class _Worker:
         if row is None:
             self.stats.memory_only += 1
 
+    def _adopt(self) -> None:
+        """Queues what a replica that is gone still owed (a shared outbox; [] from a file), as far as
+        the queue has room: the rest stays this replica's rows, sent after its next start or adopted
+        by another replica when this one goes."""
+        for row, notice in self.durable.adopt(self.key):
+            try:
+                self._queue.put_nowait((row, notice))
+            except queue.Full:
+                return
+            self.stats.resumed += 1
+
     def _run(self) -> None:
+        next_adopt = time.monotonic() + self.adopt_every_s
         while True:
-            item = self._queue.get()
+            if time.monotonic() >= next_adopt:
+                self._adopt()
+                next_adopt = time.monotonic() + self.adopt_every_s
+            try:
+                item = self._queue.get(timeout=max(0.0, next_adopt - time.monotonic()))
+            except queue.Empty:
+                continue
             if item is _STOP or (self._abort.is_set() and self.durable.on):
                 return  # cut short by `close`: what is still queued stays in the outbox
             assert isinstance(item, tuple)
@@ -255,15 +278,18 @@ class BackgroundNotifier:
         max_backoff_s: float = 60.0,
         outbox: Callable[[], Outbox] | None = None,
         on_settled: Settled | None = None,
+        adopt_every_s: float = 5.0,
     ) -> None:
         """`outbox` opens the outbox (called once, here; an error falls back to memory, logged);
-        `on_settled` is told, from the channel's worker, what became of each notice."""
+        `on_settled` is told, from the channel's worker, what became of each notice; every
+        `adopt_every_s` each worker takes over what a replica that is gone still owed (a shared
+        outbox)."""
         self.events = frozenset(events)
         self._durable = _Durable(outbox)
         retry = (max_attempts, backoff_s, max_backoff_s)
         keys = _channel_keys(channels)
         self._workers = [
-            _Worker(c, key, self._durable, queue_size, retry, on_settled)
+            _Worker(c, key, self._durable, queue_size, retry, on_settled, adopt_every_s)
             for c, key in zip(channels, keys, strict=True)
         ]
         # Notices for a channel no longer configured stay in the outbox (it may come back); say so.
