@@ -37,9 +37,11 @@ def _waiting(path: Path) -> dict[str, int]:
         outbox.close()
 
 
-def _kill_while_queued(outbox: Path, url: str) -> None:
+def _kill_while_queued(outbox: Path | str, url: str, *owner: str) -> None:
+    """A notifier in a process of its own queues one notice for `url` (down) and is SIGKILLed;
+    with `owner`, a replica's notifier on the shared outbox in the database at `outbox`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.notify.outbox_process", str(outbox), url],
+        [sys.executable, "-m", "tests.notify.outbox_process", str(outbox), url, *owner],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.PIPE,

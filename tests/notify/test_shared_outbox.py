@@ -4,10 +4,6 @@ and on a real PostgreSQL server (what replicas share)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from functools import partial
@@ -22,8 +18,7 @@ from canaryflow.kernel.contracts.notifications import NoticeEvent
 from controller.shared_outbox import SharedNoticeOutbox
 from tests.notify.conftest import notice
 from tests.notify.receiver import Receiver
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.notify.test_outbox import _kill_while_queued
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -102,18 +97,7 @@ def test_a_notice_owed_by_a_killed_replica_is_delivered_by_another_once(
     down = Receiver()
     port, url = down._server.server_address[1], down.url
     down.stop()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.notify.outbox_process", database_url, url, "replica-a"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "queued"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+    _kill_while_queued(database_url, url, "replica-a")
     channel = CloudEventsChannel(url)
     outbox = partial(SharedNoticeOutbox, database, "replica-b", orphan_after_s=1.0)
     receiver = Receiver(port=port)
