@@ -6,6 +6,7 @@ the composition root (`canaryflow.app.wiring`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from canaryflow.kernel.contracts.serving_config import ServingConfig
 from canaryflow.kernel.types import RolloutSpec
@@ -29,8 +30,13 @@ def git_repo_from_settings(
     )
 
 
-def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None) -> GitHubApproval:
-    """The pull-request gate; with `repo`, a request first pushes the promotion commit to its branch."""
+def approval_from_settings(
+    settings: GitOpsSettings,
+    repo: GitRepo | None = None,
+    fenced: Callable[[], AbstractContextManager[None]] | None = None,
+) -> GitHubApproval:
+    """The pull-request gate; with `repo`, a request first pushes the promotion commit to its branch,
+    inside `fenced()` where replicas run (a deposed leader's push never starts, as for the steps')."""
     if not settings.github_repo:
         raise ValueError("github_repo: the GitHub repository (owner/name) is not set")
     token = settings.github_token.get_secret_value() if settings.github_token else None
@@ -39,7 +45,8 @@ def approval_from_settings(settings: GitOpsSettings, repo: GitRepo | None = None
         git_repo = repo
 
         def push(spec: RolloutSpec, branch: str) -> object:
-            return git_repo.push_branch(spec, 100, "promote", branch)
+            with fenced() if fenced is not None else nullcontext():
+                return git_repo.push_branch(spec, 100, "promote", branch)
 
     return GitHubApproval(
         github_client(settings.github_url, token),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,8 +105,9 @@ def build_step_context(
         gitops_settings, mode_for, serving_from_policy(), _version_source(controller)
     )
     gitops = faults.CrashAfterPush(repo, repo.workdir) if crash_after_push else repo
+    fenced = leadership.fenced if leadership is not None else None
     return StepContext(
-        gitops=FencedGitOps(gitops, leadership.fenced) if leadership is not None else gitops,
+        gitops=FencedGitOps(gitops, fenced) if fenced is not None else gitops,
         registry=registry_from_settings(controller.registry_backend, controller.registry_tracking_uri),
         metrics=metrics_source_from_settings(metrics_settings or MetricsSettings()),
         policy_for=load_policy,
@@ -113,7 +115,7 @@ def build_step_context(
         traffic_mode_for=mode_for,
         readiness=readiness_from_settings(controller.kubernetes, controller.inference_url),
         live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for, controller.inference_url),
-        approval=build_approval_gate(gitops_settings, repo),
+        approval=build_approval_gate(gitops_settings, repo, fenced),
         history=repo,
     )
 
@@ -185,13 +187,16 @@ def build_engine(
 
 
 def build_approval_gate(
-    gitops_settings: GitOpsSettings | None = None, repo: GitRepo | None = None
+    gitops_settings: GitOpsSettings | None = None,
+    repo: GitRepo | None = None,
+    fenced: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> GitHubApproval | None:
     """The pull-request gate where a GitHub repository is configured; with `repo`, a request pushes
-    the promotion commit to its branch first (the steps' gate), without it the controller's reader.
-    The same object says who may approve (`ReviewAuthority`), for webhook reviews."""
+    the promotion commit to its branch first (the steps' gate; fenced with replicas), without it the
+    controller's reader. The same object says who may approve (`ReviewAuthority`), for webhook
+    reviews."""
     gitops_settings = gitops_settings or GitOpsSettings()
-    return approval_from_settings(gitops_settings, repo) if gitops_settings.github_repo else None
+    return approval_from_settings(gitops_settings, repo, fenced) if gitops_settings.github_repo else None
 
 
 def bound_mlflow_calls(timeout_s: float) -> None:

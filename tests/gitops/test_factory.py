@@ -72,6 +72,36 @@ def test_approval_from_settings_pushes_the_promotion_branch(
     )
 
 
+def test_a_deposed_leader_pushes_no_approval_branch(
+    git_remote: Path, make_settings, spec: RolloutSpec
+) -> None:
+    """With replicas the promotion branch is pushed inside the leader's fence, as the steps' commits
+    are: a replica that no longer leads opens no pull request and pushes nothing."""
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from canaryflow.adapters.database import Deposed
+
+    leading = [True]
+
+    @contextmanager
+    def fenced() -> Iterator[None]:
+        if not leading[0]:
+            raise Deposed("another replica leads now")
+        yield
+
+    with GitHubServer("acme", "gitops") as github:
+        settings = make_settings(
+            git_remote, github_url=github.url, github_repo="acme/gitops", github_token="t"
+        )
+        gate = approval_from_settings(settings, repo=git_repo_from_settings(settings), fenced=fenced)
+        leading[0] = False
+        with pytest.raises(Deposed):
+            gate.request(spec, "report")
+        assert not [r for r in github.double.requests if r.method == "POST"], "a pull request was opened"
+    assert git("--git-dir", str(git_remote), "branch", "--list", "canaryflow/r-42").strip() == ""
+
+
 def test_approval_needs_a_repository(make_settings, git_remote: Path) -> None:
     with pytest.raises(ValueError, match="github_repo"):
         approval_from_settings(make_settings(git_remote))
