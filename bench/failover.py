@@ -15,7 +15,11 @@ duplicate). It reports:
 - lost: acknowledged deliveries missing from the shared inbox; doubled: inbox rows or rollouts beyond
   one per delivery; unsettled: inbox rows never processed;
 - double_commits: (rollout, weight, decision) triples that appear more than once in the remote's history;
-- outcomes: each rollout's final phase (all `promoted` expected) and the `champion` alias after it.
+- outcomes: each rollout's final phase (all `promoted` expected) and the `champion` alias after it;
+- notices: every replica sends its notices as CloudEvents to one receiver here; a notice the dead
+  leader still owed is in the shared outbox and adopted by a live replica (controller/shared_outbox.py).
+  Missing: a rollout without its `started` or its `promoted` notice; repeated: an id received more
+  than once (at-least-once: the same id, so receivers de-duplicate); owed at the end: outbox rows.
 
     .venv/bin/python bench/failover.py            # table on stdout, bench/failover.json
     .venv/bin/python bench/failover.py --models 5 --ttl 15 --renew 3
@@ -26,6 +30,7 @@ The test tests/controller/test_failover.py runs the same scenario, smaller, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -36,6 +41,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,35 @@ from tests.controller.traffic import TrafficServer  # noqa: E402
 
 SECRET = "failover-secret"
 POLICY = CRASH_POLICY.replace("name: fast", "name: failover")  # the crash test's, under its own name
+
+
+class NoticeSink:
+    """The CloudEvents receiver every replica notifies: the `ce-id` of each notice, in arrival order."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                with lock:
+                    sink.ids.append(self.headers.get("ce-id", ""))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @dataclass
@@ -151,6 +186,7 @@ def run_failover(
     policy = work / "policy.yaml"
     policy.write_text(POLICY)
     traffic = [TrafficServer(name, {"1": 10.0, "2": 10.0}).__enter__() for name in names]
+    sink = NoticeSink()
     started_replicas: list[Controller] = []
     try:
         for label in "abcdefgh"[:replicas]:
@@ -164,6 +200,7 @@ def run_failover(
                 "CANARYFLOW_CONTROLLER_LEADER_TTL_S": str(ttl_s),
                 "CANARYFLOW_CONTROLLER_LEADER_RENEW_S": str(renew_s),
                 "CANARYFLOW_CONTROLLER_SHARDS": str(shards),
+                "CANARYFLOW_NOTIFY_CLOUDEVENTS_URL": sink.url,
             }
             started_replicas.append(Controller(home, env))
         leader, *others = started_replicas
@@ -249,8 +286,17 @@ def run_failover(
             return mine if len(mine) >= models and all(r["finished_at"] for r in mine) else None
 
         rollouts = _wait(finished, finish_timeout_s, f"every rollout to finish:\n{follower.log_tail()}", 0.5)
-        with connect(database_url) as conn:
+        with connect(database_url, autocommit=True) as conn:
             rows = conn.execute("SELECT delivery_id, processed_at FROM cf_inbox").fetchall()
+
+            def owed() -> int:
+                row = conn.execute("SELECT COUNT(*) FROM cf_notify_outbox").fetchone()
+                return int(row[0]) if row else 0
+
+            # The dead leader's notices wait for its heartbeat to go stale, then a few seconds.
+            with contextlib.suppress(RuntimeError):
+                _wait(lambda: owed() == 0, ttl_s + 30, "the notices owed to be sent", 0.5)
+            owed_at_end = owed()
         stored = Counter(r[0] for r in rows)
         commits = [c for c in _trailers(remote) if c["Rollout-Id"] in {r["id"] for r in rollouts}]
         triples = Counter((c["Rollout-Id"], c["Traffic-Weight"], c["Decision"]) for c in commits)
@@ -277,6 +323,15 @@ def run_failover(
             "champions": {
                 name: client.get_model_version_by_alias(name, "champion").version for name in names
             },
+            "notices": len(set(sink.ids)),
+            "notices_missing": sum(
+                1
+                for r in rollouts
+                for event in ("started", "promoted")
+                if not any(i.startswith(f"{r['id']}.{event}.") for i in sink.ids)
+            ),
+            "notices_repeated": sum(n - 1 for n in Counter(sink.ids).values()),
+            "notices_owed_at_end": owed_at_end,
         }
         return report
     finally:
@@ -284,6 +339,7 @@ def run_failover(
             replica.stop()
         for server in traffic:
             server.__exit__()
+        sink.stop()
 
 
 def table(report: dict[str, Any]) -> str:
@@ -300,6 +356,9 @@ def table(report: dict[str, Any]) -> str:
         ("lost / doubled / unsettled deliveries",
          f"{report['lost']} / {report['doubled']} / {report['unsettled']}"),
         ("double commits (of commits)", f"{report['double_commits']} (of {report['commits']})"),
+        ("notices: distinct / missing / repeated (same id) / owed at the end",
+         f"{report['notices']} / {report['notices_missing']} / {report['notices_repeated']} / "
+         f"{report['notices_owed_at_end']}"),
         ("rollouts' outcomes", ", ".join(f"{p}" for p in report["outcomes"].values())),
         ("champions after", ", ".join(report["champions"].values())),
     ]  # fmt: skip
@@ -350,7 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(report))
     print(f"\nJSON: {args.out}")
     ok = report["takeover_s"] <= (30 if args.shards == 1 else 60) and not (
-        report["lost"] or report["doubled"] or report["double_commits"]
+        report["lost"]
+        or report["doubled"]
+        or report["double_commits"]
+        or report["notices_missing"]
+        or report["notices_owed_at_end"]
     )
     return 0 if ok and set(report["outcomes"].values()) == {"promoted"} else 1
 

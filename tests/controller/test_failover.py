@@ -25,3 +25,5 @@ def test_the_follower_takes_over_without_losing_doubling_or_committing_twice(
     assert report["double_commits"] == 0 and report["commits"] == 2 * 3, report
     assert set(report["outcomes"].values()) == {"promoted"}, report
     assert set(report["champions"].values()) == {"2"}, report
+    # Every rollout's started and promoted notices arrived; none is owed (the dead leader's adopted).
+    assert (report["notices_missing"], report["notices_owed_at_end"]) == (0, 0), report
