@@ -30,6 +30,7 @@ import numpy as np
 from canaryflow.kernel.analysis import AnalysisResult
 from canaryflow.kernel.analysis.judge import WindowMemo, evaluate_series, evidence, thin_evidence
 from canaryflow.kernel.analysis.observations import Observations
+from canaryflow.kernel.analysis.paired import pair_by_time
 from canaryflow.kernel.analysis.series import ObservationSeries, concat
 from canaryflow.kernel.types import CheckEvidence
 
@@ -80,7 +81,8 @@ def advance(policy: Policy, state: StepAnalysis, new_looks: Sequence[Observation
     if state.decided or not new_looks:
         return state
     added = ObservationSeries.from_observations(new_looks)
-    series = added if state.series is None else concat(state.series, added)
+    # Latencies paired by time (as `evaluate_series` pairs them) only for the new looks' intervals.
+    series = pair_by_time(added if state.series is None else concat(state.series, added), state.series)
     skipped = int(np.searchsorted(series.elapsed_s, state.judge_after_s, side="right"))
     first = max(state.judged, skipped)
     if first >= len(series):
