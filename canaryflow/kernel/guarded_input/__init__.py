@@ -173,7 +173,14 @@ def _acceptable(doc: Any) -> bool:
             if nodes > MAX_NODES:
                 return False
             for child in children:
-                if isinstance(child, dict | list):
+                kind = type(child)  # the common leaves first, without a call
+                if kind is float:
+                    if not math.isfinite(child):
+                        return False
+                elif kind is str:
+                    if not child.isascii() and not _acceptable_leaf(child):
+                        return False
+                elif kind is dict or kind is list or isinstance(child, dict | list):
                     nodes -= 1  # counted when popped
                     stack.append((child, depth + 1))
                 elif not _acceptable_leaf(child):
