@@ -44,7 +44,8 @@ class StepAnalysis:
 
     `judge_after_s`: looks at or before this elapsed time are never judged (a bake: the last step
     passed on them; they still place the windows and the pairing). `series`: every look read,
-    oldest first, counted from the warm-up's end. `judged`: looks judged so far. `result`: the
+    oldest first, counted from the warm-up's end, its latencies paired by time (`pair_by_time`: the
+    next call pairs only its new looks). `judged`: looks judged so far. `result`: the
     verdict at the first decisive look once there is one (it stands, as in a replay), else at the
     last look judged. `verdict_look`: the reading that verdict is at (the step's forecast's)."""
 
