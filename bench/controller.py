@@ -19,6 +19,8 @@ Prometheus scraping a traffic generator that speaks the inference servers' metri
 5. look cost: the judge's time for a step's new look at minute 1, 5, 10, 20 and 30 of the step
    (the live path, `incremental.advance`) beside judging every look again (`analyze_looks`).
 6. loop overhead: the loop's own cost per rollout with steps that do nothing.
+7. judged loop: the same loop with the real analysis step and judge, fed synthetic looks (one new
+   look per rollout per tick, no Prometheus): a look's cost all in but the reads.
 
 A phase that reconciled or judged nothing fails (exit 1, the reason in the JSON). The JSON is
 rewritten (atomically) after every phase, so a run that dies keeps the phases it finished. Run it
@@ -532,14 +534,112 @@ def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
     }
 
 
+def judged_loop(tmp: Path, r: int, ticks: int, kept_looks: int = 60) -> dict[str, Any]:
+    """A look all in but the Prometheus reads: the loop (store, local runner, mirror) with the real
+    analysis step, its cache and the judge, fed by a source that hands each rollout one new synthetic
+    look per call (after `kept_looks` at its first: a step five minutes old). CPU per rollout per
+    tick, and the judge's part of it (`incremental.advance`)."""
+    from typing import cast
+
+    from pydantic import SecretStr
+
+    import workflows.steps.analysis as analysis_step
+    from controller.controller_settings import ControllerSettings
+    from controller.observability import ControllerMetrics
+    from controller.reconcile import Reconciler
+    from controller.rollout.records import RolloutRecord
+    from controller.rollout.store import RolloutStore
+    from policies import load_policy
+    from workflows.local.runner import LocalRunner
+    from workflows.steps import STEPS
+    from workflows.steps.base import StepOutcome
+    from workflows.steps.context import StepContext
+
+    looks = _synthetic_looks(kept_looks + ticks + 8)
+
+    class Source:  # the MetricsSource calls the analysis step makes
+        def observe_looks(self, *args: Any, from_look: int = 1, **kw: Any) -> list[Any]:
+            return looks[from_look - 1 : from_look + (kept_looks if from_look == 1 else 0)]
+
+        def scraped(self, *args: Any) -> bool:
+            return True
+
+    class Tags:  # the registry read each look makes (promote-now directives): none
+        def version_tags(self, model: str, version: str) -> dict[str, str]:
+            return {}
+
+    none = cast(Any, None)
+    ctx = StepContext(none, cast(Any, Tags()), cast(Any, Source()), none, none, none)
+    judged_s = [0.0]
+    advance = analysis_step.advance
+
+    def timed_advance(policy: Any, state: Any, new_looks: Any) -> Any:
+        t0 = time.thread_time()
+        try:
+            return advance(policy, state, new_looks)
+        finally:
+            judged_s[0] += time.thread_time() - t0
+
+    def step(node: Any, step_input: Any) -> StepOutcome:
+        if node.step in ("analyze", "bake"):
+            return STEPS[node.step](ctx, step_input)
+        return StepOutcome(state="succeeded", outputs={o: "0" * 40 for o in node.outputs})
+
+    (tmp / "judged").mkdir()
+    policy = load_policy(str(tmp / "cadence.yaml"))
+    settings = ControllerSettings(
+        db_path=tmp / "judged" / "c.db", mlflow_webhook_secret=SecretStr("x"), reconcile_workers=0
+    )
+    store = RolloutStore(settings.db_path)
+    runner = LocalRunner(settings.db_path, step, lambda name: policy)
+    reconciler = Reconciler(
+        settings, store, runner, None, ControllerMetrics(store), policy_loader=lambda n: policy
+    )
+    now = time.time()
+    for i in range(r):
+        store.create_rollout(
+            RolloutRecord(
+                id=f"j{i}-v2", model=f"j{i}", baseline_version="1", canary_version="2",
+                created_at=now + i, updated_at=now,
+            )
+        )  # fmt: skip
+    for _ in range(2):  # start every workflow and run it up to its analysis, with the kept looks
+        reconciler.tick()
+    before = len(ctx.analyses.lateness())
+    analysis_step.advance = timed_advance
+    try:
+        cpu, wall = [], []
+        for _ in range(ticks):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            reconciled = reconciler.tick()
+            cpu.append((time.thread_time() - c0) / r)
+            wall.append((time.perf_counter() - t0) / r)
+            if reconciled != r:
+                raise PhaseFailed(f"judged loop: a tick reconciled {reconciled} of {r} rollouts")
+    finally:
+        analysis_step.advance = advance
+    judged = len(ctx.analyses.lateness()) - before
+    if judged != r * ticks:
+        raise PhaseFailed(f"judged loop: {judged} looks judged, {r * ticks} due")
+    return {
+        "rollouts": r,
+        "ticks": ticks,
+        "looks_judged": judged,
+        "step_age_looks": kept_looks,
+        "cpu_per_rollout_ms": percentile(cpu, 50) * 1000,
+        "wall_per_rollout_ms": percentile(wall, 50) * 1000,
+        "judge_per_look_ms": judged_s[0] / judged * 1000,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "controller.json")
     parser.add_argument(
         "--phases",
-        default="latency,burst,cadence,rollouts,looks,overhead",
-        help="which of latency,burst,cadence,rollouts,looks,overhead",
+        default="latency,burst,cadence,rollouts,looks,overhead,judged",
+        help="which of latency,burst,cadence,rollouts,looks,overhead,judged",
     )
     parser.add_argument("--cadence-rollouts", type=int, default=None, help="rollouts in analysis at once")
     parser.add_argument("--cadence-seconds", type=float, default=120.0)
@@ -601,10 +701,11 @@ def main(argv: list[str] | None = None) -> int:
                 client, live, service, traffic, n_rollouts, n_ticks)),
             "looks": ("look_cost", look_cost),
             "overhead": ("loop_overhead", lambda: loop_overhead(tmp, n_rollouts, n_ticks)),
+            "judged": ("judged_loop", lambda: judged_loop(tmp, n_rollouts, n_ticks)),
         }  # fmt: skip
         failed = False
         try:
-            for phase in ("latency", "burst", "cadence", "rollouts", "looks", "overhead"):
+            for phase in ("latency", "burst", "cadence", "rollouts", "looks", "overhead", "judged"):
                 if phase not in phases:
                     continue
                 key, run = runs[phase]
@@ -692,7 +793,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append(
                 (
                     f"look cost at minute {row['minute']}",
-                    f"{row['incremental_ms']:.0f} ms (slowest {row['incremental_max_ms']:.0f} ms)",
+                    f"{row['incremental_ms']:.1f} ms (slowest {row['incremental_max_ms']:.0f} ms)",
                     f"judging all {row['looks']} looks again: {row['full_ms']:.0f} ms",
                 )
             )
@@ -709,6 +810,15 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "Argo mode: controller's work per tick",
                 f"{o['controller_per_rollout_ms']:.2f} ms/rollout",
                 f"of it mirroring status {o['mirror_per_rollout_ms']:.2f} ms (profiled, no engine call)",
+            )
+        )
+    if (j := results.get("judged_loop")) is not None and "failed" not in j:
+        rows.append(
+            (
+                "a look all in but the reads",
+                f"{j['cpu_per_rollout_ms']:.1f} ms CPU/rollout",
+                f"{j['rollouts']} rollouts, one new look each per tick; the judge "
+                f"{j['judge_per_look_ms']:.1f} ms of it",
             )
         )
     return rows

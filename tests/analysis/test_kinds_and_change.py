@@ -16,6 +16,7 @@ from canaryflow.kernel.analysis import (
 )
 from canaryflow.kernel.analysis.kinds import METRIC_KINDS, CheckSeries, Levels, MetricSpec
 from canaryflow.kernel.analysis.kinds.base import MetricKind, compare
+from canaryflow.kernel.analysis.observations import MetricArms
 from canaryflow.kernel.analysis.replay import RequestLog, replay_log
 from canaryflow.kernel.analysis.sequential import binomial_cs
 from canaryflow.kernel.analysis.series import ObservationSeries
@@ -240,3 +241,49 @@ def test_a_live_verdict_carries_each_checks_estimate_and_bounds_at_every_look_up
         series.elapsed_s[0],
         series.elapsed_s[-1],
     )
+
+
+@pytest.mark.parametrize(
+    ("policy_name", "metric_name", "direction"),
+    [
+        ("default", "latency", None),
+        ("default", "latency", "higher_is_better"),
+        ("default", "error_rate", None),
+        ("llm", "decode_speed", None),  # a reciprocal quantity, higher is better
+        ("llm", "truncated", None),  # a finish reason, a difference of rates
+    ],
+)
+def test_searching_only_the_bounds_a_check_reads_changes_none_of_its_numbers(
+    policy_name: str, metric_name: str, direction: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of each arm and level an evaluator searches only the bound `compare` reads (`bounds_read`):
+    every statistic and verdict is the one searching both sides gives, whichever way the metric reads."""
+    from canaryflow.kernel.analysis.kinds import error_rate, latency
+    from canaryflow.kernel.analysis.paired import pair_by_time
+    from canaryflow.kernel.analysis.sequential import cdf_cs
+    from tests.analysis.test_incremental import _looks
+
+    metric = next(m for m in load_policy(policy_name).metrics if m.name == metric_name)
+    if direction is not None:
+        metric = metric.model_copy(update={"direction": direction})
+    levels = Levels(same=0.0025, tolerance=0.0125, promote=0.05, prior_strength=300.0)
+    kind = METRIC_KINDS[metric.kind]
+    for scenario in ("same", "slower", "errors"):
+        looks = _looks(5, scenario, 40, 10.0)
+        if metric.kind == "finish_reason":  # its own series: the arms' errors read as the reason
+            own = [MetricArms(baseline=look.baseline, canary=look.canary) for look in looks]
+            looks = [
+                look.model_copy(update={"per_metric": {metric.name: arms}})
+                for look, arms in zip(looks, own, strict=True)
+            ]
+        series = pair_by_time(ObservationSeries.from_observations(looks))
+        judged = series.per_metric.get(metric.name, series)
+        with monkeypatch.context() as both_sides:
+            both_sides.setattr(error_rate, "binomial_cs", lambda *a, **kw: binomial_cs(*a[:4]))
+            both_sides.setattr(latency, "cdf_cs", lambda *a, **kw: cdf_cs(*a[:4]))
+            expected = kind.evaluate(metric, judged, levels)
+        for want, got in zip(expected, kind.evaluate(metric, judged, levels), strict=True):
+            assert want.stats.keys() == got.stats.keys()
+            for name in want.stats:
+                assert np.array_equal(want.stats[name], got.stats[name], equal_nan=True), name
+            assert np.array_equal(want.fails, got.fails) and np.array_equal(want.passes, got.passes)

@@ -9,7 +9,7 @@ from canaryflow.kernel.analysis.observations import DEFAULT_LATENCY_BUCKETS_S
 from canaryflow.kernel.analysis.paired import pair_by_time
 from canaryflow.kernel.analysis.replay import RequestLog, look_times, replay_log
 from canaryflow.kernel.analysis.replay import _ArmCumulative as ArmCumulative
-from canaryflow.kernel.analysis.series import ObservationSeries
+from canaryflow.kernel.analysis.series import ArmSeries, ObservationSeries
 from policies import load_policy
 
 POLICY = load_policy("default")
@@ -89,3 +89,51 @@ def test_the_engine_promotes_a_bursty_same_version_canary_and_rolls_back_a_slowe
     assert slower.decision == "rollback"
     p95 = next(c for c in same.checks if c.metric == "latency_p95")
     assert "same moments" in (p95.reason or "")
+
+
+def test_pairing_only_the_new_looks_gives_what_pairing_them_all_gives() -> None:
+    """A live step pairs only the intervals after the looks it kept (`known`): the same paired counts
+    as pairing the whole series, whether the kept looks placed a median or not, and for a quiet
+    interval after them (2 requests/s: under the pairing minimum, it keeps the last shift placed)."""
+    parts = [(60.0, 2.0), (240.0, 30.0), (60.0, 2.0), (240.0, 30.0)]  # (seconds, requests/s)
+    logs, offset = [], 0.0
+    for seed, (seconds, rps) in enumerate(parts):
+        part = _log(4 + seed, seconds, rps, 1.2, bursts=True)
+        logs.append((part, offset))
+        offset += seconds
+    log = RequestLog(
+        t=np.concatenate([part.t + at for part, at in logs]),
+        canary=np.concatenate([part.canary for part, _ in logs]),
+        latency_s=np.concatenate([part.latency_s for part, _ in logs]),
+        ok=np.ones(sum(part.t.size for part, _ in logs), dtype=bool),
+    )
+    whole = _series(log, offset)
+    expected = pair_by_time(whole)
+    assert expected.canary.paired_counts is not None
+    for kept in (1, 3, 11, 12, 13, 50, 60, 61, 64, 70, len(whole) - 1):
+        known = pair_by_time(_prefix(whole, kept))
+        for more in (1, 4):
+            end = min(kept + more, len(whole))
+            paired = pair_by_time(_prefix(whole, end), known)
+            for arm, want in ((paired.canary, expected.canary), (paired.baseline, expected.baseline)):
+                assert arm.paired_counts is not None and want.paired_counts is not None
+                assert np.array_equal(arm.paired_counts, want.paired_counts[:end])
+    assert pair_by_time(expected) is expected  # paired already: as it is
+
+
+def _prefix(series: ObservationSeries, looks: int) -> ObservationSeries:
+    def arm(a: ArmSeries) -> ArmSeries:
+        assert a.latency_counts is not None and a.latency_totals is not None
+        return ArmSeries(
+            requests=a.requests[:looks],
+            errors=a.errors[:looks],
+            latency_counts=a.latency_counts[:looks],
+            latency_totals=a.latency_totals[:looks],
+        )
+
+    return ObservationSeries(
+        elapsed_s=series.elapsed_s[:looks],
+        canary=arm(series.canary),
+        baseline=arm(series.baseline),
+        latency_bounds=series.latency_bounds,
+    )

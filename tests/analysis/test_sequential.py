@@ -111,3 +111,27 @@ def test_one_sided_evidence_is_a_valid_lower_bound_on_the_exact_one_sided_mixtur
     approx = float(log_mixture_one_sided(s, n, f, above))
     assert approx <= exact + 1e-9  # never claims more evidence than there is
     assert approx > float(log_mixture(s, n, f))  # and more than the two-sided mixture gives
+
+
+def test_many_levels_and_sides_in_one_call_are_the_bounds_of_separate_calls() -> None:
+    """A live look judges all its levels and arms in one `binomial_cs` call (its cost is per call):
+    every bound is the one a call of its own gives, to the last bit, and a side not wanted reads
+    the trivial bound (0 below, 1 above) without being searched."""
+    rng = np.random.default_rng(11)
+    trials = rng.integers(0, 50_000, size=(2, 40)).astype(float)
+    successes = np.floor(trials * rng.random(trials.shape) ** 2)
+    successes[:, :3] = 0.0  # no success: lower bound 0
+    successes[:, 3:6] = trials[:, 3:6]  # no failure: upper bound 1
+    alphas = np.asarray([0.0025, 0.00125, 0.025])
+    lower, upper = binomial_cs(successes, trials, alphas[:, None, None], prior_strength=300.0)
+    for i, alpha in enumerate(alphas):
+        for arm in range(2):
+            alone_lower, alone_upper = binomial_cs(successes[arm], trials[arm], float(alpha), 300.0)
+            assert np.array_equal(lower[i, arm], alone_lower)
+            assert np.array_equal(upper[i, arm], alone_upper)
+    wanted = rng.random(lower.shape) < 0.5
+    some_lower, some_upper = binomial_cs(
+        successes, trials, alphas[:, None, None], 300.0, lower_wanted=wanted, upper_wanted=~wanted
+    )
+    assert np.array_equal(some_lower, np.where(wanted, lower, 0.0))
+    assert np.array_equal(some_upper, np.where(~wanted, upper, 1.0))

@@ -94,3 +94,25 @@ def test_cli_refuses_unusable_policies_in_one_line(tmp_path):
     result = _render(tmp_path, "--model", "minilm\n")
     assert result.returncode == 2 and "--model" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("doc", "refusal"),
+    [
+        ({"a": [1, 2, {"b": float("nan")}]}, "doc.a[2].b: nan is not a finite number"),
+        ({"a": {"deep": [0.5, float("-inf")]}, "z": 1}, "doc.a.deep[1]: -inf is not a finite number"),
+        ([1, "ok", "\ud800"], "doc[2]: a string holding a lone surrogate (\\ud800)"),
+        ({"n": 10**300}, "doc.n: an integer of more than 64 digits"),
+        ({"\udc00": 1}, "doc: a string holding a lone surrogate (\\udc00)"),
+        (json.loads("[" * 70 + "]" * 70), "doc: nested too deeply (more than 64 levels)"),
+    ],
+)
+def test_a_parsed_tree_is_refused_naming_the_path_of_the_value(doc, refusal):
+    """`check_tree` walks a document without paths first (most are fine: a step's verdict on every
+    tick); a refused one is still named where it stands."""
+    from canaryflow.kernel.guarded_input import InputRefused, check_tree
+
+    with pytest.raises(InputRefused) as refused:
+        check_tree(doc, "doc")
+    assert str(refused.value) == refusal
+    check_tree({"fine": [[1, 2.5, "é", None, True, {"k": -3}]] * 1000}, "doc")  # and a fine one passes

@@ -272,11 +272,13 @@ class LocalRunner:
         if record.retry_at is not None and now < record.retry_at:
             return
         # A new attempt: from Pending, or an action found Running (its process died mid-step).
+        stored = (record.phase, record.retry_at, record.started_at, record.attempt)
         if record.phase == "Pending" or task.kind == "action":
             record.attempt += 1
         record.phase, record.retry_at = "Running", None
         record.started_at = record.started_at if record.started_at is not None else now
-        self._store.save_node(run.name, record)
+        if (record.phase, record.retry_at, record.started_at, record.attempt) != stored:
+            self._store.save_node(run.name, record)  # a polled node's next call changes nothing here
         try:
             # The policy as submitted (a restart runs the same one); everything else from the artifact.
             call = dag.invocation(

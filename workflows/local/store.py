@@ -9,6 +9,7 @@ database only the leading controller's runner moves a workflow (canaryflow/adapt
 from __future__ import annotations
 
 import json
+import threading
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -86,11 +87,19 @@ class NodeRecord(BaseModel):
         )
 
 
+_PARSED_KEPT = 4096  # runs whose spec and policy are kept parsed: every run in flight, with room
+
+
 class RunStore:
     def __init__(self, database: Database | Path | str) -> None:
         self.db = as_database(database)
         self.db_path = self.db.describe()
         self.db.migrate("workflow", _MIGRATIONS)
+        # A run's spec and policy as parsed from their stored JSON, by run name: a run is read twice
+        # per reconcile, and validating a policy costs more than the rest of the read. Both models
+        # are frozen; the entry is used only while the stored text is the same.
+        self._parsed: dict[str, tuple[str, str, RolloutSpec, Policy]] = {}
+        self._parsed_lock = threading.Lock()
 
     def _connect(self) -> AbstractContextManager[Connection]:
         # One transaction, committed on success, rolled back on error; SQLite's takes the write lock at
@@ -127,15 +136,28 @@ class RunStore:
         if not rows:
             raise KeyError(name)
         row = rows[0]
-        return RunRecord(
+        spec, policy = self._spec_and_policy(name, row[0], row[1])
+        return RunRecord.model_construct(  # the parts are validated models, the rest the runner's own
             name=name,
-            spec=RolloutSpec.model_validate_json(row[0]),
-            policy=Policy.model_validate_json(row[1]),
+            spec=spec,
+            policy=policy,
             phase=row[2],
             message=row[3],
             stop_reason=row[4],
             exit_cause=row[5],
         )
+
+    def _spec_and_policy(self, name: str, spec_json: str, policy_json: str) -> tuple[RolloutSpec, Policy]:
+        with self._parsed_lock:
+            kept = self._parsed.get(name)
+        if kept is not None and kept[0] == spec_json and kept[1] == policy_json:
+            return kept[2], kept[3]
+        spec, policy = RolloutSpec.model_validate_json(spec_json), Policy.model_validate_json(policy_json)
+        with self._parsed_lock:
+            self._parsed[name] = (spec_json, policy_json, spec, policy)
+            while len(self._parsed) > _PARSED_KEPT:
+                self._parsed.pop(next(iter(self._parsed)))
+        return spec, policy
 
     def nodes(self, name: str) -> dict[str, NodeRecord]:
         rows = self.db.query(
@@ -144,7 +166,7 @@ class RunStore:
             (name,),
         )
         return {
-            r[0]: NodeRecord(
+            r[0]: NodeRecord.model_construct(  # the columns the runner wrote (save_node), as they were
                 node=r[0],
                 phase=r[1],
                 attempt=r[2],

@@ -30,6 +30,7 @@ import numpy as np
 from canaryflow.kernel.analysis import AnalysisResult
 from canaryflow.kernel.analysis.judge import WindowMemo, evaluate_series, evidence, thin_evidence
 from canaryflow.kernel.analysis.observations import Observations
+from canaryflow.kernel.analysis.paired import pair_by_time
 from canaryflow.kernel.analysis.series import ObservationSeries, concat
 from canaryflow.kernel.types import CheckEvidence
 
@@ -43,7 +44,8 @@ class StepAnalysis:
 
     `judge_after_s`: looks at or before this elapsed time are never judged (a bake: the last step
     passed on them; they still place the windows and the pairing). `series`: every look read,
-    oldest first, counted from the warm-up's end. `judged`: looks judged so far. `result`: the
+    oldest first, counted from the warm-up's end, its latencies paired by time (`pair_by_time`: the
+    next call pairs only its new looks). `judged`: looks judged so far. `result`: the
     verdict at the first decisive look once there is one (it stands, as in a replay), else at the
     last look judged. `verdict_look`: the reading that verdict is at (the step's forecast's)."""
 
@@ -80,7 +82,8 @@ def advance(policy: Policy, state: StepAnalysis, new_looks: Sequence[Observation
     if state.decided or not new_looks:
         return state
     added = ObservationSeries.from_observations(new_looks)
-    series = added if state.series is None else concat(state.series, added)
+    # Latencies paired by time (as `evaluate_series` pairs them) only for the new looks' intervals.
+    series = pair_by_time(added if state.series is None else concat(state.series, added), state.series)
     skipped = int(np.searchsorted(series.elapsed_s, state.judge_after_s, side="right"))
     first = max(state.judged, skipped)
     if first >= len(series):

@@ -59,15 +59,33 @@ def log_mixture(
     """
     s = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
-    p = np.clip(np.asarray(f, dtype=float), 1e-12, 1.0 - 1e-12)
-    a, b = prior_strength * p, prior_strength * (1.0 - p)
+    p = _clip_rate(np.asarray(f, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = betaln(a + s, b + n - s) - betaln(a, b) - s * np.log(p) - (n - s) * np.log1p(-p)
+        value = _log_mixture(s, n, p, np.log(p), np.log1p(-p), prior_strength)
     return np.asarray(value, dtype=float)
 
 
+def _clip_rate(f: FloatArray) -> FloatArray:
+    """f kept inside (0, 1), where the logarithms are finite (`np.clip`'s result, with less overhead)."""
+    return np.minimum(np.maximum(f, 1e-12), 1.0 - 1e-12)
+
+
+def _log_mixture(
+    s: FloatArray, n: FloatArray, p: FloatArray, log_p: FloatArray, log_q: FloatArray, k: float
+) -> FloatArray:
+    """`log_mixture` at a clipped `p`, given log(p) and log(1 - p) (the one-sided bound needs them too)."""
+    a, b = k * p, k * (1.0 - p)
+    return np.asarray(betaln(a + s, b + n - s) - betaln(a, b) - s * log_p - (n - s) * log_q, dtype=float)
+
+
 def binomial_cs(
-    successes: ArrayLike, trials: ArrayLike, alpha: float, prior_strength: float = PRIOR_STRENGTH
+    successes: ArrayLike,
+    trials: ArrayLike,
+    alpha: float | ArrayLike,
+    prior_strength: float = PRIOR_STRENGTH,
+    *,
+    lower_wanted: ArrayLike = True,
+    upper_wanted: ArrayLike = True,
 ) -> tuple[FloatArray, FloatArray]:
     """Time-uniform one-sided bounds on a success probability after `successes` in `trials`.
 
@@ -75,25 +93,51 @@ def binomial_cs(
     `upper` above it (each side on its own: every decision uses one side). Each end is found by
     bisection between the observed rate (never rejected) and 0 or 1. With no trials the bounds are
     0 and 1: no data never decides anything.
+
+    `alpha` may be an array broadcast against the counts: several levels (a check's levels, both
+    arms) in one call. Every bound is found by the same bisection either way, so the numbers are
+    the ones separate calls give; but a bisection costs per call far more than per bound (numpy's
+    overhead on small arrays), so a live look that judges a few dozen bounds does it in one.
+
+    `lower_wanted` / `upper_wanted` (booleans broadcast against the counts): where False, that side
+    is not searched and reads 0 (lower) or 1 (upper), a bound that holds trivially. A check that
+    reads one side of each arm at each level (`kinds.base.bounds_read`) halves its cost so.
     """
-    s, n = np.broadcast_arrays(np.asarray(successes, dtype=float), np.asarray(trials, dtype=float))
+    s, n, level, want_low, want_high = np.broadcast_arrays(
+        np.asarray(successes, dtype=float),
+        np.asarray(trials, dtype=float),
+        np.asarray(alpha, dtype=float),
+        np.asarray(lower_wanted, dtype=bool),
+        np.asarray(upper_wanted, dtype=bool),
+    )
     s, n = np.array(s), np.array(n)
-    threshold = np.log(1.0 / alpha)
+    threshold = np.log(1.0 / level)
     rate = np.divide(s, n, out=np.zeros_like(s, dtype=float), where=n > 0)
     # No success: the lower bound is 0; no failure: the upper bound is 1 (most histogram bounds are
-    # one or the other), so only the rest are searched.
+    # one or the other), so only the rest are searched, both sides in one bisection.
     lower = np.zeros_like(rate)
     upper = np.ones_like(rate)
-    need = s > 0
-    k = prior_strength
-    lower[need] = _bisect(s[need], n[need], threshold, rate[need], lower[need], above=True, k=k)
-    need = s < n
-    upper[need] = _bisect(s[need], n[need], threshold, rate[need], upper[need], above=False, k=k)
+    low, high = (s > 0) & want_low, (s < n) & want_high
+    count = int(np.count_nonzero(low))
+    found = _bisect(
+        np.concatenate([s[low], s[high]]),
+        np.concatenate([n[low], n[high]]),
+        np.concatenate([threshold[low], threshold[high]]),
+        np.concatenate([rate[low], rate[high]]),
+        np.concatenate([lower[low], upper[high]]),
+        above=np.arange(count + int(np.count_nonzero(high))) < count,
+        k=prior_strength,
+    )
+    lower[low], upper[high] = found[:count], found[count:]
     return lower, upper
 
 
 def log_mixture_one_sided(
-    successes: ArrayLike, trials: ArrayLike, f: ArrayLike, above: bool, prior_strength: float = PRIOR_STRENGTH
+    successes: ArrayLike,
+    trials: ArrayLike,
+    f: ArrayLike,
+    above: bool | NDArray[np.bool_],
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> FloatArray:
     """A lower bound on log M+_n(f), the mixture with the prior restricted to one side of f.
 
@@ -103,15 +147,27 @@ def log_mixture_one_sided(
     set). Exactly it needs incomplete beta functions of the data, too slow here; but while the
     observed rate lies on that side of f, every likelihood ratio on the other side is at most 1,
     so M+ >= (M - pi_other) / pi_side, with pi the prior's mass on each side (a function of f only,
-    tabulated). Rejecting when this lower bound crosses 1/alpha is therefore valid.
+    tabulated). Rejecting when this lower bound crosses 1/alpha is therefore valid. `above` may be
+    an array (each element's side).
     """
-    log_m = log_mixture(successes, trials, f, prior_strength)
-    below = _prior_mass_below(np.asarray(f, dtype=float), prior_strength)
-    # Interpolation margin: overstate the other side's mass, understate this side's: conservative.
-    other = np.minimum((1.0 - below if not above else below) + _MASS_MARGIN, 1.0)
-    side = np.maximum((1.0 - below if above else below) - _MASS_MARGIN, 1e-12)
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        log_excess = log_m + np.log1p(-np.minimum(other * np.exp(-log_m), 1.0))
+        return _one_sided(s, n, np.asarray(f, dtype=float), np.asarray(above), float(prior_strength))
+
+
+def _one_sided(s: FloatArray, n: FloatArray, f: FloatArray, above: NDArray[np.bool_], k: float) -> FloatArray:
+    """`log_mixture_one_sided` on float arrays, under the caller's `np.errstate` (the bisection's loop)."""
+    p = _clip_rate(f)
+    log_p, log_q = np.log(p), np.log1p(-p)
+    log_m = _log_mixture(s, n, p, log_p, log_q, k)
+    # P(theta < f) under the prior Beta(k f, k (1 - f)), interpolated in logit(f).
+    below = np.interp(log_p - log_q, _LOGIT_GRID, _tabulate_prior_mass_below(k))
+    beyond = 1.0 - below
+    # Interpolation margin: overstate the other side's mass, understate this side's: conservative.
+    other = np.minimum(np.where(above, below, beyond) + _MASS_MARGIN, 1.0)
+    side = np.maximum(np.where(above, beyond, below) - _MASS_MARGIN, 1e-12)
+    log_excess = log_m + np.log1p(-np.minimum(other * np.exp(-log_m), 1.0))
     return np.asarray(log_excess - np.log(side), dtype=float)
 
 
@@ -125,30 +181,27 @@ def _tabulate_prior_mass_below(prior_strength: float = PRIOR_STRENGTH) -> FloatA
     return np.asarray(betainc(prior_strength * f, prior_strength * (1.0 - f), f), dtype=float)
 
 
-def _prior_mass_below(f: FloatArray, prior_strength: float = PRIOR_STRENGTH) -> FloatArray:
-    """P(theta < f) under the prior Beta(k f, k (1 - f)), interpolated in logit(f)."""
-    p = np.clip(f, 1e-12, 1.0 - 1e-12)
-    table = _tabulate_prior_mass_below(float(prior_strength))
-    return np.asarray(np.interp(np.log(p) - np.log1p(-p), _LOGIT_GRID, table), dtype=float)
-
-
 def _bisect(
     s: FloatArray,
     n: FloatArray,
-    threshold: float,
+    threshold: FloatArray,
     inside: FloatArray,
     outside: FloatArray,
-    above: bool,
+    above: NDArray[np.bool_],
     k: float = PRIOR_STRENGTH,
 ) -> FloatArray:
     """The f between `inside` (accepted) and `outside` where the one-sided evidence crosses."""
     a = inside.astype(float).copy()
     b = outside.astype(float).copy()
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (a + b)
-        rejected = log_mixture_one_sided(s, n, mid, above, k) >= threshold
-        a = np.where(rejected, a, mid)
-        b = np.where(rejected, mid, b)
+    if not a.size:
+        return a
+    k = float(k)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for _ in range(_BISECTION_STEPS):
+            mid = 0.5 * (a + b)
+            rejected = _one_sided(s, n, mid, above, k) >= threshold
+            a = np.where(rejected, a, mid)
+            b = np.where(rejected, mid, b)
     # Report the accepted side: the bound keeps its promised coverage.
     return a
 
@@ -178,13 +231,28 @@ def quantile_from_cdf(bounds: ArrayLike, cdf: ArrayLike, q: float) -> FloatArray
 
 
 def cdf_cs(
-    counts: ArrayLike, totals: ArrayLike, alpha: float, prior_strength: float = PRIOR_STRENGTH
+    counts: ArrayLike,
+    totals: ArrayLike,
+    alpha: float | ArrayLike,
+    prior_strength: float = PRIOR_STRENGTH,
+    *,
+    lower_wanted: ArrayLike = True,
+    upper_wanted: ArrayLike = True,
 ) -> tuple[FloatArray, FloatArray]:
-    """Bounds on the CDF at every bucket bound, each at level alpha/2 (a quantile needs two of them)."""
+    """Bounds on the CDF at every bucket bound, each at level alpha/2 (a quantile needs two of them).
+    `alpha` and the sides wanted may be arrays broadcast against the counts, as in `binomial_cs`."""
     counts_arr = np.asarray(counts, dtype=float)
     totals_arr = np.asarray(totals, dtype=float)[..., None]
     shape = counts_arr.shape
-    return binomial_cs(counts_arr, np.broadcast_to(totals_arr, shape), alpha / 2.0, prior_strength)
+    half = np.asarray(alpha, dtype=float) / 2.0
+    return binomial_cs(
+        counts_arr,
+        np.broadcast_to(totals_arr, shape),
+        half,
+        prior_strength,
+        lower_wanted=lower_wanted,
+        upper_wanted=upper_wanted,
+    )
 
 
 def quantile_cs(
@@ -192,7 +260,7 @@ def quantile_cs(
     counts: ArrayLike,
     totals: ArrayLike,
     q: float,
-    alpha: float,
+    alpha: float | ArrayLike,
     cdf_bounds: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(lower, upper, estimate) of the q-quantile from cumulative bucket counts, time-uniformly.

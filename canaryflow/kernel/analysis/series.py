@@ -129,11 +129,15 @@ IntArray = NDArray[np.intp]
 
 
 def _rows(values: FloatArray | None, index: IntArray) -> FloatArray | None:
-    """values[index] with index -1 meaning "nothing yet" (zeros)."""
+    """values[index] with index -1 meaning "nothing yet" (zeros). Only the rows asked for are read:
+    a live look asks for one or two of a long step's."""
     if values is None:
         return None
-    padded = np.concatenate([np.zeros((1, *values.shape[1:])), values], axis=0)
-    return np.asarray(padded[index + 1], dtype=float)
+    if values.shape[0] == 0:
+        return np.zeros((index.shape[0], *values.shape[1:]))
+    out = np.asarray(values[np.maximum(index, 0)], dtype=float)
+    out[index < 0] = 0.0
+    return out
 
 
 def _diff(values: FloatArray | None, start: IntArray, end: IntArray) -> FloatArray | None:

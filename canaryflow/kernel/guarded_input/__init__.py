@@ -120,7 +120,13 @@ def parse_yaml(raw: bytes | str, where: str, max_bytes: int | None = MAX_DOCUMEN
 def check_tree(doc: Any, where: str) -> None:
     """Depth, node count, finite numbers, integer length and encodable strings of a parsed document
     (walked without recursion, aliases counted each time they are reached); a refusal names the path
-    of the value (`body.data.version`, `body.items[3]`) as well as the document."""
+    of the value (`body.data.version`, `body.items[3]`) as well as the document.
+
+    A document is first walked without its paths (`_acceptable`, the same rules): most are fine, and
+    naming every value's path cost more than the checks (the controller reads a step's verdict, a
+    few thousand values, on every tick). Only a refused one is walked again to name where."""
+    if _acceptable(doc):
+        return
     stack: list[tuple[Any, int, str]] = [(doc, 0, where)]
     nodes = 0
     while stack:
@@ -150,6 +156,55 @@ def check_tree(doc: Any, where: str) -> None:
             except UnicodeEncodeError as exc:
                 code = ord(value[exc.start])
                 raise InputRefused(f"{at}: a string holding a lone surrogate (\\u{code:x})") from exc
+
+
+def _acceptable(doc: Any) -> bool:
+    """Whether `check_tree` accepts `doc`: its rules, without the paths; False at the first doubt."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                return False
+            children = [*value, *value.values()] if isinstance(value, dict) else value
+            nodes += len(children)
+            if nodes > MAX_NODES:
+                return False
+            for child in children:
+                kind = type(child)  # the common leaves first, without a call
+                if kind is float:
+                    if not math.isfinite(child):
+                        return False
+                elif kind is str:
+                    if not child.isascii() and not _acceptable_leaf(child):
+                        return False
+                elif kind is dict or kind is list or isinstance(child, dict | list):
+                    nodes -= 1  # counted when popped
+                    stack.append((child, depth + 1))
+                elif not _acceptable_leaf(child):
+                    return False
+        elif not _acceptable_leaf(value):
+            return False
+        if nodes > MAX_NODES:
+            return False
+    return True
+
+
+def _acceptable_leaf(value: Any) -> bool:
+    if isinstance(value, _Refused):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() <= MAX_INTEGER_DIGITS * 3.33
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def open_regular_file(path: Path | str, where: str | None = None, what: str = "file") -> IO[bytes]:

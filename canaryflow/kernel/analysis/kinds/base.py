@@ -129,6 +129,20 @@ def worse_bounds(comparison: Comparison, direction: str, bounds: Bounds4) -> tup
     return np.nan_to_num(lower, nan=-np.inf), np.nan_to_num(upper, nan=np.inf)
 
 
+Side = Literal["lower", "upper"]
+
+
+def bounds_read(direction: str) -> dict[str, tuple[Side, Side]]:
+    """The one bound of each arm (canary's, baseline's) that `compare` reads at each level: at `same`
+    and `tolerance` those the worse-lower bound is made of, at `promote` the worse-upper's (see
+    `worse_bounds`: the canary's lower against the baseline's upper when lower is better). Each side
+    of a confidence sequence is a search of its own, so an evaluator computes only these."""
+    lower_is_better = direction == "lower_is_better"
+    worse_lower: tuple[Side, Side] = ("lower", "upper") if lower_is_better else ("upper", "lower")
+    worse_upper: tuple[Side, Side] = (worse_lower[1], worse_lower[0])
+    return {"same": worse_lower, "tolerance": worse_lower, "promote": worse_upper}
+
+
 def compare(
     metric: MetricSpec,
     comparison: Comparison,

@@ -10,6 +10,7 @@ from canaryflow.kernel.analysis.kinds.base import (
     Levels,
     MetricKind,
     MetricSpec,
+    bounds_read,
     compare,
 )
 from canaryflow.kernel.analysis.sequential import binomial_cs
@@ -18,11 +19,21 @@ from canaryflow.kernel.analysis.series import ArmSeries, FloatArray, Observation
 
 def evaluate(metric: MetricSpec, series: ObservationSeries, levels: Levels) -> list[CheckSeries]:
     c, b = series.canary, series.baseline
-    by_level: dict[str, Bounds4] = {}
-    for level, a in levels.per_arm().items():
-        c_lo, c_hi = binomial_cs(c.errors, c.requests, a, levels.prior_strength)
-        b_lo, b_hi = binomial_cs(b.errors, b.requests, a, levels.prior_strength)
-        by_level[level] = (c_lo, c_hi, b_lo, b_hi)
+    # Every level and both arms in one call (a bisection's cost is per call, not per bound), and of
+    # each only the bound `compare` reads (the other holds trivially: 0 or 1).
+    per_arm = levels.per_arm()
+    read = np.asarray([bounds_read(metric.direction)[level] for level in per_arm])[:, :, None]
+    lower, upper = binomial_cs(
+        np.stack([c.errors, b.errors]),
+        np.stack([c.requests, b.requests]),
+        np.asarray(list(per_arm.values()))[:, None, None],  # (levels, arms, looks)
+        levels.prior_strength,
+        lower_wanted=read == "lower",
+        upper_wanted=read == "upper",
+    )
+    by_level: dict[str, Bounds4] = {
+        level: (lower[i, 0], upper[i, 0], lower[i, 1], upper[i, 1]) for i, level in enumerate(per_arm)
+    }
     has_data = (c.requests > 0) & (b.requests > 0)
     return [compare(metric, "difference", metric.name, has_data, by_level, _rate(c), _rate(b))]
 

@@ -19,6 +19,7 @@ from canaryflow.kernel.analysis.kinds.base import (
     Levels,
     MetricKind,
     MetricSpec,
+    bounds_read,
     compare,
     no_data,
 )
@@ -46,48 +47,56 @@ def quantile_checks(
                 check.stats[MISSING_ARM] = np.full(len(series), 1.0 if c.latency_counts is None else 2.0)
         return empty
     assert c.latency_totals is not None and b.latency_totals is not None
+    # Both arms (canary first) at every level in one array (levels, arms, looks, bounds): the CDF
+    # bounds once for all quantiles (equal levels once), each quantile's bounds in one call. The
+    # numbers are those of separate calls per arm and level; numpy's cost is per call on arrays
+    # this small, and a live look judges one look. Of each arm and level only the CDF bound behind
+    # the quantile bound `compare` reads is searched (a quantile's lower bound is read off the CDF's
+    # upper one; a reciprocal swaps them again).
+    pooled_counts = np.stack([c.latency_counts, b.latency_counts])
     paired = c.paired_counts is not None and b.paired_counts is not None
-    compared: dict[str, tuple[FloatArray, FloatArray]] = {
-        "c": (
-            c.latency_counts if c.paired_counts is None or not paired else c.paired_counts,
-            c.latency_totals,
-        ),
-        "b": (
-            b.latency_counts if b.paired_counts is None or not paired else b.paired_counts,
-            b.latency_totals,
-        ),
-    }
-    # CDF bounds per arm and level, shared by all quantiles (equal levels computed once).
-    cache: dict[tuple[str, float], tuple[FloatArray, FloatArray]] = {}
-    for arm, (counts, totals) in compared.items():
-        for a in set(levels.per_arm().values()):
-            cache[arm, a] = cdf_cs(counts, totals, a, levels.prior_strength)
+    counts = pooled_counts
+    if c.paired_counts is not None and b.paired_counts is not None:
+        counts = np.stack([c.paired_counts, b.paired_counts])
+    totals = np.stack([c.latency_totals, b.latency_totals])
+    per_arm = levels.per_arm()
+    alphas = sorted(set(per_arm.values()))
+    level_of = {level: alphas.index(a) for level, a in per_arm.items()}
+    shape = np.asarray(alphas)[:, None, None, None]
+    from_cdf: dict[str, int] = {"lower": 0, "upper": 1} if reciprocal else {"lower": 1, "upper": 0}
+    wanted = np.zeros((len(alphas), 2, 2, 1, 1), dtype=bool)  # alpha, arm, CDF (lower, upper) side
+    for level, sides in bounds_read(metric.direction).items():
+        for arm_index, side in enumerate(sides):
+            wanted[level_of[level], arm_index, from_cdf[side]] = True
+    cdf_bounds = cdf_cs(
+        counts,
+        totals,
+        shape,
+        levels.prior_strength,
+        lower_wanted=wanted[:, :, 0],
+        upper_wanted=wanted[:, :, 1],
+    )
     has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
     out: list[CheckSeries] = []
     for name, q in zip(metric.checks, metric.quantiles, strict=True):
         read_q = 1.0 - q if reciprocal else q
-        by_level: dict[str, Bounds4] = {}
-        estimates: dict[str, FloatArray] = {}
-        for level, a in levels.per_arm().items():
-            parts: list[FloatArray] = []
-            for arm, (counts, totals) in compared.items():
-                lo, hi, est = quantile_cs(bounds, counts, totals, read_q, a, cache[arm, a])
-                parts += [_inverse(hi), _inverse(lo)] if reciprocal else [lo, hi]
-                estimates[arm] = _inverse(est) if reciprocal else est
-            by_level[level] = (parts[0], parts[1], parts[2], parts[3])
-        check = compare(metric, "relative", name, has_data, by_level, estimates["c"], estimates["b"])
-        pooled = {
-            "canary": quantile_estimate(bounds, c.latency_counts, c.latency_totals, read_q),
-            "baseline": quantile_estimate(bounds, b.latency_counts, b.latency_totals, read_q),
+        lo, hi, raw = quantile_cs(bounds, counts, totals, read_q, shape, cdf_bounds)
+        pooled = quantile_estimate(bounds, pooled_counts, totals, read_q) if paired else raw
+        est = _inverse(raw) if reciprocal else raw
+        if reciprocal:
+            lo, hi = _inverse(hi), _inverse(lo)
+        by_level: dict[str, Bounds4] = {
+            level: (lo[i, 0], hi[i, 0], lo[i, 1], hi[i, 1]) for level, i in level_of.items()
         }
+        check = compare(metric, "relative", name, has_data, by_level, est[0], est[1])
         if paired:
-            for arm, value in pooled.items():
-                check.stats[arm] = _inverse(value) if reciprocal else value
+            for i, arm in enumerate(("canary", "baseline")):
+                check.stats[arm] = _inverse(pooled[i]) if reciprocal else pooled[i]
             check.stats["paired"] = np.ones(len(series))
-        for arm, value in pooled.items():
-            low, high = _bucket_around(bounds, value)
+        low, high = _bucket_around(bounds, pooled)
+        for i, arm in enumerate(("canary", "baseline")):
             check.stats[f"{arm}_bucket_low"], check.stats[f"{arm}_bucket_high"] = (
-                (_inverse(high), _inverse(low)) if reciprocal else (low, high)
+                (_inverse(high[i]), _inverse(low[i])) if reciprocal else (low[i], high[i])
             )
         out.append(check)
     return out
