@@ -91,11 +91,14 @@ def build_step_context(
     *,
     crash_after_push: bool = False,
     leadership: Leadership | None = None,
+    directives: bool = True,
 ) -> StepContext:
     """The ports a step acts through, from CANARYFLOW_* settings (gitops, metrics, controller sections),
     as a step pod or the controller's local runner has them. `crash_after_push`: the crash-and-restart
     tests' fault point between a pushed commit and its record (controller/faults.py). `leadership`:
-    with replicas, every commit and push is fenced by it (a deposed leader's push never starts)."""
+    with replicas, every commit and push is fenced by it (a deposed leader's push never starts).
+    `directives`: whether steps read the registry's promote-now before each call (a pod's steps
+    must; the controller's local runner is told directly)."""
     controller = controller or ControllerSettings()
     gitops_settings = gitops_settings or GitOpsSettings()
     if not controller.registry_tracking_uri:
@@ -117,6 +120,7 @@ def build_step_context(
         live_traffic=live_traffic_from_settings(controller.kubernetes, mode_for, controller.inference_url),
         approval=build_approval_gate(gitops_settings, repo, fenced),
         history=repo,
+        directives=directives,
     )
 
 
@@ -182,7 +186,10 @@ def build_engine(
     if db_path is None:
         raise ValueError("db: the local runner needs its database file")
 
-    context = build_step_context(controller, crash_after_push=faults.armed(), leadership=leadership)
+    # Promote-now reaches the local runner directly (`skip_analysis`): no registry read per look.
+    context = build_step_context(
+        controller, crash_after_push=faults.armed(), leadership=leadership, directives=False
+    )
     return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
 
 

@@ -50,6 +50,10 @@ class StepContext:
     approval: ApprovalGate | None = None
     history: AuditLog | None = None
     aliases: WorkflowAliases = WorkflowAliases()
+    # Whether each step reads the rollout's directives (promote-now) from the registry before every
+    # call: an Argo pod learns of a promote-now only so. The controller's local runner is told
+    # directly (`skip_analysis`) and leaves the read out: one registry request per rollout per look.
+    directives: bool = True
     # The live analysis steps' looks read and judged so far: each tick reads and judges only its new
     # looks (a cache: a fresh one reads them all back from Prometheus).
     analyses: AnalysisCache = field(default_factory=AnalysisCache)
