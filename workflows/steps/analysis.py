@@ -28,6 +28,7 @@ from canaryflow.kernel.analysis import AnalysisResult, Observations
 from canaryflow.kernel.analysis import analyze as analyze_observations
 from canaryflow.kernel.analysis.forecast import forecast_from_looks
 from canaryflow.kernel.analysis.incremental import StepAnalysis, advance
+from canaryflow.kernel.contracts.looks import on_look_grid
 from canaryflow.kernel.contracts.phases import RolloutPhase
 from canaryflow.kernel.contracts.steps import Output
 from canaryflow.kernel.types import RolloutSpec
@@ -43,13 +44,18 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
     With `warmup_from: first_request` the warm-up counts from the first look at which the canary had
     served a request (the replay's rule): a version that is ready but not yet routed to, or whose
     first requests come late, is not judged on its cold start. The metrics source finds that look
-    (Prometheus from its history, so a restarted step finds the same one)."""
+    (Prometheus from its history, so a restarted step finds the same one).
+
+    The window starts on the look grid (`canaryflow.kernel.contracts.looks`: the first multiple of
+    `evaluate_every_s` at or after the warm-up's end), so every rollout of the same cadence looks at
+    the same moments and one batched read serves them all; the bake goes on from the same start."""
     policy = step.policy or ctx.policy_for(step.spec.policy)
     index = step.int_param("step_index")
     started = step.started_at if step.started_at is not None else time.time()
     warmup, what = policy.steps[index].warmup_s, f"at {policy.steps[index].weight}%"
+    every = policy.evaluate_every_s
     if policy.warmup_from == "step_start" or warmup <= 0:
-        return _judge(ctx, step, policy, index, started + warmup, what)
+        return _judge(ctx, step, policy, index, on_look_grid(started + warmup, every), what)
     spec = step.spec
     key = (spec.rollout_id, spec.canary_version, index, f"{started:.3f}")
     first = ctx.analyses.first_request(key)
@@ -65,7 +71,7 @@ def analyze(ctx: StepContext, step: StepInput) -> StepOutcome:
         if first is None:
             return _waiting(policy, started, "no request served by the canary yet")
         ctx.analyses.keep_first_request(key, first)
-    return _judge(ctx, step, policy, index, first + warmup, what)
+    return _judge(ctx, step, policy, index, on_look_grid(first + warmup, every), what)
 
 
 def _providers(policy: Policy) -> Policy | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_api_client import PrometheusConnect
@@ -79,20 +80,42 @@ def _shadow_count(reading: VersionReading, _: str, value: float) -> None:
     reading.shadow_count = value
 
 
+@dataclass(frozen=True)
+class Family:
+    """One metric family a `VersionReading` is made of: the series, how its replicas are combined
+    (`sum`, `max`), the label its answer is split by (or None), and where each value goes. A
+    per-rollout query and a batched one (`batched.py`, grouped by model and version too) both render
+    from here, so they read the same numbers."""
+
+    metric: str
+    aggregate: str
+    label: str | None
+    put: Setter
+    shadow: bool = False  # the canary's shadow comparison: selected by its `baseline` label too
+
+    def promql(self, selector: str, by: tuple[str, ...] = ()) -> str:
+        labels = (*by, self.label) if self.label else by
+        grouped = f" by ({', '.join(labels)}) " if labels else ""
+        return f"{self.aggregate}{grouped}({self.metric}{{{selector}}})"
+
+
+FAMILIES = (
+    Family(f"{LATENCY_METRIC}_bucket", "sum", "le", _latency_bucket),
+    Family(f"{LATENCY_METRIC}_count", "sum", None, _latency_count),
+    Family(REQUESTS_METRIC, "sum", "code", _requests),
+    Family(GPU_MEMORY_METRIC, "max", None, _gpu_memory),
+    Family(f"{SHADOW_METRIC}_bucket", "sum", "le", _shadow_bucket, shadow=True),
+    Family(f"{SHADOW_METRIC}_count", "sum", None, _shadow_count, shadow=True),
+)
+
+
 def _queries(model: str, version: str, shadow_of: str | None) -> list[tuple[str, str | None, Setter]]:
     """Every query behind one `VersionReading`: its PromQL, the label it is summed by, and its setter."""
     sel = f'model="{_label(model)}",version="{_label(version)}"'
-    out: list[tuple[str, str | None, Setter]] = [
-        (f"sum by (le) ({LATENCY_METRIC}_bucket{{{sel}}})", "le", _latency_bucket),
-        (f"sum({LATENCY_METRIC}_count{{{sel}}})", None, _latency_count),
-        (f"sum by (code) ({REQUESTS_METRIC}{{{sel}}})", "code", _requests),
-        (f"max({GPU_MEMORY_METRIC}{{{sel}}})", None, _gpu_memory),
-    ]
-    if shadow_of is not None:
-        shadow_sel = f'{sel},baseline="{_label(shadow_of)}"'
-        out.append((f"sum by (le) ({SHADOW_METRIC}_bucket{{{shadow_sel}}})", "le", _shadow_bucket))
-        out.append((f"sum({SHADOW_METRIC}_count{{{shadow_sel}}})", None, _shadow_count))
-    return out
+    if shadow_of is None:
+        return [(f.promql(sel), f.label, f.put) for f in FAMILIES if not f.shadow]
+    shadow_sel = f'{sel},baseline="{_label(shadow_of)}"'
+    return [(f.promql(shadow_sel if f.shadow else sel), f.label, f.put) for f in FAMILIES]
 
 
 class PrometheusSource:
@@ -315,6 +338,16 @@ class PrometheusSource:
         """Each series' values at looks `start_look` … `looks` (look k at `since + k * every_s`), by
         label value."""
         out: dict[str, dict[int, float]] = {}
+        for metric, points in self.range_series(promql, since, every_s, looks, start_look):
+            out.setdefault(str(metric.get(label, "")) if label else "", {}).update(points)
+        return out
+
+    def range_series(
+        self, promql: str, since: float, every_s: float, looks: int, start_look: int = 0
+    ) -> list[tuple[dict[str, str], dict[int, float]]]:
+        """Each series' labels and its values at looks `start_look` … `looks` (look k at `since + k *
+        every_s`): one range query per MAX_POINTS looks."""
+        out: list[tuple[dict[str, str], dict[int, float]]] = []
         for first in range(start_look, looks + 1, MAX_POINTS):
             start, end = since + every_s * first, since + every_s * min(first + MAX_POINTS - 1, looks)
             try:
@@ -331,8 +364,9 @@ class PrometheusSource:
             except Exception as exc:  # requests / client errors: name the server and the query
                 raise MetricsError(f"prometheus {self.url}: range query {promql!r} failed: {exc}") from exc
             for series in result or []:
-                metric = series.get("metric") or {}
-                points = out.setdefault(str(metric.get(label, "")) if label else "", {})
-                for at, value in series.get("values") or []:
-                    points[round((float(at) - since) / every_s)] = float(value)
+                points = {
+                    round((float(at) - since) / every_s): float(value)
+                    for at, value in series.get("values") or []
+                }
+                out.append(({str(k): str(v) for k, v in (series.get("metric") or {}).items()}, points))
         return out
