@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from canaryflow.adapters.database import Database, open_database
-from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
+from canaryflow.adapters.metrics.factory import (
+    MetricsSettings,
+    batched_source_from_settings,
+    metrics_source_from_settings,
+)
 from canaryflow.adapters.notify import NotificationSettings, Outbox, notifier_from_settings
 from canaryflow.adapters.predictions import read_records, reader_for
 from canaryflow.adapters.readiness.factory import readiness_from_settings
@@ -190,6 +194,8 @@ def build_engine(
     context = build_step_context(
         controller, crash_after_push=faults.armed(), leadership=leadership, directives=False
     )
+    # Every rollout's analysis runs here: their looks are read together, off the reconcile thread.
+    context.metrics = batched_source_from_settings(context.metrics, MetricsSettings())
     return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
 
 

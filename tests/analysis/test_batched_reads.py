@@ -10,8 +10,10 @@ refuses the queries of one model) must hold back only the steps it feeds, never 
 
 from __future__ import annotations
 
+import math
 import random
 import re
+import subprocess
 import threading
 import time
 import urllib.error
@@ -22,15 +24,21 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.adapters.metrics.batched import BatchedSource
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
+from canaryflow.app.local.prometheus import start_prometheus
 from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
 from canaryflow.kernel.contracts.looks import grid_ms, on_look_grid
 from tests.support.net import free_port
+from tests.workflows import test_live_pairing as pairing
+from tests.workflows.rollout_support import prometheus_step_context
+from workflows.steps import StepInput
+from workflows.steps.analysis import analyze as analyze_step
 
 EVERY_S = 0.5
 # (model, baseline, canary): names a regex or a PromQL string would misread unless escaped, a
@@ -297,3 +305,37 @@ def test_a_slow_or_failing_query_holds_back_only_the_steps_it_feeds(
     finally:
         batched.close()
         proxy.close()
+
+
+@pytest.mark.prometheus
+def test_the_analyze_step_on_batched_reads_decides_as_on_its_own_reads(
+    tmp_path: Path, prometheus_binary_path: str
+) -> None:
+    """Ten minutes of a bursty A/A canary in Prometheus' storage (`test_live_pairing`): the step
+    waits on its first call (nothing read yet), and once the reader has read its history it decides
+    at the same look, with the same verdict, as the step reading its own looks."""
+    promtool = Path(prometheus_binary_path).with_name("promtool")
+    if not promtool.exists():
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    every_s = pairing.EVERY_S
+    start = math.floor(time.time() / every_s) * every_s - pairing.DURATION_S - every_s
+    looks = start + every_s * np.arange(int(pairing.DURATION_S / every_s) + 1)
+    history = tmp_path / "history.om"
+    history.write_text(pairing._openmetrics(pairing._bursty_log(start), looks))
+    data = tmp_path / "prometheus" / "data"
+    blocks = [str(promtool), "tsdb", "create-blocks-from", "openmetrics", "-q", str(history), str(data)]
+    subprocess.run(blocks, check=True, capture_output=True, timeout=60)
+    server = start_prometheus(tmp_path / "prometheus", ["127.0.0.1:9"], interval_s=60.0)
+    try:
+        step = StepInput(spec=pairing.SPEC, params={"step_index": 0}, started_at=start, policy=pairing.POLICY)
+        own = analyze_step(prometheus_step_context(tmp_path, server.url, pairing.POLICY), step)
+        assert own.state == "succeeded", own.message
+        context = prometheus_step_context(tmp_path, server.url, pairing.POLICY)
+        batched = BatchedSource(PrometheusSource(server.url), reader=False)
+        context.metrics = batched
+        first = analyze_step(context, step)
+        assert first.state == "running" and "waiting for the first look" in first.message
+        batched.refresh()
+        assert analyze_step(context, step).outputs == own.outputs
+    finally:
+        server.stop()

@@ -19,6 +19,12 @@ class MetricsSettings(ComponentSettings):
     prometheus_url: str = "http://127.0.0.1:9090"
     scrape_targets: list[str] = Field(default_factory=list, description="/metrics URLs of the servers")
     timeout_s: float = Field(default=10.0, gt=0)
+    batched_reads: bool = Field(
+        default=True,
+        description="the local runner reads every rollout's looks in one query per metric family "
+        "per look, off the reconcile thread (canaryflow/adapters/metrics/batched.py); false: each "
+        "rollout's own queries, as the Argo analysis pods read",
+    )
 
 
 def metrics_source_from_settings(settings: MetricsSettings) -> MetricsSource:
@@ -31,3 +37,13 @@ def metrics_source_from_settings(settings: MetricsSettings) -> MetricsSource:
     from canaryflow.adapters.metrics.prometheus import PrometheusSource
 
     return PrometheusSource(settings.prometheus_url, timeout_s=settings.timeout_s)
+
+
+def batched_source_from_settings(source: MetricsSource, settings: MetricsSettings) -> MetricsSource:
+    """`source` for a process that runs every rollout's analysis (the local runner): its live looks
+    read in batches where it is Prometheus and `batched_reads` is on, else `source` as it is."""
+    if not settings.batched_reads:
+        return source
+    from canaryflow.adapters.metrics.batched import batched_reads
+
+    return batched_reads(source)
