@@ -356,12 +356,33 @@ sample_ratio: {enabled: false}
 """
 
 
+def prometheus_queries(url: str) -> dict[str, int]:
+    """Queries Prometheus has answered so far, by API handler (its own `prometheus_http_requests_total`):
+    counted at the server, so every reader in the controller is counted, whichever it is."""
+    counts = {"/api/v1/query": 0, "/api/v1/query_range": 0}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("prometheus_http_requests_total{"):
+            labels, value = line[line.index("{") + 1 : line.index("}")], line.rsplit(" ", 1)[1]
+            handler = dict(part.split("=", 1) for part in labels.split(",")).get("handler", "").strip('"')
+            if handler in counts:
+                counts[handler] += int(float(value))
+    return counts
+
+
 def cadence(
-    client: Any, live: Live, service: Any, traffic: Traffic, names: list[str], seconds: float, events: int
+    client: Any,
+    live: Live,
+    service: Any,
+    traffic: Traffic,
+    names: list[str],
+    seconds: float,
+    events: int,
+    prometheus_url: str,
 ) -> dict[str, Any]:
     """`names` (their trigger is CADENCE_POLICY: looks every 5 s, no warm-up, never deciding) all in
-    analysis with the loop running; then, for `seconds`, how late each look is judged, and the
-    event -> first commit latency of `events` new rollouts meanwhile."""
+    analysis with the loop running; then, for `seconds`, how late each look is judged, the event ->
+    first commit latency of `events` new rollouts meanwhile, and how many queries Prometheus
+    answered (per 5-s look interval: the reader's tick; per look judged)."""
     hook = client.create_webhook(
         name="cadence",
         url=f"{live.url}/webhooks/mlflow",
@@ -382,11 +403,13 @@ def cadence(
     if reached == 0:
         raise PhaseFailed("cadence: no rollout reached its analysis within 10 minutes")
     time.sleep(10.0)  # every step has read its history once: from here on, a look at a time
-    start = time.time()
+    start, queries_before = time.time(), prometheus_queries(prometheus_url)
     latency = event_to_commit(client, live, service.store, traffic, events) if events else None
     time.sleep(max(0.0, seconds - (time.time() - start)))
     late = analyses.lateness(since=start, models=frozenset(names))  # the cadence rollouts' looks only
     took = time.time() - start
+    queries_after = prometheus_queries(prometheus_url)
+    instant, ranged = (queries_after[h] - queries_before[h] for h in ("/api/v1/query", "/api/v1/query_range"))
     if not late:
         raise PhaseFailed(f"cadence: no look judged in {took:.0f} s with {reached} rollouts in analysis")
     service.stop_loop()  # the later phases time on their own, without these rollouts' ticks
@@ -401,6 +424,13 @@ def cadence(
         "lateness_p99_s": percentile(late, 99),
         "lateness_max_s": max(late),
         "event_to_first_commit": latency,
+        "batched_reads": type(service.reconciler.engine._run_step.context.metrics).__name__
+        == "BatchedSource",
+        "prometheus_instant_queries": instant,
+        "prometheus_range_queries": ranged,
+        "queries_per_5s_tick": (instant + ranged) / (took / 5.0),
+        "queries_per_look_judged": (instant + ranged) / len(late),
+        "load_average": os.getloadavg(),
     }
 
 
@@ -696,7 +726,8 @@ def main(argv: list[str] | None = None) -> int:
                 client, live, store, traffic, n_events)),
             "burst": ("burst", lambda: burst(live, store, n_burst)),
             "cadence": ("cadence", lambda: cadence(
-                client, live, service, traffic, cadence_names, args.cadence_seconds, quick_events)),
+                client, live, service, traffic, cadence_names, args.cadence_seconds, quick_events,
+                prometheus.url)),
             "rollouts": ("many_rollouts", lambda: many_rollouts(
                 client, live, service, traffic, n_rollouts, n_ticks)),
             "looks": ("look_cost", look_cost),
@@ -778,6 +809,15 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{c['lateness_p50_s']:.2f} s / {c['lateness_p99_s']:.2f} s",
                 f"{c['in_analysis']}/{c['rollouts']} in analysis, {c['looks_judged']} of "
                 f"{c['looks_due']:.0f} looks due judged in {c['seconds']:.0f} s",
+            )
+        )
+        rows.append(
+            (
+                "cadence: Prometheus queries",
+                f"{c['queries_per_5s_tick']:.0f} per 5 s tick",
+                f"{c['prometheus_range_queries']} range + {c['prometheus_instant_queries']} instant, "
+                f"{c['queries_per_look_judged']:.2f} per look judged, "
+                f"{'batched' if c['batched_reads'] else 'per-rollout'} reads",
             )
         )
         if (e := c.get("event_to_first_commit")) is not None:

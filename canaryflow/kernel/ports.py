@@ -183,7 +183,9 @@ class MetricsSource(Protocol):
         `policy`: given only when it reads metric providers (`Policy.reads_own_series`): the series
         are then its providers' and queries' (`canaryflow.kernel.contracts.providers`).
         `from_look`: only the looks from this one on (look k is at `since + k * every_s`, the first
-        is 1): a step that kept the earlier ones reads only its new looks."""
+        is 1): a step that kept the earlier ones reads only its new looks. A source that reads for
+        many steps at once, off their threads (`canaryflow.adapters.metrics.batched`), returns the
+        looks it has read so far: none yet means "ask again", not "no look is due"."""
         ...
 
     def first_request_at(
