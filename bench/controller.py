@@ -356,16 +356,19 @@ sample_ratio: {enabled: false}
 """
 
 
-def prometheus_queries(url: str) -> dict[str, int]:
+def prometheus_queries(url: str) -> dict[str, float]:
     """Queries Prometheus has answered so far, by API handler (its own `prometheus_http_requests_total`):
-    counted at the server, so every reader in the controller is counted, whichever it is."""
-    counts = {"/api/v1/query": 0, "/api/v1/query_range": 0}
+    counted at the server, so every reader in the controller is counted, whichever it is; and the CPU
+    seconds Prometheus has used (`cpu`)."""
+    counts = {"/api/v1/query": 0.0, "/api/v1/query_range": 0.0, "cpu": 0.0}
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            counts["cpu"] = float(line.split()[1])
         if line.startswith("prometheus_http_requests_total{"):
             labels, value = line[line.index("{") + 1 : line.index("}")], line.rsplit(" ", 1)[1]
             handler = dict(part.split("=", 1) for part in labels.split(",")).get("handler", "").strip('"')
             if handler in counts:
-                counts[handler] += int(float(value))
+                counts[handler] += float(value)
     return counts
 
 
@@ -403,13 +406,15 @@ def cadence(
     if reached == 0:
         raise PhaseFailed("cadence: no rollout reached its analysis within 10 minutes")
     time.sleep(10.0)  # every step has read its history once: from here on, a look at a time
-    start, queries_before = time.time(), prometheus_queries(prometheus_url)
+    start, queries_before, cpu_before = time.time(), prometheus_queries(prometheus_url), time.process_time()
     latency = event_to_commit(client, live, service.store, traffic, events) if events else None
     time.sleep(max(0.0, seconds - (time.time() - start)))
     late = analyses.lateness(since=start, models=frozenset(names))  # the cadence rollouts' looks only
     took = time.time() - start
-    queries_after = prometheus_queries(prometheus_url)
-    instant, ranged = (queries_after[h] - queries_before[h] for h in ("/api/v1/query", "/api/v1/query_range"))
+    queries_after, cpu = prometheus_queries(prometheus_url), time.process_time() - cpu_before
+    instant, ranged, prometheus_cpu = (
+        queries_after[h] - queries_before[h] for h in ("/api/v1/query", "/api/v1/query_range", "cpu")
+    )
     if not late:
         raise PhaseFailed(f"cadence: no look judged in {took:.0f} s with {reached} rollouts in analysis")
     service.stop_loop()  # the later phases time on their own, without these rollouts' ticks
@@ -426,10 +431,14 @@ def cadence(
         "event_to_first_commit": latency,
         "batched_reads": type(service.reconciler.engine._run_step.context.metrics).__name__
         == "BatchedSource",
-        "prometheus_instant_queries": instant,
-        "prometheus_range_queries": ranged,
+        "prometheus_instant_queries": int(instant),
+        "prometheus_range_queries": int(ranged),
         "queries_per_5s_tick": (instant + ranged) / (took / 5.0),
         "queries_per_look_judged": (instant + ranged) / len(late),
+        # CPU per look judged: this process (the controller, its reader, the traffic generator) and
+        # Prometheus, which shares the machine
+        "process_cpu_ms_per_look": cpu * 1000 / len(late),
+        "prometheus_cpu_ms_per_look": prometheus_cpu * 1000 / len(late),
         "load_average": os.getloadavg(),
     }
 
@@ -818,6 +827,13 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{c['prometheus_range_queries']} range + {c['prometheus_instant_queries']} instant, "
                 f"{c['queries_per_look_judged']:.2f} per look judged, "
                 f"{'batched' if c['batched_reads'] else 'per-rollout'} reads",
+            )
+        )
+        rows.append(
+            (
+                "cadence: CPU per look judged",
+                f"{c['process_cpu_ms_per_look']:.0f} ms + {c['prometheus_cpu_ms_per_look']:.0f} ms",
+                "the controller's process + Prometheus",
             )
         )
         if (e := c.get("event_to_first_commit")) is not None:
