@@ -198,6 +198,13 @@ def test_batched_reads_equal_the_per_rollout_reads(exporter: Exporter, prometheu
     again = batched.observe_looks(*plain, since, EVERY_S)
     assert again and again == per_rollout.observe_looks(*plain, since, EVERY_S)[: len(again)]
 
+    # A step new to the source that kept its first looks (the source forgot it) reads on from its next.
+    fresh = BatchedSource(PrometheusSource(server.url), reader=False)
+    assert fresh.observe_looks(*plain, since, EVERY_S, from_look=3) == []
+    fresh.refresh()
+    later = fresh.observe_looks(*plain, since, EVERY_S, from_look=3)
+    assert later and later == per_rollout.observe_looks(*plain, since, EVERY_S)[2 : 2 + len(later)]
+
 
 class Proxy:
     """Forwards Prometheus' HTTP API to the real server; the query holding every string of `match`

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_SELECTOR_CHARS = 16_000  # regex of model names per query (URL-encoded, well under a server's 1 MiB)
 MERGE_LOOKS = 12  # steps whose next look is this close share one query (a few looks read twice)
-IDLE_S = 120.0  # a step not asked for this long is forgotten
+IDLE_S = 300.0  # a step not asked for this long is forgotten (a slow tick must not make it read again)
 WORKERS = 4  # queries in flight at once: a slow chunk holds one
 _RX_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
@@ -155,9 +155,8 @@ class BatchedSource:
         with self._lock:
             want = self._wants.get(key)
             if want is None:
-                self._wants[key] = _Want(
-                    model, baseline_version, canary_version, since_ms, every, self._clock()
-                )
+                arms = (model, baseline_version, canary_version)
+                self._wants[key] = _Want(*arms, since_ms, every, self._clock(), wanted=first)
                 self._start()
                 self._wake.set()
                 return []
