@@ -51,6 +51,7 @@ import uvicorn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.idle_rollouts import idle_step, seed_rollouts  # noqa: E402
 from canaryflow.app.local.gitremote import init_bare_remote  # noqa: E402
 from canaryflow.app.local.mlflow_server import start_mlflow  # noqa: E402
 from canaryflow.app.local.process import free_port  # noqa: E402
@@ -497,6 +498,22 @@ def look_cost(minutes: tuple[int, ...] = (1, 5, 10, 20, 30)) -> dict[str, Any]:
     return {"policy": "default", "rows": rows}
 
 
+def _idle_loop(settings: Any, step: Any, policy_file: Path, prefix: str, r: int) -> Any:
+    """The reconciler of `r` new rollouts (`<prefix><i>`) in the SQLite file of `settings`, its local
+    runner running `step` under the policy in `policy_file`."""
+    from controller.observability import ControllerMetrics
+    from controller.reconcile import Reconciler
+    from controller.rollout.store import RolloutStore
+    from policies import load_policy
+    from workflows.local.runner import LocalRunner
+
+    policy = load_policy(str(policy_file))
+    store = RolloutStore(settings.db_path)
+    runner = LocalRunner(settings.db_path, step, lambda name: policy)
+    seed_rollouts(store, prefix, r)
+    return Reconciler(settings, store, runner, None, ControllerMetrics(store), policy_loader=lambda n: policy)
+
+
 def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
     """The loop's own cost per rollout: the real store, runner and mirror, with steps that do nothing
     (every analysis answers "not yet"), so git, the registry and Prometheus are left out."""
@@ -506,43 +523,14 @@ def loop_overhead(tmp: Path, r: int, ticks: int) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from controller.controller_settings import ControllerSettings
-    from controller.observability import ControllerMetrics
-    from controller.reconcile import Reconciler
-    from controller.rollout.records import RolloutRecord
-    from controller.rollout.store import RolloutStore
-    from policies import load_policy
-    from workflows.local.runner import LocalRunner
-    from workflows.steps.base import StepOutcome
-
-    def step(node: Any, step_input: Any) -> StepOutcome:
-        if node.step in ("analyze", "bake", "watch"):
-            return StepOutcome(state="running", message="not enough samples yet")
-        return StepOutcome(state="succeeded", outputs={o: "0" * 40 for o in node.outputs})
 
     (tmp / "overhead").mkdir()
-    policy = load_policy(str(tmp / "policy.yaml"))
     settings = ControllerSettings(
         db_path=tmp / "overhead" / "c.db",
         mlflow_webhook_secret=SecretStr("x"),
         reconcile_workers=0,  # on this thread, where the profile sees it
     )
-    store = RolloutStore(settings.db_path)
-    runner = LocalRunner(settings.db_path, step, lambda name: policy)
-    reconciler = Reconciler(
-        settings, store, runner, None, ControllerMetrics(store), policy_loader=lambda n: policy
-    )
-    now = time.time()
-    for i in range(r):
-        store.create_rollout(
-            RolloutRecord(
-                id=f"m{i}-v2",
-                model=f"m{i}",
-                baseline_version="1",
-                canary_version="2",
-                created_at=now + i,
-                updated_at=now,
-            )
-        )
+    reconciler = _idle_loop(settings, idle_step, tmp / "policy.yaml", "m", r)
     reconciler.tick()
     profile = cProfile.Profile()
     timings = []
@@ -584,12 +572,6 @@ def judged_loop(tmp: Path, r: int, ticks: int, kept_looks: int = 60) -> dict[str
 
     import workflows.steps.analysis as analysis_step
     from controller.controller_settings import ControllerSettings
-    from controller.observability import ControllerMetrics
-    from controller.reconcile import Reconciler
-    from controller.rollout.records import RolloutRecord
-    from controller.rollout.store import RolloutStore
-    from policies import load_policy
-    from workflows.local.runner import LocalRunner
     from workflows.steps import STEPS
     from workflows.steps.base import StepOutcome
     from workflows.steps.context import StepContext
@@ -625,24 +607,19 @@ def judged_loop(tmp: Path, r: int, ticks: int, kept_looks: int = 60) -> dict[str
         return StepOutcome(state="succeeded", outputs={o: "0" * 40 for o in node.outputs})
 
     (tmp / "judged").mkdir()
-    policy = load_policy(str(tmp / "cadence.yaml"))
     settings = ControllerSettings(
         db_path=tmp / "judged" / "c.db", mlflow_webhook_secret=SecretStr("x"), reconcile_workers=0
     )
-    store = RolloutStore(settings.db_path)
-    runner = LocalRunner(settings.db_path, step, lambda name: policy)
-    reconciler = Reconciler(
-        settings, store, runner, None, ControllerMetrics(store), policy_loader=lambda n: policy
-    )
-    now = time.time()
-    for i in range(r):
-        store.create_rollout(
-            RolloutRecord(
-                id=f"j{i}-v2", model=f"j{i}", baseline_version="1", canary_version="2",
-                created_at=now + i, updated_at=now,
-            )
-        )  # fmt: skip
-    for _ in range(2):  # start every workflow and run it up to its analysis, with the kept looks
+    reconciler = _idle_loop(settings, step, tmp / "cadence.yaml", "j", r)
+    for _ in range(2):  # start every workflow and run it up to its analysis
+        reconciler.tick()
+    # Each step's window opens on the look grid once its warm-up is over (up to a look interval
+    # after it starts): tick until every rollout has judged its kept looks.
+    deadline = time.monotonic() + 60
+    while len(ctx.analyses.lateness()) < r * kept_looks:
+        if time.monotonic() > deadline:
+            raise PhaseFailed(f"judged loop: {len(ctx.analyses.lateness())} kept looks judged in 60 s")
+        time.sleep(0.5)
         reconciler.tick()
     before = len(ctx.analyses.lateness())
     analysis_step.advance = timed_advance

@@ -50,6 +50,7 @@ def replica(url: str, shards: int, ttl_s: float, renew_s: float, policy_path: st
     """One replica: leases renewed on their thread, the reconcile loop on this one; a line a tick."""
     from pydantic import SecretStr
 
+    from bench.idle_rollouts import idle_step
     from canaryflow.adapters.database import open_database
     from canaryflow.app.wiring import build_leadership
     from controller.controller_settings import ControllerSettings
@@ -65,9 +66,7 @@ def replica(url: str, shards: int, ttl_s: float, renew_s: float, policy_path: st
 
     def step(node: Any, step_input: Any) -> StepOutcome:
         seen.add(step_input.spec.model)
-        if node.step in ("analyze", "bake", "watch"):
-            return StepOutcome(state="running", message="not enough samples yet")
-        return StepOutcome(state="succeeded", outputs={o: "0" * 40 for o in node.outputs})
+        return idle_step(node, step_input)
 
     settings = ControllerSettings(
         db_path=Path(home) / "c.db",
@@ -106,19 +105,12 @@ def replica(url: str, shards: int, ttl_s: float, renew_s: float, policy_path: st
 
 def seed(url: str, count: int) -> None:
     """`count` rollouts waiting to start, one model each."""
+    from bench.idle_rollouts import seed_rollouts
     from canaryflow.adapters.database import open_database
-    from controller.rollout.records import RolloutRecord
     from controller.rollout.store import RolloutStore
 
     store = RolloutStore(open_database(url))
-    now = time.time()
-    for i in range(count):
-        store.create_rollout(
-            RolloutRecord(
-                id=f"fleet{i}-v2", model=f"fleet{i}", baseline_version="1", canary_version="2",
-                created_at=now + i * 1e-3, updated_at=now,
-            )
-        )  # fmt: skip
+    seed_rollouts(store, "fleet", count)
     store.close()
 
 
