@@ -585,12 +585,9 @@ def judged_loop(tmp: Path, r: int, ticks: int, kept_looks: int = 60) -> dict[str
         def scraped(self, *args: Any) -> bool:
             return True
 
-    class Tags:  # the registry read each look makes (promote-now directives): none
-        def version_tags(self, model: str, version: str) -> dict[str, str]:
-            return {}
-
     none = cast(Any, None)
-    ctx = StepContext(none, cast(Any, Tags()), cast(Any, Source()), none, none, none)
+    # As the controller's local runner builds it: promote-now arrives directly, no registry read.
+    ctx = StepContext(none, none, cast(Any, Source()), none, none, none, directives=False)
     judged_s = [0.0]
     advance = analysis_step.advance
 
