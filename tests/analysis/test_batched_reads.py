@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.adapters.metrics.batched import BatchedSource
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
 from canaryflow.app.local.prometheus import start_prometheus
-from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
+from canaryflow.kernel.analysis import Observations
 from canaryflow.kernel.contracts.looks import grid_ms, on_look_grid
-from tests.support.net import free_port
+from tests.support.metric_families import exported_families
 from tests.workflows import test_live_pairing as pairing
 from tests.workflows.rollout_support import prometheus_step_context
 from workflows.steps import StepInput
@@ -80,25 +80,8 @@ class Exporter:
 
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
-    registry = CollectorRegistry()
-    latency = Histogram(
-        "canaryflow_request_duration_seconds", "request latency", ["model", "version"],
-        buckets=DEFAULT_LATENCY_BUCKETS_S, registry=registry,
-    )  # fmt: skip
-    requests = Counter("canaryflow_requests", "requests", ["model", "version", "code"], registry=registry)
-    memory = Gauge("canaryflow_gpu_memory_bytes", "memory", ["model", "version"], registry=registry)
-    shadow = Histogram(
-        "canaryflow_shadow_cosine_distance", "shadow distance", ["model", "version", "baseline"],
-        buckets=DEFAULT_SHADOW_BUCKETS, registry=registry,
-    )  # fmt: skip
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    try:
+    with exported_families() as (port, latency, requests, memory, shadow):
         yield Exporter(port, latency, requests, memory, shadow, random.Random(7))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _range_queries(url: str) -> int:

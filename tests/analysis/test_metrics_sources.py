@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import pytest
 from prometheus_api_client import PrometheusConnect
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from canaryflow.adapters.metrics import MetricsError, MetricsSource
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.metrics.prometheus import SETTLE_S, PrometheusSource
 from canaryflow.adapters.metrics.scrape import ScrapeSource
-from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW_BUCKETS, Observations
+from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, Observations
+from tests.support.metric_families import exported_families
 from tests.support.net import free_port
 
 
@@ -39,25 +40,8 @@ class Exporter:
 
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
-    registry = CollectorRegistry()
-    latency = Histogram(
-        "canaryflow_request_duration_seconds", "request latency", ["model", "version"],
-        buckets=DEFAULT_LATENCY_BUCKETS_S, registry=registry,
-    )  # fmt: skip
-    requests = Counter("canaryflow_requests", "requests", ["model", "version", "code"], registry=registry)
-    memory = Gauge("canaryflow_gpu_memory_bytes", "memory", ["model", "version"], registry=registry)
-    shadow = Histogram(
-        "canaryflow_shadow_cosine_distance", "shadow distance", ["model", "version", "baseline"],
-        buckets=DEFAULT_SHADOW_BUCKETS, registry=registry,
-    )  # fmt: skip
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    try:
+    with exported_families() as (port, latency, requests, memory, shadow):
         yield Exporter(port, latency, requests, memory, shadow)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _step_traffic(exp: Exporter) -> None:
