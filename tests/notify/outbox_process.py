@@ -7,6 +7,9 @@ CloudEvents receiver that is down, says so on stdout, and keeps retrying until i
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from functools import partial
@@ -18,6 +21,8 @@ from canaryflow.adapters.notify.cloudevents_channel import CloudEventsChannel
 from controller.notice_outbox import NoticeOutbox
 from controller.shared_outbox import SharedNoticeOutbox
 from tests.notify.conftest import notice
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(outbox: str, url: str, owner: str | None = None) -> None:
@@ -38,6 +43,23 @@ def main(outbox: str, url: str, owner: str | None = None) -> None:
     notifier.notify(notice())
     print("queued", flush=True)
     time.sleep(60)  # the test kills this process long before
+
+
+def kill_while_queued(outbox: Path | str, url: str, *owner: str) -> None:
+    """A notifier in a process of its own queues one notice for `url` (down) and is SIGKILLed;
+    with `owner`, a replica's notifier on the shared outbox in the database at `outbox`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.notify.outbox_process", str(outbox), url, *owner],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "queued"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

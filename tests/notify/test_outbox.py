@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -22,9 +18,9 @@ from canaryflow.app.wiring import notify_outbox_path
 from canaryflow.kernel.contracts.notifications import NoticeEvent, RolloutNotice
 from controller.notice_outbox import COMPONENT, MIGRATIONS, NoticeOutbox
 from tests.notify.conftest import Stuck, notice
+from tests.notify.outbox_process import kill_while_queued
 from tests.notify.receiver import Receiver
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = {"max_attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.02}
 
 
@@ -37,29 +33,12 @@ def _waiting(path: Path) -> dict[str, int]:
         outbox.close()
 
 
-def _kill_while_queued(outbox: Path | str, url: str, *owner: str) -> None:
-    """A notifier in a process of its own queues one notice for `url` (down) and is SIGKILLed;
-    with `owner`, a replica's notifier on the shared outbox in the database at `outbox`."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.notify.outbox_process", str(outbox), url, *owner],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "queued"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 def test_a_notice_queued_at_a_kill_is_delivered_after_the_restart_with_the_same_id(tmp_path):
     path = tmp_path / "controller-outbox.db"
     down = Receiver()
     port, url = down._server.server_address[1], down.url
     down.stop()  # the receiver is down while the first controller runs
-    _kill_while_queued(path, url)
+    kill_while_queued(path, url)
     channel = CloudEventsChannel(url)
     assert _waiting(path) == {channel.describe(): 1}
 

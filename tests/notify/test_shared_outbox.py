@@ -17,8 +17,8 @@ from canaryflow.adapters.notify.cloudevents_channel import CloudEventsChannel, t
 from canaryflow.kernel.contracts.notifications import NoticeEvent
 from controller.shared_outbox import SharedNoticeOutbox
 from tests.notify.conftest import notice
+from tests.notify.outbox_process import kill_while_queued
 from tests.notify.receiver import Receiver
-from tests.notify.test_outbox import _kill_while_queued
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -97,7 +97,7 @@ def test_a_notice_owed_by_a_killed_replica_is_delivered_by_another_once(
     down = Receiver()
     port, url = down._server.server_address[1], down.url
     down.stop()
-    _kill_while_queued(database_url, url, "replica-a")
+    kill_while_queued(database_url, url, "replica-a")
     channel = CloudEventsChannel(url)
     outbox = partial(SharedNoticeOutbox, database, "replica-b", orphan_after_s=1.0)
     receiver = Receiver(port=port)
