@@ -37,6 +37,8 @@ MODEL = "minilm"
 
 
 def routing_yaml(model_dir: Path, versions: dict[str, int]) -> str:
+    """A routing file serving each version (weight in percent) from the same folder, each loaded as
+    its own copy (bench/overcommit.py's versions too)."""
     lines = [f"model: {MODEL}", "versions:"]
     for version, weight in versions.items():
         lines += [f"  - version: '{version}'", f"    uri: {json.dumps(str(model_dir))}",

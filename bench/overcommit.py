@@ -43,13 +43,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.arrival import MODEL  # noqa: E402
+from bench.arrival import routing_yaml as weighted_routing  # noqa: E402
 from bench.loadgen import Target, make_sentences, percentile  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
 from bench.serving import free_port, stop_server, wait_ready  # noqa: E402
 from canaryflow.kernel.contracts import metrics as names  # noqa: E402
-
-MODEL = "minilm"
 
 
 def zipf_versions(count: int, versions: int, s: float, seed: int) -> list[str]:
@@ -61,11 +61,7 @@ def zipf_versions(count: int, versions: int, s: float, seed: int) -> list[str]:
 
 def routing_yaml(model_dir: Path, versions: int) -> str:
     """Every version the same folder (each loaded as its own copy); all traffic names its version."""
-    lines = [f"model: {MODEL}", "versions:"]
-    for v in range(1, versions + 1):
-        lines += [f"  - version: '{v}'", f"    uri: {json.dumps(str(model_dir))}",
-                  f"    weight: {100 if v == 1 else 0}"]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return weighted_routing(model_dir, {str(v): 100 if v == 1 else 0 for v in range(1, versions + 1)})
 
 
 def metric_sums(port: int) -> dict[str, dict[str, float]]:
