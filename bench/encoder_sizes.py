@@ -9,7 +9,12 @@ and each input length (24, 48, 128, 512 tokens with [CLS]/[SEP]), in one run on 
    padding, no copies, no HTTP;
 2. `canaryflow serve` on the same model folder (default: 8 HTTP fronts and one engine, one copy of
    the weights) driven by wrk with requests of several texts of that length: sentences/s and
-   tokens/s, p50/p99, and the share of the ceiling.
+   tokens/s, p50/p99, and the share of the ceiling, with what the server did meanwhile (texts per
+   batch, replays per batch, padding's share, from its own counters);
+3. where the server falls short, what says why: `--served-path-s` times the server's own forward
+   path in-process (`embed` on pre-tokenized chunks from the engine's threads, no HTTP, fronts or
+   batcher), and `--profile DIR` samples every server process with py-spy during each length's
+   measured seconds (`bench/profile_summary.py DIR`).
 
 BERT-base and BERT-large are built from their configurations (transformers' BertConfig: hidden
 768/1024, 12/24 layers, 12/16 heads, intermediate 3072/4096, 512 positions) with seeded random
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 from bench.loadgen import WORDS, Target  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
-from bench.serving import free_port, gpu_memory_used_mib, stop_server, wait_ready  # noqa: E402
+from bench.serving import free_port, gpu_memory_used_mib, start_profilers, stop_server, wait_ready  # noqa: E402
+from canaryflow.kernel.contracts import metrics as names  # noqa: E402
 
 SHAPES: dict[str, dict[str, int] | None] = {
     "minilm": None,  # the packaged model's own files
@@ -156,6 +163,82 @@ def ceiling(model_dir: Path, device: str, tokens: int, quick: bool) -> dict[str,
     return best
 
 
+def served_path(
+    model_dir: Path, device: str, tokens: int, seconds: float, threads: int, lanes: int
+) -> dict[str, Any]:
+    """The server's own forward path without HTTP, fronts or batcher: `embed` on pre-tokenized
+    chunks of the size the batcher sends (`max_chunk_tokens`, at most `max_batch_size` rows) from
+    `threads` threads at once (the engine's batches in flight), graphs on `lanes` streams. Between
+    the ceiling and the server, it says whether a shortfall is the GPU path (padding, copies, passes
+    cut to the graphs' token cap, lanes) or what comes before it."""
+    import threading
+
+    import torch
+
+    from inference.batching import BatcherConfig
+    from inference.models.base import TokenizedBatch
+    from inference.models.cuda_graphs import plan_replays
+    from inference.models.loader import load_model
+    from inference.models.sentence_transformer import SentenceTransformerModel
+
+    model = load_model(str(model_dir), device, gpu_streams=lanes)
+    assert isinstance(model, SentenceTransformerModel)
+    rows = min(256, max(1, BatcherConfig().max_chunk_tokens // tokens))
+    batch = TokenizedBatch.filled(rows, tokens, 1000)
+    graphs = model._graphs
+    replays = []
+    if graphs is not None:
+        replays = [bucket for bucket, _ in plan_replays(batch.lengths, graphs.widths, graphs.max_tokens)]
+        for bucket in set(replays):
+            graphs.capture(bucket)
+    for _ in range(3):
+        model.embed(batch)
+    done = [0] * threads
+    stop = time.monotonic() + seconds
+    embed = model.embed
+
+    def work(i: int) -> None:
+        while time.monotonic() < stop:
+            embed(batch)
+            done[i] += 1
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    if graphs is not None:
+        graphs.stop_capturing(5)
+        graphs.release()
+    model.to_host()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    rate = sum(done) * rows / elapsed
+    return {"sentences_per_s": rate, "rows": rows, "replays": [f"{b.rows}x{b.width}" for b in replays],
+            "threads": threads, "lanes": lanes}  # fmt: skip
+
+
+def server_counts(port: int) -> dict[str, float]:
+    """Sums over every version of the server's batching counters (for rows per pass, padding)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        page = response.read().decode()
+    wanted = {
+        names.FORWARD_PASSES + "_total": "passes", names.BATCH_SIZE + "_count": "batches",
+        names.BATCH_SIZE + "_sum": "texts", names.TOKENS + "_total": "tokens",
+        names.PADDED_TOKENS + "_total": "padded_tokens",
+    }  # fmt: skip
+    sums = dict.fromkeys(wanted.values(), 0.0)
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            if sample.name in wanted:
+                sums[wanted[sample.name]] += sample.value
+    return sums
+
+
 def write_bodies(path: Path, texts: list[str], per_request: int, model: str) -> None:
     with path.open("wb") as out:
         for i in range(0, len(texts) - per_request + 1, per_request):
@@ -186,6 +269,14 @@ def measure_shape(
     for t, c in ceilings.items():
         print(f"  {shape:<10} {t:>3} tokens  ceiling {c['sentences_per_s']:>10,.0f} sent/s "
               f"{c['tokens_per_s']:>12,.0f} tokens/s (batch {c['rows']})", flush=True)  # fmt: skip
+    paths: dict[int, dict[str, Any]] = {}
+    if args.served_path_s > 0:
+        for t in args.tokens:
+            path = paths[t] = served_path(model_dir, args.device, t, args.served_path_s, 4, args.lanes)
+            share = path["sentences_per_s"] / ceilings[t]["sentences_per_s"]
+            print(f"  {shape:<10} {t:>3} tokens  served path {path['sentences_per_s']:>10,.0f} sent/s "
+                  f"({share:.0%} of ceiling; chunks of {path['rows']} as {'+'.join(path['replays'])}, "
+                  f"{path['threads']} threads)", flush=True)  # fmt: skip
     server, port = serve(model_dir, args)
     try:
         t0 = time.monotonic()
@@ -199,10 +290,18 @@ def measure_shape(
                 bodies = Path(tmp) / f"bodies-{t}.jsonl"
                 write_bodies(bodies, make_texts(per_request * 512, t, seed=t), per_request, "enc")
                 run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+                spies = []
+                if args.profile:
+                    spies = start_profilers(server.pid, args.measure_s, args.profile, f"{shape}-{t}")
+                before = server_counts(port)
                 found = parse_wrk_output(
                     run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
                     args.concurrency, per_request,
                 )  # fmt: skip
+                after = server_counts(port)
+                for spy in spies:
+                    spy.wait(timeout=60)
+                counts = {k: after[k] - before[k] for k in after}
                 ceil = ceilings[t]
                 row = {
                     "shape": shape, "tokens": t, "texts_per_request": per_request,
@@ -212,12 +311,20 @@ def measure_shape(
                     "ceiling_sentences_per_s": ceil["sentences_per_s"], "ceiling_rows": ceil["rows"],
                     "share_of_ceiling": found["sentences_per_s"] / ceil["sentences_per_s"],
                     "server_ready_s": ready_s, "gpu_memory_used_mib_when_ready": memory,
+                    # what the server did in the measured seconds: texts per batch, replays per batch
+                    # (a batch's chunks cut to the graphs' buckets), padding's share of the tokens
+                    "texts_per_batch": counts["texts"] / max(counts["batches"], 1),
+                    "passes_per_batch": counts["passes"] / max(counts["batches"], 1),
+                    "padding_share": 1 - counts["tokens"] / max(counts["padded_tokens"], 1),
+                    "served_path_sentences_per_s": paths[t]["sentences_per_s"] if t in paths else None,
                 }  # fmt: skip
                 rows.append(row)
                 save()
                 print(f"  {shape:<10} {t:>3} tokens  server  {row['sentences_per_s']:>10,.0f} sent/s "
                       f"{row['tokens_per_s']:>12,.0f} tokens/s  p99 {row['p99_ms']:.0f} ms  "
-                      f"{row['share_of_ceiling']:.0%} of ceiling  {row['codes']}", flush=True)  # fmt: skip
+                      f"{row['share_of_ceiling']:.0%} of ceiling  {row['codes']}; "
+                      f"{row['texts_per_batch']:.0f} texts and {row['passes_per_batch']:.1f} passes a batch, "
+                      f"padding {row['padding_share']:.0%}", flush=True)  # fmt: skip
     finally:
         stop_server(server)
 
@@ -253,6 +360,16 @@ def main() -> None:
     parser.add_argument("--models-dir", default=None, help="where the built folders go (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "encoder_sizes.json"))
     parser.add_argument("--table", default=None, help="print the table of this JSON report and stop")
+    parser.add_argument(
+        "--served-path-s",
+        type=float,
+        default=0.0,
+        help="also time the server's forward path in-process this long (no HTTP, no batcher)",
+    )
+    parser.add_argument("--lanes", type=int, default=2, help="--served-path-s: GPU streams, as the engine's")
+    parser.add_argument(
+        "--profile", default=None, help="dir: py-spy stacks of every server process per length"
+    )
     args = parser.parse_args()
     if args.table:
         report = json.loads(Path(args.table).read_text())
