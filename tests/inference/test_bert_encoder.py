@@ -24,6 +24,8 @@ from inference.models.bert_encoder import BertEncoder, load_bert_encoder
 from inference.models.bert_files import BertFiles, bert_plan
 from inference.models.loader import load_model
 from inference.models.plain_chain import PlainChain
+from inference.runner import preload_modules
+from inference.server_settings import InferenceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -144,6 +146,32 @@ def test_minilm_loads_without_importing_transformers() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_fork_server_imports_transformers_only_where_a_served_model_may_need_it(tmp_path: Path) -> None:
+    from canaryflow.kernel.contracts.routing import RoutingConfig
+
+    other = _random_bert(tmp_path / "other")
+    _edit(other, "config.json", model_type="roberta")
+
+    def imports(*uris: str, routing_file: Path | None = None) -> bool:
+        versions = [
+            {"version": str(i), "uri": uri, "weight": 100 if i == 1 else 0} for i, uri in enumerate(uris, 1)
+        ]
+        routing = RoutingConfig.model_validate({"model": "m", "versions": versions}) if uris else None
+        preload = preload_modules(InferenceSettings(routing_file=routing_file), routing)
+        assert "torch" in preload
+        return "transformers.modeling_utils" in preload
+
+    minilm = str(minilm_path())
+    assert not imports(minilm)
+    assert not imports(minilm, f"file://{minilm}")
+    assert imports(minilm, "models:/minilm/2")  # resolved by the worker: cannot be known here
+    assert imports(minilm, str(other))
+    routing_file = tmp_path / "routing.yaml"
+    routing_file.write_text(f"model: m\nversions:\n  - version: '1'\n    uri: {minilm}\n    weight: 100\n")
+    assert not imports(routing_file=routing_file)
+    assert imports(routing_file=tmp_path / "missing.yaml")
 
 
 def _edit(folder: Path, name: str, **changes: Any) -> None:
