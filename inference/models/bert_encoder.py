@@ -34,17 +34,17 @@ class EncoderOutput:
 
 
 class _Layer(nn.Module):
-    def __init__(self, shape: BertShape) -> None:
+    def __init__(self, shape: BertShape, device: str) -> None:
         super().__init__()
-        h, eps = shape.hidden_size, shape.layer_norm_eps
+        h, eps, i = shape.hidden_size, shape.layer_norm_eps, shape.intermediate_size
         self.heads = shape.num_attention_heads
         self.act = shape.hidden_act
-        self.qkv = nn.Linear(h, 3 * h)
-        self.attention_out = nn.Linear(h, h)
-        self.attention_norm = nn.LayerNorm(h, eps=eps)
-        self.intermediate = nn.Linear(h, shape.intermediate_size)
-        self.output = nn.Linear(shape.intermediate_size, h)
-        self.output_norm = nn.LayerNorm(h, eps=eps)
+        self.qkv = nn.Linear(h, 3 * h, device=device)
+        self.attention_out = nn.Linear(h, h, device=device)
+        self.attention_norm = nn.LayerNorm(h, eps=eps, device=device)
+        self.intermediate = nn.Linear(h, i, device=device)
+        self.output = nn.Linear(i, h, device=device)
+        self.output_norm = nn.LayerNorm(h, eps=eps, device=device)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         rows, length, hidden = x.shape
@@ -65,17 +65,27 @@ def _act(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 class BertEncoder(nn.Module):
-    """Token embeddings of a BERT encoder: [rows, length] ids and mask in, [rows, length, hidden] out."""
+    """Token embeddings of a BERT encoder: [rows, length] ids and mask in, [rows, length, hidden] out.
 
-    def __init__(self, shape: BertShape) -> None:
+    Built on the meta device by `load_bert_encoder`, which then assigns the checkpoint's tensors.
+    The embeddings are given their (empty) weights rather than initialised: a random normal fill on
+    the meta device imports torch._dynamo (3.5 s, the most of a model load on a busy 2-core
+    machine), and every value is overwritten anyway. The device is passed to each module rather
+    than set by `with torch.device(...)` for the same reason."""
+
+    def __init__(self, shape: BertShape, device: str = "meta") -> None:
         super().__init__()
         self.config = shape  # `PlainChain` reads config.hidden_size, as of a transformers model
         h = shape.hidden_size
-        self.word = nn.Embedding(shape.vocab_size, h)
-        self.position = nn.Embedding(shape.max_position_embeddings, h)
-        self.token_type = nn.Embedding(shape.type_vocab_size, h)
-        self.embedding_norm = nn.LayerNorm(h, eps=shape.layer_norm_eps)
-        self.layers = nn.ModuleList(_Layer(shape) for _ in range(shape.num_hidden_layers))
+
+        def table(rows: int) -> nn.Embedding:
+            return nn.Embedding(rows, h, _weight=torch.empty(rows, h, device=device))
+
+        self.word = table(shape.vocab_size)
+        self.position = table(shape.max_position_embeddings)
+        self.token_type = table(shape.type_vocab_size)
+        self.embedding_norm = nn.LayerNorm(h, eps=shape.layer_norm_eps, device=device)
+        self.layers = nn.ModuleList(_Layer(shape, device) for _ in range(shape.num_hidden_layers))
 
     def forward(
         self,
@@ -98,8 +108,7 @@ class BertEncoder(nn.Module):
 def load_bert_encoder(files: BertFiles) -> BertEncoder:
     """The encoder on the CPU with the checkpoint's tensors (at their stored dtype), built without
     initialising weights that are overwritten at once (seconds for BERT-large)."""
-    with torch.device("meta"):
-        encoder = BertEncoder(files.shape)
+    encoder = BertEncoder(files.shape)
     state = {}
     with safe_open(str(files.weights), framework="pt", device="cpu") as stored:
         for name, sources in files.sources.items():
