@@ -67,6 +67,8 @@ def timeline(lines: list[str], started: float) -> dict[str, Any]:
         if process == "parent" and message.startswith("fork server imports: "):
             out["cli_s"] = at
             out["preload"] = message.removeprefix("fork server imports: ").split(", ")
+        elif process == "parent" and message.startswith("serving mode") and out["cli_s"] is None:
+            out["cli_s"] = at  # a server from before the preload mark: its next mark
         elif process == "parent" and message.startswith("starting ") and "fork server" in message:
             starting = at
         elif message == "forked":
@@ -91,7 +93,7 @@ def summary(marks: dict[str, Any]) -> str:
         last = max(loads, key=lambda load: load["warm_at_s"])
         parts.append(f"last model began loading at {last['load_began_at_s']} s, load {last['load_s']} s, "
                      f"warm-up {last['warm_up_s']} s, warm at {last['warm_at_s']} s")  # fmt: skip
-    preload = marks["preload"] or []
-    parts.append("transformers preloaded" if any(m.startswith("transformers") for m in preload) else
-                 "no transformers preloaded")  # fmt: skip
+    if marks["preload"] is not None:
+        preloaded = any(module.startswith("transformers") for module in marks["preload"])
+        parts.append("transformers preloaded" if preloaded else "no transformers preloaded")
     return "; ".join(parts)
