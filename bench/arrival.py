@@ -6,7 +6,9 @@ version with a small weight. Two figures per serving mode, in one run:
 
 1. **ready**: `canaryflow serve --routing-file` started from nothing (the interpreter, the imports
    in the fork server, loading the weights, the graphs captured before ready) until `/readyz`
-   answers 200 on many fresh connections (bench/serving.py::wait_ready);
+   answers 200 on many fresh connections (bench/serving.py::wait_ready), with where that time
+   went from the server's own log marks (`startup` in the JSON: the CLI, the fork server's
+   imports and which, each process's fork, load and warm-up; bench/startup_marks.py);
 2. **arrival**: the routing file rewritten with version 2 (another copy of the same weights) at
    weight 10; from that write until `--confirm` requests in a row, each on a new connection (so
    replicas are asked in turn), naming `minilm/2` answer 200.
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serving import free_port, gpu_memory_used_mib, stop_server, wait_ready  # noqa: E402
+from bench.startup_marks import start_logged, summary, timeline  # noqa: E402
 
 MODEL = "minilm"
 
@@ -78,10 +80,12 @@ def measure(args: argparse.Namespace, mode: str, model_dir: Path, tmp: Path) -> 
     ]  # fmt: skip
     print("server:", " ".join(cmd[3:]), flush=True)
     started = time.perf_counter()
-    server = subprocess.Popen(cmd, cwd=ROOT)
+    server, log_lines, started_wall = start_logged(cmd, cwd=ROOT)
     try:
         wait_ready(port, server, timeout_s=args.ready_timeout_s)
         ready_s = time.perf_counter() - started
+        startup = timeline(log_lines, started_wall)
+        print(f"{mode}: ready in {ready_s:.2f} s: {summary(startup)}", flush=True)
         memory_ready = gpu_memory_used_mib() if args.device.startswith("cuda") else None
         before = answers(port, "2")
         written = time.perf_counter()
@@ -96,7 +100,7 @@ def measure(args: argparse.Namespace, mode: str, model_dir: Path, tmp: Path) -> 
                 time.sleep(0.02)
         arrived = in_a_row >= args.confirm
         return {
-            "mode": mode, "workers": args.workers, "ready_s": ready_s,
+            "mode": mode, "workers": args.workers, "ready_s": ready_s, "startup": startup,
             "gpu_memory_ready_mib": memory_ready, "version_2_before": before,
             "arrival_s": time.perf_counter() - written if arrived else None, "arrival_codes": codes,
         }  # fmt: skip

@@ -36,6 +36,7 @@ from bench.inference_table import print_table  # noqa: E402
 from bench.loadgen import Target, load_test, make_sentences, percentile  # noqa: E402
 from bench.loadgen_wrk import find_wrk, wrk_load_test  # noqa: E402
 from bench.serving import free_port, gpu_memory_used_mib, start_profilers, stop_server, wait_ready  # noqa: E402
+from bench.startup_marks import start_logged, summary, timeline  # noqa: E402
 
 # -- 1. raw model.encode ceiling -----------------------------------------------------------------
 
@@ -327,17 +328,22 @@ def main() -> None:
     port = free_port()
     cmd = serve_command(args, port)
     print("server:", " ".join(cmd), flush=True)
-    server = subprocess.Popen(cmd, cwd=ROOT, env=_server_env())
+    t0 = time.monotonic()
+    server, log_lines, started_wall = start_logged(cmd, cwd=ROOT, env=_server_env())
     runs: list[dict[str, Any]] = []
     interrupted = False
     try:
-        t0 = time.monotonic()
         wait_ready(port, server)
         ready_s = time.monotonic() - t0
-        print(f"server ready in {ready_s:.1f}s", flush=True)
+        startup = timeline(log_lines, started_wall)
+        print(f"server ready in {ready_s:.1f}s: {summary(startup)}", flush=True)
         gpu_memory_mib = gpu_memory_used_mib() if gpu else None
         if args.ready_only:
-            print(json.dumps({"server_ready_s": ready_s, "gpu_memory_used_mib": gpu_memory_mib}))
+            print(
+                json.dumps(
+                    {"server_ready_s": ready_s, "gpu_memory_used_mib": gpu_memory_mib, "startup": startup}
+                )
+            )
             return
         target = Target(port, "/v1/embeddings", "minilm", args.encoding_format)
         max_diff = check_correct(target, args.model, args.device)
@@ -365,6 +371,7 @@ def main() -> None:
         "raw": raw,
         "server_vs_encode_max_abs_diff": max_diff,
         "server_ready_s": ready_s,
+        "startup": startup,
         "gpu_memory_used_mib_when_ready": gpu_memory_mib,
         "runs": runs,
         "interrupted": interrupted,

@@ -119,6 +119,7 @@ def _front(settings_json: str, engine: str, index: int) -> None:
     # The fronts are the parallelism: each tokenizes its own requests on one thread.
     os.environ["RAYON_NUM_THREADS"] = "1"
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s front{index} %(levelname)s %(message)s")
+    logging.getLogger(__name__).info("forked")
     settings = InferenceSettings.model_validate_json(settings_json)
     _serve_http(settings, None, _bind(settings.host, settings.port, reuse_port=True), engine)
 
@@ -138,6 +139,7 @@ def _replica(settings_json: str, routing_json: str | None, index: int, threads: 
 def _engine(settings_json: str, routing_json: str | None, engine: str, threads: int) -> None:
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")
+    logging.getLogger(__name__).info("forked")
     import torch
 
     from inference.engine_process import run_engine
@@ -161,24 +163,55 @@ def _engine(settings_json: str, routing_json: str | None, engine: str, threads: 
 # importing torch and transformers at once, on the same cores, took most of a multi-process GPU
 # server's start-up (8 replicas: 25 s to ready on 16 cores, bench/inference.md). sentence-transformers
 # is not among them: the plain module chain needs only transformers (`inference.models.plain_chain`).
+# transformers itself (3.6 s beside torch's 1.3 s on the development machine, most of the 10 s the GPU
+# machine's fork server spent) is imported only when a served model may need it: every version in
+# the routing at start is a local folder the plain-torch BERT encoder serves
+# (`loader.served_without_transformers`: the files decide, read without importing torch) leaves it
+# out; a registry URI (resolved by the worker), a non-BERT model or a routing that cannot be read
+# keeps it. A version routed in later that needs it imports it in the worker that loads it.
 # Nothing here touches CUDA at import, so every worker still creates its own context after the fork.
 _PRELOAD = (
     "torch",
-    "transformers.modeling_utils",
-    "transformers.models.auto.modeling_auto",
-    "transformers.models.auto.tokenization_auto",
-    "transformers.models.bert.modeling_bert",  # the architecture of most embedding models served
     "tokenizers",
+    "safetensors",
     "uvicorn",
     "inference.http_front.assembly",
     "inference.models.loader",
     "inference.models.plain_chain",
 )
+_TRANSFORMERS_PRELOAD = (
+    "transformers.modeling_utils",
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.auto.tokenization_auto",
+    "transformers.models.bert.modeling_bert",
+)
 
 
-def _worker_context() -> Any:
+def _served_uris(settings: InferenceSettings, routing: RoutingConfig | None) -> list[str] | None:
+    """The model URIs routed at start; None when the routing file cannot be read here."""
+    if routing is None and settings.routing_file is not None:
+        from inference.server import read_routing_file
+
+        try:
+            routing = read_routing_file(settings.routing_file)
+        except (OSError, ValueError):
+            return None
+    return None if routing is None else [version.uri for version in routing.versions]
+
+
+def preload_modules(settings: InferenceSettings, routing: RoutingConfig | None) -> list[str]:
+    """What the fork server imports: transformers only where a model served at start may need it."""
+    from inference.models.loader import served_without_transformers
+
+    uris = _served_uris(settings, routing)
+    plain = uris is not None and all(served_without_transformers(uri) for uri in uris)
+    names = _PRELOAD if plain else _PRELOAD + _TRANSFORMERS_PRELOAD
+    return [name for name in names if importlib.util.find_spec(name.split(".")[0]) is not None]
+
+
+def _worker_context(preload: list[str]) -> Any:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([name for name in _PRELOAD if importlib.util.find_spec(name) is not None])
+    ctx.set_forkserver_preload(preload)
     return ctx
 
 
@@ -192,7 +225,9 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     os.mkdir(metrics_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     engine_socket = os.path.join(workdir, "engine.sock")
-    ctx = _worker_context()
+    preload = preload_modules(settings, routing)
+    logging.getLogger(__name__).info("fork server imports: %s", ", ".join(preload))
+    ctx = _worker_context(preload)
     # Every process sees the mode the parent chose (and each worker its streams from it).
     settings = settings.model_copy(update={"engine": settings.resolved_engine()})
     logging.getLogger(__name__).info("serving mode: %s", "engine" if settings.engine else "replicas")

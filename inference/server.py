@@ -151,7 +151,7 @@ class ModelServer:
         loaded = time.perf_counter()
         model.warm_up()
         warm_s = time.perf_counter() - loaded
-        log.info("%s: loaded in %.1f s, warmed up in %.1f s", uri, loaded - started, warm_s)
+        log.info("%s: loaded in %.2f s, warmed up in %.2f s", uri, loaded - started, warm_s)
         return model
 
     def _add_runtime(self, model_name: str, version: str, uri: str, model: EmbeddingModel) -> None:

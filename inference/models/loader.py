@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.models.base import EmbeddingModel
+from inference.models.bert_files import bert_plan
+from inference.models.chain_plan import plain_chain_plan
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -65,6 +67,20 @@ def matryoshka_dims(model_dir: Path) -> tuple[int, ...]:
         if found:
             return tuple(int(d) for d in found.group(1).replace(" ", "").split(",") if d.strip())
     return ()
+
+
+def served_without_transformers(uri: str) -> bool:
+    """Whether `load_model` serves `uri` with the plain-torch BERT encoder (no transformers import),
+    decided from its local files without importing torch; False where it cannot be known here (a
+    registry or remote URI, downloaded by the worker that loads it) or the files say otherwise."""
+    if uri.startswith(_REMOTE_SCHEMES):
+        return False
+    try:
+        model_dir = _sentence_transformer_dir(resolve_model_dir(uri))
+    except (OSError, ValueError):
+        return False
+    plan = plain_chain_plan(model_dir)
+    return not isinstance(plan, str) and not isinstance(bert_plan(plan[0]), str)
 
 
 def load_model(

@@ -1,13 +1,16 @@
-"""The common sentence-transformers module chain, built from transformers alone.
+"""The common sentence-transformers module chain, built without sentence-transformers.
 
 Most embedding models are saved by sentence-transformers as three modules: a Hugging Face
 transformer, a pooling of its token embeddings, and (often) an L2 normalisation. Serving them needs
 the transformer and two tensor operations; importing sentence-transformers to get them costs more
 than the whole rest of a server's start-up (it imports scikit-learn, SciPy's statistics and pandas
 for its utilities: 7.4 s of a 8.6 s fork-server preload on a 2-core machine, ~10 s on the GPU
-machine). `load_plain_chain` builds that chain from the model's own files with transformers, and
+machine). `load_plain_chain` builds that chain from the model's own files (`chain_plan`), and
 answers None for anything else (another module, another pooling mode, a lower-casing or argument
-option), which the loader then serves through sentence-transformers itself.
+option), which the loader then serves through sentence-transformers itself. The transformer is the
+plain-torch BERT encoder (`bert_encoder`) where `bert_files.bert_plan` accepts its files, with the
+tokenizer read from tokenizer.json by `tokenizers` alone: no transformers import at all. Any other
+transformer is transformers' `AutoModel` and `AutoTokenizer`; the log says which was used.
 
 The pooling mirrors sentence-transformers' (mean accumulated in float32 for half-precision
 weights, cast back; the first unmasked token for cls; masked max), and a test checks the chain
@@ -16,29 +19,21 @@ against `SentenceTransformer.encode` on the same files for each supported poolin
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from torch import nn
 
-log = logging.getLogger("canaryflow.inference")
+from inference.models.bert_encoder import load_bert_encoder
+from inference.models.bert_files import bert_plan
+from inference.models.chain_plan import plain_chain_plan
 
-# What modules.json calls each module across sentence-transformers releases: the class name is what
-# counts, under sentence_transformers.models (v2-v5) or its later module paths.
-_KINDS = {"Transformer": "transformer", "Pooling": "pooling", "Normalize": "normalize"}
-_POOLING_FLAGS = {
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
-POOLINGS = ("mean", "cls", "max")
+log = logging.getLogger("canaryflow.inference")
 
 
 class PlainChain(nn.Module):
@@ -80,40 +75,14 @@ def _pool(mode: str, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torc
     return (total / count).to(tokens.dtype)
 
 
-def _read_json(path: Path) -> dict[str, Any] | list[Any] | None:
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, (dict, list)) else None
+@dataclass(frozen=True)
+class FilesTokenizer:
+    """What `PlainChain` and `SentenceTransformerModel` read of a transformers tokenizer, from the
+    model's tokenizer files (`bert_files` checked that transformers would tokenize the same)."""
 
-
-def plain_chain_plan(model_dir: Path) -> tuple[Path, str, bool, int] | str:
-    """(transformer folder, pooling, normalize, max_seq_length), or why the chain is not plain."""
-    modules = _read_json(model_dir / "modules.json")
-    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
-        return "no readable modules.json"
-    kinds = [_KINDS.get(str(m.get("type", "")).rsplit(".", 1)[-1]) for m in modules]
-    if kinds not in (["transformer", "pooling"], ["transformer", "pooling", "normalize"]):
-        return f"modules {[m.get('type') for m in modules]}"
-    transformer_dir = model_dir / str(modules[0].get("path", ""))
-    settings = _read_json(transformer_dir / "sentence_bert_config.json")
-    if not isinstance(settings, dict) or not isinstance(settings.get("max_seq_length"), int):
-        return "no max_seq_length in sentence_bert_config.json"
-    extra = {k: v for k, v in settings.items() if k != "max_seq_length" and v not in (False, None, {}, [])}
-    if extra:
-        return f"transformer options {sorted(extra)}"
-    pooling_config = _read_json(model_dir / str(modules[1].get("path", "")) / "config.json")
-    if not isinstance(pooling_config, dict):
-        return "no pooling config"
-    modes = [mode for flag, mode in _POOLING_FLAGS.items() if pooling_config.get(flag)]
-    if isinstance(pooling_config.get("pooling_mode"), str):
-        modes = [pooling_config["pooling_mode"]]
-    if len(modes) != 1 or modes[0] not in POOLINGS:
-        return f"pooling {modes}"
-    if pooling_config.get("include_prompt", True) is not True:
-        return "pooling excludes the prompt"
-    return transformer_dir, modes[0], len(kinds) == 3, int(settings["max_seq_length"])
+    backend_tokenizer: Tokenizer
+    pad_token_id: int
+    model_input_names: list[str]
 
 
 def load_plain_chain(model_dir: Path) -> PlainChain | None:
@@ -123,8 +92,16 @@ def load_plain_chain(model_dir: Path) -> PlainChain | None:
         log.info("%s: loaded through sentence-transformers (%s)", model_dir, plan)
         return None
     transformer_dir, pooling, normalize, max_seq_length = plan
+    files = bert_plan(transformer_dir)
+    if not isinstance(files, str):
+        log.info("%s: loaded as a plain-torch BERT encoder", model_dir)
+        tokenizer = FilesTokenizer(
+            Tokenizer.from_str(files.tokenizer_spec), files.pad_id, list(files.input_names)
+        )
+        return PlainChain(load_bert_encoder(files), tokenizer, pooling, normalize, max_seq_length)
+    log.info("%s: loaded through transformers (%s)", model_dir, files)
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir))
+    auto_tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir))
     auto_model = AutoModel.from_pretrained(str(transformer_dir))
-    return PlainChain(auto_model, tokenizer, pooling, normalize, max_seq_length)
+    return PlainChain(auto_model, auto_tokenizer, pooling, normalize, max_seq_length)

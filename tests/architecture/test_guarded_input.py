@@ -49,7 +49,9 @@ ALLOWED = {
     "inference/engine_process.py": "messages between the server's own processes",
     "inference/runner.py": "settings and routing the parent process serialized for its workers",
     "inference/models/loader.py": "the model's own config files (a registered model)",
-    "inference/models/plain_chain.py": "the model's own config files (a registered model)",
+    "inference/models/chain_plan.py": "the model's own config files (a registered model)",
+    "inference/models/bert_files.py": "the model's own config, tokenizer and weight-header files (a "
+    "registered model; the header's length is bounded before it is read)",
     "inference/wordpiece.py": "the model's own tokenizer file (a registered model)",
     "workflows/local/store.py": "rows the local engine wrote to its own store",
     "workflows/steps/command.py": "step inputs the controller serialized into the workflow",

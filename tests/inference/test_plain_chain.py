@@ -1,4 +1,5 @@
-"""The plain module chain (transformers only) against sentence-transformers on the same files."""
+"""The plain module chain (the plain-torch BERT encoder for MiniLM) against sentence-transformers
+on the same files."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 
 from canaryflow.adapters.model_assets import minilm_path
+from inference.models.bert_encoder import BertEncoder
+from inference.models.chain_plan import plain_chain_plan
 from inference.models.loader import load_model
-from inference.models.plain_chain import PlainChain, plain_chain_plan
+from inference.models.plain_chain import PlainChain
 
 TEXTS = [
     "A man is eating food.",
@@ -64,10 +67,11 @@ def test_the_plain_chain_embeds_as_sentence_transformers_does(
 
     folder = _variant(tmp_path, pooling, normalize)
     served = load_model(str(folder), device="cpu")
-    assert isinstance(served._model, PlainChain)  # type: ignore[attr-defined]
+    chain = served._model  # type: ignore[attr-defined]
+    assert isinstance(chain, PlainChain) and isinstance(chain.auto_model, BertEncoder)
     expected = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_numpy=True)
     got = served.embed(served.tokenize(TEXTS))
-    np.testing.assert_allclose(got, expected, atol=2e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
     assert served.dimension == expected.shape[1]
     assert served.max_seq_length == 256
 
