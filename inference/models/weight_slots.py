@@ -137,8 +137,10 @@ class WeightSlots:
 
     def expected_bytes(self, member: object) -> int:
         """What binding `member` costs: a slot of its signature as the largest one now is (its
-        graphs' pools included), else its weights."""
+        graphs' pools included), else its weights; 0 for a model no longer a member."""
         with self._lock:
+            if member not in self._members:
+                return 0
             signature, weights = self._members[member]
             sizes = [s.bytes() for s in self._slots if s.signature == signature and not s.freeing]
         return max([weights, *sizes])
