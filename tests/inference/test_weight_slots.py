@@ -70,8 +70,8 @@ def test_versions_taking_turns_on_one_slot_answer_their_own_embeddings(chain) ->
     for turn in range(40):
         version = rng.choice(list(models))
         batch = _batch(alone[version], turn)
-        with cache.lease(version) as model:
-            got = model.embed(batch)
+        with cache.lease(version) as leased:
+            got = leased.embed(batch)
         np.testing.assert_array_equal(got, alone[version].embed(batch))
         assert len(slots.slots()) == 1 and cache.resident_bytes() <= int(slot_bytes * 1.5)
         assert [cache.is_resident(v) for v in models].count(True) == 1
