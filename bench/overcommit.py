@@ -10,7 +10,16 @@ own copy of one model folder's weights, addressed as `minilm/<v>`. In one run:
 2. overcommit: the same versions under a budget that holds V/ratio of them (`--ratio 4`: four
    times more versions than fit) and the same traffic: sentences/s against all resident, p99, and
    the hit rate, 1 - loads/batches from the server's own counters (the cache is asked once per
-   batch: a batch whose version was resident is a hit);
+   batch: a batch whose version was resident is a hit). Under a budget the server runs versions
+   on weight slots (inference/models/weight_slots.py): a bring-back copies weights, no capture;
+   the hot set's throughput: the sentences/s of the `fit` most asked versions (their share of
+   the texts the server embedded, from its per-version batch counters) against the same versions'
+   all resident;
+
+Both loads are measured only once the server stopped capturing CUDA graphs: the same traffic runs
+in warm-up rounds of `--warmup-s` until one captured none (`canaryflow_graph_captures_total`, at
+most `--settle-s`), and the captures during the measured phase are reported beside it (a GPU run
+whose "all resident" overlapped captures would compare against a slowed baseline);
 3. bringing a version back: one client, one request at a time, each to the version used longest
    ago (so each one finds its version evicted), then the same version again (resident now); each
    request's kind read exactly from the loads counter around it: p50/p99 of a request that brings
@@ -64,8 +73,13 @@ def routing_yaml(model_dir: Path, versions: int) -> str:
     return weighted_routing(model_dir, {str(v): 100 if v == 1 else 0 for v in range(1, versions + 1)})
 
 
+CAPTURES = "captures"  # the row of process-wide series (no version label) in `metric_sums`
+SERIES = ("loads", "batches", "texts", "device_bytes")
+
+
 def metric_sums(port: int) -> dict[str, dict[str, float]]:
-    """Per version: model loads, batches, requests and device bytes now, from `/metrics`."""
+    """Per version: model loads, batches, texts and device bytes now, from `/metrics`; under
+    CAPTURES, the CUDA graphs the server captured so far."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -73,21 +87,34 @@ def metric_sums(port: int) -> dict[str, dict[str, float]]:
     wanted = {
         names.MODEL_LOADS + "_total": "loads",
         names.BATCH_SIZE + "_count": "batches",
+        names.BATCH_SIZE + "_sum": "texts",
         names.GPU_MEMORY: "device_bytes",
     }
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, float]] = {CAPTURES: {"captures": 0.0}}
     for family in text_string_to_metric_families(page):
         for sample in family.samples:
+            if sample.name == names.GRAPH_CAPTURES + "_total":
+                out[CAPTURES]["captures"] += sample.value
             key = wanted.get(sample.name)
             version = sample.labels.get("version")
             if key is not None and version is not None:
-                row = out.setdefault(version, {"loads": 0.0, "batches": 0.0, "device_bytes": 0.0})
+                row = out.setdefault(
+                    version, dict.fromkeys(("loads", "batches", "texts", "device_bytes"), 0.0)
+                )
                 row[key] += sample.value
     return out
 
 
-def total(sums: dict[str, dict[str, float]], key: str) -> float:
-    return sum(row[key] for row in sums.values())
+def total(sums: dict[str, dict[str, float]], key: str, versions: set[str] | None = None) -> float:
+    return sum(
+        row.get(key, 0.0)
+        for version, row in sums.items()
+        if version != CAPTURES and (versions is None or version in versions)
+    )
+
+
+def captures(sums: dict[str, dict[str, float]]) -> float:
+    return sums[CAPTURES]["captures"]
 
 
 def start(
@@ -107,9 +134,30 @@ def start(
     return server, port
 
 
-def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path) -> dict[str, Any]:
+def settle(port: int, args: argparse.Namespace, wrk: str, target: Target, bodies: Path) -> dict[str, Any]:
+    """Warm-up rounds of the measured traffic until one captured no CUDA graph (or `--settle-s`)."""
+    started = time.monotonic()
+    rounds = []
+    while True:
+        before = captures(metric_sums(port))
+        run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+        captured = captures(metric_sums(port)) - before
+        rounds.append(captured)
+        if captured == 0 or time.monotonic() - started >= args.settle_s:
+            break
+    return {
+        "rounds": len(rounds),
+        "captures": rounds,
+        "s": time.monotonic() - started,
+        "settled": captured == 0,
+    }
+
+
+def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path, hot: set[str]) -> dict[str, Any]:
     target = Target(port, "/v1/embeddings", MODEL)
-    run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+    warm_up = settle(port, args, wrk, target, bodies)
+    print(f"warm-up: {warm_up['rounds']} round(s) in {warm_up['s']:.0f} s, graphs captured "
+          f"{warm_up['captures']}", flush=True)  # fmt: skip
     before = metric_sums(port)
     found = parse_wrk_output(
         run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
@@ -118,11 +166,19 @@ def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path) -> di
     after = metric_sums(port)
     loads = total(after, "loads") - total(before, "loads")
     batches = total(after, "batches") - total(before, "batches")
+    texts = total(after, "texts") - total(before, "texts")
+    hot_texts = total(after, "texts", hot) - total(before, "texts", hot)
     return {
         **found,
         "loads": loads,
         "batches": batches,
         "hit_rate": 1 - loads / batches if batches else None,
+        "hot_versions": sorted(hot, key=int),
+        "hot_share": hot_texts / texts if texts else None,
+        "hot_sentences_per_s": found["sentences_per_s"] * hot_texts / texts if texts else 0.0,
+        "captures_at_start": captures(before),
+        "captures_at_end": captures(after),
+        "warm_up": warm_up,
         "resident_bytes_after": total(after, "device_bytes"),
     }
 
@@ -173,13 +229,22 @@ def print_table(report: dict[str, Any]) -> None:
           f"({report['budget_mb']:.0f} MB; one version {report['version_mb']:.1f} MB); "
           f"Zipf s={report['zipf_s']}; {report['concurrency']} connections, "
           f"{report['texts']} text(s) a request")  # fmt: skip
-    print("| run | sentences/s | vs all resident | p50 ms | p99 ms | hit rate (batches) | loads | codes |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| run | sentences/s | vs all resident | hot set sentences/s | hot set vs all resident | "
+        "p50 ms | p99 ms | hit rate (batches) | loads | graphs captured in the phase | codes |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, row in (("all resident", a), ("overcommit", o)):
         hit = "-" if row.get("hit_rate") is None else f"{row['hit_rate']:.1%}"
         share = o["sentences_per_s"] / a["sentences_per_s"] if row is o and a["sentences_per_s"] else 1.0
-        print(f"| {name} | {row['sentences_per_s']:,.0f} | {share:.0%} | {row['p50_ms']:.1f} | "
-              f"{row['p99_ms']:.1f} | {hit} | {row['loads']:.0f} | {row['codes']} |")  # fmt: skip
+        hot = row.get("hot_sentences_per_s", 0.0)
+        hot_share = hot / a["hot_sentences_per_s"] if a.get("hot_sentences_per_s") else float("nan")
+        captured = row.get("captures_at_end", 0.0) - row.get("captures_at_start", 0.0)
+        print(f"| {name} | {row['sentences_per_s']:,.0f} | {share:.0%} | {hot:,.0f} | {hot_share:.0%} | "
+              f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {hit} | {row['loads']:.0f} | "
+              f"{captured:.0f} ({row.get('captures_at_start', 0):.0f} before) | "
+              f"{row['codes']} |")  # fmt: skip
+    print(f"hot set: versions {', '.join(a.get('hot_versions', []))} (the {report['fit']} most asked)")
     for kind in ("brought_back", "resident"):
         s = b[kind]
         if s["count"]:
@@ -200,7 +265,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--measure-s", type=float, default=8.0)
-    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--warmup-s", type=float, default=2.0, help="one warm-up round")
+    parser.add_argument(
+        "--settle-s", type=float, default=120.0, help="warm-up rounds until none captured, at most"
+    )
     parser.add_argument("--probes", type=int, default=40, help="requests that bring a version back")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
@@ -236,14 +304,16 @@ def main() -> None:
         bodies = Path(tmp) / "bodies.jsonl"
         write_bodies(bodies, args)
 
+        fit = max(1, int(args.versions / args.ratio))
+        hot = {str(v) for v in range(1, fit + 1)}  # the most asked: rank 1..fit
         server, port = start(args, routing, None)
         try:
-            resident = metric_sums(port)
-            version_bytes = max(row["device_bytes"] for row in resident.values())
-            report["all_resident"] = zipf_load(port, args, wrk, bodies)
+            report["all_resident"] = zipf_load(port, args, wrk, bodies, hot)
+            # After the warm-up: the graph pools captured meanwhile count in what a version costs.
+            sums = metric_sums(port)
+            version_bytes = max(row["device_bytes"] for v, row in sums.items() if v != CAPTURES)
         finally:
             stop_server(server)
-        fit = max(1, int(args.versions / args.ratio))
         report["fit"] = fit
         report["version_mb"] = version_bytes / 2**20
         report["budget_mb"] = (fit + 0.5) * version_bytes / 2**20  # room for `fit`, not for one more
@@ -254,7 +324,7 @@ def main() -> None:
 
         server, port = start(args, routing, report["budget_mb"])
         try:
-            report["overcommit"] = zipf_load(port, args, wrk, bodies)
+            report["overcommit"] = zipf_load(port, args, wrk, bodies, hot)
             out.write_text(json.dumps(report, indent=2))
             report["bring_back"] = bring_back(port, args.versions, args.probes, make_sentences(64, seed=3))
         finally:

@@ -12,6 +12,14 @@ batch needs, the idle ones that make room for it) and to mark them moving; the c
 (tens of milliseconds for a device round trip of a few hundred MB) run after, so a batch of a
 resident version never waits behind another version being brought back. A batch for a version
 whose weights are moving waits for that move and looks again.
+
+With weight slots (`inference.models.weight_slots`, which the server uses under a budget) device
+memory is held by slots rather than by versions: a version moved out leaves its slot on the device,
+idle, and the budget counts idle slots too. Room is made by freeing idle slots first (least recently
+left first), then by moving out the least recently used idle versions; a version on its way in
+takes an idle slot of its signature (one a version just moved out for it left, often) before any
+other is freed, so a bring-back among versions of one architecture copies weights and captures no
+graphs. The budget is exceeded only by versions in use, as without slots.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from inference.models.base import EmbeddingModel
+from inference.models.base import DeviceSlots, EmbeddingModel
 
 # (version, event) with event "load" or "evict"; the callback reads residency itself.
 CacheListener = Callable[[str, str], None]
@@ -38,9 +46,15 @@ class _Entry:
 
 
 class ModelCache:
-    def __init__(self, budget_bytes: int | None, listener: CacheListener | None = None) -> None:
+    def __init__(
+        self,
+        budget_bytes: int | None,
+        listener: CacheListener | None = None,
+        slots: DeviceSlots | None = None,
+    ) -> None:
         self._budget = budget_bytes
         self._listener = listener
+        self._slots = slots
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._clock = 0
@@ -51,25 +65,43 @@ class ModelCache:
 
     def resident_bytes(self) -> int:
         """Device bytes held now or promised: resident versions (those leaving included, until
-        they are gone) and those on their way in."""
-        return sum(
+        they are gone), those on their way in, and idle weight slots."""
+        held = sum(
             e.model.device_bytes() for e in self._entries.values() if e.model.is_resident() or e.arriving
         )
+        return held + (self._slots.idle_bytes() if self._slots is not None else 0)
 
     def add(self, version: str, model: EmbeddingModel) -> None:
-        """Take a freshly loaded (resident) model; may evict idle others to respect the budget."""
+        """Take a freshly loaded model and have it on the device (a model that shares weight slots
+        arrives in host memory and is brought in here); may evict idle others for the budget."""
+        if self._slots is not None:
+            self._slots.adopt(model)
         with self._lock:
             self._clock += 1
             entry = _Entry(model, last_used=self._clock)
             self._entries[version] = entry
-            victims = self._make_room(version, needed=0)
-        self._move_out(victims)
-        self._notify(version, "load")
+            if not model.is_resident():
+                entry.moving, entry.arriving = threading.Event(), True
+                if self._slots is not None:
+                    self._slots.reserve(model)
+            victims = self._make_room(version)
+        if entry.arriving:
+            self._arrive(version, entry, victims)
+        else:
+            self._carry_out(victims, None)
+            self._notify(version, "load")
 
     def remove(self, version: str) -> EmbeddingModel | None:
+        """Forget a version no batch uses any more; its device memory (or weight slot, left idle
+        for the next version of its architecture) is given back."""
         with self._lock:
             entry = self._entries.pop(version, None)
-        return entry.model if entry else None
+        if entry is None:
+            return None
+        if self._slots is not None:
+            entry.model.to_host()
+            self._slots.leave(entry.model)
+        return entry.model
 
     def versions(self) -> list[str]:
         return list(self._entries)
@@ -82,9 +114,10 @@ class ModelCache:
         entries = list(self._entries.items())
         return {v: e.model.device_bytes() if e.model.is_resident() else 0 for v, e in entries}
 
-    def _make_room(self, keep: str, needed: int) -> list[tuple[str, _Entry]]:
+    def _make_room(self, keep: str) -> list[tuple[str, _Entry]]:
         """Under the lock: the least recently used idle resident versions whose departure brings
-        the device within budget with `needed` more bytes, marked leaving (the caller moves them)."""
+        the device within budget (idle slots, which `_carry_out` frees first, counted out), marked
+        leaving (the caller moves them). A version on its way in is counted in `resident_bytes`."""
         if self._budget is None:
             return []
         idle = sorted(
@@ -92,7 +125,7 @@ class ModelCache:
             for v, e in self._entries.items()
             if v != keep and e.users == 0 and e.moving is None and e.model.is_resident()
         )
-        held = self.resident_bytes() + needed
+        held = self.resident_bytes() - (self._slots.idle_bytes() if self._slots is not None else 0)
         victims: list[tuple[str, _Entry]] = []
         for _, victim in idle:
             if held <= self._budget:
@@ -114,6 +147,32 @@ class ModelCache:
             self._moved(entry)
             self._notify(version, "evict")
 
+    def _carry_out(self, victims: list[tuple[str, _Entry]], arriving: _Entry | None) -> None:
+        """Move `victims` out, then free idle slots while the device is over budget, after
+        reserving for `arriving` an idle slot of its signature if there is one (a victim's, often:
+        the copy goes into it, and no slot is freed only to be made again)."""
+        self._move_out(victims)
+        if self._slots is None or self._budget is None:
+            return
+        with self._lock:
+            if arriving is not None:
+                self._slots.reserve(arriving.model)
+            over = self.resident_bytes() - self._budget
+            free = self._slots.detach_idle(over) if over > 0 else None
+        if free is not None:
+            free()
+
+    def _arrive(self, version: str, entry: _Entry, victims: list[tuple[str, _Entry]]) -> None:
+        """Bring `entry`, marked arriving, onto the device after `victims` made room for it."""
+        try:
+            self._carry_out(victims, entry)
+            entry.model.to_serving_device()
+        finally:
+            if self._slots is not None:  # a reservation never outlives the arrival (bound, or failed)
+                self._slots.unreserve(entry.model)
+            self._moved(entry)
+        self._notify(version, "load")
+
     def _moved(self, entry: _Entry) -> None:
         with self._lock:
             moving, entry.moving, entry.arriving = entry.moving, None, False
@@ -126,12 +185,7 @@ class ModelCache:
         entry, victims = self._take(version)
         try:
             if victims is not None:  # this batch brings the version back
-                try:
-                    self._move_out(victims)
-                    entry.model.to_serving_device()
-                finally:
-                    self._moved(entry)
-                self._notify(version, "load")
+                self._arrive(version, entry, victims)
             if not entry.model.is_resident():
                 raise RuntimeError(f"version {version}: its weights could not be brought to the device")
             yield entry.model
@@ -139,8 +193,9 @@ class ModelCache:
             with self._lock:
                 entry.users -= 1
                 over = self._budget is not None and self.resident_bytes() > self._budget
-                victims = self._make_room(version, needed=0) if over else []
-            self._move_out(victims)
+                victims = self._make_room(version) if over else []
+            if over:
+                self._carry_out(victims, None)
 
     def _take(self, version: str) -> tuple[_Entry, list[tuple[str, _Entry]] | None]:
         """Count a user in; when the version is not resident, mark it arriving and choose what makes
@@ -155,7 +210,9 @@ class ModelCache:
                     entry.users += 1
                     if entry.model.is_resident():
                         return entry, None
-                    victims = self._make_room(version, needed=entry.model.device_bytes())
+                    # Counted from now on (an idle slot reserved for it is no longer counted idle).
                     entry.moving, entry.arriving = threading.Event(), True
-                    return entry, victims
+                    if self._slots is not None:
+                        self._slots.reserve(entry.model)
+                    return entry, self._make_room(version)
             moving.wait()

@@ -8,9 +8,13 @@ reports the sum over all of them.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from canaryflow.kernel.contracts import metrics as names
 from canaryflow.kernel.contracts.buckets import LATENCY_BUCKETS_S as LATENCY_BUCKETS
@@ -26,6 +30,18 @@ NO_VERSION = names.NO_VERSION  # label for requests refused before a version was
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class GraphCaptures(Collector):
+    """CUDA graphs this process captured so far, read at scrape time from `cuda_graphs` (0 where it
+    was never imported: no GPU model here). A benchmark reads it around a measured phase to tell
+    whether captures overlapped it. Not merged across processes: a multi-process server's `/metrics`
+    comes from the multiprocess files, where a scrape-time collector has no part."""
+
+    def collect(self) -> Iterator[Metric]:
+        graphs = sys.modules.get("inference.models.cuda_graphs")
+        count = graphs.captures_total() if graphs is not None else 0
+        yield CounterMetricFamily(names.GRAPH_CAPTURES, "CUDA graphs captured by this process.", value=count)
 
 
 class ServerMetrics:
@@ -98,6 +114,7 @@ class ServerMetrics:
             registry=r,
             multiprocess_mode="max",
         )
+        r.register(GraphCaptures())
         self.routing_reloads = Counter(
             names.ROUTING_RELOADS, "Routing file reloads by outcome.", (names.OUTCOME_LABEL,), registry=r
         )

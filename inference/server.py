@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -28,6 +29,9 @@ from inference.metrics import ServerMetrics
 from inference.models import EmbeddingModel, TokenizedBatch, load_model
 from inference.routing_table import RoutingTable
 from inference.server_settings import InferenceSettings
+
+if TYPE_CHECKING:
+    from inference.models.weight_slots import WeightSlots
 
 log = logging.getLogger("canaryflow.inference")
 
@@ -83,6 +87,14 @@ class ModelServer:
         self.settings = settings
         self.metrics = metrics or ServerMetrics()
         self.device = settings.resolved_device()
+        budget = int(settings.gpu_memory_budget_mb * 2**20) if settings.gpu_memory_budget_mb else None
+        # Under a budget versions move; on weight slots a move keeps the graphs (`weight_slots`,
+        # imported here: it needs torch, which a server's module import does not pull in).
+        self.slots: WeightSlots | None = None
+        if budget is not None:
+            from inference.models.weight_slots import WeightSlots
+
+            self.slots = WeightSlots()
         self._loader = loader or (
             lambda uri: load_model(
                 uri,
@@ -92,10 +104,10 @@ class ModelServer:
                 settings.cuda_graphs,
                 capture_all=settings.graph_capture == "all",
                 gpu_streams=settings.resolved_gpu_streams(),
+                slots=self.slots,
             )
         )
-        budget = int(settings.gpu_memory_budget_mb * 2**20) if settings.gpu_memory_budget_mb else None
-        self.cache = ModelCache(budget, self._on_cache_event)
+        self.cache = ModelCache(budget, self._on_cache_event, self.slots)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="embed")
         self.table: RoutingTable | None = None
         self.runtimes: dict[str, VersionRuntime] = {}
@@ -129,7 +141,7 @@ class ModelServer:
                     continue
                 if routed.version in known:
                     raise ValueError(f"version {routed.version}: uri changed; a version is immutable")
-                model = await loop.run_in_executor(self.executor, self._load_warm, routed.uri)
+                model = await loop.run_in_executor(self.executor, self._load_warm, routed.version, routed.uri)
                 self._add_runtime(config.model, routed.version, routed.uri, model)
             old = self.table
             self.table = RoutingTable.from_config(config)
@@ -145,17 +157,24 @@ class ModelServer:
                 listener(config)
             log.info("routing applied: %s", {v.version: v.weight for v in config.versions})
 
-    def _load_warm(self, uri: str) -> EmbeddingModel:
+    def _load_warm(self, version: str, uri: str) -> EmbeddingModel:
+        """Load, place on the device through the cache (within its budget; on a weight slot if the
+        model shares them) and warm up while leased, so the warm-up runs where batches will."""
         started = time.perf_counter()
         model = self._loader(uri)
         loaded = time.perf_counter()
-        model.warm_up()
+        try:
+            self.cache.add(version, model)
+            with self.cache.lease(version) as placed:
+                placed.warm_up()
+        except BaseException:
+            self.cache.remove(version)
+            raise
         warm_s = time.perf_counter() - loaded
         log.info("%s: loaded in %.2f s, warmed up in %.2f s", uri, loaded - started, warm_s)
         return model
 
     def _add_runtime(self, model_name: str, version: str, uri: str, model: EmbeddingModel) -> None:
-        self.cache.add(version, model)
         cfg = BatcherConfig(
             max_batch_size=self.settings.max_batch_size,
             max_wait_s=self.settings.max_wait_ms / 1000,

@@ -8,7 +8,7 @@ plain transformers) follow sentence-transformers without touching batching or ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -131,9 +131,38 @@ class EmbeddingModel(Protocol):
         ...
 
     def to_host(self) -> None:
-        """Move weights to host memory, freeing device memory."""
+        """Move weights to host memory, freeing device memory (a model on a weight slot leaves the
+        slot on the device, idle: `DeviceSlots`)."""
         ...
 
     def warm_up(self) -> None:
         """Run representative shapes once so the first real request pays no start-up cost."""
+        ...
+
+
+class DeviceSlots(Protocol):
+    """Device memory that outlives a model's residency: the weight slots versions of one
+    architecture take turns on (`inference.models.weight_slots.WeightSlots`). The cache counts idle
+    slots in its budget and frees them to make room; models are members by identity."""
+
+    def adopt(self, model: object) -> None:
+        """Make `model` share slots if it can (its weights go to host memory: not resident)."""
+        ...
+
+    def idle_bytes(self) -> int:
+        """Bytes of slots bound to no model and reserved for none."""
+        ...
+
+    def reserve(self, model: object) -> bool:
+        """Keep an idle slot of `model`'s architecture for its next `to_serving_device`."""
+        ...
+
+    def unreserve(self, model: object) -> None: ...
+
+    def detach_idle(self, over: int) -> Callable[[], None]:
+        """Mark least recently used idle slots of about `over` bytes leaving; the call frees them."""
+        ...
+
+    def leave(self, model: object) -> None:
+        """Forget a model removed from service (after its `to_host`)."""
         ...

@@ -15,7 +15,9 @@ replicas were measured. With several (the engine process, the GPU's only user: 2
 a pass on one (input copy, replay, output copy) and the caller waits for it outside the lock, so
 the device runs the next queued pass without a gap and passes on different lanes run at once.
 Moving the weights off the device (the LRU cache) invalidates the graphs, which hold their
-addresses: `release` drops them and they are captured again.
+addresses: `release` drops them and they are captured again. Versions sharing a weight slot
+(`weight_slots`) keep the graphs instead: `overwrite` copies another version's weights into the
+same tensors, in place, ordered between the passes on the lanes.
 
 Capturing every bucket takes seconds per process, so a server captures only the buckets that size
 the pool and that short requests hit before it is ready (`capture_common`), then the rest on a
@@ -38,7 +40,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,6 +104,15 @@ class DeviceTurns:
 
 _devices: dict[str, DeviceTurns] = {}
 _devices_guard = threading.Lock()
+
+
+# Graphs captured by this process (every model, every lane): how much capturing a benchmark's
+# measured phase overlapped (`inference.metrics`, canaryflow_graph_captures_total).
+_captures = 0
+
+
+def captures_total() -> int:
+    return _captures
 
 
 def device_turns(device: str) -> DeviceTurns:
@@ -304,6 +315,8 @@ class GraphedForward:
             finally:
                 graph.capture_end()
         self.pool_bytes += max(0, torch.cuda.memory_reserved(self._device) - reserved)
+        global _captures
+        _captures += 1  # under the device lock: one capture at a time per device
         lane.stream.wait_stream(lane.capture_stream)  # the lane's next pass comes after the capture
         return graph, output
 
@@ -430,6 +443,26 @@ class GraphedForward:
             if captured is None and bucket not in self._failed:
                 self._capture_later(bucket)
         return out
+
+    def overwrite(self, targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> None:
+        """Copy `sources` (a version's weights, pinned host memory) into `targets` (the tensors the
+        graphs read), in place and without waiting for the device.
+
+        Under the device lock: the copy is queued on the current stream after everything queued so
+        far on every lane (passes, and captures' warm-up passes, which read the old values) and
+        every lane's next pass is queued after the copy, so no pass reads half-written weights."""
+        with self._turns, torch.no_grad():
+            current = torch.cuda.current_stream(self._device)
+            for lane in self._lanes:
+                current.wait_stream(lane.stream)
+                current.wait_stream(lane.capture_stream)
+            with torch.cuda.stream(current):
+                for target, source in zip(targets, sources, strict=True):
+                    target.copy_(source, non_blocking=True)
+            for lane in self._lanes:
+                if lane.stream != current:
+                    lane.stream.wait_stream(current)
+                lane.capture_stream.wait_stream(current)
 
     def stop_capturing(self, timeout_s: float) -> None:
         with self._capture_guard:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from inference.models.plain_chain import PlainChain
+    from inference.models.weight_slots import WeightSlots
 
 _REMOTE_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "dbfs:/")
 
@@ -91,8 +92,10 @@ def load_model(
     cuda_graphs: bool = True,
     capture_all: bool = False,
     gpu_streams: int = 1,
+    slots: WeightSlots | None = None,
 ) -> EmbeddingModel:
-    """Load a sentence-transformers model (the one kind served today) on `device`."""
+    """Load a sentence-transformers model (the one kind served today) on `device`; with `slots`
+    its weights stay in host memory until the cache binds it to a weight slot."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from inference.models.plain_chain import load_plain_chain
@@ -109,5 +112,5 @@ def load_model(
         model = SentenceTransformer(str(model_dir), device="cpu")
     return SentenceTransformerModel(
         model, device, dtype, cuda_graphs, matryoshka_dims=matryoshka_dims(model_dir),
-        capture_all=capture_all, gpu_streams=gpu_streams,
+        capture_all=capture_all, gpu_streams=gpu_streams, slots=slots,
     )  # fmt: skip

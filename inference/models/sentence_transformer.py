@@ -6,10 +6,16 @@ directly (`encode_batch` releases the GIL and runs in parallel) and the batcher 
 to its own longest text. The forward pass still runs the model's own module chain (transformer,
 pooling, normalize), so embeddings match `encode` for any sentence-transformers model; on a GPU that
 chain is captured once per shape bucket as a CUDA graph and replayed (`cuda_graphs`).
+
+Under a memory budget the server loads every model with the server's weight slots
+(`weight_slots`): the model keeps its weights in host memory and runs on a device slot of its
+architecture while the cache has it on the device, so moving it back and forth keeps the slot's
+graphs. Without slots the model's own module is on the device and a move takes the graphs with it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import TYPE_CHECKING
 
@@ -18,6 +24,7 @@ import torch
 
 from inference.models.base import TokenizedBatch
 from inference.models.cuda_graphs import GraphedForward
+from inference.models.weight_slots import Slot, WeightSlots, module_tensors, slot_signature
 from inference.tokenization import TextTokenizer
 
 if TYPE_CHECKING:
@@ -50,10 +57,13 @@ class SentenceTransformerModel:
         matryoshka_dims: tuple[int, ...] = (),
         capture_all: bool = False,
         gpu_streams: int = 1,
+        slots: WeightSlots | None = None,
     ) -> None:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
-        self._model = model.to(device=device, dtype=self._dtype).eval()
+        # With slots the module stays in host memory (`share_slots`): placed on the device only here.
+        self._model = model.to(device="cpu" if slots else device, dtype=self._dtype).eval()
+        self._serving: torch.nn.Module | None = self._model
         self._resident = True
         self.max_seq_length = int(model.max_seq_length or 512)
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -71,11 +81,25 @@ class SentenceTransformerModel:
         self._use_type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", [])
         self._graphs: GraphedForward | None = None
         self._capture_all = capture_all
-        if cuda_graphs and device.startswith("cuda"):
-            self._graphs = GraphedForward(
-                self._forward, device, self.dimension, self.max_seq_length, self._pad_id,
-                self._use_type_ids, lanes=gpu_streams,
-            )  # fmt: skip
+        self._graphed = cuda_graphs and device.startswith("cuda")
+        self._lanes = gpu_streams
+        self._slots: WeightSlots | None = None
+        self._slot: Slot | None = None
+        self._host: list[torch.Tensor] = []
+        self._signature: object = None
+        if slots is not None:
+            self.share_slots(slots)
+        elif self._graphed:
+            self._graphs = self._new_graphs(self._model)
+
+    def _new_graphs(self, module: torch.nn.Module) -> GraphedForward:
+        def forward(features: dict[str, torch.Tensor]) -> torch.Tensor:
+            return module(features)["sentence_embedding"]
+
+        return GraphedForward(
+            forward, self.device, self.dimension, self.max_seq_length, self._pad_id, self._use_type_ids,
+            lanes=self._lanes,
+        )  # fmt: skip
 
     def tokenize(self, texts: list[str]) -> TokenizedBatch:
         return self._tokenizer.tokenize(texts)
@@ -95,7 +119,9 @@ class SentenceTransformerModel:
             return self._forward(features).float().cpu().numpy()
 
     def _forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._model(features)["sentence_embedding"]
+        if self._serving is None:
+            raise RuntimeError("a forward pass of a model whose weights are not on the device")
+        return self._serving(features)["sentence_embedding"]
 
     def embed(self, batch: TokenizedBatch) -> np.ndarray:
         if self._graphs is not None:
@@ -103,7 +129,9 @@ class SentenceTransformerModel:
         return self._eager(batch)
 
     def device_bytes(self) -> int:
-        tensors = [*self._model.parameters(), *self._model.buffers()]
+        if self._slots is not None:
+            return self._slot.bytes() if self._slot is not None else self._slots.expected_bytes(self)
+        tensors = module_tensors(self._model)
         weights = int(sum(t.numel() * t.element_size() for t in tensors))
         return weights + (self._graphs.pool_bytes if self._graphs is not None else 0)
 
@@ -111,17 +139,64 @@ class SentenceTransformerModel:
         return self._resident
 
     def to_serving_device(self) -> None:
-        if not self._resident:  # graphs went with the old addresses; recaptured on next use
+        if self._resident:
+            return
+        if self._slots is None:  # graphs went with the old addresses; recaptured on next use
             self._model.to(self.device)
             self._resident = True
+            return
+        slot = self._slots.bind(self, self._make_slot)
+        try:
+            slot.load(self._host)
+        except BaseException:
+            self._slots.unbind(slot)
+            raise
+        self._slot, self._serving, self._graphs = slot, slot.module, slot.graphs
+        self._resident = True
 
     def to_host(self) -> None:
-        if self._resident:
-            # On a CPU-only server host and device are the same memory: only the bookkeeping moves.
-            if self._graphs is not None:
-                self._graphs.release()
-            self._model.to("cpu")
+        if not self._resident:
+            return
+        if self._slots is not None:  # the weights are in host memory already: the slot is let go
+            assert self._slot is not None
+            self._slots.unbind(self._slot)
+            self._slot, self._serving, self._graphs = None, None, None
             self._resident = False
+            return
+        # On a CPU-only server host and device are the same memory: only the bookkeeping moves.
+        if self._graphs is not None:
+            self._graphs.release()
+        self._model.to("cpu")
+        self._resident = False
+
+    def share_slots(self, slots: WeightSlots) -> None:
+        """Keep the weights in host memory (pinned on a GPU, so copies to a slot are asynchronous)
+        and run on `slots` from now on; the model is off the device until the cache brings it in."""
+        if self._slots is not None:
+            return
+        if self._graphs is not None:
+            self._graphs.release()
+            self._graphs = None
+        self._model.to("cpu")
+        if self.device.startswith("cuda"):
+            for tensor in module_tensors(self._model):
+                tensor.data = tensor.data.pin_memory()
+        self._host = module_tensors(self._model)
+        self._slots, self._serving, self._resident = slots, None, False
+        self._signature = slot_signature(
+            self._model, self.device, str(self._dtype), self.max_seq_length, self._pad_id,
+            self._use_type_ids, self._graphed, self._lanes,
+        )  # fmt: skip
+        slots.join(self, self._signature, int(sum(t.numel() * t.element_size() for t in self._host)))
+
+    def _make_slot(self) -> Slot:
+        """A new slot for this model's signature: a device copy of its module, with graphs."""
+        assert self._slots is not None
+        module = copy.deepcopy(self._model).to(self.device).eval()
+        for tensor in module_tensors(module):
+            tensor.requires_grad_(False)
+        graphs = self._new_graphs(module) if self._graphed else None
+        return Slot(self._signature, module, graphs)
 
     def warm_up(self) -> None:
         if self._graphs is not None:
@@ -132,6 +207,8 @@ class SentenceTransformerModel:
             log.warning("CUDA graphs not used (%s): serving eagerly", problem)
             self._graphs.release()
             self._graphs = None
+            if self._slot is not None:  # every model on this slot runs eagerly from now on
+                self._slot.graphs = None
         for rows in (1, 8, 64):
             for width in (16, 48):
                 self._eager(TokenizedBatch.filled(rows, width, self._pad_id + 1))

@@ -31,6 +31,8 @@ TOKENS = "canaryflow_tokens"
 PADDED_TOKENS = "canaryflow_padded_tokens"
 MODEL_LOADS = "canaryflow_model_loads"
 MODEL_EVICTIONS = "canaryflow_model_evictions"
+# CUDA graphs captured by the serving process, every model and lane (no labels; single-process only).
+GRAPH_CAPTURES = "canaryflow_graph_captures"
 ROUTING_WEIGHT = "canaryflow_routing_weight"
 ROUTING_RELOADS = "canaryflow_routing_reloads"
 QUEUE_REJECTIONS = "canaryflow_queue_rejections"
