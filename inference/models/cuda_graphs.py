@@ -64,6 +64,14 @@ LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STARVED_S = 0.2
 # Every other bucket is captured only when the device had no pass for this long.
 IDLE_S = 0.25
+# A graph saves the interpreter's launching, nothing on the device: a bucket whose eager pass kept
+# the device busy this many times longer than Python took to launch it (a large encoder's long
+# passes: BERT-large at 512 tokens) is served eagerly for good. Capturing it would cost device time
+# under the lock (two eager passes and a graph instantiation, tens to hundreds of milliseconds for a
+# 24-layer model, while every other pass waits to be queued) and a pool as large as its activations,
+# to save a launch the device never waits for. Measured on the first eager pass, with no wait of its
+# own: that pass's first-use costs inflate the launch, so a borderline bucket is captured as before.
+GPU_BOUND_RATIO = 4.0
 
 
 class DeviceTurns:
@@ -237,6 +245,7 @@ class GraphedForward:
         self._generation = 0
         self._capture_guard = threading.Lock()
         self._failed: set[Bucket] = set()
+        self._eager: set[Bucket] = set()  # GPU-bound buckets, served eagerly (GPU_BOUND_RATIO)
         _live.add(self)
 
     @property
@@ -370,7 +379,7 @@ class GraphedForward:
         rest = sorted(self.buckets(), key=lambda b: b.rows * b.width)
 
         def missing(bucket: Bucket) -> bool:
-            return not self.captured(bucket) and bucket not in self._failed
+            return not self.captured(bucket) and bucket not in self._failed and bucket not in self._eager
 
         while generation == self._generation:
             with self._capture_guard:
@@ -427,22 +436,50 @@ class GraphedForward:
                 self._turn += 1
                 lane = self._lanes[pick_lane([bucket in ln.graphs for ln in self._lanes], self._turn)]
                 captured = lane.graphs.get(bucket)
+                timed = captured is None and bucket not in self._eager and bucket not in self._failed
                 with torch.cuda.stream(lane.stream):
                     lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
                     if captured is not None:
                         captured[0].replay()
                         output = captured[1]
                     else:
+                        started, ended = self._timer()
+                        if timed:
+                            started.record(lane.stream)
+                        launch_s = time.perf_counter()
                         output = self._forward(self._features(lane, bucket)).float()
+                        launch_s = time.perf_counter() - launch_s
+                        if timed:
+                            ended.record(lane.stream)
                     received[:n].copy_(output[:n], non_blocking=True)
                     done.record(lane.stream)
                 if not self._queue_only:
                     done.synchronize()
             done.synchronize()  # (on one lane, already over)
             out[rows] = received[:n].numpy()
-            if captured is None and bucket not in self._failed:
-                self._capture_later(bucket)
+            if timed:
+                self._capture_or_not(bucket, started.elapsed_time(ended) / 1000, launch_s)
         return out
+
+    def _timer(self) -> tuple[torch.cuda.Event, torch.cuda.Event]:
+        """This thread's pair of timing events for an eager pass."""
+        timer = getattr(self._local, "timer", None)
+        if timer is None:
+            timer = self._local.timer = (
+                torch.cuda.Event(enable_timing=True),
+                torch.cuda.Event(enable_timing=True),
+            )
+        return timer
+
+    def _capture_or_not(self, bucket: Bucket, device_s: float, launch_s: float) -> None:
+        """After a bucket's first eager pass: ask for its graph, or serve it eagerly for good when the
+        device, not the launching, is what that pass waited on (GPU_BOUND_RATIO)."""
+        if device_s >= GPU_BOUND_RATIO * launch_s:
+            self._eager.add(bucket)
+            log.info("%dx%d served eagerly: its pass kept the device busy %.1f ms, launching it took %.1f ms",
+                     bucket.rows, bucket.width, device_s * 1e3, launch_s * 1e3)  # fmt: skip
+        else:
+            self._capture_later(bucket)
 
     def overwrite(self, targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> None:
         """Copy `sources` (a version's weights, pinned host memory) into `targets` (the tensors the

@@ -177,7 +177,10 @@ def test_the_graph_pool_counts_in_what_residency_costs() -> None:
     assert model.device_bytes() < weights + (1 << 20)
 
 
-def test_a_bucket_without_a_graph_is_served_eagerly_and_captured_in_the_background() -> None:
+def test_a_bucket_without_a_graph_is_served_eagerly_and_captured_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cuda_graphs, "GPU_BOUND_RATIO", float("inf"))  # launching always worth saving
     model = _load(cuda_graphs=True)
     graphs = model._graphs
     assert graphs is not None
@@ -189,6 +192,24 @@ def test_a_bucket_without_a_graph_is_served_eagerly_and_captured_in_the_backgrou
     while not graphs.captured(bucket) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert graphs.captured(bucket), "the background capturer never captured the bucket traffic asked for"
+    np.testing.assert_allclose(model.embed(batch), first, atol=1e-2)
+    np.testing.assert_allclose(first, model._eager(batch), atol=1e-2)
+
+
+def test_a_bucket_whose_pass_is_gpu_bound_stays_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass the device is busy with longer than its launch takes gains nothing from a graph: its
+    bucket is served eagerly for good, never captured, in the background or otherwise."""
+    monkeypatch.setattr(cuda_graphs, "GPU_BOUND_RATIO", 0.0)  # every measured pass counts as GPU-bound
+    model = _load(cuda_graphs=True)
+    graphs = model._graphs
+    assert graphs is not None
+    graphs.stop_capturing(timeout_s=30)  # only what traffic asks for from here
+    batch = _random_batch(np.random.default_rng(5), 150, 100, 120)  # 192 x 128: not captured before ready
+    bucket = next(b for b, _ in plan_replays(batch.lengths, graphs.widths, graphs.max_tokens))
+    first = model.embed(batch)
+    assert bucket in graphs._eager and bucket not in graphs._wanted
+    time.sleep(0.5)
+    assert not graphs.captured(bucket)
     np.testing.assert_allclose(model.embed(batch), first, atol=1e-2)
     np.testing.assert_allclose(first, model._eager(batch), atol=1e-2)
 
