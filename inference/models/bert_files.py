@@ -155,11 +155,23 @@ def _sources(shape: BertShape, header: dict[str, Any]) -> dict[str, tuple[str, .
             entry = header.get(stored)
             if not isinstance(entry, dict):
                 return f"{prefix + name} missing from model.safetensors"
-            if entry.get("dtype") not in _FLOATS or tuple(entry.get("shape") or ()) != dims:
+            if (
+                entry.get("dtype") not in _FLOATS
+                or not isinstance(entry.get("shape"), list)
+                or tuple(entry["shape"]) != dims
+            ):
                 return f"{stored}: {entry.get('dtype')} {entry.get('shape')}, expected {list(dims)}"
             names.append(stored)
         sources[mine] = tuple(names)
     return sources
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _content(token: Any) -> str | None:
@@ -184,14 +196,14 @@ def _tokenizer(folder: Path) -> tuple[str, int, tuple[str, ...]] | str:
         return f"tokenizer_class {settings.get('tokenizer_class')!r}"
     if settings.get("do_basic_tokenize", True) is not True or settings.get("never_split"):
         return "tokenizer options do_basic_tokenize/never_split"
-    model, normalizer = doc.get("model") or {}, doc.get("normalizer") or {}
+    model, normalizer = _object(doc.get("model")), _object(doc.get("normalizer"))
     if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
         return f"tokenizer model {model.get('type')!r}"
     if (model.get("continuing_subword_prefix"), model.get("max_input_chars_per_word")) != ("##", 100):
         return "WordPiece options"
-    if (doc.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
+    if _object(doc.get("pre_tokenizer")).get("type") != "BertPreTokenizer":
         return "pre-tokenizer"
-    if (doc.get("post_processor") or {}).get("type") not in ("TemplateProcessing", "BertProcessing"):
+    if _object(doc.get("post_processor")).get("type") not in ("TemplateProcessing", "BertProcessing"):
         return "post-processor"
     wanted = (True, settings.get("tokenize_chinese_chars", True), settings.get("strip_accents"),
               settings.get("do_lower_case", True))  # fmt: skip
@@ -209,25 +221,27 @@ def _tokenizer(folder: Path) -> tuple[str, int, tuple[str, ...]] | str:
     if model.get("unk_token") != special["unk_token"]:
         return "unk_token"
     vocab: dict[str, int] = model["vocab"]
-    declared = settings.get("added_tokens_decoder") or {}
-    extra = [
-        *(settings.get("additional_special_tokens") or []),
-        *(settings.get("extra_special_tokens") or []),
-    ]
+    declared = _object(settings.get("added_tokens_decoder"))
+    extra = _items(settings.get("additional_special_tokens")) + _items(settings.get("extra_special_tokens"))
     expected = {*special.values(), *(_content(t) for t in extra), *(_content(t) for t in declared.values())}
-    added = doc.get("added_tokens") or []
-    if {t.get("content") for t in added} != expected or not all(token in vocab for token in special.values()):
+    added = [_object(token) for token in _items(doc.get("added_tokens"))]
+    if {_content(t) for t in added} != expected or not all(token in vocab for token in special.values()):
         return "added tokens differ from the special tokens"
     for token in added:
         plain = not (token.get("lstrip") or token.get("rstrip") or token.get("single_word"))
         if not (
-            token.get("special") and plain and vocab.get(token["content"], token.get("id")) == token.get("id")
+            token.get("special")
+            and plain
+            and vocab.get(str(token.get("content")), token.get("id")) == token.get("id")
         ):
             return f"added token {token.get('content')!r}"
     names = settings.get("model_input_names") or list(_INPUT_NAMES)
-    if not isinstance(names, list) or not {"input_ids", "attention_mask"} <= set(names) <= set(_INPUT_NAMES):
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         return f"model_input_names {names}"
-    return spec, vocab[special["pad_token"]], tuple(names)
+    if not {"input_ids", "attention_mask"} <= set(names) <= set(_INPUT_NAMES):
+        return f"model_input_names {names}"
+    pad_id = vocab[special["pad_token"]]
+    return (spec, pad_id, tuple(names)) if type(pad_id) is int else "pad token id"
 
 
 def bert_plan(folder: Path) -> BertFiles | str:

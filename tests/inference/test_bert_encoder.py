@@ -206,6 +206,27 @@ def test_files_the_encoder_does_not_understand_load_through_transformers(
     assert bert_plan(folder) == reason
 
 
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("tokenizer.json", {"model": []}),
+        ("tokenizer.json", {"added_tokens": "[PAD]"}),
+        ("tokenizer.json", {"added_tokens": [1, {"content": None}]}),
+        ("tokenizer_config.json", {"added_tokens_decoder": [], "model_input_names": [{}]}),
+        ("tokenizer_config.json", {"model_input_names": [["input_ids"]]}),
+        ("config.json", {"hidden_size": "64", "hidden_act": ["gelu"]}),
+    ],
+)
+def test_malformed_files_are_a_reason_not_an_error(
+    tmp_path: Path, name: str, changes: dict[str, Any]
+) -> None:
+    """The parent process reads these files before starting anything: a file of the wrong shape
+    must not stop the server, only send the model to transformers (which then says what is wrong)."""
+    folder = _random_bert(tmp_path / "model")
+    _edit(folder, name, **changes)
+    assert isinstance(bert_plan(folder), str)
+
+
 def test_a_bert_it_does_not_understand_is_served_by_transformers(tmp_path: Path) -> None:
     folder = _random_bert(tmp_path / "cased")
     _edit(folder, "tokenizer_config.json", do_lower_case=False)  # transformers follows this file
