@@ -3,9 +3,14 @@
 Every configured version stays loaded, but only as many as fit `budget_bytes` keep their weights (and
 CUDA-graph pools) on the device; the least recently used idle ones are moved to host memory and
 brought back when a request needs them. A version in use is never moved: if nothing idle can make
-room, the budget is exceeded for that moment rather than a request failed, and the batch that
-leaves last moves the least recently used idle versions out until the device is within budget
-again (else versions used at once would all stay resident, and the budget never hold again).
+room while other versions' batches run, the batch waits for one of them to end, and that batch's
+end moves the least recently used idle version out for it (at once, so that a version with a
+steady stream of batches cannot keep room from a waiting one for ever). Only after `ROOM_WAIT_S`
+(a lease held long: a warm-up) or when nothing else runs is the budget exceeded for that moment
+rather than a request failed, and the batch that leaves last moves the least recently used idle
+versions out until the device is within budget again. Exceeding the budget whenever versions were
+used at once cost more than the wait: on a GPU, each of those moments made a weight slot (a device
+copy of the module) that was freed at once, and captured graphs for it in between.
 
 Weights move outside the cache's lock: the lock is held only to choose what moves (the version a
 batch needs, the idle ones that make room for it) and to mark them moving; the copies themselves
@@ -25,6 +30,7 @@ graphs. The budget is exceeded only by versions in use, as without slots.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +39,10 @@ from inference.models.base import DeviceSlots, EmbeddingModel
 
 # (version, event) with event "load" or "evict"; the callback reads residency itself.
 CacheListener = Callable[[str, str], None]
+
+# How long a batch waits for room while other versions' batches hold the device before it goes
+# ahead over the budget. Waits are a batch long in steady traffic (each batch's end makes room).
+ROOM_WAIT_S = 1.0
 
 
 @dataclass
@@ -57,6 +67,9 @@ class ModelCache:
         self._slots = slots
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when a move ends or room was made
+        self._waiting = 0  # batches waiting for room
+        self._made_room = 0  # versions moved out for waiting batches, not yet taken up by one
         self._clock = 0
 
     def _notify(self, version: str, event: str) -> None:
@@ -78,18 +91,13 @@ class ModelCache:
             self._slots.adopt(model)
         with self._lock:
             self._clock += 1
-            entry = _Entry(model, last_used=self._clock)
-            self._entries[version] = entry
-            if not model.is_resident():
-                entry.moving, entry.arriving = threading.Event(), True
-                if self._slots is not None:
-                    self._slots.reserve(model)
-            victims = self._make_room(version)
-        if entry.arriving:
-            self._arrive(version, entry, victims)
-        else:
-            self._carry_out(victims, None)
-            self._notify(version, "load")
+            self._entries[version] = _Entry(model, last_used=self._clock)
+            victims = self._make_room(version) if model.is_resident() else None
+        if victims is None:
+            with self.lease(version):  # brought in as a batch's version is
+                return
+        self._carry_out(victims, None)
+        self._notify(version, "load")
 
     def remove(self, version: str) -> EmbeddingModel | None:
         """Forget a version no batch uses any more; its device memory (or weight slot, left idle
@@ -114,27 +122,39 @@ class ModelCache:
         entries = list(self._entries.items())
         return {v: e.model.device_bytes() if e.model.is_resident() else 0 for v, e in entries}
 
-    def _make_room(self, keep: str) -> list[tuple[str, _Entry]]:
-        """Under the lock: the least recently used idle resident versions whose departure brings
-        the device within budget (idle slots, which `_carry_out` frees first, counted out), marked
-        leaving (the caller moves them). A version on its way in is counted in `resident_bytes`."""
-        if self._budget is None:
-            return []
-        idle = sorted(
+    def _idle(self, keep: str) -> list[str]:
+        """Under the lock: resident versions no batch uses and none moves, least recently used first."""
+        idle = (
             (e.last_used, v)
             for v, e in self._entries.items()
             if v != keep and e.users == 0 and e.moving is None and e.model.is_resident()
         )
+        return [v for _, v in sorted(idle)]
+
+    def _choose(self, keep: str) -> tuple[list[str], bool]:
+        """Under the lock: the least recently used idle versions whose departure brings the device
+        within budget (idle slots, which `_carry_out` frees first, counted out), and whether it
+        does. A version on its way in is counted in `resident_bytes`."""
+        if self._budget is None:
+            return [], True
         held = self.resident_bytes() - (self._slots.idle_bytes() if self._slots is not None else 0)
-        victims: list[tuple[str, _Entry]] = []
-        for _, victim in idle:
+        chosen: list[str] = []
+        for victim in self._idle(keep):
             if held <= self._budget:
                 break
-            entry = self._entries[victim]
+            held -= self._entries[victim].model.device_bytes()
+            chosen.append(victim)
+        return chosen, held <= self._budget
+
+    def _leaving(self, versions: list[str]) -> list[tuple[str, _Entry]]:
+        """Under the lock: mark `versions` leaving (the caller moves them)."""
+        victims = [(v, self._entries[v]) for v in versions]
+        for _, entry in victims:
             entry.moving = threading.Event()
-            held -= entry.model.device_bytes()
-            victims.append((victim, entry))
         return victims
+
+    def _make_room(self, keep: str) -> list[tuple[str, _Entry]]:
+        return self._leaving(self._choose(keep)[0])
 
     def _move_out(self, victims: list[tuple[str, _Entry]]) -> None:
         for i, (version, entry) in enumerate(victims):
@@ -176,6 +196,7 @@ class ModelCache:
     def _moved(self, entry: _Entry) -> None:
         with self._lock:
             moving, entry.moving, entry.arriving = entry.moving, None, False
+            self._room.notify_all()
         if moving is not None:
             moving.set()
 
@@ -194,12 +215,18 @@ class ModelCache:
                 entry.users -= 1
                 over = self._budget is not None and self.resident_bytes() > self._budget
                 victims = self._make_room(version) if over else []
-            if over:
+                if self._waiting > self._made_room and not victims:
+                    victims = self._leaving(self._idle(keep="")[:1])  # room for a waiting batch
+                    self._made_room += len(victims)
+            if over or victims:
                 self._carry_out(victims, None)
 
     def _take(self, version: str) -> tuple[_Entry, list[tuple[str, _Entry]] | None]:
         """Count a user in; when the version is not resident, mark it arriving and choose what makes
-        room for it (the caller moves both, outside the lock). Waits out a move under way."""
+        room for it (the caller moves both, outside the lock). Waits out a move under way, and for
+        room while other versions' batches hold it (at most `ROOM_WAIT_S`)."""
+        deadline: float | None = None
+        waited = False
         while True:
             with self._lock:
                 entry = self._entries[version]
@@ -207,12 +234,38 @@ class ModelCache:
                 if moving is None:
                     self._clock += 1
                     entry.last_used = self._clock
-                    entry.users += 1
                     if entry.model.is_resident():
+                        entry.users += 1
                         return entry, None
                     # Counted from now on (an idle slot reserved for it is no longer counted idle).
-                    entry.moving, entry.arriving = threading.Event(), True
+                    entry.arriving = True
                     if self._slots is not None:
                         self._slots.reserve(entry.model)
-                    return entry, self._make_room(version)
+                    chosen, room = self._choose(version)
+                    # Room a batch's end made for the waiting batches is theirs, not a newcomer's.
+                    theirs = self._made_room > 0 and self._waiting > 0 and not waited
+                    now = time.monotonic()
+                    deadline = now + ROOM_WAIT_S if deadline is None else deadline
+                    if (not theirs and (room or not self._busy(version))) or now >= deadline:
+                        if waited and self._made_room:
+                            self._made_room -= 1
+                        entry.users += 1
+                        entry.moving = threading.Event()
+                        return entry, self._leaving(chosen)
+                    entry.arriving = False
+                    if self._slots is not None:
+                        self._slots.unreserve(entry.model)
+                    self._waiting += 1
+                    try:
+                        self._room.wait(deadline - now)
+                    finally:
+                        self._waiting -= 1
+                        if self._waiting == 0:
+                            self._made_room = 0
+                    waited = True
+                    continue
             moving.wait()
+
+    def _busy(self, keep: str) -> bool:
+        """Under the lock: whether another version's batch or move is under way (room will come)."""
+        return any(e.users or e.moving is not None for v, e in self._entries.items() if v != keep)

@@ -180,3 +180,56 @@ def test_versions_used_at_once_beyond_the_budget_are_moved_out_when_their_batche
     second.__exit__(None, None, None)
     assert cache.resident_bytes() <= 10 * MB + MB, "the budget never held again"
     assert models["1"].resident, "the version used last stays"
+
+
+def test_a_batch_finding_no_room_waits_for_another_batch_to_end_instead_of_exceeding_the_budget() -> None:
+    cache, models, _ = _cache(budget_versions=1, count=2)  # "1" resident
+    inside, leave = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with cache.lease("1"):
+            inside.set()
+            assert leave.wait(10)
+
+    holder = threading.Thread(target=busy)
+    holder.start()
+    assert inside.wait(5)
+    arrived = threading.Event()
+
+    def arrive() -> None:
+        cache.lease("0").__enter__()  # held past the test: "0" stays in use
+        arrived.set()
+
+    waiter = threading.Thread(target=arrive)
+    waiter.start()
+    time.sleep(0.2)
+    assert not arrived.is_set() and not models["0"].resident, "brought in over the budget"
+    assert cache.resident_bytes() <= 10 * MB + MB
+    started = time.perf_counter()
+    leave.set()  # the batch on "1" ends: "1" leaves for the waiting one
+    waiter.join(5)
+    holder.join(5)
+    assert arrived.is_set() and time.perf_counter() - started < 0.5
+    assert models["0"].resident and not models["1"].resident
+
+
+def test_a_version_with_a_steady_stream_of_batches_cannot_keep_room_from_a_waiting_one() -> None:
+    cache, models, _ = _cache(budget_versions=1, count=2)  # "1" resident
+    stop = threading.Event()
+
+    def stream() -> None:  # back-to-back batches on "1", as a hot version's batcher runs them
+        while not stop.is_set():
+            with cache.lease("1"):
+                time.sleep(0.005)
+
+    hot = threading.Thread(target=stream)
+    hot.start()
+    time.sleep(0.05)
+    started = time.perf_counter()
+    with cache.lease("0") as model:
+        waited = time.perf_counter() - started
+        assert model.is_resident() and not models["1"].resident
+        assert cache.resident_bytes() <= 10 * MB + MB
+    stop.set()
+    hot.join(5)
+    assert waited < 0.5, f"waited {waited:.2f} s: the hot version's batches kept the room"
