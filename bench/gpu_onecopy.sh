@@ -12,6 +12,7 @@
 # OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
 # room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit arrival lanes" picks phases (default:
 # all but overcommit); arrival is bench/arrival.py (start-up, a new version routed in; arrival.json).
+# FRONTS_ALSO=12 measures the default once more with 12 HTTP fronts (default12.json).
 #
 # On the GPU machine, from a checkout (or a copy of one) with the wheels, the fp16 MiniLM and
 # .tools (bash bench/tools.sh) beside it:
@@ -71,6 +72,8 @@ if want modes; then
   mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
   # No mode named: the default on a GPU, the engine (one copy of the weights); its log says so.
   mode default8 ${MODE_MAX_S:-85}
+  # FRONTS_ALSO=N: the default again with N HTTP fronts (does the host's side cap the engine?)
+  [ -z "${FRONTS_ALSO:-}" ] || mode "default$FRONTS_ALSO" ${MODE_MAX_S:-85} --workers "$FRONTS_ALSO"
   grep -o "serving mode: .*" "$OUT/full.log" | tail -1
   say "summary"
   $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/default8.json" --json "$OUT/summary.json"
@@ -118,7 +121,7 @@ limit=$(phase_limit 100)
 if want lanes && [ "$DEVICE" != cpu ] && [ "$limit" -gt 30 ]; then
   say "GPU tests of the graphs: lanes, captures while serving, eviction"
   CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$limit" $PY -m pytest --noconftest -m gpu -q \
-      -p no:cacheprovider tests/inference/test_cuda_graphs.py 2>&1 | tail -8
+      -p no:cacheprovider tests/inference/test_cuda_graphs.py tests/inference/test_bert_encoder.py 2>&1 | tail -8
 fi
 say "done"
 }
