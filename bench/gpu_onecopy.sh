@@ -12,7 +12,8 @@
 # OVERCOMMIT=1 adds bench/overcommit.py after the sizes (overcommit.json; narrow the sizes to make
 # room, e.g. SHAPES=bert-base). PHASES="modes sizes overcommit arrival lanes" picks phases (default:
 # all but overcommit); arrival is bench/arrival.py (start-up, a new version routed in; arrival.json).
-# FRONTS_ALSO=12 measures the default once more with 12 HTTP fronts (default12.json).
+# FRONTS_ALSO=12 measures the default once more with 12 HTTP fronts (default12.json); SKIP_REPLICAS=1
+# leaves the 8 replicas (and the summary against them) out.
 #
 # On the GPU machine, from a checkout (or a copy of one) with the wheels, the fp16 MiniLM and
 # .tools (bash bench/tools.sh) beside it:
@@ -69,14 +70,14 @@ mode() {  # name, max seconds, serve options
     | grep -E "^  (canaryflow)|ready in|max \||GPU memory|Traceback|Error|error" | tail -12
 }
 if want modes; then
-  mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
+  [ -n "${SKIP_REPLICAS:-}" ] || mode replicas8 ${MODE_MAX_S:-85} --server-arg=--replicas
   # No mode named: the default on a GPU, the engine (one copy of the weights); its log says so.
   mode default8 ${MODE_MAX_S:-85}
   # FRONTS_ALSO=N: the default again with N HTTP fronts (does the host's side cap the engine?)
   [ -z "${FRONTS_ALSO:-}" ] || mode "default$FRONTS_ALSO" ${MODE_MAX_S:-85} --workers "$FRONTS_ALSO"
   grep -o "serving mode: .*" "$OUT/full.log" | tail -1
   say "summary"
-  $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/default8.json" --json "$OUT/summary.json"
+  [ -n "${SKIP_REPLICAS:-}" ] || $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/default8.json" --json "$OUT/summary.json"
 fi
 
 limit=$(phase_limit 200)
