@@ -46,7 +46,8 @@ def serving_dtype(device: str, dtype: str) -> torch.dtype:
 
 
 class SentenceTransformerModel:
-    """A loaded sentence-transformers model, placed on its serving device at its serving dtype."""
+    """A loaded sentence-transformers model, placed on its serving device at its serving dtype
+    (with `slots`: kept in host memory at that dtype and run on a weight slot while resident)."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class SentenceTransformerModel:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
         # With slots the module stays in host memory (`share_slots`): placed on the device only here.
-        self._model = model.to(device="cpu" if slots else device, dtype=self._dtype).eval()
+        self._model = model.to(device="cpu" if slots is not None else device, dtype=self._dtype).eval()
         self._serving: torch.nn.Module | None = self._model
         self._resident = True
         self.max_seq_length = int(model.max_seq_length or 512)
