@@ -112,6 +112,8 @@ class SentenceTransformerModel:
         width = int(batch.lengths.max())
         planes = np.empty((3 if self._use_type_ids else 2, len(batch), width), dtype=np.int64)
         batch.pad_into(planes[0], planes[1], planes[2] if self._use_type_ids else None, self._pad_id)
+        if self._graphs is not None:  # on a weight slot: after a copy of this model's weights
+            self._graphs.after_weights(torch.cuda.current_stream(self.device))
         inputs = torch.from_numpy(planes).to(self.device, non_blocking=True)
         features = {"input_ids": inputs[0], "attention_mask": inputs[1]}
         if self._use_type_ids:
