@@ -23,7 +23,8 @@ whose "all resident" overlapped captures would compare against a slowed baseline
 3. bringing a version back: one client, one request at a time, each to the version used longest
    ago (so each one finds its version evicted), then the same version again (resident now); each
    request's kind read exactly from the loads counter around it: p50/p99 of a request that brings
-   its version back, and of one that does not.
+   its version back, and of one that does not. It starts once the server's background captures
+   (the slots' remaining buckets, captured in idle spells) stopped, and reports those made during.
 
 On a CPU the device is host memory, so moving a version is bookkeeping only: a CPU run proves the
 mechanism (evictions, loads, hit rate, every answer 200), a GPU run gives the figures.
@@ -183,8 +184,24 @@ def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path, hot: 
     }
 
 
+def quiet(port: int, limit_s: float) -> dict[str, Any]:
+    """Wait (no traffic) until the server's background captures stopped: the weight slots capture
+    their remaining buckets in idle spells, and a probe landing behind one would pay for it."""
+    started = time.monotonic()
+    first = last = now = captures(metric_sums(port))
+    while time.monotonic() - started < limit_s:
+        time.sleep(1.0)  # four idle spells (IDLE_S): a capturer with work left captures in it
+        now = captures(metric_sums(port))
+        if now == last:
+            break
+        last = now
+    return {"captured": last - first, "s": time.monotonic() - started, "quiet": now == last}
+
+
 def bring_back(port: int, versions: int, probes: int, texts: list[str]) -> dict[str, Any]:
     """Sequential requests, each to the version used longest ago, then to the same one again."""
+    waited = quiet(port, limit_s=60)
+    captured_before = captures(metric_sums(port))
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     cold: list[float] = []
     warm: list[float] = []
@@ -210,7 +227,9 @@ def bring_back(port: int, versions: int, probes: int, texts: list[str]) -> dict[
             return {"count": 0, "p50_ms": None, "p99_ms": None}
         return {"count": len(values), "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}
 
-    return {"brought_back": stats(cold), "resident": stats(warm), "codes": codes}
+    during = captures(metric_sums(port)) - captured_before
+    return {"brought_back": stats(cold), "resident": stats(warm), "codes": codes,
+            "quiet_first": waited, "captures_during": during}  # fmt: skip
 
 
 def write_bodies(path: Path, args: argparse.Namespace) -> None:
@@ -249,7 +268,8 @@ def print_table(report: dict[str, Any]) -> None:
         s = b[kind]
         if s["count"]:
             print(f"one request, version {kind.replace('_', ' ')}: p50 {s['p50_ms']:.1f} ms, "
-                  f"p99 {s['p99_ms']:.1f} ms ({s['count']} requests)")  # fmt: skip
+                  f"p99 {s['p99_ms']:.1f} ms ({s['count']} requests; graphs captured meanwhile: "
+                  f"{b.get('captures_during', 0):.0f})")  # fmt: skip
 
 
 def main() -> None:

@@ -188,6 +188,14 @@ class _Lane:
         self.capture_stream = torch.cuda.Stream(device)
         self.graphs: dict[Bucket, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool: _POOL_HANDLE | None = None
+        # Set by `GraphedForward.overwrite`: the lane's next pass (or capture) waits for it first.
+        self.weights: torch.cuda.Event | None = None
+
+    def wait_for_weights(self, stream: torch.cuda.Stream) -> None:
+        """Under the device lock: queue `stream`'s next work after a pending weight copy."""
+        if self.weights is not None:
+            stream.wait_event(self.weights)
+            self.weights = None
 
 
 def pick_lane(has_graph: list[bool], turn: int) -> int:
@@ -237,6 +245,7 @@ class GraphedForward:
         self._queue_only = count > 1
         default = None if self._queue_only else torch.cuda.current_stream(self._device)
         self._lanes = [_Lane(self._device, self._size, default) for _ in range(count)]
+        self._copier: torch.cuda.Stream | None = None  # weight copies (`overwrite`)
         self._turn = 0
         # Background capture: buckets asked for by traffic first, then every other one. A release
         # bumps the generation, which stops a capturer working for the old weights.
@@ -299,6 +308,8 @@ class GraphedForward:
         """
         current = torch.cuda.current_stream(self._device)
         current.wait_stream(lane.stream)  # the lane's passes queued so far have read its buffer
+        if lane.weights is not None:  # the warm-up passes below read the weights (the lane's own
+            current.wait_event(lane.weights)  # next pass still waits for them: a capture may fail)
         features = self._features(lane, bucket)
         with torch.cuda.stream(current):
             features["input_ids"].fill_(self._pad_id + 1)
@@ -438,6 +449,7 @@ class GraphedForward:
                 captured = lane.graphs.get(bucket)
                 timed = captured is None and bucket not in self._eager and bucket not in self._failed
                 with torch.cuda.stream(lane.stream):
+                    lane.wait_for_weights(lane.stream)
                     lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
                     if captured is not None:
                         captured[0].replay()
@@ -485,21 +497,36 @@ class GraphedForward:
         """Copy `sources` (a version's weights, pinned host memory) into `targets` (the tensors the
         graphs read), in place and without waiting for the device.
 
-        Under the device lock: the copy is queued on the current stream after everything queued so
-        far on every lane (passes, and captures' warm-up passes, which read the old values) and
-        every lane's next pass is queued after the copy, so no pass reads half-written weights."""
+        Under the device lock: the copy is queued on a stream of its own after everything queued so
+        far on every lane (passes, and captures' warm-up passes, which read the old values), and
+        each lane's next pass (or capture) waits for it (`_Lane.wait_for_weights`). Only this
+        model's next passes wait: a replica's one lane is the device's current stream, shared by
+        every model, and a wait queued on it now would hold every other model's passes behind the
+        copy (tens of milliseconds for a large encoder)."""
         with self._turns, torch.no_grad():
-            current = torch.cuda.current_stream(self._device)
+            if self._copier is None:
+                self._copier = torch.cuda.Stream(self._device)
+            copier = self._copier
             for lane in self._lanes:
-                current.wait_stream(lane.stream)
-                current.wait_stream(lane.capture_stream)
-            with torch.cuda.stream(current):
+                copier.wait_stream(lane.stream)
+                copier.wait_stream(lane.capture_stream)
+                if lane.weights is not None:  # an earlier copy no pass waited for yet
+                    copier.wait_event(lane.weights)
+            with torch.cuda.stream(copier):
                 for target, source in zip(targets, sources, strict=True):
                     target.copy_(source, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(copier)
             for lane in self._lanes:
-                if lane.stream != current:
-                    lane.stream.wait_stream(current)
-                lane.capture_stream.wait_stream(current)
+                lane.weights = done
+
+    def after_weights(self, stream: torch.cuda.Stream) -> None:
+        """Queue `stream`'s next work (an eager pass outside the lanes: the warm-up's check) after
+        a weight copy no lane has waited for yet."""
+        with self._lock:
+            for lane in self._lanes:
+                if lane.weights is not None:
+                    stream.wait_event(lane.weights)
 
     def stop_capturing(self, timeout_s: float) -> None:
         with self._capture_guard:
@@ -515,9 +542,12 @@ class GraphedForward:
         destroyed) under a running pass."""
         with self._lock:
             self._generation += 1
+            if self._copier is not None:
+                self._copier.synchronize()
             for lane in self._lanes:
                 lane.stream.synchronize()
                 lane.capture_stream.synchronize()
                 lane.graphs.clear()
                 lane.pool = None
+                lane.weights = None
             self.pool_bytes = 0

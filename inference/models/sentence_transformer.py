@@ -46,7 +46,8 @@ def serving_dtype(device: str, dtype: str) -> torch.dtype:
 
 
 class SentenceTransformerModel:
-    """A loaded sentence-transformers model, placed on its serving device at its serving dtype."""
+    """A loaded sentence-transformers model, placed on its serving device at its serving dtype
+    (with `slots`: kept in host memory at that dtype and run on a weight slot while resident)."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class SentenceTransformerModel:
         self.device = device
         self._dtype = serving_dtype(device, dtype)
         # With slots the module stays in host memory (`share_slots`): placed on the device only here.
-        self._model = model.to(device="cpu" if slots else device, dtype=self._dtype).eval()
+        self._model = model.to(device="cpu" if slots is not None else device, dtype=self._dtype).eval()
         self._serving: torch.nn.Module | None = self._model
         self._resident = True
         self.max_seq_length = int(model.max_seq_length or 512)
@@ -111,6 +112,8 @@ class SentenceTransformerModel:
         width = int(batch.lengths.max())
         planes = np.empty((3 if self._use_type_ids else 2, len(batch), width), dtype=np.int64)
         batch.pad_into(planes[0], planes[1], planes[2] if self._use_type_ids else None, self._pad_id)
+        if self._graphs is not None:  # on a weight slot: after a copy of this model's weights
+            self._graphs.after_weights(torch.cuda.current_stream(self.device))
         inputs = torch.from_numpy(planes).to(self.device, non_blocking=True)
         features = {"input_ids": inputs[0], "attention_mask": inputs[1]}
         if self._use_type_ids:

@@ -173,3 +173,14 @@ def test_a_server_under_a_budget_serves_each_version_its_own_weights(
                     other = expected["2" if version == "1" else "1"]
                     assert np.abs(got - other).max() > 1e-4, "the variants must be told apart"
         assert server.metric("canaryflow_model_loads_total", model="minilm", version="2") == 4
+
+
+def test_the_graphs_a_process_captured_are_counted_at_each_scrape(monkeypatch) -> None:
+    from inference.metrics import ServerMetrics
+    from inference.models import cuda_graphs
+
+    metrics = ServerMetrics()
+    monkeypatch.setattr(cuda_graphs, "_captures", 7)
+    assert metrics.registry.get_sample_value("canaryflow_graph_captures_total") == 7
+    monkeypatch.setattr(cuda_graphs, "_captures", 9)
+    assert b"canaryflow_graph_captures_total 9.0" in metrics.exposition()
