@@ -106,6 +106,14 @@ def _on_one_slot(base: Any, seeds: tuple[int, ...], lanes: int) -> tuple[ModelCa
     return cache, slots, budget
 
 
+def _holds_one_slot_only(cache: ModelCache, slots: WeightSlots, budget: int) -> bool:
+    """One slot on the device and nothing beside it. The budget is sized from a version's weights
+    before its graphs were captured; with every bucket captured the one slot alone outgrows it (on
+    an H100, 0.5 GB of graph pools a lane for MiniLM), and serving any version takes that slot."""
+    (only,) = slots.slots()
+    return cache.resident_bytes() <= max(budget, only[2])
+
+
 SEEDS = (1, 2, 3, 4)
 
 
@@ -127,7 +135,7 @@ def test_versions_taking_turns_on_one_slot_keep_its_graphs_and_answer_with_their
             got = leased.embed(batches[i])
         np.testing.assert_allclose(got, wanted[seed][i], atol=2e-3, err_msg=f"version {seed}, batch {i}")
     assert cuda_graphs.captures_total() == captured, "a bring-back captured graphs"
-    assert len(slots.slots()) == 1 and cache.resident_bytes() <= budget
+    assert len(slots.slots()) == 1 and _holds_one_slot_only(cache, slots, budget)
 
 
 def test_concurrent_batches_of_versions_sharing_a_slot_get_their_own_rows(base: Any) -> None:
@@ -153,4 +161,4 @@ def test_concurrent_batches_of_versions_sharing_a_slot_get_their_own_rows(base: 
     for thread in threads:
         thread.join(120)
     assert wrong == []
-    assert cache.resident_bytes() <= budget and len(slots.slots()) == 1
+    assert len(slots.slots()) == 1 and _holds_one_slot_only(cache, slots, budget)
