@@ -181,6 +181,7 @@ class ModelServer:
             max_queue_tokens=self.settings.max_queue_tokens,
             max_queue_wait_s=wait_ms / 1000 if (wait_ms := self.settings.max_queue_wait_ms) else None,
             concurrent_batches=self.settings.resolved_concurrent_batches(),
+            pass_tokens=model.pass_tokens,
         )
         batcher = DynamicBatcher(
             lambda: self.cache.lease(version),

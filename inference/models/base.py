@@ -104,6 +104,8 @@ class EmbeddingModel(Protocol):
     device: str
     # Padding tokens worth one extra forward pass: below this waste, chunks are merged.
     launch_cost_tokens: int
+    # Tokens one forward pass holds at most (a CUDA graph's replay); None when passes are not cut.
+    pass_tokens: int | None
     # Sizes the model was trained to be shortened to (Matryoshka); empty when it was not.
     matryoshka_dims: tuple[int, ...]
 

@@ -64,6 +64,8 @@ LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STARVED_S = 0.2
 # Every other bucket is captured only when the device had no pass for this long.
 IDLE_S = 0.25
+# Tokens one replay holds at most (rows x padded width): larger chunks run as several replays.
+PASS_TOKENS = 32768
 # A graph saves the interpreter's launching, nothing on the device: a bucket whose eager pass kept
 # the device busy this many times longer than Python took to launch it (a large encoder's long
 # passes: BERT-large at 512 tokens) is served eagerly for good. Capturing it would cost device time
@@ -220,7 +222,7 @@ class GraphedForward:
         max_length: int,
         pad_id: int,
         use_type_ids: bool,
-        max_tokens: int = 32768,
+        max_tokens: int = PASS_TOKENS,
         lanes: int = 1,
     ) -> None:
         self._forward = forward

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from inference.models.base import TokenizedBatch
-from inference.models.cuda_graphs import GraphedForward
+from inference.models.cuda_graphs import PASS_TOKENS, GraphedForward
 from inference.models.weight_slots import Slot, WeightSlots, module_tensors, slot_signature
 from inference.tokenization import TextTokenizer
 
@@ -83,6 +83,8 @@ class SentenceTransformerModel:
         self._graphs: GraphedForward | None = None
         self._capture_all = capture_all
         self._graphed = cuda_graphs and device.startswith("cuda")
+        # Graphs cut a chunk into replays of at most this many tokens; eager passes are not cut.
+        self.pass_tokens: int | None = PASS_TOKENS if self._graphed else None
         self._lanes = gpu_streams
         self._slots: WeightSlots | None = None
         self._slot: Slot | None = None

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import concurrent.futures
 import random
+import threading
+from contextlib import nullcontext
 
 import numpy as np
+import pytest
 
-from inference.batching import plan_chunks
+from inference.batching import BatcherConfig, DynamicBatcher, plan_chunks
+from inference.models.base import TokenizedBatch
 from tests.inference.conftest import SENTENCES, RunningServer
 
 
@@ -31,6 +36,73 @@ def test_chunks_respect_size_and_token_caps() -> None:
     assert all(len(c) <= 32 for c in chunks)
     assert all(max(lengths[i] for i in c) * len(c) <= 640 for c in chunks)
     assert sorted(i for c in chunks for i in c) == list(range(300))
+
+
+class _GatedDevice:
+    """The batcher's side of a model whose every pass waits for `gate`: a device kept busy while
+    the test queues more work behind it."""
+
+    dimension = 2
+    max_seq_length = 512
+    device = "cuda"
+    launch_cost_tokens = 0
+    matryoshka_dims: tuple[int, ...] = ()
+
+    def __init__(self, gate: threading.Event, pass_tokens: int | None) -> None:
+        self.gate = gate
+        self.pass_tokens = pass_tokens
+
+    def embed(self, batch: TokenizedBatch) -> np.ndarray:
+        assert self.gate.wait(10)
+        return np.zeros((len(batch), self.dimension), dtype=np.float32)
+
+    def tokenize(self, texts: list[str]) -> TokenizedBatch:
+        raise NotImplementedError
+
+    def tokenizer_spec(self) -> str:
+        return ""
+
+    def device_bytes(self) -> int:
+        return 0
+
+    def is_resident(self) -> bool:
+        return True
+
+    def to_serving_device(self) -> None:
+        pass
+
+    def to_host(self) -> None:
+        pass
+
+    def warm_up(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("pass_tokens", "batches"), [(8, [1, 1, 4]), (None, [1, 5])])
+def test_a_busy_batcher_takes_whole_passes(pass_tokens: int | None, batches: list[int]) -> None:
+    """Texts of 4 tokens, passes of 8: with one batch on the device and 5 texts (2.5 passes) queued,
+    the next batch takes 4 texts (two whole passes), and the odd one waits for the next batch."""
+
+    async def scenario() -> list[int]:
+        gate = threading.Event()
+        model = _GatedDevice(gate, pass_tokens)
+        texts: list[int] = []
+        config = BatcherConfig(max_wait_s=0, concurrent_batches=2, pass_tokens=model.pass_tokens)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            batcher = DynamicBatcher(
+                lambda: nullcontext(model), pool, config, lambda s: texts.append(s.texts)
+            )
+            batcher.start()
+            first = batcher.submit(TokenizedBatch.filled(1, 4, 5))  # the device is busy from here
+            await asyncio.sleep(0.05)
+            rest = [batcher.submit(TokenizedBatch.filled(1, 4, 5)) for _ in range(5)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+            await batcher.stop()
+        return texts
+
+    assert sorted(asyncio.run(scenario())) == batches
 
 
 def test_embeddings_match_model_encode(single_server: RunningServer, st_model) -> None:

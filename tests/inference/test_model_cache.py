@@ -27,6 +27,7 @@ class _TimedCopies:
     max_seq_length = 16
     device = "cuda"
     launch_cost_tokens = 0
+    pass_tokens: int | None = None
     matryoshka_dims: tuple[int, ...] = ()
 
     def __init__(self, size: int, gate: threading.Event | None = None) -> None:
