@@ -102,3 +102,23 @@ def test_a_live_step_forecasts_from_the_traffic_it_has_seen() -> None:
     assert live is not None and live.rate_rps == 2.0 and [s.step for s in live.steps] == [0]
     assert not live.fits and "consider `policies/low-traffic.yaml`" in live.advice[0]
     assert forecast_from_looks(DEFAULT, [], 0) is None
+
+
+@pytest.mark.parametrize("policy", ["default", "low-traffic", "llm"])
+@pytest.mark.parametrize("error_rate", [0.0, 0.3])
+def test_rows_judged_a_few_at_a_time_give_the_first_passing_row_of_all(
+    policy: str, error_rate: float
+) -> None:
+    """The forecast judges the grid's rows in order, a few at a time, and stops once every check has
+    passed: each check's first passing row is the one judging every row finds (a high error rate
+    leaves the error-rate check passing late or never, so later rows are judged too)."""
+    from canaryflow.kernel.analysis import forecast as module
+
+    chosen = load_policy(policy)
+    bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S, dtype=float)
+    histogram = (bounds, reference_cdf(bounds))
+    grid = module._GRID
+    for weight in (1.0, 10.0, 50.0):
+        every_row = module._passing_rows(chosen, weight, error_rate, histogram, grid)
+        assert module._passing(chosen, weight, error_rate, histogram, grid) == every_row
+        assert list(module._passing(chosen, weight, error_rate, histogram, grid)) == list(every_row)

@@ -215,10 +215,34 @@ def _step(
 _GRID = np.unique(np.round(np.geomspace(10, 1e7, 74)))
 
 
+_ROWS_AT_ONCE = 16  # rows of the grid judged per call: most checks pass within its first 24
+
+
 def _passing(
     policy: Policy, weight: float, error_rate: float, histogram: tuple[FloatArray, FloatArray], n: FloatArray
 ) -> dict[str, int | None]:
-    """Per required statistical check: the first row of `n` (canary requests) at which it passes."""
+    """Per required statistical check: the first row of `n` (canary requests) at which it passes.
+
+    Each row is judged on its own counts alone (the kinds' evaluators are elementwise over looks),
+    so the rows are judged a few at a time, in order, and those after every check's first passing
+    row are never judged: the same answer as judging them all, for a fraction of the work (a check
+    passes after about 20 of the coarse grid's 74 rows)."""
+    out: dict[str, int | None] = {}
+    for start in range(0, len(n), _ROWS_AT_ONCE):
+        for metric, at in _passing_rows(
+            policy, weight, error_rate, histogram, n[start : start + _ROWS_AT_ONCE]
+        ).items():
+            if out.get(metric) is None:
+                out[metric] = None if at is None else start + at
+        if all(at is not None for at in out.values()):
+            break
+    return out
+
+
+def _passing_rows(
+    policy: Policy, weight: float, error_rate: float, histogram: tuple[FloatArray, FloatArray], n: FloatArray
+) -> dict[str, int | None]:
+    """`_passing` on the rows `n`, all judged."""
     bounds, cdf = histogram
     m = n * (100.0 - weight) / weight
 
