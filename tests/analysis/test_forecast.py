@@ -122,3 +122,5 @@ def test_rows_judged_a_few_at_a_time_give_the_first_passing_row_of_all(
         every_row = module._passing_rows(chosen, weight, error_rate, histogram, grid)
         assert module._passing(chosen, weight, error_rate, histogram, grid) == every_row
         assert list(module._passing(chosen, weight, error_rate, histogram, grid)) == list(every_row)
+        for check, at in every_row.items():  # a refinement asks about one check: the same row
+            assert module._passing(chosen, weight, error_rate, histogram, grid, only=check) == {check: at}

@@ -195,7 +195,7 @@ def _step(
             needed[metric] = None if at is None else int(_GRID[at])
             continue
         fine = np.unique(np.round(np.linspace(_GRID[at - 1], _GRID[at], 12))).astype(float)
-        refined = _passing(policy, weight, error_rate, trimmed, fine)[metric]
+        refined = _passing(policy, weight, error_rate, trimmed, fine, only=metric)[metric]
         needed[metric] = int(fine[refined]) if refined is not None else int(_GRID[at])
     checks = [
         CheckForecast(metric, n, None if n is None else step.warmup_s + n / canary_rps)
@@ -219,9 +219,16 @@ _ROWS_AT_ONCE = 16  # rows of the grid judged per call: most checks pass within 
 
 
 def _passing(
-    policy: Policy, weight: float, error_rate: float, histogram: tuple[FloatArray, FloatArray], n: FloatArray
+    policy: Policy,
+    weight: float,
+    error_rate: float,
+    histogram: tuple[FloatArray, FloatArray],
+    n: FloatArray,
+    only: str | None = None,
 ) -> dict[str, int | None]:
-    """Per required statistical check: the first row of `n` (canary requests) at which it passes.
+    """Per required statistical check (the check `only`, where given: a refinement asks about one,
+    and the other metrics' checks are not judged), the first row of `n` (canary requests) at which
+    it passes.
 
     Each row is judged on its own counts alone (the kinds' evaluators are elementwise over looks),
     so the rows are judged a few at a time, in order, and those after every check's first passing
@@ -230,7 +237,7 @@ def _passing(
     out: dict[str, int | None] = {}
     for start in range(0, len(n), _ROWS_AT_ONCE):
         for metric, at in _passing_rows(
-            policy, weight, error_rate, histogram, n[start : start + _ROWS_AT_ONCE]
+            policy, weight, error_rate, histogram, n[start : start + _ROWS_AT_ONCE], only
         ).items():
             if out.get(metric) is None:
                 out[metric] = None if at is None else start + at
@@ -240,7 +247,12 @@ def _passing(
 
 
 def _passing_rows(
-    policy: Policy, weight: float, error_rate: float, histogram: tuple[FloatArray, FloatArray], n: FloatArray
+    policy: Policy,
+    weight: float,
+    error_rate: float,
+    histogram: tuple[FloatArray, FloatArray],
+    n: FloatArray,
+    only: str | None = None,
 ) -> dict[str, int | None]:
     """`_passing` on the rows `n`, all judged."""
     bounds, cdf = histogram
@@ -261,7 +273,11 @@ def _passing_rows(
         spec = METRIC_KINDS[metric.kind]
         if not spec.statistical or not metric.required or metric.kind == "shadow_distance":
             continue  # judged when present (optional) or a gauge: nothing to wait for
+        if only is not None and only not in metric.checks:
+            continue  # each metric's checks are judged on their own: the others' change nothing
         for check in spec.evaluate(metric, series, levels):
+            if only is not None and check.metric != only:
+                continue
             passing = np.flatnonzero(check.passes & ~check.fails)
             out[check.metric] = int(passing[0]) if passing.size else None
     return out
