@@ -48,10 +48,11 @@ from controller.rollout.store import RolloutStore, StaleState
 from controller.rollout.workflow_mirror import Mirror, mirror
 from controller.triggers import matching_rule, rollout_id_for
 from controller.webhooks.events import ApprovalEvent, RegistryEvent
-from controller.workers import KeyedWorkers
+from controller.workers import KeyedWorkers, Precedence
 from policies.model import Policy
 
 PolicyLoader = Callable[[str], Policy]
+EVENT_PRECEDENCE_S = 2.0  # the longest the rollouts' jobs wait for a new event's first commit
 
 
 class ActionHook(Protocol):
@@ -103,6 +104,11 @@ class Reconciler:
         self._policies: dict[str, Policy] = {}
         self._inbox_signal = threading.Event()
         self.workers = KeyedWorkers(settings.reconcile_workers)
+        # The inbox has a worker of its own (never queued behind the rollouts' jobs), and while it starts
+        # a new rollout the rollouts' jobs give way between two rollouts: event -> first commit stays
+        # short however many rollouts are being judged.
+        self.inbox_workers = KeyedWorkers(min(settings.reconcile_workers, 1))
+        self.precedence = Precedence(max_wait_s=EVENT_PRECEDENCE_S)
         self._model_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.actions: ActionHook | None = None
@@ -186,7 +192,7 @@ class Reconciler:
     def notify(self) -> None:
         """A delivery was stored: settle the inbox now, beside the rollouts' jobs, not after them."""
         self._inbox_signal.set()
-        self.workers.submit("inbox", self._take_inbox)
+        self.inbox_workers.submit("inbox", self._take_inbox)
 
     def tick(self) -> int:
         """One pass: the inbox, and every model's active rollouts as one job each on the worker pool;
@@ -195,7 +201,7 @@ class Reconciler:
         that does not lead does nothing, nor one that is stopping."""
         if self.workers.stopping.is_set() or not self.leads():
             return 0
-        jobs = [f for f in [self.workers.submit("inbox", self._take_inbox)] if f is not None]
+        jobs = [f for f in [self.inbox_workers.submit("inbox", self._take_inbox)] if f is not None]
         by_model: dict[str, list[RolloutRecord]] = defaultdict(list)
         for record in self.store.rollouts(active_only=True):
             if self.owns(record.model):
@@ -216,6 +222,7 @@ class Reconciler:
                 self.actions.apply_pending(model)
             self._supersede_older(records)
             for record in records:
+                self.precedence.give_way()  # a new event's first commit goes first
                 if self.workers.stopping.is_set():  # stopping: end the job before its next rollout
                     return
                 if self.actions is None or not self.actions.held(record.id):
@@ -227,9 +234,24 @@ class Reconciler:
             return self._model_locks.setdefault(model, threading.Lock())
 
     def _take_inbox(self) -> None:
-        """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency);
-        a model whose job is running now is left to that job's next round."""
-        self._inbox_signal.clear()
+        """Settles new deliveries and starts the rollouts they created at once (event-to-commit latency),
+        the rollouts' jobs giving way meanwhile; again while deliveries came during a round (their
+        notify found this job running); a model whose job is running now is left to that job's next
+        round."""
+        while not self.workers.stopping.is_set():
+            urgent = self._inbox_signal.is_set()  # a delivery came (a tick's own round is not urgent)
+            self._inbox_signal.clear()
+            if urgent:
+                self.precedence.begin()
+            try:
+                self._take_inbox_once()
+            finally:
+                if urgent:
+                    self.precedence.end()
+            if not self._inbox_signal.is_set():
+                return
+
+    def _take_inbox_once(self) -> None:
         if self.workers.stopping.is_set() or not self.leads() or not self.owns(None):
             return
         with self.scope(None):
@@ -265,8 +287,11 @@ class Reconciler:
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
     def close(self, timeout_s: float = 30.0) -> bool:
-        """Stops the worker pool; True when every running job ended within `timeout_s`."""
-        return self.workers.shutdown(timeout_s)
+        """Stops the worker pools; True when every running job ended within `timeout_s`."""
+        end = time.monotonic() + timeout_s
+        self.inbox_workers.stopping.set()
+        done = self.workers.shutdown(timeout_s)
+        return self.inbox_workers.shutdown(max(0.0, end - time.monotonic())) and done
 
     def _supersede_older(self, records: list[RolloutRecord]) -> None:
         newest = records[-1]

@@ -11,6 +11,7 @@ import fcntl
 import logging
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -76,6 +77,7 @@ class ControllerService:
         notifier: Notifier | None = None,
         drift: DriftMonitor | None = None,
         leadership: Leadership | None = None,
+        closing: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.settings, self.store, self.reconciler, self.app = settings, store, reconciler, app
         self.notifier, self.drift = notifier, drift
@@ -85,6 +87,7 @@ class ControllerService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._drift_thread: threading.Thread | None = None
+        self._closing = tuple(closing)  # ended by `close` after the jobs (the metrics reader)
 
     def run_loop(self) -> None:
         """Ticks until stopped; a webhook wakes it early (`LoopWake`)."""
@@ -130,7 +133,10 @@ class ControllerService:
         self._stop.set()  # the loop starts no tick, the workers no job, the running jobs end early
         self._wake.set()
         workers_done = self.reconciler.close(timeout_s)
-        return self.stop_loop(timeout_s) and workers_done
+        loop_done = self.stop_loop(timeout_s)
+        for close in self._closing:  # a job still stuck reads no new look after this: harmless
+            close()
+        return loop_done and workers_done
 
     def serve(self) -> None:
         """Blocks serving HTTP on settings.host:port with the loop running beside it."""

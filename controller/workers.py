@@ -92,3 +92,40 @@ def _logged(key: str, job: Callable[[], None]) -> None:
         job()
     except Exception:  # a job's own error boundary records rollout errors; this is the last resort
         log.exception("reconcile job %s failed", key)
+
+
+class Precedence:
+    """Urgent work first: while a new event is being turned into its rollout's first commit, the
+    rollouts' jobs wait between two rollouts, so the event's work gets the interpreter (one at a time:
+    the GIL) instead of a ninth of it beside eight jobs judging looks. Bounded: once an urgent spell
+    has lasted `max_wait_s` (a registry or git call hanging), the jobs go on regardless."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+        self._lock = threading.Lock()
+        self._clear = threading.Event()
+        self._clear.set()
+        self._urgent = 0
+        self._since = 0.0
+
+    def begin(self) -> None:
+        with self._lock:
+            if self._urgent == 0:
+                self._since = time.monotonic()
+                self._clear.clear()
+            self._urgent += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._urgent -= 1
+            if self._urgent == 0:
+                self._clear.set()
+
+    def give_way(self) -> None:
+        """Returns at once unless urgent work runs; then when it ends, or its spell is `max_wait_s` old."""
+        if self._clear.is_set():
+            return
+        with self._lock:
+            left = self._since + self.max_wait_s - time.monotonic()
+        if left > 0:
+            self._clear.wait(left)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache, partial
 from pathlib import Path
@@ -196,7 +196,12 @@ def build_engine(
     )
     # Every rollout's analysis runs here: their looks are read together, off the reconcile thread.
     context.metrics = batched_source_from_settings(context.metrics, MetricsSettings())
-    return LocalRunner(db_path, step_runner(context), load_policy, settings=workflow_settings)
+    from canaryflow.adapters.metrics.batched import BatchedSource
+
+    reader = context.metrics.close if isinstance(context.metrics, BatchedSource) else None
+    return LocalRunner(
+        db_path, step_runner(context), load_policy, settings=workflow_settings, on_close=reader
+    )
 
 
 def build_approval_gate(
@@ -344,7 +349,15 @@ def build_service(
         leadership=leadership,
         traffic=metrics_source_from_settings(MetricsSettings()),
         tuned_policies=workflow_settings.engine != "argo",
+        closing=_closing(engine),
     )
+
+
+def _closing(engine: ArgoEngine | LocalRunner) -> tuple[Callable[[], None], ...]:
+    """What the service's clean stop ends of the engine: the local runner's steps' metrics reader."""
+    from workflows.local.runner import LocalRunner
+
+    return (engine.close,) if isinstance(engine, LocalRunner) else ()
 
 
 def assemble_controller(
@@ -366,6 +379,7 @@ def assemble_controller(
     leadership: Leadership | None = None,
     traffic: MetricsSource | None = None,
     tuned_policies: bool = True,
+    closing: Sequence[Callable[[], None]] = (),
 ) -> ControllerService:
     """The controller's parts, each built once, joined: metrics, the reconciler, the HTTP app and
     the loop's wake-up, the drift monitor's collector and its lock against rollouts.
@@ -374,7 +388,8 @@ def assemble_controller(
     `reviewers` (who may approve a webhook review: the GitHub gate), `outbox_health` (the notifier's
     outbox, as metrics), `traffic` (where the champion's traffic is read for the forecast before a
     rollout starts and the thin-evidence switch; `tuned_policies`: whether the engine runs a policy
-    with a tuned prior, which Argo's installed templates do not)."""
+    with a tuned prior, which Argo's installed templates do not); `closing`: what the service's
+    clean stop ends once the reconcile jobs have (the local runner's metrics reader)."""
     reconciler: Reconciler | None = None
     metrics = ControllerMetrics(store, lambda name: reconciler.max_duration_s(name) if reconciler else None)
     if drift is not None:
@@ -423,8 +438,9 @@ def assemble_controller(
     reconciler.actions = actions
     mount(app, context, actions)
     return ControllerService(
-        settings, store, reconciler, app, wake, notifier=notifier, drift=drift, leadership=leadership
-    )
+        settings, store, reconciler, app, wake, notifier=notifier, drift=drift, leadership=leadership,
+        closing=closing,
+    )  # fmt: skip
 
 
 def version_sources() -> Callable[[str, str], str] | None:

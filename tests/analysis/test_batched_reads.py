@@ -145,8 +145,9 @@ def test_batched_reads_equal_the_per_rollout_reads(exporter: Exporter, prometheu
     batched.refresh()  # one tick of the reader
     assert _range_queries(server.url) - before == len(FAMILIES)  # one per family, for all seven
     got = {r: batched.observe_looks(*r, since, EVERY_S) for r in ROLLOUTS}
-    for rollout, looks in got.items():
-        assert len(looks) >= 6 and looks == expected[rollout][: len(looks)], rollout
+    for rollout, looks in got.items():  # a look may have settled since the per-rollout reads: the prefix
+        common = min(len(looks), len(expected[rollout]))
+        assert common >= 6 and looks[:common] == expected[rollout][:common], rollout
 
     # The next tick reads only the new looks, again one query per family, and each step gets
     # the looks after the ones it took.

@@ -102,3 +102,29 @@ def test_a_live_step_forecasts_from_the_traffic_it_has_seen() -> None:
     assert live is not None and live.rate_rps == 2.0 and [s.step for s in live.steps] == [0]
     assert not live.fits and "consider `policies/low-traffic.yaml`" in live.advice[0]
     assert forecast_from_looks(DEFAULT, [], 0) is None
+
+
+@pytest.mark.parametrize("policy", ["default", "low-traffic", "llm"])
+@pytest.mark.parametrize("error_rate", [0.0, 0.3])
+def test_rows_judged_a_few_at_a_time_give_the_first_passing_row_of_all(
+    policy: str, error_rate: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forecast judges the grid's rows in order, a few at a time, and stops once every check has
+    passed: each check's first passing row is the one judging every row at once finds (a high error
+    rate leaves the error-rate check passing late or never, so later rows are judged too); a
+    refinement asking about one check gets that check's row."""
+    from canaryflow.kernel.analysis import forecast as module
+
+    chosen = load_policy(policy)
+    bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S, dtype=float)
+    histogram = (bounds, reference_cdf(bounds))
+    grid = module._GRID
+    for weight in (1.0, 10.0, 50.0):
+        with monkeypatch.context() as at_once:
+            at_once.setattr(module, "_ROWS_AT_ONCE", len(grid))
+            every_row = module._passing(chosen, weight, error_rate, histogram, grid)
+        few = module._passing(chosen, weight, error_rate, histogram, grid)
+        assert few == every_row and list(few) == list(every_row)
+        assert any(at is not None and at >= module._ROWS_AT_ONCE for at in every_row.values())
+        for check, at in every_row.items():
+            assert module._passing(chosen, weight, error_rate, histogram, grid, only=check) == {check: at}

@@ -135,3 +135,25 @@ def test_many_levels_and_sides_in_one_call_are_the_bounds_of_separate_calls() ->
     )
     assert np.array_equal(some_lower, np.where(wanted, lower, 0.0))
     assert np.array_equal(some_upper, np.where(~wanted, upper, 1.0))
+
+
+def test_equal_searches_are_done_once_and_give_the_bounds_each_would_alone() -> None:
+    """A bisection finds each distinct search once (equal cumulative counts at neighbouring bucket
+    bounds are common): every bound, copied to its duplicates, is the one its own search gives, to
+    the last bit."""
+    from canaryflow.kernel.analysis import sequential
+
+    rng = np.random.default_rng(5)
+    trials = np.repeat(rng.integers(10, 5_000, size=30).astype(float), 4)
+    successes = np.floor(trials * rng.choice([0.1, 0.5, 0.9], size=trials.size))
+    threshold = np.log(1.0 / rng.choice([0.0025, 0.025], size=trials.size))
+    rate, above = successes / trials, rng.random(trials.size) < 0.5
+    outside = np.where(above, 0.0, 1.0)
+    assert len(np.unique(np.stack([successes, trials, threshold, above]), axis=1).T) < trials.size
+    found = sequential._bisect(successes, trials, threshold, rate, outside, above, 100.0)
+    for i in range(trials.size):
+        one = sequential._search(
+            successes[i : i + 1], trials[i : i + 1], threshold[i : i + 1], rate[i : i + 1],
+            outside[i : i + 1], above[i : i + 1], 100.0,
+        )  # fmt: skip
+        assert found[i] == one[0]

@@ -23,6 +23,9 @@ ALLOWED = {
     "canaryflow/adapters/predictions/jsonl.py": "the server's own log, opened as a regular file; orjson "
     "refuses NaN, integers past 64 bits and deep nesting, and each line is validated by PredictionRecord",
     "canaryflow/app/doctor.py": "answers of the services `doctor` probes, read for a diagnosis only",
+    "canaryflow/adapters/metrics/prometheus.py": "range-query answers of the configured Prometheus (the "
+    "client's own response.json() read them before); orjson refuses NaN, integers past 64 bits and deep "
+    "nesting, and a batched answer (every rollout's series) is too large for per-value checks",
     "canaryflow/app/install/dashboards.py": "the dashboards this package renders itself",
     "canaryflow/app/local/notify_receiver.py": "the local demo's notification sink, loopback only",
     "canaryflow/app/local/process.py": "a child process's own log file",

@@ -83,3 +83,39 @@ def test_close_says_so_when_a_job_outlives_the_deadline(tmp_path) -> None:
     time.sleep(STEP_S / 3)
     assert not reconciler.close(timeout_s=0.01)  # the call in flight takes longer than that
     ticking.join(5.0)
+
+
+def _reader_alive() -> bool:
+    return any(t.name == "canaryflow-metrics-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_close_ends_the_local_runners_metrics_reader(tmp_path, monkeypatch) -> None:
+    """The local runner's steps read their looks through the batched reader's thread (started by the
+    first step asking); the service's clean stop ends it too, once the jobs have ended."""
+    from pydantic import SecretStr
+
+    from canaryflow.adapters.metrics.batched import BatchedSource
+    from canaryflow.app.local.gitremote import init_bare_remote
+    from canaryflow.app.local.process import free_port
+    from canaryflow.app.wiring import assemble_controller, build_engine
+    from controller.controller_settings import ControllerSettings
+    from workflows.local.runner import LocalRunner
+    from workflows.workflow_settings import WorkflowSettings
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: the reader's reads fail, it goes on
+    monkeypatch.setenv("CANARYFLOW_METRICS_BACKEND", "prometheus")
+    monkeypatch.setenv("CANARYFLOW_METRICS_PROMETHEUS_URL", nowhere)
+    monkeypatch.setenv("CANARYFLOW_CONTROLLER_REGISTRY_TRACKING_URI", nowhere)
+    monkeypatch.setenv("CANARYFLOW_GITOPS_REMOTE_URL", str(init_bare_remote(tmp_path / "gitops.git")))
+    monkeypatch.setenv("CANARYFLOW_GITOPS_WORKDIR", str(tmp_path / "work"))
+    settings = ControllerSettings(db_path=tmp_path / "c.db", mlflow_webhook_secret=SecretStr("s"))
+    store = RolloutStore(settings.db_path)
+    runner = build_engine(WorkflowSettings(engine="local"), settings.db_path, settings)
+    assert isinstance(runner, LocalRunner)
+    metrics = runner._run_step.context.metrics  # type: ignore[attr-defined]
+    assert isinstance(metrics, BatchedSource)
+    service = assemble_controller(settings, store, runner, None, closing=(runner.close,))
+    assert metrics.observe_looks("m", "1", "2", 1_700_000_000.0, 5.0) == []  # registers, starts the reader
+    assert _reader_alive()
+    assert service.close(timeout_s=5.0)
+    assert not _reader_alive()

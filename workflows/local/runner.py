@@ -58,8 +58,12 @@ class LocalRunner:
         policy_for: Callable[[str], Policy],
         clock: Callable[[], float] = time.time,
         settings: WorkflowSettings | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        """`on_close`: what the steps hold open beside the runner (the batched metrics reader's
+        thread), ended by `close`."""
         self._store = RunStore(db_path)
+        self._on_close = on_close
         # Only what shapes the document matters here (poll interval, names); defaults read no environment.
         self._settings = settings or WorkflowSettings.model_construct()
         self._artifacts: dict[str, WorkflowArtifact] = {}
@@ -168,6 +172,12 @@ class LocalRunner:
             self._store.update_run(name, phase="Running", message="", stop_reason=None, exit_cause=None)
             log.info("workflow %s: retried from %s (%s)", name, node, note)
             return reset
+
+    def close(self) -> None:
+        """Ends what the steps hold open (`on_close`); the store stays the caller's to close. Call it
+        once no reconcile runs any more: a step called after it reads no new look."""
+        if self._on_close is not None:
+            self._on_close()
 
     def link(self, name: str) -> str:
         return f"local://{self._store.db_path}#{name}"

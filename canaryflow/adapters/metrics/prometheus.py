@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+import orjson
+import requests
 from prometheus_api_client import PrometheusConnect
 
 from canaryflow.adapters.metrics import MetricsError
@@ -131,7 +132,13 @@ class PrometheusSource:
     ) -> None:
         self.url = url
         self.settle_s = settle_s
-        self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(timeout_s, 1)))
+        # One session for the client's instant queries and the range queries read here (its retries).
+        self._session = requests.Session()
+        self._session.verify = False
+        self._timeout = int(max(timeout_s, 1))
+        self._client = PrometheusConnect(
+            url=url, disable_ssl=True, timeout=self._timeout, session=self._session
+        )
         self._clock = clock
         self._lock = threading.Lock()  # steps of several rollouts read at once (the workers' threads)
         self._starts: dict[tuple[str, str, str, float], tuple[VersionReading, VersionReading]] = {}
@@ -346,21 +353,31 @@ class PrometheusSource:
         self, promql: str, since: float, every_s: float, looks: int, start_look: int = 0
     ) -> list[tuple[dict[str, str], dict[int, float]]]:
         """Each series' labels and its values at looks `start_look` … `looks` (look k at `since + k *
-        every_s`): one range query per MAX_POINTS looks."""
+        every_s`): one range query per MAX_POINTS looks.
+
+        Asked and parsed here, not through the client: a batched read's answer holds every rollout's
+        series (at 500 rollouts, parsing it with the standard library's JSON decoder was two fifths
+        of the controller's interpreter time); orjson reads the same numbers several times faster."""
         out: list[tuple[dict[str, str], dict[int, float]]] = []
         for first in range(start_look, looks + 1, MAX_POINTS):
             start, end = since + every_s * first, since + every_s * min(first + MAX_POINTS - 1, looks)
             try:
-                result = self._client.custom_query_range(
-                    promql,
-                    start_time=datetime.fromtimestamp(start, tz=UTC),
-                    end_time=datetime.fromtimestamp(end, tz=UTC),
-                    step=f"{every_s:g}",  # seconds as a number: durations like 0.25s are refused
-                    # The client rounds start and end to whole seconds, which moves the grid off the
-                    # looks and can drop the latest one; its `params` win over its own, so the exact
-                    # times go.
-                    params={"start": f"{start:.3f}", "end": f"{end:.3f}"},
+                response = self._session.get(
+                    f"{self.url}/api/v1/query_range",
+                    params={
+                        "query": promql,
+                        # exact to the millisecond: whole seconds would move the grid off the looks
+                        "start": f"{start:.3f}",
+                        "end": f"{end:.3f}",
+                        "step": f"{every_s:g}",  # seconds as a number: durations like 0.25s are refused
+                    },
+                    timeout=self._timeout,
                 )
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"HTTP Status Code {response.status_code} ({response.content[:500]!r})"
+                    )
+                result = orjson.loads(response.content)["data"]["result"]
             except Exception as exc:  # requests / client errors: name the server and the query
                 raise MetricsError(f"prometheus {self.url}: range query {promql!r} failed: {exc}") from exc
             for series in result or []:

@@ -195,7 +195,7 @@ def _step(
             needed[metric] = None if at is None else int(_GRID[at])
             continue
         fine = np.unique(np.round(np.linspace(_GRID[at - 1], _GRID[at], 12))).astype(float)
-        refined = _passing(policy, weight, error_rate, trimmed, fine)[metric]
+        refined = _passing(policy, weight, error_rate, trimmed, fine, only=metric)[metric]
         needed[metric] = int(fine[refined]) if refined is not None else int(_GRID[at])
     checks = [
         CheckForecast(metric, n, None if n is None else step.warmup_s + n / canary_rps)
@@ -215,11 +215,54 @@ def _step(
 _GRID = np.unique(np.round(np.geomspace(10, 1e7, 74)))
 
 
+_ROWS_AT_ONCE = 16  # rows of the grid judged per call: most checks pass within its first 24
+
+
 def _passing(
-    policy: Policy, weight: float, error_rate: float, histogram: tuple[FloatArray, FloatArray], n: FloatArray
+    policy: Policy,
+    weight: float,
+    error_rate: float,
+    histogram: tuple[FloatArray, FloatArray],
+    n: FloatArray,
+    only: str | None = None,
 ) -> dict[str, int | None]:
-    """Per required statistical check: the first row of `n` (canary requests) at which it passes."""
+    """Per required statistical check (the check `only`, where given: a refinement asks about one,
+    and the other metrics' checks are not judged), the first row of `n` (canary requests) at which
+    it passes.
+
+    Each row is judged on its own counts alone (the kinds' evaluators are elementwise over looks),
+    so the rows are judged `_ROWS_AT_ONCE` at a time, in order, and those after every check's first
+    passing row are never judged: the same answer as judging them all, for a fraction of the work
+    (a check passes after about 20 of the coarse grid's 74 rows)."""
     bounds, cdf = histogram
+    levels = _levels(policy)
+    metrics = [
+        metric
+        for metric in policy.metrics
+        # optional ones are judged when present, a gauge has nothing to wait for
+        if METRIC_KINDS[metric.kind].statistical and metric.required and metric.kind != "shadow_distance"
+        and (only is None or only in metric.checks)
+    ]  # fmt: skip
+    out: dict[str, int | None] = {}
+    for start in range(0, len(n), _ROWS_AT_ONCE):
+        series = _expected(n[start : start + _ROWS_AT_ONCE], weight, error_rate, bounds, cdf)
+        for metric in metrics:
+            for check in METRIC_KINDS[metric.kind].evaluate(metric, series, levels):
+                if only is not None and check.metric != only:
+                    continue
+                passing = np.flatnonzero(check.passes & ~check.fails)
+                if out.get(check.metric) is None:
+                    out[check.metric] = start + int(passing[0]) if passing.size else None
+        if all(at is not None for at in out.values()):
+            break
+    return out
+
+
+def _expected(
+    n: FloatArray, weight: float, error_rate: float, bounds: FloatArray, cdf: FloatArray
+) -> ObservationSeries:
+    """Both arms' expected counts after `n` canary requests each (the baseline's share of the same
+    time), errors at `error_rate`, latencies at `cdf`: one row per element of `n`."""
     m = n * (100.0 - weight) / weight
 
     def arm(count: FloatArray) -> ArmSeries:
@@ -230,17 +273,7 @@ def _passing(
             latency_totals=count,
         )
 
-    series = ObservationSeries(elapsed_s=n, baseline=arm(m), canary=arm(n), latency_bounds=bounds)
-    levels = _levels(policy)
-    out: dict[str, int | None] = {}
-    for metric in policy.metrics:
-        spec = METRIC_KINDS[metric.kind]
-        if not spec.statistical or not metric.required or metric.kind == "shadow_distance":
-            continue  # judged when present (optional) or a gauge: nothing to wait for
-        for check in spec.evaluate(metric, series, levels):
-            passing = np.flatnonzero(check.passes & ~check.fails)
-            out[check.metric] = int(passing[0]) if passing.size else None
-    return out
+    return ObservationSeries(elapsed_s=n, baseline=arm(m), canary=arm(n), latency_bounds=bounds)
 
 
 def forecast_from_looks(policy: Policy, looks: Sequence[Observations], step_index: int) -> Forecast | None:

@@ -172,6 +172,7 @@ def _one_sided(s: FloatArray, n: FloatArray, f: FloatArray, above: NDArray[np.bo
 
 
 _MASS_MARGIN = 1e-4
+_DEDUP_FROM = 16  # searches in one bisection from which equal ones are found and done once
 _LOGIT_GRID = np.linspace(-28.0, 28.0, 8001)
 
 
@@ -190,9 +191,33 @@ def _bisect(
     above: NDArray[np.bool_],
     k: float = PRIOR_STRENGTH,
 ) -> FloatArray:
-    """The f between `inside` (accepted) and `outside` where the one-sided evidence crosses."""
+    """The f between `inside` (accepted) and `outside` where the one-sided evidence crosses.
+
+    Searches that are the same to the last bit (neighbouring bucket bounds with equal cumulative
+    counts, one count at several levels: about half of a live look's) are done once and their bound
+    copied: every step is elementwise, so a search's answer depends on its own inputs only."""
     a = inside.astype(float).copy()
     b = outside.astype(float).copy()
+    if a.size >= _DEDUP_FROM:
+        rows = np.column_stack((s, n, threshold, a, b, above)).astype(float)
+        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.itemsize * rows.shape[1])))
+        _, first, inverse = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+        if first.size < a.size:
+            found = _search(s[first], n[first], threshold[first], a[first], b[first], above[first], k)
+            return np.asarray(found[inverse.ravel()], dtype=float)
+    return _search(s, n, threshold, a, b, above, k)
+
+
+def _search(
+    s: FloatArray,
+    n: FloatArray,
+    threshold: FloatArray,
+    a: FloatArray,
+    b: FloatArray,
+    above: NDArray[np.bool_],
+    k: float,
+) -> FloatArray:
+    """`_bisect`'s steps from `a` (accepted) and `b` (rejected), arrays it may replace."""
     if not a.size:
         return a
     k = float(k)
