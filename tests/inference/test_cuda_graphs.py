@@ -10,11 +10,9 @@ this package are installed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,26 +22,16 @@ from inference.models import cuda_graphs
 from inference.models.base import TokenizedBatch
 from inference.models.cuda_graphs import plan_replays
 from inference.models.sentence_transformer import SentenceTransformerModel
+from tests.support.gpu import GPU_ONLY, model_dir
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
-
-
-def _model_dir() -> Path:
-    if os.environ.get("CANARYFLOW_TEST_MODEL_DIR"):
-        return Path(os.environ["CANARYFLOW_TEST_MODEL_DIR"])
-    from canaryflow.adapters.model_assets import minilm_path
-
-    return minilm_path()
+pytestmark = GPU_ONLY
 
 
 def _load(cuda_graphs: bool, gpu_streams: int = 1) -> SentenceTransformerModel:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformerModel(
-        SentenceTransformer(str(_model_dir()), device="cpu"), device="cuda", cuda_graphs=cuda_graphs,
+        SentenceTransformer(str(model_dir()), device="cpu"), device="cuda", cuda_graphs=cuda_graphs,
         gpu_streams=gpu_streams,
     )  # fmt: skip
     model.warm_up()

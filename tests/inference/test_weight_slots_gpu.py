@@ -12,10 +12,8 @@ Self-contained (no fixtures from conftest), as tests/inference/test_cuda_graphs.
 from __future__ import annotations
 
 import copy
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,26 +25,16 @@ from inference.models import cuda_graphs
 from inference.models.base import TokenizedBatch
 from inference.models.sentence_transformer import SentenceTransformerModel
 from inference.models.weight_slots import WeightSlots
+from tests.support.gpu import GPU_ONLY, model_dir
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
-
-
-def _model_dir() -> Path:
-    if os.environ.get("CANARYFLOW_TEST_MODEL_DIR"):
-        return Path(os.environ["CANARYFLOW_TEST_MODEL_DIR"])
-    from canaryflow.adapters.model_assets import minilm_path
-
-    return minilm_path()
+pytestmark = GPU_ONLY
 
 
 @pytest.fixture(scope="module")
 def base() -> Any:
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(_model_dir()), device="cpu")
+    return SentenceTransformer(str(model_dir()), device="cpu")
 
 
 def _variant(base: Any, seed: int) -> Any:
