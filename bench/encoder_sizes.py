@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,14 @@ sys.path.insert(0, str(ROOT))
 from bench.loadgen import WORDS, Target  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
-from bench.serving import free_port, gpu_memory_used_mib, start_profilers, stop_server, wait_ready  # noqa: E402
+from bench.serving import (  # noqa: E402
+    free_port,
+    gpu_memory_used_mib,
+    metric_samples,
+    start_profilers,
+    stop_server,
+    wait_ready,
+)
 from canaryflow.kernel.contracts import metrics as names  # noqa: E402
 
 SHAPES: dict[str, dict[str, int] | None] = {
@@ -222,20 +228,15 @@ def served_path(
 
 def server_counts(port: int) -> dict[str, float]:
     """Sums over every version of the server's batching counters (for rows per pass, padding)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        page = response.read().decode()
     wanted = {
         names.FORWARD_PASSES + "_total": "passes", names.BATCH_SIZE + "_count": "batches",
         names.BATCH_SIZE + "_sum": "texts", names.TOKENS + "_total": "tokens",
         names.PADDED_TOKENS + "_total": "padded_tokens",
     }  # fmt: skip
     sums = dict.fromkeys(wanted.values(), 0.0)
-    for family in text_string_to_metric_families(page):
-        for sample in family.samples:
-            if sample.name in wanted:
-                sums[wanted[sample.name]] += sample.value
+    for sample in metric_samples(port):
+        if sample.name in wanted:
+            sums[wanted[sample.name]] += sample.value
     return sums
 
 

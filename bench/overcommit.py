@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ from bench.arrival import routing_yaml as weighted_routing  # noqa: E402
 from bench.loadgen import Target, make_sentences, percentile  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
-from bench.serving import free_port, stop_server, wait_ready  # noqa: E402
+from bench.serving import free_port, metric_samples, stop_server, wait_ready  # noqa: E402
 from canaryflow.kernel.contracts import metrics as names  # noqa: E402
 
 
@@ -81,10 +80,6 @@ SERIES = ("loads", "batches", "texts", "device_bytes")
 def metric_sums(port: int) -> dict[str, dict[str, float]]:
     """Per version: model loads, batches, texts and device bytes now, from `/metrics`; under
     CAPTURES, the CUDA graphs the server captured so far."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        page = response.read().decode()
     wanted = {
         names.MODEL_LOADS + "_total": "loads",
         names.BATCH_SIZE + "_count": "batches",
@@ -92,17 +87,14 @@ def metric_sums(port: int) -> dict[str, dict[str, float]]:
         names.GPU_MEMORY: "device_bytes",
     }
     out: dict[str, dict[str, float]] = {CAPTURES: {"captures": 0.0}}
-    for family in text_string_to_metric_families(page):
-        for sample in family.samples:
-            if sample.name == names.GRAPH_CAPTURES + "_total":
-                out[CAPTURES]["captures"] += sample.value
-            key = wanted.get(sample.name)
-            version = sample.labels.get("version")
-            if key is not None and version is not None:
-                row = out.setdefault(
-                    version, dict.fromkeys(("loads", "batches", "texts", "device_bytes"), 0.0)
-                )
-                row[key] += sample.value
+    for sample in metric_samples(port):
+        if sample.name == names.GRAPH_CAPTURES + "_total":
+            out[CAPTURES]["captures"] += sample.value
+        key = wanted.get(sample.name)
+        version = sample.labels.get("version")
+        if key is not None and version is not None:
+            row = out.setdefault(version, dict.fromkeys(("loads", "batches", "texts", "device_bytes"), 0.0))
+            row[key] += sample.value
     return out
 
 

@@ -8,7 +8,12 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client.samples import Sample
 
 
 def start_profilers(server_pid: int, seconds: float, out_dir: str, tag: str) -> list[subprocess.Popen]:
@@ -34,6 +39,16 @@ def start_profilers(server_pid: int, seconds: float, out_dir: str, tag: str) -> 
         )
         for i, child in enumerate(children)
     ]
+
+
+def metric_samples(port: int) -> Iterator[Sample]:
+    """Every sample on the server's `/metrics` page now (all its processes' series merged)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        page = response.read().decode()
+    for family in text_string_to_metric_families(page):
+        yield from family.samples
 
 
 def gpu_memory_used_mib() -> int | None:
