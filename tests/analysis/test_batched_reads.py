@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import Counter, Gauge, Histogram
 
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.adapters.metrics.batched import BatchedSource
@@ -34,7 +33,7 @@ from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
 from canaryflow.app.local.prometheus import start_prometheus
 from canaryflow.kernel.analysis import Observations
 from canaryflow.kernel.contracts.looks import grid_ms, on_look_grid
-from tests.support.metric_families import exported_families
+from tests.support.metric_families import ExportedFamilies, exported_families
 from tests.workflows import test_live_pairing as pairing
 from tests.workflows.rollout_support import prometheus_step_context
 from workflows.steps import StepInput
@@ -55,12 +54,7 @@ ROLLOUTS = [
 
 
 @dataclass
-class Exporter:
-    port: int
-    latency: Histogram
-    requests: Counter
-    memory: Gauge
-    shadow: Histogram
+class Exporter(ExportedFamilies):
     rng: random.Random
 
     def serve(self, rounds: int = 1) -> None:
@@ -80,8 +74,8 @@ class Exporter:
 
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
-    with exported_families() as (port, latency, requests, memory, shadow):
-        yield Exporter(port, latency, requests, memory, shadow, random.Random(7))
+    with exported_families() as families:
+        yield Exporter(**vars(families), rng=random.Random(7))
 
 
 def _range_queries(url: str) -> int:

@@ -5,29 +5,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from prometheus_api_client import PrometheusConnect
-from prometheus_client import Counter, Gauge, Histogram
 
 from canaryflow.adapters.metrics import MetricsError, MetricsSource
 from canaryflow.adapters.metrics.factory import MetricsSettings, metrics_source_from_settings
 from canaryflow.adapters.metrics.prometheus import SETTLE_S, PrometheusSource
 from canaryflow.adapters.metrics.scrape import ScrapeSource
 from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, Observations
-from tests.support.metric_families import exported_families
+from tests.support.metric_families import ExportedFamilies, exported_families
 from tests.support.net import free_port
 
 
-@dataclass
-class Exporter:
-    port: int
-    latency: Histogram
-    requests: Counter
-    memory: Gauge
-    shadow: Histogram
-
+class Exporter(ExportedFamilies):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/metrics"
@@ -40,8 +31,8 @@ class Exporter:
 
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
-    with exported_families() as (port, latency, requests, memory, shadow):
-        yield Exporter(port, latency, requests, memory, shadow)
+    with exported_families() as families:
+        yield Exporter(**vars(families))
 
 
 def _step_traffic(exp: Exporter) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -13,9 +14,20 @@ from canaryflow.kernel.analysis import DEFAULT_LATENCY_BUCKETS_S, DEFAULT_SHADOW
 from tests.support.net import free_port
 
 
+@dataclass
+class ExportedFamilies:
+    """The exporter's port and its four families; tests subclass it with the traffic they serve."""
+
+    port: int
+    latency: Histogram
+    requests: Counter
+    memory: Gauge
+    shadow: Histogram
+
+
 @contextmanager
-def exported_families() -> Iterator[tuple[int, Histogram, Counter, Gauge, Histogram]]:
-    """(port, latency, requests, memory, shadow), served until the block ends."""
+def exported_families() -> Iterator[ExportedFamilies]:
+    """The families, served until the block ends."""
     registry = CollectorRegistry()
     latency = Histogram(
         "canaryflow_request_duration_seconds", "request latency", ["model", "version"],
@@ -30,7 +42,7 @@ def exported_families() -> Iterator[tuple[int, Histogram, Counter, Gauge, Histog
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
-        yield port, latency, requests, memory, shadow
+        yield ExportedFamilies(port, latency, requests, memory, shadow)
     finally:
         server.shutdown()
         server.server_close()
