@@ -82,7 +82,12 @@ class ModelCache:
         held = sum(
             e.model.device_bytes() for e in self._entries.values() if e.model.is_resident() or e.arriving
         )
-        return held + (self._slots.idle_bytes() if self._slots is not None else 0)
+        return held + self.idle_slot_bytes()
+
+    def idle_slot_bytes(self) -> int:
+        """Device bytes of weight slots bound to no version and reserved for none (in the budget,
+        in no version's bytes)."""
+        return self._slots.idle_bytes() if self._slots is not None else 0
 
     def add(self, version: str, model: EmbeddingModel) -> None:
         """Take a freshly loaded model and have it on the device (a model that shares weight slots
@@ -137,7 +142,7 @@ class ModelCache:
         does. A version on its way in is counted in `resident_bytes`."""
         if self._budget is None:
             return [], True
-        held = self.resident_bytes() - (self._slots.idle_bytes() if self._slots is not None else 0)
+        held = self.resident_bytes() - self.idle_slot_bytes()
         chosen: list[str] = []
         for victim in self._idle(keep):
             if held <= self._budget:

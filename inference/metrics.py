@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -42,6 +43,41 @@ class GraphCaptures(Collector):
         graphs = sys.modules.get("inference.models.cuda_graphs")
         count = graphs.captures_total() if graphs is not None else 0
         yield CounterMetricFamily(names.GRAPH_CAPTURES, "CUDA graphs captured by this process.", value=count)
+
+
+class CacheView(Protocol):
+    """What the memory budget counts, as the model cache (`inference.cache.ModelCache`) tells it."""
+
+    def residency(self) -> dict[str, int]: ...
+
+    def idle_slot_bytes(self) -> int: ...
+
+
+class CacheResidency(Collector):
+    """The cache's device memory read at each scrape: how many versions have their weights on the
+    device, the bytes they hold and the bytes of idle weight slots. `canaryflow_gpu_memory_bytes`
+    is set at the cache's loads and evictions, so a weight slot's graph pools grown since (buckets
+    captured in the background) are not in it; here they are, as the budget counts them. A
+    benchmark sizes a budget from what one resident version costs under one. Not merged across
+    processes, as `GraphCaptures`."""
+
+    def __init__(self, cache: CacheView) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        held = [size for size in self._cache.residency().values() if size > 0]
+        yield GaugeMetricFamily(
+            names.CACHE_RESIDENT_VERSIONS, "Versions whose weights are on the device now.", value=len(held)
+        )
+        family = GaugeMetricFamily(
+            names.CACHE_DEVICE_BYTES,
+            "Device bytes the memory budget counts now: resident versions (weights, a weight slot's "
+            "graph pools) and idle weight slots.",
+            labels=[names.HOLDER_LABEL],
+        )
+        family.add_metric(["versions"], sum(held))
+        family.add_metric(["idle_slots"], self._cache.idle_slot_bytes())
+        yield family
 
 
 class ServerMetrics:
@@ -130,6 +166,10 @@ class ServerMetrics:
         self.prediction_log_written = Counter(
             names.PREDICTION_LOG_WRITTEN, "Prediction-log records written.", mv, registry=r
         )
+
+    def watch_cache(self, cache: CacheView) -> None:
+        """Report what `cache`'s budget counts at each scrape (`CacheResidency`); once a server."""
+        self.registry.register(CacheResidency(cache))
 
     def exposition(self) -> bytes:
         path = multiprocess_dir()

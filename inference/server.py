@@ -108,6 +108,7 @@ class ModelServer:
             )
         )
         self.cache = ModelCache(budget, self._on_cache_event, self.slots)
+        self.metrics.watch_cache(self.cache)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="embed")
         self.table: RoutingTable | None = None
         self.runtimes: dict[str, VersionRuntime] = {}

@@ -144,6 +144,33 @@ def test_an_idle_slot_goes_to_the_next_version_of_its_architecture_or_is_freed_f
     assert [o for _, o, _ in slots.slots()] == [second] and cache.resident_bytes() <= budget
 
 
+def test_what_the_budget_counts_is_reported_at_each_scrape(chain) -> None:
+    from inference.metrics import ServerMetrics
+
+    slots = WeightSlots()
+    first = SentenceTransformerModel(chain(seed=1), "cpu", slots=slots)
+    cache = ModelCache(int(first.device_bytes() * 2.5), None, slots)
+    metrics = ServerMetrics()
+    metrics.watch_cache(cache)
+
+    def reported() -> tuple[float | None, ...]:
+        read = metrics.registry.get_sample_value
+        return (
+            read("canaryflow_cache_resident_versions"),
+            read("canaryflow_cache_device_bytes", {"holder": "versions"}),
+            read("canaryflow_cache_device_bytes", {"holder": "idle_slots"}),
+        )
+
+    cache.add("1", first)
+    ((_, _, held),) = slots.slots()
+    assert reported() == (1, held, 0)
+    cache.add("2", SentenceTransformerModel(chain(seed=2), "cpu", slots=slots))
+    assert reported() == (2, 2 * held, 0)
+    cache.remove("1")  # retired: its slot stays on the device, idle, in the budget but no version's
+    assert reported() == (1, held, held)
+    assert b'canaryflow_cache_device_bytes{holder="idle_slots"}' in metrics.exposition()
+
+
 def test_the_signature_tells_architectures_apart_not_weights(chain) -> None:
     def signature(model: PlainChain) -> object:
         return slot_signature(model, 64)
@@ -173,6 +200,11 @@ def test_a_server_under_a_budget_serves_each_version_its_own_weights(
                     other = expected["2" if version == "1" else "1"]
                     assert np.abs(got - other).max() > 1e-4, "the variants must be told apart"
         assert server.metric("canaryflow_model_loads_total", model="minilm", version="2") == 4
+        # What the budget counts, read at the scrape: one version on its slot, no idle slot.
+        assert server.metric("canaryflow_cache_resident_versions") == 1
+        held = server.metric("canaryflow_cache_device_bytes", holder="versions")
+        assert weights_mb * 2**20 <= held < weights_mb * 1.5 * 2**20
+        assert server.metric("canaryflow_cache_device_bytes", holder="idle_slots") == 0
 
 
 def test_the_graphs_a_process_captured_are_counted_at_each_scrape(monkeypatch) -> None:

@@ -33,6 +33,13 @@ MODEL_LOADS = "canaryflow_model_loads"
 MODEL_EVICTIONS = "canaryflow_model_evictions"
 # CUDA graphs captured by the serving process, every model and lane (no labels; single-process only).
 GRAPH_CAPTURES = "canaryflow_graph_captures"
+# What the server's memory budget counts now, read from its model cache at each scrape (no model or
+# version labels; single-process only): the versions whose weights are on the device, and the device
+# bytes held by them (weights and, on weight slots, the slot's graph pools as they are now) and by
+# idle weight slots, by holder.
+HOLDER_LABEL = "holder"
+CACHE_RESIDENT_VERSIONS = "canaryflow_cache_resident_versions"  # gauge
+CACHE_DEVICE_BYTES = "canaryflow_cache_device_bytes"  # gauge, by holder (versions, idle_slots)
 ROUTING_WEIGHT = "canaryflow_routing_weight"
 ROUTING_RELOADS = "canaryflow_routing_reloads"
 QUEUE_REJECTIONS = "canaryflow_queue_rejections"
