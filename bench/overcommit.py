@@ -57,7 +57,8 @@ from bench.arrival import routing_yaml as weighted_routing  # noqa: E402
 from bench.loadgen import Target, make_sentences, percentile  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
-from bench.serving import free_port, metric_samples, stop_server, wait_ready  # noqa: E402
+from bench.overcommit_budget import Residency, budget_for, check, sampled, spread  # noqa: E402
+from bench.serving import free_port, gpu_memory_used_mib, metric_samples, stop_server, wait_ready  # noqa: E402
 from canaryflow.kernel.contracts import metrics as names  # noqa: E402
 
 
@@ -74,17 +75,17 @@ def routing_yaml(model_dir: Path, versions: int) -> str:
 
 
 CAPTURES = "captures"  # the row of process-wide series (no version label) in `metric_sums`
-SERIES = ("loads", "batches", "texts", "device_bytes")
+SERIES = ("loads", "batches", "texts")
+MIB = 2**20
 
 
 def metric_sums(port: int) -> dict[str, dict[str, float]]:
-    """Per version: model loads, batches, texts and device bytes now, from `/metrics`; under
-    CAPTURES, the CUDA graphs the server captured so far."""
+    """Per version: model loads, batches and texts now, from `/metrics`; under CAPTURES, the CUDA
+    graphs the server captured so far."""
     wanted = {
         names.MODEL_LOADS + "_total": "loads",
         names.BATCH_SIZE + "_count": "batches",
         names.BATCH_SIZE + "_sum": "texts",
-        names.GPU_MEMORY: "device_bytes",
     }
     out: dict[str, dict[str, float]] = {CAPTURES: {"captures": 0.0}}
     for sample in metric_samples(port):
@@ -93,9 +94,14 @@ def metric_sums(port: int) -> dict[str, dict[str, float]]:
         key = wanted.get(sample.name)
         version = sample.labels.get("version")
         if key is not None and version is not None:
-            row = out.setdefault(version, dict.fromkeys(("loads", "batches", "texts", "device_bytes"), 0.0))
+            row = out.setdefault(version, dict.fromkeys(SERIES, 0.0))
             row[key] += sample.value
     return out
+
+
+def residency(port: int) -> Residency:
+    """What the server's budget counts now (`canaryflow_cache_*`: read at the scrape)."""
+    return Residency.of(metric_samples(port))
 
 
 def total(sums: dict[str, dict[str, float]], key: str, versions: set[str] | None = None) -> float:
@@ -127,35 +133,50 @@ def start(
     return server, port
 
 
-def settle(port: int, args: argparse.Namespace, wrk: str, target: Target, bodies: Path) -> dict[str, Any]:
-    """Warm-up rounds of the measured traffic until one captured no CUDA graph (or `--settle-s`)."""
+def settle(port: int, args: argparse.Namespace, wrk: str, bodies: Path) -> tuple[dict[str, Any], Residency]:
+    """Warm-up rounds of the measured traffic until one captured no CUDA graph (or `--settle-s`);
+    and what the budget counts after them (a version's cost read while the last round ran when
+    none is resident once it ended: one costs more than the whole budget)."""
+    target = Target(port, "/v1/embeddings", MODEL)
     started = time.monotonic()
     rounds = []
     while True:
         before = captures(metric_sums(port))
-        run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+        with sampled(lambda: residency(port)) as during:
+            run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
         captured = captures(metric_sums(port)) - before
         rounds.append(captured)
         if captured == 0 or time.monotonic() - started >= args.settle_s:
             break
-    return {
+    after = residency(port)
+    if not after.versions:
+        after = next((r for r in reversed(during) if r.versions), after)
+    summary = {
         "rounds": len(rounds),
         "captures": rounds,
         "s": time.monotonic() - started,
         "settled": captured == 0,
+        "resident_versions": after.versions,
+        "version_mb": None if after.version_cost is None else after.version_cost / MIB,
+        "idle_slot_mb": after.idle_slot_bytes / MIB,
+        "gpu_memory_used_mib": gpu_memory_used_mib() if args.device.startswith("cuda") else None,
     }
+    print(f"warm-up: {len(rounds)} round(s) in {summary['s']:.0f} s, graphs captured {rounds}; "
+          f"{after.versions} version(s) resident, one {summary['version_mb'] or 0:.1f} MB",
+          flush=True)  # fmt: skip
+    return summary, after
 
 
 def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path, hot: set[str]) -> dict[str, Any]:
+    """The measured Zipf traffic (after `settle`): throughput, the hot set's, loads and hit rate,
+    and the versions resident while it ran (read every half second)."""
     target = Target(port, "/v1/embeddings", MODEL)
-    warm_up = settle(port, args, wrk, target, bodies)
-    print(f"warm-up: {warm_up['rounds']} round(s) in {warm_up['s']:.0f} s, graphs captured "
-          f"{warm_up['captures']}", flush=True)  # fmt: skip
     before = metric_sums(port)
-    found = parse_wrk_output(
-        run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
-        args.concurrency, args.texts,
-    )  # fmt: skip
+    with sampled(lambda: residency(port)) as during:
+        found = parse_wrk_output(
+            run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
+            args.concurrency, args.texts,
+        )  # fmt: skip
     after = metric_sums(port)
     loads = total(after, "loads") - total(before, "loads")
     batches = total(after, "batches") - total(before, "batches")
@@ -171,8 +192,7 @@ def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path, hot: 
         "hot_sentences_per_s": found["sentences_per_s"] * hot_texts / texts if texts else 0.0,
         "captures_at_start": captures(before),
         "captures_at_end": captures(after),
-        "warm_up": warm_up,
-        "resident_bytes_after": total(after, "device_bytes"),
+        "resident_versions": spread(during),
     }
 
 
@@ -236,32 +256,81 @@ def write_bodies(path: Path, args: argparse.Namespace) -> None:
 
 def print_table(report: dict[str, Any]) -> None:
     a, o, b = report["all_resident"], report["overcommit"], report["bring_back"]
-    print(f"\nDevice: {report['device']}; {report['versions']} versions, budget for {report['fit']} "
-          f"({report['budget_mb']:.0f} MB; one version {report['version_mb']:.1f} MB); "
+    sizing = report["sizing"]
+    print(f"\nDevice: {report['device']}; {report['versions']} versions, budget for {report['fit']}: "
+          f"{report['budget_mb']:.0f} MB, try {len(sizing['tries'])} of {sizing['limit']} "
+          f"(one version {report['version_mb']:.1f} MB under a budget, "
+          f"{report['all_resident_version_mb']:.1f} MB without; sized: {sizing['sized']}); "
           f"Zipf s={report['zipf_s']}; {report['concurrency']} connections, "
           f"{report['texts']} text(s) a request")  # fmt: skip
     print(
         "| run | sentences/s | vs all resident | hot set sentences/s | hot set vs all resident | "
-        "p50 ms | p99 ms | hit rate (batches) | loads | graphs captured in the phase | codes |"
+        "p50 ms | p99 ms | hit rate (batches) | loads | resident versions (min/mean/max) | "
+        "graphs captured in the phase | codes |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, row in (("all resident", a), ("overcommit", o)):
         hit = "-" if row.get("hit_rate") is None else f"{row['hit_rate']:.1%}"
         share = o["sentences_per_s"] / a["sentences_per_s"] if row is o and a["sentences_per_s"] else 1.0
         hot = row.get("hot_sentences_per_s", 0.0)
         hot_share = hot / a["hot_sentences_per_s"] if a.get("hot_sentences_per_s") else float("nan")
         captured = row.get("captures_at_end", 0.0) - row.get("captures_at_start", 0.0)
+        held = row.get("resident_versions", {})
+        resident = f"{held['min']}/{held['mean']:.1f}/{held['max']}" if held.get("samples") else "-"
         print(f"| {name} | {row['sentences_per_s']:,.0f} | {share:.0%} | {hot:,.0f} | {hot_share:.0%} | "
-              f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {hit} | {row['loads']:.0f} | "
+              f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {hit} | {row['loads']:.0f} | {resident} | "
               f"{captured:.0f} ({row.get('captures_at_start', 0):.0f} before) | "
               f"{row['codes']} |")  # fmt: skip
     print(f"hot set: versions {', '.join(a.get('hot_versions', []))} (the {report['fit']} most asked)")
+    for t in sizing["tries"]:
+        print(f"budget try {t['try']}: {t['budget_mb']:.1f} MB sized from {t['sized_from']}; after "
+              f"warm-up {t['warm_up']['resident_versions']} version(s) resident, one "
+              f"{t['warm_up']['version_mb'] or 0:.1f} MB: room for {t['holds'] or 0:.2f} "
+              f"({'kept' if t['sized'] else 'sized again'})")  # fmt: skip
     for kind in ("brought_back", "resident"):
         s = b[kind]
         if s["count"]:
             print(f"one request, version {kind.replace('_', ' ')}: p50 {s['p50_ms']:.1f} ms, "
                   f"p99 {s['p99_ms']:.1f} ms ({s['count']} requests; graphs captured meanwhile: "
                   f"{b.get('captures_during', 0):.0f})")  # fmt: skip
+
+
+def overcommit(
+    args: argparse.Namespace, routing: Path, bodies: Path, wrk: str, report: dict[str, Any], out: Path
+) -> None:
+    """Under a budget for `fit` versions: the first sized from a version all resident, each next
+    one from what a version cost under the one before (after its warm-up), until one holds `fit`
+    of them and not one more (`--tries` at most); then the measured traffic and the bring-backs."""
+    fit, hot = report["fit"], {str(v) for v in range(1, report["fit"] + 1)}
+    sizing: dict[str, Any] = {"limit": args.tries, "sized": False, "tries": []}
+    report["sizing"] = sizing
+    budget = budget_for(fit, report["all_resident_version_mb"] * MIB)
+    source = f"all resident, no budget: one version {report['all_resident_version_mb']:.1f} MB"
+    for attempt in range(1, args.tries + 1):
+        server, port = start(args, routing, budget / MIB)
+        try:
+            warm_up, after = settle(port, args, wrk, bodies)
+            verdict = check(fit, budget, after.version_cost)
+            sizing["tries"].append({
+                "try": attempt, "budget_mb": budget / MIB, "sized_from": source, "warm_up": warm_up,
+                "holds": verdict.holds, "sized": verdict.sized,
+            })  # fmt: skip
+            out.write_text(json.dumps(report, indent=2))
+            if not verdict.sized and attempt < args.tries:
+                print(f"budget {budget / MIB:.1f} MB has room for {verdict.holds or 0:.2f} versions "
+                      f"as they cost under it, not {fit}: sized again", flush=True)  # fmt: skip
+                source = f"try {attempt}: one resident version {warm_up['version_mb'] or 0:.1f} MB"
+                budget = verdict.next_budget
+                continue
+            sizing["sized"] = verdict.sized
+            report["budget_mb"] = budget / MIB
+            report["version_mb"] = warm_up["version_mb"] or 0.0
+            report["overcommit"] = {**zipf_load(port, args, wrk, bodies, hot), "warm_up": warm_up}
+            out.write_text(json.dumps(report, indent=2))
+            report["bring_back"] = bring_back(port, args.versions, args.probes, make_sentences(64, seed=3))
+            return
+        finally:
+            stop_server(server)
 
 
 def main() -> None:
@@ -281,6 +350,9 @@ def main() -> None:
     parser.add_argument(
         "--settle-s", type=float, default=120.0, help="warm-up rounds until none captured, at most"
     )
+    parser.add_argument(
+        "--tries", type=int, default=3, help="server starts to size the budget from a version's cost, at most"
+    )
     parser.add_argument("--probes", type=int, default=40, help="requests that bring a version back")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
@@ -293,6 +365,10 @@ def main() -> None:
         return
     if args.versions < 2 or args.ratio <= 1:
         parser.error("--versions must be at least 2 and --ratio above 1 (more versions than fit)")
+    if args.tries < 1:
+        parser.error("--tries must be at least 1")
+    if args.workers != 1:
+        parser.error("--workers must be 1: the budget's figures (canaryflow_cache_*) are one process's")
     wrk = find_wrk()
     if wrk is None:
         parser.error("wrk not found: run `bash bench/tools.sh` (unpacks it into .tools/)")
@@ -302,8 +378,9 @@ def main() -> None:
         args.model = str(minilm_path())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    fit = max(1, int(args.versions / args.ratio))
     report: dict[str, Any] = {
-        "device": args.device, "versions": args.versions, "zipf_s": args.zipf_s,
+        "device": args.device, "versions": args.versions, "fit": fit, "zipf_s": args.zipf_s,
         "concurrency": args.concurrency, "texts": args.texts, "settings": vars(args),
     }  # fmt: skip
     if args.device.startswith("cuda"):
@@ -316,34 +393,23 @@ def main() -> None:
         bodies = Path(tmp) / "bodies.jsonl"
         write_bodies(bodies, args)
 
-        fit = max(1, int(args.versions / args.ratio))
         hot = {str(v) for v in range(1, fit + 1)}  # the most asked: rank 1..fit
         server, port = start(args, routing, None)
         try:
-            report["all_resident"] = zipf_load(port, args, wrk, bodies, hot)
-            # After the warm-up: the graph pools captured meanwhile count in what a version costs.
-            sums = metric_sums(port)
-            version_bytes = max(row["device_bytes"] for v, row in sums.items() if v != CAPTURES)
+            warm_up, after = settle(port, args, wrk, bodies)
+            report["all_resident"] = {**zipf_load(port, args, wrk, bodies, hot), "warm_up": warm_up}
         finally:
             stop_server(server)
-        report["fit"] = fit
-        report["version_mb"] = version_bytes / 2**20
-        report["budget_mb"] = (fit + 0.5) * version_bytes / 2**20  # room for `fit`, not for one more
+        if after.version_cost is None:
+            sys.exit("no version resident without a budget: the server did not load them")
+        # A version without a budget, its own graphs and all: the first budget's guess only.
+        report["all_resident_version_mb"] = after.version_cost / MIB
         out.write_text(json.dumps(report, indent=2))
         print(f"all resident: {report['all_resident']['sentences_per_s']:,.0f} sentences/s; one "
-              f"version {report['version_mb']:.1f} MB; budget {report['budget_mb']:.1f} MB for {fit}",
-              flush=True)  # fmt: skip
-
-        server, port = start(args, routing, report["budget_mb"])
-        try:
-            report["overcommit"] = zipf_load(port, args, wrk, bodies, hot)
-            out.write_text(json.dumps(report, indent=2))
-            report["bring_back"] = bring_back(port, args.versions, args.probes, make_sentences(64, seed=3))
-        finally:
-            stop_server(server)
-    # A budget that held every version asked for measured no overcommit: the row says so, and the
-    # run fails. (On an H100 the budget is sized from a version with its own graphs of every bucket;
-    # versions sharing weight slots cost less, and 8 once fitted "a budget for 2".)
+              f"version {report['all_resident_version_mb']:.1f} MB", flush=True)  # fmt: skip
+        overcommit(args, routing, bodies, wrk, report, out)
+    # A budget that held every version asked for measured no overcommit, and one sized for another
+    # number of versions than `fit` measured another ratio: the rows say so, and the run fails.
     bound = report["overcommit"]["loads"] > 0
     report["overcommit"]["budget_bound"] = bound
     out.write_text(json.dumps(report, indent=2))
@@ -351,6 +417,10 @@ def main() -> None:
     if not bound:
         print("not an overcommit measurement: no version was brought back in the measured seconds "
               "(every version asked for fitted the budget)", flush=True)  # fmt: skip
+    if not report["sizing"]["sized"]:
+        print(f"the budget was not sized for {fit} versions in {args.tries} tries: what a version costs "
+              "under it kept moving (sizing.tries says how)", flush=True)  # fmt: skip
+    if not bound or not report["sizing"]["sized"]:
         sys.exit(1)
 
 
