@@ -1,20 +1,32 @@
 """Many versions on one device (issue 27, overcommit): more versions than the memory budget holds,
 traffic skewed across them, versions moved to host memory and brought back on demand.
 
-One server (`canaryflow serve --routing-file`, one process by default) serves V versions, each its
-own copy of one model folder's weights, addressed as `minilm/<v>`. In one run:
+One server (`canaryflow serve --routing-file`, one process) serves V versions, each its own copy of
+one model folder's weights, addressed as `minilm/<v>`. In one run:
 
 1. all resident: no budget; Zipf(s) traffic over the V versions (version of rank r asked with
-   probability ∝ r^-s) at C connections, driven by wrk: sentences/s, p50/p99. The device bytes of
-   one resident version (weights and graph pools) are read from `/metrics`;
-2. overcommit: the same versions under a budget that holds V/ratio of them (`--ratio 4`: four
+   probability ∝ r^-s) at C connections, driven by wrk: sentences/s, p50/p99;
+2. overcommit: the same versions under a budget for `fit` = V/ratio of them (`--ratio 4`: four
    times more versions than fit) and the same traffic: sentences/s against all resident, p99, and
    the hit rate, 1 - loads/batches from the server's own counters (the cache is asked once per
-   batch: a batch whose version was resident is a hit). Under a budget the server runs versions
-   on weight slots (inference/models/weight_slots.py): a bring-back copies weights, no capture;
-   the hot set's throughput: the sentences/s of the `fit` most asked versions (their share of
-   the texts the server embedded, from its per-version batch counters) against the same versions'
-   all resident;
+   batch: a batch whose version was resident is a hit); the hot set's throughput: the sentences/s
+   of the `fit` most asked versions (their share of the texts the server embedded, from its
+   per-version batch counters) against the same versions' all resident; and the versions resident
+   while it ran (`canaryflow_cache_resident_versions`, read every half second, in both loads).
+
+   The budget is measured, not guessed (bench/overcommit_budget.py). Under a budget the server
+   runs versions on weight slots (inference/models/weight_slots.py: a bring-back copies weights
+   and captures nothing), and a slot holds only the graphs captured on it so far: a version costs
+   another amount than without a budget, where it has its own graphs of every bucket (on an H100
+   8 versions once fitted "a budget for 2" sized from that, and nothing was brought back). So the
+   first budget, room for `fit` and a half versions as one cost all resident, is only a guess:
+   after its warm-up, the server's own count of what one resident version holds under it
+   (`canaryflow_cache_device_bytes{holder="versions"}` over the resident versions, read at the
+   scrape, graph pools included) says whether it has room for `fit` of them and not one more; if
+   not, the budget is sized again from that cost and the server restarted (`--tries`, each try in
+   the JSON's `sizing`; `--first-budget-mb` replaces the first guess, e.g. with a cost a run
+   before measured). A run whose budget was never sized so, or in whose measured seconds no
+   version was brought back (`budget_bound`), fails;
 
 Both loads are measured only once the server stopped capturing CUDA graphs: the same traffic runs
 in warm-up rounds of `--warmup-s` until one captured none (`canaryflow_graph_captures_total`, at
@@ -31,6 +43,8 @@ mechanism (evictions, loads, hit rate, every answer 200), a GPU run gives the fi
 
     .venv/bin/python bench/overcommit.py --device cpu --versions 4 --ratio 4 --concurrency 4 \
         --measure-s 4 --probes 6 --out /tmp/overcommit.json              # CPU: the mechanism
+    .venv/bin/python bench/overcommit.py --device cpu --versions 4 --ratio 4 --concurrency 4 \
+        --measure-s 4 --probes 6 --first-budget-mb 1000 --out /tmp/oc.json  # CPU: sized again
     python3 bench/overcommit.py --model .assets/minilm-fp16 --device cuda --versions 16 \
         --out $OUT/overcommit.json                                        # GPU: the figures
 """
@@ -256,13 +270,17 @@ def write_bodies(path: Path, args: argparse.Namespace) -> None:
 
 def print_table(report: dict[str, Any]) -> None:
     a, o, b = report["all_resident"], report["overcommit"], report["bring_back"]
-    sizing = report["sizing"]
+    # Reports before the budget was sized from a version's cost under one have no `sizing`.
+    sizing = report.get("sizing", {"tries": [], "limit": 0})
+    how = (
+        f"try {len(sizing['tries'])} of {sizing['limit']}, one version {report['version_mb']:.1f} MB "
+        f"under a budget, {report['all_resident_version_mb']:.1f} MB without; sized: {sizing['sized']}"
+        if "sized" in sizing
+        else f"sized from one version all resident, {report['version_mb']:.1f} MB; not checked"
+    )
     print(f"\nDevice: {report['device']}; {report['versions']} versions, budget for {report['fit']}: "
-          f"{report['budget_mb']:.0f} MB, try {len(sizing['tries'])} of {sizing['limit']} "
-          f"(one version {report['version_mb']:.1f} MB under a budget, "
-          f"{report['all_resident_version_mb']:.1f} MB without; sized: {sizing['sized']}); "
-          f"Zipf s={report['zipf_s']}; {report['concurrency']} connections, "
-          f"{report['texts']} text(s) a request")  # fmt: skip
+          f"{report['budget_mb']:.0f} MB ({how}); Zipf s={report['zipf_s']}; "
+          f"{report['concurrency']} connections, {report['texts']} text(s) a request")  # fmt: skip
     print(
         "| run | sentences/s | vs all resident | hot set sentences/s | hot set vs all resident | "
         "p50 ms | p99 ms | hit rate (batches) | loads | resident versions (min/mean/max) | "
@@ -306,6 +324,8 @@ def overcommit(
     report["sizing"] = sizing
     budget = budget_for(fit, report["all_resident_version_mb"] * MIB)
     source = f"all resident, no budget: one version {report['all_resident_version_mb']:.1f} MB"
+    if args.first_budget_mb is not None:
+        budget, source = args.first_budget_mb * MIB, "--first-budget-mb"
     for attempt in range(1, args.tries + 1):
         server, port = start(args, routing, budget / MIB)
         try:
@@ -353,6 +373,11 @@ def main() -> None:
     parser.add_argument(
         "--tries", type=int, default=3, help="server starts to size the budget from a version's cost, at most"
     )
+    parser.add_argument(
+        "--first-budget-mb", type=float, default=None,
+        help="the first try's budget (default: room for fit and a half versions as one costs all "
+        "resident); checked and sized again like any",
+    )  # fmt: skip
     parser.add_argument("--probes", type=int, default=40, help="requests that bring a version back")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--server-arg", action="append", default=[], help="extra `canaryflow serve` option")
