@@ -398,13 +398,14 @@ def table_lines(report: dict[str, Any]) -> list[str]:
     for r in rows:
         peer = peer_rate.get(_point(r)) if _server(r) == "canaryflow" else None
         vs_peer = f"{r['sentences_per_s'] / peer:.2f}" if peer else "-"
-        bad = {k: v for k, v in r.get("codes", {}).items() if k != "200"}
+        codes = r.get("codes", {})
+        bad = {k: v for k, v in codes.items() if k != "200"} or ("-" if codes.get("200") else "none answered")
         lines.append(
             f"| {r['shape']} | {r['tokens']} | {_server(r)} | {r['texts_per_request']} "
             f"| {r['sentences_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | {r['p50_ms']:.1f} "
             f"| {r['p99_ms']:.1f} | {r['ceiling_sentences_per_s']:,.0f} "
             f"| {r['ceiling_sentences_per_s'] * r['tokens']:,.0f} | {r['share_of_ceiling']:.0%} | {vs_peer} "
-            f"| {r['gpu_memory_used_mib_when_ready']} | {bad or '-'} |"
+            f"| {r['gpu_memory_used_mib_when_ready']} | {bad} |"
         )  # fmt: skip
     peer_report = report.get("peer")
     if peer_report:
