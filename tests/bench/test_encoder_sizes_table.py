@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.encoder_sizes import table_lines
+from bench.encoder_sizes_table import table_lines
 
 
 def _row(server: str | None, shape: str, tokens: int, rate: float, codes: dict[str, int]) -> dict[str, Any]:
