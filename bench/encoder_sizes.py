@@ -11,7 +11,11 @@ and each input length (24, 48, 128, 512 tokens with [CLS]/[SEP]), in one run on 
    the weights) driven by wrk with requests of several texts of that length: sentences/s and
    tokens/s, p50/p99, and the share of the ceiling, with what the server did meanwhile (texts per
    batch, replays per batch, padding's share, from its own counters);
-3. where the server falls short, what says why: `--served-path-s` times the server's own forward
+3. with `--peer infinity`, right after canaryflow's server for that shape has stopped, infinity-emb
+   (bench/peers/infinity_server.py) on the same model folder, at the same lengths and texts per
+   request, by the same wrk: its sentences/s, tokens/s, p50/p99 and share of the same ceiling, in
+   the same rows (one per server), canaryflow's rows saying their ratio to it;
+4. where the server falls short, what says why: `--served-path-s` times the server's own forward
    path in-process (`embed` on pre-tokenized chunks from the engine's threads, no HTTP, fronts or
    batcher), and `--profile DIR` samples every server process with py-spy during each length's
    measured seconds (`bench/profile_summary.py DIR`).
@@ -24,6 +28,7 @@ that are single tokens in that vocabulary, so each text is exactly the asked len
 
     python3 bench/encoder_sizes.py --minilm .assets/minilm-fp16 --device cuda --out $OUT/sizes.json
     .venv/bin/python bench/encoder_sizes.py --device cpu --shapes minilm --tokens 24 --quick  # smoke run
+    .venv/bin/python bench/encoder_sizes.py --device cpu --shapes minilm --tokens 24 --quick --peer infinity
 """
 
 from __future__ import annotations
@@ -38,12 +43,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.encoder_sizes_table import table_lines  # noqa: E402
 from bench.loadgen import WORDS, Target  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
@@ -86,7 +93,8 @@ def build_model(shape: str, minilm: Path, dest: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, max_position_embeddings=512)
+    # architectures as a saved BertModel's config has it: infinity-emb reads its first entry
+    cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, architectures=["BertModel"])
     for key, value in config.items():
         setattr(cfg, key, value)
     model = BertModel(cfg, add_pooling_layer=False).half()
@@ -246,6 +254,38 @@ def write_bodies(path: Path, texts: list[str], per_request: int, model: str) -> 
             out.write(json.dumps({"input": texts[i : i + per_request], "model": model}).encode() + b"\n")
 
 
+def warmed_up(wrk: str, target: Target, tokens: int, args: argparse.Namespace, tmp: Path) -> Path:
+    """The request bodies of one length (the same texts for every server), after a dropped
+    warm-up run of them against `target`."""
+    per_request = TEXTS_PER_REQUEST[tokens]
+    bodies = tmp / f"bodies-{tokens}.jsonl"
+    write_bodies(bodies, make_texts(per_request * 512, tokens, seed=tokens), per_request, target.model)
+    run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+    return bodies
+
+
+def measured(wrk: str, target: Target, tokens: int, args: argparse.Namespace, bodies: Path) -> dict[str, Any]:
+    """wrk's measured seconds on `bodies`: sentences/s, p50/p99 and every answer's status."""
+    output = run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies)
+    return parse_wrk_output(output, args.concurrency, TEXTS_PER_REQUEST[tokens])
+
+
+def row(
+    server: str, shape: str, tokens: int, found: dict[str, Any], ceil: dict[str, Any],
+    args: argparse.Namespace, ready_s: float, memory: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One server's figures at one shape and length, beside the ceiling of the same run."""
+    return {
+        "server": server, "shape": shape, "tokens": tokens, "texts_per_request": TEXTS_PER_REQUEST[tokens],
+        "concurrency": args.concurrency, "sentences_per_s": found["sentences_per_s"],
+        "tokens_per_s": found["sentences_per_s"] * tokens, "p50_ms": found["p50_ms"],
+        "p99_ms": found["p99_ms"], "codes": found["codes"],
+        "ceiling_sentences_per_s": ceil["sentences_per_s"], "ceiling_rows": ceil["rows"],
+        "share_of_ceiling": found["sentences_per_s"] / ceil["sentences_per_s"],
+        "server_ready_s": ready_s, "gpu_memory_used_mib_when_ready": memory,
+    }  # fmt: skip
+
+
 def serve(model_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     launcher = "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)"
@@ -262,10 +302,11 @@ def serve(model_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[b
 
 
 def measure_shape(
-    shape: str, model_dir: Path, args: argparse.Namespace, wrk: str, rows: list[dict[str, Any]], save: Any
-) -> None:
+    shape: str, model_dir: Path, args: argparse.Namespace, wrk: str, rows: list[dict[str, Any]],
+    save: Callable[[], None],
+) -> dict[int, dict[str, Any]]:  # fmt: skip
     """Append each length's row to `rows` and `save()` after each, so a run stopped at its time
-    limit keeps every row it finished."""
+    limit keeps every row it finished. Returns the ceilings, for the peer's rows."""
     ceilings = {t: ceiling(model_dir, args.device, t, args.quick) for t in args.tokens}
     for t, c in ceilings.items():
         print(f"  {shape:<10} {t:>3} tokens  ceiling {c['sentences_per_s']:>10,.0f} sent/s "
@@ -287,31 +328,18 @@ def measure_shape(
         target = Target(port, "/v1/embeddings", "enc")
         with tempfile.TemporaryDirectory(prefix="bench-sizes-") as tmp:
             for t in args.tokens:
-                per_request = TEXTS_PER_REQUEST[t]
-                bodies = Path(tmp) / f"bodies-{t}.jsonl"
-                write_bodies(bodies, make_texts(per_request * 512, t, seed=t), per_request, "enc")
-                run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.warmup_s), bodies)
+                bodies = warmed_up(wrk, target, t, args, Path(tmp))
                 spies = []
                 if args.profile:
                     spies = start_profilers(server.pid, args.measure_s, args.profile, f"{shape}-{t}")
                 before = server_counts(port)
-                found = parse_wrk_output(
-                    run_wrk(wrk, target, args.concurrency, args.threads, math.ceil(args.measure_s), bodies),
-                    args.concurrency, per_request,
-                )  # fmt: skip
+                found = measured(wrk, target, t, args, bodies)
                 after = server_counts(port)
                 for spy in spies:
                     spy.wait(timeout=60)
                 counts = {k: after[k] - before[k] for k in after}
-                ceil = ceilings[t]
-                row = {
-                    "shape": shape, "tokens": t, "texts_per_request": per_request,
-                    "concurrency": args.concurrency, "sentences_per_s": found["sentences_per_s"],
-                    "tokens_per_s": found["sentences_per_s"] * t, "p50_ms": found["p50_ms"],
-                    "p99_ms": found["p99_ms"], "codes": found["codes"],
-                    "ceiling_sentences_per_s": ceil["sentences_per_s"], "ceiling_rows": ceil["rows"],
-                    "share_of_ceiling": found["sentences_per_s"] / ceil["sentences_per_s"],
-                    "server_ready_s": ready_s, "gpu_memory_used_mib_when_ready": memory,
+                r = {
+                    **row("canaryflow", shape, t, found, ceilings[t], args, ready_s, memory),
                     # what the server did in the measured seconds: texts per batch, replays per batch
                     # (a batch's chunks cut to the graphs' buckets), padding's share of the tokens
                     "texts_per_batch": counts["texts"] / max(counts["batches"], 1),
@@ -319,28 +347,40 @@ def measure_shape(
                     "padding_share": 1 - counts["tokens"] / max(counts["padded_tokens"], 1),
                     "served_path_sentences_per_s": paths[t]["sentences_per_s"] if t in paths else None,
                 }  # fmt: skip
-                rows.append(row)
+                rows.append(r)
                 save()
-                print(f"  {shape:<10} {t:>3} tokens  server  {row['sentences_per_s']:>10,.0f} sent/s "
-                      f"{row['tokens_per_s']:>12,.0f} tokens/s  p99 {row['p99_ms']:.0f} ms  "
-                      f"{row['share_of_ceiling']:.0%} of ceiling  {row['codes']}; "
-                      f"{row['texts_per_batch']:.0f} texts and {row['passes_per_batch']:.1f} passes a batch, "
-                      f"padding {row['padding_share']:.0%}", flush=True)  # fmt: skip
+                print(f"  {shape:<10} {t:>3} tokens  server  {_figures(r)}; "
+                      f"{r['texts_per_batch']:.0f} texts and {r['passes_per_batch']:.1f} passes a batch, "
+                      f"padding {r['padding_share']:.0%}", flush=True)  # fmt: skip
     finally:
         stop_server(server)
+    return ceilings
 
 
-def print_table(rows: list[dict[str, Any]], gpu: str | None) -> None:
-    print(f"\nDevice: {gpu or 'cpu'}. BERT-base/-large: seeded random weights (throughput depends on "
-          "shapes, not values); texts of exactly the given tokens.")  # fmt: skip
-    print("| encoder | tokens | texts/request | server sentences/s | server tokens/s | p50 ms | p99 ms "
-          "| ceiling sentences/s | ceiling tokens/s | server / ceiling | GPU MiB |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['shape']} | {r['tokens']} | {r['texts_per_request']} | {r['sentences_per_s']:,.0f} "
-              f"| {r['tokens_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-              f"| {r['ceiling_sentences_per_s']:,.0f} | {r['ceiling_sentences_per_s'] * r['tokens']:,.0f} "
-              f"| {r['share_of_ceiling']:.0%} | {r['gpu_memory_used_mib_when_ready']} |")  # fmt: skip
+def measure_peer(
+    shape: str, model_dir: Path, args: argparse.Namespace, wrk: str, ceilings: dict[int, dict[str, Any]],
+    rows: list[dict[str, Any]], save: Callable[[], None],
+) -> None:  # fmt: skip
+    """infinity-emb on the same folder, lengths, texts and load as canaryflow's server, started
+    once per shape after that server has stopped (so the two never share the device)."""
+    from bench.peers import infinity_server as peer
+
+    with peer.started(str(model_dir), args.device, args.peer_batch_size) as running:
+        memory = gpu_memory_used_mib() if args.device.startswith("cuda") else None
+        target = Target(running.port, peer.ROUTE, running.model)
+        with tempfile.TemporaryDirectory(prefix="bench-sizes-peer-") as tmp:
+            for t in args.tokens:
+                found = measured(wrk, target, t, args, warmed_up(wrk, target, t, args, Path(tmp)))
+                rows.append(row(args.peer, shape, t, found, ceilings[t], args, running.ready_s, memory))
+                save()
+                print(f"  {shape:<10} {t:>3} tokens  {args.peer}  {_figures(rows[-1])}", flush=True)
+
+
+def _figures(r: dict[str, Any]) -> str:
+    return (
+        f"{r['sentences_per_s']:>10,.0f} sent/s {r['tokens_per_s']:>12,.0f} tokens/s  "
+        f"p99 {r['p99_ms']:.0f} ms  {r['share_of_ceiling']:.0%} of ceiling  {r['codes']}"
+    )
 
 
 def main() -> None:
@@ -371,16 +411,22 @@ def main() -> None:
     parser.add_argument(
         "--profile", default=None, help="dir: py-spy stacks of every server process per length"
     )
+    parser.add_argument("--peer", default=None, choices=["infinity"], help="also measure this server")
+    parser.add_argument("--peer-batch-size", type=int, default=128, help="infinity's --batch-size")
     args = parser.parse_args()
     if args.table:
-        report = json.loads(Path(args.table).read_text())
-        print_table(report["rows"], report["gpu"])
+        print("\n".join(table_lines(json.loads(Path(args.table).read_text()))))
         return
     args.tokens = [int(t) for t in args.tokens.split(",")]
     unknown = [t for t in args.tokens if t not in TEXTS_PER_REQUEST]
     if unknown:
         parser.error(f"--tokens: {unknown} not among {sorted(TEXTS_PER_REQUEST)}")
     args.server_arg = ["--engine"] if args.server_arg is None else args.server_arg
+    if args.peer:
+        from bench.peers import infinity_server as peer
+
+        if not peer.installed():
+            parser.error(f"--peer {args.peer}: infinity_emb is not importable ({peer.INSTALL})")
     wrk = find_wrk()
     if wrk is None:
         parser.error("wrk not found: run `bash bench/tools.sh` (unpacks it into .tools/)")
@@ -398,11 +444,17 @@ def main() -> None:
 
         gpu = torch.cuda.get_device_name(0)
     rows: list[dict[str, Any]] = []
+    peer_report: dict[str, Any] | None = None
+    if args.peer:
+        peer_report = {"label": peer.label(args.device, args.peer_batch_size), "errors": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
+    def report() -> dict[str, Any]:
+        return {"gpu": gpu, "settings": vars(args), "rows": rows, "peer": peer_report}
+
     def save() -> None:
-        out.write_text(json.dumps({"gpu": gpu, "settings": vars(args), "rows": rows}, indent=2))
+        out.write_text(json.dumps(report(), indent=2))
 
     shapes = args.shapes.split(",")
     for shape in shapes:
@@ -410,8 +462,15 @@ def main() -> None:
             parser.error(f"--shapes: {shape!r} not among {sorted(SHAPES)}")
     for shape in shapes:
         model_dir = build_model(shape, minilm, models)
-        measure_shape(shape, model_dir, args, wrk, rows, save)
-    print_table(rows, gpu)
+        ceilings = measure_shape(shape, model_dir, args, wrk, rows, save)
+        if peer_report is not None:
+            try:
+                measure_peer(shape, model_dir, args, wrk, ceilings, rows, save)
+            except Exception as exc:  # the table says so; the next shape still runs
+                print(f"  {shape:<10} peer {args.peer} failed: {exc!r}", flush=True)
+                peer_report["errors"].append({"shape": shape, "error": repr(exc)})
+                save()
+    print("\n" + "\n".join(table_lines(report())))
 
 
 if __name__ == "__main__":

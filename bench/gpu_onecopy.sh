@@ -14,6 +14,12 @@
 # all but overcommit); arrival is bench/arrival.py (start-up, a new version routed in; arrival.json).
 # FRONTS_ALSO=12 measures the default once more with 12 HTTP fronts (default12.json); SKIP_REPLICAS=1
 # leaves the 8 replicas (and the summary against them) out.
+# SIZES_PEER=infinity runs infinity-emb beside the sizes (bench/encoder_sizes.py --peer infinity, its
+# wheel from $WHL; batch size SIZES_PEER_BATCH, default 128): after canaryflow's server for a shape
+# has stopped, one infinity start on that folder (MiniLM's was ready in 14 s on an H100,
+# bench/inference.md; BERT-large loads more, and infinity warms up on 2 x 128 texts of 512 tokens)
+# and, per length, the same 2 s warm-up and MEASURE_S of wrk: about 15 s + 8 s a length per shape,
+# ~60 s for the default 2 shapes x 2 lengths, so the phase's cap grows by SIZES_PEER_S (default 70).
 #
 # On the GPU machine, from a checkout (or a copy of one) with the wheels, the fp16 MiniLM and
 # .tools (bash bench/tools.sh) beside it:
@@ -21,6 +27,12 @@
 # The same on a CPU, as a check of the script itself (no wheels, tiny loads):
 #   WHL= PY=.venv/bin/python DEVICE=cpu WORKERS=2 SINGLE=4 BATCH32=2 MEASURE_S=2 SHAPES=minilm \
 #     TOKENS=24 SIZES_ARGS=--quick OUT=/tmp/onecopy bash bench/gpu_onecopy.sh
+# and its sizes phase with the peer (infinity_emb installed with --no-deps into /tmp/infsite; a
+# small batch, as infinity's warm-up of 2 x 128 texts of 512 tokens takes minutes on 2 cores, and
+# 8 connections, as 128 of 32 texts queue more than a CPU answers in the measured seconds):
+#   WHL= PY=.venv/bin/python DEVICE=cpu WORKERS=1 MEASURE_S=8 SHAPES=minilm TOKENS=24 PHASES=sizes \
+#     SIZES_ARGS="--quick --concurrency 8 --threads 1" SIZES_PEER=infinity SIZES_PEER_BATCH=8 \
+#     PYTHONPATH=/tmp/infsite OUT=/tmp/onecopy bash bench/gpu_onecopy.sh
 set -uo pipefail
 START=$SECONDS
 BUDGET_S=${BUDGET_S:-265}
@@ -48,7 +60,7 @@ if [ -n "${WHL:-}" ]; then
   export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
   wait $warm
 else
-  export PYTHONPATH=$PWD
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # kept: where a CPU check finds infinity_emb
 fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 [ -e .tools ] || cp -r "${TOOLS:-../.tools}" .tools
@@ -80,14 +92,19 @@ if want modes; then
   [ -n "${SKIP_REPLICAS:-}" ] || $PY bench/engine_summary.py "$OUT/replicas8.json" "$OUT/default8.json" --json "$OUT/summary.json"
 fi
 
-limit=$(phase_limit 200)
+PEER_ARGS="" SIZES_MAX_S=200
+if [ -n "${SIZES_PEER:-}" ]; then
+  PEER_ARGS="--peer $SIZES_PEER --peer-batch-size ${SIZES_PEER_BATCH:-128}"
+  SIZES_MAX_S=$((SIZES_MAX_S + ${SIZES_PEER_S:-70}))
+fi
+limit=$(phase_limit $SIZES_MAX_S)
 if ! want sizes; then :
 elif [ "$limit" -gt 45 ]; then
-  say "encoder sizes: ${SHAPES:-bert-base,bert-large} at ${TOKENS:-128,512} tokens (at most ${limit} s)"
+  say "encoder sizes: ${SHAPES:-bert-base,bert-large} at ${TOKENS:-128,512} tokens${SIZES_PEER:+, $SIZES_PEER beside} (at most ${limit} s)"
   timeout -s INT -k 10 "$limit" $PY bench/encoder_sizes.py --minilm "$MODEL" --device "$DEVICE" \
       --workers "${WORKERS:-8}" --models-dir /tmp/encoders --shapes "${SHAPES:-bert-base,bert-large}" \
-      --tokens "${TOKENS:-128,512}" --measure-s "${MEASURE_S:-5}" --warmup-s 2 ${SIZES_ARGS:-} \
-      --out "$OUT/encoder_sizes.json" 2>&1 | tee -a "$OUT/full.log" | grep -E "^  |^\||Device|Traceback|Error|error"
+      --tokens "${TOKENS:-128,512}" --measure-s "${MEASURE_S:-5}" --warmup-s 2 ${SIZES_ARGS:-} $PEER_ARGS \
+      --out "$OUT/encoder_sizes.json" 2>&1 | tee -a "$OUT/full.log" | grep -E "^  |^\||^peer|Device|Traceback|Error|error"
   [ -f "$OUT/encoder_sizes.json" ] && $PY bench/encoder_sizes.py --table "$OUT/encoder_sizes.json"
 else
   say "encoder sizes skipped: ${limit} s left"

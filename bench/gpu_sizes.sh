@@ -7,4 +7,4 @@
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
 timeout -s INT ${LIMIT:-540} python3 bench/encoder_sizes.py --minilm "$MODEL" --device cuda --models-dir /tmp/encoders \
     --shapes "${SHAPES:-minilm,bert-base,bert-large}" --tokens "${TOKENS:-24,48,128,512}" \
-    --out "$OUT/encoder_sizes.json" "$@" 2>&1 | grep -E "^  |^\||Device|Traceback|Error|ready" | tee "$OUT/sizes.txt"
+    --out "$OUT/encoder_sizes.json" "$@" 2>&1 | grep -E "^  |^\||^peer|Device|Traceback|Error|ready" | tee "$OUT/sizes.txt"

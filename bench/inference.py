@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -244,26 +243,16 @@ def run_peer(args: argparse.Namespace, points: list[tuple[int, list[int]]]) -> d
     """infinity-emb on the same model and device, after `canaryflow serve` has stopped."""
     from bench.peers import infinity_server as peer
 
-    port = free_port()
-    cmd = peer.command(args.model, port, args.device, args.peer_batch_size)
-    print("peer:", " ".join(cmd), flush=True)
-    server = subprocess.Popen(cmd, cwd=ROOT, env=_server_env())
-    try:
-        t0 = time.monotonic()
-        wait_ready(port, server, timeout_s=300, path=peer.READY, streak_needed=3)
-        ready_s = time.monotonic() - t0
-        target = Target(port, peer.ROUTE, peer.model_id(port), args.encoding_format)
+    with peer.started(args.model, args.device, args.peer_batch_size) as running:
+        target = Target(running.port, peer.ROUTE, running.model, args.encoding_format)
         gpu_memory_mib = gpu_memory_used_mib() if args.device.startswith("cuda") else None
-        print(f"peer ready in {ready_s:.1f}s; model id {target.model!r}", flush=True)
         max_diff = check_correct(target, args.model, args.device)
         print(f"max |peer - encode| = {max_diff:.2e}", flush=True)
         runs = measure_points("infinity", target, points, args)
-    finally:
-        stop_server(server)
     return {
         "label": peer.label(args.device, args.peer_batch_size),
         "shim": peer.SHIM if peer.shim_needed() else None,
-        "server_ready_s": ready_s,
+        "server_ready_s": running.ready_s,
         "gpu_memory_used_mib_when_ready": gpu_memory_mib,
         "server_vs_encode_max_abs_diff": max_diff,
         "runs": runs,
@@ -308,8 +297,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.load_generator != "python" and find_wrk() is None:
         parser.error("--load-generator wrk: wrk not found (bash bench/tools.sh unpacks it into .tools/)")
-    if args.peer and not _importable("infinity_emb"):
-        parser.error(f"--peer {args.peer}: infinity_emb is not importable ({PEER_INSTALL})")
+    if args.peer:
+        from bench.peers import infinity_server as peer
+
+        if not peer.installed():
+            parser.error(f"--peer {args.peer}: infinity_emb is not importable ({peer.INSTALL})")
     gpu = args.device.startswith("cuda")
     single = _levels(args.single, "1,8,32" if args.quick else "1,64,256,512")
     batch32 = _levels(args.batch32, "1,4,8" if args.quick else "8,32,64,128")
@@ -393,18 +385,6 @@ def main() -> None:
     print()
     print_table(report)
     print(f"JSON: {args.out}")
-
-
-PEER_INSTALL = (
-    "pip install --no-deps infinity-emb==0.0.78 prometheus-fastapi-instrumentator==8.1.0 "
-    "(and fastapi, which .venv has; bench/inference.md)"
-)
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """infinity-emb 0.0.78 as the benchmark's peer server: its own FastAPI app, served by uvicorn.
 
-Started by `bench/inference.py --peer infinity` on the same model dir as `canaryflow serve`, with the
-settings of the figures issue 17 quotes for it: the torch engine, batch size 128, fp16 on cuda
-(fp32 on cpu), no BetterTransformer (that needs optimum < 2, which is not installed).
+Started by `bench/inference.py --peer infinity` and `bench/encoder_sizes.py --peer infinity` (both
+through `started()`, one definition of how the peer runs) on the same model dir as `canaryflow
+serve`, after it has stopped, with the settings of the figures issue 17 quotes for it: the torch
+engine, batch size 128, fp16 on cuda (fp32 on cpu), no BetterTransformer (that needs optimum < 2,
+which is not installed).
 
 infinity-emb 0.0.78 declares transformers <= 5.0, sentence-transformers < 4 and numpy < 2; the
 benchmark installs it with `--no-deps` beside transformers 5, sentence-transformers 6 and numpy 2.
@@ -27,13 +29,30 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 SHIM = "transformers 5 has no batch_encode_plus: shimmed as PreTrainedTokenizerBase.__call__"
 ROUTE = "/embeddings"  # infinity's OpenAI-compatible route (no /v1 prefix by default)
 READY = "/health"  # answers 200 once the engine has loaded and warmed up the model
+INSTALL = (
+    "pip install --no-deps infinity-emb==0.0.78 prometheus-fastapi-instrumentator==8.1.0 "
+    "(and fastapi, which .venv has; bench/inference.md)"
+)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def installed() -> bool:
+    """Whether infinity_emb can be imported here (it is no dependency of the project)."""
+    import importlib.util
+
+    return importlib.util.find_spec("infinity_emb") is not None
 
 
 def label(device: str, batch_size: int) -> str:
@@ -63,6 +82,38 @@ def model_id(port: int) -> str:
     """The model id as infinity reports it (GET /models), which the requests must name."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=10) as r:
         return str(json.loads(r.read())["data"][0]["id"])
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started peer: its process, port, seconds from launch to ready, and the model id to name."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    ready_s: float
+    model: str
+
+
+@contextmanager
+def started(model: str, device: str, batch_size: int, timeout_s: float = 300) -> Iterator[Running]:
+    """infinity on `model` for the block's length: launched, ready once `/health` answers three times
+    in a row (it answers only after the model's warm-up), stopped when the block ends."""
+    from bench.serving import free_port, stop_server, wait_ready
+
+    port = free_port()
+    cmd = command(model, port, device, batch_size)
+    print("peer:", " ".join(cmd), flush=True)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    try:
+        t0 = time.monotonic()
+        wait_ready(port, process, timeout_s=timeout_s, path=READY, streak_needed=3)
+        running = Running(process, port, time.monotonic() - t0, model_id(port))
+        print(f"peer ready in {running.ready_s:.1f}s; model id {running.model!r}", flush=True)
+        yield running
+    finally:
+        stop_server(process)
 
 
 def apply_shim() -> bool:
