@@ -251,15 +251,21 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     for proc in procs:
         proc.start()
 
+    # The fronts stop before the engine: a front drains its connections on SIGTERM, and the requests
+    # it finishes need the engine's answers (stopped together, every request in flight failed with
+    # "engine connection lost").
+    stages = [procs[1:], procs[:1]] if settings.engine else [procs]
+
     def stop(signum: int, _frame: object) -> None:
         # Graceful first (uvicorn drains its connections), then killed: the server never exits
         # leaving a worker behind on the port.
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
         deadline = time.monotonic() + 10
-        for proc in procs:
-            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for stage in stages:
+            for proc in stage:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in stage:
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
         for proc in procs:
             if proc.is_alive():
                 proc.kill()

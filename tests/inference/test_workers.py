@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -72,6 +74,11 @@ def test_workers_serve_and_merge_metrics(mode: str, st_model) -> None:
         # Whichever process answers /metrics reports every process's requests.
         for _ in range(6):
             assert _requests_total(httpx.get(f"{url}/metrics", timeout=10).text) == 12
+        # Stopped under load, the requests it had taken are still answered (in the engine mode the
+        # fronts drain before the engine stops); new connections are refused.
+        answers = _stop_under_load(url, proc)
+        assert answers["after_signal"], "no request was in flight when the server was stopped"
+        assert set(answers["codes"]) == {200}, answers["errors"]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -86,6 +93,43 @@ def test_workers_serve_and_merge_metrics(mode: str, st_model) -> None:
         time.sleep(0.2)
     left = {pid: _cmdline(pid) for pid in _session_members(proc.pid)}
     assert not left, f"server processes left behind: {left}"
+
+
+def _stop_under_load(url: str, proc: subprocess.Popen[bytes]) -> dict[str, list[Any]]:
+    """SIGTERM while four clients keep 64-sentence requests going; each answer's code, and those
+    that arrived after the signal."""
+    codes: list[int] = []
+    after: list[int] = []
+    signalled: list[float] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as session:
+            while not stop.is_set():
+                try:
+                    response = session.post(
+                        f"{url}/v1/embeddings", json={"input": SENTENCES * 8, "model": "minilm"}
+                    )
+                except httpx.TransportError:  # refused or closed once the server stops
+                    return
+                codes.append(response.status_code)
+                if response.status_code != 200:
+                    errors.append(response.text[:300])
+                if signalled:
+                    after.append(response.status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while len(codes) < 8 and proc.poll() is None:
+        time.sleep(0.05)
+    signalled.append(time.monotonic())
+    proc.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=60)
+    stop.set()
+    return {"codes": codes, "after_signal": after, "errors": errors}
 
 
 def _cmdline(pid: int) -> str:
