@@ -93,21 +93,31 @@ class ModelCache:
     def resident_bytes(self) -> int:
         """Device bytes held now or promised: resident versions (those leaving included, until
         they are gone), those on their way in, and idle weight slots."""
-        held = sum(
-            e.model.device_bytes() for e in self._entries.values() if e.model.is_resident() or e.arriving
-        )
-        return held + self.idle_slot_bytes()
+        return self._held(settled=False)[0] + self.idle_slot_bytes()
 
     def resident_count(self) -> int:
         """Versions held on the device now or promised (leaving ones until gone, arriving ones),
         as `resident_bytes` counts their bytes: what `max_resident` caps."""
-        return sum(1 for e in self._entries.values() if e.model.is_resident() or e.arriving)
+        return self._held(settled=False)[1]
+
+    def _held(self, settled: bool) -> tuple[int, int]:
+        """Device bytes (idle slots out) and versions held now or promised; `settled`: without the
+        versions leaving, whose room is made already (a batch's end that counted them would move
+        one more out for nothing). A batch on its way in counts them: their room is promised."""
+        held = [
+            e
+            for e in self._entries.values()
+            if e.arriving or (e.model.is_resident() and not (settled and e.moving is not None))
+        ]
+        return sum(e.model.device_bytes() for e in held), len(held)
 
     def _over(self) -> bool:
-        """Under the lock: whether either limit is exceeded now (idle slots in the bytes)."""
-        if self._budget is not None and self.resident_bytes() > self._budget:
+        """Under the lock, at a batch's end: whether either limit is exceeded once the moves under
+        way are done (idle slots in the bytes)."""
+        held, count = self._held(settled=True)
+        if self._budget is not None and held + self.idle_slot_bytes() > self._budget:
             return True
-        return self._max_resident is not None and self.resident_count() > self._max_resident
+        return self._max_resident is not None and count > self._max_resident
 
     def _within(self, held_bytes: int, held_versions: int) -> bool:
         bytes_fit = self._budget is None or held_bytes <= self._budget
@@ -165,13 +175,14 @@ class ModelCache:
         )
         return [v for _, v in sorted(idle)]
 
-    def _choose(self, keep: str) -> tuple[list[str], bool]:
+    def _choose(self, keep: str, settled: bool = False) -> tuple[list[str], bool]:
         """Under the lock: the least recently used idle versions whose departure brings the device
         within budget and within the count (idle slots, which `_carry_out` frees first, counted
-        out), and whether it does. A version on its way in is counted in both."""
+        out), and whether it does. A version on its way in is counted in both; one leaving too,
+        unless `settled` (`_held`)."""
         if self._budget is None and self._max_resident is None:
             return [], True
-        held, count = self.resident_bytes() - self.idle_slot_bytes(), self.resident_count()
+        held, count = self._held(settled)
         chosen: list[str] = []
         for victim in self._idle(keep):
             if self._within(held, count):
@@ -253,7 +264,7 @@ class ModelCache:
             with self._lock:
                 entry.users -= 1
                 over = self._over()
-                victims = self._make_room(version) if over else []
+                victims = self._leaving(self._choose(version, settled=True)[0]) if over else []
                 if self._waiting > self._made_room and not victims:
                     victims = self._leaving(self._idle(keep="")[:1])  # room for a waiting batch
                     self._made_room += len(victims)

@@ -145,6 +145,26 @@ def test_a_batch_finding_no_room_under_the_count_waits_for_another_batch_to_end(
     assert arrived.is_set() and _resident(models) == {"0"}
 
 
+def test_a_batch_ending_while_a_version_leaves_for_another_moves_no_third_one_out() -> None:
+    gate = threading.Event()
+    cache, models, _ = _cache(budget_versions=3, count=4, gate=gate)  # "1", "2", "3" resident
+    gate.clear()
+    batch = cache.lease("2")
+    batch.__enter__()
+    arriving = threading.Thread(target=lambda: cache.lease("0").__enter__())  # "1" leaves: at the gate
+    arriving.start()
+    time.sleep(0.1)
+    ended = threading.Thread(target=lambda: batch.__exit__(None, None, None))
+    ended.start()  # "1" leaving, "0" arriving: within the budget once the move is done
+    ended.join(0.5)
+    ended_at_once = not ended.is_alive()
+    gate.set()
+    for thread in (ended, arriving):
+        thread.join(5)
+    assert ended_at_once, "the batch's end moved an idle version out (and waited on its copy)"
+    assert _resident(models) == {"0", "2", "3"} and models["3"].copies == 0
+
+
 def test_a_count_below_one_is_refused_naming_the_option() -> None:
     with pytest.raises(ValueError, match="max_resident_versions"):
         ModelCache(None, None, max_resident=0)
