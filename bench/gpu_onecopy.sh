@@ -110,17 +110,18 @@ else
   say "encoder sizes skipped: ${limit} s left"
 fi
 
-# OVERCOMMIT=1: many versions on the device (bench/overcommit.py), 8 MiniLM versions, budget for 2
-# (sized from a version's cost under a budget: one more server start when the first guess is off);
-# each load measured once the server stopped capturing graphs (warm-up rounds, at most OC_SETTLE_S)
-limit=$(phase_limit 200)
+# OVERCOMMIT=1: many versions on the device (bench/overcommit.py), 8 MiniLM versions, room for 2
+# (--max-resident-versions; OC_ARGS="--cap bytes" for a budget sized from a version's cost, one more
+# server start when the first guess is off); each load mixed and split into hot and cold streams,
+# measured once the server stopped capturing graphs (warm-up rounds, at most OC_SETTLE_S)
+limit=$(phase_limit 180)
 if want overcommit && [ "$limit" -gt 50 ]; then
-  say "overcommit: ${OC_VERSIONS:-8} versions, budget for a quarter (at most ${limit} s)"
+  say "overcommit: ${OC_VERSIONS:-8} versions, room for a quarter (at most ${limit} s)"
   timeout -s INT -k 10 "$limit" $PY bench/overcommit.py --model "$MODEL" --device "$DEVICE" \
       --versions "${OC_VERSIONS:-8}" --concurrency "${OC_CONCURRENCY:-64}" --measure-s 4 \
       --settle-s "${OC_SETTLE_S:-50}" --probes "${OC_PROBES:-20}" ${OC_ARGS:-} \
       --out "$OUT/overcommit.json" 2>&1 | tee -a "$OUT/full.log" \
-    | grep -E "^\||^one request|^all resident|^warm-up|^hot set|^budget|^Device|Traceback|Error|error"
+    | grep -E "^\||^one request|^all resident|^warm-up|^hot set|^split|^budget|^Device|Traceback|Error|error"
   if [ "$DEVICE" != cpu ]; then  # weight slots on the GPU: own rows, no capture on a bring-back
     CANARYFLOW_TEST_MODEL_DIR=$MODEL timeout "$(phase_limit 120)" $PY -m pytest --noconftest -m gpu -q \
         -p no:cacheprovider tests/inference/test_weight_slots_gpu.py 2>&1 | tail -8

@@ -1,4 +1,4 @@
-"""Many versions on one device (issue 27, overcommit): more versions than the memory budget holds,
+"""Many versions on one device (issue 27, overcommit): more versions than fit on the device,
 traffic skewed across them, versions moved to host memory and brought back on demand.
 
 One server (`canaryflow serve --routing-file`, one process) serves V versions, each its own copy of
@@ -6,27 +6,35 @@ one model folder's weights, addressed as `minilm/<v>`. In one run:
 
 1. all resident: no budget; Zipf(s) traffic over the V versions (version of rank r asked with
    probability ∝ r^-s) at C connections, driven by wrk: sentences/s, p50/p99;
-2. overcommit: the same versions under a budget for `fit` = V/ratio of them (`--ratio 4`: four
-   times more versions than fit) and the same traffic: sentences/s against all resident, p99, and
+2. overcommit: the same versions with room for `fit` = V/ratio of them (`--ratio 4`: four times
+   more versions than fit) and the same traffic: sentences/s against all resident, p99, and
    the hit rate, 1 - loads/batches from the server's own counters (the cache is asked once per
    batch: a batch whose version was resident is a hit); the hot set's throughput: the sentences/s
    of the `fit` most asked versions (their share of the texts the server embedded, from its
    per-version batch counters) against the same versions' all resident; and the versions resident
    while it ran (`canaryflow_cache_resident_versions`, read every half second, in both loads).
 
-   The budget is measured, not guessed (bench/overcommit_budget.py). Under a budget the server
-   runs versions on weight slots (inference/models/weight_slots.py: a bring-back copies weights
-   and captures nothing), and a slot holds only the graphs captured on it so far: a version costs
-   another amount than without a budget, where it has its own graphs of every bucket (on an H100
-   8 versions once fitted "a budget for 2" sized from that, and nothing was brought back). So the
-   first budget, room for `fit` and a half versions as one cost all resident, is only a guess:
+   Each load runs twice: mixed (one closed loop over all versions) and split (hot versions on
+   connections of their own, the rest on the others, shared out by the hot set's Zipf share:
+   bench/overcommit_split.py), the hot set's figure of each against the same traffic all resident.
+   In one closed loop a connection waiting on a cold version's bring-back sends no hot request, so
+   the mixed figure measures the generator's coupling as well as the server.
+
+   The room is `--cap count` by default: at most `fit` versions resident (`canaryflow serve
+   --max-resident-versions fit`), exact, one server start. `--cap bytes` binds it by a budget in
+   bytes instead, measured, not guessed (bench/overcommit_budget.py). Under a budget (or a count)
+   the server runs versions on weight slots (inference/models/weight_slots.py: a bring-back copies
+   weights and captures nothing), and a slot holds only the graphs captured on it so far: a version
+   costs another amount than without a budget, where it has its own graphs of every bucket (on an
+   H100 8 versions once fitted "a budget for 2" sized from that, and nothing was brought back). So
+   the first budget, room for `fit` and a half versions as one cost all resident, is only a guess:
    after its warm-up, the server's own count of what one resident version holds under it
    (`canaryflow_cache_device_bytes{holder="versions"}` over the resident versions, read at the
    scrape, graph pools included) says whether it has room for `fit` of them and not one more; if
    not, the budget is sized again from that cost and the server restarted (`--tries`, each try in
-   the JSON's `sizing`; `--first-budget-mb` replaces the first guess, e.g. with a cost a run
-   before measured). A run whose budget was never sized so, or in whose measured seconds no
-   version was brought back (`budget_bound`), fails;
+   the JSON's `sizing`; `--first-budget-mb` replaces the first guess, e.g. with a cost a run before
+   measured). A run whose budget was never sized so, or in whose measured seconds no version was
+   brought back (`budget_bound`), fails (with `--cap count`, only the latter);
 
 Both loads are measured only once the server stopped capturing CUDA graphs: the same traffic runs
 in warm-up rounds of `--warmup-s` until one captured none (`canaryflow_graph_captures_total`, at
@@ -44,7 +52,7 @@ mechanism (evictions, loads, hit rate, every answer 200), a GPU run gives the fi
     .venv/bin/python bench/overcommit.py --device cpu --versions 4 --ratio 4 --concurrency 4 \
         --measure-s 4 --probes 6 --out /tmp/overcommit.json              # CPU: the mechanism
     .venv/bin/python bench/overcommit.py --device cpu --versions 4 --ratio 4 --concurrency 4 \
-        --measure-s 4 --probes 6 --first-budget-mb 1000 --out /tmp/oc.json  # CPU: sized again
+        --measure-s 4 --probes 6 --cap bytes --first-budget-mb 1000 --out /tmp/oc.json  # sized again
     python3 bench/overcommit.py --model .assets/minilm-fp16 --device cuda --versions 16 \
         --out $OUT/overcommit.json                                        # GPU: the figures
 """
@@ -55,11 +63,11 @@ import argparse
 import http.client
 import json
 import math
-import random
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +80,14 @@ from bench.loadgen import Target, make_sentences, percentile  # noqa: E402
 from bench.loadgen_wrk import _run as run_wrk  # noqa: E402
 from bench.loadgen_wrk import find_wrk, parse_wrk_output  # noqa: E402
 from bench.overcommit_budget import Residency, budget_for, check, sampled, spread  # noqa: E402
+from bench.overcommit_split import Streams, split_streams, write_bodies, zipf_among  # noqa: E402
 from bench.serving import free_port, gpu_memory_used_mib, metric_samples, stop_server, wait_ready  # noqa: E402
 from canaryflow.kernel.contracts import metrics as names  # noqa: E402
 
 
 def zipf_versions(count: int, versions: int, s: float, seed: int) -> list[str]:
     """`count` versions "1".."V" drawn with probability ∝ rank^-s (version "1" the most asked)."""
-    weights = [1 / (rank**s) for rank in range(1, versions + 1)]
-    rng = random.Random(seed)
-    return [str(v) for v in rng.choices(range(1, versions + 1), weights=weights, k=count)]
+    return zipf_among(count, range(1, versions + 1), s, seed)
 
 
 def routing_yaml(model_dir: Path, versions: int) -> str:
@@ -131,7 +138,7 @@ def captures(sums: dict[str, dict[str, float]]) -> float:
 
 
 def start(
-    args: argparse.Namespace, routing: Path, budget_mb: float | None
+    args: argparse.Namespace, routing: Path, budget_mb: float | None, max_resident: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     launcher = "import typer; from canaryflow.app.commands.serve import serve; typer.run(serve)"
@@ -141,6 +148,8 @@ def start(
     ]  # fmt: skip
     if budget_mb is not None:
         cmd += ["--gpu-memory-budget-mb", f"{budget_mb:.1f}"]
+    if max_resident is not None:
+        cmd += ["--max-resident-versions", str(max_resident)]
     print("server:", " ".join(cmd[3:]), flush=True)
     server = subprocess.Popen(cmd, cwd=ROOT)
     wait_ready(port, server, timeout_s=args.ready_timeout_s)
@@ -210,6 +219,38 @@ def zipf_load(port: int, args: argparse.Namespace, wrk: str, bodies: Path, hot: 
     }
 
 
+def split_load(port: int, args: argparse.Namespace, wrk: str, streams: Streams) -> dict[str, Any]:
+    """The same traffic split (bench/overcommit_split.py): hot versions on connections of their own,
+    the rest on the others, both at once; each stream's throughput and latency, loads and hit rate
+    from the server's counters, and the versions resident while it ran."""
+    target = Target(port, "/v1/embeddings", MODEL)
+
+    def drive(bodies: Path, connections: int) -> dict[str, Any]:
+        threads = min(args.threads, connections)
+        stdout = run_wrk(wrk, target, connections, threads, math.ceil(args.measure_s), bodies)
+        return parse_wrk_output(stdout, connections, args.texts)
+
+    before = metric_sums(port)
+    with sampled(lambda: residency(port)) as during, ThreadPoolExecutor(2) as pool:
+        hot = pool.submit(drive, streams.hot, streams.hot_connections)
+        cold = pool.submit(drive, streams.cold, streams.cold_connections)
+        rows = {"hot": hot.result(), "cold": cold.result()}
+    after = metric_sums(port)
+    loads = total(after, "loads") - total(before, "loads")
+    batches = total(after, "batches") - total(before, "batches")
+    return {
+        **rows,
+        "hot_connections": streams.hot_connections,
+        "cold_connections": streams.cold_connections,
+        "zipf_hot_share": streams.zipf_hot_share,
+        "sentences_per_s": rows["hot"]["sentences_per_s"] + rows["cold"]["sentences_per_s"],
+        "loads": loads,
+        "batches": batches,
+        "hit_rate": 1 - loads / batches if batches else None,
+        "resident_versions": spread(during),
+    }
+
+
 def quiet(port: int, limit_s: float) -> dict[str, Any]:
     """Wait (no traffic) until the server's background captures stopped: the weight slots capture
     their remaining buckets in idle spells, and a probe landing behind one would pay for it."""
@@ -258,18 +299,30 @@ def bring_back(port: int, versions: int, probes: int, texts: list[str]) -> dict[
             "quiet_first": waited, "captures_during": during}  # fmt: skip
 
 
-def write_bodies(path: Path, args: argparse.Namespace) -> None:
-    sentences = make_sentences(4096, seed=7)
-    versions = zipf_versions(4096, args.versions, args.zipf_s, seed=11)
-    with path.open("wb") as out:
-        for i, version in enumerate(versions):
-            texts = [sentences[(i + j) % len(sentences)] for j in range(args.texts)]
-            body = {"input": texts[0] if args.texts == 1 else texts, "model": f"{MODEL}/{version}"}
-            out.write(json.dumps(body).encode() + b"\n")
+def _ratio(value: float, base: float | None) -> float | None:
+    return value / base if base else None
 
 
-def print_table(report: dict[str, Any]) -> None:
-    a, o, b = report["all_resident"], report["overcommit"], report["bring_back"]
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
+def hot_set_shares(report: dict[str, Any]) -> dict[str, float | None]:
+    """The hot set's sentences/s under overcommit against all resident, in mixed traffic (one
+    closed loop) and in split traffic (hot and cold on connections of their own), each against the
+    same traffic all resident."""
+    a, o = report["all_resident"], report["overcommit"]
+    mixed = _ratio(o.get("hot_sentences_per_s", 0.0), a.get("hot_sentences_per_s"))
+    if "split" not in a or "split" not in o:
+        return {"mixed": mixed, "split": None}
+    return {"mixed": mixed, "split": _ratio(o["split"]["hot"]["sentences_per_s"],
+                                            a["split"]["hot"]["sentences_per_s"])}  # fmt: skip
+
+
+def _how(report: dict[str, Any]) -> str:
+    """How the overcommit phase was bound: a count of resident versions, or a budget in bytes."""
+    if report.get("cap") == "count":
+        return f"at most {report['max_resident_versions']} versions resident (--max-resident-versions)"
     # Reports before the budget was sized from a version's cost under one have no `sizing`.
     sizing = report.get("sizing", {"tries": [], "limit": 0})
     how = (
@@ -278,8 +331,38 @@ def print_table(report: dict[str, Any]) -> None:
         if "sized" in sizing
         else f"sized from one version all resident, {report['version_mb']:.1f} MB; not checked"
     )
-    print(f"\nDevice: {report['device']}; {report['versions']} versions, budget for {report['fit']}: "
-          f"{report['budget_mb']:.0f} MB ({how}); Zipf s={report['zipf_s']}; "
+    return f"a budget of {report['budget_mb']:.0f} MB ({how})"
+
+
+def _row(name: str, row: dict[str, Any], base: dict[str, Any] | None, split: bool) -> str:
+    """One table row; `base` the same traffic all resident (None: this is it). Split rows give the
+    hot stream's sentences/s and latency, and both streams' answer codes."""
+    hot = row["hot"]["sentences_per_s"] if split else row.get("hot_sentences_per_s", 0.0)
+    base_hot = (base["hot"]["sentences_per_s"] if split else base.get("hot_sentences_per_s")) if base else hot
+    share = _ratio(row["sentences_per_s"], base["sentences_per_s"]) if base else 1.0
+    hot_share = _ratio(hot, base_hot)
+    latency = row["hot"] if split else row
+    hit = "-" if row.get("hit_rate") is None else f"{row['hit_rate']:.1%}"
+    held = row.get("resident_versions", {})
+    resident = f"{held['min']}/{held['mean']:.1f}/{held['max']}" if held.get("samples") else "-"
+    captured = (
+        "-" if split
+        else f"{row.get('captures_at_end', 0.0) - row.get('captures_at_start', 0.0):.0f} "
+        f"({row.get('captures_at_start', 0):.0f} before)"
+    )  # fmt: skip
+    codes = f"hot {row['hot']['codes']}, cold {row['cold']['codes']}" if split else str(row["codes"])
+    cells = [
+        f"{row['sentences_per_s']:,.0f}", _percent(share), f"{hot:,.0f}", _percent(hot_share),
+        f"{latency['p50_ms']:.1f}", f"{latency['p99_ms']:.1f}", hit, f"{row['loads']:.0f}", resident,
+        captured, codes,
+    ]  # fmt: skip
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    a, o, b = report["all_resident"], report["overcommit"], report["bring_back"]
+    print(f"\nDevice: {report['device']}; {report['versions']} versions, room for {report['fit']}: "
+          f"{_how(report)}; Zipf s={report['zipf_s']}; "
           f"{report['concurrency']} connections, {report['texts']} text(s) a request")  # fmt: skip
     print(
         "| run | sentences/s | vs all resident | hot set sentences/s | hot set vs all resident | "
@@ -287,20 +370,26 @@ def print_table(report: dict[str, Any]) -> None:
         "graphs captured in the phase | codes |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name, row in (("all resident", a), ("overcommit", o)):
-        hit = "-" if row.get("hit_rate") is None else f"{row['hit_rate']:.1%}"
-        share = o["sentences_per_s"] / a["sentences_per_s"] if row is o and a["sentences_per_s"] else 1.0
-        hot = row.get("hot_sentences_per_s", 0.0)
-        hot_share = hot / a["hot_sentences_per_s"] if a.get("hot_sentences_per_s") else float("nan")
-        captured = row.get("captures_at_end", 0.0) - row.get("captures_at_start", 0.0)
-        held = row.get("resident_versions", {})
-        resident = f"{held['min']}/{held['mean']:.1f}/{held['max']}" if held.get("samples") else "-"
-        print(f"| {name} | {row['sentences_per_s']:,.0f} | {share:.0%} | {hot:,.0f} | {hot_share:.0%} | "
-              f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {hit} | {row['loads']:.0f} | {resident} | "
-              f"{captured:.0f} ({row.get('captures_at_start', 0):.0f} before) | "
-              f"{row['codes']} |")  # fmt: skip
+    print(_row("all resident, mixed traffic", a, None, split=False))
+    print(_row("overcommit, mixed traffic", o, a, split=False))
+    if "split" in a and "split" in o:
+        print(_row("all resident, split traffic", a["split"], None, split=True))
+        print(_row("overcommit, split traffic", o["split"], a["split"], split=True))
     print(f"hot set: versions {', '.join(a.get('hot_versions', []))} (the {report['fit']} most asked)")
-    for t in sizing["tries"]:
+    if "split" in o:
+        s = o["split"]
+        print(f"split traffic: hot versions on {s['hot_connections']} of {report['concurrency']} "
+              f"connections (their Zipf share {s['zipf_hot_share']:.0%}), the others on "
+              f"{s['cold_connections']}; its rows' p50/p99 are the hot stream's; cold stream p50/p99 "
+              f"{s['cold']['p50_ms']:.1f}/"
+              f"{s['cold']['p99_ms']:.1f} ms overcommit, {a['split']['cold']['p50_ms']:.1f}/"
+              f"{a['split']['cold']['p99_ms']:.1f} ms all resident")  # fmt: skip
+    shares = hot_set_shares(report)
+    print("hot set vs all resident: "
+          + "; ".join(f"{k} traffic {_percent(v)}" for k, v in shares.items())
+          + " (mixed: one closed loop, a connection waiting on a bring-back sends no hot request; "
+          "split: hot and cold on connections of their own)")  # fmt: skip
+    for t in report.get("sizing", {}).get("tries", []):
         print(f"budget try {t['try']}: {t['budget_mb']:.1f} MB sized from {t['sized_from']}; after "
               f"warm-up {t['warm_up']['resident_versions']} version(s) resident, one "
               f"{t['warm_up']['version_mb'] or 0:.1f} MB: room for {t['holds'] or 0:.2f} "
@@ -313,13 +402,43 @@ def print_table(report: dict[str, Any]) -> None:
                   f"{b.get('captures_during', 0):.0f})")  # fmt: skip
 
 
-def overcommit(
-    args: argparse.Namespace, routing: Path, bodies: Path, wrk: str, report: dict[str, Any], out: Path
+def measure(
+    port: int,
+    args: argparse.Namespace,
+    wrk: str,
+    load: tuple[Path, Streams],
+    report: dict[str, Any],
+    out: Path,
 ) -> None:
-    """Under a budget for `fit` versions: the first sized from a version all resident, each next
-    one from what a version cost under the one before (after its warm-up), until one holds `fit`
-    of them and not one more (`--tries` at most); then the measured traffic and the bring-backs."""
-    fit, hot = report["fit"], {str(v) for v in range(1, report["fit"] + 1)}
+    """The overcommit phase's measured traffic (mixed, then split) and the bring-backs, on a server
+    that settled under its limit (`report["overcommit"]["warm_up"]` set by the caller)."""
+    bodies, streams = load
+    hot = {str(v) for v in range(1, report["fit"] + 1)}
+    report["overcommit"] = {**zipf_load(port, args, wrk, bodies, hot), **report.get("overcommit", {})}
+    report["overcommit"]["split"] = split_load(port, args, wrk, streams)
+    out.write_text(json.dumps(report, indent=2))
+    report["bring_back"] = bring_back(port, args.versions, args.probes, make_sentences(64, seed=3))
+
+
+def overcommit(
+    args: argparse.Namespace, routing: Path, load: tuple[Path, Streams], wrk: str, report: dict[str, Any],
+    out: Path,
+) -> None:  # fmt: skip
+    """With `--cap count`: at most `fit` versions resident, one server start. With `--cap bytes`:
+    under a budget for `fit` versions, the first sized from a version all resident, each next one
+    from what a version cost under the one before (after its warm-up), until one holds `fit` of
+    them and not one more (`--tries` at most). Then the measured traffic and the bring-backs."""
+    fit, bodies = report["fit"], load[0]
+    if args.cap == "count":
+        report["max_resident_versions"] = fit
+        server, port = start(args, routing, None, max_resident=fit)
+        try:
+            warm_up, _ = settle(port, args, wrk, bodies)
+            report["overcommit"] = {"warm_up": warm_up}
+            measure(port, args, wrk, load, report, out)
+        finally:
+            stop_server(server)
+        return
     sizing: dict[str, Any] = {"limit": args.tries, "sized": False, "tries": []}
     report["sizing"] = sizing
     budget = budget_for(fit, report["all_resident_version_mb"] * MIB)
@@ -345,9 +464,8 @@ def overcommit(
             sizing["sized"] = verdict.sized
             report["budget_mb"] = budget / MIB
             report["version_mb"] = warm_up["version_mb"] or 0.0
-            report["overcommit"] = {**zipf_load(port, args, wrk, bodies, hot), "warm_up": warm_up}
-            out.write_text(json.dumps(report, indent=2))
-            report["bring_back"] = bring_back(port, args.versions, args.probes, make_sentences(64, seed=3))
+            report["overcommit"] = {"warm_up": warm_up}
+            measure(port, args, wrk, load, report, out)
             return
         finally:
             stop_server(server)
@@ -361,9 +479,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--versions", type=int, default=16, help="versions served (V)")
     parser.add_argument("--ratio", type=float, default=4.0, help="versions per one that fits the budget")
+    parser.add_argument(
+        "--cap", choices=("count", "bytes"), default="count",
+        help="what binds the overcommit phase: count, at most `fit` versions resident "
+        "(--max-resident-versions; exact, one server start), or bytes, a --gpu-memory-budget-mb sized "
+        "from a version's measured cost (--tries, --first-budget-mb)",
+    )  # fmt: skip
     parser.add_argument("--zipf-s", type=float, default=1.1)
     parser.add_argument("--texts", type=int, default=1, help="texts a request")
-    parser.add_argument("--concurrency", type=int, default=64, help="wrk connections")
+    parser.add_argument("--concurrency", type=int, default=64, help="wrk connections (split: hot + cold)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--measure-s", type=float, default=8.0)
     parser.add_argument("--warmup-s", type=float, default=2.0, help="one warm-up round")
@@ -371,12 +495,13 @@ def main() -> None:
         "--settle-s", type=float, default=120.0, help="warm-up rounds until none captured, at most"
     )
     parser.add_argument(
-        "--tries", type=int, default=3, help="server starts to size the budget from a version's cost, at most"
-    )
+        "--tries", type=int, default=3,
+        help="--cap bytes: server starts to size the budget from a version's cost, at most",
+    )  # fmt: skip
     parser.add_argument(
         "--first-budget-mb", type=float, default=None,
-        help="the first try's budget (default: room for fit and a half versions as one costs all "
-        "resident); checked and sized again like any",
+        help="--cap bytes: the first try's budget (default: room for fit and a half versions as one "
+        "costs all resident); checked and sized again like any",
     )  # fmt: skip
     parser.add_argument("--probes", type=int, default=40, help="requests that bring a version back")
     parser.add_argument("--workers", type=int, default=1)
@@ -392,6 +517,10 @@ def main() -> None:
         parser.error("--versions must be at least 2 and --ratio above 1 (more versions than fit)")
     if args.tries < 1:
         parser.error("--tries must be at least 1")
+    if args.concurrency < 2:
+        parser.error("--concurrency must be at least 2 (split traffic: hot and cold connections)")
+    if args.cap == "count" and args.first_budget_mb is not None:
+        parser.error("--first-budget-mb sizes a budget in bytes: give it with --cap bytes")
     if args.workers != 1:
         parser.error("--workers must be 1: the budget's figures (canaryflow_cache_*) are one process's")
     wrk = find_wrk()
@@ -405,8 +534,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fit = max(1, int(args.versions / args.ratio))
     report: dict[str, Any] = {
-        "device": args.device, "versions": args.versions, "fit": fit, "zipf_s": args.zipf_s,
-        "concurrency": args.concurrency, "texts": args.texts, "settings": vars(args),
+        "device": args.device, "versions": args.versions, "fit": fit, "cap": args.cap,
+        "zipf_s": args.zipf_s, "concurrency": args.concurrency, "texts": args.texts,
+        "settings": vars(args),
     }  # fmt: skip
     if args.device.startswith("cuda"):
         import torch
@@ -416,13 +546,15 @@ def main() -> None:
         routing = Path(tmp) / "routing.yaml"
         routing.write_text(routing_yaml(Path(args.model).resolve(), args.versions))
         bodies = Path(tmp) / "bodies.jsonl"
-        write_bodies(bodies, args)
+        write_bodies(bodies, zipf_versions(4096, args.versions, args.zipf_s, seed=11), args.texts)
+        streams = split_streams(Path(tmp), args.versions, fit, args.zipf_s, args.texts, args.concurrency)
 
         hot = {str(v) for v in range(1, fit + 1)}  # the most asked: rank 1..fit
         server, port = start(args, routing, None)
         try:
             warm_up, after = settle(port, args, wrk, bodies)
             report["all_resident"] = {**zipf_load(port, args, wrk, bodies, hot), "warm_up": warm_up}
+            report["all_resident"]["split"] = split_load(port, args, wrk, streams)
         finally:
             stop_server(server)
         if after.version_cost is None:
@@ -432,20 +564,22 @@ def main() -> None:
         out.write_text(json.dumps(report, indent=2))
         print(f"all resident: {report['all_resident']['sentences_per_s']:,.0f} sentences/s; one "
               f"version {report['all_resident_version_mb']:.1f} MB", flush=True)  # fmt: skip
-        overcommit(args, routing, bodies, wrk, report, out)
-    # A budget that held every version asked for measured no overcommit, and one sized for another
-    # number of versions than `fit` measured another ratio: the rows say so, and the run fails.
+        overcommit(args, routing, (bodies, streams), wrk, report, out)
+    # A limit that held every version asked for measured no overcommit, and a budget sized for
+    # another number of versions than `fit` measured another ratio: the rows say so, and the run fails.
     bound = report["overcommit"]["loads"] > 0
     report["overcommit"]["budget_bound"] = bound
+    report["hot_set_vs_all_resident"] = hot_set_shares(report)
     out.write_text(json.dumps(report, indent=2))
     print_table(report)
     if not bound:
         print("not an overcommit measurement: no version was brought back in the measured seconds "
-              "(every version asked for fitted the budget)", flush=True)  # fmt: skip
-    if not report["sizing"]["sized"]:
+              "(every version asked for fitted)", flush=True)  # fmt: skip
+    sized = args.cap == "count" or report["sizing"]["sized"]
+    if not sized:
         print(f"the budget was not sized for {fit} versions in {args.tries} tries: what a version costs "
               "under it kept moving (sizing.tries says how)", flush=True)  # fmt: skip
-    if not bound or not report["sizing"]["sized"]:
+    if not bound or not sized:
         sys.exit(1)
 
 

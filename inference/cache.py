@@ -25,6 +25,16 @@ left first), then by moving out the least recently used idle versions; a version
 takes an idle slot of its signature (one a version just moved out for it left, often) before any
 other is freed, so a bring-back among versions of one architecture copies weights and captures no
 graphs. The budget is exceeded only by versions in use, as without slots.
+
+A second limit, `max_resident` (the server's `--max-resident-versions`), caps how many versions are
+on the device at once, as vLLM's `--max-loras` caps its GPU adapter slots: room is made the same
+way (least recently used idle versions out, a batch waiting for a batch's end, exceeded only after
+`ROOM_WAIT_S` or when nothing else runs), for whichever limit binds first. A count is exact where
+bytes are not: on weight slots a version's cost grows as its slot captures graph buckets, so a
+budget in bytes sized for N versions holds another number of them as the pools grow. With weight
+slots the count covers them too: idle slots beyond what the cap leaves free (the cap less the
+versions held or arriving) are freed, so the device holds at most `max_resident` slots of the
+versions' architectures outside the moments the cap is exceeded.
 """
 
 from __future__ import annotations
@@ -61,8 +71,12 @@ class ModelCache:
         budget_bytes: int | None,
         listener: CacheListener | None = None,
         slots: DeviceSlots | None = None,
+        max_resident: int | None = None,
     ) -> None:
+        if max_resident is not None and max_resident < 1:
+            raise ValueError(f"max_resident_versions: at least 1 version, not {max_resident}")
         self._budget = budget_bytes
+        self._max_resident = max_resident
         self._listener = listener
         self._slots = slots
         self._entries: dict[str, _Entry] = {}
@@ -79,10 +93,35 @@ class ModelCache:
     def resident_bytes(self) -> int:
         """Device bytes held now or promised: resident versions (those leaving included, until
         they are gone), those on their way in, and idle weight slots."""
-        held = sum(
-            e.model.device_bytes() for e in self._entries.values() if e.model.is_resident() or e.arriving
-        )
-        return held + self.idle_slot_bytes()
+        return self._held(settled=False)[0] + self.idle_slot_bytes()
+
+    def resident_count(self) -> int:
+        """Versions held on the device now or promised (leaving ones until gone, arriving ones),
+        as `resident_bytes` counts their bytes: what `max_resident` caps."""
+        return self._held(settled=False)[1]
+
+    def _held(self, settled: bool) -> tuple[int, int]:
+        """Device bytes (idle slots out) and versions held now or promised; `settled`: without the
+        versions leaving, whose room is made already (a batch's end that counted them would move
+        one more out for nothing). A batch on its way in counts them: their room is promised."""
+        held = [
+            e
+            for e in self._entries.values()
+            if e.arriving or (e.model.is_resident() and not (settled and e.moving is not None))
+        ]
+        return sum(e.model.device_bytes() for e in held), len(held)
+
+    def _over(self) -> bool:
+        """Under the lock, at a batch's end: whether either limit is exceeded once the moves under
+        way are done (idle slots in the bytes)."""
+        held, count = self._held(settled=True)
+        if self._budget is not None and held + self.idle_slot_bytes() > self._budget:
+            return True
+        return self._max_resident is not None and count > self._max_resident
+
+    def _within(self, held_bytes: int, held_versions: int) -> bool:
+        bytes_fit = self._budget is None or held_bytes <= self._budget
+        return bytes_fit and (self._max_resident is None or held_versions <= self._max_resident)
 
     def idle_slot_bytes(self) -> int:
         """Device bytes of weight slots bound to no version and reserved for none (in the budget,
@@ -136,20 +175,22 @@ class ModelCache:
         )
         return [v for _, v in sorted(idle)]
 
-    def _choose(self, keep: str) -> tuple[list[str], bool]:
+    def _choose(self, keep: str, settled: bool = False) -> tuple[list[str], bool]:
         """Under the lock: the least recently used idle versions whose departure brings the device
-        within budget (idle slots, which `_carry_out` frees first, counted out), and whether it
-        does. A version on its way in is counted in `resident_bytes`."""
-        if self._budget is None:
+        within budget and within the count (idle slots, which `_carry_out` frees first, counted
+        out), and whether it does. A version on its way in is counted in both; one leaving too,
+        unless `settled` (`_held`)."""
+        if self._budget is None and self._max_resident is None:
             return [], True
-        held = self.resident_bytes() - self.idle_slot_bytes()
+        held, count = self._held(settled)
         chosen: list[str] = []
         for victim in self._idle(keep):
-            if held <= self._budget:
+            if self._within(held, count):
                 break
             held -= self._entries[victim].model.device_bytes()
+            count -= 1
             chosen.append(victim)
-        return chosen, held <= self._budget
+        return chosen, self._within(held, count)
 
     def _leaving(self, versions: list[str]) -> list[tuple[str, _Entry]]:
         """Under the lock: mark `versions` leaving (the caller moves them)."""
@@ -173,17 +214,21 @@ class ModelCache:
             self._notify(version, "evict")
 
     def _carry_out(self, victims: list[tuple[str, _Entry]], arriving: _Entry | None) -> None:
-        """Move `victims` out, then free idle slots while the device is over budget, after
-        reserving for `arriving` an idle slot of its signature if there is one (a victim's, often:
-        the copy goes into it, and no slot is freed only to be made again)."""
+        """Move `victims` out, then free idle slots while the device is over budget or holds more
+        slots than the count leaves room for, after reserving for `arriving` an idle slot of its
+        signature if there is one (a victim's, often: the copy goes into it, and no slot is freed
+        only to be made again)."""
         self._move_out(victims)
-        if self._slots is None or self._budget is None:
+        if self._slots is None or (self._budget is None and self._max_resident is None):
             return
         with self._lock:
             if arriving is not None:
                 self._slots.reserve(arriving.model)
-            over = self.resident_bytes() - self._budget
-            free = self._slots.detach_idle(over) if over > 0 else None
+            over = 0 if self._budget is None else self.resident_bytes() - self._budget
+            spare = 0
+            if self._max_resident is not None:
+                spare = self._slots.idle_count() - max(self._max_resident - self.resident_count(), 0)
+            free = self._slots.detach_idle(over, spare) if over > 0 or spare > 0 else None
         if free is not None:
             free()
 
@@ -218,8 +263,8 @@ class ModelCache:
         finally:
             with self._lock:
                 entry.users -= 1
-                over = self._budget is not None and self.resident_bytes() > self._budget
-                victims = self._make_room(version) if over else []
+                over = self._over()
+                victims = self._leaving(self._choose(version, settled=True)[0]) if over else []
                 if self._waiting > self._made_room and not victims:
                     victims = self._leaving(self._idle(keep="")[:1])  # room for a waiting batch
                     self._made_room += len(victims)

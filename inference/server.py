@@ -88,10 +88,10 @@ class ModelServer:
         self.metrics = metrics or ServerMetrics()
         self.device = settings.resolved_device()
         budget = int(settings.gpu_memory_budget_mb * 2**20) if settings.gpu_memory_budget_mb else None
-        # Under a budget versions move; on weight slots a move keeps the graphs (`weight_slots`,
+        # Under a budget or a count versions move; on weight slots a move keeps the graphs (`weight_slots`,
         # imported here: it needs torch, which a server's module import does not pull in).
         self.slots: WeightSlots | None = None
-        if budget is not None:
+        if budget is not None or settings.max_resident_versions is not None:
             from inference.models.weight_slots import WeightSlots
 
             self.slots = WeightSlots()
@@ -107,7 +107,7 @@ class ModelServer:
                 slots=self.slots,
             )
         )
-        self.cache = ModelCache(budget, self._on_cache_event, self.slots)
+        self.cache = ModelCache(budget, self._on_cache_event, self.slots, settings.max_resident_versions)
         self.metrics.watch_cache(self.cache)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="embed")
         self.table: RoutingTable | None = None

@@ -62,6 +62,11 @@ class InferenceSettings(ComponentSettings):
         "ids counted by the client with it, decoded to text and embedded as text",
     )
     gpu_memory_budget_mb: float | None = Field(default=None, gt=0)
+    max_resident_versions: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="versions on the device at once (the model cache's slots); LRU beyond it to host, "
+        "with gpu_memory_budget_mb too: whichever binds first",
+    )  # fmt: skip
     retire_grace_s: float = Field(default=2.0, ge=0, description="keep a removed version this long")
     shadow_max_in_flight: int = Field(default=256, ge=1)
     max_connections: int = Field(default=8192, ge=1, description="uvicorn limit_concurrency per worker")

@@ -161,8 +161,13 @@ class DeviceSlots(Protocol):
 
     def unreserve(self, model: object) -> None: ...
 
-    def detach_idle(self, over: int) -> Callable[[], None]:
-        """Mark least recently used idle slots of about `over` bytes leaving; the call frees them."""
+    def idle_count(self) -> int:
+        """Slots bound to no model, reserved for none and not being freed."""
+        ...
+
+    def detach_idle(self, over: int, count: int = 0) -> Callable[[], None]:
+        """Mark least recently used idle slots of about `over` bytes, `count` at least, leaving;
+        the call frees them."""
         ...
 
     def leave(self, model: object) -> None:

@@ -204,10 +204,15 @@ class WeightSlots:
         with self._lock:
             return sum(s.bytes() for s in self._slots if s.owner is None and s.reserved_for is None)
 
-    def detach_idle(self, over: int) -> Callable[[], None]:
-        """Choose the least recently used idle, unreserved slots whose bytes add up to `over` (all
-        of them if they do not) and mark them leaving; the returned call frees them (outside the
-        caller's lock)."""
+    def idle_count(self) -> int:
+        """Slots bound to nobody, reserved for nobody and not being freed."""
+        with self._lock:
+            return sum(1 for s in self._slots if s.owner is None and s.reserved_for is None and not s.freeing)
+
+    def detach_idle(self, over: int, count: int = 0) -> Callable[[], None]:
+        """Choose the least recently used idle, unreserved slots whose bytes add up to `over`, and
+        at least `count` of them (all of them if they do not), and mark them leaving; the returned
+        call frees them (outside the caller's lock)."""
         with self._lock:
             idle = sorted(
                 (s for s in self._slots if s.owner is None and s.reserved_for is None and not s.freeing),
@@ -215,7 +220,7 @@ class WeightSlots:
             )
             chosen: list[Slot] = []
             for slot in idle:
-                if over <= 0:
+                if over <= 0 and len(chosen) >= count:
                     break
                 slot.freeing = True
                 over -= slot.bytes()

@@ -1,16 +1,20 @@
 """The overcommit bench's inputs: its routing file is one the server reads, its traffic is as
-skewed as it says, and its budget is sized from what a version costs under one."""
+skewed as it says (split into hot and cold streams as it says), its budget is sized from what a
+version costs under one, and its report compares the hot set in mixed and split traffic."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.samples import Sample
 
-from bench.overcommit import routing_yaml, zipf_versions
+from bench.overcommit import hot_set_shares, print_table, routing_yaml, zipf_versions
 from bench.overcommit_budget import Residency, budget_for, check, spread
+from bench.overcommit_split import hot_share, split_connections, split_streams
 from inference.server import read_routing_file
 
 
@@ -69,3 +73,52 @@ def test_what_the_budget_counts_is_read_from_the_servers_cache_series() -> None:
         Residency.of(page[3:])
     during = spread([Residency(1, 100.0, 0.0), Residency(3, 300.0, 0.0)])
     assert (during["samples"], during["min"], during["mean"], during["max"]) == (2, 1, 2.0, 3)
+
+
+def test_split_traffic_shares_the_connections_by_the_hot_versions_zipf_share(tmp_path: Path) -> None:
+    share = hot_share(8, 2, 1.1)
+    weights = [1 / r**1.1 for r in range(1, 9)]
+    assert share == pytest.approx(sum(weights[:2]) / sum(weights))  # about 0.58
+    assert split_connections(64, share) == (round(64 * share), 64 - round(64 * share))
+    assert split_connections(4, 0.99) == (3, 1) and split_connections(4, 0.01) == (1, 3), "one each at least"
+    with pytest.raises(ValueError, match="--concurrency"):
+        split_connections(1, 0.5)
+    streams = split_streams(tmp_path, 8, 2, 1.1, 1, 64)
+    assert (streams.hot_connections + streams.cold_connections, streams.zipf_hot_share) == (64, share)
+
+    def asked(path: Path) -> Counter[str]:
+        return Counter(json.loads(line)["model"].split("/")[1] for line in path.read_text().splitlines())
+
+    hot, cold = asked(streams.hot), asked(streams.cold)
+    assert set(hot) == {"1", "2"} and set(cold) == {str(v) for v in range(3, 9)}
+    assert abs(hot["1"] / hot["2"] - 2**1.1) < 0.3, "the Zipf weights among the hot versions"
+    assert cold["3"] > cold["8"], "and among the cold ones"
+
+
+def _phase(sentences: float, hot: float, split_hot: float) -> dict[str, Any]:
+    latency = {"p50_ms": 1.0, "p99_ms": 2.0, "codes": {"200": 10}}
+    split = {
+        "hot": {**latency, "sentences_per_s": split_hot}, "cold": {**latency, "sentences_per_s": 5.0},
+        "hot_connections": 3, "cold_connections": 1, "zipf_hot_share": 0.7,
+        "sentences_per_s": split_hot + 5.0, "loads": 4.0, "batches": 10.0, "hit_rate": 0.6,
+    }  # fmt: skip
+    return {
+        **latency, "sentences_per_s": sentences, "hot_sentences_per_s": hot, "hot_versions": ["1"],
+        "loads": 2.0, "hit_rate": 0.8, "split": split,
+    }  # fmt: skip
+
+
+def test_the_report_gives_the_hot_set_against_all_resident_in_mixed_and_split_traffic(capsys) -> None:
+    report = {
+        "device": "cpu", "versions": 4, "fit": 1, "cap": "count", "max_resident_versions": 1,
+        "zipf_s": 1.1, "concurrency": 4, "texts": 1,
+        "all_resident": _phase(100.0, 50.0, 40.0), "overcommit": _phase(60.0, 20.0, 36.0),
+        "bring_back": {k: {"count": 0} for k in ("brought_back", "resident")},
+    }  # fmt: skip
+    assert hot_set_shares(report) == {"mixed": 0.4, "split": 0.9}
+    print_table(report)
+    table = capsys.readouterr().out
+    assert "at most 1 versions resident" in table
+    assert "| overcommit, mixed traffic | 60 | 60% | 20 | 40% |" in table
+    assert "| overcommit, split traffic | 41 | 91% | 36 | 90% |" in table
+    assert "mixed traffic 40%; split traffic 90%" in table

@@ -52,6 +52,7 @@ def test_help() -> None:
         (["--model-uri", "/a", "--model-name", "m", "--weights", "90"], "add up to 100"),
         (["--model-uri", "/a", "--model-name", "Bad_Name"], "Kubernetes name"),
         (["--model-uri", "/a", "--model-name", "m", "--port", "70000"], "port"),
+        (["--model-uri", "/a", "--model-name", "m", "--max-resident-versions", "0"], "max_resident_versions"),
         (["--routing-file", "/nonexistent/routing.yaml"], "cannot read"),
     ],
 )

@@ -13,6 +13,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from inference.cache import ModelCache
 from inference.tokenization import TokenizedBatch
@@ -81,6 +82,92 @@ def _cache(budget_versions: int, count: int, gate: threading.Event | None = None
     for version, model in models.items():
         cache.add(version, model)
     return cache, models, events
+
+
+def _counted(max_resident: int, count: int, budget_versions: float | None = None):
+    """`count` versions of 10 MB under a cap of `max_resident` versions (and a budget in bytes for
+    `budget_versions` of them, if given)."""
+    budget = None if budget_versions is None else int(budget_versions * 10 * MB)
+    cache = ModelCache(budget, None, max_resident=max_resident)
+    models = {str(i): _TimedCopies(10 * MB) for i in range(count)}
+    for version, model in models.items():
+        cache.add(version, model)
+    return cache, models
+
+
+def _resident(models: dict[str, _TimedCopies]) -> set[str]:
+    return {v for v, m in models.items() if m.resident}
+
+
+def test_a_count_of_resident_versions_moves_the_least_recently_used_out() -> None:
+    cache, models = _counted(max_resident=2, count=4)  # no budget in bytes
+    assert _resident(models) == {"2", "3"} and cache.resident_count() == 2
+    with cache.lease("0"):
+        assert _resident(models) == {"3", "0"}
+    with cache.lease("3"):
+        pass
+    with cache.lease("1"):  # "0" is the least recently used now
+        assert _resident(models) == {"3", "1"}
+
+
+def test_the_count_and_the_budget_in_bytes_whichever_binds_first() -> None:
+    _, models = _counted(max_resident=3, count=4, budget_versions=2.5)
+    assert _resident(models) == {"2", "3"}, "the budget holds two: it binds before a count of 3"
+    by_count, models = _counted(max_resident=1, count=4, budget_versions=3.5)
+    assert _resident(models) == {"3"}, "the count of 1 binds before a budget for three"
+    with by_count.lease("0"):
+        assert _resident(models) == {"0"}
+
+
+def test_a_batch_finding_no_room_under_the_count_waits_for_another_batch_to_end() -> None:
+    cache, models = _counted(max_resident=1, count=2)  # "1" resident
+    inside, leave, arrived = threading.Event(), threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with cache.lease("1"):
+            inside.set()
+            assert leave.wait(10)
+
+    def arrive() -> None:
+        with cache.lease("0"):
+            arrived.set()
+
+    holder = threading.Thread(target=busy)
+    holder.start()
+    assert inside.wait(5)
+    waiter = threading.Thread(target=arrive)
+    waiter.start()
+    time.sleep(0.2)
+    assert not arrived.is_set() and _resident(models) == {"1"}, "brought in over the count"
+    leave.set()  # the batch on "1" ends: "1" leaves for the waiting one
+    waiter.join(5)
+    holder.join(5)
+    assert arrived.is_set() and _resident(models) == {"0"}
+
+
+def test_a_batch_ending_while_a_version_leaves_for_another_moves_no_third_one_out() -> None:
+    gate = threading.Event()
+    cache, models, _ = _cache(budget_versions=3, count=4, gate=gate)  # "1", "2", "3" resident
+    gate.clear()
+    batch = cache.lease("2")
+    batch.__enter__()
+    arriving = threading.Thread(target=lambda: cache.lease("0").__enter__())  # "1" leaves: at the gate
+    arriving.start()
+    time.sleep(0.1)
+    ended = threading.Thread(target=lambda: batch.__exit__(None, None, None))
+    ended.start()  # "1" leaving, "0" arriving: within the budget once the move is done
+    ended.join(0.5)
+    ended_at_once = not ended.is_alive()
+    gate.set()
+    for thread in (ended, arriving):
+        thread.join(5)
+    assert ended_at_once, "the batch's end moved an idle version out (and waited on its copy)"
+    assert _resident(models) == {"0", "2", "3"} and models["3"].copies == 0
+
+
+def test_a_count_below_one_is_refused_naming_the_option() -> None:
+    with pytest.raises(ValueError, match="max_resident_versions"):
+        ModelCache(None, None, max_resident=0)
 
 
 def test_a_resident_version_is_served_while_another_is_brought_back() -> None:

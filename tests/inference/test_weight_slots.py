@@ -181,13 +181,40 @@ def test_the_signature_tells_architectures_apart_not_weights(chain) -> None:
     assert slot_signature(chain(seed=1), 64) != slot_signature(chain(seed=1), 128)
 
 
+def test_a_count_of_resident_versions_holds_as_many_slots_whatever_their_architectures(chain) -> None:
+    slots = WeightSlots()
+    gelu = {f"g{i}": SentenceTransformerModel(chain(seed=10 + i), "cpu", slots=slots) for i in range(2)}
+    relu = {
+        f"r{i}": SentenceTransformerModel(chain(seed=20 + i, act="relu"), "cpu", slots=slots)
+        for i in range(2)
+    }
+    models = {**gelu, **relu}
+    alone = {
+        **{v: SentenceTransformerModel(chain(seed=10 + i), "cpu") for i, v in enumerate(gelu)},
+        **{v: SentenceTransformerModel(chain(seed=20 + i, act="relu"), "cpu") for i, v in enumerate(relu)},
+    }
+    cache = ModelCache(None, None, slots, max_resident=2)  # no budget in bytes: the count alone
+    for version, model in models.items():
+        cache.add(version, model)
+    rng = random.Random(1)
+    for turn in range(30):
+        version = rng.choice(list(models))
+        batch = _batch(alone[version], turn)
+        with cache.lease(version) as leased:
+            np.testing.assert_array_equal(leased.embed(batch), alone[version].embed(batch))
+        assert cache.resident_count() == 2 and cache.is_resident(version)
+        assert len(slots.slots()) <= 2, "an idle slot of the other architecture kept beyond the count"
+
+
+@pytest.mark.parametrize("limit", ["gpu_memory_budget_mb", "max_resident_versions"])
 def test_a_server_under_a_budget_serves_each_version_its_own_weights(
-    loader, st_model, perturbed_model
+    loader, st_model, perturbed_model, limit
 ) -> None:
     weights_mb = sum(p.numel() * p.element_size() for p in st_model.parameters()) / 2**20
     config = routing(("1", "mem://minilm", 50, "baseline"), ("2", "mem://minilm-perturbed", 50, "canary"))
     expected = {"1": st_model.encode(SENTENCES[:3]), "2": perturbed_model.encode(SENTENCES[:3])}
-    with running_server(config, loader, gpu_memory_budget_mb=weights_mb * 1.5) as server:
+    room = {"gpu_memory_budget_mb": weights_mb * 1.5} if limit == "gpu_memory_budget_mb" else {limit: 1}
+    with running_server(config, loader, **room) as server:
         with server.client() as client:
             for _ in range(3):
                 for version in ("1", "2"):

@@ -98,6 +98,12 @@ def serve_options(
     gpu_memory_budget_mb: Annotated[
         float | None, typer.Option(help="device memory for weights + CUDA-graph pools; LRU beyond it to host")
     ] = None,
+    max_resident_versions: Annotated[
+        int | None,
+        typer.Option(
+            help="versions on the device at once; LRU beyond it to host (with a budget: first binds)"
+        ),
+    ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for models:/ URIs")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help="request body limit (413 beyond)")] = None,
     max_request_tokens: Annotated[int | None, typer.Option(help="tokens in one request (413 beyond)")] = None,
