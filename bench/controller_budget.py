@@ -39,7 +39,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.controller import PhaseFailed, Traffic, prometheus_queries, save  # noqa: E402
+from bench.controller import PhaseFailed, Traffic, cpu_s, prometheus_queries, save  # noqa: E402
 from canaryflow.adapters.metrics.batched import BatchedSource  # noqa: E402
 from canaryflow.adapters.metrics.prometheus import PrometheusSource  # noqa: E402
 from canaryflow.app.local.prometheus import start_prometheus  # noqa: E402
@@ -48,12 +48,6 @@ from canaryflow.kernel.contracts.looks import on_look_grid  # noqa: E402
 EVERY_S = 5.0  # the cadence policy's evaluate_every_s (bench/controller.py CADENCE_POLICY)
 TICK_S = 1.0  # how often each step asks for its new looks
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """A process' CPU seconds so far (user + system), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
 
 def machine_busy_s() -> tuple[float, float]:

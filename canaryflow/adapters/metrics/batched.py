@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from canaryflow.adapters.metrics import MetricsError, MetricsSource
+from canaryflow.adapters.metrics import MetricsError
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
 from canaryflow.adapters.metrics.readings import VersionReading, observations_between
 from canaryflow.kernel.analysis.observations import Observations
@@ -409,8 +409,3 @@ def _groups(wants: list[_Want], every_ms: int) -> Iterable[list[_Want]]:
         group.append(want)
     if group:
         yield group
-
-
-def batched_reads(source: MetricsSource) -> MetricsSource:
-    """`source` with its live looks read in batches where it is Prometheus (else as it is)."""
-    return BatchedSource(source) if isinstance(source, PrometheusSource) else source
