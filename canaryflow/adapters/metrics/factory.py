@@ -26,9 +26,10 @@ class MetricsSettings(ComponentSettings):
         "rollout's own queries, as the Argo analysis pods read",
     )
     read_process: bool = Field(
-        default=False,
+        default=True,
         description="the batched reads' queries are asked and their answers parsed in a process of "
-        "their own (canaryflow/adapters/metrics/read_process.py), off the controller's interpreter",
+        "their own (canaryflow/adapters/metrics/read_process.py), off the controller's interpreter; "
+        "false: on the controller's threads",
     )
 
 

@@ -13,6 +13,8 @@ building them). The readings are the same objects' values, so the steps get the 
   back as its exception (the chunk's steps read it, as before).
 - A reader process that dies fails the chunks in flight (`MetricsError`) and is started again for
   the next chunk; one that stops answering is given up after `answer_timeout_s`.
+- The reader process runs without the cyclic garbage collector while it parses (it tripled the
+  parse of a 1,000-rollout answer), collecting between chunks every COLLECT_EVERY_S.
 - The process is started with `spawn` (no copy of the controller's threads and locks), on the first
   chunk, and ends when `close` is called or the controller exits (its pipe closes).
 """
@@ -20,9 +22,11 @@ building them). The readings are the same objects' values, so the steps get the 
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing import get_context
@@ -34,6 +38,8 @@ from canaryflow.adapters.metrics.batched import WORKERS, Arms, ChunkReadings, qu
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
 
 log = logging.getLogger(__name__)
+
+COLLECT_EVERY_S = 30.0  # the reader process' cyclic garbage collection (off while it parses)
 
 
 class ProcessReads:
@@ -139,6 +145,12 @@ def _serve(conn: Connection, url: str, timeout_s: float, workers: int) -> None:
     None or when the controller's end of the pipe closes."""
     source = PrometheusSource(url, timeout_s=timeout_s)
     send = threading.Lock()
+    # An answer is hundreds of thousands of small objects (1,000 rollouts: 212,000 series): the
+    # cyclic collector, triggered by their allocation, tripled the parse (orjson 1.1-1.4 s with it,
+    # 0.3-0.4 s without). What is read here holds no cycles; what else might (an exception's
+    # traceback) is collected between chunks, at most every COLLECT_EVERY_S.
+    gc.disable()
+    collected = [time.monotonic()]
 
     def answer(ask: int, every_ms: int, first_ms: int, last_ms: int, arms: tuple[Arms, ...]) -> None:
         try:
@@ -152,6 +164,10 @@ def _serve(conn: Connection, url: str, timeout_s: float, workers: int) -> None:
                 pass  # the controller is gone
             except Exception as exc:  # an exception that does not pickle
                 conn.send((ask, False, RuntimeError(repr(exc))))
+            del reply
+            if time.monotonic() - collected[0] > COLLECT_EVERY_S:
+                gc.collect()
+                collected[0] = time.monotonic()
 
     with ThreadPoolExecutor(workers, thread_name_prefix="canaryflow-metrics") as pool:
         while True:
