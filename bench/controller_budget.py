@@ -211,7 +211,9 @@ def budget(rollouts: int, seconds: float, reads: str, tmp: Path) -> dict[str, An
         up = instant(prometheus.url, f"avg_over_time(up{window})")  # the share of scrapes that succeeded
         cores = {k: (cpu_after[k] - cpu_before[k]) / took for k in pids}
         if steps is not None:
-            steps.stop()  # the looks are counted; the probe below is alone with Prometheus
+            steps.stop()  # the looks are counted; with the reads stopped, the probe is alone
+        if source is not None:
+            source.close()
         probe = bucket_query(prometheus.url, names, prometheus.process.proc.pid)
         if steps is None:
             del cores["reads (this process)"]
