@@ -21,6 +21,9 @@ answers are sliced back per step. The step itself never waits: it takes the look
   families have answered. A slow query holds only its chunk's steps back; a failing one too, and
   they read the error (`MetricsError`) while they have no look left, so the step waits and says why
   as it does with per-rollout reads. A chunk still in flight is not asked again.
+- Where a chunk is read (`ChunkReader`): `query_chunk` on this source's threads, or in a reader
+  process of its own (`read_process.ProcessReads`, the controller's default: its answers' parsing
+  then leaves the controller's interpreter); the same function, so the same readings.
 - Only what is batched is batched: a policy that reads metric providers (templates), a cadence off
   the millisecond grid or a window not on it, and every other call (`observe`, `first_request_at`,
   `scraped`) go to the wrapped source as before, on the caller's thread.
