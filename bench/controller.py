@@ -422,7 +422,9 @@ def cadence(
         events=["model_version_alias.created"],
         secret=SECRET,
     )
+    began = time.time()
     make_models(client, names)
+    made = time.time()
     time.sleep(1.5)  # the MLflow server caches its webhook list for MLFLOW_WEBHOOK_CACHE_TTL (1 s here)
     for name in names:
         traffic.add_model(name)
@@ -431,17 +433,21 @@ def cadence(
     t0 = time.time()
     while len(analyses) < len(names) and time.time() - t0 < 600:
         time.sleep(1.0)
-    reached = len(analyses)
+    reached, in_analysis = len(analyses), time.time()
     client.delete_webhook(hook.webhook_id)  # the latency events below come through their own
     if reached == 0:
         raise PhaseFailed("cadence: no rollout reached its analysis within 10 minutes")
     time.sleep(10.0)  # every step has read its history once: from here on, a look at a time
+    metrics = service.reconciler.engine._run_step.context.metrics
+    reader = _reader_pid(metrics)  # the batched reads' process, where they have one
     start, queries_before, cpu_before = time.time(), prometheus_queries(prometheus_url), time.process_time()
+    reader_before = cpu_s(reader) if reader else 0.0
     latency = event_to_commit(client, live, service.store, traffic, events) if events else None
     time.sleep(max(0.0, seconds - (time.time() - start)))
     late = analyses.lateness(since=start, models=frozenset(names))  # the cadence rollouts' looks only
     took = time.time() - start
     queries_after, cpu = prometheus_queries(prometheus_url), time.process_time() - cpu_before
+    reader_cpu = cpu_s(reader) - reader_before if reader else 0.0
     instant, ranged, prometheus_cpu = (
         queries_after[h] - queries_before[h] for h in ("/api/v1/query", "/api/v1/query_range", "cpu")
     )
@@ -452,6 +458,10 @@ def cadence(
     return {
         "rollouts": len(names),
         "in_analysis": reached,
+        # bringing them in: the registered models and versions made through MLflow's API, then one
+        # alias each (a webhook each) until the last step reached its analysis
+        "seconds_making_models": made - began,
+        "seconds_to_analysis": in_analysis - made,
         "seconds": took,
         "looks_judged": len(late),
         "looks_due": due,
@@ -459,8 +469,8 @@ def cadence(
         "lateness_p99_s": percentile(late, 99),
         "lateness_max_s": max(late),
         "event_to_first_commit": latency,
-        "batched_reads": type(service.reconciler.engine._run_step.context.metrics).__name__
-        == "BatchedSource",
+        "batched_reads": type(metrics).__name__ == "BatchedSource",
+        "read_process": reader is not None,
         "prometheus_instant_queries": int(instant),
         "prometheus_range_queries": int(ranged),
         "queries_per_5s_tick": (instant + ranged) / (took / 5.0),
@@ -468,9 +478,23 @@ def cadence(
         # CPU per look judged: this process (the controller and its reader; the traffic generator has
         # a process of its own) and Prometheus, which shares the machine
         "process_cpu_ms_per_look": cpu * 1000 / len(late),
+        # the batched reads' process (CANARYFLOW_METRICS_READ_PROCESS=true), part of the controller
+        "read_process_cpu_ms_per_look": reader_cpu * 1000 / len(late),
         "prometheus_cpu_ms_per_look": prometheus_cpu * 1000 / len(late),
         "load_average": os.getloadavg(),
     }
+
+
+def _reader_pid(metrics: Any) -> int | None:
+    """The pid of the batched reads' process, where the controller reads through one."""
+    process = getattr(getattr(metrics, "_chunk_reader", None), "_process", None)
+    return process.pid if process is not None else None
+
+
+def cpu_s(pid: int) -> float:
+    """A process' CPU seconds so far (user + system), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _synthetic_looks(count: int, every_s: float = 5.0, rate: float = 50.0) -> list[Any]:
@@ -835,8 +859,9 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 "cadence: CPU per look judged",
-                f"{c['process_cpu_ms_per_look']:.0f} ms + {c['prometheus_cpu_ms_per_look']:.0f} ms",
-                "the controller's process + Prometheus",
+                f"{c['process_cpu_ms_per_look']:.0f} ms + {c['read_process_cpu_ms_per_look']:.0f} ms"
+                f" + {c['prometheus_cpu_ms_per_look']:.0f} ms",
+                "the controller's process + its read process (if any) + Prometheus",
             )
         )
         if (e := c.get("event_to_first_commit")) is not None:

@@ -30,6 +30,7 @@ import pytest
 from canaryflow.adapters.metrics import MetricsError
 from canaryflow.adapters.metrics.batched import BatchedSource
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
+from canaryflow.adapters.metrics.read_process import ProcessReads
 from canaryflow.app.local.prometheus import start_prometheus
 from canaryflow.kernel.analysis import Observations
 from canaryflow.kernel.contracts.looks import grid_ms, on_look_grid
@@ -76,6 +77,22 @@ class Exporter(ExportedFamilies):
 def exporter() -> Iterator[Exporter]:
     with exported_families() as families:
         yield Exporter(**vars(families), rng=random.Random(7))
+
+
+@pytest.fixture(params=["threads", "process"])
+def batched_on(request: pytest.FixtureRequest) -> Iterator[Callable[..., BatchedSource]]:
+    """Makes `BatchedSource`s on a Prometheus URL whose chunks are read on the reader's threads, or
+    by a reader process (`ProcessReads`): both must give the same looks and the same isolation."""
+    made: list[BatchedSource] = []
+
+    def make(url: str, **options: object) -> BatchedSource:
+        reads = ProcessReads(url) if request.param == "process" else None
+        made.append(BatchedSource(PrometheusSource(url), chunk_reader=reads, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for source in made:
+        source.close()
 
 
 def _range_queries(url: str) -> int:
@@ -126,14 +143,16 @@ def test_the_look_grid_is_the_multiples_of_the_cadence() -> None:
 
 
 @pytest.mark.prometheus
-def test_batched_reads_equal_the_per_rollout_reads(exporter: Exporter, prometheus_server) -> None:
+def test_batched_reads_equal_the_per_rollout_reads(
+    exporter: Exporter, prometheus_server, batched_on: Callable[..., BatchedSource]
+) -> None:
     server = prometheus_server([f"127.0.0.1:{exporter.port}"], interval_s=0.25)
     since = _history(exporter, server.url)
     per_rollout = PrometheusSource(server.url)
     expected = {r: per_rollout.observe_looks(*r, since, EVERY_S) for r in ROLLOUTS}
     assert all(len(looks) >= 6 and _busy(looks) for looks in expected.values()), expected
 
-    batched = BatchedSource(PrometheusSource(server.url), reader=False)
+    batched = batched_on(server.url, reader=False)
     assert all(batched.observe_looks(*r, since, EVERY_S) == [] for r in ROLLOUTS)  # asked: not read yet
     before = _range_queries(server.url)
     batched.refresh()  # one tick of the reader
@@ -158,7 +177,7 @@ def test_batched_reads_equal_the_per_rollout_reads(exporter: Exporter, prometheu
         )
 
     # A selector too long for one query is split by model: more queries, the same looks.
-    chunked = BatchedSource(PrometheusSource(server.url), reader=False, max_selector_chars=1)
+    chunked = batched_on(server.url, reader=False, max_selector_chars=1)
     for rollout in ROLLOUTS:
         chunked.observe_looks(*rollout, since, EVERY_S)
     before = _range_queries(server.url)
@@ -177,7 +196,7 @@ def test_batched_reads_equal_the_per_rollout_reads(exporter: Exporter, prometheu
     assert again and again == per_rollout.observe_looks(*plain, since, EVERY_S)[: len(again)]
 
     # A step new to the source that kept its first looks (the source forgot it) reads on from its next.
-    fresh = BatchedSource(PrometheusSource(server.url), reader=False)
+    fresh = batched_on(server.url, reader=False)
     assert fresh.observe_looks(*plain, since, EVERY_S, from_look=3) == []
     fresh.refresh()
     later = fresh.observe_looks(*plain, since, EVERY_S, from_look=3)
@@ -228,14 +247,14 @@ class Proxy:
 
 @pytest.mark.prometheus
 def test_a_slow_or_failing_query_holds_back_only_the_steps_it_feeds(
-    exporter: Exporter, prometheus_server, tmp_path: Path
+    exporter: Exporter, prometheus_server, batched_on: Callable[..., BatchedSource]
 ) -> None:
     server = prometheus_server([f"127.0.0.1:{exporter.port}"], interval_s=0.25)
     since = _history(exporter, server.url)
     held, fast = ("a.b", "1", "2"), ("plain", "1", "2")
     # One query: the GPU memory family of the held model (its regex as sent).
     proxy = Proxy(server.url, ("canaryflow_gpu_memory_bytes", 'a\\\\.b"'))
-    batched = BatchedSource(PrometheusSource(proxy.url, timeout_s=10), max_selector_chars=1)
+    batched = batched_on(proxy.url, max_selector_chars=1)
     per_rollout = PrometheusSource(server.url)
     calls: list[float] = []
 

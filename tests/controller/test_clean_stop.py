@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from dataclasses import dataclass
@@ -89,9 +90,14 @@ def _reader_alive() -> bool:
     return any(t.name == "canaryflow-metrics-reader" and t.is_alive() for t in threading.enumerate())
 
 
+def _read_process_alive() -> bool:
+    return any(p.name == "canaryflow-metrics-read-process" for p in multiprocessing.active_children())
+
+
 def test_close_ends_the_local_runners_metrics_reader(tmp_path, monkeypatch) -> None:
     """The local runner's steps read their looks through the batched reader's thread (started by the
-    first step asking); the service's clean stop ends it too, once the jobs have ended."""
+    first step asking) and its reader process (started by the first read); the service's clean stop
+    ends both, once the jobs have ended."""
     from pydantic import SecretStr
 
     from canaryflow.adapters.metrics.batched import BatchedSource
@@ -117,5 +123,9 @@ def test_close_ends_the_local_runners_metrics_reader(tmp_path, monkeypatch) -> N
     service = assemble_controller(settings, store, runner, None, closing=(runner.close,))
     assert metrics.observe_looks("m", "1", "2", 1_700_000_000.0, 5.0) == []  # registers, starts the reader
     assert _reader_alive()
+    deadline = time.monotonic() + 20.0  # its first read starts the reader process (metrics.read_process)
+    while not _read_process_alive():
+        assert time.monotonic() < deadline, "the batched reads' process did not start"
+        time.sleep(0.05)
     assert service.close(timeout_s=5.0)
-    assert not _reader_alive()
+    assert not _reader_alive() and not _read_process_alive()

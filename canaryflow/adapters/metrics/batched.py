@@ -21,6 +21,9 @@ answers are sliced back per step. The step itself never waits: it takes the look
   families have answered. A slow query holds only its chunk's steps back; a failing one too, and
   they read the error (`MetricsError`) while they have no look left, so the step waits and says why
   as it does with per-rollout reads. A chunk still in flight is not asked again.
+- Where a chunk is read (`ChunkReader`): `query_chunk` on this source's threads, or in a reader
+  process of its own (`read_process.ProcessReads`, the controller's default: its answers' parsing
+  then leaves the controller's interpreter); the same function, so the same readings.
 - Only what is batched is batched: a policy that reads metric providers (templates), a cadence off
   the millisecond grid or a window not on it, and every other call (`observe`, `first_request_at`,
   `scraped`) go to the wrapped source as before, on the caller's thread.
@@ -30,14 +33,16 @@ answers are sliced back per step. The step itself never waits: it takes the look
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from canaryflow.adapters.metrics import MetricsError, MetricsSource
+from canaryflow.adapters.metrics import MetricsError
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource
 from canaryflow.adapters.metrics.readings import VersionReading, observations_between
 from canaryflow.kernel.analysis.observations import Observations
@@ -112,9 +117,13 @@ class BatchedSource:
         workers: int = WORKERS,
         clock: Callable[[], float] = time.time,
         reader: bool = True,
+        chunk_reader: ChunkReader | None = None,
     ) -> None:
-        """`reader=False`: no thread; whoever drives it calls `refresh` (tests, a tool)."""
+        """`reader=False`: no thread; whoever drives it calls `refresh` (tests, a tool).
+        `chunk_reader`: where a chunk is asked and parsed (default: `query_chunk` on `inner`, on
+        the reader's threads)."""
         self.inner = inner
+        self._chunk_reader: ChunkReader = chunk_reader or functools.partial(query_chunk, inner)
         self.settle_s = inner.settle_s
         self._max_chars = max_selector_chars
         self._idle_s = idle_s
@@ -214,6 +223,8 @@ class BatchedSource:
             self._thread.join(timeout_s)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if (close := getattr(self._chunk_reader, "close", None)) is not None:
+            close()
 
     def _run(self) -> None:
         while not self._closed.is_set():
@@ -292,16 +303,17 @@ class BatchedSource:
     def read(self, job: _Job) -> None:
         """One chunk's families over its grid times, sliced back per step and published together;
         on a failure none is, and its steps read the error."""
+        arms = tuple((w.model, w.baseline, w.canary, w.since_ms) for w in job.wants)
         try:
-            readings = self._query(job)
+            readings = self._chunk_reader(job.every_ms, job.first_ms, job.last_ms, arms)
         except Exception as exc:  # MetricsError, or an answer this cannot read: the chunk waits
             log.info("batched metrics read failed for %d steps: %s", len(job.wants), exc)
             self._release(job, str(exc) if isinstance(exc, MetricsError) else f"metrics read failed: {exc!r}")
             return
         with self._lock:
-            for want, planned in zip(job.wants, job.planned, strict=True):
+            for want, planned, read in zip(job.wants, job.planned, readings, strict=True):
                 want.busy, want.error = False, None
-                for look, pair in readings[id(want)].items():
+                for look, pair in read.items():
                     if look == 0 or look >= want.wanted:
                         want.readings[look] = pair
                 if planned <= want.fetched + 1 and 0 in want.readings:  # contiguous with what it has
@@ -315,39 +327,59 @@ class BatchedSource:
                 want.busy, want.error = False, error
                 want.retry_at = (job.last_ms + job.every_ms) / 1000 + self.settle_s
 
-    def _query(self, job: _Job) -> dict[int, dict[int, tuple[VersionReading, VersionReading]]]:
-        """Each family once for the chunk; each step's readings at its looks in the range."""
-        models = sorted({w.model for w in job.wants})
-        versions = sorted({v for w in job.wants for v in (w.baseline, w.canary)})
-        canaries = sorted({w.canary for w in job.wants})
-        baselines = sorted({w.baseline for w in job.wants})
-        arm = f'model=~"{_alternation(models)}",version=~"{_alternation(versions)}"'
-        shadow = f'model=~"{_alternation(models)}",version=~"{_alternation(canaries)}",'
-        shadow += f'baseline=~"{_alternation(baselines)}"'
-        every_s = job.every_ms / 1000
-        points = (job.last_ms - job.first_ms) // job.every_ms
-        # (family, model, version, baseline or "") -> grid index -> {label value: value}
-        answers: dict[tuple[int, str, str, str], dict[int, dict[str, float]]] = {}
-        for i, family in enumerate(FAMILIES):
-            by = ("model", "version", "baseline") if family.shadow else ("model", "version")
-            promql = family.promql(shadow if family.shadow else arm, by)
-            for metric, values in self.inner.range_series(promql, job.first_ms / 1000, every_s, points):
-                series = (i, metric.get("model", ""), metric.get("version", ""), metric.get("baseline", ""))
-                label = metric.get(family.label, "") if family.label else ""
-                at = answers.setdefault(series, {})
-                for point, value in values.items():
-                    at.setdefault(point, {})[label] = value
-        out: dict[int, dict[int, tuple[VersionReading, VersionReading]]] = {}
-        for want in job.wants:
-            offset = (job.first_ms - want.since_ms) // want.every_ms  # the step's look at grid index 0
-            mine: dict[int, tuple[VersionReading, VersionReading]] = {}
-            for point in range(max(0, -offset), points + 1):
-                mine[point + offset] = (
-                    _reading(answers, point, want.model, want.baseline, None),
-                    _reading(answers, point, want.model, want.canary, want.baseline),
-                )
-            out[id(want)] = mine
-        return out
+
+# One step's arms and window start on the grid, as a chunk's read gets it: (model, baseline, canary,
+# since_ms). Plain values, so a chunk can be read in another process (`read_process.py`).
+Arms = tuple[str, str, str, int]
+# Each step's readings (by look) in a chunk's range, in the order of its `Arms`.
+ChunkReadings = list[dict[int, tuple[VersionReading, VersionReading]]]
+
+
+class ChunkReader(Protocol):
+    """Reads one chunk: every family once over the grid times `first_ms` … `last_ms` (step
+    `every_ms`) for the steps `arms`. `query_chunk` on the reader's own threads, or in a process of
+    its own (`read_process.ProcessReads`): the same function, the same readings."""
+
+    def __call__(
+        self, every_ms: int, first_ms: int, last_ms: int, arms: tuple[Arms, ...]
+    ) -> ChunkReadings: ...
+
+
+def query_chunk(
+    source: PrometheusSource, every_ms: int, first_ms: int, last_ms: int, arms: tuple[Arms, ...]
+) -> ChunkReadings:
+    """Each family once for the chunk; each step's readings at its looks in the range."""
+    models = sorted({a[0] for a in arms})
+    versions = sorted({v for a in arms for v in (a[1], a[2])})
+    canaries = sorted({a[2] for a in arms})
+    baselines = sorted({a[1] for a in arms})
+    arm = f'model=~"{_alternation(models)}",version=~"{_alternation(versions)}"'
+    shadow = f'model=~"{_alternation(models)}",version=~"{_alternation(canaries)}",'
+    shadow += f'baseline=~"{_alternation(baselines)}"'
+    every_s = every_ms / 1000
+    points = (last_ms - first_ms) // every_ms
+    # (family, model, version, baseline or "") -> grid index -> {label value: value}
+    answers: dict[tuple[int, str, str, str], dict[int, dict[str, float]]] = {}
+    for i, family in enumerate(FAMILIES):
+        by = ("model", "version", "baseline") if family.shadow else ("model", "version")
+        promql = family.promql(shadow if family.shadow else arm, by)
+        for metric, values in source.range_series(promql, first_ms / 1000, every_s, points):
+            series = (i, metric.get("model", ""), metric.get("version", ""), metric.get("baseline", ""))
+            label = metric.get(family.label, "") if family.label else ""
+            at = answers.setdefault(series, {})
+            for point, value in values.items():
+                at.setdefault(point, {})[label] = value
+    out: ChunkReadings = []
+    for model, baseline, canary, since_ms in arms:
+        offset = (first_ms - since_ms) // every_ms  # the step's look at grid index 0
+        mine: dict[int, tuple[VersionReading, VersionReading]] = {}
+        for point in range(max(0, -offset), points + 1):
+            mine[point + offset] = (
+                _reading(answers, point, model, baseline, None),
+                _reading(answers, point, model, canary, baseline),
+            )
+        out.append(mine)
+    return out
 
 
 def _reading(
@@ -380,8 +412,3 @@ def _groups(wants: list[_Want], every_ms: int) -> Iterable[list[_Want]]:
         group.append(want)
     if group:
         yield group
-
-
-def batched_reads(source: MetricsSource) -> MetricsSource:
-    """`source` with its live looks read in batches where it is Prometheus (else as it is)."""
-    return BatchedSource(source) if isinstance(source, PrometheusSource) else source

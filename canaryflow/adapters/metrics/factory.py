@@ -25,6 +25,12 @@ class MetricsSettings(ComponentSettings):
         "per look, off the reconcile thread (canaryflow/adapters/metrics/batched.py); false: each "
         "rollout's own queries, as the Argo analysis pods read",
     )
+    read_process: bool = Field(
+        default=True,
+        description="the batched reads' queries are asked and their answers parsed in a process of "
+        "their own (canaryflow/adapters/metrics/read_process.py), off the controller's interpreter; "
+        "false: on the controller's threads",
+    )
 
 
 def metrics_source_from_settings(settings: MetricsSettings) -> MetricsSource:
@@ -44,6 +50,13 @@ def batched_source_from_settings(source: MetricsSource, settings: MetricsSetting
     read in batches where it is Prometheus and `batched_reads` is on, else `source` as it is."""
     if not settings.batched_reads:
         return source
-    from canaryflow.adapters.metrics.batched import batched_reads
+    from canaryflow.adapters.metrics.batched import BatchedSource
+    from canaryflow.adapters.metrics.prometheus import PrometheusSource
 
-    return batched_reads(source)
+    if not isinstance(source, PrometheusSource):
+        return source
+    if settings.read_process:
+        from canaryflow.adapters.metrics.read_process import ProcessReads
+
+        return BatchedSource(source, chunk_reader=ProcessReads(source.url, timeout_s=settings.timeout_s))
+    return BatchedSource(source)
