@@ -53,5 +53,5 @@ if [ -n "${PROFILE:-}" ] && [ "$SECONDS" -lt "${PROFILE_BY:-470}" ]; then
   echo "== profile: engine, top loads"
   timeout -s INT 100 $B --single 1536 --batch32 256 --server-arg=--engine --profile /tmp/prof \
       --out /tmp/prof.json 2>&1 | grep -E "^  " | tail -3
-  python3 bench/profile_summary.py /tmp/prof > "$OUT/profile-engine.txt" 2>&1; head -70 "$OUT/profile-engine.txt"
+  python3 bench/profile_summary.py /tmp/prof --seconds 5 > "$OUT/profile-engine.txt" 2>&1; head -70 "$OUT/profile-engine.txt"
 fi

@@ -36,5 +36,5 @@ run engine8 150 --single 1,1024 --batch32 128,256 --server-arg=--engine
 if [ -n "${PROFILE:-}" ]; then
 echo "== profile: 8 replicas, single sentences at 1,024 connections"
 timeout -s INT 90 $B --single 1024 --batch32 128 --profile /tmp/prof --out /tmp/prof.json 2>&1 | grep -E "^  " | tail -3
-python3 bench/profile_summary.py /tmp/prof > "$OUT/profile.txt" 2>&1; head -60 "$OUT/profile.txt"
+python3 bench/profile_summary.py /tmp/prof --seconds 5 > "$OUT/profile.txt" 2>&1; head -60 "$OUT/profile.txt"
 fi
