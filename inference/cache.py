@@ -115,9 +115,7 @@ class ModelCache:
         """Under the lock, at a batch's end: whether either limit is exceeded once the moves under
         way are done (idle slots in the bytes)."""
         held, count = self._held(settled=True)
-        if self._budget is not None and held + self.idle_slot_bytes() > self._budget:
-            return True
-        return self._max_resident is not None and count > self._max_resident
+        return not self._within(held + self.idle_slot_bytes(), count)
 
     def _within(self, held_bytes: int, held_versions: int) -> bool:
         bytes_fit = self._budget is None or held_bytes <= self._budget
@@ -224,10 +222,11 @@ class ModelCache:
         with self._lock:
             if arriving is not None:
                 self._slots.reserve(arriving.model)
-            over = 0 if self._budget is None else self.resident_bytes() - self._budget
+            held, count = self._held(settled=False)
+            over = 0 if self._budget is None else held + self.idle_slot_bytes() - self._budget
             spare = 0
             if self._max_resident is not None:
-                spare = self._slots.idle_count() - max(self._max_resident - self.resident_count(), 0)
+                spare = self._slots.idle_count() - max(self._max_resident - count, 0)
             free = self._slots.detach_idle(over, spare) if over > 0 or spare > 0 else None
         if free is not None:
             free()

@@ -204,20 +204,21 @@ class WeightSlots:
         with self._lock:
             return sum(s.bytes() for s in self._slots if s.owner is None and s.reserved_for is None)
 
+    def _spare(self) -> list[Slot]:
+        """Under the lock: slots bound to nobody, reserved for nobody and not being freed."""
+        return [s for s in self._slots if s.owner is None and s.reserved_for is None and not s.freeing]
+
     def idle_count(self) -> int:
         """Slots bound to nobody, reserved for nobody and not being freed."""
         with self._lock:
-            return sum(1 for s in self._slots if s.owner is None and s.reserved_for is None and not s.freeing)
+            return len(self._spare())
 
     def detach_idle(self, over: int, count: int = 0) -> Callable[[], None]:
         """Choose the least recently used idle, unreserved slots whose bytes add up to `over`, and
         at least `count` of them (all of them if they do not), and mark them leaving; the returned
         call frees them (outside the caller's lock)."""
         with self._lock:
-            idle = sorted(
-                (s for s in self._slots if s.owner is None and s.reserved_for is None and not s.freeing),
-                key=lambda s: s.idle_since,
-            )
+            idle = sorted(self._spare(), key=lambda s: s.idle_since)
             chosen: list[Slot] = []
             for slot in idle:
                 if over <= 0 and len(chosen) >= count:
