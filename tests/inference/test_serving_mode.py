@@ -6,10 +6,10 @@ from __future__ import annotations
 from inference.server_settings import InferenceSettings
 
 
-def test_the_engine_runs_two_streams_and_a_replica_one() -> None:
+def test_the_engine_runs_four_streams_and_a_replica_one() -> None:
     engine = InferenceSettings(device="cuda", workers=8, engine=True)
-    assert engine.resolved_gpu_streams() == 2
-    assert engine.resolved_concurrent_batches() == 4, "two batches in flight per stream"
+    assert engine.resolved_gpu_streams() == 4
+    assert engine.resolved_concurrent_batches() == 8, "two batches in flight per stream"
     replica = InferenceSettings(device="cuda", workers=8, engine=False)
     assert replica.resolved_gpu_streams() == 1 and replica.resolved_concurrent_batches() == 2
 
@@ -18,6 +18,16 @@ def test_a_cpu_server_runs_one_batch_at_a_time_and_explicit_values_win() -> None
     assert InferenceSettings(device="cpu", workers=4, engine=True).resolved_concurrent_batches() == 1
     streams = InferenceSettings(device="cuda", workers=8, gpu_streams=3, concurrent_batches=5)
     assert streams.resolved_gpu_streams() == 3 and streams.resolved_concurrent_batches() == 5
+
+
+def test_the_engine_on_a_gpu_batches_1024_texts_and_everyone_else_256() -> None:
+    """The engine's batches hold every front's requests (bench/inference.md, run 10); a replica's or a
+    CPU's only its own, where a larger batch makes each request wait longer for nothing."""
+    assert InferenceSettings(device="cuda", workers=8).resolved_max_batch_size() == 1024
+    assert InferenceSettings(device="cuda", workers=8, engine=False).resolved_max_batch_size() == 256
+    assert InferenceSettings(device="cuda", workers=1).resolved_max_batch_size() == 256
+    assert InferenceSettings(device="cpu", workers=8, engine=True).resolved_max_batch_size() == 256
+    assert InferenceSettings(device="cuda", workers=8, max_batch_size=64).resolved_max_batch_size() == 64
 
 
 def test_the_engine_is_the_default_on_a_gpu_and_replicas_on_a_cpu() -> None:
@@ -30,7 +40,7 @@ def test_the_engine_is_the_default_on_a_gpu_and_replicas_on_a_cpu() -> None:
     assert InferenceSettings(device="cuda", workers=8, engine=False).resolved_engine() is False
     assert InferenceSettings(device="cpu", workers=8, engine=True).resolved_engine() is True
     gpu_default = InferenceSettings(device="cuda", workers=8)
-    assert gpu_default.resolved_gpu_streams() == 2, "the default engine runs two streams"
+    assert gpu_default.resolved_gpu_streams() == 4, "the default engine runs four streams"
 
 
 def test_device_auto_decides_without_importing_torch() -> None:
