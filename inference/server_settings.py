@@ -44,7 +44,7 @@ class InferenceSettings(ComponentSettings):
     gpu_streams: int | None = Field(
         default=None, ge=1, le=8,
         description="GPU: passes the device runs at once per version (CUDA streams, each with its own "
-        "graphs); 4 in the engine, 1 per replica",
+        "graphs); 2 in the engine, 1 per replica",
     )  # fmt: skip
     # Admission control (docs/inference.md, "Limits"): each refusal names the setting it hit.
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body; 413 beyond")
@@ -112,22 +112,22 @@ class InferenceSettings(ComponentSettings):
         return 2 * self.resolved_gpu_streams() if self.resolved_device().startswith("cuda") else 1
 
     def resolved_gpu_streams(self) -> int:
-        """The engine process is the GPU's only user: more streams overlap one pass's gaps (its
-        copies, its small kernels) with the others'. A replica shares the GPU with the others already.
-        Four, not two: with 32-sentence requests of MiniLM the engine on two streams stayed at 56-62%
-        of 8 replicas at any concurrency, on four with 1,024-text batches it reached 96%
-        (bench/inference.md, "GPU: one H100, run 10"); each stream keeps graphs of its own (GPU
-        memory 3.7 -> 5.8 GB)."""
+        """The engine process is the GPU's only user: a second stream overlaps one pass's gaps (its
+        copies, its small kernels) with another's. A replica shares the GPU with the others already.
+        Not four: on four the real-size encoders fell from ~90% of their forward pass to 39-65% and
+        32-sentence MiniLM traffic did not keep run 10's gain (bench/inference.md, "GPU: one H100,
+        runs 10 and 11"; not isolated: each stream captures graphs of its own while serving), for
+        2.1 GB more GPU memory."""
         if self.gpu_streams is not None:
             return self.gpu_streams
-        return 4 if self.resolved_engine() else 1
+        return 2 if self.resolved_engine() else 1
 
     def resolved_max_batch_size(self) -> int:
         """The engine batches every front's requests: at 256 texts a batch of MiniLM is a few
         milliseconds of host work (padding, copies, the replays' launches) for well under a
         millisecond of the device, so 32-sentence traffic ran into the host's share; 1,024-text
-        batches take a quarter of the batches for the same texts (run 10: 72 k -> 132 k sentences/s
-        on two streams, 154 k on four). A replica or a CPU keeps 256: its batches are its own
+        batches take a quarter of the batches for the same texts (bench/inference.md, run 10: 72 k
+        -> 132 k sentences/s on two streams). A replica or a CPU keeps 256: its batches are its own
         requests', and on a CPU a larger batch only makes each request wait longer."""
         if self.max_batch_size is not None:
             return self.max_batch_size

@@ -6,10 +6,10 @@ from __future__ import annotations
 from inference.server_settings import InferenceSettings
 
 
-def test_the_engine_runs_four_streams_and_a_replica_one() -> None:
+def test_the_engine_runs_two_streams_and_a_replica_one() -> None:
     engine = InferenceSettings(device="cuda", workers=8, engine=True)
-    assert engine.resolved_gpu_streams() == 4
-    assert engine.resolved_concurrent_batches() == 8, "two batches in flight per stream"
+    assert engine.resolved_gpu_streams() == 2
+    assert engine.resolved_concurrent_batches() == 4, "two batches in flight per stream"
     replica = InferenceSettings(device="cuda", workers=8, engine=False)
     assert replica.resolved_gpu_streams() == 1 and replica.resolved_concurrent_batches() == 2
 
@@ -40,7 +40,7 @@ def test_the_engine_is_the_default_on_a_gpu_and_replicas_on_a_cpu() -> None:
     assert InferenceSettings(device="cuda", workers=8, engine=False).resolved_engine() is False
     assert InferenceSettings(device="cpu", workers=8, engine=True).resolved_engine() is True
     gpu_default = InferenceSettings(device="cuda", workers=8)
-    assert gpu_default.resolved_gpu_streams() == 4, "the default engine runs four streams"
+    assert gpu_default.resolved_gpu_streams() == 2, "the default engine runs two streams"
 
 
 def test_device_auto_decides_without_importing_torch() -> None:
