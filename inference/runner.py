@@ -230,10 +230,8 @@ def run(settings: InferenceSettings, routing: RoutingConfig | None) -> None:
     preload = preload_modules(settings, routing)
     logging.getLogger(__name__).info("fork server imports: %s", ", ".join(preload))
     ctx = _worker_context(preload)
-    # Every process sees the mode the parent chose (and each worker its streams from it), and the
-    # batch size it implies: a front cuts its groups at the engine's batch size.
+    # Every process sees the mode the parent chose (and each worker its streams from it).
     settings = settings.model_copy(update={"engine": settings.resolved_engine()})
-    settings = settings.model_copy(update={"max_batch_size": settings.resolved_max_batch_size()})
     logging.getLogger(__name__).info("serving mode: %s", "engine" if settings.engine else "replicas")
     settings_json = settings.model_dump_json()
     routing_json = routing.model_dump_json() if routing else None

@@ -31,12 +31,7 @@ class InferenceSettings(ComponentSettings):
     tracking_uri: str | None = Field(default=None, description="MLflow tracking URI for models:/ URIs")
     routing_file: Path | None = None
     routing_poll_s: float = Field(default=0.5, gt=0)
-    max_batch_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=4096,
-        description="texts per dispatched batch; None: 1024 in the engine on a GPU, else 256",
-    )
+    max_batch_size: int = Field(default=256, ge=1, le=4096)
     max_wait_ms: float = Field(default=1.0, ge=0, le=1000)
     concurrent_batches: int | None = Field(
         default=None, ge=1, le=16, description="batches in flight per version; 1 on CPU, 2 per GPU stream"
@@ -113,25 +108,10 @@ class InferenceSettings(ComponentSettings):
 
     def resolved_gpu_streams(self) -> int:
         """The engine process is the GPU's only user: a second stream overlaps one pass's gaps (its
-        copies, its small kernels) with another's. A replica shares the GPU with the others already.
-        Not four: on four the real-size encoders fell from ~90% of their forward pass to 39-65% and
-        32-sentence MiniLM traffic did not keep run 10's gain (bench/inference.md, "GPU: one H100,
-        runs 10 and 11"; not isolated: each stream captures graphs of its own while serving), for
-        2.1 GB more GPU memory."""
+        copies, its small kernels) with another's. A replica shares the GPU with the others already."""
         if self.gpu_streams is not None:
             return self.gpu_streams
         return 2 if self.resolved_engine() else 1
-
-    def resolved_max_batch_size(self) -> int:
-        """The engine batches every front's requests: at 256 texts a batch of MiniLM is a few
-        milliseconds of host work (padding, copies, the replays' launches) for well under a
-        millisecond of the device, so 32-sentence traffic ran into the host's share; 1,024-text
-        batches take a quarter of the batches for the same texts (bench/inference.md, run 10: 72 k
-        -> 132 k sentences/s on two streams). A replica or a CPU keeps 256: its batches are its own
-        requests', and on a CPU a larger batch only makes each request wait longer."""
-        if self.max_batch_size is not None:
-            return self.max_batch_size
-        return 1024 if self.resolved_engine() and self._gpu_expected() else 256
 
     def resolved_engine(self) -> bool:
         """On a GPU one engine process serves what 8 replicas serve from one copy of the weights
@@ -142,11 +122,8 @@ class InferenceSettings(ComponentSettings):
         (seconds of start-up): the NVIDIA control device is there exactly where a GPU is mounted."""
         if self.engine is not None:
             return self.engine
-        return self.workers >= 2 and self._gpu_expected()
-
-    def _gpu_expected(self) -> bool:
-        """Whether this server runs on a GPU, known without importing torch (seconds of start-up):
-        the NVIDIA control device is there exactly where a GPU is mounted."""
+        if self.workers < 2:
+            return False
         if self.device == "auto":
             return Path("/dev/nvidiactl").exists()
         return self.device.startswith("cuda")

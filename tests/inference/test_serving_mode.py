@@ -20,16 +20,6 @@ def test_a_cpu_server_runs_one_batch_at_a_time_and_explicit_values_win() -> None
     assert streams.resolved_gpu_streams() == 3 and streams.resolved_concurrent_batches() == 5
 
 
-def test_the_engine_on_a_gpu_batches_1024_texts_and_everyone_else_256() -> None:
-    """The engine's batches hold every front's requests (bench/inference.md, run 10); a replica's or a
-    CPU's only its own, where a larger batch makes each request wait longer for nothing."""
-    assert InferenceSettings(device="cuda", workers=8).resolved_max_batch_size() == 1024
-    assert InferenceSettings(device="cuda", workers=8, engine=False).resolved_max_batch_size() == 256
-    assert InferenceSettings(device="cuda", workers=1).resolved_max_batch_size() == 256
-    assert InferenceSettings(device="cpu", workers=8, engine=True).resolved_max_batch_size() == 256
-    assert InferenceSettings(device="cuda", workers=8, max_batch_size=64).resolved_max_batch_size() == 64
-
-
 def test_the_engine_is_the_default_on_a_gpu_and_replicas_on_a_cpu() -> None:
     """One copy of the weights serves what 8 replicas serve on a GPU (bench/inference.md), so a
     GPU server with several workers runs the engine unless told otherwise; a CPU one replicas."""
