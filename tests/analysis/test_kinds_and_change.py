@@ -256,8 +256,10 @@ def test_a_live_verdict_carries_each_checks_estimate_and_bounds_at_every_look_up
 def test_searching_only_the_bounds_a_check_reads_changes_none_of_its_numbers(
     policy_name: str, metric_name: str, direction: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Of each arm and level an evaluator searches only the bound `compare` reads (`bounds_read`):
-    every statistic and verdict is the one searching both sides gives, whichever way the metric reads."""
+    """Of each arm and level an evaluator searches only the bound `compare` reads (`bounds_read`), and
+    of a latency's CDF only the bucket bounds its quantiles read (`cdf_cs_for_quantiles`): every
+    statistic and verdict is the one searching every bound on both sides gives, whichever way the
+    metric reads."""
     from canaryflow.kernel.analysis.kinds import error_rate, latency
     from canaryflow.kernel.analysis.paired import pair_by_time
     from canaryflow.kernel.analysis.sequential import cdf_cs
@@ -280,7 +282,7 @@ def test_searching_only_the_bounds_a_check_reads_changes_none_of_its_numbers(
         judged = series.per_metric.get(metric.name, series)
         with monkeypatch.context() as both_sides:
             both_sides.setattr(error_rate, "binomial_cs", lambda *a, **kw: binomial_cs(*a[:4]))
-            both_sides.setattr(latency, "cdf_cs", lambda *a, **kw: cdf_cs(*a[:4]))
+            both_sides.setattr(latency, "cdf_cs_for_quantiles", lambda *a, **kw: cdf_cs(*a[:3], a[4]))
             expected = kind.evaluate(metric, judged, levels)
         for want, got in zip(expected, kind.evaluate(metric, judged, levels), strict=True):
             assert want.stats.keys() == got.stats.keys()
