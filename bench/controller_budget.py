@@ -43,7 +43,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.controller import PhaseFailed, Traffic, cpu_s, prometheus_queries, save  # noqa: E402
+from bench.controller import PhaseFailed, Traffic, cpu_s, percentile, prometheus_queries, save  # noqa: E402
 from canaryflow.adapters.metrics.batched import BatchedSource, _alternation  # noqa: E402
 from canaryflow.adapters.metrics.prometheus import FAMILIES, PrometheusSource  # noqa: E402
 from canaryflow.app.local.prometheus import start_prometheus  # noqa: E402
@@ -148,11 +148,6 @@ def bucket_query(url: str, names: list[str], pid: int) -> dict[str, float]:
         "orjson_parse_s_gc_on": parse[0],
         "orjson_parse_s_gc_off": parse[1],
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def source_for(reads: str, url: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -243,6 +245,15 @@ def test_a_live_verdict_carries_each_checks_estimate_and_bounds_at_every_look_up
     )
 
 
+def _every_bound_both_sides(
+    counts: Any, totals: Any, alpha: Any, quantiles: Any, prior: float, **sides: Any
+) -> tuple[Any, Any]:
+    """`cdf_cs_for_quantiles` as the full search: every bucket bound, both sides."""
+    from canaryflow.kernel.analysis.sequential import cdf_cs
+
+    return cdf_cs(counts, totals, alpha, prior)
+
+
 @pytest.mark.parametrize(
     ("policy_name", "metric_name", "direction"),
     [
@@ -256,11 +267,12 @@ def test_a_live_verdict_carries_each_checks_estimate_and_bounds_at_every_look_up
 def test_searching_only_the_bounds_a_check_reads_changes_none_of_its_numbers(
     policy_name: str, metric_name: str, direction: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Of each arm and level an evaluator searches only the bound `compare` reads (`bounds_read`):
-    every statistic and verdict is the one searching both sides gives, whichever way the metric reads."""
+    """Of each arm and level an evaluator searches only the bound `compare` reads (`bounds_read`), and
+    of a latency's CDF only the bucket bounds its quantiles read (`cdf_cs_for_quantiles`): every
+    statistic and verdict is the one searching every bound on both sides gives, whichever way the
+    metric reads."""
     from canaryflow.kernel.analysis.kinds import error_rate, latency
     from canaryflow.kernel.analysis.paired import pair_by_time
-    from canaryflow.kernel.analysis.sequential import cdf_cs
     from tests.analysis.test_incremental import _looks
 
     metric = next(m for m in load_policy(policy_name).metrics if m.name == metric_name)
@@ -280,7 +292,7 @@ def test_searching_only_the_bounds_a_check_reads_changes_none_of_its_numbers(
         judged = series.per_metric.get(metric.name, series)
         with monkeypatch.context() as both_sides:
             both_sides.setattr(error_rate, "binomial_cs", lambda *a, **kw: binomial_cs(*a[:4]))
-            both_sides.setattr(latency, "cdf_cs", lambda *a, **kw: cdf_cs(*a[:4]))
+            both_sides.setattr(latency, "cdf_cs_for_quantiles", _every_bound_both_sides)
             expected = kind.evaluate(metric, judged, levels)
         for want, got in zip(expected, kind.evaluate(metric, judged, levels), strict=True):
             assert want.stats.keys() == got.stats.keys()

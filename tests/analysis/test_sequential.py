@@ -157,3 +157,43 @@ def test_equal_searches_are_done_once_and_give_the_bounds_each_would_alone() -> 
             outside[i : i + 1], above[i : i + 1], 100.0,
         )  # fmt: skip
         assert found[i] == one[0]
+
+
+def test_cdf_bounds_searched_only_where_a_quantile_reads_them_give_its_bounds_to_the_last_bit() -> None:
+    """`cdf_cs_for_quantiles` searches to the end only the CDF bounds a quantile may read: every
+    quantile bound read off it equals the one read off `cdf_cs` (all bounds searched), to the last
+    bit, on histograms from a few requests to a million, at several levels and sides, for quantiles
+    from the median to beyond the last bucket, with no data and with every request in one bucket."""
+    from canaryflow.kernel.analysis.sequential import cdf_cs, cdf_cs_for_quantiles
+
+    rng = np.random.default_rng(29)
+    bounds = np.asarray(DEFAULT_LATENCY_BUCKETS_S, dtype=float)
+    log_bounds = np.log(bounds)
+    compared = 0
+    for trial in range(160):
+        looks = int(rng.integers(1, 6))
+        totals = rng.integers(0, [20, 500, 5_000, 1_000_000][trial % 4], size=(2, looks)).astype(float)
+        centre, spread = rng.uniform(log_bounds[0], log_bounds[-1] + 1.0), rng.uniform(0.05, 2.0)
+        cdf = stats.norm.cdf((log_bounds - centre) / spread)
+        p = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+        counts = np.cumsum(rng.multinomial(totals.astype(int).ravel(), p / p.sum()), axis=-1)[:, :-1]
+        counts = counts.reshape(2, looks, -1).astype(float)
+        if trial % 10 == 0:  # every request in the first bucket, or none yet
+            counts = np.broadcast_to(totals[..., None], counts.shape) * (trial % 20 == 0)
+        alpha = np.sort(rng.choice([0.0025, 0.0125, 0.05, 0.2], size=int(rng.integers(1, 4)), replace=False))
+        shape = alpha[:, None, None, None]
+        lower_wanted = rng.random((alpha.size, 2, 1, 1)) < 0.6
+        upper_wanted = rng.random((alpha.size, 2, 1, 1)) < 0.6
+        quantiles = list(rng.choice([0.5, 0.9, 0.95, 0.99, 0.999, 1.0, 1e-9], size=int(rng.integers(1, 4))))
+        prior = float(rng.choice([100.0, 300.0, 5_000.0]))
+        full = cdf_cs(counts, totals, shape, prior, lower_wanted=lower_wanted, upper_wanted=upper_wanted)
+        near = cdf_cs_for_quantiles(
+            counts, totals, shape, quantiles, prior, lower_wanted=lower_wanted, upper_wanted=upper_wanted
+        )
+        for q in quantiles:
+            want = quantile_cs(bounds, counts, totals, q, shape, full)
+            got = quantile_cs(bounds, counts, totals, q, shape, near)
+            for w, g in zip(want, got, strict=True):
+                assert np.array_equal(w, g, equal_nan=True), (trial, q)
+            compared += 1
+    assert compared > 300

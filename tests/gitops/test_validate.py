@@ -141,3 +141,45 @@ def test_unknown_kind_is_refused(validator: ManifestValidator) -> None:
         )
     with pytest.raises(ManifestInvalid, match="apiVersion and kind"):
         validator.validate_document(["not", "a", "mapping"])
+
+
+def test_the_kept_kubernetes_validators_refuse_what_the_library_refuses_with_its_words(
+    validator: ManifestValidator,
+) -> None:
+    """Built kinds' validators are kept (the library parses 1.4 MB of definitions per document): every
+    built-in kind of the renders, valid and broken, and an unknown kind, get the outcome and the
+    message `kubernetes_validate.validate` gives, and a second validation the first's."""
+    import jsonschema
+    import kubernetes_validate
+
+    docs = [
+        load_yaml(text)
+        for case in sorted(CASES)
+        for text in render(CASES[case], GOLDEN_OPTIONS).files.values()
+    ]
+    docs = [d for d in docs if isinstance(d, dict) and d.get("kind") != "Kustomization"]
+    builtin = [d for d in docs if (str(d["apiVersion"]).rpartition("/")[0], d["kind"]) not in CRD_FILES]
+    # (the routing file's own check, beside the schema, is not the library's)
+    broken = [
+        _broken(c, suffix, mutate) for name, (c, suffix, mutate, _) in BROKEN.items() if "routing" not in name
+    ]
+    gizmo = {"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "x"}}
+    checked = 0
+    for doc in [*builtin, *broken, gizmo]:
+        if (str(doc["apiVersion"]).rpartition("/")[0], doc["kind"]) in CRD_FILES:
+            continue
+        try:
+            kubernetes_validate.validate(doc, "1.33", strict=True)
+            expected = None
+        except (jsonschema.ValidationError, kubernetes_validate.SchemaNotFoundError) as exc:
+            expected = exc.message
+        for _ in range(2):
+            try:
+                validator.validate_document(doc)
+                got = None
+            except ManifestInvalid as exc:
+                got = str(exc)
+            assert (got is None) == (expected is None), (doc["kind"], got, expected)
+            assert expected is None or (got is not None and got.endswith(expected)), (got, expected)
+        checked += 1
+    assert checked > 10

@@ -23,7 +23,7 @@ from canaryflow.kernel.analysis.kinds.base import (
     compare,
     no_data,
 )
-from canaryflow.kernel.analysis.sequential import cdf_cs, quantile_cs, quantile_estimate
+from canaryflow.kernel.analysis.sequential import cdf_cs_for_quantiles, quantile_cs, quantile_estimate
 from canaryflow.kernel.analysis.series import FloatArray, ObservationSeries
 
 
@@ -52,7 +52,8 @@ def quantile_checks(
     # numbers are those of separate calls per arm and level; numpy's cost is per call on arrays
     # this small, and a live look judges one look. Of each arm and level only the CDF bound behind
     # the quantile bound `compare` reads is searched (a quantile's lower bound is read off the CDF's
-    # upper one; a reciprocal swaps them again).
+    # upper one; a reciprocal swaps them again), and of its ~100 bucket bounds only those around
+    # the quantiles to the end (`cdf_cs_for_quantiles`).
     pooled_counts = np.stack([c.latency_counts, b.latency_counts])
     paired = c.paired_counts is not None and b.paired_counts is not None
     counts = pooled_counts
@@ -68,18 +69,19 @@ def quantile_checks(
     for level, sides in bounds_read(metric.direction).items():
         for arm_index, side in enumerate(sides):
             wanted[level_of[level], arm_index, from_cdf[side]] = True
-    cdf_bounds = cdf_cs(
+    read_qs = [1.0 - q if reciprocal else q for q in metric.quantiles]
+    cdf_bounds = cdf_cs_for_quantiles(
         counts,
         totals,
         shape,
+        read_qs,
         levels.prior_strength,
         lower_wanted=wanted[:, :, 0],
         upper_wanted=wanted[:, :, 1],
     )
     has_data = (c.latency_totals > 0) & (b.latency_totals > 0)
     out: list[CheckSeries] = []
-    for name, q in zip(metric.checks, metric.quantiles, strict=True):
-        read_q = 1.0 - q if reciprocal else q
+    for name, read_q in zip(metric.checks, read_qs, strict=True):
         lo, hi, raw = quantile_cs(bounds, counts, totals, read_q, shape, cdf_bounds)
         pooled = quantile_estimate(bounds, pooled_counts, totals, read_q) if paired else raw
         est = _inverse(raw) if reciprocal else raw
