@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from canaryflow.adapters.database import SqliteDatabase
 from canaryflow.kernel.ports import EngineRefused, WorkflowEngine
 from canaryflow.kernel.types import RolloutSpec
+from tests.support.counting_database import CountingDatabase
 from tests.workflows.conftest import short_policy
 from workflows.dag import DagNode
 from workflows.local.runner import LocalRunner
@@ -254,3 +256,53 @@ def test_steps_get_the_policy_the_rollout_was_submitted_with(tmp_path):
     status = _runner(tmp_path, script, short_policy(5)).reconcile(name)
     assert "set-weight-50" in {n.id for n in status.nodes}
     assert script.calls[0][1].policy == submitted
+
+
+def _counted(tmp_path, script, policy, clock=None):
+    db = CountingDatabase(SqliteDatabase(tmp_path / "controller.db"))
+    return db, LocalRunner(db, script, lambda name: policy, clock=clock or Clock())
+
+
+@pytest.mark.parametrize(
+    "answers, approval, stop_at",
+    [
+        ({"analyze-5": ["running", "running", "ok"], "analyze-50": ["running", "ok"]}, False, None),
+        ({"analyze-5": ["running", "p99 latency +40%"]}, False, None),
+        ({"set-weight-5": [ConnectionError("remote hung up"), "ok"]}, True, None),
+        ({"analyze-5": ["running"]}, False, 2),
+    ],
+    ids=["passes", "fails-and-rolls-back", "retries-then-waits-for-approval", "stopped"],
+)
+def test_a_reconciles_status_is_what_the_store_holds(tmp_path, answers, approval, stop_at):
+    """The status a reconcile answers is built from the run and nodes it read and wrote (each change
+    stored as made), not read again: it must equal a fresh read at every reconcile."""
+    clock = Clock()
+    _, runner = _counted(tmp_path, Script(answers), short_policy(5, 50, approval=approval), clock)
+    name = runner.submit(SPEC)
+    for tick in range(8):
+        if tick == stop_at:
+            runner.stop(name, "superseded")
+        if tick == 4 and approval:
+            runner.resume(name)
+        status = runner.reconcile(name)
+        assert status == runner.status(name)
+        assert [n.outputs for n in status.nodes] == [n.outputs for n in runner.status(name).nodes]
+        clock.now += 120
+    assert status.phase in ("Succeeded", "Failed", "Stopped")
+
+
+def test_a_reconcile_reads_the_run_and_its_nodes_once_and_writes_only_what_changed(tmp_path):
+    db, runner = _counted(tmp_path, Script({"analyze-5": ["running"]}), short_policy(5, 50))
+    name = runner.submit(SPEC)
+    runner.reconcile(name)  # up to the analysis, which answers "running"
+    db.reset()
+    status = runner.reconcile(name)  # the analysis answers the same again: its row stays as it was
+    assert status.node == "analyze-5"
+    assert len(db.reads) == 2 and db.writes == 0, db.reads
+
+    db, runner = _counted(tmp_path / "gate", Script(), short_policy(5, approval=True))
+    name = runner.submit(SPEC)
+    assert runner.reconcile(name).node == "approval"
+    db.reset()
+    assert runner.reconcile(name).node == "approval"  # still waiting: nothing to write
+    assert len(db.reads) == 2 and db.writes == 0, db.reads

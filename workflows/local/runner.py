@@ -106,12 +106,15 @@ class LocalRunner:
 
     def status(self, name: str) -> WorkflowStatus:
         run = self._store.run(name)
-        artifact = self._artifact(run)
-        nodes = self._store.nodes(name)
+        return self._status(run, self._artifact(run), self._store.nodes(name))
+
+    def _status(
+        self, run: RunRecord, artifact: WorkflowArtifact, nodes: dict[str, NodeRecord]
+    ) -> WorkflowStatus:
         ordered = [nodes[t.name] for t in (*artifact.tasks, *artifact.exit_tasks)]
         current = next((n.node for n in ordered if n.phase == "Running" or n.retry_at is not None), None)
         return WorkflowStatus(
-            name=name,
+            name=run.name,
             phase=run.phase,
             node=current,
             message=run.message,
@@ -119,9 +122,10 @@ class LocalRunner:
         )
 
     def reconcile(self, name: str) -> WorkflowStatus:
+        """The status from the run and nodes as `_advance` left them: each change it made was stored
+        as it was made, so they are what the store holds (read once per reconcile, not twice)."""
         with self._run_lock(name):
-            self._advance(name)
-        return self.status(name)
+            return self._status(*self._advance(name))
 
     def resume(self, name: str) -> None:
         """Lets the approval node pass; a no-op unless it is waiting (as Argo's resume)."""
@@ -187,25 +191,34 @@ class LocalRunner:
 
     # --- moving the DAG on --------------------------------------------------------------------
 
-    def _advance(self, name: str) -> None:
+    def _advance(self, name: str) -> tuple[RunRecord, WorkflowArtifact, dict[str, NodeRecord]]:
+        """Moves the run on; returns it, its workflow and its nodes as now stored (every change to
+        them below is written before the next, `_update_run` and `save_node`)."""
         run = self._store.run(name)
-        if run.phase != "Running":
-            return
         dag = self._artifact(run)
         nodes = self._store.nodes(name)
+        if run.phase != "Running":
+            return run, dag, nodes
         if run.exit_cause is None:
             if run.stop_reason is not None:
                 cause = f"stopped: {run.stop_reason}"
             else:
                 state, cause = self._advance_main(run, dag, nodes)
                 if state == "waiting":
-                    return
+                    return run, dag, nodes
                 if state == "succeeded":
-                    self._store.update_run(name, phase="Succeeded", message="")
-                    return
+                    self._update_run(run, phase="Succeeded", message="")
+                    return run, dag, nodes
             self._end_main(run, dag, nodes, cause)
-            run = self._store.run(name)
+            run = self._store.run(name)  # once per run: and a stop asked for meanwhile
         self._advance_exit(run, dag, nodes)
+        return run, dag, nodes
+
+    def _update_run(self, run: RunRecord, **fields: str | None) -> None:
+        """Stores the fields, then sets them on `run`, which goes on saying what is stored."""
+        self._store.update_run(run.name, **fields)
+        for key, value in fields.items():
+            setattr(run, key, value)
 
     def _advance_main(
         self, run: RunRecord, dag: WorkflowArtifact, nodes: dict[str, NodeRecord]
@@ -237,7 +250,7 @@ class LocalRunner:
             else:
                 continue
             self._store.save_node(run.name, record)
-        self._store.update_run(run.name, exit_cause=cause, message=cause)
+        self._update_run(run, exit_cause=cause, message=cause)
 
     def _advance_exit(self, run: RunRecord, dag: WorkflowArtifact, nodes: dict[str, NodeRecord]) -> None:
         """The onExit steps with `workflow.status` = Failed (a stopped workflow fails too, as in Argo)."""
@@ -259,11 +272,9 @@ class LocalRunner:
         records = [nodes[t.name] for t in dag.exit_tasks]
         if any(r.phase in _BAD for r in records):
             failed = next(r for r in records if r.phase in _BAD)
-            self._store.update_run(
-                run.name, phase="Error", message=f"{cause}; rollback failed: {failed.message}"
-            )
+            self._update_run(run, phase="Error", message=f"{cause}; rollback failed: {failed.message}")
         elif all(r.phase in _DONE for r in records):
-            self._store.update_run(run.name, phase="Stopped" if run.stop_reason else "Failed", message=cause)
+            self._update_run(run, phase="Stopped" if run.stop_reason else "Failed", message=cause)
 
     def _execute(
         self,
@@ -280,6 +291,8 @@ class LocalRunner:
                 record.phase, record.finished_at, record.message = "Succeeded", now, "resumed"
             elif record.phase != "Running":
                 record.phase, record.started_at, record.message = "Running", now, "waiting for approval"
+            else:
+                return  # still waiting: nothing to store
             self._store.save_node(run.name, record)
             return
         if record.retry_at is not None and now < record.retry_at:
@@ -319,14 +332,18 @@ class LocalRunner:
                 record.phase, record.finished_at, record.message = "Error", now, str(exc)
             self._store.save_node(run.name, record)
             return
-        record.outputs.update(outcome.outputs)
+        stored_outputs, stored_message = record.outputs, record.message  # as stored: phase Running
+        outputs = {**record.outputs, **outcome.outputs}
         if outcome.report_markdown is not None:
-            record.outputs["report"] = outcome.report_markdown
+            outputs["report"] = outcome.report_markdown
+        record.outputs = dict(sorted(outputs.items()))  # in the order the store reads them back
         record.message = outcome.message
         if outcome.state == "succeeded":
             record.phase, record.finished_at = "Succeeded", self._clock()
         elif outcome.state == "failed":
             record.phase, record.finished_at = "Failed", self._clock()
+        elif (record.outputs, record.message) == (stored_outputs, stored_message):
+            return  # a polled node still running that says what it said: the row is as it was
         self._store.save_node(run.name, record)
 
 

@@ -95,8 +95,8 @@ class RunStore:
         self.db = as_database(database)
         self.db_path = self.db.describe()
         self.db.migrate("workflow", _MIGRATIONS)
-        # A run's spec and policy as parsed from their stored JSON, by run name: a run is read twice
-        # per reconcile, and validating a policy costs more than the rest of the read. Both models
+        # A run's spec and policy as parsed from their stored JSON, by run name: a run is read at
+        # every reconcile, and validating a policy costs more than the rest of the read. Both models
         # are frozen; the entry is used only while the stored text is the same.
         self._parsed: dict[str, tuple[str, str, RolloutSpec, Policy]] = {}
         self._parsed_lock = threading.Lock()
