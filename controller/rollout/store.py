@@ -273,19 +273,18 @@ class RolloutStore:
             )
 
     def upsert_step(self, rollout_id: str, step: StepRecord) -> bool:
-        """Records a step's latest status; True when something changed."""
+        """Records a step's latest status; True when something changed. The mirror calls it for
+        every step at every reconcile, mostly with what is stored already: that is found by a read,
+        without taking the write lock (a write that would change nothing has nothing to fence)."""
         verdict = json.dumps(step.verdict, sort_keys=True) if step.verdict is not None else None
+        new = (step.weight, step.started_at, step.commit_sha, step.status, verdict)
+        columns = ("weight", "started_at", "commit_sha", "status", "verdict")
+        rows = self._query(
+            "SELECT * FROM cf_steps WHERE rollout_id = ? AND idx = ?", (rollout_id, step.index)
+        )
+        if rows and tuple(rows[0][c] for c in columns) == new:
+            return False
         with self._tx() as db:
-            row = db.execute(
-                "SELECT * FROM cf_steps WHERE rollout_id = ? AND idx = ?", (rollout_id, step.index)
-            ).fetchone()
-            new = (step.weight, step.started_at, step.commit_sha, step.status, verdict)
-            if (
-                row is not None
-                and (row["weight"], row["started_at"], row["commit_sha"], row["status"], row["verdict"])
-                == new
-            ):
-                return False
             db.execute(
                 "INSERT INTO cf_steps (rollout_id, idx, weight, started_at, commit_sha, status, verdict) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, idx) DO UPDATE SET "
@@ -296,6 +295,10 @@ class RolloutStore:
             return True
 
     def add_commit(self, rollout_id: str, sha: str, purpose: str) -> bool:
+        """True when the commit was new. The mirror repeats every commit of the history at every
+        reconcile: one already recorded is found by a read, without taking the write lock."""
+        if self._query("SELECT 1 FROM cf_commits WHERE rollout_id = ? AND sha = ?", (rollout_id, sha)):
+            return False
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO cf_commits (rollout_id, sha, purpose, at) VALUES (?, ?, ?, ?) "

@@ -2,9 +2,11 @@ import time
 
 import pytest
 
+from canaryflow.adapters.database import open_database
 from canaryflow.kernel.rollout import RolloutState, Started, StepStarted, apply
 from controller.rollout.records import RolloutRecord, StepRecord
 from controller.rollout.store import RolloutStore, StaleState
+from tests.support.counting_database import CountingDatabase
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -66,3 +68,22 @@ def test_everything_survives_reopening(location):
     assert [t.to_phase for t in detail.transitions] == ["pending", "canary"]
     assert again.rollouts(active_only=True, model="m")[0].id == "m-v2-1"
     assert again.counts_by_phase() == {"canary": 1}
+
+
+def test_a_step_or_commit_already_stored_takes_no_write_transaction(location):
+    """The mirror repeats every step and commit at every reconcile: what is stored already is found
+    by a read, without taking the write lock (which the reconcile threads would wait on)."""
+    db = CountingDatabase(open_database(location))
+    store = RolloutStore(db)
+    store.create_rollout(record())
+    step = StepRecord(index=0, weight=5, commit_sha="abc", status="running", verdict={"decision": "wait"})
+    assert store.upsert_step("m-v2-1", step) and store.add_commit("m-v2-1", "abc", "step 0 at 5%")
+    db.reset()
+    assert not store.upsert_step("m-v2-1", step)
+    assert not store.add_commit("m-v2-1", "abc", "step 0 at 5%")
+    assert db.writes == 0 and len(db.reads) == 2
+    assert store.upsert_step("m-v2-1", step.model_copy(update={"status": "pass"}))
+    assert db.writes == 1
+    assert store.detail("m-v2-1").steps[0].status == "pass"
+    assert [c.sha for c in store.commits_of("m-v2-1")] == ["abc"]
+    store.close()
