@@ -321,18 +321,19 @@ def cdf_cs(
 ) -> tuple[FloatArray, FloatArray]:
     """Bounds on the CDF at every bucket bound, each at level alpha/2 (a quantile needs two of them).
     `alpha` and the sides wanted may be arrays broadcast against the counts, as in `binomial_cs`."""
-    counts_arr = np.asarray(counts, dtype=float)
-    totals_arr = np.asarray(totals, dtype=float)[..., None]
-    shape = counts_arr.shape
-    half = np.asarray(alpha, dtype=float) / 2.0
+    counts_arr, totals_arr, half = _cdf_arguments(counts, totals, alpha)
     return binomial_cs(
-        counts_arr,
-        np.broadcast_to(totals_arr, shape),
-        half,
-        prior_strength,
-        lower_wanted=lower_wanted,
-        upper_wanted=upper_wanted,
+        counts_arr, totals_arr, half, prior_strength, lower_wanted=lower_wanted, upper_wanted=upper_wanted
     )
+
+
+def _cdf_arguments(
+    counts: ArrayLike, totals: ArrayLike, alpha: float | ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """A CDF's bounds as binomial searches: each bucket's count of its total, at level alpha/2."""
+    counts_arr = np.asarray(counts, dtype=float)
+    totals_arr = np.broadcast_to(np.asarray(totals, dtype=float)[..., None], counts_arr.shape)
+    return counts_arr, totals_arr, np.asarray(alpha, dtype=float) / 2.0
 
 
 _FIRST_STEPS = 6  # steps every CDF bound's search takes before those no quantile reads stop
@@ -357,11 +358,8 @@ def cdf_cs_for_quantiles(
     its two ends (`_steps`); from those alone `_read_by` finds the bounds a quantile may read. Only
     those are searched to the end, as `cdf_cs` searches them; the others read their lower end,
     which moves no quantile bound (`_read_by` says why)."""
-    counts_arr = np.asarray(counts, dtype=float)
-    totals_arr = np.broadcast_to(np.asarray(totals, dtype=float)[..., None], counts_arr.shape)
-    half = np.asarray(alpha, dtype=float) / 2.0
     lower, upper, low, high, (s, n, threshold, inside, outside, above) = _searches(
-        counts_arr, totals_arr, half, lower_wanted, upper_wanted
+        *_cdf_arguments(counts, totals, alpha), lower_wanted, upper_wanted
     )
     groups = _distinct(s, n, threshold, inside, outside, above)
     first, inverse = groups if groups is not None else (np.arange(s.size), np.arange(s.size))
