@@ -177,7 +177,7 @@ class ModelServer:
 
     def _add_runtime(self, model_name: str, version: str, uri: str, model: EmbeddingModel) -> None:
         cfg = BatcherConfig(
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=self.settings.resolved_max_batch_size(),
             max_wait_s=self.settings.max_wait_ms / 1000,
             max_queue_tokens=self.settings.max_queue_tokens,
             max_queue_wait_s=wait_ms / 1000 if (wait_ms := self.settings.max_queue_wait_ms) else None,

@@ -31,7 +31,9 @@ class InferenceSettings(ComponentSettings):
     tracking_uri: str | None = Field(default=None, description="MLflow tracking URI for models:/ URIs")
     routing_file: Path | None = None
     routing_poll_s: float = Field(default=0.5, gt=0)
-    max_batch_size: int = Field(default=256, ge=1, le=4096)
+    max_batch_size: int | None = Field(
+        default=None, ge=1, le=4096, description="texts per batch; 1,024 in a GPU engine, else 256"
+    )
     max_wait_ms: float = Field(default=1.0, ge=0, le=1000)
     concurrent_batches: int | None = Field(
         default=None, ge=1, le=16, description="batches in flight per version; 1 on CPU, 2 per GPU stream"
@@ -106,6 +108,18 @@ class InferenceSettings(ComponentSettings):
             return self.concurrent_batches
         return 2 * self.resolved_gpu_streams() if self.resolved_device().startswith("cuda") else 1
 
+    def resolved_max_batch_size(self) -> int:
+        """The engine process batches what 8 fronts send through one interpreter, and its cost per
+        batch (a turn of the event loop, a worker thread's wake-up, the device lock, each taken
+        while the fronts' frames compete for the same GIL) is what caps it at many-text requests:
+        1,024-text batches served 94-95% of 8 replicas' 32-sentence throughput where 256-text ones
+        served 45-56%, on two H100 hosts (bench/inference.md, "GPU: one H100, runs 12-14"). Long
+        texts are bounded by tokens anyway (`max_queue_tokens`, whole passes). A replica or a CPU
+        server keeps batches of 256: it batches only its own front's requests."""
+        if self.max_batch_size is not None:
+            return self.max_batch_size
+        return 1024 if self.resolved_engine() and self._gpu_mounted() else 256
+
     def resolved_gpu_streams(self) -> int:
         """The engine process is the GPU's only user: a second stream overlaps one pass's gaps (its
         copies, its small kernels) with another's. A replica shares the GPU with the others already."""
@@ -118,12 +132,17 @@ class InferenceSettings(ComponentSettings):
         (bench/inference.md, "One copy of the weights"), so it is the default there. On a CPU every
         replica computes on its own cores, and replicas stay the default.
 
-        Decided in the parent before any worker starts; for `device: auto` without importing torch
-        (seconds of start-up): the NVIDIA control device is there exactly where a GPU is mounted."""
+        Decided in the parent before any worker starts, without importing torch (seconds of
+        start-up)."""
         if self.engine is not None:
             return self.engine
         if self.workers < 2:
             return False
+        return self._gpu_mounted()
+
+    def _gpu_mounted(self) -> bool:
+        """Whether the server runs on a GPU, known without importing torch: `device: auto` finds
+        the NVIDIA control device exactly where a GPU is mounted."""
         if self.device == "auto":
             return Path("/dev/nvidiactl").exists()
         return self.device.startswith("cuda")

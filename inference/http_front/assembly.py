@@ -53,7 +53,7 @@ def create_app(
     metrics = metrics or ServerMetrics()
     backend: EmbeddingBackend
     if engine_socket is not None:
-        client = EngineClient(engine_socket, max_group_texts=settings.max_batch_size)
+        client = EngineClient(engine_socket, max_group_texts=settings.resolved_max_batch_size())
         backend, startup = client, client.start
     else:
         if routing is None and settings.routing_file is None:

@@ -38,6 +38,64 @@ def test_chunks_respect_size_and_token_caps() -> None:
     assert sorted(i for c in chunks for i in c) == list(range(300))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_is_one_chunk_exactly_when_the_planner_would_make_one(seed: int) -> None:
+    """The batcher skips the planner for a batch it would not cut; both halves of the rule matter:
+    wrong either way, a batch is padded past one pass's launch cost or cut needlessly."""
+    rng = random.Random(seed)
+    for _ in range(300):
+        lengths = [rng.randint(1, rng.choice([8, 40, 300])) for _ in range(rng.randint(1, 80))]
+        max_chunk, max_tokens, launch = (
+            rng.choice([16, 64, 256]),
+            rng.choice([512, 4096, 65536]),
+            rng.choice([0, 64, 2048]),
+        )
+        config = BatcherConfig(max_batch_size=max_chunk, max_chunk_tokens=max_tokens)
+        batcher = DynamicBatcher(lambda: nullcontext(None), concurrent.futures.ThreadPoolExecutor(1), config)
+        planned = plan_chunks(lengths, max_chunk, max_tokens, launch)
+        one = batcher._one_chunk(len(lengths), max(lengths) * len(lengths), sum(lengths), launch)
+        assert one == (len(planned) == 1), (lengths, max_chunk, max_tokens, launch)
+
+
+class _FirstToken:
+    """A device whose embedding of a text is its first token id, so rows can be traced to texts."""
+
+    dimension = 1
+    launch_cost_tokens = 4
+
+    def __init__(self) -> None:
+        self.passes: list[int] = []
+
+    def embed(self, batch: TokenizedBatch) -> np.ndarray:
+        self.passes.append(len(batch))
+        return batch.ids[batch.starts].astype(np.float32)[:, None]
+
+
+@pytest.mark.parametrize("lengths", [[5, 6, 5, 6], [5, 300, 6, 5, 200]])
+def test_rows_go_back_to_their_requests_whole_or_chunked(lengths: list[int]) -> None:
+    """Similar lengths: one pass over the batch as it came; mixed: chunks shortest first. Either
+    way every request gets its own texts' rows, in its order."""
+    model = _FirstToken()
+
+    async def scenario() -> list[list[float]]:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            batcher = DynamicBatcher(lambda: nullcontext(model), pool, BatcherConfig())
+            requests = []
+            for first in range(0, len(lengths), 2):
+                part = lengths[first : first + 2]
+                ids = np.concatenate([np.full(n, 100 + first + i, np.int32) for i, n in enumerate(part)])
+                tokens = TokenizedBatch(ids, np.array(part, np.int32), None, np.zeros(len(part), bool))
+                requests.append(batcher.submit(tokens))
+            batcher.start()  # every request queued: one batch
+            results = await asyncio.wait_for(asyncio.gather(*requests), 10)
+            await batcher.stop()
+        return [r.embeddings[:, 0].tolist() for r in results]
+
+    rows = asyncio.run(scenario())
+    assert [v for r in rows for v in r] == [100.0 + i for i in range(len(lengths))]
+    assert model.passes == ([4] if max(lengths) < 10 else [3, 1, 1])
+
+
 class _GatedDevice:
     """The batcher's side of a model whose every pass waits for `gate`: a device kept busy while
     the test queues more work behind it."""

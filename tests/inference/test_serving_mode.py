@@ -33,6 +33,17 @@ def test_the_engine_is_the_default_on_a_gpu_and_replicas_on_a_cpu() -> None:
     assert gpu_default.resolved_gpu_streams() == 2, "the default engine runs two streams"
 
 
+def test_a_gpu_engine_batches_1024_texts_and_everything_else_256() -> None:
+    """The engine's per-batch cost in its one interpreter caps it at many-text requests, so on a GPU
+    it takes 1,024 texts a batch (bench/inference.md); a replica batches its own front's requests
+    and a CPU computes each batch on every core: 256. Its fronts cut their groups at the same size."""
+    assert InferenceSettings(device="cuda", workers=8).resolved_max_batch_size() == 1024
+    assert InferenceSettings(device="cuda", workers=8, engine=False).resolved_max_batch_size() == 256
+    assert InferenceSettings(device="cuda", workers=1).resolved_max_batch_size() == 256
+    assert InferenceSettings(device="cpu", workers=8, engine=True).resolved_max_batch_size() == 256
+    assert InferenceSettings(device="cuda", workers=8, max_batch_size=64).resolved_max_batch_size() == 64
+
+
 def test_device_auto_decides_without_importing_torch() -> None:
     """The parent decides before any worker starts; importing torch there would add seconds."""
     import subprocess
