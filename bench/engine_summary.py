@@ -35,6 +35,7 @@ def summarise(path: Path) -> dict[str, Any]:
         "gpu": report["machine"].get("gpu"),
         "server_args": report["settings"]["server_args"],
         "gpu_memory_mib": report.get("gpu_memory_used_mib_when_ready"),
+        "gpu_memory_mib_after_load": report.get("gpu_memory_used_mib_after_load"),
         "ready_s": report.get("server_ready_s"),
         "single_requests_per_s": single["requests_per_s"] if single else None,
         "single_p99_ms": single["p99_ms"] if single else None,
@@ -62,7 +63,7 @@ def main() -> None:
     print(f"GPU: {ref['gpu']}; reference: {ref['mode']}")
     print(
         "| mode | 1-sentence req/s (p99 ms, c) | vs ref | 32-sentence sent/s (p99 ms, c) | vs ref "
-        "| c=1 p50 ms | GPU MiB | ready s |"
+        "| c=1 p50 ms | GPU MiB ready / after load | ready s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
@@ -73,7 +74,8 @@ def main() -> None:
         print(
             f"| {row['mode']} | {single_at} | {_share(single, ref['single_requests_per_s'])} "
             f"| {batch_at} | {_share(batch, ref['batch32_sentences_per_s'])} "
-            f"| {row['one_client_p50_ms'] or 0:.2f} | {row['gpu_memory_mib']} | {row['ready_s'] or 0:.1f} |"
+            f"| {row['one_client_p50_ms'] or 0:.2f} | {row['gpu_memory_mib']} / "
+            f"{row['gpu_memory_mib_after_load']} | {row['ready_s'] or 0:.1f} |"
         )
     out = args.json or args.reports[0].parent / "summary.json"
     out.write_text(json.dumps(rows, indent=2))

@@ -324,6 +324,7 @@ def main() -> None:
     server, log_lines, started_wall = start_logged(cmd, cwd=ROOT, env=_server_env())
     runs: list[dict[str, Any]] = []
     interrupted = False
+    memory_after_load: int | None = None
     try:
         wait_ready(port, server)
         ready_s = time.monotonic() - t0
@@ -347,6 +348,8 @@ def main() -> None:
                 raise
             interrupted = True
             print(f"interrupted after {len(runs)} point(s)", flush=True)
+        # What serving took: the allocator's cache and the graphs captured while the loads ran.
+        memory_after_load = gpu_memory_used_mib() if gpu else None
     finally:
         stop_server(server)
     report: dict[str, Any] = {
@@ -365,6 +368,7 @@ def main() -> None:
         "server_ready_s": ready_s,
         "startup": startup,
         "gpu_memory_used_mib_when_ready": gpu_memory_mib,
+        "gpu_memory_used_mib_after_load": memory_after_load,
         "runs": runs,
         "interrupted": interrupted,
         "peer": None,

@@ -8,6 +8,7 @@ import concurrent.futures
 import random
 import threading
 from contextlib import nullcontext
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -51,7 +52,9 @@ def test_a_batch_is_one_chunk_exactly_when_the_planner_would_make_one(seed: int)
             rng.choice([0, 64, 2048]),
         )
         config = BatcherConfig(max_batch_size=max_chunk, max_chunk_tokens=max_tokens)
-        batcher = DynamicBatcher(lambda: nullcontext(None), concurrent.futures.ThreadPoolExecutor(1), config)
+        batcher = DynamicBatcher(
+            lambda: nullcontext(cast(Any, None)), concurrent.futures.ThreadPoolExecutor(1), config
+        )
         planned = plan_chunks(lengths, max_chunk, max_tokens, launch)
         one = batcher._one_chunk(len(lengths), max(lengths) * len(lengths), sum(lengths), launch)
         assert one == (len(planned) == 1), (lengths, max_chunk, max_tokens, launch)
@@ -79,7 +82,7 @@ def test_rows_go_back_to_their_requests_whole_or_chunked(lengths: list[int]) -> 
 
     async def scenario() -> list[list[float]]:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            batcher = DynamicBatcher(lambda: nullcontext(model), pool, BatcherConfig())
+            batcher = DynamicBatcher(lambda: nullcontext(cast(Any, model)), pool, BatcherConfig())
             requests = []
             for first in range(0, len(lengths), 2):
                 part = lengths[first : first + 2]
