@@ -211,32 +211,6 @@ def pick_lane(has_graph: list[bool], turn: int) -> int:
     return turn % lanes
 
 
-class _HostSlot:
-    """Pinned host buffers for one pass a thread has queued: the padded input, the output rows and
-    the events it ends on. A thread holds one per replay of its chunk, so a chunk's passes are all
-    queued before the first is awaited; each buffer is reused only after its pass has ended."""
-
-    def __init__(self, size: int, rows: int, dimension: int) -> None:
-        self.staging = torch.empty(size, dtype=torch.int64, pin_memory=True)
-        self.received = torch.empty((rows, dimension), dtype=torch.float32, pin_memory=True)
-        self.done = torch.cuda.Event(blocking=True)  # no spinning
-        # An eager pass's device time (`GraphedForward._capture_or_not`), created on first use.
-        self._timing: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
-
-    def _timer(self) -> tuple[torch.cuda.Event, torch.cuda.Event]:
-        if self._timing is None:
-            self._timing = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-        return self._timing
-
-    @property
-    def started(self) -> torch.cuda.Event:
-        return self._timer()[0]
-
-    @property
-    def ended(self) -> torch.cuda.Event:
-        return self._timer()[1]
-
-
 class GraphedForward:
     """Captures and replays one model's forward pass per shape bucket, on one or more lanes."""
 
@@ -305,21 +279,24 @@ class GraphedForward:
             features["token_type_ids"] = planes[2]
         return features
 
-    def _host_slot(self, index: int) -> _HostSlot:
-        """This thread's `index`-th set of pinned host buffers (created on first use)."""
-        slots: list[_HostSlot] | None = getattr(self._local, "slots", None)
-        if slots is None:
-            slots = self._local.slots = []
-        while len(slots) <= index:
-            slots.append(_HostSlot(self._size, max(BATCH_BUCKETS), self._dimension))
-        return slots[index]
-
-    def _pad(self, staging: torch.Tensor, batch: TokenizedBatch, bucket: Bucket) -> torch.Tensor:
-        """The bucket's input planes, written into a pinned staging buffer."""
+    def _pad(self, batch: TokenizedBatch, bucket: Bucket) -> torch.Tensor:
+        """The bucket's input planes in this thread's pinned staging buffer."""
+        staging = getattr(self._local, "staging", None)
+        if staging is None:
+            staging = self._local.staging = torch.empty(self._size, dtype=torch.int64, pin_memory=True)
         size = self._planes * bucket.rows * bucket.width
         host = staging[:size].view(self._planes, bucket.rows, bucket.width).numpy()
         batch.pad_into(host[0], host[1], host[2] if self._planes == 3 else None, self._pad_id)
         return staging[:size]
+
+    def _receiver(self) -> tuple[torch.Tensor, torch.cuda.Event]:
+        """This thread's pinned output rows and the event its passes end on."""
+        receiver = getattr(self._local, "receiver", None)
+        if receiver is None:
+            rows = max(BATCH_BUCKETS)
+            out = torch.empty((rows, self._dimension), dtype=torch.float32, pin_memory=True)
+            receiver = self._local.receiver = (out, torch.cuda.Event(blocking=True))  # no spinning
+        return receiver
 
     def _capture(self, lane: _Lane, bucket: Bucket) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         """Capture `bucket` on `lane`, under the device lock, without stopping the device.
@@ -459,66 +436,54 @@ class GraphedForward:
 
         On several lanes the device lock is held only to queue a pass (input copy, replay, output
         copy); the wait for its end is outside it, so the next pass is queued while this one runs
-        and the device goes from one to the next without a gap. A chunk cut into several replays
-        queues them all (each with host buffers of its own, on the lanes in turn) before waiting
-        for the first: one thread's large batch keeps both lanes busy instead of running its passes
-        one after the other. On one lane each pass ends under the lock."""
+        and the device goes from one to the next without a gap. On one lane the pass ends under the
+        lock."""
+        received, done = self._receiver()
         out = np.empty((len(batch), self._dimension), dtype=np.float32)
-        queued: list[tuple[_HostSlot, slice, Bucket, bool, float]] = []
-        for index, (bucket, rows) in enumerate(plan_replays(batch.lengths, self.widths, self.max_tokens)):
+        for bucket, rows in plan_replays(batch.lengths, self.widths, self.max_tokens):
             whole = rows.start == 0 and rows.stop == len(batch)
             part = batch if whole else batch.take(np.arange(rows.start, rows.stop))
-            slot = self._host_slot(index if self._queue_only else 0)
-            padded = self._pad(slot.staging, part, bucket)
-            timed, launch_s = self._queue_pass(slot, bucket, padded, len(part))
-            if self._queue_only:
-                queued.append((slot, rows, bucket, timed, launch_s))
-            else:  # over already: copied out now, its host buffers free for the next replay
-                self._copy_out(out, slot, rows, bucket, timed, launch_s)
-        for slot, rows, bucket, timed, launch_s in queued:
-            slot.done.synchronize()
-            self._copy_out(out, slot, rows, bucket, timed, launch_s)
+            n = len(part)
+            padded = self._pad(part, bucket)
+            with self._turns, torch.inference_mode():
+                self._turn += 1
+                lane = self._lanes[pick_lane([bucket in ln.graphs for ln in self._lanes], self._turn)]
+                captured = lane.graphs.get(bucket)
+                timed = captured is None and bucket not in self._eager and bucket not in self._failed
+                with torch.cuda.stream(lane.stream):
+                    lane.wait_for_weights(lane.stream)
+                    lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
+                    if captured is not None:
+                        captured[0].replay()
+                        output = captured[1]
+                    else:
+                        started, ended = self._timer()
+                        if timed:
+                            started.record(lane.stream)
+                        launch_s = time.perf_counter()
+                        output = self._forward(self._features(lane, bucket)).float()
+                        launch_s = time.perf_counter() - launch_s
+                        if timed:
+                            ended.record(lane.stream)
+                    received[:n].copy_(output[:n], non_blocking=True)
+                    done.record(lane.stream)
+                if not self._queue_only:
+                    done.synchronize()
+            done.synchronize()  # (on one lane, already over)
+            out[rows] = received[:n].numpy()
+            if timed:
+                self._capture_or_not(bucket, started.elapsed_time(ended) / 1000, launch_s)
         return out
 
-    def _queue_pass(
-        self, slot: _HostSlot, bucket: Bucket, padded: torch.Tensor, n: int
-    ) -> tuple[bool, float]:
-        """Under the device lock: one pass queued on a lane, its rows copied into `slot` and its end
-        recorded there (on one lane, awaited under the lock). Returns whether it was an eager pass
-        whose device time is being measured (`_capture_or_not`), and its launch time."""
-        launch_s = 0.0
-        with self._turns, torch.inference_mode():
-            self._turn += 1
-            lane = self._lanes[pick_lane([bucket in ln.graphs for ln in self._lanes], self._turn)]
-            captured = lane.graphs.get(bucket)
-            timed = captured is None and bucket not in self._eager and bucket not in self._failed
-            with torch.cuda.stream(lane.stream):
-                lane.wait_for_weights(lane.stream)
-                lane.inputs[: padded.numel()].copy_(padded, non_blocking=True)
-                if captured is not None:
-                    captured[0].replay()
-                    output = captured[1]
-                else:
-                    if timed:
-                        slot.started.record(lane.stream)
-                    launch_s = time.perf_counter()
-                    output = self._forward(self._features(lane, bucket)).float()
-                    launch_s = time.perf_counter() - launch_s
-                    if timed:
-                        slot.ended.record(lane.stream)
-                slot.received[:n].copy_(output[:n], non_blocking=True)
-                slot.done.record(lane.stream)
-            if not self._queue_only:
-                slot.done.synchronize()
-        return timed, launch_s
-
-    def _copy_out(
-        self, out: np.ndarray, slot: _HostSlot, rows: slice, bucket: Bucket, timed: bool, launch_s: float
-    ) -> None:
-        """A pass that has ended: its rows into `out`; an eager pass's timing decides its bucket."""
-        out[rows] = slot.received[: rows.stop - rows.start].numpy()
-        if timed:
-            self._capture_or_not(bucket, slot.started.elapsed_time(slot.ended) / 1000, launch_s)
+    def _timer(self) -> tuple[torch.cuda.Event, torch.cuda.Event]:
+        """This thread's pair of timing events for an eager pass."""
+        timer = getattr(self._local, "timer", None)
+        if timer is None:
+            timer = self._local.timer = (
+                torch.cuda.Event(enable_timing=True),
+                torch.cuda.Event(enable_timing=True),
+            )
+        return timer
 
     def _capture_or_not(self, bucket: Bucket, device_s: float, launch_s: float) -> None:
         """After a bucket's first eager pass: ask for its graph, or serve it eagerly for good when the

@@ -140,44 +140,6 @@ def test_passes_on_two_lanes_at_once_get_their_own_rows(eager: SentenceTransform
     assert not wrong, f"callers got rows that are not their own: {sorted(set(wrong))}"
 
 
-def test_a_chunk_of_several_replays_on_two_lanes_gets_its_own_rows(eager: SentenceTransformerModel) -> None:
-    """A chunk cut into several replays queues them all before awaiting the first, each with host
-    buffers of its own, on both lanes: every row must be its own text's, with threads doing the
-    same at once, whether the replays are graphed or (a bucket not captured yet) eager."""
-    model = _load(cuda_graphs=True, gpu_streams=2)
-    graphs = model._graphs
-    assert graphs is not None and graphs.lanes == 2
-    rng = np.random.default_rng(5)
-    batches = [
-        _random_batch(rng, 1100, 5, 12),
-        _random_batch(rng, 700, 20, 30),
-        _random_batch(rng, 300, 100, 128),
-    ]
-    assert all(len(plan_replays(b.lengths, graphs.widths, graphs.max_tokens)) >= 2 for b in batches)
-    wanted = [eager.embed(b) for b in batches]
-    first = [model.embed(b) for b in batches]  # some replays eager (buckets not captured yet)
-    for batch in batches:
-        for bucket, _ in plan_replays(batch.lengths, graphs.widths, graphs.max_tokens):
-            graphs.capture(bucket)
-    wrong: list[int] = [
-        i
-        for i, (got, want) in enumerate(zip(first, wanted, strict=True))
-        if not np.allclose(got, want, atol=2e-3)
-    ]
-
-    def work(i: int) -> None:
-        for _ in range(6):
-            if not np.allclose(model.embed(batches[i % 3]), wanted[i % 3], atol=2e-3):
-                wrong.append(i % 3)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not wrong, f"rows that are not their own texts': batches {sorted(set(wrong))}"
-
-
 def test_graphs_survive_eviction_and_reload(
     graphed: SentenceTransformerModel, eager: SentenceTransformerModel
 ) -> None:
