@@ -2,9 +2,10 @@
 
 Requests (token ids, tokenized by the front) queue per model version. A batch is dispatched as soon
 as a forward slot is free (so a lone request at low load waits at most `max_wait_s`), holding at most
-`max_batch_size` texts. Inside a batch, texts are sorted by length and cut into chunks so that short
-sentences are not padded to long ones: a chunk is closed when the padding it would add costs more
-than one extra forward pass. Results go back to each request in its own order.
+`max_batch_size` texts and, where passes are cut (graphed passes on a GPU), one pass of tokens.
+Inside a batch, texts are sorted by length and cut into chunks so that short sentences are not
+padded to long ones: a chunk is closed when the padding it would add costs more than one extra
+forward pass. Results go back to each request in its own order.
 
 The queue is bounded in tokens, the unit a forward pass costs: past `max_queue_tokens` waiting,
 `submit` refuses (QueueFull, answered 429). It can also be bounded in time: with `max_queue_wait_s`
@@ -107,8 +108,8 @@ class BatcherConfig:
     max_queue_wait_s: float | None = None
     max_chunk_tokens: int = 65536
     concurrent_batches: int = 2
-    # The model's pass size in tokens (`EmbeddingModel.pass_tokens`): a busy batcher with more than
-    # a pass queued takes whole passes only (`_take_batch`).
+    # The model's pass size in tokens (`EmbeddingModel.pass_tokens`): a batch holds at most one
+    # pass (`_take_batch`).
     pass_tokens: int | None = None
 
 
@@ -211,9 +212,16 @@ class DynamicBatcher:
         self._queued_tokens += tokens
         pending.future.add_done_callback(functools.partial(self._on_done, pending))
         self._wake.set()
-        if self._queued_texts >= self._config.max_batch_size:
+        if self._batch_full():
             self._full.set()
         return pending.future
+
+    def _batch_full(self) -> bool:
+        """Whether the queue holds a whole batch (`_take_batch`): no reason to wait for more."""
+        passes = self._config.pass_tokens
+        return self._queued_texts >= self._config.max_batch_size or bool(
+            passes and self._queued_tokens >= passes
+        )
 
     def retry_after_s(self) -> int:
         """Seconds until the queue has likely drained, from the throughput seen so far."""
@@ -227,18 +235,21 @@ class DynamicBatcher:
             self._queued_tokens -= pending.tokens
 
     def _take_batch(self) -> list[_Pending]:
-        """The queue's head, up to `max_batch_size` texts. While other batches keep the device busy
-        and more than one pass is queued, whole passes only: a batch of 68 texts of 512 tokens ran
-        as a pass of 64 rows and one of 4, which costs the device nearly a full pass's launch and
-        small kernels for 4 rows (BERT-large on an H100: the server at 85% of its forward pass, the
-        same path fed whole passes at 99-100%). The rest joins what arrives while the device works
-        and waits no longer than it would for a slot. An idle device still takes everything."""
+        """The queue's head, up to `max_batch_size` texts and, where passes are cut
+        (`pass_tokens`: graphed passes on a GPU), up to one pass of tokens; the first request is
+        taken whatever its size.
+
+        One pass a batch: a batch of 68 texts of 512 tokens ran as a pass of 64 rows and one of 4,
+        which costs the device nearly a full pass's launch and small kernels for 4 rows (BERT-large
+        on an H100: the server at 85% of its forward pass, the same path fed whole passes at
+        99-100%); and a batch of several passes runs them one after another on one worker thread,
+        while batches of one pass each go to the device from as many threads at once, on both of the
+        engine's lanes. So the text cap binds only on short texts, where a pass holds many: 1,024
+        texts of 24 tokens are 24,576 tokens, less than one pass
+        (`InferenceSettings.resolved_max_batch_size`)."""
         batch: list[_Pending] = []
         count = tokens = 0
-        whole = self._config.pass_tokens
-        limit = None
-        if whole and self._in_flight_texts > 0 and self._queued_tokens > whole:
-            limit = self._queued_tokens // whole * whole
+        limit = self._config.pass_tokens
         while self._queue:
             head = self._queue[0]
             if head.future.done():  # cancelled while queued; its room was freed then
@@ -268,7 +279,7 @@ class DynamicBatcher:
             # An idle device takes the queue at once (lowest latency at low load); a busy one gets
             # up to max_wait for the batch to fill, since the texts would wait for a slot anyway.
             busy = self._in_flight_texts > 0
-            if busy and self._config.max_wait_s > 0 and self._queued_texts < self._config.max_batch_size:
+            if busy and self._config.max_wait_s > 0 and not self._batch_full():
                 delay = self._queue[0].enqueued + self._config.max_wait_s - time.perf_counter()
                 if delay > 0:
                     self._full.clear()

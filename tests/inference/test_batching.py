@@ -139,10 +139,11 @@ class _GatedDevice:
         pass
 
 
-@pytest.mark.parametrize(("pass_tokens", "batches"), [(8, [1, 1, 4]), (None, [1, 5])])
-def test_a_busy_batcher_takes_whole_passes(pass_tokens: int | None, batches: list[int]) -> None:
+@pytest.mark.parametrize(("pass_tokens", "batches"), [(8, [1, 1, 2, 2]), (None, [1, 5])])
+def test_a_batch_holds_at_most_one_pass(pass_tokens: int | None, batches: list[int]) -> None:
     """Texts of 4 tokens, passes of 8: with one batch on the device and 5 texts (2.5 passes) queued,
-    the next batch takes 4 texts (two whole passes), and the odd one waits for the next batch."""
+    each next batch takes one pass (2 texts) and the odd one goes alone; without cut passes (a CPU)
+    the queue goes in one batch."""
 
     async def scenario() -> list[int]:
         gate = threading.Event()
