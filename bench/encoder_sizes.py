@@ -181,7 +181,7 @@ def served_path(
     model_dir: Path, device: str, tokens: int, seconds: float, threads: int, lanes: int
 ) -> dict[str, Any]:
     """The server's own forward path without HTTP, fronts or batcher: `embed` on pre-tokenized
-    chunks of the size the batcher sends (`max_chunk_tokens`, at most `max_batch_size` rows) from
+    chunks of the size the engine's batcher sends (one pass of tokens, at most 1,024 rows) from
     `threads` threads at once (the engine's batches in flight), graphs on `lanes` streams. Between
     the ceiling and the server, it says whether a shortfall is the GPU path (padding, copies, passes
     cut to the graphs' token cap, lanes) or what comes before it."""
@@ -189,15 +189,17 @@ def served_path(
 
     import torch
 
-    from inference.batching import BatcherConfig
     from inference.models.base import TokenizedBatch
-    from inference.models.cuda_graphs import plan_replays
+    from inference.models.cuda_graphs import PASS_TOKENS, plan_replays
     from inference.models.loader import load_model
     from inference.models.sentence_transformer import SentenceTransformerModel
+    from inference.server_settings import InferenceSettings
 
     model = load_model(str(model_dir), device, gpu_streams=lanes)
     assert isinstance(model, SentenceTransformerModel)
-    rows = min(256, max(1, BatcherConfig().max_chunk_tokens // tokens))
+    rows = min(
+        InferenceSettings(device="cuda", workers=8).resolved_max_batch_size(), max(1, PASS_TOKENS // tokens)
+    )
     batch = TokenizedBatch.filled(rows, tokens, 1000)
     graphs = model._graphs
     replays = []
