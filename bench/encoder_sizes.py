@@ -189,8 +189,8 @@ def served_path(
 
     import torch
 
-    from inference.models.base import TokenizedBatch
-    from inference.models.cuda_graphs import PASS_TOKENS, plan_replays
+    from inference.models.base import PASS_TOKENS, TokenizedBatch
+    from inference.models.cuda_graphs import plan_replays
     from inference.models.loader import load_model
     from inference.models.sentence_transformer import SentenceTransformerModel
     from inference.server_settings import InferenceSettings

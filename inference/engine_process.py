@@ -35,7 +35,7 @@ from typing import Any
 from canaryflow.kernel.contracts.routing import RoutingConfig
 from inference.backend import VersionInfo
 from inference.batching import EmbedResult, QueueFull
-from inference.models.base import TokenizedBatch
+from inference.models.base import PASS_TOKENS, TokenizedBatch
 from inference.routing_table import RoutingTable
 from inference.server import ModelServer, UnknownVersion, freeze_heap
 
@@ -161,11 +161,15 @@ class _Group:
 class EngineClient:
     """A front's handle on the engine; implements EmbeddingBackend."""
 
-    def __init__(self, socket_path: str, max_group_texts: int = 256) -> None:
+    def __init__(
+        self, socket_path: str, max_group_texts: int = 256, max_group_tokens: int = PASS_TOKENS
+    ) -> None:
         self._path = socket_path
-        # A group is cut at this many texts (the engine's batch size): a turn's worth of large
+        # A group is cut at the engine's batch size in texts and at one graphed pass of tokens (the
+        # batcher holds a batch to one pass, and an item is never split): a turn's worth of large
         # requests still spreads over several of the engine's batches in flight.
         self._max_group_texts = max_group_texts
+        self._max_group_tokens = max_group_tokens
         self.table: RoutingTable | None = None
         self.load_error: str | None = None
         self._infos: dict[str, VersionInfo] = {}
@@ -244,17 +248,22 @@ class EngineClient:
     def _pack(
         self, version: str, queued: list[tuple[asyncio.Future[EmbedResult], TokenizedBatch]]
     ) -> list[tuple[int, str, TokenizedBatch]]:
-        """One turn's requests for a version as groups of at most `max_group_texts` texts."""
+        """One turn's requests for a version as groups of at most `max_group_texts` texts and
+        `max_group_tokens` tokens."""
         parts: list[list[tuple[asyncio.Future[EmbedResult], TokenizedBatch]]] = [[]]
-        texts = 0
+        texts = count = 0
         for future, tokens in queued:
             if future.done():  # cancelled before it left
                 continue
-            if parts[-1] and texts + len(tokens) > self._max_group_texts:
+            size = int(tokens.lengths.sum())
+            if parts[-1] and (
+                texts + len(tokens) > self._max_group_texts or count + size > self._max_group_tokens
+            ):
                 parts.append([])
-                texts = 0
+                texts = count = 0
             parts[-1].append((future, tokens))
             texts += len(tokens)
+            count += size
         items: list[tuple[int, str, TokenizedBatch]] = []
         for part in parts:
             if not part:

@@ -14,6 +14,11 @@ from typing import Protocol
 
 import numpy as np
 
+# Tokens one graphed pass (a CUDA graph's replay, `cuda_graphs`) holds at most, rows x padded width:
+# larger chunks run as several replays. The batcher holds a batch to one pass, and an engine front
+# cuts its groups at one, so that a batch's passes run from as many threads at once.
+PASS_TOKENS = 32768
+
 
 @dataclass(frozen=True, slots=True)
 class TokenizedBatch:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from inference.models.base import TokenizedBatch
+from inference.models.base import PASS_TOKENS, TokenizedBatch
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE
@@ -64,8 +64,6 @@ LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STARVED_S = 0.2
 # Every other bucket is captured only when the device had no pass for this long.
 IDLE_S = 0.25
-# Tokens one replay holds at most (rows x padded width): larger chunks run as several replays.
-PASS_TOKENS = 32768
 # A graph saves the interpreter's launching, nothing on the device: a bucket whose eager pass kept
 # the device busy this many times longer than Python took to launch it (a large encoder's long
 # passes: BERT-large at 512 tokens) is served eagerly for good. Capturing it would cost device time

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from inference.models.base import TokenizedBatch
-from inference.models.cuda_graphs import PASS_TOKENS, GraphedForward
+from inference.models.base import PASS_TOKENS, TokenizedBatch
+from inference.models.cuda_graphs import GraphedForward
 from inference.models.weight_slots import Slot, WeightSlots, module_tensors, slot_signature
 from inference.tokenization import TextTokenizer
 

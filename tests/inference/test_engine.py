@@ -142,32 +142,45 @@ def test_the_engine_refusing_after_the_hop_is_a_429(loader, tmp_path: Path) -> N
     assert set(statuses) <= {200, 429} and statuses[429] >= 1, statuses
 
 
+@pytest.mark.parametrize("cut", ["texts", "tokens"])
 def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
-    engine_front: RunningServer, st_model
+    engine_front: RunningServer, st_model, cut: str
 ) -> None:
     """Requests submitted in one event-loop turn reach the engine as groups of at most
-    `max_group_texts` texts; each request gets its own rows back, and a request cancelled on the
-    way leaves the others of its group unharmed."""
+    `max_group_texts` texts and `max_group_tokens` tokens (a batch holds one graphed pass, and a
+    group is never split); each request gets its own rows back, and a request cancelled on the way
+    leaves the others of its group unharmed."""
     from inference.engine_process import EngineClient
 
     engine: ModelServer = engine_front.app.state.engine_server
     submitted: list[int] = []
+    group_tokens: list[int] = []
     original = engine.submit
 
     def counting_submit(version: str, tokens):  # the engine's own submit, counted
         submitted.append(len(tokens))
+        group_tokens.append(int(tokens.lengths.sum()))
         return original(version, tokens)
 
     requests = [SENTENCES[i % 8 : i % 8 + 1 + i % 3] for i in range(10)]  # 1-3 texts each
+    limits: dict[str, int] = {}
 
     async def drive() -> list[np.ndarray | None]:
-        client = EngineClient(engine_front.app.state.engine_socket, max_group_texts=8)
+        info = EngineClient(engine_front.app.state.engine_socket)  # for the tokenizer only
+        await info.start()
+        while "1" not in info.loaded:
+            await asyncio.sleep(0.01)
+        version = info.info("1")
+        assert version is not None
+        await info.close()
+        tokens = [version.tokenizer.tokenize(texts) for texts in requests]
+        largest = max(int(t.lengths.sum()) for t in tokens)
+        caps = {"max_group_texts": 8} if cut == "texts" else {"max_group_tokens": 2 * largest}
+        limits.update(texts=caps.get("max_group_texts", 256), tokens=caps.get("max_group_tokens", 1 << 30))
+        client = EngineClient(engine_front.app.state.engine_socket, **caps)
         await client.start()
         while "1" not in client.loaded:
             await asyncio.sleep(0.01)
-        info = client.info("1")
-        assert info is not None
-        tokens = [info.tokenizer.tokenize(texts) for texts in requests]
         futures = [client.submit("1", t) for t in tokens]  # one turn: no await in between
         futures[3].cancel()
         done = await asyncio.gather(*futures, return_exceptions=True)
@@ -180,7 +193,8 @@ def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
     finally:
         engine.submit = original  # type: ignore[method-assign]
     texts = [len(r) for i, r in enumerate(requests) if i != 3]
-    assert sum(submitted) == sum(texts) and all(n <= 8 for n in submitted), submitted
+    assert sum(submitted) == sum(texts) and all(n <= limits["texts"] for n in submitted), submitted
+    assert all(n <= limits["tokens"] for n in group_tokens), (group_tokens, limits)
     assert len(submitted) < len(texts), f"every request travelled alone: {submitted}"
     assert got[3] is None
     for i, texts_i in enumerate(requests):
