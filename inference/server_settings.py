@@ -113,9 +113,10 @@ class InferenceSettings(ComponentSettings):
         batch (a turn of the event loop, a worker thread's wake-up, the device lock, each taken
         while the fronts' frames compete for the same GIL) is what caps it at many-text requests:
         1,024-text batches served 94-95% of 8 replicas' 32-sentence throughput where 256-text ones
-        served 45-56%, on two H100 hosts (bench/inference.md, "GPU: one H100, runs 12-14"). Long
-        texts are bounded by tokens anyway (`max_queue_tokens`, whole passes). A replica or a CPU
-        server keeps batches of 256: it batches only its own front's requests."""
+        served 46-56%, on two H100 hosts (bench/inference.md, "GPU: one H100, runs 12 and 13").
+        Long texts are bounded by tokens instead: a batch holds at most one graphed pass
+        (`DynamicBatcher._take_batch`). A replica or a CPU server keeps batches of 256: it batches
+        only its own front's requests."""
         if self.max_batch_size is not None:
             return self.max_batch_size
         return 1024 if self.resolved_engine() and self._gpu_mounted() else 256

@@ -166,21 +166,22 @@ def test_requests_of_one_turn_travel_as_groups_and_get_their_own_rows(
     limits: dict[str, int] = {}
 
     async def drive() -> list[np.ndarray | None]:
-        info = EngineClient(engine_front.app.state.engine_socket)  # for the tokenizer only
-        await info.start()
-        while "1" not in info.loaded:
-            await asyncio.sleep(0.01)
-        version = info.info("1")
+        async def connected(**caps: int) -> EngineClient:
+            client = EngineClient(engine_front.app.state.engine_socket, **caps)
+            await client.start()
+            while "1" not in client.loaded:
+                await asyncio.sleep(0.01)
+            return client
+
+        first = await connected()  # for the tokenizer, to size the token cap from the requests
+        version = first.info("1")
         assert version is not None
-        await info.close()
+        await first.close()
         tokens = [version.tokenizer.tokenize(texts) for texts in requests]
         largest = max(int(t.lengths.sum()) for t in tokens)
         caps = {"max_group_texts": 8} if cut == "texts" else {"max_group_tokens": 2 * largest}
         limits.update(texts=caps.get("max_group_texts", 256), tokens=caps.get("max_group_tokens", 1 << 30))
-        client = EngineClient(engine_front.app.state.engine_socket, **caps)
-        await client.start()
-        while "1" not in client.loaded:
-            await asyncio.sleep(0.01)
+        client = await connected(**caps)
         futures = [client.submit("1", t) for t in tokens]  # one turn: no await in between
         futures[3].cancel()
         done = await asyncio.gather(*futures, return_exceptions=True)
