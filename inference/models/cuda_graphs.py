@@ -305,30 +305,31 @@ class GraphedForward:
         each of those stalls would stop every pass in flight. Here the capture is ordered by
         streams instead: the dummy input is written on the device after the lane's queued passes
         have read its buffer, and the lane's next pass waits for the capture.
+
+        The warm-up passes run on the lane's capture stream too, the same stream for every capture
+        of the lane: the allocator keeps a freed block (and cuBLAS a workspace) for the stream it
+        was used on, and a new side stream per capture (PyTorch hands out a pool of 32 in turn)
+        left a warm-up's activations cached on each of them.
         """
-        current = torch.cuda.current_stream(self._device)
-        current.wait_stream(lane.stream)  # the lane's passes queued so far have read its buffer
+        stream = lane.capture_stream
+        stream.wait_stream(lane.stream)  # the lane's passes queued so far have read its buffer
         if lane.weights is not None:  # the warm-up passes below read the weights (the lane's own
-            current.wait_event(lane.weights)  # next pass still waits for them: a capture may fail)
+            stream.wait_event(lane.weights)  # next pass still waits for them: a capture may fail)
         features = self._features(lane, bucket)
-        with torch.cuda.stream(current):
+        with torch.cuda.stream(stream):
             features["input_ids"].fill_(self._pad_id + 1)
             features["attention_mask"].fill_(1)
             if "token_type_ids" in features:
                 features["token_type_ids"].fill_(0)
-        side = torch.cuda.Stream(self._device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
             for _ in range(2):  # library workspaces and lazy inits happen outside the capture
                 self._forward(features)
-        lane.capture_stream.wait_stream(side)
         if lane.pool is None:
             lane.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # Captures are serialised under the device lock, so what the allocator reserved meanwhile
         # is this graph's share of the pool.
         reserved = torch.cuda.memory_reserved(self._device)
-        with torch.cuda.stream(lane.capture_stream):
+        with torch.cuda.stream(stream):
             graph.capture_begin(lane.pool, capture_error_mode="thread_local")
             try:
                 output = self._forward(features).float()
@@ -337,7 +338,7 @@ class GraphedForward:
         self.pool_bytes += max(0, torch.cuda.memory_reserved(self._device) - reserved)
         global _captures
         _captures += 1  # under the device lock: one capture at a time per device
-        lane.stream.wait_stream(lane.capture_stream)  # the lane's next pass comes after the capture
+        lane.stream.wait_stream(stream)  # the lane's next pass comes after the capture
         return graph, output
 
     def capture(self, bucket: Bucket) -> None:
@@ -359,7 +360,20 @@ class GraphedForward:
     def capture_all(self) -> None:
         for bucket in self.buckets():
             self.capture(bucket)
+        self._release_cache()
         log.info("captured %d CUDA graphs on %d lanes", self.captured_count(), self.lanes)
+
+    def _release_cache(self) -> None:
+        """Every bucket has its graph: hand the allocator's unused cache back to the device.
+
+        Before a bucket's graph exists its passes run eagerly on a lane's stream, and each capture
+        runs two warm-up passes on the lane's capture stream; the activations they freed stay
+        cached for the stream they ran on, up to a largest pass's worth per stream, and no graphed
+        pass asks for them again (graphs allocate from their own pools). Kept, they showed as GPU
+        memory in use that grew with traffic after ready. Freeing waits for the device, so it is
+        done once, under the device lock, when the last graph is captured."""
+        with self._lock:
+            torch.cuda.empty_cache()
 
     def capture_common(self) -> None:
         """Before ready: the largest bucket (which sizes each pool, so later captures fit in it)
@@ -398,6 +412,7 @@ class GraphedForward:
                 self._wanted = wanted
             pending = [b for b in (*wanted, *rest) if missing(b)]
             if not pending:
+                self._release_cache()
                 log.info("captured %d CUDA graphs on %d lanes", self.captured_count(), self.lanes)
                 return
             bucket = pending[0]
