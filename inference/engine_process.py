@@ -250,7 +250,7 @@ class EngineClient:
     ) -> list[tuple[int, str, TokenizedBatch]]:
         """One turn's requests for a version as groups of at most `max_group_texts` texts and
         `max_group_tokens` tokens."""
-        parts: list[list[tuple[asyncio.Future[EmbedResult], TokenizedBatch]]] = [[]]
+        parts: list[list[tuple[asyncio.Future[EmbedResult], TokenizedBatch, int]]] = [[]]
         texts = count = 0
         for future, tokens in queued:
             if future.done():  # cancelled before it left
@@ -261,7 +261,7 @@ class EngineClient:
             ):
                 parts.append([])
                 texts = count = 0
-            parts[-1].append((future, tokens))
+            parts[-1].append((future, tokens, size))
             texts += len(tokens)
             count += size
         items: list[tuple[int, str, TokenizedBatch]] = []
@@ -270,12 +270,12 @@ class EngineClient:
                 continue
             self._next_id += 1
             group_id = self._next_id
-            group = _Group([f for f, _ in part], [len(t) for _, t in part],
-                           [int(t.lengths.sum()) for _, t in part], len(part))  # fmt: skip
+            group = _Group([f for f, _, _ in part], [len(t) for _, t, _ in part],
+                           [size for _, _, size in part], len(part))  # fmt: skip
             self._groups[group_id] = group
             for future in group.futures:
                 future.add_done_callback(functools.partial(self._on_done, group_id))
-            items.append((group_id, version, TokenizedBatch.concat([t for _, t in part])))
+            items.append((group_id, version, TokenizedBatch.concat([t for _, t, _ in part])))
         return items
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
